@@ -1,0 +1,97 @@
+// What model-part plugins (aggregator, classifier, prescreener) receive and return.
+import type * as tf from '@tensorflow/tfjs';
+import type { Module } from '../../core/nn/module.js';
+import type { Rng } from '../../core/runtime/random.js';
+import type { Logger } from '../../core/logger.js';
+
+/** One slide as tensors. Rows of every per-instance tensor are in the same order. */
+export interface Bag {
+  readonly slideId: string;
+  /** [N, D] patch features. */
+  readonly features: tf.Tensor2D;
+  /** [N, 2] patch coordinates (level-0 pixels), when the data has them. */
+  readonly coords?: tf.Tensor2D;
+  /** [N, 16, 16, 3] low-resolution thumbnails scaled to [0, 1], when the data has them (HDMIL's LIPN). */
+  readonly thumbs?: tf.Tensor4D;
+  /** Slide label, given in training only (CLAM's instance loss needs it); never read at eval. */
+  readonly label?: number;
+}
+
+/** Per-call state of a forward pass. */
+export interface ForwardIO {
+  readonly training: boolean;
+  /** Stream for dropout masks and noise of this step. */
+  readonly rng: Rng;
+  /** Tests inject fixed noise draws by name (e.g. HDMIL's Gumbel samples) to compare with a reference. */
+  readonly injected?: Readonly<Record<string, tf.Tensor>>;
+}
+
+/** Everything a model plugin needs at construction; dims come from the data, never from options. */
+export interface ModelContext {
+  /** D: feature width of the bags. */
+  readonly inputDim: number;
+  /** C: number of slide classes. */
+  readonly numClasses: number;
+  /** Output width asked of this part (classifiers: usually C; inside multi-branch aggregators: often 1). */
+  readonly outputDim: number;
+  readonly rng: Rng;
+  readonly logger: Logger;
+  /**
+   * Builds the configured classifier plugin for [inDim → outDim]; aggregators that own their heads
+   * (CLAM-MB per-class heads, DMIN's bag and instance classifiers) call it so `model.classifier` stays swappable.
+   */
+  readonly makeClassifier: (inDim: number, outDim: number, rng: Rng) => Classifier;
+}
+
+/** Named outputs of a forward pass; loss plugins read what they declare they need. */
+export interface AggregatorOutput {
+  /** [K, E] slide embedding(s): K = 1 for single-branch methods, K = C for per-class branches. */
+  readonly embedding: tf.Tensor2D;
+  /** [1, C] class logits when the aggregator classifies itself (capability `ownsClassifier`). */
+  readonly logits?: tf.Tensor2D;
+  /** [K, N] normalised attention or instance scores, for interpretation and instance-level evaluation. */
+  readonly instanceScores?: tf.Tensor2D;
+  /** Extra named tensors for loss plugins (instance logits and targets, student logits, masks...). */
+  readonly extras?: Readonly<Record<string, tf.Tensor>>;
+}
+
+export interface Aggregator extends Module {
+  /** E: width of `embedding` rows. */
+  readonly embeddingDim: number;
+  forward(bag: Bag, io: ForwardIO): AggregatorOutput;
+}
+
+export interface Classifier extends Module {
+  /** [M, in] → [M, out] logits. */
+  forward(x: tf.Tensor2D, io: ForwardIO): tf.Tensor2D;
+}
+
+/** Pre-screener: low-resolution instances → one keep logit per instance (keep where logit > 0). */
+export interface Prescreener extends Module {
+  /** [N, 16, 16, 3] → [N] keep logits. */
+  score(thumbs: tf.Tensor4D, io: ForwardIO): tf.Tensor1D;
+}
+
+export interface AggregatorCapabilities {
+  /** Fills `instanceScores` (attention per instance). */
+  readonly instanceScores: boolean;
+  /** Output does not change when instances are permuted (false for TransMIL's positional conv). */
+  readonly permutationInvariant: boolean;
+  /** Returns `logits` itself, using `ctx.makeClassifier` for its heads. */
+  readonly ownsClassifier: boolean;
+  /** Names of the `extras` it can produce, so loss requirements are checked before training. */
+  readonly provides: readonly string[];
+  /** Needs `bag.coords`. */
+  readonly needsCoords: boolean;
+  /** Needs `bag.thumbs`. */
+  readonly needsThumbs: boolean;
+}
+
+export const DEFAULT_AGGREGATOR_CAPABILITIES: AggregatorCapabilities = {
+  instanceScores: false,
+  permutationInvariant: true,
+  ownsClassifier: false,
+  provides: [],
+  needsCoords: false,
+  needsThumbs: false,
+};

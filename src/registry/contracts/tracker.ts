@@ -1,0 +1,40 @@
+// Tracker plugins: where runs, params, metrics and artifacts go (MLflow file store by default).
+import type { Logger } from '../../core/logger.js';
+
+export type RunStatus = 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED';
+
+export interface MetricPoint {
+  readonly key: string;
+  readonly value: number;
+  readonly step: number;
+  /** Milliseconds since the epoch. */
+  readonly timestamp: number;
+}
+
+export interface StartRunSpec {
+  readonly experimentName: string;
+  readonly runName: string;
+  readonly parentRunId?: string;
+  readonly tags?: Readonly<Record<string, string>>;
+}
+
+export interface Tracker {
+  /** Creates a run and returns its id. */
+  startRun(spec: StartRunSpec): Promise<string>;
+  logParams(runId: string, params: Readonly<Record<string, string>>): Promise<void>;
+  logMetrics(runId: string, metrics: readonly MetricPoint[]): Promise<void>;
+  setTags(runId: string, tags: Readonly<Record<string, string>>): Promise<void>;
+  /** Copies a local file under the run's artifacts, at `artifactPath` (a folder, '' for the root). */
+  logArtifact(runId: string, localPath: string, artifactPath?: string): Promise<void>;
+  endRun(runId: string, status: Exclude<RunStatus, 'RUNNING'>): Promise<void>;
+  /** Waits for buffered writes; called before the process exits. */
+  flush(): Promise<void>;
+}
+
+export interface TrackerContext {
+  readonly logger: Logger;
+  /** Working directory the local store path resolves against. */
+  readonly cwd: string;
+}
+
+export type TrackerCapabilities = Readonly<Record<string, never>>;
