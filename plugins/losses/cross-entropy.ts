@@ -1,0 +1,42 @@
+/**
+ * Cross-entropy on the slide logits (loss/cross-entropy)
+ * Paper: the bag loss of every method here; HDMIL uses it on the teacher branch only (methods.md §1.7, §3.3).
+ * Implements: L = -log softmax(logits)_y, optional label smoothing ε: targets (1-ε) one-hot + ε/C
+ * Symbols: logits [1,C] · y label
+ * Choices: class weights optional (ordered by class index) for imbalanced tasks
+ * Checked against: hand-computed log-softmax in test/plugins/losses/cross-entropy.test.ts
+ */
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import { definePlugin, type Loss, type LossTarget, type ModelOutput } from '../../src/registry/index.js';
+
+export const CrossEntropyOptions = z.strictObject({
+  labelSmoothing: z.number().min(0).lt(1).default(0).describe('ε: mass spread uniformly over classes'),
+  classWeights: z.array(z.number().positive()).optional().describe('per-class weights, indexed by label'),
+});
+export type CrossEntropyOptions = z.output<typeof CrossEntropyOptions>;
+
+class CrossEntropyLoss implements Loss {
+  constructor(private readonly options: CrossEntropyOptions) {}
+
+  compute(output: ModelOutput, target: LossTarget): Record<string, tf.Scalar> {
+    const loss = tf.tidy(() => {
+      const logProbs = tf.logSoftmax(output.logits); // [1, C]
+      const eps = this.options.labelSmoothing;
+      const oneHot = tf.oneHot([target.label], target.numClasses).toFloat(); // [1, C]
+      const soft = eps > 0 ? tf.add(tf.mul(oneHot, 1 - eps), eps / target.numClasses) : oneHot;
+      const weight = this.options.classWeights?.[target.label] ?? 1;
+      return tf.mul(tf.neg(tf.sum(tf.mul(soft, logProbs))), weight) as tf.Scalar;
+    });
+    return { '': loss };
+  }
+}
+
+export default definePlugin({
+  kind: 'loss',
+  name: 'cross-entropy',
+  summary: 'softmax cross-entropy of the slide logits',
+  options: CrossEntropyOptions,
+  capabilities: { requires: [] },
+  create: (options) => new CrossEntropyLoss(options),
+});

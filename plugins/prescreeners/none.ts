@@ -1,0 +1,20 @@
+/**
+ * No pre-screening (prescreener/none)
+ * Paper: the HDMIL† setting of Dong et al., "Fast and Accurate Gigapixel Pathological Image Classification
+ *   with Hierarchical Distillation Multi-Instance Learning", CVPR 2025 (DMIN on all instances)
+ * Implements: keep every instance (methods.md §1.12 without LIPN)
+ * Symbols: none
+ * Choices: create returns null so the engine skips the screening stage entirely
+ * Checked against: engine tests (all instances reach the aggregator)
+ */
+import { z } from 'zod';
+import { definePlugin } from '../../src/registry/index.js';
+
+export default definePlugin({
+  kind: 'prescreener',
+  name: 'none',
+  summary: 'keep every instance (no pre-screening stage)',
+  options: z.strictObject({}),
+  capabilities: { trainable: false },
+  create: () => null,
+});
