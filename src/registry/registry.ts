@@ -229,9 +229,10 @@ function typeText(prop: Record<string, unknown>): string {
   const type = prop.type;
   if (type === 'array') return `${typeText((prop.items ?? {}) as Record<string, unknown>)}[]`;
   const range: string[] = [];
-  if (prop.minimum !== undefined) range.push(`≥${String(prop.minimum)}`);
+  // z.int() carries the safe-integer bounds; they say nothing to a user.
+  if (prop.minimum !== undefined && prop.minimum !== Number.MIN_SAFE_INTEGER) range.push(`≥${String(prop.minimum)}`);
   if (prop.exclusiveMinimum !== undefined) range.push(`>${String(prop.exclusiveMinimum)}`);
-  if (prop.maximum !== undefined) range.push(`≤${String(prop.maximum)}`);
+  if (prop.maximum !== undefined && prop.maximum !== Number.MAX_SAFE_INTEGER) range.push(`≤${String(prop.maximum)}`);
   if (prop.exclusiveMaximum !== undefined) range.push(`<${String(prop.exclusiveMaximum)}`);
   return `${typeof type === 'string' ? type : 'any'}${range.length ? ` ${range.join(' ')}` : ''}`;
 }

@@ -1,0 +1,61 @@
+// The milkit CLI: commander program whose subcommands are the modules in ./commands (each exports
+// `register`). Errors print one line per cause and exit with the error class's code; stacks only with --debug.
+import 'reflect-metadata';
+import { readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import { MilkitError, renderError } from '../errors.js';
+import { consoleLogger } from '../logger.js';
+import type { PluginManifest } from '../../registry/registry.js';
+import { createApp, type CliIo, type RegisterCommand } from './app.js';
+
+export interface MainOptions {
+  readonly manifest: PluginManifest;
+  readonly io?: CliIo;
+  readonly cwd?: string;
+  readonly env?: Readonly<Record<string, string | undefined>>;
+}
+
+const processIo: CliIo = {
+  out: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
+  err: (text) => process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
+  stdoutIsTTY: Boolean(process.stdout.isTTY),
+};
+
+/** Builds the program with every command module registered. */
+export async function buildProgram(options: MainOptions): Promise<Command> {
+  const io = options.io ?? processIo;
+  const debug = process.argv.includes('--debug');
+  const logger = consoleLogger(debug ? 'debug' : 'info');
+  const app = createApp(options.manifest, logger, io, options.cwd ?? process.cwd(), options.env ?? process.env);
+  const program = new Command('milkit')
+    .description('Multiple-instance learning experiments on whole-slide images: typed configs, plugins, CV, sweeps, MLflow.')
+    .option('--debug', 'print stack traces and debug logs')
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+  const here = dirname(fileURLToPath(import.meta.url));
+  const files = readdirSync(join(here, 'commands')).filter((f) => /^[a-z][a-z0-9-]*\.ts$/.test(f)).sort();
+  for (const file of files) {
+    const module = (await import(pathToFileURL(join(here, 'commands', file)).href)) as { register?: RegisterCommand };
+    module.register?.(program, app);
+  }
+  return program;
+}
+
+/** Runs the CLI; returns the exit code instead of exiting, so tests can call it. */
+export async function main(argv: readonly string[], options: MainOptions): Promise<number> {
+  const io = options.io ?? processIo;
+  const debug = argv.includes('--debug');
+  try {
+    const program = await buildProgram(options);
+    await program.parseAsync([...argv], { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode;
+    io.err(renderError(error, debug));
+    if (!debug && !(error instanceof MilkitError)) io.err('(run with --debug for the stack trace)');
+    return error instanceof MilkitError ? error.exitCode : 1;
+  }
+}
