@@ -1,0 +1,7 @@
+// Disposal of a bag's tensors (features, coords, thumbnails) once a step or an evaluation is done with it.
+import * as tf from '@tensorflow/tfjs';
+import type { Bag } from '../../registry/contracts/model.js';
+
+export function disposeBag(bag: Bag): void {
+  tf.dispose([bag.features, ...(bag.coords ? [bag.coords] : []), ...(bag.thumbs ? [bag.thumbs] : [])]);
+}

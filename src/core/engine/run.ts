@@ -1,0 +1,236 @@
+// Runs an experiment: runtime, data (validated before any training), splits (persisted), then every fold
+// (train → select → test), each fold tracked as a child run; a fold that fails is reported and the others
+// finish. Writes resolved config, splits, per-fold metrics and predictions, and a cross-fold summary.
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { MilkitError, renderError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { Rng } from '../runtime/random.js';
+import { initRuntime, runtimeTags, type RuntimeInfo } from '../runtime/index.js';
+import type { ResolvedExperiment } from '../config/index.js';
+import type { Registry } from '../../registry/registry.js';
+import type { BagSource, SlideRecord } from '../../registry/contracts/data.js';
+import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
+import type { Tracker } from '../../registry/contracts/tracker.js';
+import { validateSource } from '../data/bags.js';
+import { makeSplits, writeSplitsCsv, type Fold } from '../data/splits.js';
+import { summarizeFolds } from '../eval/metrics.js';
+import { writePredictionsCsv } from '../eval/predictions.js';
+import { createTracker, flattenParams, systemTags } from '../tracking/index.js';
+import { MilModel } from './model.js';
+import { trainFold, type EpochRecord, type TrainEvents } from './trainer.js';
+import { evaluate, type SlidePrediction } from './evaluate.js';
+
+export interface RunOptions {
+  readonly resolved: ResolvedExperiment;
+  readonly registry: Registry;
+  readonly logger: Logger;
+  readonly cwd: string;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** Continue folds from their last checkpoints. */
+  readonly resume?: boolean;
+  /** Run only these fold indices (default: all). */
+  readonly folds?: readonly number[];
+  /** Progress/reporting hooks per fold. */
+  readonly events?: (fold: number) => TrainEvents;
+  /** An existing tracker and parent run (sweeps nest cells under their run); default: a new one. */
+  readonly tracking?: { readonly tracker: Tracker; readonly parentRunId?: string };
+}
+
+export interface FoldOutcome {
+  readonly fold: number;
+  readonly ok: boolean;
+  readonly error?: string;
+  readonly metrics: Readonly<Record<string, MetricValue>>;
+  readonly instanceAuc?: MetricValue;
+  readonly bestEpoch?: number;
+  readonly epochsRun?: number;
+  readonly secondsPerSlide?: number;
+  readonly runId?: string;
+}
+
+export interface ExperimentResult {
+  readonly outDir: string;
+  readonly runtime: RuntimeInfo;
+  readonly folds: FoldOutcome[];
+  readonly summary: Record<string, { mean: number | null; std: number | null; n: number }>;
+  readonly runId?: string;
+}
+
+/** Output folder of a resolved experiment: `<output.dir or outputs/<name>>/<configHash[0:8]>`. */
+export function experimentOutDir(resolved: ResolvedExperiment, cwd: string): string {
+  const base = resolved.config.output.dir ?? path.join('outputs', resolved.config.name);
+  return path.resolve(cwd, base, resolved.configHash.slice(0, 8));
+}
+
+export async function runExperiment(options: RunOptions): Promise<ExperimentResult> {
+  const { resolved, registry, logger } = options;
+  const { config } = resolved;
+  const runtime = await initRuntime(config.runtime, { logger });
+  const outDir = experimentOutDir(resolved, options.cwd);
+  await mkdir(outDir, { recursive: true });
+  await writeFile(path.join(outDir, 'config.resolved.yaml'), resolved.toYaml());
+
+  const source: BagSource = await registry.create(resolved.slots.dataset, { seed: config.seed, logger, baseDir: resolved.baseDir });
+  const { slides } = await validateSource(source, { onBadSlide: config.data.onBadSlide, logger });
+  const numClasses = source.classNames.length;
+  const folds = makeSplits(slides, config.split, config.seed);
+  const splitsDir = path.join(outDir, 'splits');
+  await mkdir(splitsDir, { recursive: true });
+  for (const fold of folds) await writeSplitsCsv(path.join(splitsDir, `splits_${fold.index}.csv`), fold);
+
+  const metrics = await Promise.all(resolved.slots.metrics.map(async (slot) => ({ name: slot.name, metric: registry.create(slot, { numClasses }) })));
+  const instanceMetric = registry.ids('metric').includes('metric/auc') ? registry.create(await registry.resolve('metric', 'auc', { key: 'eval.metrics' }), { numClasses: 2 }) : undefined;
+
+  const tracker = options.tracking?.tracker ?? (config.tracking.enabled ? await createTracker(config.tracking, { registry, logger, cwd: options.cwd, env: options.env }) : undefined);
+  const experimentName = config.tracking.experimentName ?? config.name;
+  const parentRunId = tracker
+    ? await tracker.startRun({
+        experimentName,
+        runName: `${config.name}-${resolved.configHash.slice(0, 8)}`,
+        ...(options.tracking?.parentRunId ? { parentRunId: options.tracking.parentRunId } : {}),
+        tags: {
+          ...systemTags({ runName: `${config.name}-${resolved.configHash.slice(0, 8)}`, cwd: options.cwd, ...(resolved.overrides.length ? { note: `overrides: ${resolved.overrides.join(' ')}` } : {}) }),
+          ...runtimeTags(runtime),
+          'milkit.configHash': resolved.configHash,
+          'milkit.run_key': resolved.configHash,
+          'milkit.level': 'experiment',
+        },
+      })
+    : undefined;
+  if (tracker && parentRunId) {
+    const { params, oversized } = flattenParams(config);
+    await tracker.logParams(parentRunId, params);
+    if (Object.keys(oversized).length > 0) {
+      const file = path.join(outDir, 'params.oversized.json');
+      await writeFile(file, JSON.stringify(oversized, null, 2));
+      await tracker.logArtifact(parentRunId, file);
+    }
+    await tracker.logArtifact(parentRunId, path.join(outDir, 'config.resolved.yaml'));
+    await tracker.logArtifact(parentRunId, splitsDir, 'splits');
+  }
+
+  const slideById = new Map(slides.map((s) => [s.slideId, s]));
+  const pick = (ids: readonly string[]): SlideRecord[] => ids.map((id) => slideById.get(id)).filter((s): s is SlideRecord => s !== undefined);
+  const selected = folds.filter((f) => options.folds === undefined || options.folds.includes(f.index));
+  const outcomes: FoldOutcome[] = [];
+  const allPredictions: Array<SlidePrediction & { fold: number }> = [];
+  for (const fold of selected) {
+    const outcome = await runOneFold({
+      ...options, fold, pick, source, numClasses, metrics, instanceMetric, outDir, tracker, parentRunId, experimentName, allPredictions,
+    }).catch((error: unknown): FoldOutcome => {
+      logger.error(`fold ${fold.index} failed:\n${renderError(error, false)}`);
+      return { fold: fold.index, ok: false, error: error instanceof MilkitError ? error.render() : String(error), metrics: {} };
+    });
+    outcomes.push(outcome);
+  }
+  await source.close?.();
+
+  const succeeded = outcomes.filter((o) => o.ok);
+  const summary = summarizeFolds(succeeded.map((o) => ({ ...o.metrics, ...(o.instanceAuc ? { instance_auc: o.instanceAuc } : {}) })));
+  await writeFile(path.join(outDir, 'summary.json'), JSON.stringify({ folds: outcomes, summary, std: 'sample standard deviation (ddof=1)' }, null, 2));
+  await writePredictionsCsv(path.join(outDir, 'predictions.csv'), allPredictions, source.classNames);
+  if (tracker && parentRunId) {
+    const now = Date.now();
+    const points = Object.entries(summary).flatMap(([key, s]) => [
+      ...(s.mean !== null ? [{ key: `test/${key}_mean`, value: s.mean, step: 0, timestamp: now }] : []),
+      ...(s.std !== null ? [{ key: `test/${key}_std`, value: s.std, step: 0, timestamp: now }] : []),
+    ]);
+    await tracker.logMetrics(parentRunId, points);
+    await tracker.logArtifact(parentRunId, path.join(outDir, 'summary.json'));
+    await tracker.logArtifact(parentRunId, path.join(outDir, 'predictions.csv'));
+    await tracker.endRun(parentRunId, succeeded.length === outcomes.length ? 'FINISHED' : 'FAILED');
+    await tracker.flush();
+  }
+  return { outDir, runtime, folds: outcomes, summary, ...(parentRunId ? { runId: parentRunId } : {}) };
+}
+
+interface FoldJob extends RunOptions {
+  readonly fold: Fold;
+  readonly pick: (ids: readonly string[]) => SlideRecord[];
+  readonly source: BagSource;
+  readonly numClasses: number;
+  readonly metrics: ReadonlyArray<{ name: string; metric: Metric }>;
+  readonly instanceMetric: Metric | undefined;
+  readonly outDir: string;
+  readonly tracker: Tracker | undefined;
+  readonly parentRunId: string | undefined;
+  readonly experimentName: string;
+  readonly allPredictions: Array<SlidePrediction & { fold: number }>;
+}
+
+async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
+  const { resolved, registry, logger, fold, tracker, source, numClasses } = job;
+  const { config } = resolved;
+  const foldDir = path.join(job.outDir, `fold-${fold.index}`);
+  await mkdir(foldDir, { recursive: true });
+  const foldRng = new Rng(config.seed).fork(`fold-${fold.index}`);
+  const runId = tracker
+    ? await tracker.startRun({
+        experimentName: job.experimentName,
+        runName: `fold-${fold.index}`,
+        ...(job.parentRunId ? { parentRunId: job.parentRunId } : {}),
+        tags: { 'milkit.fold': String(fold.index), 'milkit.run_key': `${resolved.configHash}:${fold.index}`, 'milkit.level': 'fold' },
+      })
+    : undefined;
+  const model = new MilModel(registry, resolved.slots, { inputDim: source.featureDim, numClasses }, foldRng.fork('init'), logger);
+  try {
+    if (tracker && runId) await tracker.logParams(runId, { fold: String(fold.index), 'split.train': String(fold.train.length), 'split.val': String(fold.val.length), 'split.test': String(fold.test.length) });
+    const userEvents = job.events?.(fold.index);
+    const events: TrainEvents = {
+      ...userEvents,
+      onEpochEnd: async (record: EpochRecord) => {
+        await userEvents?.onEpochEnd?.(record);
+        if (tracker && runId) {
+          const now = Date.now();
+          const points = Object.entries(record.metrics)
+            .filter((e): e is [string, number] => e[1] !== null)
+            .map(([key, value]) => ({ key, value, step: record.epoch, timestamp: now }));
+          await tracker.logMetrics(runId, [...points, { key: 'train/lr', value: record.lr, step: record.epoch, timestamp: now }]);
+        }
+      },
+    };
+    const trained = await trainFold({
+      model, source, train: job.pick(fold.train), val: job.pick(fold.val), numClasses, section: config.train,
+      ...(config.data.maxInstances !== undefined ? { maxInstances: config.data.maxInstances } : {}),
+      metrics: job.metrics, rng: foldRng, logger, checkpointDir: foldDir, configHash: resolved.configHash, fold: fold.index,
+      resume: job.resume ?? false, events,
+    });
+    const test = await evaluate({
+      model, source, slides: job.pick(fold.test), numClasses, metrics: job.metrics, rng: foldRng.fork('test'),
+      ...(job.instanceMetric ? { instanceMetric: job.instanceMetric } : {}),
+    });
+    const predictions = test.predictions.map((p) => ({ ...p, fold: fold.index }));
+    job.allPredictions.push(...predictions);
+    await writePredictionsCsv(path.join(foldDir, 'predictions.csv'), predictions, source.classNames);
+    const outcome: FoldOutcome = {
+      fold: fold.index, ok: true, metrics: test.metrics, bestEpoch: trained.bestEpoch, epochsRun: trained.epochsRun,
+      secondsPerSlide: test.msPerSlide / 1000, ...(test.instanceAuc ? { instanceAuc: test.instanceAuc } : {}), ...(runId ? { runId } : {}),
+    };
+    await writeFile(path.join(foldDir, 'metrics.json'), JSON.stringify({ ...outcome, history: trained.history }, null, 2));
+    if (tracker && runId) {
+      const now = Date.now();
+      const finals = Object.entries(test.metrics).filter((e): e is [string, { value: number }] => e[1].value !== null);
+      await tracker.logMetrics(runId, [
+        ...finals.map(([key, v]) => ({ key: `test/${key}`, value: v.value, step: trained.bestEpoch, timestamp: now })),
+        ...(test.instanceAuc && test.instanceAuc.value !== null ? [{ key: 'test/instance_auc', value: test.instanceAuc.value, step: trained.bestEpoch, timestamp: now }] : []),
+        { key: 'time/slide_ms', value: test.msPerSlide, step: trained.bestEpoch, timestamp: now },
+        { key: 'best_epoch', value: trained.bestEpoch, step: trained.bestEpoch, timestamp: now },
+      ]);
+      await tracker.logArtifact(runId, path.join(foldDir, 'predictions.csv'));
+      await tracker.logArtifact(runId, path.join(foldDir, 'metrics.json'));
+      await tracker.endRun(runId, 'FINISHED');
+    }
+    return outcome;
+  } catch (error) {
+    if (tracker && runId) {
+      await tracker.setTags(runId, { 'milkit.error.code': error instanceof MilkitError ? error.code : 'internal' });
+      await tracker.endRun(runId, 'FAILED');
+    }
+    throw error;
+  } finally {
+    model.dispose();
+    logger.debug(`fold ${fold.index}: ${tf.memory().numTensors} tensors alive after dispose`);
+  }
+}

@@ -1,0 +1,231 @@
+// Trains one fold: one bag per step (optional gradient accumulation), configured losses, optimizer and
+// schedule, validation every epoch with the early-stopping rule, a resumable checkpoint each epoch, and the
+// best epoch's weights restored at the end.
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { NumericsError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Rng } from '../runtime/random.js';
+import type { BagSource, SlideRecord } from '../../registry/contracts/data.js';
+import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
+import { bagToTensors } from '../data/bags.js';
+import { disposeBag } from './bag-tensors.js';
+import type { TrainSection } from './schema.js';
+import { clipByGlobalNorm, createOptimizer, learningRateAt, type Optimizer } from './optim/index.js';
+import { EarlyStopping } from './early-stopping.js';
+import { epochOrder } from './sampling.js';
+import { assignVariables, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { evaluate, type EvaluationResult } from './evaluate.js';
+import type { MilModel } from './model.js';
+
+export interface EpochRecord {
+  readonly epoch: number;
+  readonly lr: number;
+  /** `train/loss`, `train/loss_<slot>`, `val/loss`, `val/<metric>` ... */
+  readonly metrics: Readonly<Record<string, number | null>>;
+  readonly improved: boolean;
+}
+
+/** What the trainer tells the outside world (progress bars, trackers). */
+export interface TrainEvents {
+  onEpochStart?(epoch: number, totalEpochs: number): void;
+  onStep?(step: number, stepsPerEpoch: number): void;
+  onEpochEnd?(record: EpochRecord): void | Promise<void>;
+}
+
+export interface TrainFoldOptions {
+  readonly model: MilModel;
+  readonly source: BagSource;
+  readonly train: readonly SlideRecord[];
+  readonly val: readonly SlideRecord[];
+  readonly numClasses: number;
+  readonly section: TrainSection;
+  readonly maxInstances?: number;
+  readonly metrics: ReadonlyArray<{ readonly name: string; readonly metric: Metric }>;
+  /** The fold's stream; epochs derive their own from it by label, so resume needs no generator state. */
+  readonly rng: Rng;
+  readonly logger: Logger;
+  /** Folder for `last.ckpt` and `best.ckpt`. */
+  readonly checkpointDir: string;
+  readonly configHash: string;
+  readonly fold: number;
+  readonly resume: boolean;
+  readonly events?: TrainEvents;
+}
+
+export interface TrainFoldResult {
+  readonly history: EpochRecord[];
+  readonly bestEpoch: number;
+  readonly epochsRun: number;
+  readonly stoppedEarly: boolean;
+  /** True when training continued from a checkpoint. */
+  readonly resumedFromEpoch?: number;
+}
+
+const MODEL_PREFIX = 'model/';
+const OPTIM_PREFIX = 'optim/';
+
+/** Runs the training loop of one fold and leaves the best epoch's weights in `model`. */
+export async function trainFold(options: TrainFoldOptions): Promise<TrainFoldResult> {
+  const { model, source, section, numClasses, logger } = options;
+  const params = model.namedTrainable();
+  const allTensors = model.namedTensors().map(([name, entry]) => [name, entry.variable] as const);
+  const optimizer: Optimizer = createOptimizer(section.optimizer, params);
+  const stopper = new EarlyStopping(section.earlyStopping);
+  const lastFile = path.join(options.checkpointDir, 'last.ckpt');
+  const bestFile = path.join(options.checkpointDir, 'best.ckpt');
+  const history: EpochRecord[] = [];
+  let startEpoch = 0;
+  let resumedFromEpoch: number | undefined;
+
+  if (options.resume) {
+    const checkpoint = await loadCheckpoint(lastFile);
+    if (checkpoint && checkpoint.meta.configHash === options.configHash) {
+      assignVariables(allTensors, checkpoint.tensors, MODEL_PREFIX, lastFile);
+      const optimState: Record<string, tf.Tensor> = {};
+      for (const [name, record] of Object.entries(checkpoint.tensors)) {
+        if (name.startsWith(OPTIM_PREFIX)) optimState[name.slice(OPTIM_PREFIX.length)] = tf.tensor(record.data, [...record.shape], record.dtype === 'I32' ? 'int32' : 'float32');
+      }
+      optimizer.loadState(optimState);
+      tf.dispose(Object.values(optimState));
+      stopper.restore(checkpoint.meta.earlyStopping as ReturnType<EarlyStopping['state']>);
+      history.push(...(checkpoint.meta.history as EpochRecord[]));
+      startEpoch = checkpoint.meta.epoch + 1;
+      resumedFromEpoch = checkpoint.meta.epoch;
+      logger.info(`fold ${options.fold}: resuming after epoch ${checkpoint.meta.epoch + 1} from ${lastFile}`);
+    } else if (checkpoint) {
+      logger.warn(`fold ${options.fold}: ${lastFile} belongs to another config (hash differs); starting afresh.`);
+    }
+  }
+
+  let stoppedEarly = stopper.stopped;
+  for (let epoch = startEpoch; epoch < section.epochs && !stoppedEarly; epoch += 1) {
+    options.events?.onEpochStart?.(epoch, section.epochs);
+    const lr = learningRateAt(section, epoch);
+    const epochRng = options.rng.fork(`epoch-${epoch}`);
+    const trainMetrics = await trainEpoch(options, optimizer, epoch, lr, epochRng);
+    const val = options.val.length > 0
+      ? await evaluate({ model, source, slides: options.val, numClasses, metrics: options.metrics, rng: epochRng.fork('val') })
+      : undefined;
+    const metrics: Record<string, number | null> = { ...trainMetrics, ...(val ? validationMetrics(val) : {}) };
+    const monitored = metrics[section.earlyStopping.monitor];
+    const decision = stopper.update(epoch, monitored ?? Number.NaN);
+    stoppedEarly = decision.stop;
+    const record: EpochRecord = { epoch, lr, metrics, improved: decision.improved };
+    history.push(record);
+    if (decision.improved) await saveModel(bestFile, allTensors, undefined, { epoch, configHash: options.configHash, fold: options.fold });
+    await saveModel(lastFile, allTensors, optimizer, {
+      epoch, configHash: options.configHash, fold: options.fold, earlyStopping: stopper.state(), history,
+    });
+    await options.events?.onEpochEnd?.(record);
+  }
+
+  // Restore the selected epoch's weights for testing (no validation set: the last epoch is kept).
+  const best = await loadCheckpoint(bestFile);
+  if (best && options.val.length > 0) assignVariables(allTensors, best.tensors, MODEL_PREFIX, bestFile);
+  optimizer.dispose();
+  const bestEpoch = options.val.length > 0 ? stopper.bestEpoch : history.length - 1;
+  return { history, bestEpoch, epochsRun: history.length, stoppedEarly, ...(resumedFromEpoch !== undefined ? { resumedFromEpoch } : {}) };
+}
+
+function validationMetrics(val: EvaluationResult): Record<string, number | null> {
+  const out: Record<string, number | null> = { 'val/loss': val.loss };
+  for (const [name, value] of Object.entries(val.metrics)) out[`val/${name}`] = value.value;
+  return out;
+}
+
+async function trainEpoch(options: TrainFoldOptions, optimizer: Optimizer, epoch: number, lr: number, epochRng: Rng): Promise<Record<string, number>> {
+  const { model, source, section, numClasses } = options;
+  const params = model.namedTrainable();
+  const variables = params.map(([, v]) => v);
+  model.setTraining(true);
+  const order = epochOrder(options.train.map((s) => s.label), { balanced: section.balancedSampling, rng: epochRng.fork('order') });
+  const termSums = new Map<string, tf.Scalar>();
+  let lossSum = 0;
+  let pending: tf.Tensor[] | undefined;
+  let pendingCount = 0;
+  for (let step = 0; step < order.length; step += 1) {
+    const slide = options.train[order[step] as number] as SlideRecord;
+    const stepRng = epochRng.fork(`step-${step}`);
+    const data = await source.load(slide.slideId);
+    const bag = {
+      ...bagToTensors(data, {
+        ...(options.maxInstances !== undefined ? { maxInstances: options.maxInstances } : {}),
+        rng: stepRng.fork('subset'),
+        withThumbs: model.capabilities.needsThumbs,
+      }),
+      label: slide.label,
+    };
+    const keptTerms: Record<string, tf.Scalar> = {};
+    const { value, grads } = tf.variableGrads(() => {
+      const out = model.forward(bag, { training: true, rng: stepRng });
+      const { total, terms } = model.losses(out, slide.label, numClasses);
+      for (const [k, t] of Object.entries(terms)) keptTerms[k] = tf.keep(t);
+      return total;
+    }, variables);
+    disposeBag(bag);
+    const loss = value.dataSync()[0] as number; // the one host sync per step
+    value.dispose();
+    if (!Number.isFinite(loss)) {
+      tf.dispose(Object.values(grads));
+      tf.dispose(Object.values(keptTerms));
+      throw new NumericsError('non-finite-loss', `epoch ${epoch + 1}, step ${step + 1}, slide ${slide.slideId}: loss is ${loss}.`, {
+        hint: 'Lower train.optimizer.lr, enable train.gradClip, or check the slide\'s features for extreme values.',
+      });
+    }
+    lossSum += loss;
+    for (const [k, t] of Object.entries(keptTerms)) {
+      const prev = termSums.get(k);
+      termSums.set(k, prev ? (tf.tidy(() => tf.add(prev, t)) as tf.Scalar) : (tf.clone(t) as tf.Scalar));
+      prev?.dispose();
+    }
+    tf.dispose(Object.values(keptTerms));
+    // Variables without a gradient path this step (an unused branch) get zeros, as torch leaves them untouched by grads.
+    const ordered = variables.map((v) => grads[v.name] ?? tf.zerosLike(v));
+    if (pending) {
+      const summed = pending.map((g, i) => tf.add(g, ordered[i] as tf.Tensor));
+      tf.dispose(pending);
+      tf.dispose(ordered);
+      pending = summed;
+    } else pending = ordered;
+    pendingCount += 1;
+    if (pendingCount === section.accumulate || step === order.length - 1) {
+      applyUpdate(optimizer, pending, pendingCount, lr, section.gradClip);
+      pending = undefined;
+      pendingCount = 0;
+    }
+    options.events?.onStep?.(step + 1, order.length);
+  }
+  const metrics: Record<string, number> = { 'train/loss': order.length ? lossSum / order.length : Number.NaN };
+  for (const [k, t] of termSums) {
+    metrics[`train/loss_${k}`] = (t.dataSync()[0] as number) / order.length;
+    t.dispose();
+  }
+  return metrics;
+}
+
+function applyUpdate(optimizer: Optimizer, summed: tf.Tensor[], count: number, lr: number, gradClip: number | undefined): void {
+  let grads = count > 1 ? summed.map((g) => tf.div(g, count)) : summed;
+  if (count > 1) tf.dispose(summed);
+  if (gradClip !== undefined) {
+    const clipped = clipByGlobalNorm(grads, gradClip);
+    tf.dispose(grads);
+    grads = clipped.grads;
+  }
+  optimizer.step(grads, lr);
+  tf.dispose(grads);
+}
+
+async function saveModel(
+  file: string,
+  tensors: ReadonlyArray<readonly [string, tf.Variable]>,
+  optimizer: Optimizer | undefined,
+  meta: { epoch: number; configHash: string; fold: number; [k: string]: unknown },
+): Promise<void> {
+  const all: Record<string, tf.Tensor> = {};
+  for (const [name, variable] of tensors) all[MODEL_PREFIX + name] = variable;
+  if (optimizer) for (const [name, t] of Object.entries(optimizer.state())) all[OPTIM_PREFIX + name] = t;
+  await saveCheckpoint(file, all, meta);
+}
+
+export type { MetricValue };
