@@ -38,7 +38,17 @@ export async function buildProgram(options: MainOptions): Promise<Command> {
   const here = dirname(fileURLToPath(import.meta.url));
   const files = readdirSync(join(here, 'commands')).filter((f) => /^[a-z][a-z0-9-]*\.ts$/.test(f)).sort();
   for (const file of files) {
-    const module = (await import(pathToFileURL(join(here, 'commands', file)).href)) as { register?: RegisterCommand };
+    let module: { register?: RegisterCommand };
+    try {
+      module = (await import(pathToFileURL(join(here, 'commands', file)).href)) as { register?: RegisterCommand };
+    } catch (cause) {
+      // One broken command module must not take the whole CLI down: its command reports the failure when used.
+      const name = file.replace(/\.ts$/, '');
+      program.command(name, { hidden: true }).allowUnknownOption().argument('[args...]').action(() => {
+        throw new MilkitError('command-unavailable', `the "${name}" command failed to load.`, { hint: 'This is a bug in milkit; run with --debug for details.', cause });
+      });
+      continue;
+    }
     module.register?.(program, app);
   }
   return program;
