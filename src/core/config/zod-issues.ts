@@ -142,8 +142,9 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, input: unknown, whe
   const lines = describeIssues(schema, input, result.error.issues, where.key ?? '');
   const first = lines[0];
   const file = where.file ? ` (${where.file})` : '';
+  // Single issue: `key: expected X, got Y (file)` — the pinned form users grep for.
   const message = lines.length === 1 && first
-    ? `${first.key}: ${first.text}${file}`
+    ? `${first.key}: ${file ? first.text.replace(/\.$/, '') : first.text}${file}`
     : `invalid ${what}${file}:\n${lines.map((l) => `  ${l.key}: ${l.text}`).join('\n')}`;
   // The message already carries key and file in the pinned order, so no separate location prefix.
   throw new ConfigError('invalid-option', message);
