@@ -39,9 +39,12 @@ export type TrainSection = z.output<typeof TrainSection>;
 export const SplitSection = z.strictObject({
   mode: z.enum(['holdout', 'kfold', 'monte-carlo', 'official-test']).default('holdout').describe('how train/val/test partitions are drawn'),
   folds: z.int().min(1).default(1).describe('number of folds (k)'),
-  valFraction: z.number().min(0).lt(1).default(0.15).describe('fraction of each training part held out for validation'),
-  testFraction: z.number().min(0).lt(1).default(0.2).describe('test fraction (holdout, monte-carlo)'),
+  valFraction: z.number().min(0).lt(1).default(0.15).describe('validation fraction: of each non-test part (kfold, official-test) or of all cases (holdout, monte-carlo, as CLAM)'),
+  testFraction: z.number().min(0).lt(1).default(0.2).describe('test fraction of all cases (holdout, monte-carlo)'),
   file: z.string().optional().describe('read splits from CLAM-style splits_{k}.csv files in this folder instead of drawing them'),
+  testColumn: z.string().min(1).default('split').describe('official-test: slide-table column that marks the fixed test set'),
+  testValue: z.string().default('test').describe('official-test: value of testColumn that puts a slide in the test set'),
+  seed: z.int().min(0).optional().describe('seed of the split draw; defaults to the experiment seed (fix it to keep splits while varying model seeds)'),
 });
 export type SplitSection = z.output<typeof SplitSection>;
 

@@ -37,6 +37,8 @@ export interface BagSource {
   readonly classNames: readonly string[];
   /** Loads one slide's bag (cached by the source within its byte budget). */
   load(slideId: string): Promise<BagData>;
+  /** The file a slide's bag is read from, named in validation messages (file-backed sources). */
+  fileOf?(slideId: string): string | undefined;
   /** Frees file handles and caches. */
   close?(): Promise<void>;
 }
@@ -46,6 +48,10 @@ export interface DatasetContext {
   readonly logger: Logger;
   /** Directory relative paths in options resolve against (the experiment file's folder or the cwd). */
   readonly baseDir: string;
+  /** Byte budget of the source's bag cache (`data.cacheBytes`); sources use their own default when absent. */
+  readonly cacheBytes?: number;
+  /** Label name → class index declared in the config (`data.labels`); sources infer one (sorted names) when absent. */
+  readonly labelMap?: Readonly<Record<string, number>>;
 }
 
 export interface DatasetCapabilities {

@@ -1,0 +1,164 @@
+/**
+ * Synthetic Camelyon16-like metastasis detection (dataset/synthetic-camelyon)
+ * Paper: modelled on the CAMELYON16 challenge task (Ehteshami Bejnordi et al., JAMA 2017) as used by CLAM
+ *   (Lu et al., Nat. Biomed. Eng. 2021) and HDMIL (Dong et al., CVPR 2025); no data of theirs is used.
+ * Implements: binary bags x ∈ R^{N×D}; negatives hold only normal tissue, positives a single spatially
+ *   compact lesion of 0.5–10% of the instances (methods.md §0 shapes, §1.2 data layout, §3.8 coords).
+ *   x_n = p_{t(n)} + o + ε_n + y_n · (a · Σ_k b_k / √s + 0.5 · B ξ_n), ε ~ N(0, I), o ~ N(0, σ_o² I)
+ * Symbols: B=[b_1..b_s] [s,D] orthonormal signal subspace · p_t [D] background tissue prototypes (⊥ B) ·
+ *   o [D] per-slide offset · y_n instance ground truth (`instanceLabels`) · coords [N,2] level-0 pixels ·
+ *   thumbs [N,16,16,3] uint8 H&E-like patches whose stain and nuclear density carry y_n weakly and noisily
+ * Choices: the lesion is the k nearest grid cells to a random seed cell (k = max(1, round(f·N)), f
+ *   log-uniform); class names follow HDMIL's Camelyon16 map (normal_tissue=0, tumor_tissue=1); an
+ *   official train/test column (`split`) is stratified by label so `split.mode: official-test` works;
+ *   every slide is drawn from its own named random stream, so bags do not depend on load order.
+ * Checked against: statistical properties (lesion fraction, contiguity, subspace shift, determinism) in
+ *   test/plugins/datasets/synthetic-camelyon.test.ts
+ */
+import { z } from 'zod';
+import {
+  definePlugin,
+  Rng,
+  GeneratedBagSource,
+  addToRow,
+  balancedLabels,
+  clusteredRegion,
+  drawCount,
+  logUniform,
+  orthonormalRows,
+  renderThumbs,
+  applyDeclaredLabels,
+  subtractProjection,
+  tissueGrid,
+  type BagData,
+  type SlideRecord,
+} from '../../src/registry/index.js';
+
+export const SyntheticCamelyonOptions = z
+  .strictObject({
+    slides: z.int().min(4).default(80).describe('number of slides'),
+    positiveFraction: z.number().gt(0).lt(1).default(0.4).describe('fraction of cases that are tumour-positive'),
+    slidesPerCase: z.int().min(1).default(1).describe('slides per patient (case_id); all slides of a case share its label'),
+    instances: z.tuple([z.int().min(1), z.int().min(1)]).default([100, 500]).describe('[min, max] instances N per slide (uniform)'),
+    featureDim: z.int().min(2).default(64).describe('D: feature width'),
+    signalDim: z.int().min(1).default(4).describe('s: rank of the subspace in which tumour instances are shifted'),
+    signalStrength: z.number().min(0).default(3).describe('a: norm of the tumour shift, in units of the instance noise std'),
+    tumorFraction: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.005, 0.1]).describe('[min, max] lesion fraction f of a positive slide (log-uniform)'),
+    backgroundTypes: z.int().min(1).default(4).describe('number of normal tissue prototypes (stroma, fat, lymphocytes, ...)'),
+    slideShift: z.number().min(0).default(0.2).describe('σ_o: std of the per-slide feature offset (scanner/stain batch effect)'),
+    thumbs: z.boolean().default(true).describe('generate 16×16 RGB thumbnails per instance'),
+    thumbSignal: z.number().min(0).max(1).default(0.5).describe('strength of the tumour cue in the thumbnails (0 = none)'),
+    officialTestFraction: z.number().min(0).lt(1).default(0.3).describe('fraction of cases marked split=test in the slide table (Camelyon16: 130 of 399)'),
+    seed: z.int().min(0).optional().describe('data seed; defaults to the experiment seed'),
+  })
+  .check((ctx) => {
+    const [lo, hi] = ctx.value.instances;
+    if (lo > hi) ctx.issues.push({ code: 'custom', input: ctx.value.instances, path: ['instances'], message: `min ${lo} > max ${hi}` });
+    const [flo, fhi] = ctx.value.tumorFraction;
+    if (flo > fhi) ctx.issues.push({ code: 'custom', input: ctx.value.tumorFraction, path: ['tumorFraction'], message: `min ${flo} > max ${fhi}` });
+    if (ctx.value.signalDim > ctx.value.featureDim) {
+      ctx.issues.push({ code: 'custom', input: ctx.value.signalDim, path: ['signalDim'], message: `signalDim ${ctx.value.signalDim} exceeds featureDim ${ctx.value.featureDim}` });
+    }
+  });
+export type SyntheticCamelyonOptions = z.output<typeof SyntheticCamelyonOptions>;
+
+const CLASS_NAMES = ['normal_tissue', 'tumor_tissue'] as const;
+
+/** The slide table: cases with balanced labels, slides numbered in case order, N and lesion fraction fixed here. */
+function makeTable(options: SyntheticCamelyonOptions, root: Rng): SlideRecord[] {
+  const rng = root.fork('table');
+  const numCases = Math.ceil(options.slides / options.slidesPerCase);
+  const caseLabels = balancedLabels(numCases, [1 - options.positiveFraction, options.positiveFraction], rng.fork('labels'));
+  const testCases = new Set<number>();
+  for (let label = 0; label < 2; label += 1) {
+    const ofLabel = caseLabels.flatMap((l, i) => (l === label ? [i] : []));
+    const take = Math.round(ofLabel.length * options.officialTestFraction);
+    for (const i of rng.fork(`official-test/${label}`).shuffle(ofLabel).slice(0, take)) testCases.add(i);
+  }
+  const digits = String(options.slides - 1).length;
+  const slides: SlideRecord[] = [];
+  for (let s = 0; s < options.slides; s += 1) {
+    const caseIndex = Math.floor(s / options.slidesPerCase);
+    const label = caseLabels[caseIndex] as number;
+    const slideRng = rng.fork(`slide/${s}`);
+    const n = drawCount(options.instances[0], options.instances[1], slideRng);
+    const fraction = label === 1 ? logUniform(options.tumorFraction[0], options.tumorFraction[1], slideRng) : 0;
+    const tumorInstances = label === 1 ? Math.min(n, Math.max(1, Math.round(fraction * n))) : 0;
+    slides.push({
+      slideId: `cam-${String(s).padStart(digits, '0')}`,
+      caseId: `case-${String(caseIndex).padStart(digits, '0')}`,
+      label,
+      labelName: CLASS_NAMES[label] as string,
+      meta: { split: testCases.has(caseIndex) ? 'test' : 'train', num_instances: String(n), tumor_instances: String(tumorInstances) },
+    });
+  }
+  return slides;
+}
+
+/** Dataset-level structure shared by all slides: the signal subspace and background prototypes. */
+function makeStructure(options: SyntheticCamelyonOptions, root: Rng): { basis: Float32Array[]; tumorDirection: Float32Array; prototypes: Float32Array[] } {
+  const d = options.featureDim;
+  const basis = orthonormalRows(options.signalDim, d, root.fork('signal-basis'));
+  const tumorDirection = new Float32Array(d);
+  for (const b of basis) for (let j = 0; j < d; j += 1) tumorDirection[j] = (tumorDirection[j] as number) + (b[j] as number) / Math.sqrt(basis.length);
+  const protoRng = root.fork('prototypes');
+  const prototypes = Array.from({ length: options.backgroundTypes }, () => {
+    const p = protoRng.normalArray(d);
+    for (const b of basis) subtractProjection(p, b);
+    const norm = Math.hypot(...p) || 1;
+    // Prototypes sit at distance 2 from the origin: tissue types differ more than the noise, less than tumour.
+    for (let j = 0; j < d; j += 1) p[j] = (2 * (p[j] as number)) / norm;
+    return p;
+  });
+  return { basis, tumorDirection, prototypes };
+}
+
+function generateSlide(slide: SlideRecord, options: SyntheticCamelyonOptions, structure: ReturnType<typeof makeStructure>, root: Rng): BagData {
+  const rng = root.fork(`bag/${slide.slideId}`);
+  const n = Number(slide.meta['num_instances']);
+  const k = Number(slide.meta['tumor_instances']);
+  const d = options.featureDim;
+  const grid = tissueGrid(n, rng.fork('grid'));
+  const instanceLabels = clusteredRegion(grid.cells, k, rng.fork('lesion'));
+  const noise = rng.fork('features');
+  const features = noise.normalArray(n * d);
+  const offset = noise.normalArray(d, 0, options.slideShift);
+  const mixLogits = Array.from({ length: structure.prototypes.length }, () => noise.normal());
+  const mixMax = Math.max(...mixLogits);
+  const mix = mixLogits.map((v) => Math.exp(v - mixMax));
+  const mixTotal = mix.reduce((a, b) => a + b, 0);
+  for (let i = 0; i < n; i += 1) {
+    let u = noise.next() * mixTotal;
+    let type = 0;
+    while (type < mix.length - 1 && u >= (mix[type] as number)) u -= mix[type++] as number;
+    addToRow(features, d, i, structure.prototypes[type] as Float32Array, 1);
+    addToRow(features, d, i, offset, 1);
+    if (instanceLabels[i] === 1) {
+      addToRow(features, d, i, structure.tumorDirection, options.signalStrength);
+      for (const b of structure.basis) addToRow(features, d, i, b, 0.5 * noise.normal());
+    }
+  }
+  const bag: { -readonly [K in keyof BagData]: BagData[K] } = { slideId: slide.slideId, n, d, features, coords: grid.coords, instanceLabels };
+  if (options.thumbs) {
+    const thumbRng = rng.fork('thumbs');
+    const signal = new Float32Array(n);
+    for (let i = 0; i < n; i += 1) signal[i] = options.thumbSignal * (instanceLabels[i] as number) + 0.25 * Math.abs(thumbRng.normal());
+    bag.thumbs = renderThumbs(signal, thumbRng);
+  }
+  return bag;
+}
+
+export default definePlugin({
+  kind: 'dataset',
+  name: 'synthetic-camelyon',
+  summary: 'binary metastasis-like bags with a small clustered lesion, coords, thumbnails and instance ground truth',
+  paper: { cite: 'Ehteshami Bejnordi et al., Diagnostic Assessment of Deep Learning Algorithms for Detection of Lymph Node Metastases (CAMELYON16), JAMA 2017', doi: '10.1001/jama.2017.14585' },
+  options: SyntheticCamelyonOptions,
+  capabilities: { instanceLabels: true, thumbs: true, coords: true },
+  create: async (options, ctx) => {
+    const root = new Rng(`synthetic-camelyon/${options.seed ?? ctx.seed}`);
+    const table = applyDeclaredLabels(makeTable(options, root), CLASS_NAMES, ctx.labelMap, ctx.logger);
+    const structure = makeStructure(options, root);
+    return new GeneratedBagSource(table.slides, options.featureDim, table.classNames, (slide) => generateSlide(slide, options, structure, root), ctx.cacheBytes ?? 512 * 1024 ** 2, 'synthetic-camelyon');
+  },
+});

@@ -1,0 +1,20 @@
+// What dataset plugins may use from core (re-exported by src/registry/index.ts, the plugins' only door into
+// src/): label maps, the byte-bounded cache, synthetic building blocks and feature-file readers.
+export { ByteLruCache, bagBytes } from './cache.js';
+export { resolveLabelMap, applyDeclaredLabels, type LabelMap } from './labels.js';
+export {
+  SYNTHETIC_PATCH_SIZE,
+  THUMB_SIDE,
+  tissueGrid,
+  clusteredRegion,
+  orthonormalRows,
+  subtractProjection,
+  addToRow,
+  renderThumbs,
+  hashUniform,
+  drawCount,
+  logUniform,
+  balancedLabels,
+  GeneratedBagSource,
+  type TissueGrid,
+} from './synthetic.js';

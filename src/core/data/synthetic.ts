@@ -1,0 +1,205 @@
+// Building blocks of the synthetic benchmark datasets: a tissue-shaped patch grid, spatially clustered
+// lesions, a low-dimensional signal subspace, H&E-coloured 16×16 thumbnails, and a lazy in-memory source.
+// Every draw comes from an Rng stream named after the slide, so a slide's bag never depends on load order.
+import type { BagData, BagSource, SlideRecord } from '../../registry/contracts/data.js';
+import { DataError } from '../errors.js';
+import type { Rng } from '../runtime/random.js';
+import { ByteLruCache, bagBytes } from './cache.js';
+
+/** Level-0 pixel size of one synthetic patch (CLAM's default patch at 20×). */
+export const SYNTHETIC_PATCH_SIZE = 256;
+/** Side of the low-resolution thumbnails (HDMIL: 256 px at 20× = 16 px at 1.25×). */
+export const THUMB_SIDE = 16;
+
+export interface TissueGrid {
+  /** [N, 2] level-0 (x, y) of each patch's top-left corner, raster order (row-major), as CLAM patching emits. */
+  readonly coords: Float32Array;
+  /** [N, 2] integer (column, row) grid cells. */
+  readonly cells: Int32Array;
+}
+
+/** N patch positions forming one irregular, elliptical tissue blob on a square grid. */
+export function tissueGrid(n: number, rng: Rng): TissueGrid {
+  const side = Math.max(1, Math.ceil(Math.sqrt(n * 1.8)));
+  const cx = (side - 1) / 2 + (rng.next() - 0.5) * 0.2 * side;
+  const cy = (side - 1) / 2 + (rng.next() - 0.5) * 0.2 * side;
+  const aspect = 0.7 + 0.6 * rng.next();
+  const angle = rng.next() * Math.PI;
+  const cos = Math.cos(angle);
+  const sin = Math.sin(angle);
+  const scored: Array<{ cell: number; score: number }> = [];
+  for (let row = 0; row < side; row += 1) {
+    for (let col = 0; col < side; col += 1) {
+      const u = (col - cx) * cos + (row - cy) * sin;
+      const v = (-(col - cx) * sin + (row - cy) * cos) * aspect;
+      // A ragged border: the radial rank is perturbed, so the blob is not a perfect ellipse.
+      scored.push({ cell: row * side + col, score: Math.hypot(u, v) / side + 0.04 * rng.normal() });
+    }
+  }
+  scored.sort((a, b) => a.score - b.score || a.cell - b.cell);
+  const kept = scored.slice(0, n).map((s) => s.cell).sort((a, b) => a - b);
+  const coords = new Float32Array(n * 2);
+  const cells = new Int32Array(n * 2);
+  kept.forEach((cell, i) => {
+    const col = cell % side;
+    const row = Math.floor(cell / side);
+    cells[2 * i] = col;
+    cells[2 * i + 1] = row;
+    coords[2 * i] = col * SYNTHETIC_PATCH_SIZE;
+    coords[2 * i + 1] = row * SYNTHETIC_PATCH_SIZE;
+  });
+  return { coords, cells };
+}
+
+/** A 0/1 mask of the `k` instances nearest (on the grid) to a random seed instance: one compact lesion. */
+export function clusteredRegion(cells: Int32Array, k: number, rng: Rng): Uint8Array {
+  const n = cells.length / 2;
+  const mask = new Uint8Array(n);
+  if (k <= 0 || n === 0) return mask;
+  const seed = rng.int(n);
+  const sx = cells[2 * seed] as number;
+  const sy = cells[2 * seed + 1] as number;
+  const order = Array.from({ length: n }, (_, i) => ({
+    i,
+    // The jitter breaks distance ties randomly, so lesion borders are not perfectly round.
+    d: Math.hypot((cells[2 * i] as number) - sx, (cells[2 * i + 1] as number) - sy) + 0.5 * rng.next(),
+  }));
+  order.sort((a, b) => a.d - b.d || a.i - b.i);
+  for (const { i } of order.slice(0, Math.min(k, n))) mask[i] = 1;
+  return mask;
+}
+
+/** `s` orthonormal vectors of R^d as rows of a [s, d] array (Gram-Schmidt on Gaussian draws). */
+export function orthonormalRows(s: number, d: number, rng: Rng): Float32Array[] {
+  if (s > d) throw new RangeError(`cannot draw ${s} orthonormal vectors in ${d} dimensions`);
+  const rows: Float32Array[] = [];
+  while (rows.length < s) {
+    const v = rng.normalArray(d);
+    for (const r of rows) subtractProjection(v, r);
+    const norm = Math.hypot(...v);
+    if (norm < 1e-6) continue;
+    for (let j = 0; j < d; j += 1) v[j] = (v[j] as number) / norm;
+    rows.push(v);
+  }
+  return rows;
+}
+
+/** v ← v - (v·u) u for a unit vector u. */
+export function subtractProjection(v: Float32Array, u: Float32Array): void {
+  let dot = 0;
+  for (let j = 0; j < v.length; j += 1) dot += (v[j] as number) * (u[j] as number);
+  for (let j = 0; j < v.length; j += 1) v[j] = (v[j] as number) - dot * (u[j] as number);
+}
+
+/** out[row] += scale · direction (in place), for a [N, D] row-major array. */
+export function addToRow(out: Float32Array, d: number, row: number, direction: Float32Array, scale: number): void {
+  const base = row * d;
+  for (let j = 0; j < d; j += 1) out[base + j] = (out[base + j] as number) + scale * (direction[j] as number);
+}
+
+const EOSIN_PINK = [232, 170, 205] as const;
+const HEMATOXYLIN_PURPLE = [140, 85, 170] as const;
+const NUCLEUS = [70, 35, 110] as const;
+
+/**
+ * Uniform [0, 1) from an integer hash of (seed, index). Pixel texture needs ~10^7 values per dataset; a
+ * stateless hash seeded from the slide's Rng keeps it deterministic at a fraction of ARC4's cost.
+ */
+export function hashUniform(seed: number, index: number): number {
+  let h = (seed ^ Math.imul(index, 0x9e3779b1)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
+  return ((h ^ (h >>> 16)) >>> 0) / 4294967296;
+}
+
+/**
+ * [N, 16, 16, 3] uint8 H&E-like thumbnails. `signal[n]` in [0, 1] darkens the stain towards hematoxylin
+ * and raises nuclear density (tumour looks crowded and purple); stain jitter and pixel noise keep it a weak cue.
+ */
+export function renderThumbs(signal: Float32Array, rng: Rng): Uint8Array {
+  const n = signal.length;
+  const px = THUMB_SIDE * THUMB_SIDE;
+  const out = new Uint8Array(n * px * 3);
+  const textureSeed = rng.seed();
+  for (let i = 0; i < n; i += 1) {
+    const s = Math.min(1, Math.max(0, signal[i] as number));
+    const stain = Math.min(1, Math.max(0, 0.2 + 0.6 * s + 0.1 * rng.normal()));
+    const nucleusRate = 0.04 + 0.22 * s;
+    for (let p = 0; p < px; p += 1) {
+      const at = (i * px + p) * 2;
+      const isNucleus = hashUniform(textureSeed, at) < nucleusRate;
+      // Triangular noise in (-1, 1) from two hashes, shared by the three channels (luminance grain).
+      const grain = 18 * (hashUniform(textureSeed, at + 1) + hashUniform(textureSeed ^ 0x5bd1e995, at) - 1);
+      const base = (i * px + p) * 3;
+      for (let c = 0; c < 3; c += 1) {
+        const tissue = (1 - stain) * (EOSIN_PINK[c] as number) + stain * (HEMATOXYLIN_PURPLE[c] as number);
+        const value = (isNucleus ? (NUCLEUS[c] as number) : tissue) + grain;
+        out[base + c] = Math.min(255, Math.max(0, Math.round(value)));
+      }
+    }
+  }
+  return out;
+}
+
+/** The instance count of a synthetic slide: uniform integer in [lo, hi]. */
+export function drawCount(lo: number, hi: number, rng: Rng): number {
+  return lo + rng.int(hi - lo + 1);
+}
+
+/** Log-uniform draw in [lo, hi] (lesion fractions spread over orders of magnitude). */
+export function logUniform(lo: number, hi: number, rng: Rng): number {
+  return Math.exp(Math.log(lo) + rng.next() * (Math.log(hi) - Math.log(lo)));
+}
+
+/**
+ * Assigns labels to `count` items so each class gets round(count · fraction) of them (the rounding
+ * remainder goes to the largest fractions), then shuffles: exact class proportions, random order.
+ */
+export function balancedLabels(count: number, fractions: readonly number[], rng: Rng): number[] {
+  const total = fractions.reduce((a, b) => a + b, 0);
+  const raw = fractions.map((f) => (count * f) / total);
+  const counts = raw.map(Math.floor);
+  let left = count - counts.reduce((a, b) => a + b, 0);
+  const byRemainder = raw.map((r, i) => ({ i, r: r - Math.floor(r) })).sort((a, b) => b.r - a.r || a.i - b.i);
+  for (const { i } of byRemainder) {
+    if (left === 0) break;
+    counts[i] = (counts[i] as number) + 1;
+    left -= 1;
+  }
+  const labels: number[] = [];
+  counts.forEach((c, label) => {
+    for (let j = 0; j < c; j += 1) labels.push(label);
+  });
+  return rng.shuffle(labels);
+}
+
+/** A BagSource whose bags are generated on demand by `generate` and kept in a byte-bounded LRU cache. */
+export class GeneratedBagSource implements BagSource {
+  private readonly cache: ByteLruCache<BagData>;
+  private readonly byId: ReadonlyMap<string, SlideRecord>;
+
+  constructor(
+    readonly slides: readonly SlideRecord[],
+    readonly featureDim: number,
+    readonly classNames: readonly string[],
+    private readonly generate: (slide: SlideRecord) => BagData,
+    cacheBytes: number,
+    private readonly datasetName: string,
+  ) {
+    this.cache = new ByteLruCache<BagData>(cacheBytes, bagBytes);
+    this.byId = new Map(slides.map((s) => [s.slideId, s] as const));
+  }
+
+  load(slideId: string): Promise<BagData> {
+    const slide = this.byId.get(slideId);
+    if (slide === undefined) {
+      return Promise.reject(new DataError('unknown-slide', `slide "${slideId}" is not in dataset ${this.datasetName}.`, { hint: 'Use an id from the slide table.' }));
+    }
+    return this.cache.getOrLoad(slideId, () => Promise.resolve(this.generate(slide)));
+  }
+
+  close(): Promise<void> {
+    this.cache.clear();
+    return Promise.resolve();
+  }
+}
