@@ -15,6 +15,11 @@ export interface Bag {
   readonly thumbs?: tf.Tensor4D;
   /** Slide label, given in training only (CLAM's instance loss needs it); never read at eval. */
   readonly label?: number;
+  /**
+   * [N, K] 0/1 per-branch selection from a pre-screener (HDMIL §1.12): branch k pools only rows marked 1,
+   * with no further gating. Read by aggregators with capability `branchKeepMask`; others never see it.
+   */
+  readonly keepMask?: tf.Tensor2D;
 }
 
 /** Per-call state of a forward pass. */
@@ -59,6 +64,12 @@ export interface Aggregator extends Module {
   /** E: width of `embedding` rows. */
   readonly embeddingDim: number;
   forward(bag: Bag, io: ForwardIO): AggregatorOutput;
+  /**
+   * [N, K] raw per-branch gate logits (an instance is kept by branch k where the logit is > 0), with
+   * dropout when `io.training`, never with noise: what a trainable pre-screener learns to reproduce
+   * (capability `gateLogits`; HDMIL's DMIN attention logits S, §1.11).
+   */
+  gateLogits?(bag: Bag, io: ForwardIO): tf.Tensor2D;
 }
 
 export interface Classifier extends Module {
@@ -70,6 +81,16 @@ export interface Classifier extends Module {
 export interface Prescreener extends Module {
   /** [N, 16, 16, 3] → [N] keep logits. */
   score(thumbs: tf.Tensor4D, io: ForwardIO): tf.Tensor1D;
+  /**
+   * [N, 16, 16, 3] → [N, K] per-branch keep logits (keep where > 0); `score` is their union. Pre-screeners
+   * that mimic a per-class gate (LIPN) provide it, and trainable ones must.
+   */
+  branchScores?(thumbs: tf.Tensor4D, io: ForwardIO): tf.Tensor2D;
+  /**
+   * Training objective of a trainable pre-screener: its branch scores [N, K] against the aggregator's 0/1
+   * gate targets [N, K] (HDMIL §1.11: L1 between binary masks + squared keep-rate difference).
+   */
+  imitationLoss?(scores: tf.Tensor2D, targets: tf.Tensor2D): tf.Scalar;
 }
 
 export interface AggregatorCapabilities {
@@ -85,6 +106,10 @@ export interface AggregatorCapabilities {
   readonly needsCoords: boolean;
   /** Needs `bag.thumbs`. */
   readonly needsThumbs: boolean;
+  /** Implements `gateLogits` (its per-branch instance gates can supervise a trainable pre-screener). */
+  readonly gateLogits: boolean;
+  /** Honours `bag.keepMask` per branch; without it a pre-screener's union selection is applied by slicing. */
+  readonly branchKeepMask: boolean;
 }
 
 export const DEFAULT_AGGREGATOR_CAPABILITIES: AggregatorCapabilities = {
@@ -94,4 +119,6 @@ export const DEFAULT_AGGREGATOR_CAPABILITIES: AggregatorCapabilities = {
   provides: [],
   needsCoords: false,
   needsThumbs: false,
+  gateLogits: false,
+  branchKeepMask: false,
 };

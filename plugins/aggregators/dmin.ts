@@ -1,0 +1,246 @@
+/**
+ * Dynamic multi-instance network (aggregator/dmin)
+ * Paper: J. Dong et al., "Fast and Accurate Gigapixel Pathological Image Classification with Hierarchical
+ *   Distillation Multi-Instance Learning" (HDMIL), CVPR 2025 — stage-1 network DMIN (class KAN_CLAM_MB_v4)
+ * Implements: projection + gated attention with one column per class (methods.md §1.3); teacher softmax
+ *   pooling, student pooling through a Gumbel-noised straight-through gate with ONE global normaliser over
+ *   all instances and classes, union keep rate over classes 0/1 (§1.6); CLAM instance selection for L_clu
+ *   (§1.5); eval path with per-class masked normalisation, S > 0 or a pre-screener's mask (§1.9, §1.12)
+ * Symbols: x [N,D] features · h [N,H] projected · S [N,C] attention logits · A_tea, A_stu [C,N] ·
+ *   E_tea, E_stu [C,H] bag embeddings · z_tea, z_stu [1,C] logits · g1, g2 [N,C] Gumbel draws · P [N,C] soft
+ *   gate · M [N,C] straight-through gate · rate scalar
+ * Choices: exponentials subtract the max over the exact normalisation set (global in training, per class at
+ *   eval; §9.18) — identical maths, finite in float32; an all-empty student selection (the reference divides
+ *   0/0 and skips the step) yields a zero student embedding instead; bags with fewer than kSample instances
+ *   use k = N (the reference errors); `selfDistill: false` computes the teacher only and emits no student
+ *   extras, so the distillation and rate losses contribute nothing. Injected draws: `io.injected.gumbel1`
+ *   and `io.injected.gumbel2` ([N,C]) replace the sampled Gumbel noise (parity tests).
+ * Checked against: test/reference/hdmil_reference.py → test/reference/fixtures/hdmil-dmin.json (eval forward,
+ *   one training step's loss and gradients with injected draws) and hdmil-dmin-tiny.safetensors (keys)
+ */
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import {
+  definePlugin,
+  Module,
+  PluginError,
+  type Aggregator,
+  type AggregatorOutput,
+  type Bag,
+  type Classifier,
+  type ForwardIO,
+  type ModelContext,
+} from '../../src/registry/index.js';
+import { Linear, dropout } from '../../src/core/nn/layers.js';
+import { ModuleList } from '../../src/core/nn/containers.js';
+import { stopGradient, straightThrough } from '../../src/core/nn/gradients.js';
+import { unionKeepRate } from '../../src/core/nn/keep-rate.js';
+
+export const DminOptions = z.strictObject({
+  hiddenDim: z.int().positive().default(512).describe('width of the projected instances h (512 in HDMIL)'),
+  attnDim: z.int().positive().default(256).describe('width of the gated-attention branches (256 in HDMIL)'),
+  dropout: z.number().min(0).lt(1).default(0.25).describe('dropout after the projection ReLU, the Tanh and the Sigmoid while training'),
+  selfDistill: z.boolean().default(true).describe('run the student branch (dynamic gated pooling) next to the teacher; false = teacher only'),
+  tau: z.number().positive().default(0.7).describe('τ: temperature of the noisy gate sigmoid'),
+  gamma: z.number().gt(0).lt(1).default(0.5).describe('γ: threshold of the hard gate on the soft gate P'),
+  rateOverAllClasses: z.boolean().default(false).describe('keep rate over the union of ALL class gates (AHDMIL); HDMIL uses classes 0 and 1 only'),
+  kSample: z.int().min(0).default(32).describe('k: instances per side picked for the clustering loss (0 = no instance selection)'),
+  subtyping: z.boolean().default(false).describe('also push the top-k of every other class to pseudo-label 0 (TCGA tasks) and divide by C'),
+  init: z.enum(['xavier-normal', 'torch-default']).default('xavier-normal').describe('Linear init: xavier-normal weights with zero bias (HDMIL) or PyTorch default'),
+});
+export type DminOptions = z.output<typeof DminOptions>;
+
+/** Logits below this never pass the eval gate; exp(ln(1e-16) - m) reproduces the reference's "+ 1e-16" after the max shift. */
+const LOG_EPSILON = Math.log(1e-16);
+
+/** Gated attention of CLAM: (tanh(h Wa) ⊙ sigmoid(h Wb)) Wc, torch keys attention_a.0 / attention_b.0 / attention_c. */
+class GatedAttention extends Module {
+  readonly a: Linear;
+  readonly b: Linear;
+  readonly c: Linear;
+
+  constructor(hiddenDim: number, attnDim: number, branches: number, ctx: ModelContext, init: DminOptions['init']) {
+    super();
+    this.a = this.addModule('attention_a', new ModuleList([new Linear(hiddenDim, attnDim, ctx.rng.fork('attention_a'), { init })])).at(0);
+    this.b = this.addModule('attention_b', new ModuleList([new Linear(hiddenDim, attnDim, ctx.rng.fork('attention_b'), { init })])).at(0);
+    this.c = this.addModule('attention_c', new Linear(attnDim, branches, ctx.rng.fork('attention_c'), { init }));
+  }
+}
+
+/** Holds the buffer the reference's instance loss carries, so saved state_dicts load strictly in PyTorch. */
+class InstanceLossLabels extends Module {
+  constructor() {
+    super();
+    this.addBuffer('labels', tf.tensor1d([0, 1], 'int32'));
+  }
+}
+
+export class DminAggregator extends Module implements Aggregator {
+  readonly embeddingDim: number;
+  private readonly numClasses: number;
+  private readonly projection: Linear;
+  private readonly attention: GatedAttention;
+  private readonly bagClassifiers: ModuleList<Classifier>;
+  private readonly instanceClassifiers: ModuleList<Classifier>;
+
+  constructor(private readonly options: DminOptions, ctx: ModelContext) {
+    super();
+    if (ctx.numClasses < 2) {
+      throw new PluginError('invalid-class-count', `aggregator "dmin" needs at least 2 classes (got ${ctx.numClasses}).`, { hint: 'DMIN has one attention branch per class; use a dataset with two or more classes.' });
+    }
+    const { hiddenDim, attnDim, init } = options;
+    this.numClasses = ctx.numClasses;
+    this.embeddingDim = hiddenDim;
+    // attention_net = Sequential(Linear, ReLU, Dropout, Gated): parameters live at indices 0 and 3.
+    const projection = new Linear(ctx.inputDim, hiddenDim, ctx.rng.fork('attention_net.0'), { init });
+    const attention = new GatedAttention(hiddenDim, attnDim, ctx.numClasses, ctx, init);
+    this.addModule('attention_net', new ModuleList<Module>([projection, attention], [0, 3]));
+    this.projection = projection;
+    this.attention = attention;
+    const classes = Array.from({ length: ctx.numClasses }, (_, c) => c);
+    this.bagClassifiers = this.addModule('classifiers', new ModuleList(classes.map((c) => ctx.makeClassifier(hiddenDim, 1, ctx.rng.fork(`classifiers.${c}`)))));
+    this.instanceClassifiers = this.addModule('instance_classifiers', new ModuleList(classes.map((c) => ctx.makeClassifier(hiddenDim, 2, ctx.rng.fork(`instance_classifiers.${c}`)))));
+    this.addModule('instance_loss_fn', new InstanceLossLabels());
+  }
+
+  /** h [N,H] and S [N,C] (§1.3), dropout when training. */
+  private attend(x: tf.Tensor2D, io: ForwardIO): { h: tf.Tensor2D; s: tf.Tensor2D } {
+    const p = this.options.dropout;
+    const h = dropout(tf.relu(this.projection.forward(x)), p, io.training, io.rng) as tf.Tensor2D; // [N, H]
+    const a = dropout(tf.tanh(this.attention.a.forward(h)), p, io.training, io.rng); // [N, attn]
+    const b = dropout(tf.sigmoid(this.attention.b.forward(h)), p, io.training, io.rng); // [N, attn]
+    const s = this.attention.c.forward(tf.mul(a, b) as tf.Tensor2D); // [N, C]
+    return { h, s };
+  }
+
+  /** z [1, C]: class c's bag classifier on row c of E. */
+  private bagLogits(e: tf.Tensor2D, io: ForwardIO): tf.Tensor2D {
+    const perClass = this.bagClassifiers.items.map((classifier, c) => classifier.forward(tf.slice(e, [c, 0], [1, -1]) as tf.Tensor2D, io)); // C × [1, 1]
+    return tf.concat(perClass, 1) as tf.Tensor2D; // [1, C]
+  }
+
+  gateLogits(bag: Bag, io: ForwardIO): tf.Tensor2D {
+    return tf.tidy(() => this.attend(bag.features, io).s); // [N, C]
+  }
+
+  forward(bag: Bag, io: ForwardIO): AggregatorOutput {
+    return tf.tidy(() => {
+      const { h, s } = this.attend(bag.features, io); // [N, H], [N, C]
+      const out = io.training ? this.trainingPath(h, s, bag, io) : this.evalPath(h, s, bag.keepMask, io);
+      return { ...out }; // a plain object literal is a TensorContainer for tidy
+    });
+  }
+
+  /** §1.6: teacher and (optionally) student branches; §1.5 instance selection when the label is known. */
+  private trainingPath(h: tf.Tensor2D, s: tf.Tensor2D, bag: Bag, io: ForwardIO): AggregatorOutput {
+    const aTea = tf.softmax(tf.transpose(s)) as tf.Tensor2D; // [C, N]  softmax over n per class
+    const eTea = tf.matMul(aTea, h) as tf.Tensor2D; // [C, H]
+    const zTea = this.bagLogits(eTea, io); // [1, C]
+    const extras: Record<string, tf.Tensor> = { attentionLogits: s, teacherEmbedding: eTea, teacherLogits: zTea };
+    if (this.options.selfDistill) Object.assign(extras, this.studentBranch(h, s, io));
+    if (bag.label !== undefined && this.options.kSample > 0) Object.assign(extras, this.instanceSelection(aTea, h, bag.label, io));
+    return { embedding: eTea, logits: zTea, instanceScores: aTea, extras };
+  }
+
+  private studentBranch(h: tf.Tensor2D, s: tf.Tensor2D, io: ForwardIO): Record<string, tf.Tensor> {
+    const { tau, gamma } = this.options;
+    const g1 = this.gumbel('gumbel1', s.shape, io); // [N, C]
+    const g2 = this.gumbel('gumbel2', s.shape, io); // [N, C]
+    const soft = tf.sigmoid(tf.div(tf.sub(tf.add(s, g1), g2), tau)) as tf.Tensor2D; // [N, C]  P = σ((S + g1 - g2)/τ)
+    const hard = tf.cast(tf.greater(soft, gamma), 'float32') as tf.Tensor2D; // [N, C]  H = 1[P > γ]
+    const gate = straightThrough(hard, soft); // [N, C]  M: value H, gradient of P
+    const shift = stopGradient(tf.max(s)); // scalar  global max over (n, c): the normaliser below is global
+    const weights = tf.mul(tf.exp(tf.sub(s, shift)), gate); // [N, C]  W = exp(S) M (shifted)
+    const total = tf.sum(weights); // Z: ONE sum over all n and c (trap: not per class)
+    const safeTotal = tf.where(tf.greater(total, 0), total, tf.onesLike(total)); // empty selection → A_stu = 0
+    const aStu = tf.transpose(tf.div(weights, safeTotal)) as tf.Tensor2D; // [C, N]  rows need not sum to 1
+    const eStu = tf.matMul(aStu, h) as tf.Tensor2D; // [C, H]
+    const zStu = this.bagLogits(eStu, io); // [1, C]
+    const keepRate = unionKeepRate(gate, this.options.rateOverAllClasses ? 'all' : 'first-two'); // scalar
+    return { studentEmbedding: eStu, studentLogits: zStu, studentAttention: aStu, gateMask: gate, keepRate };
+  }
+
+  /** Standard Gumbel draws -log(-log U), or the injected ones. */
+  private gumbel(name: 'gumbel1' | 'gumbel2', shape: [number, number], io: ForwardIO): tf.Tensor2D {
+    const injected = io.injected?.[name];
+    if (injected) {
+      if (injected.shape.length !== 2 || injected.shape[0] !== shape[0] || injected.shape[1] !== shape[1]) {
+        throw new PluginError('invalid-injected-noise', `aggregator "dmin": injected ${name} has shape [${injected.shape.join(', ')}], expected [${shape.join(', ')}].`, { hint: 'Inject one draw per instance and class.' });
+      }
+      return injected as tf.Tensor2D;
+    }
+    // U clipped away from 0 and 1 so both logarithms stay finite.
+    const u = tf.clipByValue(tf.randomUniform(shape, 0, 1, 'float32', io.rng.seed()), 1e-20, 1 - 1e-7);
+    return tf.neg(tf.log(tf.neg(tf.log(u)))) as tf.Tensor2D;
+  }
+
+  /**
+   * CLAM's instance selection on the teacher attention (§1.5): for the true class the top-k (pseudo-label 1)
+   * and bottom-k (0); with subtyping, every other class's top-k (0). Emits the picked instances' logits from
+   * that class's instance classifier, their targets, and weights that make Σ w·ℓ equal CLAM's sum of
+   * per-classifier means (÷ C when subtyping).
+   */
+  private instanceSelection(aTea: tf.Tensor2D, h: tf.Tensor2D, label: number, io: ForwardIO): Record<string, tf.Tensor> {
+    const n = h.shape[0];
+    const k = Math.min(this.options.kSample, n);
+    const logits: tf.Tensor2D[] = [];
+    const targets: number[] = [];
+    const weights: number[] = [];
+    const scale = this.options.subtyping ? 1 / this.numClasses : 1;
+    for (let c = 0; c < this.numClasses; c += 1) {
+      const inClass = c === label;
+      if (!inClass && !this.options.subtyping) continue;
+      const row = tf.reshape(tf.slice(aTea, [c, 0], [1, -1]), [n]); // [N]  A_tea[c, :]
+      const top = tf.topk(row, k).indices; // [k]
+      const rows = inClass ? tf.concat([top, tf.topk(tf.neg(row), k).indices]) : top; // [2k] or [k]
+      logits.push(this.instanceClassifiers.at(c).forward(tf.gather(h, rows) as tf.Tensor2D, io)); // [2k or k, 2]
+      const count = inClass ? 2 * k : k;
+      for (let i = 0; i < count; i += 1) {
+        targets.push(inClass && i < k ? 1 : 0);
+        weights.push(scale / count);
+      }
+    }
+    if (logits.length === 0) return {};
+    return {
+      instanceLogits: tf.concat(logits, 0), // [M, 2]
+      instanceTargets: tf.tensor1d(targets, 'int32'), // [M]
+      instanceWeights: tf.tensor1d(weights), // [M]
+    };
+  }
+
+  /** §1.9 / §1.12: per class, softmax of S over the kept set only (S > 0, or the pre-screener's mask). */
+  private evalPath(h: tf.Tensor2D, s: tf.Tensor2D, keepMask: tf.Tensor2D | undefined, io: ForwardIO): AggregatorOutput {
+    const kept = keepMask ? tf.greater(keepMask, 0) : tf.greater(s, 0); // [N, C] bool  K_c
+    const minusInf = tf.fill(s.shape, Number.NEGATIVE_INFINITY); // [N, C]
+    const maskedLogits = tf.where(kept, s, minusInf); // [N, C]
+    const columnMax = stopGradient(tf.max(maskedLogits, 0, true)); // [1, C]  -inf for an empty K_c
+    const shift = tf.where(tf.isFinite(columnMax), columnMax, tf.zerosLike(columnMax)); // [1, C]
+    const numerator = tf.exp(tf.where(kept, tf.sub(s, shift), minusInf)); // [N, C]  exp(S - m), 0 outside K_c
+    const epsilon = tf.exp(tf.sub(LOG_EPSILON, shift)); // [1, C]  1e-16 after the shift
+    const denominator = tf.add(tf.sum(numerator, 0, true), epsilon); // [1, C]
+    const a = tf.transpose(tf.div(numerator, denominator)) as tf.Tensor2D; // [C, N]  per-class (trap: not global)
+    const e = tf.matMul(a, h) as tf.Tensor2D; // [C, H]  empty K_c → zero row
+    const z = this.bagLogits(e, io); // [1, C]
+    return { embedding: e, logits: z, instanceScores: a, extras: { attentionLogits: s, gateMask: tf.cast(kept, 'float32') } };
+  }
+}
+
+export default definePlugin({
+  kind: 'aggregator',
+  name: 'dmin',
+  summary: 'HDMIL dynamic multi-instance network: per-class gated attention, teacher/student self-distillation, binary instance gates',
+  paper: { cite: 'Dong et al., Fast and Accurate Gigapixel Pathological Image Classification with Hierarchical Distillation Multi-Instance Learning, CVPR 2025' },
+  options: DminOptions,
+  capabilities: {
+    instanceScores: true,
+    permutationInvariant: true,
+    ownsClassifier: true,
+    provides: [
+      'attentionLogits', 'gateMask', 'teacherEmbedding', 'teacherLogits', 'studentEmbedding', 'studentLogits', 'studentAttention', 'keepRate',
+      'instanceLogits', 'instanceTargets', 'instanceWeights',
+    ],
+    gateLogits: true,
+    branchKeepMask: true,
+  },
+  create: (options, ctx) => new DminAggregator(options, ctx),
+});

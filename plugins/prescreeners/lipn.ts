@@ -1,0 +1,68 @@
+/**
+ * Lightweight instance pre-screening network (prescreener/lipn)
+ * Paper: J. Dong et al., "Fast and Accurate Gigapixel Pathological Image Classification with Hierarchical
+ *   Distillation Multi-Instance Learning" (HDMIL), CVPR 2025 — stage-2 network LIPN (class ImageProcessor)
+ * Implements: MobileNetV4-conv-tiny on 16×16 thumbnails with BatchNorm, per-class keep logits O, binary
+ *   mask 1[σ(O) > 0.5] with a straight-through sigmoid gradient and no noise (methods.md §1.10); imitation
+ *   loss mean|M_LR - M_HR| + (e_LR - e_HR)^2 with union keep rates over classes 0/1 (§1.11, "l1" option)
+ * Symbols: thumbs [N,16,16,3] in [0,1] · O [N,C] branch scores · M_LR, M_HR [N,C] predicted/target masks ·
+ *   e_LR, e_HR keep rates
+ * Choices: input centred as x - 0.5 (the reference's x/255 - 0.5 on uint8); the slide's N patches form one
+ *   BatchNorm batch in training; `score` (the union keep logit) is the max over branches; β1 = β2 = 1 by
+ *   default; |·| has PyTorch's zero subgradient at 0 (matched mask entries give no gradient)
+ * Checked against: test/reference/hdmil_reference.py → test/reference/fixtures/hdmil-lipn.json (train- and
+ *   eval-mode forward, running-stat updates, imitation loss and gradients, original state_dict keys)
+ */
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import { definePlugin, Module, type ForwardIO, type ModelContext, type Prescreener } from '../../src/registry/index.js';
+import { MobileNetV4ConvTiny } from '../../src/core/nn/mobilenet-v4.js';
+import { straightThrough, torchAbs } from '../../src/core/nn/gradients.js';
+import { unionKeepRate } from '../../src/core/nn/keep-rate.js';
+
+export const LipnOptions = z.strictObject({
+  maskLossWeight: z.number().min(0).default(1).describe('β1: weight of the L1 term between predicted and target masks'),
+  rateLossWeight: z.number().min(0).default(1).describe('β2: weight of the squared keep-rate difference'),
+  rateOverAllClasses: z.boolean().default(false).describe('keep rate over the union of ALL classes (AHDMIL); HDMIL uses classes 0 and 1 only'),
+});
+export type LipnOptions = z.output<typeof LipnOptions>;
+
+export class LipnPrescreener extends Module implements Prescreener {
+  private readonly extractor: MobileNetV4ConvTiny;
+
+  constructor(private readonly options: LipnOptions, ctx: ModelContext) {
+    super();
+    this.extractor = this.addModule('extractor', new MobileNetV4ConvTiny(ctx.numClasses, ctx.rng.fork('extractor')));
+  }
+
+  branchScores(thumbs: tf.Tensor4D, io: ForwardIO): tf.Tensor2D {
+    return tf.tidy(() => this.extractor.forward(tf.sub(thumbs, 0.5) as tf.Tensor4D, io.training)); // [N, C]  O
+  }
+
+  score(thumbs: tf.Tensor4D, io: ForwardIO): tf.Tensor1D {
+    return tf.tidy(() => tf.max(this.branchScores(thumbs, io), 1) as tf.Tensor1D); // [N]  kept by any branch
+  }
+
+  imitationLoss(scores: tf.Tensor2D, targets: tf.Tensor2D): tf.Scalar {
+    return tf.tidy(() => {
+      const soft = tf.sigmoid(scores) as tf.Tensor2D; // [N, C]
+      const predicted = straightThrough(tf.cast(tf.greater(soft, 0.5), 'float32') as tf.Tensor2D, soft); // [N, C]  M_LR
+      const maskLoss = tf.mean(torchAbs(tf.sub(predicted, targets))); // mean over N·C of |M_LR - M_HR|
+      const branches = this.options.rateOverAllClasses ? 'all' : 'first-two';
+      const predictedRate = unionKeepRate(predicted, branches); // e_LR
+      const targetRate = unionKeepRate(targets, branches); // e_HR (targets carry no gradient)
+      const rateLoss = tf.square(tf.sub(predictedRate, targetRate));
+      return tf.add(tf.mul(maskLoss, this.options.maskLossWeight), tf.mul(rateLoss, this.options.rateLossWeight)) as tf.Scalar;
+    });
+  }
+}
+
+export default definePlugin({
+  kind: 'prescreener',
+  name: 'lipn',
+  summary: 'HDMIL lightweight pre-screening CNN on 16×16 thumbnails, trained to reproduce the aggregator\'s instance gates',
+  paper: { cite: 'Dong et al., Fast and Accurate Gigapixel Pathological Image Classification with Hierarchical Distillation Multi-Instance Learning, CVPR 2025' },
+  options: LipnOptions,
+  capabilities: { trainable: true },
+  create: (options, ctx) => new LipnPrescreener(options, ctx),
+});
