@@ -1,0 +1,254 @@
+// Kernel overrides for the tfjs wasm backend. With a native BLAS: BatchMatMul and _FusedMatMul run as cblas_sgemm
+// straight on the wasm heap (no copy; transposes handled by sgemm), plus copy-free Identity and leading-axis Sum
+// via sgemv. Without BLAS: only _FusedMatMul with bias + transpose is rerouted, because stock tfjs-backend-wasm
+// 4.22 computes it wrong (native-blas.md §4). The stock kernels are kept and restored by `restoreStockWasmKernels`.
+import * as tf from '@tensorflow/tfjs';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, type NativeBlas } from './native-blas.js';
+
+type KernelConfig = ReturnType<typeof tf.getKernel>;
+type KernelFunc = KernelConfig['kernelFunc'];
+type TensorInfo = tf.TensorInfo;
+type KernelArgs = Parameters<KernelFunc>[0];
+
+const BACKEND = 'wasm';
+
+/** Which kernels an install registers: `blas` needs a loaded library; `fused-fix` only fixes stock _FusedMatMul. */
+export interface WasmKernelOptions {
+  readonly blas?: NativeBlas;
+  /** Also override Identity (copy-free) and Sum over leading axes (sgemv); only with `blas`. */
+  readonly extras?: boolean;
+}
+
+const stockKernels = new Map<string, KernelConfig>();
+const installed = new Map<string, KernelConfig>();
+
+function stock(name: string): KernelConfig {
+  const config = stockKernels.get(name) ?? tf.getKernel(name, BACKEND);
+  if (!config) throw new Error(`tfjs wasm kernel ${name} is not registered (is @tensorflow/tfjs-backend-wasm imported?)`);
+  return config;
+}
+
+function runStock(name: string, args: KernelArgs): TensorInfo {
+  return stock(name).kernelFunc(args) as TensorInfo;
+}
+
+function override(name: string, kernelFunc: KernelFunc): void {
+  const current = tf.getKernel(name, BACKEND);
+  if (!current) throw new Error(`tfjs wasm kernel ${name} is not registered (is @tensorflow/tfjs-backend-wasm imported?)`);
+  if (!stockKernels.has(name)) stockKernels.set(name, current);
+  const original = stock(name);
+  tf.unregisterKernel(name, BACKEND);
+  // Keep the stock setup (it binds the wasm function the fallback path calls) for a backend initialised later.
+  const config: KernelConfig = { kernelName: name, backendName: BACKEND, kernelFunc };
+  if (original.setupFunc) config.setupFunc = original.setupFunc;
+  tf.registerKernel(config);
+  installed.set(name, config);
+}
+
+/** Puts every stock wasm kernel back (idempotent). */
+export function restoreStockWasmKernels(): void {
+  for (const [name, config] of stockKernels) {
+    if (tf.getKernel(name, BACKEND) !== stockKernels.get(name)) {
+      tf.unregisterKernel(name, BACKEND);
+      tf.registerKernel(config);
+    }
+  }
+  installed.clear();
+}
+
+/** Kernel names milkit has overridden on the wasm backend right now. */
+export function overriddenWasmKernels(): string[] {
+  return [...installed.keys()].filter((name) => tf.getKernel(name, BACKEND) === installed.get(name)).sort();
+}
+
+/** Replaces the stock wasm kernels as `options` asks, after restoring any earlier install. */
+export function installWasmKernels(options: WasmKernelOptions): void {
+  restoreStockWasmKernels();
+  const blas = options.blas;
+  if (!blas) {
+    override('_FusedMatMul', (args) => fusedMatMul(args, (a) => runStock('BatchMatMul', a), true));
+    return;
+  }
+  const batchMatMul = (args: KernelArgs): TensorInfo => blasBatchMatMul(args, blas);
+  override('BatchMatMul', batchMatMul);
+  override('_FusedMatMul', (args) => fusedMatMul(args, batchMatMul, false));
+  if (options.extras) {
+    override('Identity', identityNoCopy);
+    override('Sum', (args) => leadingAxesSum(args, blas));
+  }
+}
+
+function sizeOf(shape: readonly number[]): number {
+  let size = 1;
+  for (const d of shape) size *= d;
+  return size;
+}
+
+function heapF32(backend: BackendWasm, info: TensorInfo): Float32Array {
+  return backend.typedArrayFromHeap(info) as Float32Array;
+}
+
+interface MatMulAttrs {
+  readonly transposeA: boolean;
+  readonly transposeB: boolean;
+}
+
+/** For each output batch entry, the flat batch index into `batch` (numpy broadcasting, right-aligned). */
+function broadcastBatchIndex(outBatch: readonly number[], batch: readonly number[]): Int32Array {
+  const count = sizeOf(outBatch);
+  const index = new Int32Array(count);
+  const offset = outBatch.length - batch.length;
+  // stride of each output batch axis inside `batch` (0 where `batch` is broadcast along it).
+  const strides = new Array<number>(outBatch.length).fill(0);
+  let stride = 1;
+  for (let d = batch.length - 1; d >= 0; d -= 1) {
+    const size = batch[d] ?? 1;
+    if (size !== 1) strides[d + offset] = stride;
+    stride *= size;
+  }
+  for (let flat = 0; flat < count; flat += 1) {
+    let rest = flat;
+    let at = 0;
+    for (let d = outBatch.length - 1; d >= 0; d -= 1) {
+      const size = outBatch[d] ?? 1;
+      at += (rest % size) * (strides[d] ?? 0);
+      rest = Math.floor(rest / size);
+    }
+    index[flat] = at;
+  }
+  return index;
+}
+
+/** BatchMatMul as one sgemm per output batch entry, written straight into the output tensor on the wasm heap. */
+function blasBatchMatMul(args: KernelArgs, blas: NativeBlas): TensorInfo {
+  const backend = args.backend as BackendWasm;
+  const a = args.inputs['a'] as TensorInfo | undefined;
+  const b = args.inputs['b'] as TensorInfo | undefined;
+  const { transposeA, transposeB } = args.attrs as unknown as MatMulAttrs;
+  if (!a || !b || a.dtype !== 'float32' || b.dtype !== 'float32' || a.shape.length < 2 || b.shape.length < 2) {
+    return runStock('BatchMatMul', args);
+  }
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const m = (transposeA ? a.shape[ra - 1] : a.shape[ra - 2]) ?? 0;
+  const k = (transposeA ? a.shape[ra - 2] : a.shape[ra - 1]) ?? 0;
+  const kb = (transposeB ? b.shape[rb - 1] : b.shape[rb - 2]) ?? 0;
+  const n = (transposeB ? b.shape[rb - 2] : b.shape[rb - 1]) ?? 0;
+  // Empty operands and mismatched inner dims go to the stock kernel (which also owns the error message).
+  if (k !== kb || sizeOf(a.shape) === 0 || sizeOf(b.shape) === 0) return runStock('BatchMatMul', args);
+  const batchA = a.shape.slice(0, -2);
+  const batchB = b.shape.slice(0, -2);
+  const outBatch = tf.backend_util.assertAndGetBroadcastShape(batchA, batchB);
+  // Allocate first: makeOutput may grow the wasm heap, which detaches every view taken before it.
+  const out = backend.makeOutput([...outBatch, m, n], 'float32') as TensorInfo;
+  const A = heapF32(backend, a);
+  const B = heapF32(backend, b);
+  const C = heapF32(backend, out);
+  const lda = transposeA ? m : k;
+  const ldb = transposeB ? k : n;
+  const opA = transposeA ? CBLAS_TRANS : CBLAS_NO_TRANS;
+  const opB = transposeB ? CBLAS_TRANS : CBLAS_NO_TRANS;
+  const count = sizeOf(outBatch);
+  const sizeB = sizeOf(batchB);
+  if (count === 1 || (sizeB === 1 && !transposeA && sizeOf(batchA) === count)) {
+    // One call: no batch, or a shared B under a stack of untransposed A (rows of all batch entries are contiguous).
+    blas.sgemm(CBLAS_ROW_MAJOR, opA, opB, m * count, n, k, 1, A, lda, B, ldb, 0, C, n);
+    return out;
+  }
+  const indexA = broadcastBatchIndex(outBatch, batchA);
+  const indexB = broadcastBatchIndex(outBatch, batchB);
+  const strideA = m * k;
+  const strideB = k * n;
+  const strideC = m * n;
+  for (let i = 0; i < count; i += 1) {
+    const offA = (indexA[i] ?? 0) * strideA;
+    const offB = (indexB[i] ?? 0) * strideB;
+    blas.sgemm(
+      CBLAS_ROW_MAJOR, opA, opB, m, n, k, 1,
+      A.subarray(offA, offA + strideA), lda,
+      B.subarray(offB, offB + strideB), ldb,
+      0, C.subarray(i * strideC, (i + 1) * strideC), n,
+    );
+  }
+  return out;
+}
+
+interface FusedAttrs extends MatMulAttrs {
+  readonly activation: string;
+  readonly leakyreluAlpha?: number;
+}
+
+/** Applies one stock wasm kernel to an intermediate and frees the intermediate. */
+function chain(backend: BackendWasm, intermediate: TensorInfo, name: string, inputs: Record<string, TensorInfo>, attrs: Record<string, unknown> = {}): TensorInfo {
+  const result = runStock(name, { inputs: inputs as KernelArgs['inputs'], backend, attrs: attrs as NonNullable<KernelArgs['attrs']> });
+  backend.disposeData(intermediate.dataId);
+  return result;
+}
+
+/**
+ * _FusedMatMul as matmul, then the stock Add (any broadcastable bias) and activation kernels. With `onlyWhenBroken`,
+ * cases the stock fused kernel gets right (no bias, or no transpose) stay on it.
+ */
+function fusedMatMul(args: KernelArgs, matMul: (args: KernelArgs) => TensorInfo, onlyWhenBroken: boolean): TensorInfo {
+  const backend = args.backend as BackendWasm;
+  const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo | undefined>;
+  const attrs = args.attrs as unknown as FusedAttrs;
+  if (!a || !b || a.dtype !== 'float32' || b.dtype !== 'float32' || sizeOf(a.shape) === 0 || sizeOf(b.shape) === 0) {
+    return runStock('_FusedMatMul', args);
+  }
+  if (onlyWhenBroken && (!bias || (!attrs.transposeA && !attrs.transposeB))) return runStock('_FusedMatMul', args);
+  let y = matMul({ inputs: { a, b } as KernelArgs['inputs'], backend, attrs: { transposeA: attrs.transposeA, transposeB: attrs.transposeB } });
+  if (bias) y = chain(backend, y, 'Add', { a: y, b: bias });
+  switch (attrs.activation) {
+    case 'linear':
+      return y;
+    case 'relu':
+      return chain(backend, y, 'Relu', { x: y });
+    case 'relu6':
+      return chain(backend, y, 'Relu6', { x: y });
+    case 'elu':
+      return chain(backend, y, 'Elu', { x: y });
+    case 'sigmoid':
+      return chain(backend, y, 'Sigmoid', { x: y });
+    case 'leakyrelu':
+      return chain(backend, y, 'LeakyRelu', { x: y }, { alpha: attrs.leakyreluAlpha ?? 0.2 });
+    case 'prelu':
+      if (!preluActivationWeights) throw new Error('_FusedMatMul: prelu activation without preluActivationWeights');
+      return chain(backend, y, 'Prelu', { x: y, alpha: preluActivationWeights });
+    default:
+      throw new Error(`_FusedMatMul: activation "${attrs.activation}" is not supported on the wasm backend`);
+  }
+}
+
+/** Identity shares the input's buffer (as the wasm Reshape and cpu Identity kernels do); kernels never write inputs. */
+function identityNoCopy(args: KernelArgs): TensorInfo {
+  const backend = args.backend as BackendWasm;
+  const x = args.inputs['x'] as TensorInfo | undefined;
+  if (!x || x.dtype === 'string') return runStock('Identity', args);
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+let ones = new Float32Array(0);
+
+/**
+ * Sum over the leading axes (bias gradients: [N, C] → [C]) as one sgemv Xᵀ·1. The stock kernel transposes the
+ * input first so that the reduced axes are innermost.
+ */
+function leadingAxesSum(args: KernelArgs, blas: NativeBlas): TensorInfo {
+  const backend = args.backend as BackendWasm;
+  const x = args.inputs['x'] as TensorInfo | undefined;
+  const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
+  if (!x || x.dtype !== 'float32' || sizeOf(x.shape) === 0) return runStock('Sum', args);
+  const axes = tf.util.parseAxisParam(axis, x.shape).sort((p, q) => p - q);
+  const leading = axes.length > 0 && axes.length < x.shape.length && axes.every((ax, i) => ax === i);
+  if (!leading) return runStock('Sum', args);
+  const rows = sizeOf(x.shape.slice(0, axes.length));
+  const cols = sizeOf(x.shape.slice(axes.length));
+  const outShape = keepDims ? x.shape.map((d, i) => (i < axes.length ? 1 : d)) : x.shape.slice(axes.length);
+  const out = backend.makeOutput(outShape, 'float32') as TensorInfo;
+  if (ones.length < rows) ones = new Float32Array(rows).fill(1);
+  blas.sgemv(CBLAS_ROW_MAJOR, CBLAS_TRANS, rows, cols, 1, heapF32(backend, x), cols, ones, 1, 0, heapF32(backend, out), 1);
+  return out;
+}
