@@ -4,24 +4,36 @@ import { z } from 'zod';
 export const OptimizerSection = z.strictObject({
   name: z.enum(['adam', 'adamw', 'sgd', 'radam']).default('adam').describe('optimizer'),
   lr: z.number().positive().default(2e-4).describe('learning rate'),
-  weightDecay: z.number().min(0).default(1e-5).describe('L2 added to the gradient (adam, sgd) or decoupled decay (adamw, radam)'),
+  weightDecay: z.number().min(0).default(1e-5).describe('weight-decay coefficient wd: added to the gradient as wd*p (torch Adam, SGD, RAdam) unless decoupledWeightDecay'),
+  decoupledWeightDecay: z.boolean().optional().describe('decay the weights directly, p <- p*(1 - lr*wd), instead of adding wd*p to the gradient; default true for adamw, false otherwise (torch 1.13); TransMIL\'s RAdam: true'),
+  excludeFromDecay: z.array(z.string().min(1)).default([]).describe('parameter names that get no weight decay, as globs over dotted names (* = any characters), e.g. ["*.bias"] (TransMIL)'),
+  decayVectors: z.boolean().default(true).describe('apply weight decay to 1-D parameters (norm gains and biases); false excludes every 1-D tensor, as timm/TransMIL do'),
   betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]).describe('Adam-family moment decays'),
   eps: z.number().positive().default(1e-8).describe('Adam-family epsilon'),
   momentum: z.number().min(0).lt(1).default(0.9).describe('SGD momentum'),
   lookahead: z.strictObject({
     k: z.int().positive().default(5).describe('fast steps per slow update'),
     alpha: z.number().gt(0).max(1).default(0.5).describe('slow-weight interpolation'),
+    slowStart: z.enum(['initial', 'first-sync']).default('initial').describe('where the slow weights start: the weights at optimizer creation (Zhang et al. 2019), or a copy of the fast weights at the first sync, which makes that sync a no-op (timm\'s Lookahead, used by TransMIL)'),
   }).optional().describe('wrap the optimizer in Lookahead'),
 });
+export type OptimizerSection = z.output<typeof OptimizerSection>;
 
 export const EarlyStoppingSection = z.strictObject({
   monitor: z.string().default('val/loss').describe('logged metric to watch (val/loss, val/auc, ...)'),
   mode: z.enum(['min', 'max']).default('min').describe('whether smaller or larger is better'),
-  patience: z.int().min(1).default(20).describe('epochs without improvement before stopping'),
-  minEpochs: z.int().min(0).default(0).describe('epochs before the patience counter starts'),
-  strict: z.boolean().default(true).describe('improvement must be strictly better (ties count as no improvement)'),
+  patience: z.int().min(1).default(20).describe('stop once this many counted epochs in a row brought no improvement'),
+  minEpochs: z.int().min(0).default(0).describe('epochs ignored at the start (0-indexed 0..minEpochs-1): neither selected nor counted (HDMIL: 49, i.e. from 1-indexed epoch 50)'),
+  minEpochsFraction: z.number().gt(0).lt(1).optional().describe('minEpochs relative to train.epochs: epochs with index <= floor(fraction*epochs) are ignored (DTFD-MIL: 0.8); use instead of minEpochs'),
+  strict: z.boolean().default(true).describe('a new best must be strictly better; when false a tie also becomes the new best and resets the counter (CLAM)'),
+  tiesReset: z.boolean().default(false).describe('a tie with the best resets the patience counter even when strict keeps the earlier best epoch (MHIM-MIL)'),
+  stopAfterEpoch: z.int().min(0).optional().describe('earliest stop: a stop can only happen at a 0-indexed epoch greater than this, the counter keeps running before it (CLAM: 50, MHIM-MIL: 130/70/100)'),
   enabled: z.boolean().default(true).describe('stop early at all; when false the best epoch is still selected'),
+}).refine((s) => s.minEpochsFraction === undefined || s.minEpochs === 0, {
+  message: 'set either minEpochs or minEpochsFraction, not both',
+  path: ['minEpochsFraction'],
 });
+export type EarlyStoppingSection = z.output<typeof EarlyStoppingSection>;
 
 export const TrainSection = z.strictObject({
   epochs: z.int().min(1).default(20).describe('maximum training epochs'),
@@ -29,6 +41,8 @@ export const TrainSection = z.strictObject({
   schedule: z.enum(['constant', 'cosine', 'step']).default('constant').describe('learning-rate schedule over epochs'),
   stepSize: z.int().positive().default(10).describe('step schedule: epochs between decays'),
   gamma: z.number().gt(0).max(1).default(0.1).describe('step schedule: decay factor'),
+  milestones: z.array(z.int().positive()).optional().describe('step schedule: multiply by gamma at each of these epochs instead of every stepSize epochs (torch MultiStepLR; DTFD-MIL: [100])'),
+  minLr: z.number().min(0).default(0).describe('cosine schedule: learning rate reached at the last epoch (eta_min; MHIM-MIL v2: 1e-7)'),
   gradClip: z.number().positive().optional().describe('clip the global gradient norm to this value'),
   accumulate: z.int().min(1).default(1).describe('bags per optimizer step (gradient accumulation)'),
   balancedSampling: z.boolean().default(false).describe('sample bags with replacement, weights N/N_class (CLAM, HDMIL)'),

@@ -1,0 +1,39 @@
+// Adam (Kingma & Ba 2015) as torch 1.13 computes it, with either weight-decay flavour: L2 added to the
+// gradient (torch.optim.Adam: HDMIL, CLAM, MHIM-MIL, DTFD-MIL, DSMIL) or decoupled (torch.optim.AdamW,
+// Loshchilov & Hutter 2019). methods.md §9.8.
+import * as tf from '@tensorflow/tfjs';
+import { ElementwiseOptimizer, type ParamSlot } from './base.js';
+
+export interface AdamSettings {
+  readonly betas: readonly [number, number];
+  readonly eps: number;
+  readonly decoupledWeightDecay: boolean;
+}
+
+/** Adam/AdamW; state per parameter: `exp_avg/<name>` (m), `exp_avg_sq/<name>` (v), plus the shared `step` t. */
+export class AdamOptimizer extends ElementwiseOptimizer {
+  private readonly expAvg: tf.Variable[];
+  private readonly expAvgSq: tf.Variable[];
+
+  constructor(slots: readonly ParamSlot[], private readonly settings: AdamSettings) {
+    super(slots, settings.decoupledWeightDecay);
+    this.expAvg = this.addBuffers('exp_avg');
+    this.expAvgSq = this.addBuffers('exp_avg_sq');
+  }
+
+  protected update(index: number, grad: tf.Tensor, lr: number, step: number): void {
+    const slot = this.slots[index] as ParamSlot;
+    const [beta1, beta2] = this.settings.betas;
+    const g = this.coupledGradient(slot, grad); // g_t (+ wd p under L2)
+    const m = (this.expAvg[index] as tf.Variable).mul(beta1).add(g.mul(1 - beta1)); // m_t
+    const v = (this.expAvgSq[index] as tf.Variable).mul(beta2).add(g.mul(g).mul(1 - beta2)); // v_t
+    // Bias corrections in float64 on the host, as torch does with the Python step count.
+    const biasCorrection1 = 1 - beta1 ** step;
+    const biasCorrection2 = 1 - beta2 ** step;
+    const denom = v.sqrt().div(Math.sqrt(biasCorrection2)).add(this.settings.eps); // sqrt(v_t / bc2) + eps
+    const next = this.decayedParameter(slot, lr).sub(m.div(denom).mul(lr / biasCorrection1));
+    (this.expAvg[index] as tf.Variable).assign(m);
+    (this.expAvgSq[index] as tf.Variable).assign(v);
+    slot.variable.assign(next);
+  }
+}
