@@ -47,7 +47,7 @@ export const SyntheticCamelyonOptions = z
     backgroundTypes: z.int().min(1).default(4).describe('number of normal tissue prototypes (stroma, fat, lymphocytes, ...)'),
     slideShift: z.number().min(0).default(0.2).describe('σ_o: std of the per-slide feature offset (scanner/stain batch effect)'),
     thumbs: z.boolean().default(true).describe('generate 16×16 RGB thumbnails per instance'),
-    thumbSignal: z.number().min(0).max(1).default(0.5).describe('strength of the tumour cue in the thumbnails (0 = none)'),
+    thumbSignal: z.number().min(0).max(1).default(0.3).describe('strength of the tumour cue in the thumbnails (0 = none)'),
     officialTestFraction: z.number().min(0).lt(1).default(0.3).describe('fraction of cases marked split=test in the slide table (Camelyon16: 130 of 399)'),
     seed: z.int().min(0).optional().describe('data seed; defaults to the experiment seed'),
   })
