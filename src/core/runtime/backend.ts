@@ -208,7 +208,7 @@ async function configureKernels(
   if (backend !== 'wasm') {
     restoreStockMatMulGrad();
     if (section.blas === 'on' && backend === 'cpu') {
-      throw new BackendError('blas-needs-wasm', 'runtime.blas: on routes matmuls of the wasm backend only, but the backend is cpu.', {
+      throw new BackendError('blas-needs-wasm', '"on" needs the wasm backend (the BLAS kernels replace wasm matmuls), but the backend is cpu.', {
         where: { key: 'runtime.blas' },
         hint: 'Set runtime.backend: wasm (or auto), or runtime.blas: auto|off.',
       });
@@ -223,7 +223,7 @@ async function configureKernels(
   const probe = await loadNativeBlas({ env, ...(opts.blasCandidates ? { candidates: opts.blasCandidates } : {}) });
   if (!probe.available) {
     if (section.blas === 'on') {
-      throw new BackendError('blas-unavailable', `runtime.blas: on, but no native BLAS could be loaded: ${probe.reason}.`, {
+      throw new BackendError('blas-unavailable', `"on", but no native BLAS could be loaded: ${probe.reason}.`, {
         where: { key: 'runtime.blas' },
         hint: 'Install OpenBLAS (`apt-get install libopenblas0-pthread` on Debian/Ubuntu), or set runtime.blas: auto|off.',
       });

@@ -83,8 +83,11 @@ describe('initRuntime', () => {
   });
 
   it('rejects runtime.blas: on with the cpu backend', async () => {
-    await expect(initRuntime(section({ backend: 'cpu', blas: 'on' }), { logger: silentLogger })).rejects.toThrow(
-      'runtime.blas: on routes matmuls of the wasm backend only, but the backend is cpu.',
+    const failure = initRuntime(section({ backend: 'cpu', blas: 'on' }), { logger: silentLogger });
+    await expect(failure).rejects.toBeInstanceOf(BackendError);
+    await expect(failure.catch((error: BackendError) => `[${error.code}] ${error.render()}`)).resolves.toBe(
+      '[blas-needs-wasm] runtime.blas: "on" needs the wasm backend (the BLAS kernels replace wasm matmuls), but the backend is cpu. ' +
+        'Set runtime.backend: wasm (or auto), or runtime.blas: auto|off.',
     );
   });
 
@@ -92,7 +95,10 @@ describe('initRuntime', () => {
     const failure = initRuntime(section({ backend: 'wasm', blas: 'on' }), { logger: silentLogger, blasCandidates: ['libmilkit-missing.so'] });
     await expect(failure).rejects.toBeInstanceOf(BackendError);
     await expect(failure).rejects.toMatchObject({ code: 'blas-unavailable', where: { key: 'runtime.blas' } });
-    await expect(failure).rejects.toMatchObject({ hint: 'Install OpenBLAS (`apt-get install libopenblas0-pthread` on Debian/Ubuntu), or set runtime.blas: auto|off.' });
+    await expect(failure.catch((error: BackendError) => error.render())).resolves.toBe(
+      'runtime.blas: "on", but no native BLAS could be loaded: no usable BLAS library (not found: libmilkit-missing.so). ' +
+        'Install OpenBLAS (`apt-get install libopenblas0-pthread` on Debian/Ubuntu), or set runtime.blas: auto|off.',
+    );
   });
 
   it('falls back to stock kernels and the explicit-transpose gradient with runtime.blas: off', async () => {
