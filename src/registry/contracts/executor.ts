@@ -1,29 +1,87 @@
 // Executor plugins: run a batch of sweep/CV jobs somewhere (local child processes, Slurm array jobs).
-// The engine issue fills in the job contract; this file is the seam.
+// An executor only launches `milkit worker --manifest M --index I` for each job and reports what happened;
+// the worker does the work and leaves a result file, so every executor shares resume and dedup semantics.
 import type { Logger } from '../../core/logger.js';
 
-export interface JobSpec {
+/** One job of a batch, as an executor sees it. */
+export interface ExecutorJob {
+  /** Position in the job manifest: the worker's `--index` and the Slurm array task id. */
+  readonly index: number;
   /** Stable id = hash(resolved config, fold). */
   readonly id: string;
-  /** Directory the job writes its result files to. */
-  readonly outDir: string;
-  /** Serialized job payload the worker reads (resolved config, fold, paths). */
-  readonly manifestPath: string;
+  /** Human label for logs and progress, e.g. `lr=1e-4 fold=2`. */
+  readonly label: string;
+  /** Written atomically by the worker when the job succeeded; its existence means "done". */
+  readonly resultPath: string;
+  /** Written by the worker when the job failed (JSON `{ message, code? }`). */
+  readonly errorPath: string;
+  /** Where the executor sends the worker's stdout and stderr. */
+  readonly logPath: string;
 }
 
+/** Exit code of a worker that found its job locked by another live worker (EX_TEMPFAIL): outcome `busy`. */
+export const WORKER_EXIT_BUSY = 75;
+
+/** The argv prefix that runs `milkit worker`; executors append `--manifest M --index I --blas-threads T`. */
+export interface WorkerCommand {
+  readonly command: string;
+  readonly args: readonly string[];
+}
+
+export interface ExecutorBatch {
+  /** Sweep name (Slurm job name, log prefixes). */
+  readonly name: string;
+  /** Sweep state directory (scripts and logs of the executor go below it). */
+  readonly stateDir: string;
+  /** Job manifest the workers read. */
+  readonly manifestPath: string;
+  /** The jobs to run now (already-finished jobs are not in the batch). */
+  readonly jobs: readonly ExecutorJob[];
+  readonly worker: WorkerCommand;
+  /** Working directory of every worker. */
+  readonly cwd: string;
+  /** Aborting stops launching new jobs and ends the running ones. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * `succeeded`: the result file exists. `failed`: the worker failed (error says why).
+ * `busy`: another worker holds the job's lock (a concurrent sweep is running it); nothing was done.
+ */
+export type JobStatus = 'succeeded' | 'failed' | 'busy';
+
 export interface JobOutcome {
+  readonly index: number;
   readonly id: string;
-  readonly ok: boolean;
+  readonly status: JobStatus;
   readonly error?: string;
 }
 
+export interface ExecutorEvents {
+  /** A job was handed to a worker (local) or started running (Slurm). */
+  onStart?(job: ExecutorJob): void;
+  /** A job ended; called once per job of the batch, as soon as the executor knows. */
+  onDone?(outcome: JobOutcome): void;
+  /** Free-form status for progress displays, e.g. `2 running, 5 pending`. */
+  onStatus?(text: string): void;
+}
+
 export interface Executor {
-  run(jobs: readonly JobSpec[], onDone: (outcome: JobOutcome) => void): Promise<JobOutcome[]>;
+  /** Jobs that run at the same time (for BLAS threads per process and progress ETA). */
+  readonly slots: number;
+  /** Runs the batch to completion (or abort) and returns one outcome per job, in batch order. */
+  run(batch: ExecutorBatch, events?: ExecutorEvents): Promise<JobOutcome[]>;
 }
 
 export interface ExecutorContext {
   readonly logger: Logger;
   readonly cwd: string;
+  /** CPU cores of this machine (default worker count of the local executor). */
+  readonly cores: number;
+  readonly env: Readonly<Record<string, string | undefined>>;
 }
 
-export type ExecutorCapabilities = Readonly<Record<string, never>>;
+export type ExecutorCapabilities = Readonly<{
+  /** Jobs run on other machines, which must see the same filesystem paths (Slurm). */
+  readonly remote?: boolean;
+}>;

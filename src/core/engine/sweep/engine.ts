@@ -1,0 +1,195 @@
+// Runs a sweep: expand cells, compose and validate all of them, write the state folder, hand the unfinished
+// jobs to an executor, then tabulate every finished result. Re-running the same sweep resumes it: finished
+// jobs are skipped, failed and missing ones run again, and results are keyed by job id so none is duplicated.
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import type { Logger } from '../../logger.js';
+import type { Executor, ExecutorJob, JobOutcome, WorkerCommand } from '../../../registry/contracts/executor.js';
+import type { JobResult } from '../job.js';
+import { silentProgress, type Progress } from '../progress.js';
+import { planSweep, type ComposeCell, type SweepPlan } from './plan.js';
+import { expandCells, type ExpandArgument, type SweepDefinition } from './spec.js';
+import {
+  exists, readJobError, readJobResult, STATE_VERSION, SweepLayout, writeAtomic,
+  type JobErrorFile, type JobManifest, type SweepRecord,
+} from './state.js';
+import { renderFoldsCsv, renderMarkdown, renderSummaryCsv, summarizeSweep, type SweepTable } from './table.js';
+
+/** Default: a lock not refreshed for 10 minutes belongs to a worker that died on another machine. */
+export const DEFAULT_LOCK_STALE_MS = 10 * 60 * 1000;
+
+export interface SweepOptions {
+  readonly definition: SweepDefinition;
+  /** The config module's override parser (sweep syntax → per-value overrides). */
+  readonly expand: ExpandArgument;
+  /** The config module's composition + validation of one cell. */
+  readonly compose: ComposeCell;
+  readonly executor: Executor;
+  /** argv prefix of `milkit worker` (tests point it at a worker with a fake job runner). */
+  readonly worker: WorkerCommand;
+  readonly cwd: string;
+  readonly logger: Logger;
+  readonly progress?: Progress;
+  /** State folder; default `<cwd>/outputs/sweeps/<name>-<specHash>`. */
+  readonly stateDir?: string;
+  readonly lockStaleMs?: number;
+  readonly parentRunId?: string;
+  readonly signal?: AbortSignal;
+  /** Plan, validate and write the state folder, but run nothing. */
+  readonly dryRun?: boolean;
+  /** Add the s/slide column to the table (default true). */
+  readonly includeTime?: boolean;
+}
+
+export interface SweepFailure {
+  readonly id: string;
+  readonly label: string;
+  readonly error: string;
+}
+
+export interface SweepReport {
+  readonly stateDir: string;
+  readonly cells: number;
+  /** Unique jobs of the sweep (cells × folds, minus duplicates). */
+  readonly jobs: number;
+  /** Jobs finished before this invocation. */
+  readonly alreadyDone: number;
+  /** Jobs handed to the executor now. */
+  readonly launched: number;
+  readonly succeeded: number;
+  readonly failed: readonly SweepFailure[];
+  /** Jobs another live worker was running (left to it). */
+  readonly busy: number;
+  /** Jobs still without a result at the end. */
+  readonly missing: number;
+  readonly table: SweepTable;
+  readonly markdown: string;
+}
+
+/** Where a sweep keeps its state when no folder is given. */
+export function defaultStateDir(cwd: string, name: string, specHash: string): string {
+  return path.join(cwd, 'outputs', 'sweeps', `${name}-${specHash}`);
+}
+
+export async function runSweep(options: SweepOptions): Promise<SweepReport> {
+  const { definition, logger } = options;
+  const progress = options.progress ?? silentProgress;
+  const cells = expandCells(definition, options.expand);
+  logger.info(`sweep ${definition.name}: ${cells.length} cell${cells.length === 1 ? '' : 's'}; composing and validating each before any job starts.`);
+  const plan = await planSweep(definition, cells, options.compose, options.cwd);
+  const layout = new SweepLayout(options.stateDir ?? defaultStateDir(options.cwd, definition.name, plan.specHash));
+  const experimentFile = path.resolve(options.cwd, definition.experimentFile);
+  await writeRecord(layout, definition, plan, experimentFile, options.cwd);
+
+  const finished = new Set<string>();
+  let previouslyFailed = 0;
+  for (const job of plan.jobs) {
+    // Each job folder carries its resolved config and overrides (Hydra's .hydra/ lesson), written once.
+    if (!(await exists(path.join(layout.jobDir(job.id), 'config.yaml')))) {
+      await writeAtomic(path.join(layout.jobDir(job.id), 'config.yaml'), job.configYaml);
+      await writeAtomic(path.join(layout.jobDir(job.id), 'overrides.yaml'), `${job.overrides.map((o) => `- ${JSON.stringify(o)}`).join('\n')}\n`);
+    }
+    if (await exists(layout.resultPath(job.id))) finished.add(job.id);
+    else if (await exists(layout.errorPath(job.id))) previouslyFailed += 1;
+  }
+  const pending = plan.jobs.filter((job) => !finished.has(job.id));
+  logger.info(`sweep state: ${layout.dir}`);
+  logger.info(`${plan.jobs.length} jobs: ${finished.size} finished, ${pending.length} to run${previouslyFailed ? ` (${previouslyFailed} failed before and run again)` : ''}.`);
+
+  let outcomes: JobOutcome[] = [];
+  if (!options.dryRun && pending.length > 0 && !options.signal?.aborted) {
+    const manifest: JobManifest = {
+      version: STATE_VERSION,
+      sweep: definition.name,
+      experimentFile,
+      cwd: options.cwd,
+      ...(options.parentRunId !== undefined ? { parentRunId: options.parentRunId } : {}),
+      lockStaleMs: options.lockStaleMs ?? DEFAULT_LOCK_STALE_MS,
+      jobs: pending.map((job, index) => ({ index, id: job.id, fold: job.fold, label: job.label, overrides: [...job.overrides], dir: path.posix.join('..', 'jobs', job.id) })),
+    };
+    // Content-addressed, so a manifest never changes under a queued Slurm task that still reads it.
+    const text = `${JSON.stringify(manifest, null, 2)}\n`;
+    const manifestPath = layout.manifestPath(createHash('sha256').update(text).digest('hex').slice(0, 12));
+    if (!(await exists(manifestPath))) await writeAtomic(manifestPath, text);
+    const executorJobs: ExecutorJob[] = manifest.jobs.map((job) => ({
+      index: job.index, id: job.id, label: job.label,
+      resultPath: layout.resultPath(job.id), errorPath: layout.errorPath(job.id), logPath: layout.logPath(job.id),
+    }));
+    const bar = progress.bar('jobs', plan.jobs.length, 'jobs');
+    bar.update(finished.size);
+    try {
+      outcomes = await options.executor.run(
+        { name: definition.name, stateDir: layout.dir, manifestPath, jobs: executorJobs, worker: options.worker, cwd: options.cwd, ...(options.signal ? { signal: options.signal } : {}) },
+        {
+          onDone: (outcome) => {
+            const job = executorJobs[outcome.index];
+            const label = job?.label ?? outcome.id;
+            if (outcome.status === 'failed') logger.warn(`job ${outcome.id} (${label}) failed: ${firstLine(outcome.error)} — log: ${job?.logPath ?? '?'}`);
+            if (outcome.status === 'busy') logger.info(`job ${outcome.id} (${label}) is running in another worker; not waiting for it.`);
+            bar.increment(`${outcome.status}: ${label}`, outcome.status === 'busy' ? 0 : 1);
+          },
+          onStatus: (text) => logger.debug(text),
+        },
+      );
+    } finally {
+      bar.stop();
+    }
+  }
+
+  const results = new Map<string, JobResult>();
+  const errors = new Map<string, JobErrorFile>();
+  for (const job of plan.jobs) {
+    const result = await readJobResult(layout.resultPath(job.id));
+    if (result) results.set(job.id, result);
+    else {
+      const error = await readJobError(layout.errorPath(job.id));
+      if (error) errors.set(job.id, error);
+    }
+  }
+  const record = await buildRecordObject(definition, plan, experimentFile, options.cwd);
+  const table = summarizeSweep(record, results, { ...(definition.metrics ? { metrics: definition.metrics } : {}), includeTime: options.includeTime ?? true });
+  const markdown = renderMarkdown(table);
+  await writeAtomic(layout.tableMarkdownPath, `${markdown}\n`);
+  await writeAtomic(layout.summaryCsvPath, renderSummaryCsv(table));
+  await writeAtomic(layout.foldsCsvPath, renderFoldsCsv(table, results, errors));
+
+  const failed: SweepFailure[] = outcomes
+    .filter((o) => o.status === 'failed')
+    .map((o) => ({ id: o.id, label: pending[o.index]?.label ?? o.id, error: errors.get(o.id)?.message ?? o.error ?? 'unknown error' }));
+  return {
+    stateDir: layout.dir,
+    cells: cells.length,
+    jobs: plan.jobs.length,
+    alreadyDone: finished.size,
+    launched: outcomes.length,
+    succeeded: outcomes.filter((o) => o.status === 'succeeded').length,
+    failed,
+    busy: outcomes.filter((o) => o.status === 'busy').length,
+    missing: plan.jobs.length - results.size,
+    table,
+    markdown,
+  };
+}
+
+function firstLine(text: string | undefined): string {
+  return (text ?? 'unknown error').split('\n')[0] ?? '';
+}
+
+async function buildRecordObject(definition: SweepDefinition, plan: SweepPlan, experimentFile: string, cwd: string): Promise<SweepRecord> {
+  return {
+    version: STATE_VERSION,
+    name: definition.name,
+    specHash: plan.specHash,
+    experimentFile,
+    cwd,
+    grid: [...definition.grid],
+    zip: definition.zip.map((group) => [...group]),
+    ...(definition.metrics ? { metrics: [...definition.metrics] } : {}),
+    cells: [...plan.cells],
+  };
+}
+
+async function writeRecord(layout: SweepLayout, definition: SweepDefinition, plan: SweepPlan, experimentFile: string, cwd: string): Promise<void> {
+  const record = await buildRecordObject(definition, plan, experimentFile, cwd);
+  await writeAtomic(layout.recordPath, `${JSON.stringify(record, null, 2)}\n`);
+}
