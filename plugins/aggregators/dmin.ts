@@ -33,7 +33,7 @@ import {
 } from '../../src/registry/index.js';
 import { Linear, dropout } from '../../src/core/nn/layers.js';
 import { ModuleList } from '../../src/core/nn/containers.js';
-import { stopGradient, straightThrough } from '../../src/core/nn/gradients.js';
+import { maskedColumnMax, nonZeroDivisor, offTape, stepGate, stopGradient, straightThroughGate } from '../../src/core/nn/gradients.js';
 import { unionKeepRate } from '../../src/core/nn/keep-rate.js';
 
 export const DminOptions = z.strictObject({
@@ -50,7 +50,7 @@ export const DminOptions = z.strictObject({
 });
 export type DminOptions = z.output<typeof DminOptions>;
 
-/** Logits below this never pass the eval gate; exp(ln(1e-16) - m) reproduces the reference's "+ 1e-16" after the max shift. */
+/** ln(1e-16): after the max shift m, the reference's "+ 1e-16" in the eval denominator becomes exp(ln(1e-16) - m). */
 const LOG_EPSILON = Math.log(1e-16);
 
 /** Gated attention of CLAM: (tanh(h Wa) ⊙ sigmoid(h Wb)) Wc, torch keys attention_a.0 / attention_b.0 / attention_c. */
@@ -147,13 +147,11 @@ export class DminAggregator extends Module implements Aggregator {
     const g1 = this.gumbel('gumbel1', s.shape, io); // [N, C]
     const g2 = this.gumbel('gumbel2', s.shape, io); // [N, C]
     const soft = tf.sigmoid(tf.div(tf.sub(tf.add(s, g1), g2), tau)) as tf.Tensor2D; // [N, C]  P = σ((S + g1 - g2)/τ)
-    const hard = tf.cast(tf.greater(soft, gamma), 'float32') as tf.Tensor2D; // [N, C]  H = 1[P > γ]
-    const gate = straightThrough(hard, soft); // [N, C]  M: value H, gradient of P
+    const gate = straightThroughGate(soft, gamma); // [N, C]  M: value H = 1[P > γ], gradient of P
     const shift = stopGradient(tf.max(s)); // scalar  global max over (n, c): the normaliser below is global
     const weights = tf.mul(tf.exp(tf.sub(s, shift)), gate); // [N, C]  W = exp(S) M (shifted)
     const total = tf.sum(weights); // Z: ONE sum over all n and c (trap: not per class)
-    const safeTotal = tf.where(tf.greater(total, 0), total, tf.onesLike(total)); // empty selection → A_stu = 0
-    const aStu = tf.transpose(tf.div(weights, safeTotal)) as tf.Tensor2D; // [C, N]  rows need not sum to 1
+    const aStu = tf.transpose(tf.div(weights, nonZeroDivisor(total))) as tf.Tensor2D; // [C, N]  rows need not sum to 1; empty selection → 0
     const eStu = tf.matMul(aStu, h) as tf.Tensor2D; // [C, H]
     const zStu = this.bagLogits(eStu, io); // [1, C]
     const keepRate = unionKeepRate(gate, this.options.rateOverAllClasses ? 'all' : 'first-two'); // scalar
@@ -191,8 +189,9 @@ export class DminAggregator extends Module implements Aggregator {
       const inClass = c === label;
       if (!inClass && !this.options.subtyping) continue;
       const row = tf.reshape(tf.slice(aTea, [c, 0], [1, -1]), [n]); // [N]  A_tea[c, :]
-      const top = tf.topk(row, k).indices; // [k]
-      const rows = inClass ? tf.concat([top, tf.topk(tf.neg(row), k).indices]) : top; // [2k] or [k]
+      // Indices are taken off the gradient tape: top-k has no gradient and gather refuses integer ones.
+      const top = offTape(tf.topk(row, k).indices); // [k]
+      const rows = inClass ? tf.concat([top, offTape(tf.topk(tf.neg(row), k).indices)]) : top; // [2k] or [k]
       logits.push(this.instanceClassifiers.at(c).forward(tf.gather(h, rows) as tf.Tensor2D, io)); // [2k or k, 2]
       const count = inClass ? 2 * k : k;
       for (let i = 0; i < count; i += 1) {
@@ -210,18 +209,16 @@ export class DminAggregator extends Module implements Aggregator {
 
   /** §1.9 / §1.12: per class, softmax of S over the kept set only (S > 0, or the pre-screener's mask). */
   private evalPath(h: tf.Tensor2D, s: tf.Tensor2D, keepMask: tf.Tensor2D | undefined, io: ForwardIO): AggregatorOutput {
-    const kept = keepMask ? tf.greater(keepMask, 0) : tf.greater(s, 0); // [N, C] bool  K_c
-    const minusInf = tf.fill(s.shape, Number.NEGATIVE_INFINITY); // [N, C]
-    const maskedLogits = tf.where(kept, s, minusInf); // [N, C]
-    const columnMax = stopGradient(tf.max(maskedLogits, 0, true)); // [1, C]  -inf for an empty K_c
-    const shift = tf.where(tf.isFinite(columnMax), columnMax, tf.zerosLike(columnMax)); // [1, C]
-    const numerator = tf.exp(tf.where(kept, tf.sub(s, shift), minusInf)); // [N, C]  exp(S - m), 0 outside K_c
+    const kept = keepMask ? stepGate(keepMask, 0) : stepGate(s, 0); // [N, C]  0/1  K_c
+    const shift = maskedColumnMax(s, kept); // [1, C]  max of S over K_c (0 when K_c is empty), no gradient
+    // Outside K_c the exponent is clamped to ≤ 0 so exp stays finite before the mask zeroes it.
+    const numerator = tf.mul(tf.exp(tf.minimum(tf.sub(s, shift), 0)), kept); // [N, C]  exp(S - m) on K_c
     const epsilon = tf.exp(tf.sub(LOG_EPSILON, shift)); // [1, C]  1e-16 after the shift
     const denominator = tf.add(tf.sum(numerator, 0, true), epsilon); // [1, C]
     const a = tf.transpose(tf.div(numerator, denominator)) as tf.Tensor2D; // [C, N]  per-class (trap: not global)
     const e = tf.matMul(a, h) as tf.Tensor2D; // [C, H]  empty K_c → zero row
     const z = this.bagLogits(e, io); // [1, C]
-    return { embedding: e, logits: z, instanceScores: a, extras: { attentionLogits: s, gateMask: tf.cast(kept, 'float32') } };
+    return { embedding: e, logits: z, instanceScores: a, extras: { attentionLogits: s, gateMask: kept } };
   }
 }
 

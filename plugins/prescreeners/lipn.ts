@@ -17,7 +17,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { definePlugin, Module, type ForwardIO, type ModelContext, type Prescreener } from '../../src/registry/index.js';
 import { MobileNetV4ConvTiny } from '../../src/core/nn/mobilenet-v4.js';
-import { straightThrough, torchAbs } from '../../src/core/nn/gradients.js';
+import { straightThroughGate, torchAbs } from '../../src/core/nn/gradients.js';
 import { unionKeepRate } from '../../src/core/nn/keep-rate.js';
 
 export const LipnOptions = z.strictObject({
@@ -46,7 +46,7 @@ export class LipnPrescreener extends Module implements Prescreener {
   imitationLoss(scores: tf.Tensor2D, targets: tf.Tensor2D): tf.Scalar {
     return tf.tidy(() => {
       const soft = tf.sigmoid(scores) as tf.Tensor2D; // [N, C]
-      const predicted = straightThrough(tf.cast(tf.greater(soft, 0.5), 'float32') as tf.Tensor2D, soft); // [N, C]  M_LR
+      const predicted = straightThroughGate(soft, 0.5); // [N, C]  M_LR = 1[σ(O) > 0.5], gradient of σ(O)
       const maskLoss = tf.mean(torchAbs(tf.sub(predicted, targets))); // mean over N·C of |M_LR - M_HR|
       const branches = this.options.rateOverAllClasses ? 'all' : 'first-two';
       const predictedRate = unionKeepRate(predicted, branches); // e_LR

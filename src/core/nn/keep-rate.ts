@@ -1,7 +1,7 @@
 // Keep rate of per-branch binary gates (HDMIL §1.6 and §1.11): the fraction of instances kept by ANY branch,
 // with the gradient of the branch-sum (straight-through on the union), as DMIN's rate loss and LIPN need.
 import * as tf from '@tensorflow/tfjs';
-import { straightThrough } from './gradients.js';
+import { stepGate, straightThrough } from './gradients.js';
 
 /** Which branches the union looks at: HDMIL reads classes 0 and 1 only (even with 3 classes); AHDMIL all. */
 export type KeepRateBranches = 'first-two' | 'all';
@@ -19,7 +19,7 @@ export function rateColumns(mask: tf.Tensor2D, branches: KeepRateBranches): tf.T
 export function unionKeepRate(mask: tf.Tensor2D, branches: KeepRateBranches): tf.Scalar {
   return tf.tidy(() => {
     const selected = tf.sum(rateColumns(mask, branches), 1); // [N]  Σ_c M[n, c]
-    const union = tf.cast(tf.greater(selected, 0), 'float32'); // [N]  u_n
+    const union = stepGate(selected, 0); // [N]  u_n
     return tf.mean(straightThrough(union, selected)) as tf.Scalar; // rate
   });
 }
