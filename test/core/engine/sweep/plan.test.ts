@@ -43,7 +43,7 @@ describe('sweep plan', () => {
     }, '/w');
     await expect(promise).rejects.toBeInstanceOf(ConfigError);
     expect(composed).toHaveLength(6);
-    const error = await promise.catch((e: unknown) => e as ConfigError);
+    const error = (await promise.catch((e: unknown) => e)) as ConfigError;
     expect(error.code).toBe('sweep-invalid-cells');
     expect(error.message).toBe([
       '3 of 6 sweep cells do not compose; no job was started:',
