@@ -70,6 +70,31 @@ export interface Aggregator extends Module {
    * (capability `gateLogits`; HDMIL's DMIN attention logits S, §1.11).
    */
   gateLogits?(bag: Bag, io: ForwardIO): tf.Tensor2D;
+  /** How this aggregator's tensors (and the classifier slot's) are named in the original PyTorch state_dict. */
+  readonly torchNaming?: TorchNaming;
+  /**
+   * Parameter groups whose gradients the trainer clips separately, each to its own global norm, before the
+   * optimizer step (DTFD-MIL clips DimReduction, tier-1 attention, tier-1 classifier and tier 2 at 5 each).
+   */
+  readonly gradientClipGroups?: readonly GradientClipGroup[];
+}
+
+/** Maps milkit state-dict keys to the original implementation's (checkpoint exchange, `milkit weights`). */
+export interface TorchNaming {
+  /** Torch key prefix of the `model.classifier` slot when the aggregator does not own it (TransMIL: `_fc2`). */
+  readonly classifierPrefix?: string;
+  /**
+   * Regex rewrites `[pattern, replacement]` applied in order to every milkit key (classifier keys after the
+   * prefix), e.g. `['^classifiers\\.fc\\.', 'classifiers.']` drops the linear head's `fc` level.
+   */
+  readonly renames?: ReadonlyArray<readonly [string, string]>;
+}
+
+export interface GradientClipGroup {
+  /** Aggregator-relative key prefixes of the parameters in the group (`dim_reduction.`, `att_classifier.`). */
+  readonly prefixes: readonly string[];
+  /** Clip the group's gradients to this global L2 norm (torch `clip_grad_norm_`). */
+  readonly maxNorm: number;
 }
 
 export interface Classifier extends Module {

@@ -1,0 +1,109 @@
+// Nyström self-attention as TransMIL configures it (nystrom-attention package; methods.md §4.2, §9.9-9.10):
+// left zero-padding to a multiple of the landmark count, segment-mean landmarks, iterative Moore-Penrose
+// pseudo-inverse, depthwise value-residual conv, and a switch for the package's two output row alignments.
+import * as tf from '@tensorflow/tfjs';
+import type { ForwardIO } from '../../registry/contracts/model.js';
+import type { Rng } from '../runtime/random.js';
+import { depthwiseConvSame } from './depthwise-conv.js';
+import { initWeight, type InitScheme } from './init.js';
+import { Linear, dropout } from './layers.js';
+import { Module } from './module.js';
+
+/**
+ * Which rows survive the un-padding: `pinned-0.0.9` keeps the FIRST L rows (the version TransMIL pins; rows
+ * are shifted by the left padding), `fixed` keeps the LAST L rows (0.0.10+, aligned).
+ */
+export type NystromAlignment = 'pinned-0.0.9' | 'fixed';
+
+export interface NystromOptions {
+  readonly dim: number;
+  readonly heads: number;
+  readonly dimHead: number;
+  /** m: landmarks. */
+  readonly landmarks: number;
+  readonly pinvIterations: number;
+  /** Kernel of the value-residual conv along the sequence (0 = no residual). */
+  readonly residualKernel: number;
+  /** Dropout after the output projection while training. */
+  readonly dropout: number;
+  readonly alignment: NystromAlignment;
+  readonly init: InitScheme;
+}
+
+/** Iterative Moore-Penrose pseudo-inverse of a batch of square matrices x [B, m, m] (§9.10). */
+export function moorePenrosePinv(x: tf.Tensor3D, iterations: number): tf.Tensor3D {
+  return tf.tidy(() => {
+    const m = x.shape[1];
+    const absX = tf.abs(x); // [B, m, m]
+    const rowSums = tf.sum(absX, -1); // [B, m]
+    const colSums = tf.sum(absX, -2); // [B, m]
+    // Global maxima over all batches and heads together (not per matrix).
+    const scale = tf.mul(tf.max(rowSums), tf.max(colSums)); // scalar
+    let z = tf.div(tf.transpose(x, [0, 2, 1]), scale) as tf.Tensor3D; // [B, m, m]  Z0 = xᵀ / scale
+    const eye = tf.eye(m).expandDims(0); // [1, m, m]
+    for (let i = 0; i < iterations; i += 1) {
+      const xz = tf.matMul(x, z); // [B, m, m]
+      const inner = tf.sub(tf.mul(eye, 7), xz); // 7I - xz
+      const middle = tf.sub(tf.mul(eye, 15), tf.matMul(xz, inner)); // 15I - xz(7I - xz)
+      const outer = tf.sub(tf.mul(eye, 13), tf.matMul(xz, middle)); // 13I - xz(15I - xz(7I - xz))
+      z = tf.mul(tf.matMul(z, outer), 0.25) as tf.Tensor3D; // Z ← ¼ Z (…)
+    }
+    return z;
+  });
+}
+
+/** Nyström attention over one sequence x [L, dim] → [L, dim] (torch keys to_qkv, to_out.0, res_conv). */
+export class NystromAttention extends Module {
+  private readonly toQkv: Linear;
+  private readonly toOut: Linear;
+  private readonly resConv: tf.Variable | undefined;
+
+  constructor(private readonly options: NystromOptions, rng: Rng) {
+    super();
+    const inner = options.heads * options.dimHead;
+    this.toQkv = this.addModule('to_qkv', new Linear(options.dim, 3 * inner, rng.fork('to_qkv'), { bias: false, init: options.init }));
+    this.toOut = this.addModule('to_out.0', new Linear(inner, options.dim, rng.fork('to_out.0'), { init: options.init }));
+    if (options.residualKernel > 0) {
+      // torch Conv2d(heads, heads, (k, 1), groups=heads, bias=False): weight [heads, 1, k, 1]; here [k, 1, heads, 1].
+      const torchWeight = initWeight(options.init, [options.heads, 1, options.residualKernel, 1], rng.fork('res_conv'));
+      this.resConv = this.addParameter('res_conv.weight', tf.tidy(() => tf.transpose(torchWeight, [2, 3, 0, 1])), { perm: [2, 3, 0, 1] });
+      torchWeight.dispose();
+    }
+  }
+
+  forward(x: tf.Tensor2D, io: ForwardIO): tf.Tensor2D {
+    return tf.tidy(() => {
+      const { heads, dimHead, landmarks: m, pinvIterations, alignment } = this.options;
+      const length = x.shape[0]; // L
+      const pad = (m - (length % m)) % m;
+      const padded = pad > 0 ? (tf.concat([tf.zeros([pad, x.shape[1]]), x], 0) as tf.Tensor2D) : x; // [L', dim]  zeros on the LEFT
+      const total = length + pad; // L' = m·l
+      const segment = Math.ceil(length / m); // l
+      const qkv = this.toQkv.forward(padded); // [L', 3·inner]
+      const inner = heads * dimHead;
+      const split = (offset: number): tf.Tensor3D =>
+        tf.transpose(tf.reshape(tf.slice(qkv, [0, offset], [total, inner]), [total, heads, dimHead]), [1, 0, 2]) as tf.Tensor3D; // [h, L', d]
+      const q = tf.mul(split(0), dimHead ** -0.5) as tf.Tensor3D; // [h, L', d]  scaled queries
+      const k = split(inner); // [h, L', d]
+      const v = split(2 * inner); // [h, L', d]
+      const qLand = tf.div(tf.sum(tf.reshape(q, [heads, m, segment, dimHead]), 2), segment) as tf.Tensor3D; // [h, m, d]  segment means
+      const kLand = tf.div(tf.sum(tf.reshape(k, [heads, m, segment, dimHead]), 2), segment) as tf.Tensor3D; // [h, m, d]
+      const kLandT = tf.transpose(kLand, [0, 2, 1]); // [h, d, m]
+      const attn1 = tf.softmax(tf.matMul(q, kLandT)) as tf.Tensor3D; // [h, L', m]
+      const attn2 = tf.softmax(tf.matMul(qLand, kLandT)) as tf.Tensor3D; // [h, m, m]
+      const attn3 = tf.softmax(tf.matMul(qLand, tf.transpose(k, [0, 2, 1]))) as tf.Tensor3D; // [h, m, L']
+      const attn2Inv = moorePenrosePinv(attn2, pinvIterations); // [h, m, m]
+      let out = tf.matMul(tf.matMul(attn1, attn2Inv), tf.matMul(attn3, v)); // [h, L', d]  (K1 K2⁺)(K3 V)
+      if (this.resConv) {
+        // Heads are the conv channels, the sequence its height and d its width: NHWC [1, L', d, h].
+        const vImage = tf.expandDims(tf.transpose(v, [1, 2, 0]), 0) as tf.Tensor4D; // [1, L', d, h]
+        const residual = depthwiseConvSame(vImage, this.resConv as tf.Tensor4D); // [1, L', d, h]
+        out = tf.add(out, tf.transpose(tf.squeeze(residual, [0]), [2, 0, 1])); // [h, L', d]
+      }
+      const merged = tf.reshape(tf.transpose(out, [1, 0, 2]), [total, inner]) as tf.Tensor2D; // [L', inner]  heads merged
+      const projected = dropout(this.toOut.forward(merged), this.options.dropout, io.training, io.rng) as tf.Tensor2D; // [L', dim]
+      const start = alignment === 'fixed' ? pad : 0;
+      return tf.slice(projected, [start, 0], [length, -1]) as tf.Tensor2D; // [L, dim]
+    });
+  }
+}
