@@ -6,7 +6,7 @@
  * Symbols: E_tea, E_stu [C,H] teacher/student bag embeddings (extras `teacherEmbedding`, `studentEmbedding`)
  * Choices: neither side is detached (gradients reach the teacher too, §9.5); when the aggregator ran
  *   without a student branch (DMIN `selfDistill: false`, or eval mode) the loss has no term
- * Checked against: hand-computed means in test/plugins/losses/distillation.test.ts; total loss and gradients
+ * Checked against: hand-computed means in test/plugins/losses/embedding-mse.test.ts; total loss and gradients
  *   of a DMIN step in test/plugins/aggregators/dmin.test.ts (hdmil-dmin.json)
  */
 import * as tf from '@tensorflow/tfjs';

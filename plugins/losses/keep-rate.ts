@@ -7,7 +7,7 @@
  * Symbols: rate scalar (extra `keepRate`, straight-through on the union of classes 0/1) · r target
  * Choices: r is the fraction of instances KEPT ("mask_ratio" in the reference, §9.3); no term without a
  *   student branch
- * Checked against: hand-computed values in test/plugins/losses/distillation.test.ts; DMIN step parity
+ * Checked against: hand-computed values in test/plugins/losses/keep-rate.test.ts; DMIN step parity
  *   (hdmil-dmin.json)
  */
 import * as tf from '@tensorflow/tfjs';

@@ -7,7 +7,7 @@
  * Symbols: z_tea, z_stu [1,C] logits (extras `teacherLogits`, `studentLogits`)
  * Choices: the teacher is NOT detached (torch kl_div with a non-detached target, §9.5); log-probabilities come
  *   from log-softmax; no term without a student branch
- * Checked against: hand-computed KL in test/plugins/losses/distillation.test.ts; DMIN step parity
+ * Checked against: hand-computed KL in test/plugins/losses/logit-kl.test.ts; DMIN step parity
  *   (hdmil-dmin.json)
  */
 import * as tf from '@tensorflow/tfjs';

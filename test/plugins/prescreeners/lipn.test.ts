@@ -1,0 +1,177 @@
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import lipn, { LipnOptions, LipnPrescreener } from '../../../plugins/prescreeners/lipn.js';
+import { torchAbs } from '../../../src/core/nn/gradients.js';
+import { Rng } from '../../../src/core/runtime/random.js';
+import { builtinRegistry } from '../../helpers/registry.js';
+import { expectClose, formulaState, loadTorchLayout, modelContext, readFixture, toTorchLayout, type FormulaEntry } from '../../helpers/hdmil.js';
+
+interface LipnFixture {
+  readonly n: number;
+  readonly numClasses: number;
+  readonly counterStart: number;
+  readonly spec: FormulaEntry[];
+  readonly warmupPasses: number;
+  readonly evalScores: number[];
+  readonly trainScores: number[];
+  readonly targets: number[];
+  readonly loss: number;
+  readonly runningAfterTrain: Record<string, number[]>;
+  readonly countersAfterTrain: Record<string, number>;
+  readonly grads: Record<string, number[]>;
+}
+
+/** state-dict-keys.md, "lipn: ImageProcessor" (C = 2): torch shapes by key, BatchNorm buffers included. */
+function originalLipnShapes(): Record<string, number[]> {
+  const shapes: Record<string, number[]> = {};
+  const norm = (prefix: string, c: number): void => {
+    for (const name of ['weight', 'bias', 'running_mean', 'running_var']) shapes[`${prefix}.${name}`] = [c];
+    shapes[`${prefix}.num_batches_tracked`] = [];
+  };
+  const convBn = (prefix: string, out: number, inp: number, k: number): void => {
+    shapes[`${prefix}.block.0.weight`] = [out, inp, k, k];
+    norm(`${prefix}.block.1`, out);
+  };
+  convBn('extractor.features.0', 16, 3, 3);
+  convBn('extractor.features.1', 16, 16, 3);
+  convBn('extractor.features.2', 16, 16, 1);
+  convBn('extractor.features.3', 48, 16, 3);
+  convBn('extractor.features.4', 24, 48, 1);
+  const uib = (prefix: string, inp: number, wide: number, out: number, k: number): void => {
+    shapes[`${prefix}.start_dw_conv.weight`] = [inp, 1, k, k];
+    norm(`${prefix}.start_dw_norm`, inp);
+    shapes[`${prefix}.expand_conv.weight`] = [wide, inp, 1, 1];
+    norm(`${prefix}.expand_norm`, wide);
+    shapes[`${prefix}.middle_dw_conv.weight`] = [wide, 1, k, k];
+    norm(`${prefix}.middle_dw_norm`, wide);
+    shapes[`${prefix}.proj_conv.weight`] = [out, wide, 1, 1];
+    norm(`${prefix}.proj_norm`, out);
+  };
+  uib('extractor.features.5', 24, 48, 48, 5);
+  uib('extractor.features.6', 48, 96, 64, 3);
+  convBn('extractor.conv', 64, 64, 1);
+  shapes['extractor.classifier.weight'] = [2, 64];
+  shapes['extractor.classifier.bias'] = [2];
+  return shapes;
+}
+
+function thumbsOf(n: number): tf.Tensor4D {
+  // float32(0.5 + 0.5 sin(0.61 i + 1.7 floor(i / 768))) over the NHWC flat index (hdmil_reference.py).
+  const size = n * 16 * 16 * 3;
+  return tf.tensor4d(Float32Array.from({ length: size }, (_, i) => 0.5 + 0.5 * Math.sin(0.61 * i + 1.7 * Math.floor(i / 768))), [n, 16, 16, 3]);
+}
+
+async function fromFixture(): Promise<{ fx: LipnFixture; model: LipnPrescreener }> {
+  const fx = await readFixture<LipnFixture>('hdmil-lipn.json');
+  const model = new LipnPrescreener(LipnOptions.parse({}), modelContext({ inputDim: 1, numClasses: fx.numClasses }));
+  loadTorchLayout(model, formulaState(fx.spec, fx.counterStart));
+  return { fx, model };
+}
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+});
+
+describe('prescreener/lipn', () => {
+  it('has the original HDMIL keys and shapes, BatchNorm buffers included, and 33,898 trainable parameters', () => {
+    const model = new LipnPrescreener(LipnOptions.parse({}), modelContext({ inputDim: 1, numClasses: 2 }));
+    const shapes = Object.fromEntries(model.namedTensors().map(([key, entry]) => [key, entry.torch.perm ? entry.torch.perm.map((axis) => entry.variable.shape[axis]) : entry.variable.shape]));
+    expect(shapes).toEqual(originalLipnShapes());
+    const buffers = model.namedTensors().filter(([, e]) => !e.trainable).map(([key]) => key);
+    expect(buffers.every((key) => /running_mean|running_var|num_batches_tracked/.test(key))).toBe(true);
+    expect(model.trainableVariables().reduce((sum, v) => sum + v.size, 0)).toBe(33_898);
+    model.dispose();
+  });
+
+  it('matches the torch reference in training mode: scores, imitation loss, gradients and running-stat updates', async () => {
+    const { fx, model } = await fromFixture();
+    const thumbs = thumbsOf(fx.n);
+    const targets = tf.tensor2d(fx.targets, [fx.n, fx.numClasses]);
+    const io = { training: true, rng: new Rng(0) };
+    const named = model.namedTensors();
+    const trainable = named.filter(([, e]) => e.trainable);
+    let scores: tf.Tensor | undefined;
+    const { value, grads } = tf.variableGrads(() => {
+      const o = model.branchScores(thumbs, io);
+      scores = tf.keep(o);
+      return model.imitationLoss(o, targets);
+    }, trainable.map(([, e]) => e.variable));
+    expectClose(scores?.dataSync() ?? [], fx.trainScores, 1e-4, 1e-4, 'train-mode scores');
+    expectClose(value.dataSync(), [fx.loss], 1e-6, 1e-5, 'imitation loss');
+    for (const [key, expected] of Object.entries(fx.grads)) {
+      const entry = trainable.find(([k]) => k === key)?.[1];
+      // Eight BatchNorms over a 6-patch batch amplify float32 rounding in the backward pass: PyTorch's own
+      // float32 gradients differ from its float64 ones by up to 4e-4·max|g| here, hence atol relative to the scale.
+      const scale = Math.max(...expected.map(Math.abs));
+      expectClose(toTorchLayout(grads[entry?.variable.name ?? ''] as tf.Tensor, entry?.torch.perm), expected, 1e-3 * scale, 1e-3, `d/d ${key}`);
+    }
+    for (const [key, expected] of Object.entries(fx.runningAfterTrain)) {
+      expectClose(named.find(([k]) => k === key)?.[1].variable.dataSync() ?? [], expected, 1e-5, 1e-4, key);
+    }
+    for (const [key, expected] of Object.entries(fx.countersAfterTrain)) {
+      expect(named.find(([k]) => k === key)?.[1].variable.dataSync()[0], key).toBe(expected);
+    }
+    tf.dispose([thumbs, targets, value, scores as tf.Tensor, ...Object.values(grads)]);
+    model.dispose();
+  });
+
+  it('matches the torch reference in eval mode (running statistics) within 1e-4', async () => {
+    const { fx, model } = await fromFixture();
+    const thumbs = thumbsOf(fx.n);
+    const train = { training: true, rng: new Rng(0) };
+    for (let pass = 0; pass < fx.warmupPasses + 1; pass += 1) tf.dispose(model.branchScores(thumbs, train));
+    const scores = model.branchScores(thumbs, { training: false, rng: new Rng(0) });
+    expectClose(scores.dataSync(), fx.evalScores, 1e-4, 1e-4, 'eval-mode scores');
+    const union = model.score(thumbs, { training: false, rng: new Rng(0) });
+    const expectedUnion = Array.from({ length: fx.n }, (_, i) => Math.max(fx.evalScores[2 * i] as number, fx.evalScores[2 * i + 1] as number));
+    expectClose(union.dataSync(), expectedUnion, 1e-4, 1e-4, 'union keep logit = max over branches');
+    tf.dispose([thumbs, scores, union]);
+    model.dispose();
+  });
+
+  it('does not touch the running statistics at eval', async () => {
+    const { model } = await fromFixture();
+    const before = model.namedTensors().filter(([, e]) => !e.trainable).map(([, e]) => Array.from(e.variable.dataSync()));
+    const thumbs = thumbsOf(3);
+    tf.dispose(model.branchScores(thumbs, { training: false, rng: new Rng(0) }));
+    const after = model.namedTensors().filter(([, e]) => !e.trainable).map(([, e]) => Array.from(e.variable.dataSync()));
+    expect(after).toEqual(before);
+    thumbs.dispose();
+    model.dispose();
+  });
+
+  it('gives matched mask entries zero L1 gradient, as PyTorch does (tfjs abs would give -1)', () => {
+    const x = tf.tensor1d([-2, 0, 0, 3]);
+    expect(Array.from(tf.grad((v: tf.Tensor) => tf.sum(torchAbs(v)))(x).dataSync())).toEqual([-1, 0, 0, 1]);
+    expect(Array.from(tf.grad((v: tf.Tensor) => tf.sum(tf.abs(v)))(x).dataSync())).toEqual([-1, -1, -1, 1]);
+    x.dispose();
+  });
+
+  it('rate term: predicted and target union rates over classes 0/1 (loss by hand)', () => {
+    const model = new LipnPrescreener(LipnOptions.parse({}), modelContext({ inputDim: 1, numClasses: 3 }));
+    // Predicted masks (scores > 0): rows kept by classes 0/1: rows 0, 1 → e_LR = 2/4; class 2 ignored.
+    const scores = tf.tensor2d([[1, -1, 5], [-1, 2, -5], [-3, -3, 4], [-2, -1, 3]]);
+    const targets = tf.tensor2d([[1, 0, 1], [0, 0, 0], [0, 0, 1], [0, 0, 1]]); // e_HR = 1/4
+    // L1: mismatches at (1,1) only → 1/12; rate: (2/4 - 1/4)^2 = 1/16.
+    expect(model.imitationLoss(scores, targets).dataSync()[0]).toBeCloseTo(1 / 12 + 1 / 16, 6);
+    tf.dispose([scores, targets]);
+    model.dispose();
+  });
+
+  it('leaks no tensors over a training step', () => {
+    const model = new LipnPrescreener(LipnOptions.parse({}), modelContext({ inputDim: 1, numClasses: 2 }));
+    const thumbs = tf.randomUniform([5, 16, 16, 3]) as tf.Tensor4D;
+    const targets = tf.tensor2d([[1, 0], [0, 0], [1, 1], [0, 1], [0, 0]]);
+    const before = tf.memory().numTensors;
+    const { value, grads } = tf.variableGrads(() => model.imitationLoss(model.branchScores(thumbs, { training: true, rng: new Rng(0) }), targets), model.trainableVariables());
+    tf.dispose([value, ...Object.values(grads)]);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([thumbs, targets]);
+    model.dispose();
+  });
+
+  it('is registered as a trainable prescreener', async () => {
+    expect(lipn.capabilities.trainable).toBe(true);
+    await expect(builtinRegistry().resolve('prescreener', { name: 'lipn', rateLossweight: 1 }, { key: 'model.prescreener' })).rejects.toThrowErrorMatchingInlineSnapshot(`[ConfigError: model.prescreener.rateLossweight: unknown key (got 1). Allowed: maskLossWeight, rateLossWeight, rateOverAllClasses. Did you mean "rateLossWeight"?]`);
+  });
+});
