@@ -1,6 +1,6 @@
 // Kernel overrides for the tfjs wasm backend. With a native BLAS: BatchMatMul and _FusedMatMul run as cblas_sgemm
-// straight on the wasm heap (no copy; transposes handled by sgemm), plus copy-free Identity and leading-axis Sum
-// via sgemv. Without BLAS: only _FusedMatMul with bias + transpose is rerouted, because stock tfjs-backend-wasm
+// straight on the wasm heap (no copy; transposes handled by sgemm), plus copy-free Identity, leading-axis Sum
+// via sgemv and Tanh via the vectorised sigmoid (the stock wasm tanh is scalar libm, ~50 ns per element). Without BLAS: only _FusedMatMul with bias + transpose is rerouted, because stock tfjs-backend-wasm
 // 4.22 computes it wrong (native-blas.md §4). The stock kernels are kept and restored by `restoreStockWasmKernels`.
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
@@ -16,7 +16,7 @@ const BACKEND = 'wasm';
 /** Which kernels an install registers: `blas` needs a loaded library; `fused-fix` only fixes stock _FusedMatMul. */
 export interface WasmKernelOptions {
   readonly blas?: NativeBlas;
-  /** Also override Identity (copy-free) and Sum over leading axes (sgemv); only with `blas`. */
+  /** Also override Identity (copy-free), Sum over leading axes (sgemv) and Tanh (via the SIMD sigmoid); only with `blas`. */
   readonly extras?: boolean;
 }
 
@@ -76,6 +76,7 @@ export function installWasmKernels(options: WasmKernelOptions): void {
   if (options.extras) {
     override('Identity', identityNoCopy);
     override('Sum', (args) => leadingAxesSum(args, blas));
+    override('Tanh', tanhViaSigmoid);
   }
 }
 
@@ -250,5 +251,39 @@ function leadingAxesSum(args: KernelArgs, blas: NativeBlas): TensorInfo {
   const out = backend.makeOutput(outShape, 'float32') as TensorInfo;
   if (ones.length < rows) ones = new Float32Array(rows).fill(1);
   blas.sgemv(CBLAS_ROW_MAJOR, CBLAS_TRANS, rows, cols, 1, heapF32(backend, x), cols, ones, 1, 0, heapF32(backend, out), 1);
+  return out;
+}
+
+/** Below this |x|, tanh comes from its Taylor series: 2σ(2x) − 1 loses relative accuracy as tanh(x) → 0. */
+const TANH_SERIES_BELOW = 0.0625;
+
+/**
+ * tanh(x) = 2σ(2x) − 1 with the stock (SIMD) wasm Sigmoid kernel, and x − x³/3 + 2x⁵/15 for |x| < 1/16 (truncation
+ * < 1e-9 relative there). Max error against Math.tanh: ~1e-7 absolute, ~2e-6 relative.
+ */
+function tanhViaSigmoid(args: KernelArgs): TensorInfo {
+  const backend = args.backend as BackendWasm;
+  const x = args.inputs['x'] as TensorInfo | undefined;
+  if (!x || x.dtype !== 'float32' || sizeOf(x.shape) === 0) return runStock('Tanh', args);
+  const doubled = backend.makeOutput(x.shape, 'float32') as TensorInfo;
+  {
+    const from = heapF32(backend, x);
+    const to = heapF32(backend, doubled);
+    for (let i = 0; i < from.length; i += 1) to[i] = 2 * (from[i] as number);
+  }
+  // Sigmoid allocates its output, which may grow the heap: every view is taken again afterwards.
+  const out = runStock('Sigmoid', { inputs: { x: doubled } as KernelArgs['inputs'], backend, attrs: {} });
+  backend.disposeData(doubled.dataId);
+  const from = heapF32(backend, x);
+  const to = heapF32(backend, out);
+  for (let i = 0; i < from.length; i += 1) {
+    const v = from[i] as number;
+    if (v < TANH_SERIES_BELOW && v > -TANH_SERIES_BELOW) {
+      const v2 = v * v;
+      to[i] = v * (1 - v2 * (1 / 3 - v2 * (2 / 15)));
+    } else {
+      to[i] = 2 * (to[i] as number) - 1;
+    }
+  }
   return out;
 }

@@ -127,7 +127,7 @@ describe.skipIf(!probe.available)('wasm BLAS kernels (issue 8)', () => {
     expect(info.blas.active).toBe(true);
     expect(info.blas.library).toMatch(/blas|blis/i);
     expect(info.blas.threads).toBe(2);
-    expect(info.kernelOverrides).toEqual(['BatchMatMul', 'Identity', 'Sum', '_FusedMatMul']);
+    expect(info.kernelOverrides).toEqual(['BatchMatMul', 'Identity', 'Sum', 'Tanh', '_FusedMatMul']);
     expect(info.matmulGrad).toBe('stock');
   });
 
@@ -190,6 +190,27 @@ describe.skipIf(!probe.available)('wasm BLAS kernels (issue 8)', () => {
       const [mine] = await on('wasm', () => tf.sum(tf.tensor(data, [37, 4, 11]), axis as number | number[], keepDims));
       expectClose(mine, reference, 1e-5);
     }
+  });
+
+  it('Tanh via sigmoid matches Math.tanh to 2e-7 absolute and 5e-6 relative, tiny and large inputs included', async () => {
+    const rng = new Rng('tanh');
+    const values = Float32Array.from([
+      ...rng.normalArray(2000, 0, 3),
+      ...rng.uniformArray(500, -0.1, 0.1),
+      0, -0, 1e-30, -1e-12, 1e-6, 0.0624, 0.0625, -0.0626, 9, -20, 88, -1e4,
+    ]);
+    const [mine] = await on('wasm', () => tf.tanh(tf.tensor1d(values)));
+    let worstAbs = 0;
+    let worstRel = 0;
+    values.forEach((v, i) => {
+      const expected = Math.fround(Math.tanh(v));
+      const got = mine?.data[i] ?? Number.NaN;
+      worstAbs = Math.max(worstAbs, Math.abs(got - expected));
+      if (expected !== 0) worstRel = Math.max(worstRel, Math.abs(got - expected) / Math.abs(expected));
+      else expect(got).toBe(expected); // signed zero kept: tanh(−0) = −0
+    });
+    expect(worstAbs).toBeLessThanOrEqual(2e-7);
+    expect(worstRel).toBeLessThanOrEqual(5e-6);
   });
 
   it('Identity shares the buffer and the copy outlives its source', () => {
