@@ -24,6 +24,9 @@ export const LocalExecutorOptions = z.strictObject({
 });
 export type LocalExecutorOptions = z.output<typeof LocalExecutorOptions>;
 
+/** Starts the line the executor writes to a job's log before each attempt. */
+const ATTEMPT_HEADER = '--- ';
+
 async function fileExists(file: string): Promise<boolean> {
   try {
     await stat(file);
@@ -42,7 +45,10 @@ async function failureText(job: ExecutorJob, exit: string): Promise<string> {
     // No error file: the worker died before it could write one (crash, kill, bad command).
   }
   try {
-    const tail = (await readFile(job.logPath, 'utf8')).trimEnd().split('\n').slice(-5).join('\n');
+    // Only this attempt's output: the log also holds earlier attempts, each after its own header line.
+    const lines = (await readFile(job.logPath, 'utf8')).trimEnd().split('\n');
+    const header = lines.findLastIndex((line) => line.startsWith(ATTEMPT_HEADER));
+    const tail = lines.slice(header + 1).slice(-5).join('\n');
     if (tail) return `${exit}; last log lines:\n${tail}`;
   } catch {
     // No log either.
@@ -67,7 +73,7 @@ class LocalExecutor implements Executor {
     const runOne = async (position: number): Promise<void> => {
       const job = batch.jobs[position] as ExecutorJob;
       await mkdir(path.dirname(job.logPath), { recursive: true });
-      await appendFile(job.logPath, `--- ${new Date().toISOString()} local worker for job ${job.id} (${job.label})\n`);
+      await appendFile(job.logPath, `${ATTEMPT_HEADER}${new Date().toISOString()} local worker for job ${job.id} (${job.label})\n`);
       events.onStart?.(job);
       const args = [...batch.worker.args, '--manifest', batch.manifestPath, '--index', String(job.index), '--blas-threads', String(this.blasThreads)];
       const child = await execa(batch.worker.command, args, {
