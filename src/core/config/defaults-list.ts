@@ -219,7 +219,7 @@ export class DefaultsListBuilder {
   private readonly deletions = new Map<string, { readonly name: string | undefined; readonly text: string; used: boolean }>();
   private readonly appends: RawEntry[] = [];
   private readonly appendOrigins: string[] = [];
-  private readonly known = new Map<string, { readonly name: string; readonly declaredIn: string }>();
+  private readonly known = new Map<string, { readonly name: string; readonly declaredIn: string; readonly fromCommandLine: boolean }>();
   private readonly loaded = new Map<string, LoadedConfigFile>();
 
   constructor(
@@ -316,6 +316,9 @@ export class DefaultsListBuilder {
       // Hydra 1.1+: without _self_, the file's own keys are merged after its defaults (they win).
       if (!defaults.some((d) => d.type === 'self')) defaults.push({ type: 'self' });
     }
+    const self: DefaultsEntry = { configPath, source, package: pkg, content: loaded.content, primary: node.kind === 'primary', ...(node.overrideKey ? { overrideKey: node.overrideKey } : {}) };
+    // A config without a defaults list is a leaf: just its own content.
+    if (defaults.length === 0) return [self];
     const origins = defaults.map(() => source);
     if (isRoot) {
       defaults.push(...this.appends);
@@ -328,7 +331,7 @@ export class DefaultsListBuilder {
       const d = defaults[i] as RawEntry;
       const declaredIn = origins[i] as string;
       if (d.type === 'self') {
-        parts.push([{ configPath, source, package: pkg, content: loaded.content, primary: node.kind === 'primary', ...(node.overrideKey ? { overrideKey: node.overrideKey } : {}) }]);
+        parts.push([self]);
         continue;
       }
       if (d.type === 'group' && d.override) continue;
@@ -401,14 +404,15 @@ export class DefaultsListBuilder {
     const name = typeof node.name === 'string' ? node.name : node.name.join(',');
     const previous = this.known.get(key);
     if (previous === undefined) {
-      this.known.set(key, { name, declaredIn: node.declaredIn });
+      this.known.set(key, { name, declaredIn: node.declaredIn, fromCommandLine: node.fromCommandLine });
       return;
     }
     if (previous.name !== name) {
-      const appended = node.fromCommandLine ? node : undefined;
-      if (appended) {
-        throw new ConfigError('group-already-in-defaults', `${appended.declaredIn}: ${key} is already in the defaults list (${previous.name}, from ${previous.declaredIn}).`, {
-          hint: `To change it, use ${key}=${name} (without "+").`,
+      // Lists are walked back to front, so a command-line append may be seen before the entry it clashes with.
+      const [appended, existing] = node.fromCommandLine ? [{ name, declaredIn: node.declaredIn }, previous] : previous.fromCommandLine ? [previous, { name, declaredIn: node.declaredIn }] : [undefined, undefined];
+      if (appended && existing) {
+        throw new ConfigError('group-already-in-defaults', `${appended.declaredIn}: ${key} is already in the defaults list (${existing.name}, from ${existing.declaredIn}).`, {
+          hint: `To change it, use ${key}=${appended.name} (without "+").`,
         });
       }
       throw new ConfigError('conflicting-defaults', `defaults: ${key} is chosen twice, as ${previous.name} (${previous.declaredIn}) and as ${name} (${node.declaredIn}).`, {
