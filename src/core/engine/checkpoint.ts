@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { DataError } from '../errors.js';
-import { readSafetensors, writeSafetensors, type TensorRecord } from '../nn/safetensors.js';
+import { readSafetensors, toFloat32, toInt32, writeSafetensors, type TensorRecord } from '../nn/safetensors.js';
 
 export interface CheckpointMeta {
   /** Last completed epoch (0-indexed). */
@@ -52,6 +52,18 @@ export function assignVariables(variables: ReadonlyArray<readonly [string, tf.Va
   for (const [name, variable] of variables) {
     const record = tensors[prefix + name];
     if (!record) throw new DataError('corrupt-checkpoint', `${file}: tensor "${prefix + name}" missing.`, { hint: 'The checkpoint belongs to another model; delete it or use the matching config.' });
-    tf.tidy(() => variable.assign(tf.tensor(record.data, [...record.shape], variable.dtype)));
+    if (record.shape.join(',') !== variable.shape.join(',')) {
+      throw new DataError('corrupt-checkpoint', `${file}: tensor "${prefix + name}" has shape [${record.shape.join(', ')}], the model expects [${variable.shape.join(', ')}].`, {
+        hint: 'The checkpoint belongs to another model; delete it or use the matching config.',
+      });
+    }
+    tf.tidy(() => variable.assign(recordToTensor(record)));
   }
+}
+
+/** A host record as a tensor (float32, or int32 for integer records). */
+export function recordToTensor(record: TensorRecord): tf.Tensor {
+  return record.dtype.startsWith('I') || record.dtype === 'U8' || record.dtype === 'BOOL'
+    ? tf.tensor(toInt32(record), [...record.shape], 'int32')
+    : tf.tensor(toFloat32(record), [...record.shape], 'float32');
 }

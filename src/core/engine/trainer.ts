@@ -1,6 +1,7 @@
 // Trains one fold: one bag per step (optional gradient accumulation), configured losses, optimizer and
 // schedule, validation every epoch with the early-stopping rule, a resumable checkpoint each epoch, and the
 // best epoch's weights restored at the end.
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { NumericsError } from '../errors.js';
@@ -12,9 +13,9 @@ import { bagToTensors } from '../data/bags.js';
 import { disposeBag } from './bag-tensors.js';
 import type { TrainSection } from './schema.js';
 import { clipByGlobalNorm, createOptimizer, learningRateAt, type Optimizer } from './optim/index.js';
-import { EarlyStopping } from './early-stopping.js';
+import { EarlyStopping, type EarlyStoppingState } from './early-stopping.js';
 import { epochOrder } from './sampling.js';
-import { assignVariables, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { assignVariables, loadCheckpoint, recordToTensor, saveCheckpoint } from './checkpoint.js';
 import { evaluate, type EvaluationResult } from './evaluate.js';
 import type { MilModel } from './model.js';
 
@@ -71,24 +72,28 @@ export async function trainFold(options: TrainFoldOptions): Promise<TrainFoldRes
   const params = model.namedTrainable();
   const allTensors = model.namedTensors().map(([name, entry]) => [name, entry.variable] as const);
   const optimizer: Optimizer = createOptimizer(section.optimizer, params);
-  const stopper = new EarlyStopping(section.earlyStopping);
+  let stopper = EarlyStopping.fromTrain(section);
   const lastFile = path.join(options.checkpointDir, 'last.ckpt');
   const bestFile = path.join(options.checkpointDir, 'best.ckpt');
   const history: EpochRecord[] = [];
   let startEpoch = 0;
   let resumedFromEpoch: number | undefined;
 
-  if (options.resume) {
+  if (!options.resume) {
+    // A fresh start must never select a stale best.ckpt of an earlier run in the same folder.
+    await rm(lastFile, { force: true });
+    await rm(bestFile, { force: true });
+  } else {
     const checkpoint = await loadCheckpoint(lastFile);
     if (checkpoint && checkpoint.meta.configHash === options.configHash) {
       assignVariables(allTensors, checkpoint.tensors, MODEL_PREFIX, lastFile);
       const optimState: Record<string, tf.Tensor> = {};
       for (const [name, record] of Object.entries(checkpoint.tensors)) {
-        if (name.startsWith(OPTIM_PREFIX)) optimState[name.slice(OPTIM_PREFIX.length)] = tf.tensor(record.data, [...record.shape], record.dtype === 'I32' ? 'int32' : 'float32');
+        if (name.startsWith(OPTIM_PREFIX)) optimState[name.slice(OPTIM_PREFIX.length)] = recordToTensor(record);
       }
       optimizer.loadState(optimState);
       tf.dispose(Object.values(optimState));
-      stopper.restore(checkpoint.meta.earlyStopping as ReturnType<EarlyStopping['state']>);
+      stopper = EarlyStopping.fromState(section.earlyStopping, checkpoint.meta.earlyStopping as EarlyStoppingState, { epochs: section.epochs });
       history.push(...(checkpoint.meta.history as EpochRecord[]));
       startEpoch = checkpoint.meta.epoch + 1;
       resumedFromEpoch = checkpoint.meta.epoch;
@@ -120,11 +125,17 @@ export async function trainFold(options: TrainFoldOptions): Promise<TrainFoldRes
     await options.events?.onEpochEnd?.(record);
   }
 
-  // Restore the selected epoch's weights for testing (no validation set: the last epoch is kept).
-  const best = await loadCheckpoint(bestFile);
-  if (best && options.val.length > 0) assignVariables(allTensors, best.tensors, MODEL_PREFIX, bestFile);
+  // Restore the selected epoch's weights for testing. Without a validation set, or when no epoch was
+  // eligible/finite under the rule, the last epoch's weights are kept and that is said.
+  const selected = options.val.length > 0 ? stopper.bestEpoch : null;
+  if (selected !== null) {
+    const best = await loadCheckpoint(bestFile);
+    if (best) assignVariables(allTensors, best.tensors, MODEL_PREFIX, bestFile);
+  } else if (options.val.length > 0) {
+    logger.warn(`fold ${options.fold}: no epoch qualified under train.earlyStopping (${section.earlyStopping.monitor}); testing the last epoch's weights.`);
+  }
   optimizer.dispose();
-  const bestEpoch = options.val.length > 0 ? stopper.bestEpoch : history.length - 1;
+  const bestEpoch = selected ?? history.length - 1;
   return { history, bestEpoch, epochsRun: history.length, stoppedEarly, ...(resumedFromEpoch !== undefined ? { resumedFromEpoch } : {}) };
 }
 
@@ -224,8 +235,14 @@ async function saveModel(
 ): Promise<void> {
   const all: Record<string, tf.Tensor> = {};
   for (const [name, variable] of tensors) all[MODEL_PREFIX + name] = variable;
-  if (optimizer) for (const [name, t] of Object.entries(optimizer.state())) all[OPTIM_PREFIX + name] = t;
-  await saveCheckpoint(file, all, meta);
+  // optimizer.state() hands out copies: they are ours to free once written.
+  const optimState = optimizer ? optimizer.state() : {};
+  for (const [name, t] of Object.entries(optimState)) all[OPTIM_PREFIX + name] = t;
+  try {
+    await saveCheckpoint(file, all, meta);
+  } finally {
+    tf.dispose(Object.values(optimState));
+  }
 }
 
 export type { MetricValue };
