@@ -47,7 +47,10 @@ async function failureText(job: ExecutorJob, exit: string): Promise<string> {
   try {
     // Only this attempt's output: the log also holds earlier attempts, each after its own header line.
     const lines = (await readFile(job.logPath, 'utf8')).trimEnd().split('\n');
-    const header = lines.findLastIndex((line) => line.startsWith(ATTEMPT_HEADER));
+    let header = -1;
+    lines.forEach((line, i) => {
+      if (line.startsWith(ATTEMPT_HEADER)) header = i;
+    });
     const tail = lines.slice(header + 1).slice(-5).join('\n');
     if (tail) return `${exit}; last log lines:\n${tail}`;
   } catch {
