@@ -18,3 +18,6 @@ export {
   GeneratedBagSource,
   type TissueGrid,
 } from './synthetic.js';
+export { FeatureFolderBaseOptions, featureFolderOptions, openFeatureFolder, FeatureFolderSource, FEATURE_EXTENSIONS, type FeatureFormat, type FeatureFolderOptions } from './file-source.js';
+export { readSlideTable, parseSlideTable, type SlideTable, type SlideTableColumns } from './slide-table.js';
+export { readH5Bag, readH5Arrays, readSafetensorsBag, readNpyBag, readNpyArray, CLAM_KEYS, type BagKeys, type HostArray } from './readers.js';

@@ -2,8 +2,11 @@
 // stratified by label, seeded. Modes: k-fold (disjoint, covering test folds), Monte-Carlo and holdout (CLAM's
 // independent per-fold draws), official-test (fixed test set, k train/val resplits, as HDMIL on Camelyon16).
 import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { parse } from 'csv-parse/sync';
+import { stringify } from 'csv-stringify/sync';
+import writeFileAtomic from 'write-file-atomic';
 import type { SlideRecord } from '../../registry/contracts/data.js';
 import type { SplitSection } from '../engine/schema.js';
 import { ConfigError, DataError } from '../errors.js';
@@ -293,4 +296,65 @@ function checkDisjoint(fold: Fold, file: string): void {
       owner.set(id, partition);
     }
   }
+}
+
+/**
+ * CLAM's `splits_{k}.csv` text: an unnamed index column, then train, val, test columns of slide ids,
+ * shorter columns padded with empty cells (as pandas writes it, so CLAM and HDMIL read it back).
+ */
+export function clamSplitsCsv(fold: Fold): string {
+  const rows = Math.max(fold.train.length, fold.val.length, fold.test.length);
+  const records: string[][] = [['', ...PARTITIONS]];
+  for (let i = 0; i < rows; i += 1) records.push([String(i), fold.train[i] ?? '', fold.val[i] ?? '', fold.test[i] ?? '']);
+  return stringify(records);
+}
+
+/** Writes one fold as CLAM's `splits_{k}.csv` (atomically: a crash never leaves half a split file). */
+export async function writeSplitsCsv(file: string, fold: Fold): Promise<void> {
+  await writeFileAtomic(file, clamSplitsCsv(fold));
+}
+
+/** CLAM's `splits_{k}_bool.csv`: one row per slide with True/False in train, val, test. */
+export function clamSplitsBoolCsv(fold: Fold, slides: readonly SlideRecord[]): string {
+  const sets = PARTITIONS.map((p) => new Set(fold[p]));
+  const records: string[][] = [['', ...PARTITIONS]];
+  for (const s of slides) records.push([s.slideId, ...sets.map((set) => (set.has(s.slideId) ? 'True' : 'False'))]);
+  return stringify(records);
+}
+
+/** CLAM's `splits_{k}_descriptor.csv`: slides per class (rows) in train, val, test (columns). */
+export function clamSplitsDescriptorCsv(fold: Fold, slides: readonly SlideRecord[], classNames: readonly string[]): string {
+  const labelOf = new Map(slides.map((s) => [s.slideId, s.label]));
+  const records: string[][] = [['', ...PARTITIONS]];
+  classNames.forEach((name, c) => records.push([name, ...PARTITIONS.map((p) => String(fold[p].filter((id) => labelOf.get(id) === c).length))]));
+  return stringify(records);
+}
+
+/** The splits artifact saved with every run: splits.json (all folds) + CLAM's three CSVs per fold. */
+export async function writeSplits(dir: string, folds: readonly Fold[], slides: readonly SlideRecord[], classNames: readonly string[], provenance: Readonly<Record<string, unknown>> = {}): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFileAtomic(path.join(dir, 'splits.json'), `${JSON.stringify({ ...provenance, folds }, null, 2)}\n`);
+  for (const fold of folds) {
+    await writeSplitsCsv(path.join(dir, `splits_${fold.index}.csv`), fold);
+    await writeFileAtomic(path.join(dir, `splits_${fold.index}_bool.csv`), clamSplitsBoolCsv(fold, slides));
+    await writeFileAtomic(path.join(dir, `splits_${fold.index}_descriptor.csv`), clamSplitsDescriptorCsv(fold, slides, classNames));
+  }
+}
+
+/** Per-fold, per-partition slide counts by class, as aligned text (what `milkit splits` prints). */
+export function describeSplits(folds: readonly Fold[], slides: readonly SlideRecord[], classNames: readonly string[]): string {
+  const labelOf = new Map(slides.map((s) => [s.slideId, s.label]));
+  const caseOf = new Map(slides.map((s) => [s.slideId, s.caseId]));
+  const header = ['fold', 'part', 'slides', 'cases', ...classNames];
+  const rows = folds.flatMap((fold) =>
+    PARTITIONS.map((p) => [
+      String(fold.index),
+      p,
+      String(fold[p].length),
+      String(new Set(fold[p].map((id) => caseOf.get(id))).size),
+      ...classNames.map((_, c) => String(fold[p].filter((id) => labelOf.get(id) === c).length)),
+    ]),
+  );
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  return [header, ...rows].map((r) => r.map((cell, i) => (i < 2 ? cell.padEnd(widths[i] as number) : cell.padStart(widths[i] as number))).join('  ')).join('\n');
 }
