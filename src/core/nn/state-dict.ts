@@ -103,7 +103,7 @@ function describeShape(shape: readonly number[]): string {
  * before reporting, so one run of `milkit weights import` lists them all.
  */
 function plan(
-  expected: ReadonlyArray<{ key: string; shape: number[]; variable: tf.Variable; perm: readonly number[] | undefined }>,
+  expected: ReadonlyArray<{ key: string; shape: number[]; variable: tf.Variable; perm: readonly number[] | undefined; optional?: boolean }>,
   tensors: Readonly<Record<string, TensorRecord>>,
   source: string,
   layout: string,
@@ -112,11 +112,11 @@ function plan(
   const misShaped: string[] = [];
   const assignments: PlannedAssignment[] = [];
   const expectedKeys = new Set<string>();
-  for (const { key, shape, variable, perm } of expected) {
+  for (const { key, shape, variable, perm, optional } of expected) {
     expectedKeys.add(key);
     const found = tensors[key];
     if (!found) {
-      missing.push(`${key} ${describeShape(shape)}`);
+      if (!optional) missing.push(`${key} ${describeShape(shape)}`);
       continue;
     }
     const wantFloat = variable.dtype === 'float32';
@@ -150,7 +150,8 @@ function apply(assignments: readonly PlannedAssignment[]): void {
 
 /** Loads torch-keyed, torch-layout tensors (e.g. a converted PyTorch checkpoint) into the model; all or nothing. */
 export function importTorchState(parts: ModelParts, tensors: Readonly<Record<string, TensorRecord>>, source: string): void {
-  const expected = torchEntries(parts).map(({ torchKey, torchShape, entry }) => ({ key: torchKey, shape: torchShape, variable: entry.variable, perm: entry.torch.perm }));
+  const optional = new Set(parts.aggregator.torchNaming?.optionalOnImport ?? []);
+  const expected = torchEntries(parts).map(({ torchKey, torchShape, entry }) => ({ key: torchKey, shape: torchShape, variable: entry.variable, perm: entry.torch.perm, optional: optional.has(torchKey) }));
   apply(plan(expected, tensors, source, 'PyTorch'));
 }
 

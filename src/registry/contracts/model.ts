@@ -88,6 +88,11 @@ export interface TorchNaming {
    * prefix), e.g. `['^classifiers\\.fc\\.', 'classifiers.']` drops the linear head's `fc` level.
    */
   readonly renames?: ReadonlyArray<readonly [string, string]>;
+  /**
+   * Torch keys an imported checkpoint may lack (constant buffers only some configurations of the original carry,
+   * e.g. CLAM's `instance_loss_fn.labels` exists with the SVM instance loss only); they keep their value.
+   */
+  readonly optionalOnImport?: readonly string[];
 }
 
 export interface GradientClipGroup {
