@@ -104,7 +104,8 @@ export async function loadExperiment(file: string, overrides: readonly string[],
   setAt(config, ['data', 'dataset'], withOptions(dataset), false);
   deepFreeze(config);
   const configHash = createHash('sha256').update(canonicalJson(config)).digest('hex');
-  const frozen = <T extends ResolvedPlugin>(r: T): T => deepFreeze({ ...r, options: cloneTree(r.options) });
+  // Only the options are frozen deeply: the definition holds zod schemas, which must stay mutable.
+  const frozen = <T extends ResolvedPlugin>(r: T): T => Object.freeze({ ...r, options: deepFreeze(cloneTree(r.options)) });
   const slots: ResolvedSlots = Object.freeze({
     aggregator: frozen(aggregator),
     classifier: frozen(classifier),
