@@ -66,8 +66,9 @@ function describeJson(json: JsonSchemaNode): string | undefined {
   }
   const type = json.type;
   if (type === 'number' || type === 'integer') {
-    const lo = json.minimum ?? json.exclusiveMinimum;
-    const hi = json.maximum ?? json.exclusiveMaximum;
+    // z.int() carries the safe-integer bounds; they say nothing to a user.
+    const lo = json.minimum === Number.MIN_SAFE_INTEGER ? json.exclusiveMinimum : json.minimum ?? json.exclusiveMinimum;
+    const hi = json.maximum === Number.MAX_SAFE_INTEGER ? json.exclusiveMaximum : json.maximum ?? json.exclusiveMaximum;
     const noun = type;
     if (lo !== undefined && hi !== undefined) {
       return `${noun} in ${json.exclusiveMinimum !== undefined ? '(' : '['}${String(lo)},${String(hi)}${json.exclusiveMaximum !== undefined ? ')' : ']'}`;
