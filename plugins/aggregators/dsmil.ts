@@ -1,0 +1,131 @@
+/**
+ * Dual-stream MIL (aggregator/dsmil)
+ * Paper: B. Li, Y. Li, K. W. Eliceiri, "Dual-stream Multiple Instance Learning Network for Whole Slide Image
+ *   Classification with Self-supervised Contrastive Learning", CVPR 2021. arXiv:2011.08939
+ * Implements: Eq. 1 instance stream c = W_0 h with max-pooling ĉ_j = max_n c_{n,j}; Eq. 2-4 critical instance
+ *   m_j = argmax_n c_{n,j}, queries Q = q(H), attention U = softmax_n(⟨q_n, q_{m_j}⟩ / √|q|), class embeddings
+ *   B = Uᵀ V; Eq. 5 bag logits by a Conv1d over all C class embeddings (methods.md §5.1, §9.16)
+ * Symbols: H=x [N,D] · c [N,C] instance logits · Q [N,Q] (Q = 128) · q_m [C,Q] · A [C,N] attention (softmax over N) ·
+ *   V [N,D] · B [C,D] class embeddings · W_fcc [C_in,D,C_out] (torch Conv1d [C_out,C_in,D]) · logits [1,C]
+ * Choices: the instance classifier i_classifier is the classifier slot (linear reproduces DSMIL); value net V = x by
+ *   default (current code) or Dropout-Linear-ReLU (`passingV`, MHIM's variant); orthogonal weights with zero bias
+ *   (current code). `binarySingleLogit` reproduces the 1-output binary setting (Camelyon16): heads of width 1 and
+ *   logits [0, s], so softmax gives sigmoid(s) and cross-entropy equals BCE on s. The original's patch dropout
+ *   (default 0) is not implemented. Losses: binary-cross-entropy (weight 0.5) + dsmil-max-instance (0.5).
+ * Checked against: test/reference/dsmil.py → test/reference/fixtures/dsmil*.safetensors
+ */
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import { definePlugin, Module, PluginError, type Aggregator, type AggregatorOutput, type Bag, type Classifier, type ForwardIO, type ModelContext, type TorchNaming } from '../../src/registry/index.js';
+import type { Rng } from '../../src/registry/index.js';
+import { initBias, initWeight } from '../../src/core/nn/init.js';
+import { Linear, dropout } from '../../src/core/nn/layers.js';
+import { softmaxOverInstances } from '../../src/core/nn/attention.js';
+import { constantOf } from '../../src/core/nn/no-grad.js';
+
+export const DsmilOptions = z.strictObject({
+  queryDim: z.int().positive().default(128).describe('width of the query network q (128 in DSMIL)'),
+  nonlinearQuery: z.boolean().default(true).describe('q = Linear-ReLU-Linear-Tanh (default) instead of one Linear'),
+  passingV: z.boolean().default(false).describe('value net V = ReLU(Linear(Dropout(x))) instead of V = x'),
+  dropoutV: z.number().min(0).lt(1).default(0).describe('dropout before the value Linear while training (passingV only)'),
+  binarySingleLogit: z.boolean().default(false).describe('binary task with one output per stream (DSMIL on Camelyon16): logits [0, s]'),
+  init: z.enum(['orthogonal', 'xavier-normal', 'torch-default']).default('orthogonal').describe('weight initialisation (non-default schemes start biases at 0)'),
+});
+export type DsmilOptions = z.output<typeof DsmilOptions>;
+
+/** b_classifier: query net, value net and the Conv1d bag head over the C class embeddings. */
+class DsmilBagClassifier extends Module {
+  readonly q1: Linear;
+  readonly q2: Linear | undefined;
+  readonly v: Linear | undefined;
+  /** Conv1d weight stored [C_in, D, C_out] (torch [C_out, C_in, D]: perm [2, 0, 1]). */
+  readonly fccWeight: tf.Variable;
+  readonly fccBias: tf.Variable;
+
+  constructor(options: DsmilOptions, inputDim: number, heads: number, rng: Rng) {
+    super();
+    const init = options.init;
+    if (options.nonlinearQuery) {
+      this.q1 = this.addModule('q.0', new Linear(inputDim, options.queryDim, rng.fork('q.0'), { init }));
+      this.q2 = this.addModule('q.2', new Linear(options.queryDim, options.queryDim, rng.fork('q.2'), { init }));
+    } else {
+      this.q1 = this.addModule('q', new Linear(inputDim, options.queryDim, rng.fork('q'), { init }));
+      this.q2 = undefined;
+    }
+    this.v = options.passingV ? this.addModule('v.1', new Linear(inputDim, inputDim, rng.fork('v.1'), { init })) : undefined;
+    const torchWeight = initWeight(init, [heads, heads, inputDim], rng.fork('fcc.weight'));
+    this.fccWeight = this.addParameter('fcc.weight', tf.tidy(() => tf.transpose(torchWeight, [1, 2, 0])), { perm: [2, 0, 1] });
+    torchWeight.dispose();
+    this.fccBias = this.addParameter('fcc.bias', initBias(init, heads, heads * inputDim, rng.fork('fcc.bias')));
+  }
+
+  /** Q = q(x): [M, D] → [M, Q]. */
+  query(x: tf.Tensor2D): tf.Tensor2D {
+    return tf.tidy(() => {
+      const first = this.q1.forward(x); // [M, Q]
+      return this.q2 ? (tf.tanh(this.q2.forward(tf.relu(first) as tf.Tensor2D)) as tf.Tensor2D) : first; // [M, Q]
+    });
+  }
+}
+
+class DsmilAggregator extends Module implements Aggregator {
+  readonly embeddingDim: number;
+  readonly torchNaming: TorchNaming = { renames: [['^i_classifier\\.fc\\.0\\.fc\\.', 'i_classifier.fc.0.']] };
+  private readonly heads: number;
+  private readonly instanceClassifier: Classifier;
+  private readonly bagClassifier: DsmilBagClassifier;
+
+  constructor(private readonly options: DsmilOptions, ctx: ModelContext) {
+    super();
+    if (options.binarySingleLogit && ctx.numClasses !== 2) {
+      throw new PluginError('invalid-option', `aggregator "dsmil": binarySingleLogit needs a binary task (got ${ctx.numClasses} classes).`, { hint: 'Set binarySingleLogit: false for multi-class tasks.' });
+    }
+    this.heads = options.binarySingleLogit ? 1 : ctx.numClasses;
+    this.embeddingDim = ctx.inputDim;
+    // FCLayer keeps its Linear in a Sequential `fc`: torch key i_classifier.fc.0.
+    this.instanceClassifier = this.addModule('i_classifier.fc.0', ctx.makeClassifier(ctx.inputDim, this.heads, ctx.rng.fork('i_classifier')));
+    this.bagClassifier = this.addModule('b_classifier', new DsmilBagClassifier(options, ctx.inputDim, this.heads, ctx.rng.fork('b_classifier')));
+  }
+
+  /** [1, K] → [1, 2] as [0, s] in single-logit mode, unchanged otherwise. */
+  private asLogits(x: tf.Tensor2D): tf.Tensor2D {
+    return this.options.binarySingleLogit ? (tf.concat([tf.zeros([1, 1]), x], 1) as tf.Tensor2D) : x;
+  }
+
+  forward(bag: Bag, io: ForwardIO): AggregatorOutput {
+    return tf.tidy(() => {
+      const x = bag.features; // [N, D]
+      const c = this.instanceClassifier.forward(x, io); // [N, K]  Eq. 1 instance logits
+      const cMax = tf.max(c, 0, true) as tf.Tensor2D; // [1, K]  ĉ_j = max_n c_{n,j}
+      // Critical instances m_j = argmax_n c_{n,j}: a selection, no gradient through the argmax (x is constant).
+      const critical = constantOf((scores) => tf.gather(x, tf.argMax(scores, 0)), c) as tf.Tensor2D; // [K, D]
+      const q = this.bagClassifier.query(x); // [N, Q]
+      const qMax = this.bagClassifier.query(critical); // [K, Q]
+      const similarity = tf.div(tf.matMul(q, tf.transpose(qMax)), Math.sqrt(this.options.queryDim)) as tf.Tensor2D; // [N, K]  ⟨q_n, q_m⟩ / √Q
+      const a = softmaxOverInstances(similarity); // [K, N]  softmax over instances per class
+      const v = this.bagClassifier.v
+        ? (tf.relu(this.bagClassifier.v.forward(dropout(x, this.options.dropoutV, io.training, io.rng) as tf.Tensor2D)) as tf.Tensor2D)
+        : x; // [N, D]
+      const b = tf.matMul(a, v) as tf.Tensor2D; // [K, D]  B = Aᵀ V (A stored transposed)
+      const flatB = tf.reshape(b, [1, -1]); // [1, K·D]
+      const fcc = tf.reshape(this.bagClassifier.fccWeight, [-1, this.heads]); // [K·D, K]  Conv1d as one matmul
+      const bagLogits = tf.add(tf.matMul(flatB, fcc), this.bagClassifier.fccBias) as tf.Tensor2D; // [1, K]  Eq. 5
+      return {
+        embedding: b,
+        logits: this.asLogits(bagLogits),
+        instanceScores: a,
+        extras: { maxInstanceLogits: this.asLogits(cMax) },
+      };
+    });
+  }
+}
+
+export default definePlugin({
+  kind: 'aggregator',
+  name: 'dsmil',
+  summary: 'dual-stream MIL: max-instance stream and critical-instance attention stream with a Conv1d bag head',
+  paper: { cite: 'Li, Li, Eliceiri, Dual-stream Multiple Instance Learning Network for Whole Slide Image Classification with Self-supervised Contrastive Learning, CVPR 2021', arxiv: '2011.08939' },
+  options: DsmilOptions,
+  capabilities: { instanceScores: true, permutationInvariant: true, ownsClassifier: true, provides: ['maxInstanceLogits'] },
+  create: (options, ctx) => new DsmilAggregator(options, ctx),
+});
