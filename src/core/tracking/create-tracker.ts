@@ -40,6 +40,14 @@ export function resolveTrackingTarget(uri: string | undefined, cwd: string): Tra
   return { kind: 'local', root: path.resolve(cwd, value) };
 }
 
+/** The local store a command reads: `override`, else a path-like MLFLOW_TRACKING_URI, else ./mlruns under `cwd`. */
+export function localStoreRoot(cwd: string, env: Readonly<Record<string, string | undefined>>, override?: string): string {
+  if (override) return path.resolve(cwd, override);
+  const fromEnv = env.MLFLOW_TRACKING_URI;
+  if (fromEnv && !/^https?:\/\//i.test(fromEnv)) return resolveTrackingTarget(fromEnv, cwd).root;
+  return path.resolve(cwd, 'mlruns');
+}
+
 /** REST client settings that come from MLflow's environment variables (credentials, TLS). */
 export function restEnvOptions(env: Readonly<Record<string, string | undefined>>): {
   token?: string;

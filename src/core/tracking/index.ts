@@ -1,6 +1,6 @@
 // Public entry of milkit's MLflow tracking: what the engine and the CLI use. The engine needs only
 // createTracker, flattenParams and systemTags; the rest serves sync, `milkit runs` and tests.
-export { createTracker, resolveTrackingTarget, restEnvOptions, type CreateTrackerContext, type TrackingTarget } from './create-tracker.js';
+export { createTracker, resolveTrackingTarget, restEnvOptions, localStoreRoot, type CreateTrackerContext, type TrackingTarget } from './create-tracker.js';
 export { flattenParams, type FlattenedParams } from './params.js';
 export { systemTags, readGitInfo, stripUrlCredentials, type GitInfo } from './system-tags.js';
 export { redactConfig, isSecretKeyPath, secretValuesFromEnv, scrubSecrets, REDACTED, SECRET_KEY_PATTERN } from './redact.js';

@@ -1,0 +1,149 @@
+// `milkit runs list|compare|show`: runs from the local store (default) or a server, in the terminal — for
+// users with no MLflow UI at hand. Filters: params.<k>=v, metrics.<k>>=x, tags.<k>=v, status, name~text.
+import type { Command } from 'commander';
+import { TrackingError } from '../../errors.js';
+import { localStoreRoot, restEnvOptions } from '../../tracking/create-tracker.js';
+import { MlflowRestClient } from '../../tracking/rest-client.js';
+import {
+  applyFilters,
+  compareTable,
+  formatNumber,
+  listTable,
+  loadLocalRuns,
+  loadRemoteRuns,
+  metricKeys,
+  parseFilter,
+  renderTable,
+  sortRows,
+  visibleTags,
+  type RunRow,
+  type TableFormat,
+} from '../../tracking/runs-query.js';
+import { FileStoreReader } from '../../tracking/file-store-reader.js';
+import type { CliApp } from '../app.js';
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+const list = (value: string): string[] => value.split(',').map((s) => s.trim()).filter(Boolean);
+const FORMATS: readonly TableFormat[] = ['text', 'md', 'csv', 'json'];
+
+interface SourceOptions {
+  uri?: string;
+  mlruns?: string;
+  experiment: string[];
+  where: string[];
+  sort: string[];
+  limit?: string;
+  format: string;
+  parent?: string;
+  level?: string;
+}
+
+function withSourceOptions(cmd: Command): Command {
+  return cmd
+    .option('--uri <uri>', 'read a server (http(s)://...) instead of the local store')
+    .option('--mlruns <dir>', 'local store to read (default: ./mlruns)')
+    .option('-e, --experiment <name>', 'experiment name (repeatable; required with --uri)', collect, [] as string[])
+    .option('-w, --where <filter>', 'keep runs matching, e.g. params.model.aggregator.name=abmil, metrics.test/auc_mean>=0.9, status=FINISHED, name~fold (repeatable)', collect, [] as string[])
+    .option('--level <level>', 'only runs at this level of a run tree (sweep, cell, experiment, fold)')
+    .option('--parent <run>', 'only children of this run (id or id prefix)')
+    .option('-s, --sort <field>', 'sort key, e.g. metrics.test/auc_mean:desc (repeatable; default newest first)', collect, [] as string[])
+    .option('-n, --limit <n>', 'show at most n runs')
+    .option('--format <format>', `output format: ${FORMATS.join(', ')}`, 'text');
+}
+
+function checkFormat(format: string): TableFormat {
+  if (!(FORMATS as readonly string[]).includes(format)) throw new TrackingError('invalid-option', `--format must be one of ${FORMATS.join(', ')}, got "${format}".`);
+  return format as TableFormat;
+}
+
+/** Resolves a run id or unique prefix among rows. */
+function pickRun(rows: readonly RunRow[], idOrPrefix: string): RunRow {
+  const hits = rows.filter((r) => r.runId === idOrPrefix || r.runId.startsWith(idOrPrefix));
+  if (hits.length === 1 && hits[0]) return hits[0];
+  if (hits.length === 0) throw new TrackingError('unknown-run', `no run "${idOrPrefix}" among ${rows.length} run(s).`, { hint: 'See `milkit runs list` for ids.' });
+  throw new TrackingError('ambiguous-run', `"${idOrPrefix}" matches ${hits.length} runs (${hits.slice(0, 4).map((r) => r.runId).join(', ')}...).`, { hint: 'Give more characters of the id.' });
+}
+
+async function loadRows(app: CliApp, opts: SourceOptions): Promise<RunRow[]> {
+  let rows: RunRow[];
+  if (opts.uri && /^https?:\/\//i.test(opts.uri)) {
+    if (opts.experiment.length === 0) throw new TrackingError('missing-experiment', 'reading a server needs --experiment <name>.', { hint: 'Name the MLflow experiment(s) to list.' });
+    const client = new MlflowRestClient({ uri: opts.uri, ...restEnvOptions(app.env), logger: app.logger });
+    rows = await loadRemoteRuns(client, { experiments: opts.experiment });
+  } else {
+    const root = localStoreRoot(app.cwd, app.env, opts.mlruns ?? opts.uri);
+    rows = await loadLocalRuns(root, { ...(opts.experiment.length > 0 ? { experiments: opts.experiment } : {}), logger: app.logger });
+  }
+  const filters = opts.where.map(parseFilter);
+  if (opts.level) filters.push({ field: 'tags.milkit.level', op: '=', value: opts.level });
+  let out = applyFilters(rows, filters);
+  if (opts.parent) {
+    const parent = pickRun(rows, opts.parent);
+    out = out.filter((r) => r.parentRunId === parent.runId);
+  }
+  out = sortRows(out, opts.sort);
+  if (opts.limit !== undefined) {
+    const n = Number(opts.limit);
+    if (!Number.isInteger(n) || n <= 0) throw new TrackingError('invalid-option', `--limit must be a positive integer, got "${opts.limit}".`);
+    out = out.slice(0, n);
+  }
+  return out;
+}
+
+export function register(program: Command, app: CliApp): void {
+  const runs = program.command('runs').description('list, compare and show tracked runs (local store or server)');
+
+  withSourceOptions(runs.command('list'))
+    .description('one line per run with chosen columns')
+    .option('-c, --columns <fields>', 'extra columns, comma-separated fields (default: the 4 most common metrics)', list)
+    .option('--digits <n>', 'decimals of numbers', '4')
+    .action(async (opts: SourceOptions & { columns?: string[]; digits: string }) => {
+      const format = checkFormat(opts.format);
+      const rows = await loadRows(app, opts);
+      const columns = opts.columns ?? metricKeys(rows).slice(0, 4).map((k) => `metrics.${k}`);
+      if (rows.length === 0) {
+        app.io.out('no runs match.');
+        return;
+      }
+      app.io.out(renderTable(listTable(rows, columns, Number(opts.digits)), format));
+    });
+
+  withSourceOptions(runs.command('compare'))
+    .description('paper-style table: differing params and metrics (mean ± std across folds when logged) per run; * marks the best')
+    .argument('[runs...]', 'run ids or prefixes (default: every run matching the filters)')
+    .option('-m, --metrics <names>', 'metrics to show, comma-separated; "test/auc" shows test/auc_mean ± test/auc_std', list)
+    .option('-p, --params <keys>', 'params to show (default: those that differ)', list)
+    .option('--digits <n>', 'decimals', '3')
+    .action(async (ids: string[], opts: SourceOptions & { metrics?: string[]; params?: string[]; digits: string }) => {
+      const format = checkFormat(opts.format);
+      const rows = await loadRows(app, opts);
+      const chosen = ids.length > 0 ? ids.map((id) => pickRun(rows, id)) : rows;
+      if (chosen.length === 0) {
+        app.io.out('no runs match.');
+        return;
+      }
+      app.io.out(renderTable(compareTable(chosen, { digits: Number(opts.digits), ...(opts.metrics ? { metrics: opts.metrics } : {}), ...(opts.params ? { params: opts.params } : {}) }), format));
+    });
+
+  runs
+    .command('show')
+    .description('one run: info, params, tags and the latest value (and point count) of each metric')
+    .argument('<run>', 'run id or prefix')
+    .option('--mlruns <dir>', 'local store to read (default: ./mlruns)')
+    .action(async (id: string, opts: { mlruns?: string }) => {
+      const root = localStoreRoot(app.cwd, app.env, opts.mlruns);
+      const rows = await loadLocalRuns(root, { logger: app.logger });
+      const row = pickRun(rows, id);
+      const run = await new FileStoreReader(root, app.logger).readRun(row.experimentId, row.runId);
+      if (!run) throw new TrackingError('unknown-run', `run ${row.runId} vanished from ${root}.`);
+      app.io.out(`${row.runId}  ${row.experimentName}/${row.runName}  ${row.status}${row.parentRunId ? `  parent ${row.parentRunId}` : ''}`);
+      app.io.out('params:');
+      for (const [k, v] of Object.entries(run.params).sort(([a], [b]) => a.localeCompare(b))) app.io.out(`  ${k} = ${v}`);
+      app.io.out('tags:');
+      for (const [k, v] of visibleTags(run.tags)) app.io.out(`  ${k} = ${v.length > 120 ? `${v.slice(0, 117)}...` : v}`);
+      app.io.out('metrics (latest, points):');
+      for (const [k, points] of Object.entries(run.metrics).sort(([a], [b]) => a.localeCompare(b))) {
+        app.io.out(`  ${k} = ${formatNumber(row.metrics[k], 4)}  (${points.length})`);
+      }
+    });
+}
