@@ -20,4 +20,4 @@ export {
 } from './synthetic.js';
 export { FeatureFolderBaseOptions, featureFolderOptions, openFeatureFolder, FeatureFolderSource, FEATURE_EXTENSIONS, type FeatureFormat, type FeatureFolderOptions } from './file-source.js';
 export { readSlideTable, parseSlideTable, type SlideTable, type SlideTableColumns } from './slide-table.js';
-export { readH5Bag, readH5Arrays, readSafetensorsBag, readNpyBag, readNpyArray, CLAM_KEYS, type BagKeys, type HostArray } from './readers.js';
+export { INSTANCE_LABELS_KEY, readH5Bag, readH5Arrays, readSafetensorsBag, readNpyBag, readNpyArray, CLAM_KEYS, type BagKeys, type HostArray } from './readers.js';

@@ -17,6 +17,9 @@ export interface BagKeys {
 
 export const CLAM_KEYS: BagKeys = { features: 'features', coords: 'coords', thumbs: 'thumbs' };
 
+/** Instance ground truth (0/1 per row) travels in this non-CLAM dataset, so attention can be scored from files. */
+export const INSTANCE_LABELS_KEY = 'instance_labels';
+
 /** A numeric array as read from a file, before it becomes part of a bag. */
 export interface HostArray {
   readonly shape: readonly number[];
@@ -202,9 +205,15 @@ export async function readH5Arrays(file: string, slideId: string, names: readonl
 
 /** One slide from a CLAM/TRIDENT `.h5`: `features` [N, D], optional `coords` [N, 2] and `thumbs` [N, 16, 16, 3]. */
 export async function readH5Bag(file: string, slideId: string, keys: BagKeys = CLAM_KEYS, opts: { thumbs?: boolean } = {}): Promise<BagData> {
-  const names = [keys.features, keys.coords, ...(opts.thumbs === false ? [] : [keys.thumbs])];
+  const names = [keys.features, keys.coords, INSTANCE_LABELS_KEY, ...(opts.thumbs === false ? [] : [keys.thumbs])];
   const arrays = await readH5Arrays(file, slideId, names, keys.features);
-  return assembleBag(slideId, file, arrays.get(keys.features) as HostArray, arrays.get(keys.coords), opts.thumbs === false ? undefined : arrays.get(keys.thumbs), keys);
+  const bag = assembleBag(slideId, file, arrays.get(keys.features) as HostArray, arrays.get(keys.coords), opts.thumbs === false ? undefined : arrays.get(keys.thumbs), keys);
+  const truth = arrays.get(INSTANCE_LABELS_KEY);
+  if (truth === undefined) return bag;
+  if (truth.shape.length !== 1 || truth.shape[0] !== bag.n) {
+    throw new DataError('instance-labels-shape', `slide "${slideId}": "${INSTANCE_LABELS_KEY}" has shape [${truth.shape.join(', ')}], expected [N] with N = ${bag.n}.`, { where: { file }, hint: 'Instance labels are one 0/1 value per feature row.' });
+  }
+  return { ...bag, instanceLabels: Uint8Array.from(truth.data as ArrayLike<number>) };
 }
 
 /** Checks a thumbnail array ([N, 16, 16, 3|4] uint8) and returns RGB bytes. */
