@@ -1,0 +1,40 @@
+// `milkit schema [--out file]`: the JSON Schema of experiment configs (every registered plugin with its own
+// options, discriminated on `name`), so YAML editors autocomplete and check experiments.
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { Command } from 'commander';
+import writeFileAtomic from 'write-file-atomic';
+import { experimentJsonSchema, findProjectSettings } from '../../config/index.js';
+import type { CliApp } from '../app.js';
+
+const EDITOR_HELP = `
+Editor support (VS Code with the YAML extension, or any yaml-language-server client):
+  npx milkit schema --out milkit.schema.json
+then start each experiment YAML with a modeline pointing at that file, relative to the YAML:
+  # yaml-language-server: $schema=../milkit.schema.json
+Files composed from config groups (a defaults: list, or group option files) leave keys out;
+write a schema for them with --partial. Regenerate after adding plugins.`;
+
+export function register(program: Command, app: CliApp): void {
+  program
+    .command('schema')
+    .description('print the JSON Schema of experiment configs (for YAML autocompletion), or write it with --out')
+    .option('--out <file>', 'write the schema to this file instead of printing it')
+    .option('--partial', 'no required keys (for configs completed by composition)')
+    .addHelpText('after', EDITOR_HELP)
+    .action(async (flags: { out?: string; partial?: boolean }) => {
+      const registry = app.createRegistry();
+      const project = await findProjectSettings(app.cwd);
+      if (project?.plugins?.length) await registry.loadUserPlugins(project.plugins, path.dirname(project.file ?? app.cwd));
+      const schema = await experimentJsonSchema(registry, { partial: flags.partial === true });
+      const text = `${JSON.stringify(schema, null, 2)}\n`;
+      if (flags.out === undefined) {
+        app.io.out(text);
+        return;
+      }
+      const target = path.resolve(app.cwd, flags.out);
+      await mkdir(path.dirname(target), { recursive: true });
+      await writeFileAtomic(target, text);
+      app.io.err(`wrote ${flags.out}; add "# yaml-language-server: $schema=<path to it from the YAML>" at the top of experiment files.`);
+    });
+}
