@@ -1,0 +1,34 @@
+// Test helper: a single-node Slurm on localhost for the Slurm executor test (local-slurm.sh does the work).
+// Never installs anything; when the daemons cannot start, `reason` says why so the test can skip loudly.
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+
+const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'local-slurm.sh');
+
+export interface LocalSlurm {
+  /** Set when the cluster is not usable: the skip reason. */
+  readonly reason?: string;
+  /** Temporary folder with slurm.conf, state and daemon logs. */
+  readonly dir: string;
+  /** Environment for the client commands (SLURM_CONF). */
+  readonly env: Readonly<Record<string, string>>;
+  stop(): Promise<void>;
+}
+
+export async function startLocalSlurm(): Promise<LocalSlurm> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'milkit-slurm-'));
+  const stop = async (): Promise<void> => {
+    await execa('bash', [script, 'stop', dir], { reject: false });
+  };
+  const started = await execa('bash', [script, 'start', dir], { reject: false, timeout: 60_000 });
+  const out = String(started.stdout).trim();
+  if (started.exitCode !== 0) {
+    await stop();
+    const reason = out.startsWith('skip: ') ? out.slice(6) : `local-slurm.sh start failed (exit ${String(started.exitCode)}): ${String(started.stderr).trim() || out}`;
+    return { reason, dir, env: {}, stop };
+  }
+  return { dir, env: { SLURM_CONF: path.join(dir, 'slurm.conf') }, stop };
+}
