@@ -12,12 +12,12 @@ export interface Logger {
 
 const ORDER: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
-/** Writes `info` and above to stderr (results go to stdout through the CLI's own printer). */
-export function consoleLogger(minLevel: LogLevel = 'info'): Logger {
+/** Writes `info` and above to `write` (stderr by default; results go to stdout through the CLI's own printer). */
+export function consoleLogger(minLevel: LogLevel = 'info', write: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): Logger {
   const emit = (level: LogLevel, message: string): void => {
     if (ORDER[level] < ORDER[minLevel]) return;
     const prefix = level === 'info' ? '' : `${level}: `;
-    process.stderr.write(`${prefix}${message}\n`);
+    write(`${prefix}${message}`);
   };
   return {
     debug: (m) => emit('debug', m),

@@ -27,7 +27,7 @@ const processIo: CliIo = {
 export async function buildProgram(options: MainOptions): Promise<Command> {
   const io = options.io ?? processIo;
   const debug = process.argv.includes('--debug');
-  const logger = consoleLogger(debug ? 'debug' : 'info');
+  const logger = consoleLogger(debug ? 'debug' : 'info', (line) => io.err(line));
   const app = createApp(options.manifest, logger, io, options.cwd ?? process.cwd(), options.env ?? process.env);
   const program = new Command('milkit')
     .description('Multiple-instance learning experiments on whole-slide images: typed configs, plugins, CV, sweeps, MLflow.')
