@@ -1,0 +1,144 @@
+/**
+ * Transformer-based correlated MIL (aggregator/transmil)
+ * Paper: Z. Shao, H. Bian, Y. Chen, Y. Wang, J. Zhang, X. Ji, Y. Zhang, "TransMIL: Transformer based Correlated
+ *   Multiple Instance Learning for Whole Slide Image Classification", NeurIPS 2021. arXiv:2106.00908
+ * Implements: Algorithm 1 (TPT module): fc1 projection, square padding by repeating the first tokens, class token,
+ *   TransLayer x + Nyström-MSA(LN(x)), PPEG F + DW7(F) + DW5(F) + DW3(F) on the token grid, second TransLayer, LN,
+ *   class token as slide embedding (methods.md §4.1-4.2, §9.9-9.10)
+ * Symbols: x [N,D] · h [N,E] (E = 512) · side = ⌈√N⌉ · tokens [1+side²,E] · cls [1,E] slide embedding (to the
+ *   `model.classifier` slot, torch `_fc2`) · Nyström: heads 8, dim_head E/8, m = 256 landmarks, 6 pinv iterations,
+ *   value-residual conv 33×1
+ * Choices: `nystromAlignment` picks the row alignment after Nyström's left padding: `pinned-0.0.9` (default; the
+ *   nystrom-attention version TransMIL pins and its published numbers) keeps the first L rows, `fixed` (0.0.10+,
+ *   MHIM-MIL) the last L. The three PPEG convolutions run as one 7×7 depthwise conv with the summed kernels and the
+ *   identity at the centre (equal in exact arithmetic). Padding tokens stay in the sequence; only the class token is
+ *   read. PyTorch default init, class token N(0, 1). Dims are options so reference fixtures stay small.
+ * Checked against: test/reference/transmil.py → test/reference/fixtures/transmil*.safetensors
+ */
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import { definePlugin, Module, type Aggregator, type AggregatorOutput, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from '../../src/registry/index.js';
+import type { Rng } from '../../src/registry/index.js';
+import { depthwiseConvSame } from '../../src/core/nn/depthwise-conv.js';
+import { initBias, initWeight, type InitScheme } from '../../src/core/nn/init.js';
+import { LayerNorm } from '../../src/core/nn/layer-norm.js';
+import { Linear } from '../../src/core/nn/layers.js';
+import { NystromAttention, type NystromOptions } from '../../src/core/nn/nystrom.js';
+
+export const TransmilOptions = z
+  .strictObject({
+    embedDim: z.int().positive().default(512).describe('E: token width (fc1 output, attention and PPEG channels)'),
+    heads: z.int().positive().default(8).describe('attention heads (dim_head = embedDim / heads)'),
+    landmarks: z.int().positive().default(256).describe('m: Nyström landmarks (TransMIL: embedDim / 2)'),
+    pinvIterations: z.int().min(1).default(6).describe('iterations of the Moore-Penrose pseudo-inverse'),
+    residualKernel: z.int().min(0).default(33).describe('kernel of the depthwise value-residual conv along the sequence (odd; 0 = none)'),
+    attnDropout: z.number().min(0).lt(1).default(0.1).describe('dropout after the attention output projection while training'),
+    nystromAlignment: z.enum(['pinned-0.0.9', 'fixed']).default('pinned-0.0.9').describe('rows kept after Nyström un-padding: first L (nystrom-attention 0.0.9, as TransMIL ran) or last L (0.0.10+)'),
+    init: z.enum(['torch-default', 'xavier-normal']).default('torch-default').describe('weight initialisation of Linear and conv layers (class token is always N(0, 1))'),
+  })
+  .refine((o) => o.embedDim % o.heads === 0, { message: 'embedDim must be a multiple of heads', path: ['heads'] })
+  .refine((o) => o.residualKernel === 0 || o.residualKernel % 2 === 1, { message: 'residualKernel must be odd (or 0)', path: ['residualKernel'] });
+export type TransmilOptions = z.output<typeof TransmilOptions>;
+
+/** TransLayer: x + Attn(LN(x)), no feed-forward block. */
+class TransLayer extends Module {
+  private readonly norm: LayerNorm;
+  private readonly attn: NystromAttention;
+
+  constructor(nystrom: NystromOptions, rng: Rng) {
+    super();
+    this.norm = this.addModule('norm', new LayerNorm(nystrom.dim));
+    this.attn = this.addModule('attn', new NystromAttention(nystrom, rng.fork('attn')));
+  }
+
+  forward(x: tf.Tensor2D, io: ForwardIO): tf.Tensor2D {
+    return tf.tidy(() => tf.add(x, this.attn.forward(this.norm.forward(x), io)) as tf.Tensor2D); // [L, E]
+  }
+}
+
+/** PPEG: F + DW7(F) + DW5(F) + DW3(F) on the side × side token grid; the class token passes through. */
+class PositionalEncoding extends Module {
+  private readonly convs: Array<{ weight: tf.Variable; bias: tf.Variable; kernel: number }>;
+
+  constructor(private readonly dim: number, init: InitScheme, rng: Rng) {
+    super();
+    this.convs = ([['proj', 7], ['proj1', 5], ['proj2', 3]] as const).map(([name, kernel]) => {
+      // Depthwise weight [k, k, E, 1] (torch Conv2d(E, E, k, groups=E): [E, 1, k, k], perm [2, 3, 0, 1]) and bias [E].
+      const torchWeight = initWeight(init, [dim, 1, kernel, kernel], rng.fork(`${name}.weight`));
+      const weight = this.addParameter(`${name}.weight`, tf.tidy(() => tf.transpose(torchWeight, [2, 3, 0, 1])), { perm: [2, 3, 0, 1] });
+      torchWeight.dispose();
+      const bias = this.addParameter(`${name}.bias`, initBias(init, dim, kernel * kernel, rng.fork(`${name}.bias`)));
+      return { weight, bias, kernel };
+    });
+  }
+
+  forward(tokens: tf.Tensor2D, side: number): tf.Tensor2D {
+    return tf.tidy(() => {
+      const cls = tf.slice(tokens, [0, 0], [1, -1]); // [1, E]
+      const grid = tf.reshape(tf.slice(tokens, [1, 0], [-1, -1]), [1, side, side, this.dim]) as tf.Tensor4D; // [1, side, side, E] row-major
+      // Σ of zero-padded kernels + identity tap = one 7×7 depthwise conv (all are stride 1, "same").
+      const identity = tf.pad(tf.ones([1, 1, this.dim, 1]), [[3, 3], [3, 3], [0, 0], [0, 0]]); // [7, 7, E, 1]
+      const kernel = this.convs.reduce<tf.Tensor>((sum, { weight, kernel: k }) => {
+        const margin = (7 - k) / 2;
+        return tf.add(sum, margin > 0 ? tf.pad(weight, [[margin, margin], [margin, margin], [0, 0], [0, 0]]) : weight);
+      }, identity) as tf.Tensor4D; // [7, 7, E, 1]
+      const bias = tf.addN(this.convs.map(({ bias: b }) => b)); // [E]
+      const mixed = tf.add(depthwiseConvSame(grid, kernel), bias); // [1, side, side, E]
+      return tf.concat([cls, tf.reshape(mixed, [side * side, this.dim])], 0) as tf.Tensor2D; // [1 + side², E]
+    });
+  }
+}
+
+class TransmilAggregator extends Module implements Aggregator {
+  readonly embeddingDim: number;
+  readonly torchNaming: TorchNaming = { classifierPrefix: '_fc2', renames: [['^_fc2\\.fc\\.', '_fc2.']] };
+  private readonly fc1: Linear;
+  private readonly clsToken: tf.Variable;
+  private readonly layer1: TransLayer;
+  private readonly layer2: TransLayer;
+  private readonly positional: PositionalEncoding;
+  private readonly norm: LayerNorm;
+
+  constructor(options: TransmilOptions, ctx: ModelContext) {
+    super();
+    const { embedDim, heads, init } = options;
+    this.embeddingDim = embedDim;
+    const nystrom: NystromOptions = {
+      dim: embedDim, heads, dimHead: embedDim / heads, landmarks: options.landmarks, pinvIterations: options.pinvIterations,
+      residualKernel: options.residualKernel, dropout: options.attnDropout, alignment: options.nystromAlignment, init,
+    };
+    this.clsToken = this.addParameter('cls_token', tf.tensor(ctx.rng.fork('cls_token').normalArray(embedDim), [1, 1, embedDim]));
+    this.positional = this.addModule('pos_layer', new PositionalEncoding(embedDim, init, ctx.rng.fork('pos_layer')));
+    this.fc1 = this.addModule('_fc1.0', new Linear(ctx.inputDim, embedDim, ctx.rng.fork('_fc1'), { init }));
+    this.layer1 = this.addModule('layer1', new TransLayer(nystrom, ctx.rng.fork('layer1')));
+    this.layer2 = this.addModule('layer2', new TransLayer(nystrom, ctx.rng.fork('layer2')));
+    this.norm = this.addModule('norm', new LayerNorm(embedDim));
+  }
+
+  forward(bag: Bag, io: ForwardIO): AggregatorOutput {
+    return tf.tidy(() => {
+      const h = tf.relu(this.fc1.forward(bag.features)) as tf.Tensor2D; // [N, E]
+      const n = h.shape[0];
+      const side = Math.ceil(Math.sqrt(n));
+      const extra = side * side - n;
+      // Square padding repeats the FIRST `extra` tokens (copies, not zeros; §9.9).
+      const square = extra > 0 ? tf.concat([h, tf.slice(h, [0, 0], [extra, -1])], 0) : h; // [side², E]
+      let tokens = tf.concat([tf.reshape(this.clsToken, [1, this.embeddingDim]), square], 0) as tf.Tensor2D; // [1 + side², E]
+      tokens = this.layer1.forward(tokens, io); // [1 + side², E]
+      tokens = this.positional.forward(tokens, side); // [1 + side², E]
+      tokens = this.layer2.forward(tokens, io); // [1 + side², E]
+      const cls = this.norm.forward(tf.slice(tokens, [0, 0], [1, -1]) as tf.Tensor2D); // [1, E]  LN is per token: only the class token is needed
+      return { embedding: cls };
+    });
+  }
+}
+
+export default definePlugin({
+  kind: 'aggregator',
+  name: 'transmil',
+  summary: 'TransMIL: Nyström transformer layers with the PPEG positional encoder, class-token readout',
+  paper: { cite: 'Shao et al., TransMIL: Transformer based Correlated Multiple Instance Learning for Whole Slide Image Classification, NeurIPS 2021', arxiv: '2106.00908' },
+  options: TransmilOptions,
+  capabilities: { instanceScores: false, permutationInvariant: false },
+  create: (options, ctx) => new TransmilAggregator(options, ctx),
+});
