@@ -113,9 +113,9 @@ async function activate(candidate: BackendCandidate): Promise<{ ok: true } | { o
     }
     if (candidate.name === 'wasm') {
       const wasm = await import(TFJS_WASM);
-      if (!wasmPathsSet && tf.findBackend('wasm') === null) {
+      if (!wasmPathsSet) {
         // The .wasm binaries ship beside the package's node entry; say so explicitly so bundled or relocated
-        // entry points still find them.
+        // entry points still find them. (After an earlier initialisation this has no effect, which is fine.)
         wasm.setWasmPaths(`${dirname(requireHere.resolve(TFJS_WASM))}/`);
         wasmPathsSet = true;
       }
