@@ -21,7 +21,7 @@ function validator(schema: object) {
 
 describe('experimentJsonSchema', () => {
   it('is valid JSON Schema (draft 2020-12) and lists the registered plugins per slot', async () => {
-    const schema = (await experimentJsonSchema(testRegistry())) as Json;
+    const schema = (await experimentJsonSchema(testRegistry(), { variant: 'complete' })) as Json;
     validator(schema);
     const aggregator = schema.properties.model.properties.aggregator;
     expect(aggregator.properties.name.enum).toEqual(['max-pool', 'mean-pool']);
@@ -37,7 +37,7 @@ describe('experimentJsonSchema', () => {
   });
 
   it('accepts a valid experiment and rejects bad option values, unknown options and unknown plugins', async () => {
-    const validate = validator(await experimentJsonSchema(testRegistry()));
+    const validate = validator(await experimentJsonSchema(testRegistry(), { variant: 'complete' }));
     const good = {
       defaults: [{ 'model/aggregator': 'mean-pool' }, '_self_'],
       name: 'x',
@@ -54,12 +54,21 @@ describe('experimentJsonSchema', () => {
 
   it('covers every built-in plugin, and a partial variant accepts incomplete files', async () => {
     const registry = new Registry(builtinManifest());
-    const full = (await experimentJsonSchema(registry)) as Json;
+    const full = (await experimentJsonSchema(registry, { variant: 'complete' })) as Json;
     validator(full);
     expect(full.properties.model.properties.aggregator.properties.name.enum).toEqual(registry.names('aggregator'));
-    const partial = validator(await experimentJsonSchema(registry, { partial: true }));
-    expect(partial({ defaults: ['_self_'], model: { aggregator: { dropout: 0.1 } } }), JSON.stringify(partial.errors)).toBe(true);
+    const partial = validator(await experimentJsonSchema(registry, { variant: 'partial' }));
+    expect(partial({ model: { aggregator: { dropout: 0.1 } } }), JSON.stringify(partial.errors)).toBe(true);
     expect(partial({ model: { aggregator: { dropout: 2 } } })).toBe(false);
+  });
+
+  it('by default requires keys only in files without a defaults: list', async () => {
+    const auto = validator(await experimentJsonSchema(testRegistry()));
+    const composed = { defaults: [{ 'model/aggregator': 'mean-pool' }], model: { losses: { ce: { name: 'cross-entropy' } } } };
+    expect(auto(composed), JSON.stringify(auto.errors)).toBe(true);
+    expect(auto({ model: { losses: { ce: { name: 'cross-entropy' } } } })).toBe(false);
+    expect(auto({ data: { dataset: { name: 'toy-bags' } }, model: { aggregator: { name: 'max-pool' } } })).toBe(true);
+    expect(auto({ ...composed, model: { aggregator: { name: 'mean-pool', dropout: 'high' } } })).toBe(false);
   });
 });
 
@@ -75,7 +84,8 @@ describe('milkit schema', () => {
     const io = capture();
     expect(await main(['schema'], { manifest: builtinManifest(), io, cwd, env: {} })).toBe(0);
     const printed = JSON.parse(io.stdout.join('')) as Json;
-    expect(printed.properties.model.properties.aggregator.properties.name.enum).toContain('mean-pool');
+    expect(printed.$defs.complete.properties.model.properties.aggregator.properties.name.enum).toContain('mean-pool');
+    expect(printed.if).toEqual({ type: 'object', required: ['defaults'] });
     const io2 = capture();
     expect(await main(['schema', '--out', 'schemas/milkit.schema.json'], { manifest: builtinManifest(), io: io2, cwd, env: {} })).toBe(0);
     expect(JSON.parse(await readFile(path.join(cwd, 'schemas/milkit.schema.json'), 'utf8'))).toEqual(printed);

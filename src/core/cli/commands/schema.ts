@@ -4,6 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import writeFileAtomic from 'write-file-atomic';
+import { ConfigError } from '../../errors.js';
 import { experimentJsonSchema, findProjectSettings } from '../../config/index.js';
 import type { CliApp } from '../app.js';
 
@@ -12,21 +13,24 @@ Editor support (VS Code with the YAML extension, or any yaml-language-server cli
   npx milkit schema --out milkit.schema.json
 then start each experiment YAML with a modeline pointing at that file, relative to the YAML:
   # yaml-language-server: $schema=../milkit.schema.json
-Files composed from config groups (a defaults: list, or group option files) leave keys out;
-write a schema for them with --partial. Regenerate after adding plugins.`;
+A file with a defaults: list may leave out keys its groups provide; the schema requires keys only
+in files without one. Regenerate after adding plugins.`;
 
 export function register(program: Command, app: CliApp): void {
   program
     .command('schema')
     .description('print the JSON Schema of experiment configs (for YAML autocompletion), or write it with --out')
     .option('--out <file>', 'write the schema to this file instead of printing it')
-    .option('--partial', 'no required keys (for configs completed by composition)')
+    .option('--variant <variant>', 'auto (required keys only without a defaults: list), complete or partial', 'auto')
     .addHelpText('after', EDITOR_HELP)
-    .action(async (flags: { out?: string; partial?: boolean }) => {
+    .action(async (flags: { out?: string; variant: string }) => {
+      if (!['auto', 'complete', 'partial'].includes(flags.variant)) {
+        throw new ConfigError('bad-option', `--variant: expected auto, complete or partial, got "${flags.variant}".`);
+      }
       const registry = app.createRegistry();
       const project = await findProjectSettings(app.cwd);
       if (project?.plugins?.length) await registry.loadUserPlugins(project.plugins, path.dirname(project.file ?? app.cwd));
-      const schema = await experimentJsonSchema(registry, { partial: flags.partial === true });
+      const schema = await experimentJsonSchema(registry, { variant: flags.variant as 'auto' | 'complete' | 'partial' });
       const text = `${JSON.stringify(schema, null, 2)}\n`;
       if (flags.out === undefined) {
         app.io.out(text);
