@@ -1,0 +1,163 @@
+/**
+ * Double-tier feature distillation MIL (aggregator/dtfd-mil)
+ * Paper: H. Zhang, Y. Meng, Y. Zhao, Y. Qiao, X. Yang, S. E. Coupland, Y. Zheng, "DTFD-MIL: Double-Tier Feature
+ *   Distillation Multiple Instance Learning for Histopathology Whole Slide Image Classification", CVPR 2022. arXiv:2203.12081
+ * Implements: random split into G pseudo-bags; tier 1: h = ReLU(W x) (no bias), gated attention pooling per pseudo-bag
+ *   (softmax inside the pseudo-bag), tier-1 logits per pseudo-bag; instance CAM s_n = W_cls1(a_n h_n) (weight only),
+ *   distillation AFS (pooled feature), MaxS (top-k by the last class's CAM probability) or MaxMinS (top-k and
+ *   bottom-k); tier 2: gated attention pooling of the distilled features and its classifier (methods.md §5.2, §9.15)
+ * Symbols: x [N,D] · h [N,E] (E = 512) · a_g [1,n_g] tier-1 attention · f_g [1,E] · y [G,C] tier-1 logits
+ *   (extras.pseudoBagLogits) · D [M,E] distilled features (M = G, G·k or 2G·k) · z [1,E] tier-2 embedding · logits [1,C]
+ * Choices: tier 2 sees the distilled features detached, so one backward of L_tier1 + L_tier2 gives each tier exactly
+ *   the gradient of its own loss — what the reference's two optimisers and retained graph amount to (both Adam with
+ *   equal settings, so one optimiser over both groups is the same update). The per-module clipping at norm 5 is
+ *   declared in `gradientClipGroups` for the trainer. Pseudo-bag sizes follow numpy.array_split; G is clamped to N and
+ *   k to the pseudo-bag size for small bags (the reference breaks there). A fresh random split on every forward, also
+ *   at eval (num_MeanInference = 1); `io.injected.permutation` [N] fixes it (parity tests). instanceScores are the
+ *   tier-1 attention weights in the original instance order (each pseudo-bag's sum to 1). Losses: cross-entropy
+ *   (tier 2, weight 1) + dtfd-tier1 (weight 1). The tier-1 and tier-2 heads are the classifier slot (linear reproduces
+ *   Classifier_1fc).
+ * Checked against: test/reference/dtfd.py → test/reference/fixtures/dtfd*.safetensors
+ */
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import {
+  definePlugin,
+  Module,
+  type Aggregator,
+  type AggregatorOutput,
+  type Bag,
+  type Classifier,
+  type ForwardIO,
+  type GradientClipGroup,
+  type ModelContext,
+  Rng,
+} from '../../src/registry/index.js';
+import { AttentionScorer, type AttentionScorerOptions } from '../../src/core/nn/attention.js';
+import { Linear, dropout } from '../../src/core/nn/layers.js';
+import { constantOf, selectionMatrix } from '../../src/core/nn/no-grad.js';
+
+export const DtfdMilOptions = z
+  .strictObject({
+    embedDim: z.int().positive().default(512).describe('E (mDim): width after DimReduction'),
+    attnDim: z.int().positive().default(128).describe('hidden width of both gated attention networks'),
+    numGroups: z.int().positive().default(4).describe('G: pseudo-bags per slide'),
+    totalInstance: z.int().positive().default(4).describe('distilled instances over all pseudo-bags; k = ⌊totalInstance / numGroups⌋ per pseudo-bag (MaxS/MaxMinS)'),
+    distill: z.enum(['afs', 'maxs', 'maxmins']).default('afs').describe('feature distillation: AFS (pooled feature), MaxS (top-k instances), MaxMinS (top-k and bottom-k)'),
+    tier1Dropout: z.number().min(0).lt(1).default(0).describe('dropout before the tier-1 classifier while training (droprate)'),
+    tier2Dropout: z.number().min(0).lt(1).default(0).describe('dropout before the tier-2 classifier while training (droprate_2)'),
+    gradClipNorm: z.number().min(0).default(5).describe('clip each module group\'s gradient norm to this (DimReduction, tier-1 attention, tier-1 classifier, tier 2); 0 = off'),
+    init: z.enum(['torch-default', 'xavier-normal']).default('torch-default').describe('weight initialisation of the Linear layers'),
+  })
+  .refine((o) => o.distill === 'afs' || o.totalInstance >= o.numGroups, { message: 'MaxS/MaxMinS need totalInstance ≥ numGroups (k ≥ 1 per pseudo-bag)', path: ['totalInstance'] });
+export type DtfdMilOptions = z.output<typeof DtfdMilOptions>;
+
+function gatedAttention(inDim: number, attnDim: number, init: DtfdMilOptions['init']): AttentionScorerOptions {
+  return {
+    inDim, hiddenDim: attnDim, branches: 1, gated: true, activation: 'tanh', bias: true, dropout: 0, init,
+    keys: { first: 'attention_V.0', gate: 'attention_U.0', out: 'attention_weights' },
+  };
+}
+
+/** Attention_with_Classifier: gated attention pooling then the classifier head. */
+class TierTwo extends Module {
+  readonly attention: AttentionScorer;
+  readonly classifier: Classifier;
+
+  constructor(options: DtfdMilOptions, ctx: ModelContext, rng: Rng) {
+    super();
+    this.attention = this.addModule('attention', new AttentionScorer(gatedAttention(options.embedDim, options.attnDim, options.init), rng.fork('attention')));
+    this.classifier = this.addModule('classifier', ctx.makeClassifier(options.embedDim, ctx.numClasses, rng.fork('classifier')));
+  }
+}
+
+/** numpy.array_split sizes: the first N mod G parts get one extra row. */
+function splitSizes(n: number, groups: number): number[] {
+  const base = Math.floor(n / groups);
+  return Array.from({ length: groups }, (_, g) => base + (g < n % groups ? 1 : 0));
+}
+
+class DtfdMilAggregator extends Module implements Aggregator {
+  readonly embeddingDim: number;
+  readonly gradientClipGroups: readonly GradientClipGroup[];
+  private readonly dimReduction: Linear;
+  private readonly attention: AttentionScorer;
+  private readonly classifier: Classifier;
+  private readonly tierTwo: TierTwo;
+
+  constructor(private readonly options: DtfdMilOptions, ctx: ModelContext) {
+    super();
+    this.embeddingDim = options.embedDim;
+    this.dimReduction = this.addModule('dim_reduction.fc1', new Linear(ctx.inputDim, options.embedDim, ctx.rng.fork('dim_reduction'), { bias: false, init: options.init }));
+    this.attention = this.addModule('attention', new AttentionScorer(gatedAttention(options.embedDim, options.attnDim, options.init), ctx.rng.fork('attention')));
+    this.classifier = this.addModule('classifier', ctx.makeClassifier(options.embedDim, ctx.numClasses, ctx.rng.fork('classifier')));
+    this.tierTwo = this.addModule('att_classifier', new TierTwo(options, ctx, ctx.rng.fork('att_classifier')));
+    const norm = options.gradClipNorm;
+    this.gradientClipGroups = norm > 0 ? ['dim_reduction.', 'attention.', 'classifier.', 'att_classifier.'].map((prefix) => ({ prefixes: [prefix], maxNorm: norm })) : [];
+  }
+
+  /** The instance order of this forward: injected (parity tests) or a fresh shuffle from the step's stream. */
+  private permutation(n: number, io: ForwardIO): tf.Tensor1D {
+    const injected = io.injected?.permutation;
+    if (injected) return tf.cast(tf.reshape(injected, [n]), 'int32') as tf.Tensor1D;
+    return tf.tensor1d(io.rng.shuffle(Array.from({ length: n }, (_, i) => i)), 'int32');
+  }
+
+  forward(bag: Bag, io: ForwardIO): AggregatorOutput {
+    return tf.tidy(() => {
+      const n = bag.features.shape[0];
+      const groups = Math.min(this.options.numGroups, n);
+      const sizes = splitSizes(n, groups);
+      const starts = sizes.map((_, g) => sizes.slice(0, g).reduce((a, b) => a + b, 0));
+      const perm = this.permutation(n, io); // [N]
+      const xs = tf.gather(bag.features, perm); // [N, D]  shuffled; pseudo-bag g = rows [start_g, start_g + n_g)
+      const h = tf.relu(this.dimReduction.forward(xs)) as tf.Tensor2D; // [N, E]  DimReduction
+      const scores = this.attention.forward(h, io); // [N, 1]  raw tier-1 attention
+      // Loop over the G pseudo-bags (a handful), never over instances.
+      const attention = sizes.map((size, g) => tf.softmax(tf.reshape(tf.slice(scores, [starts[g] as number, 0], [size, 1]), [1, size])) as tf.Tensor2D); // G × [1, n_g]
+      const pooled = tf.concat(attention.map((a, g) => tf.matMul(a, tf.slice(h, [starts[g] as number, 0], [sizes[g] as number, -1]))), 0) as tf.Tensor2D; // [G, E]  f_g
+      const tierOneLogits = this.classifier.forward(dropout(pooled, this.options.tier1Dropout, io.training, io.rng) as tf.Tensor2D, io); // [G, C]
+      const attentionAll = tf.concat(attention, 1) as tf.Tensor2D; // [1, N]  in shuffled order
+      const distilled = this.distill(h, attentionAll, pooled, sizes, starts); // [M, E]  detached
+      const tierTwoScores = tf.softmax(tf.transpose(this.tierTwo.attention.forward(distilled, io))) as tf.Tensor2D; // [1, M]
+      const z = tf.matMul(tierTwoScores, distilled) as tf.Tensor2D; // [1, E]
+      const logits = this.tierTwo.classifier.forward(dropout(z, this.options.tier2Dropout, io.training, io.rng) as tf.Tensor2D, io); // [1, C]
+      const instanceScores = tf.reshape(tf.scatterND(tf.reshape(perm, [n, 1]), tf.reshape(attentionAll, [n]), [n]), [1, n]) as tf.Tensor2D; // [1, N] original order
+      return { embedding: z, logits, instanceScores, extras: { pseudoBagLogits: tierOneLogits } };
+    });
+  }
+
+  /** Distilled features [M, E], cut from tier 1's gradient (§9.15). */
+  private distill(h: tf.Tensor2D, attentionAll: tf.Tensor2D, pooled: tf.Tensor2D, sizes: readonly number[], starts: readonly number[]): tf.Tensor2D {
+    if (this.options.distill === 'afs') return constantOf((f) => tf.clone(f), pooled) as tf.Tensor2D; // [G, E]
+    const perGroup = Math.floor(this.options.totalInstance / this.options.numGroups);
+    const withMin = this.options.distill === 'maxmins';
+    const n = h.shape[0];
+    const select = constantOf((hh, aa) => {
+      // Instance CAM: the tier-1 head on a_n h_n minus its value at 0 (= W a_n h_n for a linear head: weight, no bias).
+      const evalIo: ForwardIO = { training: false, rng: new Rng('dtfd-cam') }; // no dropout in the CAM (weights only)
+      const weighted = tf.mul(tf.transpose(aa), hh) as tf.Tensor2D; // [N, E]
+      const cam = tf.sub(this.classifier.forward(weighted, evalIo), this.classifier.forward(tf.zeros([1, hh.shape[1] as number]), evalIo)); // [N, C]
+      const probs = tf.softmax(cam); // [N, C]
+      const lastClass = tf.reshape(tf.slice(probs, [0, (probs.shape[1] as number) - 1], [-1, 1]), [n]) as tf.Tensor1D; // [N]  rank by class C-1
+      const picked = sizes.flatMap((size, g) => {
+        const k = Math.min(perGroup, size);
+        const within = tf.slice(lastClass, [starts[g] as number], [size]) as tf.Tensor1D; // [n_g]
+        const top = tf.add(tf.topk(within, k).indices, starts[g] as number); // [k]
+        return withMin ? [top, tf.add(tf.topk(tf.neg(within), k).indices, starts[g] as number)] : [top];
+      });
+      return selectionMatrix(tf.concat(picked) as tf.Tensor1D, n); // [M, N]
+    }, h, attentionAll) as tf.Tensor2D;
+    return constantOf((hh, s) => tf.matMul(s, hh), h, select) as tf.Tensor2D; // [M, E]
+  }
+}
+
+export default definePlugin({
+  kind: 'aggregator',
+  name: 'dtfd-mil',
+  summary: 'DTFD-MIL: pseudo-bag tier-1 attention MIL with distilled features (AFS / MaxS / MaxMinS) pooled by tier 2',
+  paper: { cite: 'Zhang et al., DTFD-MIL: Double-Tier Feature Distillation Multiple Instance Learning for Histopathology Whole Slide Image Classification, CVPR 2022', arxiv: '2203.12081' },
+  options: DtfdMilOptions,
+  capabilities: { instanceScores: true, permutationInvariant: false, ownsClassifier: true, provides: ['pseudoBagLogits'] },
+  create: (options, ctx) => new DtfdMilAggregator(options, ctx),
+});
