@@ -432,7 +432,12 @@ export class MlflowRestClient {
       ...(update.runName !== undefined ? { run_name: update.runName } : {}),
     };
     const out = await this.json(z.looseObject({ run_info: RunInfoJson }), 'POST', '/api/2.0/mlflow/runs/update', { body });
-    return toRunInfo(out.run_info);
+    const info = toRunInfo(out.run_info);
+    // MLflow ignores a status it does not know and answers 200 (fixture 49): never let that pass silently.
+    if (update.status !== undefined && out.run_info.status !== update.status) {
+      throw new MlflowBadResponseError('POST /api/2.0/mlflow/runs/update', 200, `asked for status ${update.status}, the run is still ${out.run_info.status ?? 'unknown'}`);
+    }
+    return info;
   }
 
   /** The run, or undefined when the server does not know it. */
