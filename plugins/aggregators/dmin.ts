@@ -33,7 +33,8 @@ import {
 } from '../../src/registry/index.js';
 import { Linear, dropout } from '../../src/core/nn/layers.js';
 import { ModuleList } from '../../src/core/nn/containers.js';
-import { maskedColumnMax, nonZeroDivisor, offTape, stepGate, stopGradient, straightThroughGate } from '../../src/core/nn/gradients.js';
+import { maskedColumnMax, nonZeroDivisor, stepGate, stopGradient, straightThroughGate } from '../../src/core/nn/gradients.js';
+import { INSTANCE_CLUSTERING_EXTRAS, instanceClusteringExtras } from '../../src/core/nn/instance-clustering.js';
 import { unionKeepRate } from '../../src/core/nn/keep-rate.js';
 
 export const DminOptions = z.strictObject({
@@ -77,6 +78,8 @@ class InstanceLossLabels extends Module {
 
 export class DminAggregator extends Module implements Aggregator {
   readonly embeddingDim: number;
+  /** CKA heads already carry HDMIL's keys; linear heads drop their `fc` level (CLAM-MB's `classifiers.<c>.weight`). */
+  readonly torchNaming = { renames: [['^(instance_)?classifiers\\.(\\d+)\\.fc\\.', '$1classifiers.$2.']] as const };
   private readonly numClasses: number;
   private readonly projection: Linear;
   private readonly attention: GatedAttention;
@@ -138,7 +141,11 @@ export class DminAggregator extends Module implements Aggregator {
     const zTea = this.bagLogits(eTea, io); // [1, C]
     const extras: Record<string, tf.Tensor> = { attentionLogits: s, teacherEmbedding: eTea, teacherLogits: zTea };
     if (this.options.selfDistill) Object.assign(extras, this.studentBranch(h, s, io));
-    if (bag.label !== undefined && this.options.kSample > 0) Object.assign(extras, this.instanceSelection(aTea, h, bag.label, io));
+    if (bag.label !== undefined && this.options.kSample > 0) {
+      // §1.5: CLAM's selection on the teacher attention, through this class's instance classifier.
+      const classify = (c: number, rows: tf.Tensor2D): tf.Tensor2D => this.instanceClassifiers.at(c).forward(rows, io); // [M_c, 2]
+      Object.assign(extras, instanceClusteringExtras(aTea, h, bag.label, classify, { kSample: this.options.kSample, subtyping: this.options.subtyping, numClasses: this.numClasses }));
+    }
     return { embedding: eTea, logits: zTea, instanceScores: aTea, extras };
   }
 
@@ -172,41 +179,6 @@ export class DminAggregator extends Module implements Aggregator {
     return tf.neg(tf.log(tf.neg(tf.log(u)))) as tf.Tensor2D;
   }
 
-  /**
-   * CLAM's instance selection on the teacher attention (§1.5): for the true class the top-k (pseudo-label 1)
-   * and bottom-k (0); with subtyping, every other class's top-k (0). Emits the picked instances' logits from
-   * that class's instance classifier, their targets, and weights that make Σ w·ℓ equal CLAM's sum of
-   * per-classifier means (÷ C when subtyping).
-   */
-  private instanceSelection(aTea: tf.Tensor2D, h: tf.Tensor2D, label: number, io: ForwardIO): Record<string, tf.Tensor> {
-    const n = h.shape[0];
-    const k = Math.min(this.options.kSample, n);
-    const logits: tf.Tensor2D[] = [];
-    const targets: number[] = [];
-    const weights: number[] = [];
-    const scale = this.options.subtyping ? 1 / this.numClasses : 1;
-    for (let c = 0; c < this.numClasses; c += 1) {
-      const inClass = c === label;
-      if (!inClass && !this.options.subtyping) continue;
-      const row = tf.reshape(tf.slice(aTea, [c, 0], [1, -1]), [n]); // [N]  A_tea[c, :]
-      // Indices are taken off the gradient tape: top-k has no gradient and gather refuses integer ones.
-      const top = offTape(tf.topk(row, k).indices); // [k]
-      const rows = inClass ? tf.concat([top, offTape(tf.topk(tf.neg(row), k).indices)]) : top; // [2k] or [k]
-      logits.push(this.instanceClassifiers.at(c).forward(tf.gather(h, rows) as tf.Tensor2D, io)); // [2k or k, 2]
-      const count = inClass ? 2 * k : k;
-      for (let i = 0; i < count; i += 1) {
-        targets.push(inClass && i < k ? 1 : 0);
-        weights.push(scale / count);
-      }
-    }
-    if (logits.length === 0) return {};
-    return {
-      instanceLogits: tf.concat(logits, 0), // [M, 2]
-      instanceTargets: tf.tensor1d(targets, 'int32'), // [M]
-      instanceWeights: tf.tensor1d(weights), // [M]
-    };
-  }
-
   /** §1.9 / §1.12: per class, softmax of S over the kept set only (S > 0, or the pre-screener's mask). */
   private evalPath(h: tf.Tensor2D, s: tf.Tensor2D, keepMask: tf.Tensor2D | undefined, io: ForwardIO): AggregatorOutput {
     const kept = keepMask ? stepGate(keepMask, 0) : stepGate(s, 0); // [N, C]  0/1  K_c
@@ -234,7 +206,7 @@ export default definePlugin({
     ownsClassifier: true,
     provides: [
       'attentionLogits', 'gateMask', 'teacherEmbedding', 'teacherLogits', 'studentEmbedding', 'studentLogits', 'studentAttention', 'keepRate',
-      'instanceLogits', 'instanceTargets', 'instanceWeights',
+      ...INSTANCE_CLUSTERING_EXTRAS,
     ],
     gateLogits: true,
     branchKeepMask: true,

@@ -121,3 +121,11 @@ export async function readFixture<T>(name: string): Promise<T> {
   const url = new URL(`../reference/fixtures/${name}`, import.meta.url);
   return JSON.parse(await readFile(url, 'utf8')) as T;
 }
+
+/** Switches the process to `backend` (stock kernels, no BLAS) through the runtime, as runs do. */
+export async function useBackend(backend: 'cpu' | 'wasm'): Promise<void> {
+  const { initRuntime } = await import('../../src/core/runtime/index.js');
+  const { silentLogger } = await import('../../src/core/logger.js');
+  await initRuntime({ backend, blas: 'off' }, { logger: silentLogger });
+  if (tf.getBackend() !== backend) throw new Error(`backend ${backend} requested, ${tf.getBackend()} active`);
+}

@@ -1,9 +1,102 @@
-// 2-D convolutions (regular and depthwise) in tfjs' NHWC layout, carrying the permutation to PyTorch's
-// [out, in/groups, kH, kW] weight for checkpoint exchange.
+// 2-D convolutions (regular and depthwise, any stride, symmetric zero padding) in tfjs' NHWC layout, carrying
+// the permutation to PyTorch's [out, in/groups, kH, kW] weight for checkpoint exchange. Gradients are written
+// with forward convolutions, strided slices and matmuls only: the wasm backend has no Conv2DBackpropFilter and no
+// depthwise backprop kernels, so tfjs' own conv gradients fail there.
 import * as tf from '@tensorflow/tfjs';
 import type { Rng } from '../runtime/random.js';
 import { initWeight } from './init.js';
 import { Module } from './module.js';
+
+type GradSave = (tensors: tf.Tensor[]) => void;
+
+/** Zero-interleaves dy [N, H, W, C] by `stride`: [N, s(H-1)+1, s(W-1)+1, C] with dy at multiples of s. */
+function dilate(dy: tf.Tensor4D, stride: number): tf.Tensor4D {
+  if (stride === 1) return dy;
+  const [n, h, w, c] = dy.shape;
+  const spread = tf.pad(tf.reshape(dy, [n, h, 1, w, 1, c]), [[0, 0], [0, 0], [0, stride - 1], [0, 0], [0, stride - 1], [0, 0]]); // [N, H, s, W, s, C]
+  return tf.slice(tf.reshape(spread, [n, h * stride, w * stride, c]), [0, 0, 0, 0], [n, (h - 1) * stride + 1, (w - 1) * stride + 1, c]) as tf.Tensor4D;
+}
+
+/**
+ * dx of y = conv(pad(x, p), w, stride): a stride-1 valid correlation of the dilated dy (padded by k-1, and on the
+ * right up to the padded input size) with the spatially flipped kernel, cropped back to the unpadded input.
+ */
+function inputGradient(dy: tf.Tensor4D, inputShape: readonly number[], k: number, stride: number, pad: number, correlate: (z: tf.Tensor4D) => tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [, height = 0, width = 0] = inputShape;
+    const dilated = dilate(dy, stride); // [N, s(Ho-1)+1, s(Wo-1)+1, C_out]
+    const [, dh, dw] = dilated.shape;
+    const paddedHeight = height + 2 * pad;
+    const paddedWidth = width + 2 * pad;
+    const framed = tf.pad(dilated, [[0, 0], [k - 1, paddedHeight - dh], [k - 1, paddedWidth - dw], [0, 0]]); // [N, Hp+k-1, Wp+k-1, C_out]
+    const full = correlate(framed); // [N, Hp, Wp, C_in]
+    return tf.slice(full, [0, pad, pad, 0], [-1, height, width, -1]) as tf.Tensor4D;
+  });
+}
+
+/** The input window every kernel tap (i, j) sees: [N, Ho, Wo, C] strided views of the padded input. */
+function tapWindows(x: tf.Tensor4D, k: number, stride: number, pad: number, outHeight: number, outWidth: number, visit: (window: tf.Tensor4D) => tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const padded = pad > 0 ? tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]) : x; // [N, Hp, Wp, C]
+    const [n, , , c] = padded.shape;
+    const taps: tf.Tensor[] = [];
+    for (let i = 0; i < k; i += 1) {
+      for (let j = 0; j < k; j += 1) {
+        // Loop over the k·k kernel taps, never over instances.
+        const end = [n, i + stride * (outHeight - 1) + 1, j + stride * (outWidth - 1) + 1, c];
+        taps.push(tf.tidy(() => visit(tf.stridedSlice(padded, [0, i, j, 0], end, [1, stride, stride, 1]) as tf.Tensor4D)));
+      }
+    }
+    return tf.stack(taps); // [k·k, ...]
+  });
+}
+
+const convOps = new Map<string, (x: tf.Tensor, w: tf.Tensor) => tf.Tensor>();
+
+function convOp(stride: number, pad: number, depthwise: boolean): (x: tf.Tensor, w: tf.Tensor) => tf.Tensor {
+  const key = `${stride}/${pad}/${depthwise ? 'dw' : 'conv'}`;
+  const cached = convOps.get(key);
+  if (cached) return cached;
+  const op = tf.customGrad((...args: Array<tf.Tensor | GradSave>) => {
+    const x = args[0] as tf.Tensor4D;
+    const w = args[1] as tf.Tensor4D; // [k, k, C_in, C_out] or [k, k, C, 1]
+    (args[2] as GradSave)([x, w]);
+    const value = depthwise ? tf.depthwiseConv2d(x, w, stride, pad) : tf.conv2d(x, w, stride, pad);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D];
+        const g = dy as tf.Tensor4D; // [N, Ho, Wo, C_out]
+        const [k, , inChannels, outChannels] = ws.shape;
+        const [, outHeight, outWidth] = g.shape;
+        const flipped = tf.reverse(ws, [0, 1]);
+        const dx = depthwise
+          ? inputGradient(g, xs.shape, k, stride, pad, (z) => tf.depthwiseConv2d(z, flipped as tf.Tensor4D, 1, 'valid'))
+          : inputGradient(g, xs.shape, k, stride, pad, (z) => tf.conv2d(z, tf.transpose(flipped, [0, 1, 3, 2]) as tf.Tensor4D, 1, 'valid'));
+        const dw = depthwise
+          ? tf.reshape(tapWindows(xs, k, stride, pad, outHeight, outWidth, (window) => tf.sum(tf.mul(window, g), [0, 1, 2])), [k, k, inChannels, 1]) // Σ_pos x·dy per channel
+          : tf.reshape(tapWindows(xs, k, stride, pad, outHeight, outWidth, (window) => {
+              const rows = window.shape[0] * outHeight * outWidth;
+              return tf.matMul(tf.reshape(window, [rows, inChannels]), tf.reshape(g, [rows, outChannels]), true, false); // [C_in, C_out]
+            }), [k, k, inChannels, outChannels]);
+        flipped.dispose();
+        return [dx, dw];
+      },
+    };
+  });
+  convOps.set(key, op as (x: tf.Tensor, w: tf.Tensor) => tf.Tensor);
+  return op as (x: tf.Tensor, w: tf.Tensor) => tf.Tensor;
+}
+
+/** conv2d(x, w) with stride and symmetric zero padding, differentiable on every backend. */
+export function conv2dAnyBackend(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: number): tf.Tensor4D {
+  return convOp(stride, pad, false)(x, w) as tf.Tensor4D;
+}
+
+/** depthwiseConv2d(x, w) (channel multiplier 1), stride and symmetric zero padding, differentiable on every backend. */
+export function depthwiseConv2dAnyBackend(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: number): tf.Tensor4D {
+  return convOp(stride, pad, true)(x, w) as tf.Tensor4D;
+}
 
 /** Conv weight inits: PyTorch default, or N(0, 2/(k·k·out)) (fan-OUT normal, MobileNet/LIPN, methods.md §1.10). */
 export type ConvInit = 'torch-default' | 'fan-out-normal';
@@ -62,8 +155,8 @@ export class Conv2d extends Module {
     return tf.tidy(() => {
       const pad = this.padding;
       const y = this.depthwise
-        ? tf.depthwiseConv2d(x, this.weight as tf.Tensor4D, this.stride, pad) // [N, H', W', C]
-        : tf.conv2d(x, this.weight as tf.Tensor4D, this.stride, pad); // [N, H', W', out]
+        ? depthwiseConv2dAnyBackend(x, this.weight as tf.Tensor4D, this.stride, pad) // [N, H', W', C]
+        : conv2dAnyBackend(x, this.weight as tf.Tensor4D, this.stride, pad); // [N, H', W', out]
       return this.bias ? (tf.add(y, this.bias) as tf.Tensor4D) : y;
     });
   }

@@ -60,11 +60,6 @@ export function straightThroughGate<T extends tf.Tensor>(soft: T, threshold: num
   return straightThrough(stepGate(soft, threshold), soft);
 }
 
-/** A copy of `x` with no link to the gradient tape (for integer indices picked from differentiable scores). */
-export function offTape<T extends tf.Tensor>(x: T): T {
-  return tf.tensor(x.dataSync(), x.shape, x.dtype) as T;
-}
-
 const maskedColumnMaxOp = tf.customGrad((...inputs: Array<tf.Tensor | GradSave>) => {
   const [x, mask] = inputs as [tf.Tensor2D, tf.Tensor2D];
   const value = tf.tidy(() => {

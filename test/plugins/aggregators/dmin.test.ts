@@ -8,7 +8,7 @@ import keepRate from '../../../plugins/losses/keep-rate.js';
 import { Rng } from '../../../src/core/runtime/random.js';
 import type { AggregatorOutput, Bag, ForwardIO, Loss, ModelOutput } from '../../../src/registry/index.js';
 import { builtinRegistry } from '../../helpers/registry.js';
-import { expectClose, formulaState, loadTorchLayout, modelContext, readFixture, toTorchLayout, type FormulaEntry } from '../../helpers/hdmil.js';
+import { expectClose, formulaState, loadTorchLayout, modelContext, readFixture, toTorchLayout, useBackend, type FormulaEntry } from '../../helpers/hdmil.js';
 import { instanceLossTerm } from '../../helpers/clam-instance.js';
 
 interface DminCase {
@@ -99,7 +99,7 @@ function hdmilLoss(fx: DminCase, out: AggregatorOutput): { total: tf.Scalar; ter
 }
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await useBackend('cpu');
 });
 
 describe('aggregator/dmin', () => {
@@ -127,7 +127,16 @@ describe('aggregator/dmin', () => {
     model.dispose();
   });
 
-  describe.each(['binary', 'threeClass'] as const)('parity with the torch reference (%s)', (which) => {
+  describe.each([
+    ['cpu', 'binary'],
+    ['cpu', 'threeClass'],
+    ['wasm', 'binary'],
+    ['wasm', 'threeClass'],
+  ] as const)('parity with the torch reference on %s (%s)', (backend, which) => {
+    beforeAll(async () => {
+      await useBackend(backend);
+    });
+
     it('eval forward: logits and per-class attention within 1e-4', async () => {
       const fx = (await readFixture<DminFixture>('hdmil-dmin.json'))[which];
       const model = buildFromCase(fx);
@@ -190,6 +199,10 @@ describe('aggregator/dmin', () => {
   });
 
   describe('traps', () => {
+    beforeAll(async () => {
+      await useBackend('cpu');
+    });
+
     it('normalises the student ONCE over all instances and classes in training, per class at eval', async () => {
       const fx = (await readFixture<DminFixture>('hdmil-dmin.json')).threeClass;
       const model = buildFromCase(fx);
@@ -299,6 +312,10 @@ describe('aggregator/dmin', () => {
   });
 
   describe('selfDistill: false', () => {
+    beforeAll(async () => {
+      await useBackend('cpu');
+    });
+
     it('runs the teacher only: no student extras, so the distillation and rate losses have no term', async () => {
       const fx = (await readFixture<DminFixture>('hdmil-dmin.json')).binary;
       const teacherOnly = buildFromCase(fx, { selfDistill: false });
@@ -318,6 +335,10 @@ describe('aggregator/dmin', () => {
   });
 
   describe('contract', () => {
+    beforeAll(async () => {
+      await useBackend('cpu');
+    });
+
     it('is invariant to instance order at eval', () => {
       const model = new DminAggregator(DminOptions.parse({ hiddenDim: 8, attnDim: 4 }), modelContext({ inputDim: 6, numClasses: 2, classifierOptions: { degree: 3 } }));
       const features = tf.randomNormal([9, 6], 0, 1, 'float32', 11) as tf.Tensor2D;

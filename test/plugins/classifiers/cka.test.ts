@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import cka, { CkaClassifier, CkaOptions } from '../../../plugins/classifiers/cka.js';
 import { chebyshevBasis } from '../../../src/core/nn/chebyshev.js';
 import { Rng } from '../../../src/core/runtime/random.js';
+import type { NamedTensorEntry } from '../../../src/registry/index.js';
 import { builtinRegistry } from '../../helpers/registry.js';
 import { expectClose, formulaState, loadTorchLayout, readFixture, toTorchLayout, type FormulaEntry } from '../../helpers/hdmil.js';
 
@@ -21,6 +22,13 @@ interface CkaFixture {
 }
 
 const io = { training: false, rng: new Rng(0) };
+
+/** The single coefficient tensor of a one-layer CKA. */
+function onlyTensor(layer: CkaClassifier): [string, NamedTensorEntry] {
+  const all = layer.namedTensors();
+  expect(all).toHaveLength(1);
+  return all[0] as [string, NamedTensorEntry];
+}
 
 function build(inDim: number, outDim: number, options: Partial<CkaOptions> = {}, seed = 0): CkaClassifier {
   return new CkaClassifier(CkaOptions.parse(options), { inputDim: inDim, outputDim: outDim, rng: new Rng(seed) });
@@ -43,7 +51,7 @@ describe('classifier/cka', () => {
 
   it('uses the original HDMIL key act_fun.0.cheby_coeffs with torch shape [I, O, K+1]', () => {
     const layer = build(512, 1);
-    const [[key, entry]] = layer.namedTensors() as [[string, { variable: tf.Variable; torch: { perm?: readonly number[] } }]];
+    const [key, entry] = onlyTensor(layer);
     expect(key).toBe('act_fun.0.cheby_coeffs');
     const torchShape = (entry.torch.perm ?? []).map((axis) => entry.variable.shape[axis]);
     expect(torchShape).toEqual([512, 1, 13]);
@@ -59,7 +67,7 @@ describe('classifier/cka', () => {
     expectClose(tf.tidy(() => layer.forward(x, io).dataSync()), fx.y, 1e-5, 1e-4, 'y');
     const vars = layer.trainableVariables();
     const { grads } = tf.variableGrads(() => tf.sum(tf.mul(layer.forward(x, io), upstream)) as tf.Scalar, vars);
-    const [[key, entry]] = layer.namedTensors() as [[string, { variable: tf.Variable; torch: { perm?: readonly number[] } }]];
+    const [key, entry] = onlyTensor(layer);
     expectClose(toTorchLayout(grads[entry.variable.name] as tf.Tensor, entry.torch.perm), fx.grads[key] as number[], 1e-5, 1e-4, 'dΘ');
     const gradX = tf.grad((input: tf.Tensor) => tf.sum(tf.mul(layer.forward(input as tf.Tensor2D, io), upstream)))(x);
     expectClose(gradX.dataSync(), fx.gradX, 1e-5, 1e-4, 'dx');
@@ -109,7 +117,7 @@ describe('classifier/cka', () => {
     const fx = await readFixture<CkaFixture>('hdmil-cka.json');
     const layer = build(fx.in, fx.out, { degree: fx.degree });
     loadTorchLayout(layer, formulaState(fx.spec));
-    const [[, entry]] = layer.namedTensors() as [[string, { variable: tf.Variable }]];
+    const [, entry] = onlyTensor(layer);
     const theta = entry.variable.arraySync() as number[][][]; // [I, K+1, O]
     const byHand = Array.from({ length: fx.out }, (_, o) => {
       let sum = 0;
@@ -131,7 +139,7 @@ describe('classifier/cka', () => {
     const x = tf.tensor2d(fx.x, [fx.x.length / fx.in, fx.in]);
     const y = tf.tidy(() => layer.forward(x, io).dataSync());
     expectClose(y, fx.degreeZero.y, 1e-5, 1e-4, 'degree 0 vs torch');
-    const [[, entry]] = layer.namedTensors() as [[string, { variable: tf.Variable }]];
+    const [, entry] = onlyTensor(layer);
     const theta = entry.variable.arraySync() as number[][][];
     const constant = Array.from({ length: fx.out }, (_, o) => theta.reduce((s, row) => s + (row[0]?.[o] as number), 0));
     for (let row = 0; row < y.length / fx.out; row += 1) expectClose(Array.from(y.slice(row * fx.out, (row + 1) * fx.out)), constant, 1e-5, 1e-4, `row ${row}`);

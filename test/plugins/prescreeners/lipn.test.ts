@@ -4,7 +4,7 @@ import lipn, { LipnOptions, LipnPrescreener } from '../../../plugins/prescreener
 import { torchAbs } from '../../../src/core/nn/gradients.js';
 import { Rng } from '../../../src/core/runtime/random.js';
 import { builtinRegistry } from '../../helpers/registry.js';
-import { expectClose, formulaState, loadTorchLayout, modelContext, readFixture, toTorchLayout, type FormulaEntry } from '../../helpers/hdmil.js';
+import { expectClose, formulaState, loadTorchLayout, modelContext, readFixture, toTorchLayout, useBackend, type FormulaEntry } from '../../helpers/hdmil.js';
 
 interface LipnFixture {
   readonly n: number;
@@ -69,7 +69,7 @@ async function fromFixture(): Promise<{ fx: LipnFixture; model: LipnPrescreener 
 }
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await useBackend('cpu');
 });
 
 describe('prescreener/lipn', () => {
@@ -83,51 +83,62 @@ describe('prescreener/lipn', () => {
     model.dispose();
   });
 
-  it('matches the torch reference in training mode: scores, imitation loss, gradients and running-stat updates', async () => {
-    const { fx, model } = await fromFixture();
-    const thumbs = thumbsOf(fx.n);
-    const targets = tf.tensor2d(fx.targets, [fx.n, fx.numClasses]);
-    const io = { training: true, rng: new Rng(0) };
-    const named = model.namedTensors();
-    const trainable = named.filter(([, e]) => e.trainable);
-    let scores: tf.Tensor | undefined;
-    const { value, grads } = tf.variableGrads(() => {
-      const o = model.branchScores(thumbs, io);
-      scores = tf.keep(o);
-      return model.imitationLoss(o, targets);
-    }, trainable.map(([, e]) => e.variable));
-    expectClose(scores?.dataSync() ?? [], fx.trainScores, 1e-4, 1e-4, 'train-mode scores');
-    expectClose(value.dataSync(), [fx.loss], 1e-6, 1e-5, 'imitation loss');
-    for (const [key, expected] of Object.entries(fx.grads)) {
-      const entry = trainable.find(([k]) => k === key)?.[1];
-      // Eight BatchNorms over a 6-patch batch amplify float32 rounding in the backward pass: PyTorch's own
-      // float32 gradients differ from its float64 ones by up to 4e-4·max|g| here, hence atol relative to the scale.
-      const scale = Math.max(...expected.map(Math.abs));
-      expectClose(toTorchLayout(grads[entry?.variable.name ?? ''] as tf.Tensor, entry?.torch.perm), expected, 1e-3 * scale, 1e-3, `d/d ${key}`);
-    }
-    for (const [key, expected] of Object.entries(fx.runningAfterTrain)) {
-      expectClose(named.find(([k]) => k === key)?.[1].variable.dataSync() ?? [], expected, 1e-5, 1e-4, key);
-    }
-    for (const [key, expected] of Object.entries(fx.countersAfterTrain)) {
-      expect(named.find(([k]) => k === key)?.[1].variable.dataSync()[0], key).toBe(expected);
-    }
-    tf.dispose([thumbs, targets, value, scores as tf.Tensor, ...Object.values(grads)]);
-    model.dispose();
+  describe.each(['cpu', 'wasm'] as const)('parity with the torch reference on %s', (backend) => {
+    beforeAll(async () => {
+      await useBackend(backend);
+    });
+
+    it('matches the torch reference in training mode: scores, imitation loss, gradients and running-stat updates', async () => {
+      const { fx, model } = await fromFixture();
+      const thumbs = thumbsOf(fx.n);
+      const targets = tf.tensor2d(fx.targets, [fx.n, fx.numClasses]);
+      const io = { training: true, rng: new Rng(0) };
+      const named = model.namedTensors();
+      const trainable = named.filter(([, e]) => e.trainable);
+      let scores: tf.Tensor | undefined;
+      const { value, grads } = tf.variableGrads(() => {
+        const o = model.branchScores(thumbs, io);
+        scores = tf.keep(o);
+        return model.imitationLoss(o, targets);
+      }, trainable.map(([, e]) => e.variable));
+      expectClose(scores?.dataSync() ?? [], fx.trainScores, 1e-4, 1e-4, 'train-mode scores');
+      expectClose(value.dataSync(), [fx.loss], 1e-6, 1e-5, 'imitation loss');
+      for (const [key, expected] of Object.entries(fx.grads)) {
+        const entry = trainable.find(([k]) => k === key)?.[1];
+        // Eight BatchNorms over a 6-patch batch amplify float32 rounding in the backward pass: PyTorch's own
+        // float32 gradients differ from its float64 ones by up to 4e-4·max|g| here, hence atol relative to the scale.
+        const scale = Math.max(...expected.map(Math.abs));
+        expectClose(toTorchLayout(grads[entry?.variable.name ?? ''] as tf.Tensor, entry?.torch.perm), expected, 1e-3 * scale, 1e-3, `d/d ${key}`);
+      }
+      for (const [key, expected] of Object.entries(fx.runningAfterTrain)) {
+        expectClose(named.find(([k]) => k === key)?.[1].variable.dataSync() ?? [], expected, 1e-5, 1e-4, key);
+      }
+      for (const [key, expected] of Object.entries(fx.countersAfterTrain)) {
+        expect(named.find(([k]) => k === key)?.[1].variable.dataSync()[0], key).toBe(expected);
+      }
+      tf.dispose([thumbs, targets, value, scores as tf.Tensor, ...Object.values(grads)]);
+      model.dispose();
+    });
+
+    it('matches the torch reference in eval mode (running statistics) within 1e-4', async () => {
+      const { fx, model } = await fromFixture();
+      const thumbs = thumbsOf(fx.n);
+      const train = { training: true, rng: new Rng(0) };
+      for (let pass = 0; pass < fx.warmupPasses + 1; pass += 1) tf.dispose(model.branchScores(thumbs, train));
+      const scores = model.branchScores(thumbs, { training: false, rng: new Rng(0) });
+      expectClose(scores.dataSync(), fx.evalScores, 1e-4, 1e-4, 'eval-mode scores');
+      const union = model.score(thumbs, { training: false, rng: new Rng(0) });
+      const expectedUnion = Array.from({ length: fx.n }, (_, i) => Math.max(fx.evalScores[2 * i] as number, fx.evalScores[2 * i + 1] as number));
+      expectClose(union.dataSync(), expectedUnion, 1e-4, 1e-4, 'union keep logit = max over branches');
+      tf.dispose([thumbs, scores, union]);
+      model.dispose();
+    });
   });
 
-  it('matches the torch reference in eval mode (running statistics) within 1e-4', async () => {
-    const { fx, model } = await fromFixture();
-    const thumbs = thumbsOf(fx.n);
-    const train = { training: true, rng: new Rng(0) };
-    for (let pass = 0; pass < fx.warmupPasses + 1; pass += 1) tf.dispose(model.branchScores(thumbs, train));
-    const scores = model.branchScores(thumbs, { training: false, rng: new Rng(0) });
-    expectClose(scores.dataSync(), fx.evalScores, 1e-4, 1e-4, 'eval-mode scores');
-    const union = model.score(thumbs, { training: false, rng: new Rng(0) });
-    const expectedUnion = Array.from({ length: fx.n }, (_, i) => Math.max(fx.evalScores[2 * i] as number, fx.evalScores[2 * i + 1] as number));
-    expectClose(union.dataSync(), expectedUnion, 1e-4, 1e-4, 'union keep logit = max over branches');
-    tf.dispose([thumbs, scores, union]);
-    model.dispose();
-  });
+  describe('behaviour', () => {
+    beforeAll(async () => {
+      await useBackend('cpu');
+    });
 
   it('does not touch the running statistics at eval', async () => {
     const { model } = await fromFixture();
@@ -173,5 +184,6 @@ describe('prescreener/lipn', () => {
   it('is registered as a trainable prescreener', async () => {
     expect(lipn.capabilities.trainable).toBe(true);
     await expect(builtinRegistry().resolve('prescreener', { name: 'lipn', rateLossweight: 1 }, { key: 'model.prescreener' })).rejects.toThrowErrorMatchingInlineSnapshot(`[ConfigError: model.prescreener.rateLossweight: unknown key (got 1). Allowed: maskLossWeight, rateLossWeight, rateOverAllClasses. Did you mean "rateLossWeight"?]`);
+  });
   });
 });
