@@ -1,7 +1,8 @@
 // Kernel overrides for the tfjs wasm backend. With a native BLAS: BatchMatMul and _FusedMatMul run as cblas_sgemm
-// straight on the wasm heap (no copy; transposes handled by sgemm), plus copy-free Identity, leading-axis Sum
-// via sgemv and Tanh via the vectorised sigmoid (the stock wasm tanh is scalar libm, ~50 ns per element). Without BLAS: only _FusedMatMul with bias + transpose is rerouted, because stock tfjs-backend-wasm
-// 4.22 computes it wrong (native-blas.md §4). The stock kernels are kept and restored by `restoreStockWasmKernels`.
+// straight on the wasm heap (no copy; transposes handled by sgemm), plus a copy-free Identity, leading-axis Sum via
+// sgemv, and Tanh via the vectorised sigmoid (the stock wasm tanh is scalar libm, ~50 ns per element).
+// Without BLAS: only _FusedMatMul with bias + transpose is rerouted, because stock tfjs-backend-wasm 4.22 computes it
+// wrong (native-blas.md §4). The stock kernels are kept and put back by `restoreStockWasmKernels`.
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, type NativeBlas } from './native-blas.js';
@@ -13,7 +14,7 @@ type KernelArgs = Parameters<KernelFunc>[0];
 
 const BACKEND = 'wasm';
 
-/** Which kernels an install registers: `blas` needs a loaded library; `fused-fix` only fixes stock _FusedMatMul. */
+/** What `installWasmKernels` registers: the BLAS kernels with `blas`, otherwise only the _FusedMatMul fix. */
 export interface WasmKernelOptions {
   readonly blas?: NativeBlas;
   /** Also override Identity (copy-free), Sum over leading axes (sgemv) and Tanh (via the SIMD sigmoid); only with `blas`. */
