@@ -17,7 +17,7 @@ export {
 } from './project.js';
 export { defineExperiment, type ComposableExperimentInput, type DefaultsListEntry } from './define-experiment.js';
 export {
-  loadExperiment, composeExperiment, experimentKnowsKey, experimentKeys,
+  loadExperiment, composeExperiment, experimentGroupOptions, experimentKnowsKey, experimentKeys,
   type LoadOptions, type ResolvedExperiment, type ResolvedSlots, type ResolvedLoss,
 } from './load.js';
 export { experimentJsonSchema, type JsonSchemaOptions } from './json-schema.js';

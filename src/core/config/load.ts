@@ -9,7 +9,7 @@ import { ConfigError, PluginError } from '../errors.js';
 import { suggest } from '../util/suggest.js';
 import type { Registry, ResolvedPlugin } from '../../registry/registry.js';
 import type { PluginKind } from '../../registry/kinds.js';
-import { composeConfig, type ComposedConfig } from './compose.js';
+import { composeConfig, groupOptions, type ComposedConfig } from './compose.js';
 import { METRICS_KEY, slotKindOfGroup } from './plugin-slots.js';
 import { findProjectSettings, isPathSpec, type ProjectSettings } from './project.js';
 import { ExperimentSchema, type Experiment } from './schema.js';
@@ -60,6 +60,29 @@ export interface ResolvedExperiment {
 /** Composes an experiment (groups, overrides, interpolation, project defaults) without validating it. */
 export async function composeExperiment(file: string, overrides: readonly string[], opts: Omit<LoadOptions, 'registry'> & { readonly registry?: Registry } = {}): Promise<ConfigMapping> {
   return (await composeWithProject(file, overrides, opts)).config;
+}
+
+/**
+ * The options of a config group as an experiment sees them: files under its search roots (incl. the
+ * project's searchPath) plus, for plugin slots, every registered plugin. For `glob(...)` sweeps.
+ */
+export async function experimentGroupOptions(file: string, group: string, opts: Omit<LoadOptions, 'registry'> & { readonly registry?: Registry } = {}): Promise<string[]> {
+  const cwd = opts.cwd ?? process.cwd();
+  const project = opts.project ?? (await findProjectSettings(cwd)) ?? {};
+  const { registry } = opts;
+  if (registry && project.plugins?.length) await loadPluginsOnce(registry, project.plugins, cwd, project.file ?? 'project settings');
+  return groupOptions(file, group, {
+    cwd,
+    searchPath: project.searchPath ?? [],
+    ...(registry ? { impliedOptions: impliedFrom(registry) } : {}),
+  });
+}
+
+function impliedFrom(registry: Registry): (group: string) => readonly string[] | undefined {
+  return (group) => {
+    const kind = slotKindOfGroup(group);
+    return kind ? registry.names(kind) : undefined;
+  };
 }
 
 /** Loads, composes, validates and resolves an experiment config. */
@@ -144,10 +167,7 @@ async function composeWithProject(
     searchPath: project.searchPath ?? [],
     isKnownKey: experimentKnowsKey,
     knownKeys: experimentKeys,
-    ...(registry ? { impliedOptions: (group: string) => {
-      const kind = slotKindOfGroup(group);
-      return kind ? registry.names(kind) : undefined;
-    } } : {}),
+    ...(registry ? { impliedOptions: impliedFrom(registry) } : {}),
   });
   const config = cloneTree(composed.config);
   if (project.plugins?.length) {

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, PluginError } from '../../../src/core/errors.js';
 import { canonicalJson } from '../../../src/core/config/tree.js';
-import { composeExperiment, loadExperiment, type LoadOptions } from '../../../src/core/config/load.js';
+import { composeExperiment, experimentGroupOptions, loadExperiment, type LoadOptions } from '../../../src/core/config/load.js';
 import { tmpTree } from './tmp-tree.js';
 import { testRegistry } from './test-registry.js';
 
@@ -148,6 +148,15 @@ describe('loadExperiment', () => {
     });
     expect(resolved.config.model.aggregator).toEqual({ name: 'mean-pool', projectDim: 4, dropout: 0.3 });
     expect(resolved.config.tracking).toMatchObject({ uri: 'http://mlflow:5000', experimentName: 'mine' });
+  });
+
+  it('treats every registered plugin as an option of its slot group, also for named loss slots', async () => {
+    const resolved = await load({ 'experiments/x.yaml': X }, ['+model/classifier=linear', '+model/losses/extra=cross-entropy', 'model.losses.extra.weight=0.5']);
+    expect(resolved.choices).toMatchObject({ 'model/classifier': 'linear', 'model/losses/extra': 'cross-entropy' });
+    expect(resolved.slots.losses.extra).toMatchObject({ name: 'cross-entropy', weight: 0.5 });
+    const cwd = await tmpTree({ 'experiments/x.yaml': X, 'experiments/model/aggregator/wide.yaml': 'name: mean-pool\nprojectDim: 64\n' });
+    expect(await experimentGroupOptions('experiments/x.yaml', 'model/aggregator', { registry: testRegistry(), cwd, project: {} })).toEqual(['max-pool', 'mean-pool', 'wide']);
+    expect(await experimentGroupOptions('experiments/x.yaml', 'model/aggregator', { cwd, project: {} })).toEqual(['wide']);
   });
 
   it('composeExperiment returns the composed object before validation', async () => {
