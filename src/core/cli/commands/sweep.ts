@@ -1,0 +1,172 @@
+// `milkit sweep EXP a=1,2 b=x,y [--zip a,b] [--file table.yaml] [--executor local|slurm] [--workers N]`:
+// a grid (Hydra syntax), zipped pairs, or a sweep file of named rows × datasets; every cell is composed and
+// validated first, then the unfinished cell × fold jobs run on the executor; prints the result table.
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError } from '../../errors.js';
+import { expandSweep, formatOverride, groupOptions, loadExperiment, parseOverride } from '../../config/index.js';
+import { createProgress, progressLogger } from '../../engine/progress.js';
+import { runSweep } from '../../engine/sweep/engine.js';
+import type { ComposeCell } from '../../engine/sweep/plan.js';
+import { normaliseDatasets, readSweepFile, type ExpandArgument, type SweepDefinition, type SweepFile } from '../../engine/sweep/spec.js';
+import type { CliApp } from '../app.js';
+
+interface SweepFlags {
+  readonly file?: string;
+  readonly zip: string[];
+  readonly executor?: string;
+  readonly workers?: string;
+  readonly executorOption: string[];
+  readonly name?: string;
+  readonly dir?: string;
+  readonly dryRun?: boolean;
+  readonly metrics?: string;
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** The package's own CLI entry: what every worker process runs (`node bin/milkit.mjs worker ...`). */
+const MILKIT_BIN = fileURLToPath(new URL('../../../../bin/milkit.mjs', import.meta.url));
+
+/** Sweep arguments through the config module's Hydra parser: `a=1,2` → [`a=1`, `a=2`]; glob() reads the group's options. */
+function expander(experimentFile: string, cwd: string): ExpandArgument {
+  return (argument) => {
+    const override = parseOverride(argument);
+    if (!override.sweep) return { key: override.key, overrides: [argument] };
+    const options = override.sweep.type === 'glob' ? groupOptions(experimentFile, override.key, { cwd }) : undefined;
+    return { key: override.key, overrides: expandSweep(override, options).map((value) => formatOverride(override, value)) };
+  };
+}
+
+/** `key=value` executor options, values typed as YAML scalars (`pollSeconds=5` is a number). */
+function parseExecutorOptions(pairs: readonly string[]): Record<string, unknown> {
+  const options: Record<string, unknown> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new ConfigError('invalid-cli-value', `--executor-option expects key=value, got "${pair}".`, { hint: 'Example: --executor-option partition=gpu --executor-option time=02:00:00.' });
+    options[pair.slice(0, eq)] = parseYaml(pair.slice(eq + 1)) as unknown;
+  }
+  return options;
+}
+
+function parseWorkers(text: string): number {
+  const workers = Number(text);
+  if (!Number.isInteger(workers) || workers < 1) throw new ConfigError('invalid-cli-value', `--workers expects a whole number ≥ 1, got "${text}".`, { hint: 'Example: --workers 2.' });
+  return workers;
+}
+
+async function definitionFrom(app: CliApp, experimentArg: string | undefined, args: readonly string[], flags: SweepFlags): Promise<{ definition: SweepDefinition; sweepFile?: SweepFile }> {
+  let positional = [...args];
+  let experiment = experimentArg;
+  // With --file, the experiment may come from the file; then the first positional is already an override.
+  if (flags.file && experiment !== undefined && experiment.includes('=')) {
+    positional = [experiment, ...positional];
+    experiment = undefined;
+  }
+  const fileArg = flags.file ? path.resolve(app.cwd, flags.file) : undefined;
+  const sweepFile = fileArg ? await readSweepFile(fileArg) : undefined;
+  const experimentFile = experiment ?? sweepFile?.experiment;
+  if (experimentFile === undefined) {
+    throw new ConfigError('sweep-missing-experiment', 'no experiment config given.', {
+      hint: 'Pass it first (milkit sweep experiments/x.yaml a=1,2) or set `experiment:` in the sweep file.',
+    });
+  }
+  const name = flags.name ?? sweepFile?.name ?? (fileArg ? path.basename(fileArg).replace(/\.[^.]+$/, '') : path.basename(experimentFile).replace(/\.[^.]+$/, ''));
+  const metrics = flags.metrics ? flags.metrics.split(',').map((m) => m.trim()).filter(Boolean) : sweepFile?.metrics;
+  const datasets = normaliseDatasets(sweepFile?.datasets);
+  return {
+    definition: {
+      name,
+      experimentFile,
+      grid: [...(sweepFile?.grid ?? []), ...positional],
+      zip: [...(sweepFile?.zip ?? []), ...flags.zip.map((group) => group.split(',').map((k) => k.trim()).filter(Boolean))],
+      ...(sweepFile?.rows ? { rows: sweepFile.rows } : {}),
+      ...(datasets ? { datasets } : {}),
+      ...(metrics ? { metrics } : {}),
+      ...(fileArg ? { file: fileArg } : {}),
+    },
+    ...(sweepFile ? { sweepFile } : {}),
+  };
+}
+
+export function register(program: Command, app: CliApp): void {
+  program
+    .command('sweep')
+    .description('run a grid / zipped / ablation-table sweep of an experiment: every cell × fold is a resumable job')
+    .argument('[experiment]', 'experiment config (optional when the sweep file names one)')
+    .argument('[overrides...]', 'overrides; sweep values multiply the cells: a=1,2 · choice(a,b) · range(1,5) · glob(*)')
+    .option('-f, --file <sweep.yaml>', 'sweep file: rows [{name, overrides}], datasets, grid, zip, metrics, executor')
+    .option('--zip <keys>', 'comma-separated swept keys whose values pair up instead of multiplying (repeatable): n=5,10 a=0.5,0.7 --zip n,a', collect, [])
+    .option('--executor <name>', 'where jobs run: local (child processes) or slurm (sbatch --array); default local')
+    .option('-w, --workers <n>', 'local executor: worker processes at once (default: CPU cores)')
+    .option('--executor-option <key=value>', 'executor option (repeatable), e.g. partition=gpu time=02:00:00 cpusPerTask=4', collect, [])
+    .option('--name <name>', 'sweep name (state folder outputs/sweeps/<name>-<hash>)')
+    .option('--dir <folder>', 'state folder to use instead of outputs/sweeps/<name>-<hash>')
+    .option('--metrics <list>', 'table columns, comma-separated result metrics (default: all)')
+    .option('--dry-run', 'compose and validate every cell and write the state folder, run nothing')
+    .addHelpText('after', [
+      '',
+      'Examples:',
+      '  milkit sweep experiments/quickstart.yaml train.optimizer.lr=1e-4,2e-4 model/aggregator=mean-pool,max-pool --workers 2',
+      '  milkit sweep experiments/quickstart.yaml n=5,10 a=0.5,0.7 --zip n,a        # (5,0.5) and (10,0.7)',
+      '  milkit sweep --file experiments/sweeps/table3.yaml --executor slurm --executor-option partition=gpu',
+      'Re-running the same command resumes: finished jobs are skipped, failed and missing ones run again.',
+    ].join('\n'))
+    .action(async (experimentArg: string | undefined, args: string[], flags: SweepFlags) => {
+      const { definition, sweepFile } = await definitionFrom(app, experimentArg, args, flags);
+      const registry = app.createRegistry();
+      const executorRef = { ...(sweepFile?.executor ?? { name: 'local' }) } as Record<string, unknown> & { name: string };
+      if (flags.executor) {
+        // A different executor on the CLI drops the file's options for the other one.
+        if (flags.executor !== executorRef.name) for (const key of Object.keys(executorRef)) delete executorRef[key];
+        executorRef.name = flags.executor;
+      }
+      Object.assign(executorRef, parseExecutorOptions(flags.executorOption));
+      if (flags.workers !== undefined) executorRef.workers = parseWorkers(flags.workers);
+      const resolvedExecutor = await registry.resolve('executor', executorRef, { ...(definition.file ? { file: definition.file } : {}), key: 'executor' });
+
+      const interactive = app.io.stdoutIsTTY && Boolean(process.stderr.isTTY);
+      const progress = createProgress({ stream: process.stderr, interactive });
+      const logger = progressLogger(progress, app.logger);
+      const executor = registry.create(resolvedExecutor, { logger, cwd: app.cwd, cores: os.availableParallelism(), env: app.env });
+      const compose: ComposeCell = async (file, overrides) => {
+        const resolved = await loadExperiment(file, overrides, { registry, cwd: app.cwd, env: app.env });
+        return { configHash: resolved.configHash, folds: resolved.config.split.folds, configYaml: resolved.toYaml() };
+      };
+      const controller = new AbortController();
+      // First Ctrl-C: stop launching, let the table of finished jobs be written; a second one exits at once.
+      const onInterrupt = (): void => {
+        logger.warn('interrupted: no new jobs start; finished results are kept (run the same command to resume).');
+        controller.abort();
+      };
+      process.once('SIGINT', onInterrupt);
+      try {
+        const report = await runSweep({
+          definition,
+          expand: expander(definition.experimentFile, app.cwd),
+          compose,
+          executor,
+          worker: { command: process.execPath, args: [MILKIT_BIN, 'worker'] },
+          cwd: app.cwd,
+          logger,
+          progress,
+          signal: controller.signal,
+          ...(flags.dir ? { stateDir: path.resolve(app.cwd, flags.dir) } : {}),
+          ...(flags.dryRun ? { dryRun: true } : {}),
+        });
+        progress.stop();
+        app.io.out(report.markdown);
+        app.io.out('');
+        app.io.out(`${report.cells} cells, ${report.jobs} jobs: ${report.alreadyDone} already finished, ${report.succeeded} finished now, ${report.failed.length} failed, ${report.busy} running elsewhere, ${report.missing} without a result.`);
+        app.io.out(`table: ${path.join(report.stateDir, 'table.md')} · ${path.join(report.stateDir, 'summary.csv')} · per fold: ${path.join(report.stateDir, 'folds.csv')}`);
+        for (const failure of report.failed) app.io.err(`failed: ${failure.label} [${failure.id}]: ${failure.error.split('\n')[0] ?? ''}`);
+        if (!flags.dryRun && report.missing > 0) process.exitCode = 1;
+      } finally {
+        progress.stop();
+        process.removeListener('SIGINT', onInterrupt);
+      }
+    });
+}
