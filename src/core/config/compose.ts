@@ -211,9 +211,9 @@ function applyKeyOverride(config: ConfigMapping, o: Override, provenance: Proven
     });
   }
   if (o.kind === 'set' && !found.found && !(options.isKnownKey?.(o.path) ?? false)) {
-    throw new ConfigError('unknown-key', `${key}: no such key in the composed config${options.isKnownKey ? ' or the experiment schema' : ''} (got ${showValue(o.value)} from ${source}).${unknownKeyHint(config, o.path, options)}`, {
-      hint: `To add a new key anyway, use +${o.text}.`,
-    });
+    // With a schema, a key it does not define would be rejected anyway, so "+key=" is no way out.
+    throw new ConfigError('unknown-key', `${key}: no such key in the composed config${options.isKnownKey ? ' or the experiment schema' : ''} (got ${showValue(o.value)} from ${source}).${unknownKeyHint(config, o.path, options)}`,
+      options.isKnownKey ? {} : { hint: `To add a new key anyway, use +${o.text}.` });
   }
   const blocker = blockerOf(config, o.path);
   if (blocker !== undefined) throw new ConfigError('bad-override', `${key}: cannot set it, ${blocker} (${source}).`);
