@@ -195,14 +195,13 @@ async function loadPluginsOnce(registry: Registry, specs: unknown, baseDir: stri
     done = new Set();
     loadedSpecs.set(registry, done);
   }
-  const fresh: string[] = [];
   for (const spec of specs) {
     const canonical = isPathSpec(spec) ? path.resolve(baseDir, spec) : spec;
     if (done.has(canonical)) continue;
+    await registry.loadUserPlugins([canonical], baseDir);
+    // Marked only once loaded, so a failed load fails again (with its cause) for the next cell too.
     done.add(canonical);
-    fresh.push(canonical);
   }
-  if (fresh.length > 0) await registry.loadUserPlugins(fresh, baseDir);
 }
 
 /** Validates a slot with the plugin's schema; the file named is the one that set the offending key. */
