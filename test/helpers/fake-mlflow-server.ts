@@ -62,6 +62,7 @@ export class FakeMlflowServer {
   readonly log: string[] = [];
   private failures: Failure[] = [];
   private delayMs = 0;
+  private delayOnly: string | undefined;
   private server: http.Server | undefined;
   private readonly sockets = new Set<Socket>();
   private nextExperiment = 1;
@@ -106,9 +107,10 @@ export class FakeMlflowServer {
     this.failures.push(...failures);
   }
 
-  /** Every answer waits this long (the request is applied first, like a server that is slow to respond). */
-  setDelay(ms: number): void {
+  /** Answers (all, or those whose path contains `onlyPath`) wait this long; the request is applied first. */
+  setDelay(ms: number, onlyPath?: string): void {
     this.delayMs = ms;
+    this.delayOnly = onlyPath;
   }
 
   metricCount(): number {
@@ -155,7 +157,7 @@ export class FakeMlflowServer {
         body = JSON.stringify({ error_code: 'INTERNAL_ERROR', message: String(error) });
       }
     }
-    if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+    if (this.delayMs > 0 && (this.delayOnly === undefined || url.pathname.includes(this.delayOnly))) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
     if (res.destroyed) return;
     res.writeHead(status, { 'Content-Type': contentType });
     res.end(contentType === 'application/octet-stream' ? Buffer.from(body, 'latin1') : body);
