@@ -226,9 +226,10 @@ export function epochProgress(options: EpochProgressOptions): TrainEvents {
   let bar: ProgressBar | undefined;
   return {
     onEpochStart: (epoch, totalEpochs) => {
-      bar ??= progress.bar(`fold ${options.fold}`, totalEpochs, 'epochs');
-      // Resumed folds start past epoch 0: show where they are.
-      if (epoch > 0) bar.update(epoch);
+      if (bar) return;
+      bar = progress.bar(`fold ${options.fold}`, totalEpochs, 'epochs');
+      // A resumed fold starts past epoch 0: show where it is.
+      if (epoch > 0) bar.update(epoch, 'resumed');
     },
     onEpochEnd: (record) => {
       bar?.update(record.epoch + 1, epochSummary(record));
