@@ -11,7 +11,8 @@
  *   smaller than kSample (the reference errors); the clustering extras are produced whenever the label is known;
  *   xavier-normal init with zero bias (CLAM 2021) by default — set the classifier slot's init to match. Bag loss and
  *   weights come from the config: CLAM uses 0.7·CE(bag) + 0.3·clam-instance(svm). The int64 buffer
- *   `instance_loss_fn.labels` is exported for strict loading in PyTorch and optional on import.
+ *   `instance_loss_fn.labels` of the original's SVM loss is carried (`svmLabelsBuffer`, off for CE-trained
+ *   checkpoints) so exports load strictly in PyTorch; imports accept checkpoints without it.
  * Checked against: test/reference/clam.py → test/reference/fixtures/clam-sb*.safetensors
  */
 import * as tf from '@tensorflow/tfjs';

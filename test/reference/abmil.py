@@ -43,9 +43,14 @@ CASES = [
 ]
 
 
+def build(case):
+    """The case's model (untrained); roundtrip_check.py loads milkit's export into it."""
+    return Abmil(case['d'], case['e'], case['l'], case['c'], case['gated'], case['activation'], case['bias'])
+
+
 def main():
     for case in CASES:
-        model = Abmil(case['d'], case['e'], case['l'], case['c'], case['gated'], case['activation'], case['bias'])
+        model = build(case)
         randomize(model, case['seed'])
         x = inputs(case['n'], case['d'], case['seed'] + 100)
         model.eval()

@@ -112,9 +112,14 @@ CASES = [
 ]
 
 
+def build(case):
+    """The case's model (untrained); roundtrip_check.py loads milkit's export into it."""
+    return Clam(case['d'], case['e'], case['h'], case['c'], case['mb'], case['gated'], case['k'], case['subtyping'], case['inst'])
+
+
 def main():
     for case in CASES:
-        model = Clam(case['d'], case['e'], case['h'], case['c'], case['mb'], case['gated'], case['k'], case['subtyping'], case['inst'])
+        model = build(case)
         randomize(model, case['seed'])
         with torch.no_grad():
             for clf in model.instance_classifiers:  # large logits send some samples down the SVM's hard branch
@@ -136,7 +141,8 @@ def main():
             'generator': 'test/reference/clam.py', 'seed': case['seed'], 'inputDim': case['d'], 'numClasses': case['c'], 'label': case['label'],
             'hardSvmSamples': model.hard_count,
             'aggregator': {'name': 'clam-mb' if case['mb'] else 'clam-sb', 'hiddenDim': case['e'], 'attnDim': case['h'], 'gated': case['gated'],
-                           'dropout': 0, 'attnDropout': 0, 'kSample': case['k'], 'subtyping': case['subtyping']},
+                           'dropout': 0, 'attnDropout': 0, 'kSample': case['k'], 'subtyping': case['subtyping'],
+                           'svmLabelsBuffer': case['inst'] == 'svm'},
             'classifier': {'name': 'linear'},
             'losses': {'bag': {'name': 'cross-entropy', 'weight': 0.7}, 'instance': {'name': 'clam-instance', 'fn': case['inst'], 'weight': 0.3}},
         }

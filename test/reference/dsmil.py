@@ -64,10 +64,15 @@ CASES = [
 ]
 
 
+def build(case):
+    """The case's model (untrained); roundtrip_check.py loads milkit's export into it."""
+    return Dsmil(case['d'], 1 if case['single'] else case['c'], case['q'], case['nonlinear'], case['passing_v'])
+
+
 def main():
     for case in CASES:
         heads = 1 if case['single'] else case['c']
-        model = Dsmil(case['d'], heads, case['q'], case['nonlinear'], case['passing_v'])
+        model = build(case)
         randomize(model, case['seed'])
         x = inputs(case['n'], case['d'], case['seed'] + 100)
         model.eval()

@@ -97,9 +97,14 @@ CASES = [
 ]
 
 
+def build(case):
+    """The case's model (untrained); roundtrip_check.py loads milkit's export into it."""
+    return Dtfd(case['d'], case['e'], case['a'], case['c'])
+
+
 def main():
     for case in CASES:
-        model = Dtfd(case['d'], case['e'], case['a'], case['c'])
+        model = build(case)
         randomize(model, case['seed'])
         x = inputs(case['n'], case['d'], case['seed'] + 100)
         perm = np.random.RandomState(case['seed']).permutation(case['n'])

@@ -114,9 +114,14 @@ CASES = [
 ]
 
 
+def build(case):
+    """The case's model (untrained); roundtrip_check.py loads milkit's export into it."""
+    return TransMIL(case['d'], case['e'], case['c'], case['heads'], case['landmarks'], 6, case['kernel'], case['pinned'])
+
+
 def main():
     for case in CASES:
-        model = TransMIL(case['d'], case['e'], case['c'], case['heads'], case['landmarks'], 6, case['kernel'], case['pinned'])
+        model = build(case)
         randomize(model, case['seed'])
         with torch.no_grad():  # LayerNorm gains near 1, as after initialisation
             for name, p in model.named_parameters():

@@ -19,6 +19,7 @@ export const ClamOptions = z.strictObject({
   attnDropout: z.number().min(0).lt(1).default(0.25).describe('dropout inside the attention branches while training (CLAM hard-wires 0.25 whenever dropout is on)'),
   kSample: z.int().min(0).default(8).describe('k (CLAM B): instances per side pseudo-labelled for the clustering loss (0 = none)'),
   subtyping: z.boolean().default(false).describe('also push every other class\'s top-k to pseudo-label 0 and divide by C (multi-class subtyping tasks)'),
+  svmLabelsBuffer: z.boolean().default(true).describe('carry the int64 instance_loss_fn.labels buffer the original registers with its SVM instance loss (false for checkpoints trained with the CE instance loss)'),
   init: z.enum(['xavier-normal', 'torch-default']).default('xavier-normal').describe('xavier-normal weights with zero biases (CLAM 2021, used by the paper) or the PyTorch default (current CLAM code)'),
 });
 export type ClamOptions = z.output<typeof ClamOptions>;
@@ -59,7 +60,7 @@ export abstract class ClamBody extends Module {
     this.addModule('attention_net', new ModuleList<Module>([this.projection, this.scorer], [0, 3]));
     const classes = Array.from({ length: ctx.numClasses }, (_, c) => c);
     this.instanceClassifiers = this.addModule('instance_classifiers', new ModuleList(classes.map((c) => ctx.makeClassifier(hiddenDim, 2, ctx.rng.fork(`instance_classifiers.${c}`)))));
-    this.addModule('instance_loss_fn', new SvmLabels());
+    if (options.svmLabelsBuffer) this.addModule('instance_loss_fn', new SvmLabels());
   }
 
   /** h [N, E] (after ReLU and dropout, what the instance classifiers see) and attention A [K, N] softmaxed over N. */

@@ -1,0 +1,58 @@
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { afterAll, describe, expect, it } from 'vitest';
+import { depthwiseConvSame } from '../../../src/core/nn/depthwise-conv.js';
+import { expectClose } from '../../helpers/zoo.js';
+
+afterAll(async () => {
+  await tf.setBackend('cpu');
+});
+
+/** Gradients of Σ(w_out ⊙ conv(x, k)) w.r.t. x and k, through `conv`. */
+function grads(conv: (x: tf.Tensor4D, k: tf.Tensor4D) => tf.Tensor4D, x: tf.Tensor4D, k: tf.Tensor4D, weights: tf.Tensor4D): tf.Tensor[] {
+  return tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(conv(a as tf.Tensor4D, b as tf.Tensor4D), weights)))([x, k]);
+}
+
+const CASES: Array<[string, [number, number, number], [number, number]]> = [
+  ['7×7 on 5×6', [5, 6, 3], [7, 7]],
+  ['3×3 on 4×4', [4, 4, 2], [3, 3]],
+  ['33×1 along a sequence of 20', [20, 4, 2], [33, 1]],
+  ['1×5 on 3×7', [3, 7, 2], [1, 5]],
+];
+
+describe('nn/depthwise-conv', () => {
+  it.each(CASES)('matches tfjs\' own depthwise conv and its gradients on cpu (%s)', async (_, [h, w, c], [kh, kw]) => {
+    await tf.setBackend('cpu');
+    const x = tf.randomNormal([1, h, w, c], 0, 1, 'float32', 1) as tf.Tensor4D;
+    const k = tf.randomNormal([kh, kw, c, 1], 0, 1, 'float32', 2) as tf.Tensor4D;
+    const weights = tf.randomNormal([1, h, w, c], 0, 1, 'float32', 3) as tf.Tensor4D;
+    expectClose(depthwiseConvSame(x, k).dataSync(), tf.depthwiseConv2d(x, k, 1, 'same').dataSync(), 'forward', 1e-5, 1e-5);
+    const [dx, dk] = grads(depthwiseConvSame, x, k, weights);
+    const [sx, sk] = grads((a, b) => tf.depthwiseConv2d(a, b, 1, 'same'), x, k, weights);
+    expectClose((dx as tf.Tensor).dataSync(), (sx as tf.Tensor).dataSync(), 'dx', 1e-4, 1e-4);
+    expectClose((dk as tf.Tensor).dataSync(), (sk as tf.Tensor).dataSync(), 'dk', 1e-4, 1e-4);
+  });
+
+  it('trains on wasm, whose stock depthwise gradient kernels are missing', async () => {
+    await tf.setBackend('wasm');
+    const x = tf.randomNormal([1, 6, 6, 3], 0, 1, 'float32', 4) as tf.Tensor4D;
+    const k = tf.randomNormal([7, 7, 3, 1], 0, 1, 'float32', 5) as tf.Tensor4D;
+    const weights = tf.randomNormal([1, 6, 6, 3], 0, 1, 'float32', 6) as tf.Tensor4D;
+    expect(() => grads((a, b) => tf.depthwiseConv2d(a, b, 1, 'same'), x, k, weights)).toThrow(/not registered for backend 'wasm'/);
+    const [dx, dk] = grads(depthwiseConvSame, x, k, weights);
+    const wasmDx = (dx as tf.Tensor).dataSync().slice();
+    const wasmDk = (dk as tf.Tensor).dataSync().slice();
+    const xs = x.dataSync().slice();
+    const ks = k.dataSync().slice();
+    const ws = weights.dataSync().slice();
+    await tf.setBackend('cpu');
+    const [sx, sk] = grads((a, b) => tf.depthwiseConv2d(a, b, 1, 'same'), tf.tensor4d(xs, [1, 6, 6, 3]), tf.tensor4d(ks, [7, 7, 3, 1]), tf.tensor4d(ws, [1, 6, 6, 3]));
+    expectClose(wasmDx, (sx as tf.Tensor).dataSync(), 'wasm dx', 1e-4, 1e-4);
+    expectClose(wasmDk, (sk as tf.Tensor).dataSync(), 'wasm dk', 1e-4, 1e-4);
+  });
+
+  it('rejects even kernels', async () => {
+    await tf.setBackend('cpu');
+    expect(() => depthwiseConvSame(tf.zeros([1, 3, 3, 1]) as tf.Tensor4D, tf.zeros([2, 2, 1, 1]) as tf.Tensor4D)).toThrow(/odd-sized/);
+  });
+});
