@@ -41,8 +41,10 @@ export const MIRROR_DEFAULTS = { reconnectAfterMs: 60_000, flushTimeoutMs: 120_0
 interface MirroredRun {
   /** Server id once the run exists there. */
   remoteId: string | undefined;
-  /** Some write did not reach the server: the run stays unsynced. */
-  failed: boolean;
+  /** Why some write did not reach the server (the run stays unsynced); undefined while all is well. */
+  failure: string | undefined;
+  /** The failure reason last written locally as `milkit.sync.error`. */
+  writtenFailure: string | undefined;
   ended: boolean;
   /** Queued server writes not yet done. */
   pending: number;
@@ -110,16 +112,20 @@ export class MirroredTracker implements Tracker {
       this.serverDown = false;
       this.logger.info(`mlflow: trying ${this.options.remoteUri ?? 'the server'} again for run "${runName}".`);
     }
-    const run: MirroredRun = { remoteId: undefined, failed: this.serverDown || this.abandoned, ended: false, pending: 0, writtenState: 'unsynced', stateChain: Promise.resolve(), warned: false };
+    const run: MirroredRun = { remoteId: undefined, failure: undefined, writtenFailure: undefined, ended: false, pending: 0, writtenState: 'unsynced', stateChain: Promise.resolve(), warned: false };
     this.runs.set(localId, run);
-    if (run.failed) return localId;
+    if (this.serverDown || this.abandoned) {
+      run.failure = this.serverDown ? `server unavailable since ${new Date(this.downSince).toISOString()}` : 'mirror gave up at flush';
+      void this.refreshState(localId, run);
+      return localId;
+    }
     const remoteTags = Object.fromEntries(Object.entries(tags).filter(([key]) => !isLocalOnlyTag(key)));
     remoteTags[MILKIT_TAGS.localRunId] = localId;
     this.enqueue(localId, 'start run', async (remote) => {
       let parentRunId: string | undefined;
       if (spec.parentRunId) {
         parentRunId = await this.remoteIdOf(spec.parentRunId);
-        if (!parentRunId) throw new Error(`parent run ${spec.parentRunId} is not on the server (yet)`);
+        if (!parentRunId) throw new ParentNotMirroredError(`parent run ${spec.parentRunId} did not reach the server`);
       }
       run.remoteId = await remote.startRun({ experimentName: spec.experimentName, runName, ...(parentRunId ? { parentRunId } : {}), tags: remoteTags });
       // Recorded right away: children started by other processes find their parent's server id here.
@@ -137,6 +143,8 @@ export class MirroredTracker implements Tracker {
       const tags = await this.options.localRunTags?.(localId);
       const id = tags?.[SYNC_TAGS.remoteRunId];
       if (id && tags?.[SYNC_TAGS.uri] === this.options.remoteUri) return id;
+      // The parent's own mirror gave up (or it was never mirrored): no point waiting.
+      if (tags?.[SYNC_TAGS.error] || tags?.[SYNC_TAGS.uri] !== this.options.remoteUri) return undefined;
       if (this.now() >= deadline || !this.options.localRunTags) return undefined;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
@@ -229,7 +237,7 @@ export class MirroredTracker implements Tracker {
   /** Local data is about to change: a run marked synced goes back to unsynced first (crash-safe order). */
   private async beforeLocalWrite(runId: string): Promise<void> {
     const run = this.runs.get(runId);
-    if (!run || run.failed) return;
+    if (!run || run.failure !== undefined) return;
     run.pending += 1;
     try {
       if (run.writtenState === 'synced') await this.refreshState(runId, run);
@@ -241,18 +249,18 @@ export class MirroredTracker implements Tracker {
   private enqueue(runId: string, label: string, op: (remote: Tracker, remoteId: string) => Promise<void>, options: { needsRemoteId?: boolean } = {}): void {
     const run = this.runs.get(runId);
     const remote = this.remote;
-    if (!run || !remote || run.failed) return;
+    if (!run || !remote || run.failure !== undefined) return;
     run.pending += 1;
     this.queued += 1;
     this.queue = this.queue.then(async () => {
       try {
-        if (run.failed) return;
+        if (run.failure !== undefined) return;
         if (this.serverDown || this.abandoned) {
-          run.failed = true;
+          run.failure = this.serverDown ? `server unavailable since ${new Date(this.downSince).toISOString()}` : 'mirror gave up at flush';
           return;
         }
         if (options.needsRemoteId !== false && !run.remoteId) {
-          run.failed = true;
+          run.failure = 'the run was not created on the server';
           return;
         }
         await op(remote, run.remoteId ?? '');
@@ -267,10 +275,10 @@ export class MirroredTracker implements Tracker {
   }
 
   private onFailure(runId: string, run: MirroredRun, label: string, error: unknown): void {
-    run.failed = true;
     const reason = error instanceof Error ? error.message : String(error);
+    run.failure = `${label}: ${reason}`;
     // A request the server rejected concerns this run; anything else (down, 5xx, not MLflow) the whole server.
-    if (error instanceof MlflowApiError && error.status >= 400 && error.status < 500 && error.status !== 429) {
+    if (error instanceof ParentNotMirroredError || (error instanceof MlflowApiError && error.status >= 400 && error.status < 500 && error.status !== 429)) {
       if (!run.warned) this.logger.warn(`mlflow: run ${runId}: the server rejected "${label}" (${reason}); the run is complete in ${this.options.localRoot} and marked unsynced.`);
       run.warned = true;
       return;
@@ -282,13 +290,15 @@ export class MirroredTracker implements Tracker {
     }
   }
 
-  /** Writes `milkit.sync.state` if it changed; the value is decided when the write runs. */
+  /** Writes `milkit.sync.state` (and `.error`) if they changed; the values are decided when the write runs. */
   private refreshState(runId: string, run: MirroredRun): Promise<void> {
     run.stateChain = run.stateChain.then(async () => {
-      const state = run.ended && run.pending === 0 && !run.failed && run.remoteId ? 'synced' : 'unsynced';
-      if (state === run.writtenState) return;
-      await this.local.setTags(runId, { [SYNC_TAGS.state]: state });
+      const state = run.ended && run.pending === 0 && run.failure === undefined && run.remoteId ? 'synced' : 'unsynced';
+      if (state === run.writtenState && run.failure === run.writtenFailure) return;
+      const failure = run.failure;
+      await this.local.setTags(runId, { [SYNC_TAGS.state]: state, ...(failure !== undefined ? { [SYNC_TAGS.error]: failure.slice(0, 1000) } : {}) });
       run.writtenState = state;
+      run.writtenFailure = failure;
     }).catch((error: unknown) => {
       this.logger.warn(`mlflow: could not record the sync state of run ${runId}: ${error instanceof Error ? error.message : String(error)}`);
     });
@@ -327,6 +337,9 @@ export class MirroredTracker implements Tracker {
     return { source: target, cleanup: () => rm(staging, { recursive: true, force: true }) };
   }
 }
+
+/** A child's parent never reached the server: the child cannot be nested there (a run-level failure). */
+class ParentNotMirroredError extends Error {}
 
 /** Files under `dir`, relative, `/`-separated, sorted. */
 async function listFiles(dir: string, prefix = ''): Promise<string[]> {

@@ -268,6 +268,7 @@ async function syncRun(client: MlflowRestClient, run: StoredRun, candidate: Cand
     [SYNC_TAGS.state]: complete ? 'synced' : 'unsynced',
     [SYNC_TAGS.uri]: stripUrlCredentials(candidate.target ?? ''),
     [SYNC_TAGS.remoteRunId]: remoteId,
+    [SYNC_TAGS.error]: problems.join('; ').slice(0, 1000),
   });
   return {
     remoteRunId: remoteId,

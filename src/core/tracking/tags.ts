@@ -36,6 +36,8 @@ export const SYNC_TAGS = {
   state: 'milkit.sync.state',
   uri: 'milkit.sync.uri',
   remoteRunId: 'milkit.sync.remote_run_id',
+  /** Why the mirror stopped for this run (empty once a sync completed it). */
+  error: 'milkit.sync.error',
 } as const;
 
 export const SYNC_TAG_PREFIX = 'milkit.sync.';
