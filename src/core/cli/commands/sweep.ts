@@ -129,7 +129,8 @@ export function register(program: Command, app: CliApp): void {
       const resolvedExecutor = await registry.resolve('executor', executorRef, { ...(definition.file ? { file: definition.file } : {}), key: 'executor' });
 
       const interactive = app.io.stdoutIsTTY && Boolean(process.stderr.isTTY);
-      const progress = createProgress({ stream: process.stderr, interactive });
+      // Bars draw on the terminal; plain lines go through the CLI's diagnostics stream (stderr, or a test's capture).
+      const progress = createProgress({ stream: interactive ? process.stderr : { write: (text: string) => app.io.err(text.replace(/\n$/, '')) }, interactive });
       const logger = progressLogger(progress, app.logger);
       const executor = registry.create(resolvedExecutor, { logger, cwd: app.cwd, cores: os.availableParallelism(), env: app.env });
       const compose: ComposeCell = async (file, overrides) => {

@@ -37,7 +37,7 @@ export interface SweepOptions {
   readonly signal?: AbortSignal;
   /** Plan, validate and write the state folder, but run nothing. */
   readonly dryRun?: boolean;
-  /** Add the s/slide column to the table (default true). */
+  /** Add the s/slide column to the table (default: unless the sweep lists its metrics). */
   readonly includeTime?: boolean;
 }
 
@@ -146,8 +146,11 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
       if (error) errors.set(job.id, error);
     }
   }
-  const record = await buildRecordObject(definition, plan, experimentFile, options.cwd);
-  const table = summarizeSweep(record, results, { ...(definition.metrics ? { metrics: definition.metrics } : {}), includeTime: options.includeTime ?? true });
+  const record = buildRecordObject(definition, plan, experimentFile, options.cwd);
+  const table = summarizeSweep(record, results, {
+    ...(definition.metrics ? { metrics: definition.metrics } : {}),
+    ...(options.includeTime !== undefined ? { includeTime: options.includeTime } : {}),
+  });
   const markdown = renderMarkdown(table);
   await writeAtomic(layout.tableMarkdownPath, `${markdown}\n`);
   await writeAtomic(layout.summaryCsvPath, renderSummaryCsv(table));
@@ -175,7 +178,7 @@ function firstLine(text: string | undefined): string {
   return (text ?? 'unknown error').split('\n')[0] ?? '';
 }
 
-async function buildRecordObject(definition: SweepDefinition, plan: SweepPlan, experimentFile: string, cwd: string): Promise<SweepRecord> {
+function buildRecordObject(definition: SweepDefinition, plan: SweepPlan, experimentFile: string, cwd: string): SweepRecord {
   return {
     version: STATE_VERSION,
     name: definition.name,
@@ -190,6 +193,6 @@ async function buildRecordObject(definition: SweepDefinition, plan: SweepPlan, e
 }
 
 async function writeRecord(layout: SweepLayout, definition: SweepDefinition, plan: SweepPlan, experimentFile: string, cwd: string): Promise<void> {
-  const record = await buildRecordObject(definition, plan, experimentFile, cwd);
+  const record = buildRecordObject(definition, plan, experimentFile, cwd);
   await writeAtomic(layout.recordPath, `${JSON.stringify(record, null, 2)}\n`);
 }

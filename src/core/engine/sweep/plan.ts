@@ -59,7 +59,8 @@ export function sweepSpecHash(experimentFile: string, cwd: string, cells: readon
 export async function planSweep(definition: SweepDefinition, cells: readonly SweepCell[], compose: ComposeCell, cwd: string): Promise<SweepPlan> {
   if (cells.length === 0) throw new ConfigError('sweep-empty', 'the sweep has no cells.', { hint: 'Give sweep arguments (a=1,2) or rows in a sweep file.' });
   const composed: Array<ComposedCell | undefined> = [];
-  const failures: string[] = [];
+  // Identical errors (a bad override shared by every cell) are reported once, with the cells they hit.
+  const failures = new Map<string, SweepCell[]>();
   for (const cell of cells) {
     try {
       const result = await compose(definition.experimentFile, cell.overrides);
@@ -71,11 +72,14 @@ export async function planSweep(definition: SweepDefinition, cells: readonly Swe
       // Unexpected (non-milkit) errors are bugs, not bad cells: surface them as they are.
       if (!(error instanceof MilkitError)) throw error;
       composed.push(undefined);
-      failures.push(`  cell ${cell.index + 1} "${cell.name}" [${cell.overrides.join(' ') || 'no overrides'}]:\n${indent(renderError(error), '    ')}`);
+      const text = renderError(error);
+      failures.set(text, [...(failures.get(text) ?? []), cell]);
     }
   }
-  if (failures.length > 0) {
-    throw new ConfigError('sweep-invalid-cells', `${failures.length} of ${cells.length} sweep cells do not compose; no job was started:\n${failures.join('\n')}`, {
+  if (failures.size > 0) {
+    const failed = [...failures.values()].reduce((n, group) => n + group.length, 0);
+    const blocks = [...failures.entries()].map(([text, group]) => `${describeCells(group)}:\n${indent(text, '    ')}`);
+    throw new ConfigError('sweep-invalid-cells', `${failed} of ${cells.length} sweep cells do not compose; no job was started:\n${blocks.join('\n')}`, {
       ...(definition.file ? { where: { file: definition.file } } : {}),
       hint: 'Fix the overrides or configs named above and run the sweep again.',
     });
@@ -105,6 +109,14 @@ export async function planSweep(definition: SweepDefinition, cells: readonly Swe
     };
   });
   return { specHash: sweepSpecHash(definition.experimentFile, cwd, cells), cells: records, jobs };
+}
+
+/** `  cell 4 "name" [overrides]` for one cell; `  cells 1, 2, 3 ("a", "b", "c")` for several (the first 5 named). */
+function describeCells(group: readonly SweepCell[]): string {
+  const [first] = group;
+  if (group.length === 1 && first) return `  cell ${first.index + 1} "${first.name}" [${first.overrides.join(' ') || 'no overrides'}]`;
+  const shown = group.slice(0, 5).map((c) => `${c.index + 1} "${c.name}"`).join(', ');
+  return `  ${group.length} cells: ${shown}${group.length > 5 ? `, and ${group.length - 5} more` : ''}`;
 }
 
 function indent(text: string, prefix: string): string {

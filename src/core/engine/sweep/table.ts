@@ -33,7 +33,7 @@ export interface SweepTable {
 export interface SummarizeOptions {
   /** Columns to show, in order; default: every metric any result reports, in first-appearance order. */
   readonly metrics?: readonly string[];
-  /** Add the `s/slide` column (default true). */
+  /** Add the `s/slide` column (default: when no metric list is given; a list may name `s/slide` itself). */
   readonly includeTime?: boolean;
 }
 
@@ -56,7 +56,7 @@ export function summarizeSweep(record: SweepRecord, results: ReadonlyMap<string,
     }
   }
   const metrics = [...(options.metrics ?? discovered)];
-  if (options.includeTime ?? true) metrics.push(TIME_METRIC);
+  if ((options.includeTime ?? options.metrics === undefined) && !metrics.includes(TIME_METRIC)) metrics.push(TIME_METRIC);
   const params: string[] = [];
   for (const cell of record.cells) for (const key of Object.keys(cell.params)) if (!params.includes(key)) params.push(key);
   const cells = record.cells.map((cell) => {

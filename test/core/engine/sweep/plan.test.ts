@@ -45,14 +45,25 @@ describe('sweep plan', () => {
     expect(composed).toHaveLength(6);
     const error = (await promise.catch((e: unknown) => e)) as ConfigError;
     expect(error.code).toBe('sweep-invalid-cells');
+    // One shared error is reported once, with the cells it hit.
     expect(error.message).toBe([
       '3 of 6 sweep cells do not compose; no job was started:',
-      '  cell 4 "broken | a=1" [bad=1 a=1]:',
+      '  3 cells: 4 "broken | a=1", 5 "broken | a=2", 6 "broken | a=3":',
       '    error [invalid-option]: exp.yaml › bad: key "bad" is not allowed (got 1).',
-      '  cell 5 "broken | a=2" [bad=1 a=2]:',
-      '    error [invalid-option]: exp.yaml › bad: key "bad" is not allowed (got 1).',
-      '  cell 6 "broken | a=3" [bad=1 a=3]:',
-      '    error [invalid-option]: exp.yaml › bad: key "bad" is not allowed (got 1).',
+    ].join('\n'));
+  });
+
+  it('names each cell with its overrides when its error is its own', async () => {
+    const definition = { ...base, grid: ['a=1,2', 'bad=x'], zip: [] };
+    const compose = async (file: string, overrides: readonly string[]) => {
+      if (overrides.includes('a=2')) throw new ConfigError('invalid-option', 'a=2 is out of range.', { where: { file, key: 'a' } });
+      return fakeCompose(file, overrides.filter((o) => o !== 'bad=x'));
+    };
+    const error = (await planSweep(definition, expandCells(definition, fakeExpand), compose, '/w').catch((e: unknown) => e)) as ConfigError;
+    expect(error.message).toBe([
+      '1 of 2 sweep cells do not compose; no job was started:',
+      '  cell 2 "a=2" [a=2 bad=x]:',
+      '    error [invalid-option]: exp.yaml › a: a=2 is out of range.',
     ].join('\n'));
   });
 
