@@ -3,92 +3,13 @@
 // `# @package` headers, nested defaults in group files (relative group paths), multi-select, and the
 // command line's `group=option`, `+group=option`, `~group`. Like Hydra, each list is walked back to front
 // so that `override` entries of later configs (the "experiment" pattern) apply to earlier groups.
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { suggest } from '../util/suggest.js';
-import { CONFIG_EXTENSIONS, displayPath, readConfigFile, type LoadedConfigFile } from './config-files.js';
+import { displayPath, readConfigFile, type LoadedConfigFile } from './config-files.js';
+import type { GroupRepository } from './group-repository.js';
+
+export { createGroupRepository, type GroupRepository, type ImpliedOptions } from './group-repository.js';
 import type { ConfigMapping } from './tree.js';
-
-/** Where config groups live: search roots in order (first match wins) plus options the registry implies. */
-export interface GroupRepository {
-  readonly roots: readonly string[];
-  groupExists(group: string): boolean;
-  /** Option names of a group, sorted (files and implied options). */
-  options(group: string): string[];
-  /** Every group found under the roots (for did-you-mean). */
-  groups(): string[];
-  /** The file of `group/name` (group may be ''), or implied content, or undefined. */
-  find(group: string, name: string): { readonly file: string } | { readonly implied: ConfigMapping } | undefined;
-}
-
-/**
- * Options a group has without a file: for plugin slots, every registered plugin name is an option whose
- * content is `{ name }`, so `model/aggregator=max-pool` works for any plugin (a file with the same name wins).
- */
-export type ImpliedOptions = (group: string) => readonly string[] | undefined;
-
-export function createGroupRepository(roots: readonly string[], implied?: ImpliedOptions): GroupRepository {
-  const fileOf = (group: string, name: string): string | undefined => {
-    for (const root of roots) {
-      for (const ext of CONFIG_EXTENSIONS) {
-        const candidate = path.join(root, ...group.split('/').filter(Boolean), `${name}${ext}`);
-        if (existsSync(candidate) && statSync(candidate).isFile()) return candidate;
-      }
-    }
-    return undefined;
-  };
-  const fileOptions = (group: string): string[] => {
-    const names = new Set<string>();
-    for (const root of roots) {
-      const dir = path.join(root, ...group.split('/').filter(Boolean));
-      let entries: string[];
-      try {
-        entries = readdirSync(dir);
-      } catch {
-        continue;
-      }
-      for (const entry of entries) {
-        const ext = CONFIG_EXTENSIONS.find((e) => entry.endsWith(e));
-        if (ext && !entry.endsWith('.d.ts') && statSync(path.join(dir, entry)).isFile()) names.add(entry.slice(0, -ext.length));
-      }
-    }
-    return [...names];
-  };
-  return {
-    roots,
-    groupExists: (group) => group !== '' && (fileOptions(group).length > 0 || (implied?.(group)?.length ?? 0) > 0),
-    options: (group) => [...new Set([...fileOptions(group), ...(implied?.(group) ?? [])])].sort(),
-    groups: () => {
-      const found = new Set<string>();
-      const visit = (root: string, rel: string[], depth: number): void => {
-        if (depth > 4) return;
-        let entries: string[];
-        try {
-          entries = readdirSync(path.join(root, ...rel));
-        } catch {
-          return;
-        }
-        for (const entry of entries) {
-          const full = path.join(root, ...rel, entry);
-          if (statSync(full).isDirectory()) {
-            const group = [...rel, entry].join('/');
-            if (fileOptions(group).length > 0) found.add(group);
-            visit(root, [...rel, entry], depth + 1);
-          }
-        }
-      };
-      for (const root of roots) visit(root, [], 0);
-      return [...found].sort();
-    },
-    find: (group, name) => {
-      const file = fileOf(group, name);
-      if (file) return { file };
-      if (group !== '' && implied?.(group)?.includes(name)) return { implied: { name } };
-      return undefined;
-    },
-  };
-}
 
 /** A change of the defaults list from the command line (or a sweep cell). */
 export interface GroupOverride {

@@ -3,8 +3,13 @@
 // sweep forms (`a=1,2`, `choice(...)`, `range(...)`, `glob(...)`). Users bring Hydra muscle memory, so the
 // grammar and typing rules follow Hydra's OverrideParser; errors point at the column that broke.
 import { ConfigError } from '../errors.js';
+import { applyFunction, FUNCTIONS, type Parsed, type SweepSpec } from './override-functions.js';
+import { formatValue, typeScalar } from './override-scalars.js';
 import type { KeySegment } from './tree.js';
-import { isMapping, setOwn } from './tree.js';
+import { setOwn } from './tree.js';
+
+export { expandSweep, type SweepSpec } from './override-functions.js';
+export { formatValue, typeScalar } from './override-scalars.js';
 
 /** `set` = `key=v`, `add` = `+key=v`, `force-add` = `++key=v`, `delete` = `~key` or `~key=v`. */
 export type OverrideKind = 'set' | 'add' | 'force-add' | 'delete';
@@ -14,11 +19,6 @@ export type OverrideKind = 'set' | 'add' | 'force-add' | 'delete';
  * `either` for a single plain name (a config group when one by that name exists, else a config key).
  */
 export type OverrideTarget = 'config' | 'group' | 'either';
-
-export type SweepSpec =
-  | { readonly type: 'choice'; readonly values: readonly unknown[] }
-  | { readonly type: 'range'; readonly start: number; readonly stop: number; readonly step: number; readonly values: readonly number[] }
-  | { readonly type: 'glob'; readonly include: readonly string[]; readonly exclude: readonly string[]; readonly values: readonly string[] };
 
 export interface Override {
   /** The override exactly as written. */
@@ -47,29 +47,6 @@ export const ACCEPTED_FORMS = [
 const VALUE_ESCAPABLE = new Set(['\\', '(', ')', '[', ']', '{', '}', ':', '=', ',', ' ', '\t']);
 const KEY_ESCAPABLE = new Set(['.', '[', ']', '=']);
 const ID_CHAR = /[A-Za-z0-9_$-]/;
-const FUNCTIONS = ['choice', 'range', 'glob', 'sort', 'int', 'float', 'str', 'bool'] as const;
-
-/** Hydra's INT: 0, -20, 1_000_000 (no leading zeros). */
-const INT_RE = /^[+-]?(?:0|[1-9](?:_?[0-9])*)$/;
-/** Hydra's FLOAT: 3.14, .5, 1., -10e3, 1e-4, inf, nan (case-insensitive constants). */
-const FLOAT_RE = /^[+-]?(?:(?:(?:[0-9](?:_?[0-9])*)?\.[0-9](?:_?[0-9])*|[0-9](?:_?[0-9])*\.)(?:[eE][+-]?[0-9]+)?|[0-9](?:_?[0-9])*[eE][+-]?[0-9]+|inf|nan)$/i;
-
-/** Types an unquoted word the way Hydra (and YAML's core schema) would: number, boolean, null, else string. */
-export function typeScalar(text: string): unknown {
-  if (/^null$/i.test(text)) return null;
-  if (/^true$/i.test(text)) return true;
-  if (/^false$/i.test(text)) return false;
-  if (INT_RE.test(text)) return Number(text.replaceAll('_', ''));
-  if (FLOAT_RE.test(text)) {
-    const lower = text.toLowerCase().replaceAll('_', '');
-    if (lower.endsWith('inf')) return lower.startsWith('-') ? -Infinity : Infinity;
-    if (lower.endsWith('nan')) return Number.NaN;
-    return Number(lower);
-  }
-  return text;
-}
-
-type Parsed = { readonly kind: 'value'; readonly value: unknown } | { readonly kind: 'sweep'; readonly sweep: SweepSpec };
 
 class OverrideParser {
   pos = 0;
@@ -462,147 +439,9 @@ class OverrideParser {
         this.fail(`expected "," or ")" in ${name}(...)`);
       }
     }
-    return this.applyFunction(name, positional, named, nameStart);
+    return applyFunction(name, positional, named, (message) => this.fail(message, nameStart), this.text);
   }
 
-  applyFunction(name: string, positional: Parsed[], named: Map<string, Parsed>, at: number): Parsed {
-    const allowNamed = (allowed: readonly string[]): void => {
-      for (const key of named.keys()) if (!allowed.includes(key)) this.fail(`${name}() has no argument "${key}"`, at);
-    };
-    switch (name) {
-      case 'choice': {
-        allowNamed([]);
-        if (positional.length === 0) this.fail('choice() needs at least one value', at);
-        const values = positional.flatMap((p) => (p.kind === 'sweep' ? [...sweepValues(p.sweep, (m) => this.fail(m, at))] : [p.value]));
-        return { kind: 'sweep', sweep: { type: 'choice', values } };
-      }
-      case 'range': {
-        allowNamed(['start', 'stop', 'step']);
-        const args = [...positional];
-        const take = (key: string): Parsed | undefined => named.get(key) ?? args.shift();
-        const numberOf = (p: Parsed | undefined, label: string): number | undefined => {
-          if (p === undefined) return undefined;
-          if (p.kind !== 'value' || typeof p.value !== 'number' || !Number.isFinite(p.value)) this.fail(`range() ${label} must be a finite number`, at);
-          return p.value;
-        };
-        const first = numberOf(take('start'), 'start');
-        const second = numberOf(take('stop'), 'stop');
-        const step = numberOf(take('step'), 'step') ?? 1;
-        if (args.length > 0) this.fail('range() takes at most 3 arguments (start, stop, step)', at);
-        if (first === undefined) this.fail('range() needs a stop value', at);
-        const [start, stop] = second === undefined ? [0, first] : [first, second];
-        if (step === 0) this.fail('range() step must not be 0', at);
-        return { kind: 'sweep', sweep: { type: 'range', start, stop, step, values: rangeValues(start, stop, step, this.text) } };
-      }
-      case 'glob': {
-        allowNamed(['include', 'exclude']);
-        const include = named.get('include') ?? positional[0];
-        const exclude = named.get('exclude') ?? positional[1];
-        if (positional.length > 2) this.fail('glob() takes include and exclude', at);
-        const patterns = (p: Parsed | undefined, label: string): string[] => {
-          if (p === undefined) return [];
-          if (p.kind === 'value' && typeof p.value === 'string') return [p.value];
-          if (p.kind === 'value' && Array.isArray(p.value) && p.value.every((v) => typeof v === 'string')) return p.value as string[];
-          return this.fail(`glob() ${label} must be a pattern or a list of patterns`, at);
-        };
-        const inc = patterns(include, 'include');
-        if (inc.length === 0) this.fail('glob() needs an include pattern, e.g. glob(*)', at);
-        return { kind: 'sweep', sweep: { type: 'glob', include: inc, exclude: patterns(exclude, 'exclude'), values: [] } };
-      }
-      case 'sort': {
-        allowNamed(['reverse', 'sweep', 'list']);
-        const reverseArg = named.get('reverse');
-        const reverse = reverseArg === undefined ? false : reverseArg.kind === 'value' && reverseArg.value === true;
-        const source = named.get('sweep') ?? named.get('list');
-        const items = source ? [source] : positional;
-        if (items.length === 1 && items[0]!.kind === 'value' && Array.isArray(items[0]!.value)) {
-          return { kind: 'value', value: sortValues(items[0]!.value as unknown[], reverse) };
-        }
-        if (items.length === 1 && items[0]!.kind === 'value') return items[0]!;
-        const values = items.flatMap((p) => (p.kind === 'sweep' ? [...sweepValues(p.sweep, (m) => this.fail(m, at))] : [p.value]));
-        return { kind: 'sweep', sweep: { type: 'choice', values: sortValues(values, reverse) } };
-      }
-      default: {
-        // Casts: int, float, str, bool — applied to values, lists, mappings and sweeps (Hydra's rules).
-        allowNamed(['value']);
-        const arg = named.get('value') ?? positional[0];
-        if (arg === undefined || positional.length > 1) this.fail(`${name}() takes one value`, at);
-        const cast = (v: unknown): unknown => castValue(name, v, (m) => this.fail(m, at));
-        if (arg.kind === 'value') return { kind: 'value', value: cast(arg.value) };
-        if (arg.sweep.type === 'glob') this.fail(`${name}() cannot cast a glob`, at);
-        if (arg.sweep.type === 'range' && (name === 'str' || name === 'bool')) this.fail(`${name}() cannot cast a range`, at);
-        return { kind: 'sweep', sweep: { type: 'choice', values: arg.sweep.values.map(cast) } };
-      }
-    }
-  }
-}
-
-function sweepValues(sweep: SweepSpec, fail: (message: string) => never): readonly unknown[] {
-  if (sweep.type === 'glob') return fail('a glob cannot be nested in another function');
-  return sweep.values;
-}
-
-function sortValues(values: unknown[], reverse: boolean): unknown[] {
-  const sorted = [...values].sort((a, b) => {
-    if (typeof a === 'number' && typeof b === 'number') return a - b;
-    return String(a).localeCompare(String(b));
-  });
-  return reverse ? sorted.reverse() : sorted;
-}
-
-function decimalsOf(value: number): number {
-  const text = String(value);
-  const exp = /e-(\d+)$/.exec(text);
-  if (exp) return Number(exp[1]) + (text.split('e')[0]!.split('.')[1]?.length ?? 0);
-  return text.split('.')[1]?.length ?? 0;
-}
-
-/** r[i] = start + i·step while r[i] < stop (or > stop for a negative step); floats rounded to the inputs' decimals. */
-function rangeValues(start: number, stop: number, step: number, text: string): number[] {
-  const decimals = Math.max(decimalsOf(start), decimalsOf(step));
-  const count = Math.max(0, Math.ceil((stop - start) / step - 1e-12));
-  if (count > 100_000) {
-    throw new ConfigError('bad-override', `bad override "${text}": range() would produce ${count} values; a sweep that large is almost certainly a mistake.`);
-  }
-  const out: number[] = [];
-  for (let i = 0; i < count; i += 1) {
-    const value = start + i * step;
-    out.push(decimals === 0 ? value : Number(value.toFixed(decimals)));
-  }
-  return out;
-}
-
-function castValue(name: string, value: unknown, fail: (message: string) => never): unknown {
-  if (Array.isArray(value)) return value.map((v) => castValue(name, v, fail));
-  if (isMapping(value)) {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) setOwn(out, k, castValue(name, v, fail));
-    return out;
-  }
-  switch (name) {
-    case 'int': {
-      if (typeof value === 'boolean') return value ? 1 : 0;
-      if (typeof value === 'number' && Number.isFinite(value)) return Math.trunc(value);
-      if (typeof value === 'string' && INT_RE.test(value)) return Number(value.replaceAll('_', ''));
-      return fail(`int() cannot convert ${JSON.stringify(value)}`);
-    }
-    case 'float': {
-      if (typeof value === 'boolean') return value ? 1 : 0;
-      if (typeof value === 'number') return value;
-      if (typeof value === 'string' && (INT_RE.test(value) || FLOAT_RE.test(value))) return typeScalar(value);
-      return fail(`float() cannot convert ${JSON.stringify(value)}`);
-    }
-    case 'str':
-      return typeof value === 'string' ? value : formatScalar(value);
-    case 'bool': {
-      if (typeof value === 'boolean') return value;
-      if (typeof value === 'number') return value !== 0;
-      if (typeof value === 'string' && /^(true|false)$/i.test(value)) return value.toLowerCase() === 'true';
-      return fail(`bool() cannot convert ${JSON.stringify(value)}`);
-    }
-    default:
-      return fail(`unknown cast ${name}()`);
-  }
 }
 
 /** Parses one override; malformed text is a ConfigError `bad-override` naming the override, the column and the accepted forms. */
@@ -613,26 +452,6 @@ export function parseOverride(text: string): Override {
 /** Parses every override, in order. */
 export function parseOverrides(texts: readonly string[]): Override[] {
   return texts.map(parseOverride);
-}
-
-/**
- * The concrete values an override stands for: its single value, or every value of its sweep.
- * A glob sweep needs the options of its config group (`groupOptions`).
- */
-export function expandSweep(override: Override, groupOptions?: readonly string[]): unknown[] {
-  if (!override.sweep) return override.value === undefined ? [] : [override.value];
-  const { sweep } = override;
-  if (sweep.type !== 'glob') return [...sweep.values];
-  if (!groupOptions) {
-    throw new ConfigError('bad-override', `"${override.text}": glob() selects options of a config group, but no options were given for "${override.key}".`);
-  }
-  const matches = (patterns: readonly string[], option: string): boolean => patterns.some((p) => globToRegExp(p).test(option));
-  return [...groupOptions].sort().filter((o) => matches(sweep.include, o) && !matches(sweep.exclude, o));
-}
-
-function globToRegExp(pattern: string): RegExp {
-  const body = [...pattern].map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\]/g, '\\$&'))).join('');
-  return new RegExp(`^${body}$`);
 }
 
 /** The same override with one concrete value, as text (`a=1,2` → `a=1`), for a sweep cell. */
@@ -654,40 +473,3 @@ function formatKey(path: readonly KeySegment[]): string {
     .join('');
 }
 
-function formatScalar(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value === 'number') {
-    if (Number.isNaN(value)) return 'nan';
-    if (value === Infinity) return 'inf';
-    if (value === -Infinity) return '-inf';
-    return String(value);
-  }
-  return String(value);
-}
-
-/** Override-grammar text for a value; parseOverride(`k=${formatValue(v)}`).value deep-equals v. */
-export function formatValue(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(formatValue).join(',')}]`;
-  if (isMapping(value)) {
-    const entries = Object.entries(value).map(([k, v]) => `${/^[A-Za-z0-9_./+*%@?|$-]+$/.test(k) ? k : quote(k)}:${formatValue(v)}`);
-    return `{${entries.join(',')}}`;
-  }
-  if (typeof value !== 'string') return formatScalar(value);
-  const bare = value !== '' && typeScalar(value) === value && /^[A-Za-z0-9_./+*%@?|$-](?:[A-Za-z0-9_./+*%@?|$ :-]*[A-Za-z0-9_./+*%@?|$:-])?$/.test(value) && !value.includes('${');
-  return bare ? value : quote(value);
-}
-
-function quote(value: string): string {
-  let out = "'";
-  let backslashes = 0;
-  for (const c of value) {
-    if (c === '\\') {
-      backslashes += 1;
-      continue;
-    }
-    // Backslashes right before a quote are doubled so they stay backslashes.
-    out += c === "'" ? `${'\\'.repeat(backslashes * 2)}\\'` : `${'\\'.repeat(backslashes)}${c}`;
-    backslashes = 0;
-  }
-  return `${out}${'\\'.repeat(backslashes * 2)}'`;
-}
