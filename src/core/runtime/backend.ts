@@ -163,7 +163,16 @@ export function initRuntime(section: RuntimeSection, opts: InitRuntimeOptions): 
   return info;
 }
 
+function blasNeedsWasm(): BackendError {
+  return new BackendError('blas-needs-wasm', '"on" needs the wasm backend (the BLAS kernels replace wasm matmuls), but the backend is cpu.', {
+    where: { key: 'runtime.blas' },
+    hint: 'Set runtime.backend: wasm (or auto), or runtime.blas: auto|off.',
+  });
+}
+
 async function apply(section: RuntimeSection, opts: InitRuntimeOptions, env: Readonly<Record<string, string | undefined>>): Promise<RuntimeInfo> {
+  // Contradictory settings fail before anything global changes.
+  if (section.blas === 'on' && section.backend === 'cpu') throw blasNeedsWasm();
   const candidates = findBackends();
   const plan = backendPlan(section.backend, candidates);
   const skipped: string[] = candidates.filter((c) => !c.installed && (section.backend === 'auto' || c.name.startsWith(section.backend))).map((c) => c.note);
@@ -207,12 +216,7 @@ async function configureKernels(
 ): Promise<BlasStatus> {
   if (backend !== 'wasm') {
     restoreStockMatMulGrad();
-    if (section.blas === 'on' && backend === 'cpu') {
-      throw new BackendError('blas-needs-wasm', '"on" needs the wasm backend (the BLAS kernels replace wasm matmuls), but the backend is cpu.', {
-        where: { key: 'runtime.blas' },
-        hint: 'Set runtime.backend: wasm (or auto), or runtime.blas: auto|off.',
-      });
-    }
+    if (section.blas === 'on' && backend === 'cpu') throw blasNeedsWasm();
     return { active: false, reason: backend === 'tensorflow' ? 'not needed: the tensorflow backend has native kernels' : 'only used with the wasm backend' };
   }
   if (section.blas === 'off') {
