@@ -12,7 +12,9 @@
  *   nystrom-attention version TransMIL pins and its published numbers) keeps the first L rows, `fixed` (0.0.10+,
  *   MHIM-MIL) the last L. The three PPEG convolutions run as one 7×7 depthwise conv with the summed kernels and the
  *   identity at the centre (equal in exact arithmetic). Padding tokens stay in the sequence; only the class token is
- *   read. PyTorch default init, class token N(0, 1). Dims are options so reference fixtures stay small.
+ *   read; under the pinned alignment the class token (row 0) reads the output of a zero padding row, so layer 2's
+ *   value-residual conv gets no gradient unless the padding is ≤ 16 rows (declared in `inertParameters`). PyTorch
+ *   default init, class token N(0, 1). Dims are options so reference fixtures stay small.
  * Checked against: test/reference/transmil.py → test/reference/fixtures/transmil*.safetensors
  */
 import * as tf from '@tensorflow/tfjs';
@@ -92,6 +94,7 @@ class PositionalEncoding extends Module {
 class TransmilAggregator extends Module implements Aggregator {
   readonly embeddingDim: number;
   readonly torchNaming: TorchNaming = { classifierPrefix: '_fc2', renames: [['^_fc2\\.fc\\.', '_fc2.']] };
+  readonly inertParameters: readonly string[];
   private readonly fc1: Linear;
   private readonly clsToken: tf.Variable;
   private readonly layer1: TransLayer;
@@ -113,6 +116,9 @@ class TransmilAggregator extends Module implements Aggregator {
     this.layer1 = this.addModule('layer1', new TransLayer(nystrom, ctx.rng.fork('layer1')));
     this.layer2 = this.addModule('layer2', new TransLayer(nystrom, ctx.rng.fork('layer2')));
     this.norm = this.addModule('norm', new LayerNorm(embedDim));
+    // Pinned alignment: only the class token of layer 2 is read, and it sits on a zero padding row whose value
+    // residual sums zeros whenever the padding exceeds half the kernel (all but a few sequence lengths).
+    this.inertParameters = options.nystromAlignment === 'pinned-0.0.9' && options.residualKernel > 0 ? ['layer2.attn.res_conv.weight'] : [];
   }
 
   forward(bag: Bag, io: ForwardIO): AggregatorOutput {

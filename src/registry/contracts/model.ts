@@ -77,6 +77,12 @@ export interface Aggregator extends Module {
    * optimizer step (DTFD-MIL clips DimReduction, tier-1 attention, tier-1 classifier and tier 2 at 5 each).
    */
   readonly gradientClipGroups?: readonly GradientClipGroup[];
+  /**
+   * Aggregator-relative keys of parameters that, with the current options, get zero gradient by construction for
+   * almost every bag (a faithful quirk of the original, e.g. TransMIL's layer-2 value-residual conv under the pinned
+   * Nyström alignment). Documentation for users and the contract test's gradient check; nothing else reads it.
+   */
+  readonly inertParameters?: readonly string[];
 }
 
 /** Maps milkit state-dict keys to the original implementation's (checkpoint exchange, `milkit weights`). */
