@@ -17,20 +17,18 @@
  */
 import { z } from 'zod';
 import {
-  definePlugin,
-  Rng,
-  GeneratedBagSource,
-  addToRow,
-  balancedLabels,
-  clusteredRegion,
-  drawCount,
-  logUniform,
-  orthonormalRows,
-  renderThumbs,
   applyDeclaredLabels,
-  subtractProjection,
-  tissueGrid,
+  balancedLabels,
+  combineBasis,
+  definePlugin,
+  drawCount,
+  GeneratedBagSource,
+  generateLesionBag,
+  lesionStructure,
+  logUniform,
+  Rng,
   type BagData,
+  type LesionStructure,
   type SlideRecord,
 } from '../../src/registry/index.js';
 
@@ -95,57 +93,20 @@ function makeTable(options: SyntheticCamelyonOptions, root: Rng): SlideRecord[] 
   return slides;
 }
 
-/** Dataset-level structure shared by all slides: the signal subspace and background prototypes. */
-function makeStructure(options: SyntheticCamelyonOptions, root: Rng): { basis: Float32Array[]; tumorDirection: Float32Array; prototypes: Float32Array[] } {
-  const d = options.featureDim;
-  const basis = orthonormalRows(options.signalDim, d, root.fork('signal-basis'));
-  const tumorDirection = new Float32Array(d);
-  for (const b of basis) for (let j = 0; j < d; j += 1) tumorDirection[j] = (tumorDirection[j] as number) + (b[j] as number) / Math.sqrt(basis.length);
-  const protoRng = root.fork('prototypes');
-  const prototypes = Array.from({ length: options.backgroundTypes }, () => {
-    const p = protoRng.normalArray(d);
-    for (const b of basis) subtractProjection(p, b);
-    const norm = Math.hypot(...p) || 1;
-    // Prototypes sit at distance 2 from the origin: tissue types differ more than the noise, less than tumour.
-    for (let j = 0; j < d; j += 1) p[j] = (2 * (p[j] as number)) / norm;
-    return p;
-  });
-  return { basis, tumorDirection, prototypes };
-}
-
-function generateSlide(slide: SlideRecord, options: SyntheticCamelyonOptions, structure: ReturnType<typeof makeStructure>, root: Rng): BagData {
-  const rng = root.fork(`bag/${slide.slideId}`);
-  const n = Number(slide.meta['num_instances']);
-  const k = Number(slide.meta['tumor_instances']);
-  const d = options.featureDim;
-  const grid = tissueGrid(n, rng.fork('grid'));
-  const instanceLabels = clusteredRegion(grid.cells, k, rng.fork('lesion'));
-  const noise = rng.fork('features');
-  const features = noise.normalArray(n * d);
-  const offset = noise.normalArray(d, 0, options.slideShift);
-  const mixLogits = Array.from({ length: structure.prototypes.length }, () => noise.normal());
-  const mixMax = Math.max(...mixLogits);
-  const mix = mixLogits.map((v) => Math.exp(v - mixMax));
-  const mixTotal = mix.reduce((a, b) => a + b, 0);
-  for (let i = 0; i < n; i += 1) {
-    let u = noise.next() * mixTotal;
-    let type = 0;
-    while (type < mix.length - 1 && u >= (mix[type] as number)) u -= mix[type++] as number;
-    addToRow(features, d, i, structure.prototypes[type] as Float32Array, 1);
-    addToRow(features, d, i, offset, 1);
-    if (instanceLabels[i] === 1) {
-      addToRow(features, d, i, structure.tumorDirection, options.signalStrength);
-      for (const b of structure.basis) addToRow(features, d, i, b, 0.5 * noise.normal());
-    }
-  }
-  const bag: { -readonly [K in keyof BagData]: BagData[K] } = { slideId: slide.slideId, n, d, features, coords: grid.coords, instanceLabels };
-  if (options.thumbs) {
-    const thumbRng = rng.fork('thumbs');
-    const signal = new Float32Array(n);
-    for (let i = 0; i < n; i += 1) signal[i] = options.thumbSignal * (instanceLabels[i] as number) + 0.25 * Math.abs(thumbRng.normal());
-    bag.thumbs = renderThumbs(signal, thumbRng);
-  }
-  return bag;
+function generateSlide(slide: SlideRecord, options: SyntheticCamelyonOptions, structure: LesionStructure, tumorShift: Float32Array, root: Rng): BagData {
+  return generateLesionBag(
+    {
+      slideId: slide.slideId,
+      n: Number(slide.meta['num_instances']),
+      lesionInstances: Number(slide.meta['tumor_instances']),
+      lesionShift: tumorShift,
+      lesionJitter: 0.5,
+      slideShift: options.slideShift,
+      ...(options.thumbs ? { thumbSignal: options.thumbSignal } : {}),
+    },
+    structure,
+    root.fork(`bag/${slide.slideId}`),
+  );
 }
 
 export default definePlugin({
@@ -158,7 +119,9 @@ export default definePlugin({
   create: async (options, ctx) => {
     const root = new Rng(`synthetic-camelyon/${options.seed ?? ctx.seed}`);
     const table = applyDeclaredLabels(makeTable(options, root), CLASS_NAMES, ctx.labelMap, ctx.logger);
-    const structure = makeStructure(options, root);
-    return new GeneratedBagSource(table.slides, options.featureDim, table.classNames, (slide) => generateSlide(slide, options, structure, root), ctx.cacheBytes ?? 512 * 1024 ** 2, 'synthetic-camelyon');
+    const structure = lesionStructure(options.featureDim, options.signalDim, options.backgroundTypes, root);
+    // Tumour shift: a along the unit diagonal of the signal subspace.
+    const tumorShift = combineBasis(structure.basis, structure.basis.map(() => 1 / Math.sqrt(options.signalDim)), options.signalStrength);
+    return new GeneratedBagSource(table.slides, options.featureDim, table.classNames, (slide) => generateSlide(slide, options, structure, tumorShift, root), ctx.cacheBytes ?? 512 * 1024 ** 2, 'synthetic-camelyon');
   },
 });

@@ -3,10 +3,11 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import type { BagData, BagSource, DatasetContext, SlideRecord } from '../../registry/contracts/data.js';
+import type { BagData, BagSource, DatasetContext, LabelHierarchy, SlideRecord } from '../../registry/contracts/data.js';
 import { DataError } from '../errors.js';
 import { checkBag } from './bags.js';
 import { ByteLruCache, bagBytes } from './cache.js';
+import { deriveHierarchy } from './labels.js';
 import { readH5Arrays, readH5Bag, readNpyArray, readNpyBag, readSafetensorsBag, thumbsFromArray, type BagKeys, type HostArray } from './readers.js';
 import { readSlideTable, type SlideTableColumns } from './slide-table.js';
 
@@ -37,6 +38,7 @@ export class FeatureFolderSource implements BagSource {
   private readonly files = new Map<string, string>();
   /** D: set by openFeatureFolder from the files. */
   featureDim = 0;
+  readonly hierarchy?: LabelHierarchy;
 
   constructor(
     readonly slides: readonly SlideRecord[],
@@ -45,6 +47,8 @@ export class FeatureFolderSource implements BagSource {
     cacheBytes: number,
   ) {
     this.cache = new ByteLruCache<BagData>(cacheBytes, bagBytes);
+    const hierarchy = deriveHierarchy(slides, classNames);
+    if (hierarchy !== undefined) this.hierarchy = hierarchy;
   }
 
   /** The file a slide reads from (for `auto`, the first existing extension, else the h5 name). */

@@ -72,3 +72,29 @@ export function applyDeclaredLabels<S extends { readonly label: number; readonly
     classNames: [...map.classNames],
   };
 }
+
+/**
+ * The coarse classes above the labels, read from a slide-table column (`coarse_label`): coarse names sorted,
+ * and every fine class must sit in exactly one coarse class. Undefined when no slide has the column.
+ */
+export function deriveHierarchy(
+  slides: ReadonlyArray<{ readonly slideId: string; readonly label: number; readonly meta: Readonly<Record<string, string>> }>,
+  classNames: readonly string[],
+  column = 'coarse_label',
+): { coarseNames: string[]; fineToCoarse: number[] } | undefined {
+  if (!slides.some((s) => (s.meta[column] ?? '') !== '')) return undefined;
+  const coarseOf = new Map<number, { name: string; slideId: string }>();
+  for (const s of slides) {
+    const name = s.meta[column] ?? '';
+    if (name === '') throw new DataError('missing-coarse-label', `slide "${s.slideId}" has an empty ${column} while other slides have one.`, { hint: `Fill in ${column} for every slide or drop the column.` });
+    const seen = coarseOf.get(s.label);
+    if (seen !== undefined && seen.name !== name) {
+      throw new DataError('inconsistent-hierarchy', `class "${classNames[s.label]}" sits under two ${column} values: "${seen.name}" (slide "${seen.slideId}") and "${name}" (slide "${s.slideId}").`, {
+        hint: 'Each fine label must belong to exactly one coarse label.',
+      });
+    }
+    coarseOf.set(s.label, { name, slideId: s.slideId });
+  }
+  const coarseNames = [...new Set([...coarseOf.values()].map((v) => v.name))].sort();
+  return { coarseNames, fineToCoarse: classNames.map((_, c) => (coarseOf.has(c) ? coarseNames.indexOf((coarseOf.get(c) as { name: string }).name) : -1)) };
+}

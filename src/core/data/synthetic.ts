@@ -1,7 +1,7 @@
 // Building blocks of the synthetic benchmark datasets: a tissue-shaped patch grid, spatially clustered
 // lesions, a low-dimensional signal subspace, H&E-coloured 16×16 thumbnails, and a lazy in-memory source.
 // Every draw comes from an Rng stream named after the slide, so a slide's bag never depends on load order.
-import type { BagData, BagSource, SlideRecord } from '../../registry/contracts/data.js';
+import type { BagData, BagSource, LabelHierarchy, SlideRecord } from '../../registry/contracts/data.js';
 import { DataError } from '../errors.js';
 import type { Rng } from '../runtime/random.js';
 import { ByteLruCache, bagBytes } from './cache.js';
@@ -177,6 +177,7 @@ export function balancedLabels(count: number, fractions: readonly number[], rng:
 export class GeneratedBagSource implements BagSource {
   private readonly cache: ByteLruCache<BagData>;
   private readonly byId: ReadonlyMap<string, SlideRecord>;
+  readonly hierarchy?: LabelHierarchy;
 
   constructor(
     readonly slides: readonly SlideRecord[],
@@ -185,7 +186,9 @@ export class GeneratedBagSource implements BagSource {
     private readonly generate: (slide: SlideRecord) => BagData,
     cacheBytes: number,
     private readonly datasetName: string,
+    hierarchy?: LabelHierarchy,
   ) {
+    if (hierarchy !== undefined) this.hierarchy = hierarchy;
     this.cache = new ByteLruCache<BagData>(cacheBytes, bagBytes);
     this.byId = new Map(slides.map((s) => [s.slideId, s] as const));
   }
@@ -202,4 +205,91 @@ export class GeneratedBagSource implements BagSource {
     this.cache.clear();
     return Promise.resolve();
   }
+}
+
+/** Dataset-level geometry of a lesion benchmark: background tissue prototypes (⊥ the signal subspace). */
+export interface LesionStructure {
+  readonly featureDim: number;
+  /** [s, D] orthonormal signal directions; lesion shifts live in their span. */
+  readonly basis: readonly Float32Array[];
+  /** Normal-tissue prototypes, orthogonal to the basis, norm 2. */
+  readonly prototypes: readonly Float32Array[];
+}
+
+/** Draws the signal basis and `backgroundTypes` prototypes orthogonal to it. */
+export function lesionStructure(featureDim: number, signalDim: number, backgroundTypes: number, rng: Rng): LesionStructure {
+  const basis = orthonormalRows(signalDim, featureDim, rng.fork('signal-basis'));
+  const protoRng = rng.fork('prototypes');
+  const prototypes = Array.from({ length: backgroundTypes }, () => {
+    const p = protoRng.normalArray(featureDim);
+    for (const b of basis) subtractProjection(p, b);
+    const norm = Math.hypot(...p) || 1;
+    // Norm 2: tissue types differ more than the unit instance noise, less than a strong lesion shift.
+    for (let j = 0; j < featureDim; j += 1) p[j] = (2 * (p[j] as number)) / norm;
+    return p;
+  });
+  return { featureDim, basis, prototypes };
+}
+
+export interface LesionBagSpec {
+  readonly slideId: string;
+  readonly n: number;
+  /** Lesion size k (instances nearest a random seed cell). */
+  readonly lesionInstances: number;
+  /** [D] mean shift of lesion instances. */
+  readonly lesionShift: Float32Array;
+  /** Std of per-instance jitter of lesion instances along each basis direction. */
+  readonly lesionJitter: number;
+  /** σ_o of the per-slide offset. */
+  readonly slideShift: number;
+  /** Thumbnail cue strength in [0, 1]; undefined = no thumbnails. */
+  readonly thumbSignal?: number;
+}
+
+/**
+ * One synthetic bag: x_n = p_{t(n)} + o + ε_n + y_n (shift + jitter·B ξ_n) on a tissue grid, y the compact
+ * lesion mask; thumbnails carry y weakly. Every draw comes from `rng` forks named by purpose.
+ */
+export function generateLesionBag(spec: LesionBagSpec, structure: LesionStructure, rng: Rng): BagData {
+  const { n } = spec;
+  const d = structure.featureDim;
+  const grid = tissueGrid(n, rng.fork('grid'));
+  const instanceLabels = clusteredRegion(grid.cells, spec.lesionInstances, rng.fork('lesion'));
+  const noise = rng.fork('features');
+  const features = noise.normalArray(n * d);
+  const offset = noise.normalArray(d, 0, spec.slideShift);
+  const mixLogits = Array.from({ length: structure.prototypes.length }, () => noise.normal());
+  const mixMax = Math.max(...mixLogits);
+  const mix = mixLogits.map((v) => Math.exp(v - mixMax));
+  const mixTotal = mix.reduce((a, b) => a + b, 0);
+  for (let i = 0; i < n; i += 1) {
+    let u = noise.next() * mixTotal;
+    let type = 0;
+    while (type < mix.length - 1 && u >= (mix[type] as number)) u -= mix[type++] as number;
+    addToRow(features, d, i, structure.prototypes[type] as Float32Array, 1);
+    addToRow(features, d, i, offset, 1);
+    if (instanceLabels[i] === 1) {
+      addToRow(features, d, i, spec.lesionShift, 1);
+      for (const b of structure.basis) addToRow(features, d, i, b, spec.lesionJitter * noise.normal());
+    }
+  }
+  const bag: { -readonly [K in keyof BagData]: BagData[K] } = { slideId: spec.slideId, n, d, features, coords: grid.coords, instanceLabels };
+  if (spec.thumbSignal !== undefined) {
+    const thumbRng = rng.fork('thumbs');
+    const signal = new Float32Array(n);
+    for (let i = 0; i < n; i += 1) signal[i] = spec.thumbSignal * (instanceLabels[i] as number) + 0.25 * Math.abs(thumbRng.normal());
+    bag.thumbs = renderThumbs(signal, thumbRng);
+  }
+  return bag;
+}
+
+/** a·Σ_k w_k b_k for weights over basis rows (a lesion shift direction). */
+export function combineBasis(basis: readonly Float32Array[], weights: readonly number[], scale: number): Float32Array {
+  const d = basis[0]?.length ?? 0;
+  const out = new Float32Array(d);
+  weights.forEach((w, k) => {
+    const b = basis[k];
+    if (b !== undefined && w !== 0) for (let j = 0; j < d; j += 1) out[j] = (out[j] as number) + scale * w * (b[j] as number);
+  });
+  return out;
 }

@@ -29,12 +29,21 @@ export interface BagData {
   readonly instanceLabels?: Uint8Array;
 }
 
+/** Two-level label hierarchy (HMIL on BRACS): slide labels are fine classes, each inside one coarse class. */
+export interface LabelHierarchy {
+  readonly coarseNames: readonly string[];
+  /** Coarse class index of each fine class (indexed by label). */
+  readonly fineToCoarse: readonly number[];
+}
+
 export interface BagSource {
   readonly slides: readonly SlideRecord[];
   /** D of every bag (validated). */
   readonly featureDim: number;
   /** Class names indexed by label. */
   readonly classNames: readonly string[];
+  /** Coarse classes above the labels, for hierarchical tasks (synthetic-hierarchical, tables with coarse_label). */
+  readonly hierarchy?: LabelHierarchy;
   /** Loads one slide's bag (cached by the source within its byte budget). */
   load(slideId: string): Promise<BagData>;
   /** The file a slide's bag is read from, named in validation messages (file-backed sources). */

@@ -1,0 +1,116 @@
+/**
+ * Synthetic NSCLC-like subtyping (dataset/synthetic-subtyping)
+ * Paper: modelled on TCGA-NSCLC LUAD vs LUSC subtyping as used by CLAM (Lu et al., Nat. Biomed. Eng. 2021),
+ *   TransMIL and HDMIL (methods.md §1.2 label map); no TCGA data is used.
+ * Implements: two classes; every slide holds one large tumour region (40–90% of the instances by default) whose
+ *   instances are shifted by x ← x + a·b_1 ± σ_s·b_2 (sign = subtype) inside a signal subspace B; the rest is
+ *   normal tissue (prototypes ⊥ B), as in dataset/synthetic-camelyon
+ * Symbols: a `signalStrength` (tumour vs normal) · σ_s `subtypeStrength` (LUAD vs LUSC) · instanceLabels [N]
+ *   = tumour mask (informative instances) · coords [N, 2] · thumbs [N, 16, 16, 3]
+ * Choices: class names follow HDMIL's map (TCGA-LUSC=0, TCGA-LUAD=1); most instances are informative, so mean
+ *   pooling works well here, unlike the Camelyon-like task; a `split` column (train/test) is stratified by label
+ * Checked against: subtype separation and determinism in test/plugins/datasets/synthetic-datasets.test.ts
+ */
+import { z } from 'zod';
+import {
+  applyDeclaredLabels,
+  balancedLabels,
+  combineBasis,
+  definePlugin,
+  drawCount,
+  GeneratedBagSource,
+  generateLesionBag,
+  lesionStructure,
+  Rng,
+  type SlideRecord,
+} from '../../src/registry/index.js';
+
+export const SyntheticSubtypingOptions = z
+  .strictObject({
+    slides: z.int().min(4).default(80).describe('number of slides'),
+    luadFraction: z.number().gt(0).lt(1).default(0.5).describe('fraction of cases of subtype TCGA-LUAD (class 1)'),
+    slidesPerCase: z.int().min(1).default(1).describe('slides per patient (case_id)'),
+    instances: z.tuple([z.int().min(1), z.int().min(1)]).default([100, 500]).describe('[min, max] instances N per slide (uniform)'),
+    featureDim: z.int().min(2).default(64).describe('D: feature width'),
+    signalDim: z.int().min(2).default(4).describe('s: rank of the signal subspace (≥ 2: tumour and subtype axes)'),
+    signalStrength: z.number().min(0).default(2).describe('a: shift of tumour instances along the tumour axis'),
+    subtypeStrength: z.number().min(0).default(1.5).describe('σ_s: ± shift of tumour instances along the subtype axis'),
+    tumorFraction: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.4, 0.9]).describe('[min, max] tumour fraction of a slide (uniform)'),
+    backgroundTypes: z.int().min(1).default(4).describe('number of normal tissue prototypes'),
+    slideShift: z.number().min(0).default(0.2).describe('σ_o: std of the per-slide feature offset'),
+    thumbs: z.boolean().default(true).describe('generate 16×16 RGB thumbnails per instance'),
+    thumbSignal: z.number().min(0).max(1).default(0.3).describe('strength of the tumour cue in the thumbnails'),
+    officialTestFraction: z.number().min(0).lt(1).default(0.2).describe('fraction of cases marked split=test'),
+    seed: z.int().min(0).optional().describe('data seed; defaults to the experiment seed'),
+  })
+  .check((ctx) => {
+    if (ctx.value.instances[0] > ctx.value.instances[1]) ctx.issues.push({ code: 'custom', input: ctx.value.instances, path: ['instances'], message: 'min > max' });
+    if (ctx.value.tumorFraction[0] > ctx.value.tumorFraction[1]) ctx.issues.push({ code: 'custom', input: ctx.value.tumorFraction, path: ['tumorFraction'], message: 'min > max' });
+    if (ctx.value.signalDim > ctx.value.featureDim) ctx.issues.push({ code: 'custom', input: ctx.value.signalDim, path: ['signalDim'], message: 'signalDim exceeds featureDim' });
+  });
+export type SyntheticSubtypingOptions = z.output<typeof SyntheticSubtypingOptions>;
+
+const CLASS_NAMES = ['TCGA-LUSC', 'TCGA-LUAD'] as const;
+
+function makeTable(options: SyntheticSubtypingOptions, root: Rng): SlideRecord[] {
+  const rng = root.fork('table');
+  const numCases = Math.ceil(options.slides / options.slidesPerCase);
+  const caseLabels = balancedLabels(numCases, [1 - options.luadFraction, options.luadFraction], rng.fork('labels'));
+  const testCases = new Set<number>();
+  for (let label = 0; label < 2; label += 1) {
+    const ofLabel = caseLabels.flatMap((l, i) => (l === label ? [i] : []));
+    for (const i of rng.fork(`official-test/${label}`).shuffle(ofLabel).slice(0, Math.round(ofLabel.length * options.officialTestFraction))) testCases.add(i);
+  }
+  const digits = String(options.slides - 1).length;
+  return Array.from({ length: options.slides }, (_, s) => {
+    const caseIndex = Math.floor(s / options.slidesPerCase);
+    const label = caseLabels[caseIndex] as number;
+    const slideRng = rng.fork(`slide/${s}`);
+    const n = drawCount(options.instances[0], options.instances[1], slideRng);
+    const fraction = options.tumorFraction[0] + slideRng.next() * (options.tumorFraction[1] - options.tumorFraction[0]);
+    return {
+      slideId: `nsclc-${String(s).padStart(digits, '0')}`,
+      caseId: `case-${String(caseIndex).padStart(digits, '0')}`,
+      label,
+      labelName: CLASS_NAMES[label] as string,
+      meta: { split: testCases.has(caseIndex) ? 'test' : 'train', num_instances: String(n), tumor_instances: String(Math.min(n, Math.max(1, Math.round(fraction * n)))) },
+    };
+  });
+}
+
+export default definePlugin({
+  kind: 'dataset',
+  name: 'synthetic-subtyping',
+  summary: 'binary NSCLC-like subtyping: large tumour regions whose features carry the subtype',
+  options: SyntheticSubtypingOptions,
+  capabilities: { instanceLabels: true, thumbs: true, coords: true },
+  create: async (options, ctx) => {
+    const root = new Rng(`synthetic-subtyping/${options.seed ?? ctx.seed}`);
+    const table = applyDeclaredLabels(makeTable(options, root), CLASS_NAMES, ctx.labelMap, ctx.logger);
+    const structure = lesionStructure(options.featureDim, options.signalDim, options.backgroundTypes, root);
+    // Subtype c: a along b_1 (tumour), ∓σ_s along b_2 (LUSC −, LUAD +).
+    const shifts = CLASS_NAMES.map((_, c) => combineBasis(structure.basis, [options.signalStrength, (c === 1 ? 1 : -1) * options.subtypeStrength], 1));
+    return new GeneratedBagSource(
+      table.slides,
+      options.featureDim,
+      table.classNames,
+      (slide) =>
+        generateLesionBag(
+          {
+            slideId: slide.slideId,
+            n: Number(slide.meta['num_instances']),
+            lesionInstances: Number(slide.meta['tumor_instances']),
+            // The shift follows the subtype name, so a declared label map cannot swap the biology.
+            lesionShift: shifts[CLASS_NAMES.indexOf(slide.labelName as (typeof CLASS_NAMES)[number])] as Float32Array,
+            lesionJitter: 0.5,
+            slideShift: options.slideShift,
+            ...(options.thumbs ? { thumbSignal: options.thumbSignal } : {}),
+          },
+          structure,
+          root.fork(`bag/${slide.slideId}`),
+        ),
+      ctx.cacheBytes ?? 512 * 1024 ** 2,
+      'synthetic-subtyping',
+    );
+  },
+});
