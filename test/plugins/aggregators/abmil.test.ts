@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../../src/core/logger.js';
+import { initRuntime, RuntimeSection } from '../../../src/core/runtime/index.js';
 import { buildModel, checkFixtureParity, bagOf, io } from '../../helpers/zoo.js';
 
 beforeAll(async () => {
@@ -9,6 +11,15 @@ beforeAll(async () => {
 describe('aggregator/abmil', () => {
   it.each(['abmil-gated', 'abmil-plain'])('matches the PyTorch reference %s (eval outputs, loss, gradients)', async (name) => {
     await checkFixtureParity(name);
+  });
+
+  it('matches the PyTorch reference on the wasm backend with milkit\'s runtime kernels', async () => {
+    await initRuntime(RuntimeSection.parse({ backend: 'wasm', blasThreads: 1 }), { logger: silentLogger });
+    try {
+      await checkFixtureParity('abmil-gated');
+    } finally {
+      await tf.setBackend('cpu');
+    }
   });
 
   it('returns softmax attention [1, N] as instanceScores', async () => {

@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../../src/core/logger.js';
+import { initRuntime, RuntimeSection } from '../../../src/core/runtime/index.js';
 import { bagOf, buildModel, checkFixtureParity, io } from '../../helpers/zoo.js';
 
 beforeAll(async () => {
@@ -9,6 +11,15 @@ beforeAll(async () => {
 describe('aggregator/clam-sb and aggregator/clam-mb', () => {
   it.each(['clam-sb', 'clam-sb-subtyping', 'clam-mb', 'clam-mb-binary'])('matches the PyTorch reference %s (eval outputs, 0.7·CE + 0.3·instance loss, gradients)', async (name) => {
     await checkFixtureParity(name);
+  });
+
+  it('matches the PyTorch reference on the wasm backend with milkit\'s runtime kernels', async () => {
+    await initRuntime(RuntimeSection.parse({ backend: 'wasm', blasThreads: 1 }), { logger: silentLogger });
+    try {
+      await checkFixtureParity('clam-mb');
+    } finally {
+      await tf.setBackend('cpu');
+    }
   });
 
   it('pseudo-labels the top-k as 1 and the bottom-k as 0 for the true class, weighted 1/2k', async () => {

@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../../src/core/logger.js';
+import { initRuntime, RuntimeSection } from '../../../src/core/runtime/index.js';
 import { bagOf, buildModel, checkFixtureParity, io } from '../../helpers/zoo.js';
 
 beforeAll(async () => {
@@ -9,6 +11,15 @@ beforeAll(async () => {
 describe('aggregator/dsmil', () => {
   it.each(['dsmil', 'dsmil-passing-v', 'dsmil-single-logit'])('matches the PyTorch reference %s (eval outputs, 0.5/0.5 bag + max-instance loss, gradients)', async (name) => {
     await checkFixtureParity(name);
+  });
+
+  it('matches the PyTorch reference on the wasm backend with milkit\'s runtime kernels', async () => {
+    await initRuntime(RuntimeSection.parse({ backend: 'wasm', blasThreads: 1 }), { logger: silentLogger });
+    try {
+      await checkFixtureParity('dsmil');
+    } finally {
+      await tf.setBackend('cpu');
+    }
   });
 
   it('normalises attention over instances per class and exposes the max-instance logits', async () => {

@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../../src/core/logger.js';
+import { initRuntime, RuntimeSection } from '../../../src/core/runtime/index.js';
 import { toInt32 } from '../../../src/core/nn/safetensors.js';
 import { bagOf, buildModel, checkFixtureParity, io, type Fixture } from '../../helpers/zoo.js';
 
@@ -17,6 +19,15 @@ function permutation(fixture: Fixture): Record<string, tf.Tensor> {
 describe('aggregator/dtfd-mil', () => {
   it.each(['dtfd-afs', 'dtfd-maxmins', 'dtfd-maxs'])('matches the PyTorch reference %s (eval outputs, tier-1 + tier-2 loss, gradients with tier 2 detached)', async (name) => {
     await checkFixtureParity(name, permutation);
+  });
+
+  it('matches the PyTorch reference on the wasm backend with milkit\'s runtime kernels', async () => {
+    await initRuntime(RuntimeSection.parse({ backend: 'wasm', blasThreads: 1 }), { logger: silentLogger });
+    try {
+      await checkFixtureParity('dtfd-maxmins', permutation);
+    } finally {
+      await tf.setBackend('cpu');
+    }
   });
 
   it('declares the four clipping groups of the reference at norm 5', async () => {

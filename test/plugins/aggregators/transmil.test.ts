@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../../src/core/logger.js';
+import { initRuntime, RuntimeSection } from '../../../src/core/runtime/index.js';
 import { bagOf, buildModel, checkFixtureParity, io } from '../../helpers/zoo.js';
 
 beforeAll(async () => {
@@ -11,11 +13,36 @@ describe('aggregator/transmil', () => {
     await checkFixtureParity(name);
   });
 
+  it('matches the PyTorch reference on the wasm backend with milkit\'s runtime kernels', async () => {
+    await initRuntime(RuntimeSection.parse({ backend: 'wasm', blasThreads: 1 }), { logger: silentLogger });
+    try {
+      await checkFixtureParity('transmil');
+    } finally {
+      await tf.setBackend('cpu');
+    }
+  });
+
   it('has the published parameter count at the default size (C = 2: 2.67M)', async () => {
     const model = await buildModel({ inputDim: 1024, numClasses: 2, aggregator: { name: 'transmil' } });
     const count = model.trainableVariables().reduce((sum, v) => sum + v.size, 0);
     // fc1 524,800 + cls 512 + PPEG 44,032 + 2 × (LN 1,024 + qkv 786,432 + out 262,656 + res 264) + LN 1,024 + fc2 1,026
     expect(count).toBe(2_672_146);
+    model.dispose();
+  });
+
+  it.each([['pinned-0.0.9', true], ['fixed', false]] as const)('with %s alignment, layer 2\'s value residual is inert: %s', async (alignment, inert) => {
+    const model = await buildModel({
+      inputDim: 6, numClasses: 2, seed: 4,
+      aggregator: { name: 'transmil', embedDim: 8, heads: 2, landmarks: 16, residualKernel: 5, nystromAlignment: alignment },
+      losses: { bag: { name: 'cross-entropy', weight: 1 } },
+    });
+    const x = tf.randomNormal([10, 6], 0, 1, 'float32', 13) as tf.Tensor2D; // 17 tokens → 15 zero rows of left padding
+    const variable = new Map(model.namedTrainable()).get('aggregator.layer2.attn.res_conv.weight') as tf.Variable;
+    const { grads } = tf.variableGrads(() => model.losses(model.forward(bagOf(x, 1), io(true)), 1, 2).total, [variable]);
+    const size = tf.max(tf.abs(grads[variable.name] as tf.Tensor)).dataSync()[0] as number;
+    if (inert) expect(size).toBe(0);
+    else expect(size).toBeGreaterThan(0);
+    expect(model.aggregator.inertParameters).toEqual(inert ? ['layer2.attn.res_conv.weight'] : []);
     model.dispose();
   });
 
