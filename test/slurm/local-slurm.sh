@@ -45,7 +45,12 @@ start() {
     command -v "$tool" >/dev/null 2>&1 || [[ -x "/usr/sbin/$tool" ]] || skip "$tool is not installed (apt-get install slurm-wlm munge)"
   done
   [[ "$(id -u)" == 0 ]] || skip "the daemons need root (running as $(id -un))"
-  [[ -f /etc/munge/munge.key ]] || skip "no munge key at /etc/munge/munge.key"
+  if [[ ! -f /etc/munge/munge.key ]] && command -v mungekey >/dev/null 2>&1; then
+    # Some minimal installs skip the key the package normally generates; make one (munge-owned, mode 400).
+    mkdir -p /etc/munge
+    mungekey --create --keyfile /etc/munge/munge.key >/dev/null 2>&1 && chown munge:munge /etc/munge/munge.key && chmod 0400 /etc/munge/munge.key
+  fi
+  [[ -f /etc/munge/munge.key ]] || skip "no munge key at /etc/munge/munge.key (mungekey --create makes one)"
 
   mkdir -p "$dir/state" "$dir/spool" "$dir/log"
   local host cpus
