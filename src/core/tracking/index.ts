@@ -7,3 +7,5 @@ export { redactConfig, isSecretKeyPath, secretValuesFromEnv, scrubSecrets, REDAC
 export { MLFLOW_TAGS, MILKIT_TAGS, SYNC_TAGS } from './tags.js';
 export { MLFLOW_LIMITS, keyProblem } from './limits.js';
 export { TrackingSection, TrackingServerSection } from './schema.js';
+export { logCappedArtifact } from './artifacts.js';
+export { syncStore, type SyncOptions, type SyncReport, type RunSyncResult } from './sync.js';

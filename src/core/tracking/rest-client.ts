@@ -176,6 +176,11 @@ const toKeyValues = (values: Readonly<Record<string, string>>): KeyValue[] => Ob
 
 const RETRYABLE_NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ERR_NETWORK', 'ERR_SOCKET_CONNECTION_TIMEOUT', 'EPROTO']);
 
+const TLS_ERROR_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_UNTRUSTED', 'CERT_SIGNATURE_FAILURE',
+]);
+
 /** Milliseconds a Retry-After header asks for (seconds or an HTTP date); undefined when absent or unreadable. */
 export function parseRetryAfter(header: unknown, now = Date.now()): number | undefined {
   if (typeof header !== 'string' || header.trim() === '') return undefined;
@@ -293,6 +298,13 @@ export class MlflowRestClient {
         });
       } catch (error) {
         const code = (error as { code?: string }).code ?? '';
+        // A certificate problem does not go away by retrying.
+        if (TLS_ERROR_CODES.has(code) || /certificate|self[- ]signed/i.test(error instanceof Error ? error.message : '')) {
+          throw new TrackingError('mlflow-tls-error', `${label}: TLS check of ${this.uri} failed (${code || (error instanceof Error ? error.message : String(error))}).`, {
+            hint: 'Point MLFLOW_TRACKING_SERVER_CERT_PATH at the CA bundle that signed the server certificate, or (trusted networks only) set MLFLOW_TRACKING_INSECURE_TLS=true.',
+            cause: error,
+          });
+        }
         const reason = code === 'ECONNABORTED' || code === 'ETIMEDOUT' ? `no answer within ${this.options.timeoutMs ?? REST_DEFAULTS.timeoutMs} ms` : code || (error instanceof Error ? error.message : String(error));
         if (!RETRYABLE_NETWORK_CODES.has(code) && !axios.isAxiosError(error)) throw error;
         lastError = new MlflowUnreachableError(label, attempt + 1, reason, error);

@@ -5,7 +5,8 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { builtinManifest } from '../../../plugins/index.js';
 import { MemoryLogger } from '../../../src/core/logger.js';
-import { createTracker, localStoreRoot, resolveTrackingTarget } from '../../../src/core/tracking/index.js';
+import { createTracker, localStoreRoot, logCappedArtifact, resolveTrackingTarget } from '../../../src/core/tracking/index.js';
+import { writeFileSync } from 'node:fs';
 import { TrackingSection } from '../../../src/core/tracking/schema.js';
 import { Registry } from '../../../src/registry/index.js';
 import { parseMlruns } from '../../helpers/mlruns-parser.js';
@@ -54,6 +55,21 @@ describe('createTracker', () => {
     expect(parseMlruns(path.join(workspace, 'store-b'))[1]?.runs[0]?.tags['milkit.sync.state']).toBeUndefined();
     // Without the plugin in the registry there is no tracker: core asks the registry, it never imports plugins.
     await expect(createTracker(TrackingSection.parse({}), { registry: new Registry({}), logger: new MemoryLogger(), cwd: workspace, env: {} })).rejects.toThrow(/unknown tracker "mlflow-file"/);
+  });
+
+  it('logs a checkpoint only under the size cap, and says when it does not', async () => {
+    const workspace = tempWorkspace();
+    cwd = workspace;
+    const logger = new MemoryLogger();
+    const tracker = await createTracker(TrackingSection.parse({}), { registry: new Registry(builtinManifest()), logger, cwd: workspace, env: {} });
+    const run = await tracker.startRun({ experimentName: 'e', runName: 'r' });
+    const small = path.join(workspace, 'best.safetensors');
+    writeFileSync(small, Buffer.alloc(1000));
+    expect(await logCappedArtifact(tracker, run, small, { maxMb: 0.001, logger })).toBe(true);
+    writeFileSync(small, Buffer.alloc(2000));
+    expect(await logCappedArtifact(tracker, run, small, { maxMb: 0.001, logger, artifactPath: 'again' })).toBe(false);
+    expect(logger.text()).toMatch(/over tracking.checkpointMaxMb = 0.001; not logged/);
+    expect(parseMlruns(path.join(workspace, 'mlruns')).flatMap((e) => e.runs)[0]?.artifacts).toEqual(['best.safetensors']);
   });
 
   it('with tracking.enabled: false writes nothing', async () => {

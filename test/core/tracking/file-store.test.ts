@@ -93,7 +93,7 @@ describe('mlflow-file store', () => {
       { timestamp: 1001, value: 0.75, step: 1 },
       { timestamp: 1002, value: 0.875, step: 2 },
     ]);
-    const loss = foldRun.metrics['train/loss'] ?? [];
+    const loss: Array<{ value: number }> = foldRun.metrics['train/loss'] ?? [];
     expect(Number.isNaN(loss[0]?.value)).toBe(true);
     expect(loss.slice(1).map((m) => m.value)).toEqual([Infinity, -Infinity]);
     const lossFile = readFileSync(path.join(root, exp.id, foldRun.runId, 'metrics', 'train', 'loss'), 'utf8');
