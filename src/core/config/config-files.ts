@@ -88,7 +88,7 @@ function readPackageHeader(text: string): string | undefined {
     if (trimmed === '') continue;
     if (!trimmed.startsWith('#')) return undefined;
     const match = /^#\s*@package\s+(\S*)\s*$/.exec(trimmed);
-    if (match) return match[1] === '_global_' || match[1] === undefined ? '_global_' : match[1];
+    if (match) return match[1];
   }
   return undefined;
 }
