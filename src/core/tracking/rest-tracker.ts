@@ -78,7 +78,8 @@ export class MlflowRestTracker implements Tracker {
       const value = fitting[key];
       if (value !== undefined && value !== '') identity[key] = value;
     }
-    const entries = Object.entries(fitting);
+    // Identity tags first: they must be in the create call even when the rest needs a second call.
+    const entries = Object.entries(fitting).sort(([a], [b]) => Number(b in identity) - Number(a in identity));
     const runId = await this.client.withRetries(`start run "${spec.runName}"`, async () => {
       // A create whose answer was lost may have happened: look the run up before creating it again.
       if (Object.keys(identity).length > 0) {

@@ -194,7 +194,7 @@ async function syncRun(client: MlflowRestClient, run: StoredRun, candidate: Cand
   };
   let created = false;
   const { fitting: tagsFitting } = splitOversized(tags, MLFLOW_LIMITS.tagValueLength);
-  const tagEntries = Object.entries(tagsFitting);
+  const tagEntries = Object.entries(tagsFitting).sort(([a], [b]) => Number(b in identity) - Number(a in identity));
   const remote = await client.withRetries('find or create run', async () => {
     const existing = await find();
     if (existing) return existing;

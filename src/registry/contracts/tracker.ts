@@ -24,7 +24,10 @@ export interface Tracker {
   logParams(runId: string, params: Readonly<Record<string, string>>): Promise<void>;
   logMetrics(runId: string, metrics: readonly MetricPoint[]): Promise<void>;
   setTags(runId: string, tags: Readonly<Record<string, string>>): Promise<void>;
-  /** Copies a local file under the run's artifacts, at `artifactPath` (a folder, '' for the root). */
+  /**
+   * Copies a local file under the run's artifacts, at `artifactPath` (a folder, '' for the root); a local folder's
+   * contents go into `artifactPath` (MLflow's log_artifacts).
+   */
   logArtifact(runId: string, localPath: string, artifactPath?: string): Promise<void>;
   endRun(runId: string, status: Exclude<RunStatus, 'RUNNING'>): Promise<void>;
   /** Waits for buffered writes; called before the process exits. */
