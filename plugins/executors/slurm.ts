@@ -141,6 +141,19 @@ async function logTail(job: ExecutorJob): Promise<string> {
   }
 }
 
+/** Waits `ms`, or less when the signal aborts; leaves no listener behind. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
 class SlurmExecutor implements Executor {
   readonly slots: number;
 
@@ -212,7 +225,7 @@ class SlurmExecutor implements Executor {
               hint: 'Check that slurmctld is reachable (sinfo), then run the sweep again: finished jobs are kept.',
             });
           }
-          await new Promise((resolve) => setTimeout(resolve, this.options.pollSeconds * 1000));
+          await pause(this.options.pollSeconds * 1000, batch.signal);
           continue;
         }
         squeueFailures = 0;
@@ -257,13 +270,7 @@ class SlurmExecutor implements Executor {
         }
         events.onStatus?.(`slurm ${arrays.map((a) => a.slurmId).join(',')}: ${running} running, ${pending} pending, ${outcomes.size}/${batch.jobs.length} ended`);
         if (outcomes.size === batch.jobs.length) break;
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, this.options.pollSeconds * 1000);
-          batch.signal?.addEventListener('abort', () => {
-            clearTimeout(timer);
-            resolve();
-          }, { once: true });
-        });
+        await pause(this.options.pollSeconds * 1000, batch.signal);
       }
     } catch (error) {
       if (!(error instanceof PluginError)) await cancel().catch(() => undefined);
