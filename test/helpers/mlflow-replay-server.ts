@@ -55,11 +55,15 @@ export function mlflowFixtures(): Record<string, RecordedExchange> {
   return cached;
 }
 
+/** Names of the exchanges tests asked for (a test checks that every relevant one is replayed). */
+export const usedFixtures = new Set<string>();
+
 /** The exchange whose name starts with `prefix` (`'09'` or `'09-runs-log-batch'`). */
 export function fixture(prefix: string): RecordedExchange {
   const all = mlflowFixtures();
   const name = Object.keys(all).find((n) => n === prefix || n.startsWith(`${prefix}-`));
   if (!name) throw new Error(`no MLflow fixture ${prefix}`);
+  usedFixtures.add(name);
   return all[name] as RecordedExchange;
 }
 
