@@ -236,3 +236,30 @@ export function epochProgress(options: EpochProgressOptions): TrainEvents {
     },
   };
 }
+
+export interface RunProgressOptions {
+  /** Folds the run will train (for the folds bar's total and ETA). */
+  readonly folds: number;
+  readonly stdoutIsTTY: boolean;
+  readonly logger: Logger;
+  readonly progress?: Progress;
+}
+
+/** Progress of a k-fold run: a folds bar with ETA, plus an epochs bar per fold. */
+export interface RunProgress {
+  /** Trainer events for fold `fold` (its epochs bar). */
+  forFold(fold: number): TrainEvents;
+  /** Marks a fold finished (`info`: e.g. its test AUC, or `failed: <reason>`). */
+  foldDone(fold: number, info?: string): void;
+  stop(): void;
+}
+
+export function runProgress(options: RunProgressOptions): RunProgress {
+  const progress = options.progress ?? (options.stdoutIsTTY && process.stderr.isTTY ? terminalProgress() : createProgress({ stream: loggerStream(options.logger), interactive: false }));
+  const folds = progress.bar('folds', options.folds, 'folds');
+  return {
+    forFold: (fold) => epochProgress({ fold, stdoutIsTTY: options.stdoutIsTTY, logger: options.logger, progress }),
+    foldDone: (fold, info) => folds.increment(`fold ${fold}${info ? ` ${info}` : ''}`),
+    stop: () => folds.stop(),
+  };
+}

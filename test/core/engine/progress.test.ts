@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createProgress, epochProgress, epochSummary, formatDuration, progressLogger } from '../../../src/core/engine/progress.js';
+import { createProgress, epochProgress, epochSummary, formatDuration, progressLogger, runProgress } from '../../../src/core/engine/progress.js';
 import { MemoryLogger } from '../../../src/core/logger.js';
 
 function capture(isTTY: boolean): { stream: { isTTY: boolean; columns: number; write(text: string): boolean }; text(): string } {
@@ -91,5 +91,22 @@ describe('progress', () => {
     const events = epochProgress({ fold: 0, stdoutIsTTY: false, logger });
     events.onEpochStart?.(3, 10);
     expect(logger.lines.map((l) => l.message)).toEqual([expect.stringMatching(/^\[fold 0\] 3\/10 epochs 30% \| .* \| resumed$/)]);
+  });
+
+  it('counts folds on a folds bar alongside each fold\'s epochs bar', () => {
+    const out = capture(false);
+    let now = 0;
+    const progress = createProgress({ stream: out.stream, interactive: false, now: () => now });
+    const run = runProgress({ folds: 2, stdoutIsTTY: false, logger: new MemoryLogger(), progress });
+    const fold0 = run.forFold(0);
+    fold0.onEpochStart?.(0, 1);
+    now += 10_000;
+    void fold0.onEpochEnd?.({ epoch: 0, lr: 0, improved: true, metrics: {} });
+    run.foldDone(0, 'test/auc 0.9100');
+    run.stop();
+    expect(out.text().trim().split('\n')).toEqual([
+      '[fold 0] 1/1 epochs 100% | elapsed 10s | best',
+      '[folds] 1/2 folds 50% | elapsed 10s | eta 10s | fold 0 test/auc 0.9100',
+    ]);
   });
 });
