@@ -1,7 +1,7 @@
 // A resolved config as MLflow params: dotted keys (`model.aggregator.name`), string values, secrets
 // redacted, and anything MLflow cannot hold as a param (too long, unusable name) handed back for an artifact.
 import { keyProblem, MLFLOW_LIMITS } from './limits.js';
-import { isSecretKeyPath, REDACTED } from './redact.js';
+import { isSecretKeyPath, REDACTED, scrubUrlPasswords } from './redact.js';
 
 export interface FlattenedParams {
   /** Ready for `logParams`, sorted by key. */
@@ -19,7 +19,8 @@ function valueText(value: unknown): string {
 
 /**
  * Flattens a config to MLflow params. Objects nest with `.`; arrays become one JSON value (a list is one
- * setting); `undefined` is skipped; empty objects give nothing. Values under secret keys become REDACTED.
+ * setting); `undefined` is skipped; empty objects give nothing. Values under secret keys become REDACTED, and so
+ * do passwords inside URLs (`https://user:pw@host`).
  */
 export function flattenParams(config: unknown): FlattenedParams {
   const flat: Array<[string, string]> = [];
@@ -37,7 +38,7 @@ export function flattenParams(config: unknown): FlattenedParams {
       flat.push(['value', valueText(value)]);
       return;
     }
-    flat.push([keyPath, valueText(value)]);
+    flat.push([keyPath, scrubUrlPasswords(valueText(value))]);
   };
   walk(config, '');
   flat.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));

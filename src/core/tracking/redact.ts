@@ -46,9 +46,14 @@ export function secretValuesFromEnv(env: Readonly<Record<string, string | undefi
   return [...values].sort((a, b) => b.length - a.length);
 }
 
-/** Replaces every occurrence of a known secret value in `text`. */
+/** Hides the password of `scheme://user:password@host` URLs (tracking URIs, database URLs in configs). */
+export function scrubUrlPasswords(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s/@:]*):([^\s/@]+)@/gi, `$1:${REDACTED}@`);
+}
+
+/** Replaces every occurrence of a known secret value, and every URL password, in `text`. */
 export function scrubSecrets(text: string, secrets: readonly string[]): string {
-  let out = text;
+  let out = scrubUrlPasswords(text);
   for (const secret of secrets) {
     if (secret.length >= MIN_SECRET_LENGTH && out.includes(secret)) out = out.split(secret).join(REDACTED);
   }

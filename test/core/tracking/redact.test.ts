@@ -46,6 +46,7 @@ describe('secret redaction', () => {
       model: { aggregator: { name: 'abmil', attnDim: 128 } },
       data: { auth: { apiKey: SECRETS.apiKey, user: 'bob' }, secrets: { a: 1, b: 2 } },
       db: { password: SECRETS.password },
+      tracking: { uri: `https://bob:${SECRETS.password}@mlflow.lab.org` },
     });
     expect(params).toEqual({
       'data.auth.apiKey': REDACTED,
@@ -54,6 +55,7 @@ describe('secret redaction', () => {
       'db.password': REDACTED,
       'model.aggregator.attnDim': '128',
       'model.aggregator.name': 'abmil',
+      'tracking.uri': `https://bob:${REDACTED}@mlflow.lab.org`,
     });
     expect(oversized).toEqual({});
     expect(redactConfig({ a: { token: 'x', list: [{ password: 'y', ok: 1 }] } })).toEqual({ a: { token: REDACTED, list: [{ password: REDACTED, ok: 1 }] } });
@@ -63,6 +65,7 @@ describe('secret redaction', () => {
     const secrets = secretValuesFromEnv({ MLFLOW_TRACKING_TOKEN: SECRETS.token, MLFLOW_TRACKING_PASSWORD: SECRETS.password, HOME: '/root', API_KEY: '123', PATH: '/bin' });
     expect(secrets.sort()).toEqual([SECRETS.password, SECRETS.token].sort());
     expect(scrubSecrets(`url?t=${SECRETS.token}&p=${SECRETS.password}`, secrets)).toBe(`url?t=${REDACTED}&p=${REDACTED}`);
+    expect(scrubSecrets('postgresql://u:pw9@db:5432/x and http://host/no-user', [])).toBe(`postgresql://u:${REDACTED}@db:5432/x and http://host/no-user`);
   });
 
   it('never writes a secret to the local store or the server: params, tags, run name, artifacts', async () => {
