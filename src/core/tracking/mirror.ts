@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Logger } from '../logger.js';
 import type { MetricPoint, RunStatus, StartRunSpec, Tracker } from '../../registry/contracts/tracker.js';
 import { isSecretKeyPath, isSecretTagKey, redactStringMap, scrubSecrets } from './redact.js';
-import { MlflowApiError } from './rest-errors.js';
+import { MlflowApiError, MlflowArtifactUriError } from './rest-errors.js';
 import { isLocalOnlyTag, MILKIT_TAGS, SYNC_TAGS } from './tags.js';
 
 export interface MirrorOptions {
@@ -125,7 +125,7 @@ export class MirroredTracker implements Tracker {
       let parentRunId: string | undefined;
       if (spec.parentRunId) {
         parentRunId = await this.remoteIdOf(spec.parentRunId);
-        if (!parentRunId) throw new ParentNotMirroredError(`parent run ${spec.parentRunId} did not reach the server`);
+        if (!parentRunId) throw new RunMirrorError(`parent run ${spec.parentRunId} did not reach the server`);
       }
       run.remoteId = await remote.startRun({ experimentName: spec.experimentName, runName, ...(parentRunId ? { parentRunId } : {}), tags: remoteTags });
       // Recorded right away: children started by other processes find their parent's server id here.
@@ -182,7 +182,7 @@ export class MirroredTracker implements Tracker {
       // Upload from the stored copy: the caller may change or delete its file before the queue gets there.
       const storedRoot = await this.options.localArtifactDir(runId);
       if (storedRoot === undefined) {
-        this.enqueue(runId, `upload ${localPath}`, () => Promise.reject(new Error('the local store does not say where it keeps artifacts')));
+        this.enqueue(runId, `upload ${localPath}`, () => Promise.reject(new RunMirrorError('the local store does not say where it keeps artifacts')));
         return;
       }
       const prefix = artifactPath.replace(/\\/g, '/').replace(/^\/+|\/+$/g, '');
@@ -278,7 +278,7 @@ export class MirroredTracker implements Tracker {
     const reason = error instanceof Error ? error.message : String(error);
     run.failure = `${label}: ${reason}`;
     // A request the server rejected concerns this run; anything else (down, 5xx, not MLflow) the whole server.
-    if (error instanceof ParentNotMirroredError || (error instanceof MlflowApiError && error.status >= 400 && error.status < 500 && error.status !== 429)) {
+    if (error instanceof RunMirrorError || error instanceof MlflowArtifactUriError || (error instanceof MlflowApiError && error.status >= 400 && error.status < 500 && error.status !== 429)) {
       if (!run.warned) this.logger.warn(`mlflow: run ${runId}: the server rejected "${label}" (${reason}); the run is complete in ${this.options.localRoot} and marked unsynced.`);
       run.warned = true;
       return;
@@ -338,8 +338,8 @@ export class MirroredTracker implements Tracker {
   }
 }
 
-/** A child's parent never reached the server: the child cannot be nested there (a run-level failure). */
-class ParentNotMirroredError extends Error {}
+/** A failure that concerns one run only (its parent never reached the server, its artifacts cannot be found). */
+class RunMirrorError extends Error {}
 
 /** Files under `dir`, relative, `/`-separated, sorted. */
 async function listFiles(dir: string, prefix = ''): Promise<string[]> {

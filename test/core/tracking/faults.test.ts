@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryLogger } from '../../../src/core/logger.js';
 import { syncStore } from '../../../src/core/tracking/sync.js';
+import { MlflowRestClient } from '../../../src/core/tracking/rest-client.js';
 import { FakeMlflowServer } from '../../helpers/fake-mlflow-server.js';
 import { fastSection, localPoints, localRuns, logEpochs, makeTracker, serverPoints, tempWorkspace } from '../../helpers/tracking-kit.js';
 
@@ -198,5 +199,31 @@ describe('tracking faults', () => {
     expect(serverPoints(server)).toEqual(localPoints(root));
     await syncAndCount(root);
     expect(server.runs.size).toBe(1);
+  });
+
+  it('a server without the artifact proxy: that run is unsynced with the reason, metrics keep flowing for the next ones', async () => {
+    cwd = tempWorkspace();
+    server = await new FakeMlflowServer().start();
+    await new MlflowRestClient({ uri: server.uri }).createExperiment('no-proxy', { artifactLocation: '/srv/mlflow/artifacts/9' });
+    const { tracker, logger } = await makeTracker(cwd, fastSection(server.uri));
+    const first = await tracker.startRun({ experimentName: 'no-proxy', runName: 'with-artifact', tags: { 'milkit.run_key': 'np:0' } });
+    await logEpochs(tracker, first, 0, 3);
+    await tracker.logArtifact(first, artifact('summary.json', '{}'));
+    await tracker.endRun(first, 'FINISHED');
+    const second = await tracker.startRun({ experimentName: 'no-proxy', runName: 'metrics-only', tags: { 'milkit.run_key': 'np:1' } });
+    await logEpochs(tracker, second, 0, 3);
+    await tracker.endRun(second, 'FINISHED');
+    await tracker.flush();
+    const runs = localRuns(path.join(cwd, 'mlruns'));
+    expect(runs.get(first)?.tags['milkit.sync.state']).toBe('unsynced');
+    expect(runs.get(first)?.tags['milkit.sync.error']).toMatch(/not served through the MLflow artifact proxy/);
+    expect(runs.get(second)?.tags['milkit.sync.state']).toBe('synced');
+    expect(server.metricCount()).toBe(12);
+    expect(logger.text()).not.toMatch(/Training continues/);
+    // Sync reports the artifact problem as partial and still counts every metric.
+    const report = await syncStore(syncOptions(path.join(cwd, 'mlruns')));
+    expect(report.runs.map((r) => r.status)).toEqual(['partial']);
+    expect(report.runs[0]?.problems.join()).toMatch(/artifacts not uploaded/);
+    expect(serverPoints(server)).toEqual(localPoints(path.join(cwd, 'mlruns')));
   });
 });
