@@ -1,7 +1,7 @@
 // 2-D convolutions (regular and depthwise, any stride, symmetric zero padding) in tfjs' NHWC layout, carrying
 // the permutation to PyTorch's [out, in/groups, kH, kW] weight for checkpoint exchange. Gradients are written
-// with forward convolutions, strided slices and matmuls only: the wasm backend has no Conv2DBackpropFilter and no
-// depthwise backprop kernels, so tfjs' own conv gradients fail there.
+// with forward (dilated) convolutions only: the wasm backend has no Conv2DBackpropFilter and no depthwise
+// backprop kernels, so tfjs' own conv gradients fail there.
 import * as tf from '@tensorflow/tfjs';
 import type { Rng } from '../runtime/random.js';
 import { initWeight } from './init.js';
@@ -34,20 +34,34 @@ function inputGradient(dy: tf.Tensor4D, inputShape: readonly number[], k: number
   });
 }
 
-/** The input window every kernel tap (i, j) sees: [N, Ho, Wo, C] strided views of the padded input. */
-function tapWindows(x: tf.Tensor4D, k: number, stride: number, pad: number, outHeight: number, outWidth: number, visit: (window: tf.Tensor4D) => tf.Tensor): tf.Tensor {
+/**
+ * dW of a regular conv as one dilated convolution: with the channels as batch and the instances as channels,
+ * dW[i, j, ci, co] = Σ_{n,y,x} x_pad[n, s·y + i, s·x + j, ci] · dy[n, y, x, co] is conv(x_padᵀ, dyᵀ, dilation s).
+ */
+function filterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, k: number, stride: number, pad: number): tf.Tensor4D {
   return tf.tidy(() => {
+    const [, , , inChannels] = x.shape;
+    const outChannels = dy.shape[3];
+    const padded = pad > 0 ? tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]) : x; // [N, Hp, Wp, C_in]
+    const inputs = tf.transpose(padded, [3, 1, 2, 0]) as tf.Tensor4D; // [C_in, Hp, Wp, N]
+    const filters = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D; // [Ho, Wo, N, C_out]
+    const full = tf.conv2d(inputs, filters, 1, 'valid', 'NHWC', [stride, stride]); // [C_in, ≥k, ≥k, C_out]
+    return tf.transpose(tf.slice(full, [0, 0, 0, 0], [inChannels, k, k, outChannels]), [1, 2, 0, 3]) as tf.Tensor4D; // [k, k, C_in, C_out]
+  });
+}
+
+/** dW of a depthwise conv the same way, every (instance, channel) pair its own depthwise channel, summed over instances. */
+function depthwiseFilterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, k: number, stride: number, pad: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [n, , , channels] = x.shape;
+    const [, outHeight, outWidth] = dy.shape;
     const padded = pad > 0 ? tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]) : x; // [N, Hp, Wp, C]
-    const [n, , , c] = padded.shape;
-    const taps: tf.Tensor[] = [];
-    for (let i = 0; i < k; i += 1) {
-      for (let j = 0; j < k; j += 1) {
-        // Loop over the k·k kernel taps, never over instances.
-        const end = [n, i + stride * (outHeight - 1) + 1, j + stride * (outWidth - 1) + 1, c];
-        taps.push(tf.tidy(() => visit(tf.stridedSlice(padded, [0, i, j, 0], end, [1, stride, stride, 1]) as tf.Tensor4D)));
-      }
-    }
-    return tf.stack(taps); // [k·k, ...]
+    const [, paddedHeight, paddedWidth] = padded.shape;
+    const inputs = tf.reshape(tf.transpose(padded, [1, 2, 0, 3]), [1, paddedHeight, paddedWidth, n * channels]) as tf.Tensor4D; // [1, Hp, Wp, N·C]
+    const filters = tf.reshape(tf.transpose(dy, [1, 2, 0, 3]), [outHeight, outWidth, n * channels, 1]) as tf.Tensor4D; // [Ho, Wo, N·C, 1]
+    const full = tf.depthwiseConv2d(inputs, filters, 1, 'valid', 'NHWC', [stride, stride]); // [1, ≥k, ≥k, N·C]
+    const perInstance = tf.reshape(tf.slice(full, [0, 0, 0, 0], [1, k, k, n * channels]), [k, k, n, channels]); // [k, k, N, C]
+    return tf.reshape(tf.sum(perInstance, 2), [k, k, channels, 1]) as tf.Tensor4D; // [k, k, C, 1]
   });
 }
 
@@ -67,18 +81,12 @@ function convOp(stride: number, pad: number, depthwise: boolean): (x: tf.Tensor,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D];
         const g = dy as tf.Tensor4D; // [N, Ho, Wo, C_out]
-        const [k, , inChannels, outChannels] = ws.shape;
-        const [, outHeight, outWidth] = g.shape;
+        const [k] = ws.shape;
         const flipped = tf.reverse(ws, [0, 1]);
         const dx = depthwise
           ? inputGradient(g, xs.shape, k, stride, pad, (z) => tf.depthwiseConv2d(z, flipped as tf.Tensor4D, 1, 'valid'))
           : inputGradient(g, xs.shape, k, stride, pad, (z) => tf.conv2d(z, tf.transpose(flipped, [0, 1, 3, 2]) as tf.Tensor4D, 1, 'valid'));
-        const dw = depthwise
-          ? tf.reshape(tapWindows(xs, k, stride, pad, outHeight, outWidth, (window) => tf.sum(tf.mul(window, g), [0, 1, 2])), [k, k, inChannels, 1]) // Σ_pos x·dy per channel
-          : tf.reshape(tapWindows(xs, k, stride, pad, outHeight, outWidth, (window) => {
-              const rows = window.shape[0] * outHeight * outWidth;
-              return tf.matMul(tf.reshape(window, [rows, inChannels]), tf.reshape(g, [rows, outChannels]), true, false); // [C_in, C_out]
-            }), [k, k, inChannels, outChannels]);
+        const dw = depthwise ? depthwiseFilterGradient(xs, g, k, stride, pad) : filterGradient(xs, g, k, stride, pad);
         flipped.dispose();
         return [dx, dw];
       },

@@ -6,7 +6,7 @@ import { maskedColumnMax, nonZeroDivisor, stepGate, stopGradient, straightThroug
 import { unionKeepRate } from '../../../src/core/nn/keep-rate.js';
 import { makeDivisible } from '../../../src/core/nn/mobilenet-v4.js';
 import { Rng } from '../../../src/core/runtime/random.js';
-import { expectClose } from '../../helpers/hdmil.js';
+import { expectClose, useBackend } from '../../helpers/hdmil.js';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -84,18 +84,29 @@ describe('nn/conv', () => {
     [5, 2, 2, 2, 2, 2, 2],
     [3, 1, 1, 5, 3, 2, 2],
     [5, 1, 2, 2, 2, 3, 3],
-  ])('regular and depthwise gradients (k%i s%i p%i, %ix%i) equal tfjs\' native ones on cpu', (k, stride, pad, h, w, cin, cout) => {
-    const x = tf.randomNormal([2, h, w, cin], 0, 1, 'float32', 1) as tf.Tensor4D;
-    const weight = tf.randomNormal([k, k, cin, cout], 0, 1, 'float32', 2) as tf.Tensor4D;
-    const dwWeight = tf.randomNormal([k, k, cin, 1], 0, 1, 'float32', 3) as tf.Tensor4D;
+    [3, 2, 1, 5, 5, 2, 2],
+  ])('regular and depthwise gradients (k%i s%i p%i, %ix%i) on cpu and wasm equal tfjs\' native cpu ones', async (k, stride, pad, h, w, cin, cout) => {
+    const rng = new Rng(`conv/${k}/${stride}/${h}`);
+    const xData = rng.normalArray(2 * h * w * cin);
+    const wData = rng.normalArray(k * k * cin * cout);
+    const dwData = rng.normalArray(k * k * cin);
     const probe = (y: tf.Tensor): tf.Scalar => tf.sum(tf.mul(y, tf.sin(tf.range(0, y.size).reshape(y.shape)))) as tf.Scalar;
-    const ours = tf.grads((a: tf.Tensor, b: tf.Tensor) => probe(conv2dAnyBackend(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad)))([x, weight]);
-    const native = tf.grads((a: tf.Tensor, b: tf.Tensor) => probe(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad)))([x, weight]);
-    ours.forEach((g, i) => expectClose(g.dataSync(), (native[i] as tf.Tensor).dataSync(), 1e-4, 1e-4, `conv d${i}`));
-    const oursDw = tf.grads((a: tf.Tensor, b: tf.Tensor) => probe(depthwiseConv2dAnyBackend(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad)))([x, dwWeight]);
-    const nativeDw = tf.grads((a: tf.Tensor, b: tf.Tensor) => probe(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad)))([x, dwWeight]);
-    oursDw.forEach((g, i) => expectClose(g.dataSync(), (nativeDw[i] as tf.Tensor).dataSync(), 1e-4, 1e-4, `depthwise d${i}`));
-    tf.dispose([x, weight, dwWeight, ...ours, ...native, ...oursDw, ...nativeDw]);
+    const gradsOf = (conv: (a: tf.Tensor4D, b: tf.Tensor4D) => tf.Tensor, filter: Float32Array, filterShape: number[]): Float32Array[] => tf.tidy(() => {
+      const x = tf.tensor4d(xData, [2, h, w, cin]);
+      const f = tf.tensor4d(filter, filterShape as [number, number, number, number]);
+      return tf.grads((a: tf.Tensor, b: tf.Tensor) => probe(conv(a as tf.Tensor4D, b as tf.Tensor4D)))([x, f]).map((g) => g.dataSync() as Float32Array);
+    });
+    const regular = [k, k, cin, cout];
+    const depthwise = [k, k, cin, 1];
+    await useBackend('cpu');
+    const native = gradsOf((a, b) => tf.conv2d(a, b, stride, pad), wData, regular);
+    const nativeDw = gradsOf((a, b) => tf.depthwiseConv2d(a, b, stride, pad), dwData, depthwise);
+    for (const backend of ['cpu', 'wasm'] as const) {
+      await useBackend(backend);
+      gradsOf((a, b) => conv2dAnyBackend(a, b, stride, pad), wData, regular).forEach((g, i) => expectClose(g, native[i] as Float32Array, 1e-4, 1e-4, `${backend} conv d${i}`));
+      gradsOf((a, b) => depthwiseConv2dAnyBackend(a, b, stride, pad), dwData, depthwise).forEach((g, i) => expectClose(g, nativeDw[i] as Float32Array, 1e-4, 1e-4, `${backend} depthwise d${i}`));
+    }
+    await useBackend('cpu');
   });
 
   it('draws fan-out normal weights: std sqrt(2/(k·k·out))', () => {

@@ -10,6 +10,9 @@ import type { AggregatorOutput, Bag, ForwardIO, Loss, ModelOutput } from '../../
 import { builtinRegistry } from '../../helpers/registry.js';
 import { expectClose, formulaState, loadTorchLayout, modelContext, readFixture, toTorchLayout, useBackend, type FormulaEntry } from '../../helpers/hdmil.js';
 import { instanceLossTerm } from '../../helpers/clam-instance.js';
+import { readFile } from 'node:fs/promises';
+import { readSafetensors } from '../../../src/core/nn/safetensors.js';
+import { exportTorchState, importTorchState } from '../../../src/core/nn/state-dict.js';
 
 interface DminCase {
   readonly numClasses: number;
@@ -46,6 +49,7 @@ interface DminCase {
 interface DminFixture {
   readonly binary: DminCase;
   readonly threeClass: DminCase;
+  readonly tinyCheckpoint: { dim: number; hiddenDim: number; attnDim: number; numClasses: number; degree: number; x: number[]; logits: number[] };
 }
 
 const HDMIL_WEIGHTS = { ce: 0.7, clu: 0.3, mse: 0.5, kl: 0.5, rate: 2 } as const;
@@ -195,6 +199,50 @@ describe('aggregator/dmin', () => {
       }
       tf.dispose([value, ...Object.values(grads), ...Object.values(kept), bag.features, ...Object.values(io.injected ?? {})]);
       model.dispose();
+    });
+  });
+
+  describe('checkpoint exchange', () => {
+    beforeAll(async () => {
+      await useBackend('cpu');
+    });
+
+    it('loads a PyTorch-written .safetensors with the original HDMIL keys and reproduces its eval logits', async () => {
+      const fx = (await readFixture<DminFixture>('hdmil-dmin.json')).tinyCheckpoint;
+      const file = new URL('../../reference/fixtures/hdmil-dmin-tiny.safetensors', import.meta.url);
+      const { tensors } = readSafetensors(new Uint8Array(await readFile(file)));
+      expect(tensors['instance_loss_fn.labels']?.dtype).toBe('I64');
+      const model = new DminAggregator(DminOptions.parse({ hiddenDim: fx.hiddenDim, attnDim: fx.attnDim }), modelContext({ inputDim: fx.dim, numClasses: fx.numClasses, classifierOptions: { degree: fx.degree } }));
+      importTorchState({ aggregator: model }, tensors, 'hdmil-dmin-tiny.safetensors');
+      const features = tf.tensor2d(fx.x, [fx.x.length / fx.dim, fx.dim]);
+      const out = model.forward({ slideId: 'tiny', features }, { training: false, rng: new Rng(0) });
+      expectClose(out.logits?.dataSync() ?? [], fx.logits, 1e-5, 1e-4, 'logits after import');
+      // Export gives back the same keys, dtypes and values (int64 labels included).
+      const exported = await exportTorchState({ aggregator: model });
+      expect(Object.keys(exported).sort()).toEqual(Object.keys(tensors).sort());
+      for (const [key, record] of Object.entries(tensors)) {
+        expect(exported[key]?.dtype, key).toBe(record.dtype);
+        expect(Array.from(exported[key]?.data ?? [], Number), key).toEqual(Array.from(record.data, Number));
+      }
+      tf.dispose([features, out as unknown as tf.Tensor[]]);
+      model.dispose();
+    });
+
+    it('names every missing key when the checkpoint belongs to another configuration', async () => {
+      const file = new URL('../../reference/fixtures/hdmil-dmin-tiny.safetensors', import.meta.url);
+      const { tensors } = readSafetensors(new Uint8Array(await readFile(file)));
+      const threeClass = new DminAggregator(DminOptions.parse({ hiddenDim: 6, attnDim: 4 }), modelContext({ inputDim: 8, numClasses: 3, classifierOptions: { degree: 3 } }));
+      expect(() => importTorchState({ aggregator: threeClass }, tensors, 'hdmil-dmin-tiny.safetensors')).toThrow(/missing 2: classifiers\.2\.act_fun\.0\.cheby_coeffs/);
+      threeClass.dispose();
+    });
+
+    it('maps linear heads to CLAM-MB keys (classifiers.<c>.weight)', () => {
+      const model = new DminAggregator(DminOptions.parse({ hiddenDim: 4, attnDim: 3 }), modelContext({ inputDim: 5, numClasses: 2, classifier: 'linear' }));
+      return exportTorchState({ aggregator: model }).then((state) => {
+        expect(Object.keys(state)).toEqual(expect.arrayContaining(['classifiers.0.weight', 'classifiers.1.bias', 'instance_classifiers.1.weight']));
+        expect(state['classifiers.0.weight']?.shape).toEqual([1, 4]);
+        model.dispose();
+      });
     });
   });
 
