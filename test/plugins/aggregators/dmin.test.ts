@@ -5,11 +5,11 @@ import crossEntropy from '../../../plugins/losses/cross-entropy.js';
 import embeddingMse from '../../../plugins/losses/embedding-mse.js';
 import logitKl from '../../../plugins/losses/logit-kl.js';
 import keepRate from '../../../plugins/losses/keep-rate.js';
+import clamInstance from '../../../plugins/losses/clam-instance.js';
 import { Rng } from '../../../src/core/runtime/random.js';
 import type { AggregatorOutput, Bag, ForwardIO, Loss, ModelOutput } from '../../../src/registry/index.js';
 import { builtinRegistry } from '../../helpers/registry.js';
 import { expectClose, formulaState, loadTorchLayout, modelContext, readFixture, toTorchLayout, useBackend, type FormulaEntry } from '../../helpers/hdmil.js';
-import { instanceLossTerm } from '../../helpers/clam-instance.js';
 import { readFile } from 'node:fs/promises';
 import { readSafetensors } from '../../../src/core/nn/safetensors.js';
 import { exportTorchState, importTorchState } from '../../../src/core/nn/state-dict.js';
@@ -76,10 +76,10 @@ function trainingIO(fx: DminCase): ForwardIO {
   };
 }
 
-function lossesFor(fx: DminCase): Record<keyof typeof HDMIL_WEIGHTS, Loss | undefined> {
+function lossesFor(fx: DminCase): Record<keyof typeof HDMIL_WEIGHTS, Loss> {
   return {
     ce: crossEntropy.create(crossEntropy.options.parse({}), { numClasses: fx.numClasses }),
-    clu: undefined, // the CLAM instance term (instanceLossTerm)
+    clu: clamInstance.create(clamInstance.options.parse({}), { numClasses: fx.numClasses }),
     mse: embeddingMse.create(embeddingMse.options.parse({}), { numClasses: fx.numClasses }),
     kl: logitKl.create(logitKl.options.parse({}), { numClasses: fx.numClasses }),
     rate: keepRate.create(keepRate.options.parse({ target: fx.r }), { numClasses: fx.numClasses }),
@@ -93,8 +93,7 @@ function hdmilLoss(fx: DminCase, out: AggregatorOutput): { total: tf.Scalar; ter
   const losses = lossesFor(fx);
   const terms: Record<string, tf.Scalar> = {};
   for (const name of Object.keys(HDMIL_WEIGHTS) as Array<keyof typeof HDMIL_WEIGHTS>) {
-    const loss = losses[name];
-    const term = loss ? loss.compute(output, target)[''] : instanceLossTerm(output);
+    const term = losses[name].compute(output, target)[''];
     if (!term) throw new Error(`no ${name} term`);
     terms[name] = term;
   }
@@ -375,7 +374,7 @@ describe('aggregator/dmin', () => {
       expectClose(a.logits?.dataSync() ?? [], b.logits?.dataSync() ?? [], 0, 0, 'teacher logits unchanged');
       const output = { ...a, logits: a.logits as tf.Tensor2D };
       const losses = lossesFor(fx);
-      for (const name of ['mse', 'kl', 'rate'] as const) expect(losses[name]?.compute(output, { label: fx.label, numClasses: 2 })).toEqual({});
+      for (const name of ['mse', 'kl', 'rate'] as const) expect(losses[name].compute(output, { label: fx.label, numClasses: 2 })).toEqual({});
       tf.dispose([bag.features, a as unknown as tf.Tensor[], b as unknown as tf.Tensor[]]);
       teacherOnly.dispose();
       full.dispose();
