@@ -17,6 +17,7 @@ import { validateSource } from '../data/bags.js';
 import { makeSplits, writeSplitsCsv, type Fold } from '../data/splits.js';
 import { summarizeFolds } from '../eval/metrics.js';
 import { writePredictionsCsv } from '../eval/predictions.js';
+import { writeCurvePlots, type CurveFiles } from '../eval/plots.js';
 import { createTracker, flattenParams, systemTags } from '../tracking/index.js';
 import { MilModel } from './model.js';
 import { trainFold, type EpochRecord, type TrainEvents } from './trainer.js';
@@ -131,6 +132,15 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   const summary = summarizeFolds(succeeded.map((o) => ({ ...o.metrics, ...(o.instanceAuc ? { instance_auc: o.instanceAuc } : {}) })));
   await writeFile(path.join(outDir, 'summary.json'), JSON.stringify({ folds: outcomes, summary, std: 'sample standard deviation (ddof=1)' }, null, 2));
   await writePredictionsCsv(path.join(outDir, 'predictions.csv'), allPredictions, source.classNames);
+  // ROC/PR per fold and the mean ROC; a rendering failure is reported but never costs the computed results.
+  const curveFolds = succeeded.map((o) => {
+    const rows = allPredictions.filter((p) => p.fold === o.fold);
+    return { fold: o.fold, input: { labels: rows.map((p) => p.label), probs: rows.map((p) => p.probs), numClasses } };
+  });
+  const plots = await writeCurvePlots(path.join(outDir, 'plots'), curveFolds, source.classNames, config.name).catch((error: unknown): CurveFiles => {
+    logger.warn(`could not draw ROC/PR figures: ${renderError(error, false)}`);
+    return { roc: [], pr: [] };
+  });
   if (tracker && parentRunId) {
     const now = Date.now();
     const points = Object.entries(summary).flatMap(([key, s]) => [
@@ -140,6 +150,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     await tracker.logMetrics(parentRunId, points);
     await tracker.logArtifact(parentRunId, path.join(outDir, 'summary.json'));
     await tracker.logArtifact(parentRunId, path.join(outDir, 'predictions.csv'));
+    if (plots.roc.length > 0) await tracker.logArtifact(parentRunId, path.join(outDir, 'plots'), 'plots');
     await tracker.endRun(parentRunId, succeeded.length === outcomes.length ? 'FINISHED' : 'FAILED');
     await tracker.flush();
   }
