@@ -14,7 +14,7 @@ import type { BagSource, SlideRecord } from '../../registry/contracts/data.js';
 import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
 import type { Tracker } from '../../registry/contracts/tracker.js';
 import { validateSource } from '../data/bags.js';
-import { makeSplits, writeSplitsCsv, type Fold } from '../data/splits.js';
+import { makeSplits, writeSplits, type Fold } from '../data/splits.js';
 import { summarizeFolds } from '../eval/metrics.js';
 import { writePredictionsCsv } from '../eval/predictions.js';
 import { writeCurvePlots, type CurveFiles } from '../eval/plots.js';
@@ -73,13 +73,20 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   await mkdir(outDir, { recursive: true });
   await writeFile(path.join(outDir, 'config.resolved.yaml'), resolved.toYaml());
 
-  const source: BagSource = await registry.create(resolved.slots.dataset, { seed: config.seed, logger, baseDir: resolved.baseDir });
+  const source: BagSource = await registry.create(resolved.slots.dataset, {
+    seed: config.seed,
+    logger,
+    baseDir: resolved.baseDir,
+    cacheBytes: config.data.cacheBytes,
+    ...(config.data.labels === undefined ? {} : { labelMap: config.data.labels }),
+  });
   const { slides } = await validateSource(source, { onBadSlide: config.data.onBadSlide, logger });
   const numClasses = source.classNames.length;
-  const folds = makeSplits(slides, config.split, config.seed);
+  const splitSeed = config.split.seed ?? config.seed;
+  const folds = makeSplits(slides, config.split, splitSeed, { baseDir: resolved.baseDir, logger });
   const splitsDir = path.join(outDir, 'splits');
-  await mkdir(splitsDir, { recursive: true });
-  for (const fold of folds) await writeSplitsCsv(path.join(splitsDir, `splits_${fold.index}.csv`), fold);
+  // splits.json + CLAM's splits_{k}.csv / _bool / _descriptor, so the exact partitions can be reused.
+  await writeSplits(splitsDir, folds, slides, source.classNames, { mode: config.split.mode, seed: splitSeed });
 
   const metrics = await Promise.all(resolved.slots.metrics.map(async (slot) => ({ name: slot.name, metric: registry.create(slot, { numClasses }) })));
   const instanceMetric = registry.ids('metric').includes('metric/auc') ? registry.create(await registry.resolve('metric', 'auc', { key: 'eval.metrics' }), { numClasses: 2 }) : undefined;
