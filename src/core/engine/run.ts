@@ -15,7 +15,7 @@ import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
 import type { Tracker } from '../../registry/contracts/tracker.js';
 import { validateSource } from '../data/bags.js';
 import { makeSplits, writeSplits, type Fold } from '../data/splits.js';
-import { summarizeFolds } from '../eval/metrics.js';
+import { bootstrapMetrics, summarizeFolds } from '../eval/metrics.js';
 import { writePredictionsCsv } from '../eval/predictions.js';
 import { writeCurvePlots, type CurveFiles } from '../eval/plots.js';
 import { createTracker, flattenParams, systemTags } from '../tracking/index.js';
@@ -148,6 +148,13 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     logger.warn(`could not draw ROC/PR figures: ${renderError(error, false)}`);
     return { roc: [], pr: [] };
   });
+  // eval.bootstrap > 0: percentile 95% CIs per fold and metric (slides resampled with replacement, seeded).
+  const bootstrapFile = path.join(outDir, 'bootstrap.json');
+  if (config.eval.bootstrap > 0) {
+    const rng = new Rng(`bootstrap/${config.seed}`);
+    const folds = Object.fromEntries(curveFolds.map(({ fold, input }) => [String(fold), bootstrapMetrics(metrics, input, { resamples: config.eval.bootstrap, rng: rng.fork(`fold-${fold}`) })]));
+    await writeFile(bootstrapFile, JSON.stringify({ level: 0.95, resamples: config.eval.bootstrap, method: 'percentile bootstrap over test slides', folds }, null, 2));
+  }
   if (tracker && parentRunId) {
     const now = Date.now();
     const points = Object.entries(summary).flatMap(([key, s]) => [
@@ -158,6 +165,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     await tracker.logArtifact(parentRunId, path.join(outDir, 'summary.json'));
     await tracker.logArtifact(parentRunId, path.join(outDir, 'predictions.csv'));
     if (plots.roc.length > 0) await tracker.logArtifact(parentRunId, path.join(outDir, 'plots'), 'plots');
+    if (config.eval.bootstrap > 0) await tracker.logArtifact(parentRunId, bootstrapFile);
     await tracker.endRun(parentRunId, succeeded.length === outcomes.length ? 'FINISHED' : 'FAILED');
     await tracker.flush();
   }

@@ -106,3 +106,17 @@ export function bootstrapCI(metric: Metric, input: MetricInput, opts: BootstrapO
   const alpha = (1 - level) / 2;
   return { low: quantileSorted(values, alpha), high: quantileSorted(values, 1 - alpha), level, resamples, undefinedResamples };
 }
+
+/**
+ * Bootstrap intervals of several metrics on one input. Each metric gets its own stream
+ * (`rng.fork(name)`), so adding a metric never changes another's interval.
+ */
+export function bootstrapMetrics(
+  metrics: ReadonlyArray<{ name: string; metric: Metric }>,
+  input: MetricInput,
+  opts: { resamples: number; rng: Rng; level?: number },
+): Record<string, BootstrapInterval | null> {
+  const out: Record<string, BootstrapInterval | null> = {};
+  for (const { name, metric } of metrics) out[name] = bootstrapCI(metric, input, { resamples: opts.resamples, rng: opts.rng.fork(name), ...(opts.level === undefined ? {} : { level: opts.level }) });
+  return out;
+}

@@ -76,3 +76,14 @@ describe('core/eval/metrics', () => {
     expect(bootstrapCI(auc, { labels: [1, 1], probs: [[0.5, 0.5], [0.1, 0.9]], numClasses: 2 }, { rng: new Rng(1) })).toBeNull();
   });
 });
+
+describe('core/eval/metrics bootstrapMetrics', () => {
+  it('gives each metric its own stream: adding a metric leaves the others unchanged', async () => {
+    const { bootstrapMetrics } = await import('../../../src/core/eval/metrics.js');
+    const input = { labels: [0, 1, 0, 1, 1, 0, 1, 0], probs: [0.2, 0.7, 0.4, 0.6, 0.9, 0.5, 0.3, 0.1].map((p) => [1 - p, p]), numClasses: 2 };
+    const one = bootstrapMetrics([{ name: 'auc', metric: auc }], input, { resamples: 300, rng: new Rng(9) });
+    const two = bootstrapMetrics([{ name: 'mean', metric: meanLabel }, { name: 'auc', metric: auc }], input, { resamples: 300, rng: new Rng(9) });
+    expect(two['auc']).toEqual(one['auc']);
+    expect(two['mean']?.low).toBeLessThan(0.5);
+  });
+});
