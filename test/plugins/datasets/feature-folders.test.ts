@@ -88,6 +88,23 @@ describe('feature-folder datasets', () => {
     }
   });
 
+  it('reads thumbnails from a side folder (npy and h5) and checks their shape', async () => {
+    const side = path.join(dir, 'side');
+    mkdirSync(path.join(side, 'thumbs'), { recursive: true });
+    const [first, second] = synthetic.slides;
+    const a = await synthetic.load(first?.slideId as string);
+    writeFileSync(path.join(side, 'thumbs', `${a.slideId}.npy`), Buffer.from(dump(a.thumbs as Uint8Array, [a.n, 16, 16, 3])));
+    copyFileSync(path.join(dir, 'cam', 'h5_files', `${second?.slideId as string}.h5`), path.join(side, 'thumbs', `${second?.slideId as string}.h5`));
+    const files = await create('features-h5', { slideTable: 'cam/slides.csv', featuresDir: 'cam/h5_files', thumbsDir: 'side/thumbs' }, dir);
+    expect(Array.from((await files.load(a.slideId)).thumbs ?? [])).toEqual(Array.from(a.thumbs ?? []));
+    expect(Array.from((await files.load(second?.slideId as string)).thumbs ?? [])).toEqual(Array.from((await synthetic.load(second?.slideId as string)).thumbs ?? []));
+    writeFileSync(path.join(side, 'thumbs', `${a.slideId}.npy`), Buffer.from(dump(new Uint8Array(a.n * 8 * 8 * 3), [a.n, 8, 8, 3])));
+    const again = await create('features-h5', { slideTable: 'cam/slides.csv', featuresDir: 'cam/h5_files', thumbsDir: 'side/thumbs' }, dir);
+    expect(await asyncErrorText(() => again.load(a.slideId))).toBe(
+      `DataError[thumbs-shape] ${path.join(side, 'thumbs', `${a.slideId}.npy`)}: slide "${a.slideId}": "thumbs" has shape [${a.n}, 8, 8, 3], expected uint8 [N, 16, 16, 3] (or 4 with alpha). Thumbnails are 16×16 RGB patches at 1.25×, one per feature row.`,
+    );
+  });
+
   it('skips a missing and a truncated file under onBadSlide: skip, naming slide and file', async () => {
     const broken = path.join(dir, 'broken');
     mkdirSync(path.join(broken, 'h5'), { recursive: true });
