@@ -1,6 +1,7 @@
 // One training step of every MIL-zoo aggregator on tfjs-wasm with milkit's runtime (the training configuration)
 // against the same step of its PyTorch reference (test/bench/torch_zoo_step.py → test/reference/*.py) in the same
 // run, at N = 1,000 / 8,000 / 30,000 instances of D = 1,024. Also profiles where each model's step goes.
+import 'reflect-metadata'; // plugins import the registry's public API, which loads tsyringe
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface, type Interface } from 'node:readline';
 import { availableParallelism, loadavg } from 'node:os';
@@ -11,7 +12,7 @@ import { MilModel } from '../../src/core/engine/model.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { initRuntime, RuntimeSection, type RuntimeInfo } from '../../src/core/runtime/index.js';
 import { Rng } from '../../src/core/runtime/random.js';
-import { Registry } from '../../src/registry/index.js';
+import { Registry } from '../../src/registry/registry.js';
 import type { BenchContext, BenchResult } from './run.js';
 
 const D = 1024;
