@@ -48,6 +48,15 @@ export class BatchNorm extends Module {
     });
   }
 
+  /** The eval-mode map as y = x·scale + shift, [C] each: what folds into a preceding convolution. */
+  inferenceAffine(): { scale: tf.Tensor1D; shift: tf.Tensor1D } {
+    return tf.tidy(() => {
+      const scale = tf.div(this.weight, tf.sqrt(tf.add(this.runningVar, this.eps))) as tf.Tensor1D; // γ / √(σ² + ε)
+      const shift = tf.sub(this.bias, tf.mul(this.runningMean, scale)) as tf.Tensor1D; // β - μ·scale
+      return { scale, shift };
+    });
+  }
+
   private updateRunningStats(mean: tf.Tensor, variance: tf.Tensor, count: number): void {
     const m = this.momentum;
     // torch uses the unbiased variance for the running estimate; a single value per channel has none (torch

@@ -158,6 +158,23 @@ export class Conv2d extends Module {
     } else this.bias = undefined;
   }
 
+  /**
+   * Inference-only y = act(conv(x, W·scale) + shift) in one fused kernel, with per-output-channel `scale` and
+   * `shift` [out] (a BatchNorm folded into the convolution). No bias of its own may be set.
+   */
+  forwardFolded(x: tf.Tensor4D, scale: tf.Tensor1D, shift: tf.Tensor1D, relu: boolean): tf.Tensor4D {
+    if (this.bias) throw new RangeError('Conv2d.forwardFolded: fold the bias into `shift` instead');
+    return tf.tidy(() => {
+      const activation = relu ? 'relu' : 'linear';
+      if (this.depthwise) {
+        const filter = tf.mul(this.weight, tf.reshape(scale, [1, 1, -1, 1])) as tf.Tensor4D; // [k, k, C, 1]
+        return tf.fused.depthwiseConv2d({ x, filter, strides: this.stride, pad: this.padding, bias: shift, activation });
+      }
+      const filter = tf.mul(this.weight, tf.reshape(scale, [1, 1, 1, -1])) as tf.Tensor4D; // [k, k, in, out]
+      return tf.fused.conv2d({ x, filter, strides: this.stride, pad: this.padding, bias: shift, activation });
+    });
+  }
+
   /** [N, H, W, in] → [N, H', W', out]. */
   forward(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {

@@ -1,6 +1,7 @@
 // MobileNetV4-conv building blocks and the "tiny" variant HDMIL's LIPN uses on 16×16 thumbnails
 // (methods.md §1.10): Conv-BN(-ReLU) blocks and Universal Inverted Bottlenecks of the ExtraDW kind.
 // Module names follow the reference so state_dict keys match (features.<i>.block.0, start_dw_conv, ...).
+// At eval every BatchNorm is folded into its convolution (one fused conv + bias + ReLU kernel per layer).
 import * as tf from '@tensorflow/tfjs';
 import type { Rng } from '../runtime/random.js';
 import { BatchNorm } from './batchnorm.js';
@@ -22,11 +23,20 @@ export class ConvBn extends Module {
   }
 
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
-    return tf.tidy(() => {
-      const y = this.norm.forward(this.conv.forward(x), training); // [N, H', W', out]
-      return this.activation ? tf.relu(y) : y;
-    });
+    return convBn(this.conv, this.norm, x, training, this.activation);
   }
+}
+
+/** Conv → BatchNorm → optional ReLU; at eval the BatchNorm is folded into one fused convolution. */
+function convBn(conv: Conv2d, norm: BatchNorm, x: tf.Tensor4D, training: boolean, relu: boolean): tf.Tensor4D {
+  return tf.tidy(() => {
+    if (!training) {
+      const { scale, shift } = norm.inferenceAffine(); // [out], [out]
+      return conv.forwardFolded(x, scale, shift, relu); // [N, H', W', out]
+    }
+    const y = norm.forward(conv.forward(x), true); // [N, H', W', out]
+    return relu ? tf.relu(y) : y;
+  });
 }
 
 /** Expansion width: in·expand rounded to a multiple of 8 (MobileNet's make_divisible, min 8, ≤ 10% shrink). */
@@ -75,10 +85,10 @@ export class ExtraDwBlock extends Module {
 
   forward(x: tf.Tensor4D, training: boolean): tf.Tensor4D {
     return tf.tidy(() => {
-      const start = this.startNorm.forward(this.startDw.forward(x), training); // [N, H, W, in]  no activation
-      const wide = tf.relu(this.expandNorm.forward(this.expand.forward(start), training)); // [N, H, W, wide]
-      const middle = tf.relu(this.middleNorm.forward(this.middleDw.forward(wide), training)); // [N, H/s, W/s, wide]
-      const out = this.projectNorm.forward(this.project.forward(middle), training); // [N, H/s, W/s, out]
+      const start = convBn(this.startDw, this.startNorm, x, training, false); // [N, H, W, in]  no activation
+      const wide = convBn(this.expand, this.expandNorm, start, training, true); // [N, H, W, wide]
+      const middle = convBn(this.middleDw, this.middleNorm, wide, training, true); // [N, H/s, W/s, wide]
+      const out = convBn(this.project, this.projectNorm, middle, training, false); // [N, H/s, W/s, out]
       return this.residual ? (tf.add(out, x) as tf.Tensor4D) : out;
     });
   }
