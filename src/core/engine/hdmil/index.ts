@@ -17,5 +17,5 @@ export {
 } from './screening.js';
 export { inferenceMetrics, runInference, type InferenceMode, type InferenceOptions, type InferenceResult, type SlideInference } from './inference.js';
 export { trainPrescreenerStage, type PrescreenerEpochRecord, type PrescreenerStageOptions, type PrescreenerStageResult } from './prescreener-stage.js';
-export { loadModuleTorchState, moduleTorchState, moveAside, readStageWeights, saveStageWeights, type StoredStage } from './weights.js';
+export { loadModuleTorchState, loadStageOneCheckpoint, moduleTorchState, moveAside, readStageWeights, saveStageWeights, type StoredStage } from './weights.js';
 export { runPrescreenedFold, type PrescreenedFoldOptions, type PrescreenedFoldResult } from './fold.js';

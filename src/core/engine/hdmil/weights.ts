@@ -9,6 +9,7 @@ import type { Module } from '../../nn/module.js';
 import { readSafetensors, writeSafetensors, type TensorRecord } from '../../nn/safetensors.js';
 import { exportTorchState, importTorchState, type ModelParts } from '../../nn/state-dict.js';
 import type { Aggregator } from '../../../registry/contracts/model.js';
+import { assignVariables, loadCheckpoint } from '../checkpoint.js';
 
 /**
  * The state-dict mapper works on model parts; it reads only `namedTensors()` and `torchNaming` of the
@@ -58,4 +59,16 @@ export async function moveAside(file: string): Promise<string> {
   const target = `${file}.superseded-${i}`;
   await rename(file, target);
   return target;
+}
+
+/**
+ * Loads the stage-1 model of a fold from the engine's checkpoint (`<fold>/best.ckpt`, milkit keys under
+ * `model/`), e.g. when stage 1 finished in an earlier run and only the pre-screener stage remains.
+ */
+export async function loadStageOneCheckpoint(model: Module, file: string): Promise<void> {
+  const checkpoint = await loadCheckpoint(file);
+  if (!checkpoint) {
+    throw new DataError('missing-stage-checkpoint', `${file}: no stage-1 checkpoint of this fold.`, { hint: 'Train stage 1 of the fold first (the pre-screener stage learns from its gates).' });
+  }
+  assignVariables(model.namedTensors().map(([name, entry]) => [name, entry.variable] as const), checkpoint.tensors, 'model/', file);
 }

@@ -8,10 +8,13 @@ import { MemoryLogger } from '../../../../src/core/logger.js';
 import { Rng } from '../../../../src/core/runtime/random.js';
 import { MilModel } from '../../../../src/core/engine/model.js';
 import { TrainSection } from '../../../../src/core/engine/schema.js';
+import { trainFold } from '../../../../src/core/engine/trainer.js';
 import {
   fullPass,
   inferenceMetrics,
+  loadStageOneCheckpoint,
   readStageWeights,
+  runPrescreenedFold,
   runInference,
   screenedPass,
   softmaxHost,
@@ -244,5 +247,36 @@ describe('engine/hdmil prescreener stage', () => {
     const lipn = await buildLipn(1);
     await expect(trainPrescreenerStage({ ...common, model: meanPool, stage: lipn })).rejects.toThrow(/exposes none/);
     lipn.prescreener.dispose();
+  });
+});
+
+describe('engine/hdmil fold chain', () => {
+  it('stage 2 of a fold starts from stage 1\'s fold checkpoint and reports both inference modes', async () => {
+    const registry = builtinRegistry();
+    const auc = registry.create(await registry.resolve('metric', 'auc', { key: 'eval.metrics' }), { numClasses: NUM_CLASSES });
+    const metrics = [{ name: 'auc', metric: auc }];
+    const [train, val, test] = [slides.slice(0, 4), slides.slice(4, 6), slides.slice(6)];
+    const foldDir = path.join(outDir, 'chain', 'fold-0');
+    const trained = await buildModel(11);
+    await trainFold({
+      model: trained, source, train, val, numClasses: NUM_CLASSES, metrics, rng: new Rng(12), logger: new MemoryLogger(),
+      section: TrainSection.parse({ epochs: 1, optimizer: { lr: 1e-3 } }), checkpointDir: foldDir, configHash: 'chain', fold: 0, resume: false,
+    });
+    // A later run: stage 1 is done, so a fresh model loads the fold's checkpoint before stage 2.
+    const restored = await buildModel(99);
+    await loadStageOneCheckpoint(restored, path.join(foldDir, 'best.ckpt'));
+    const data = await source.load(test[0]?.slideId as string);
+    expectClose(fullPass(restored, data, { training: false, rng: new Rng(0) }).logits, fullPass(trained, data, { training: false, rng: new Rng(0) }).logits, 0, 0, 'restored stage 1');
+    const stage = await buildLipn(13);
+    const result = await runPrescreenedFold({ model: restored, stage, source, train, val, test, numClasses: NUM_CLASSES, section: stageSection(1), metrics, rng: new Rng(14), logger: new MemoryLogger(), foldDir, reuseKey: 'chain/fold-0' });
+    expect(existsSync(path.join(foldDir, 'prescreener.safetensors'))).toBe(true);
+    expect(Object.keys(result.metrics).sort()).toEqual([
+      'test/auc', 'test/kept_prescreener', 'test/loss', 'test_all/auc', 'test_all/kept_aggregator', 'test_all/loss',
+      'time/aggregate_ms', 'time/aggregate_ms_all', 'time/prescreen_ms', 'time/prescreen_ms_all', 'time/read_ms', 'time/read_ms_all', 'time/total_ms', 'time/total_ms_all',
+    ]);
+    expect(result.metrics['test_all/kept_aggregator']).toBe(result.allInstances.kept.aggregator);
+    expect(result.metrics['test/kept_prescreener']).toBe(result.screened.kept.prescreener);
+    await expect(loadStageOneCheckpoint(restored, path.join(outDir, 'nowhere', 'best.ckpt'))).rejects.toThrow(/no stage-1 checkpoint/);
+    stage.prescreener.dispose();
   });
 });
