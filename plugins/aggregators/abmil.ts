@@ -34,6 +34,8 @@ export type AbmilOptions = z.output<typeof AbmilOptions>;
 export class AbmilAggregator extends Module implements Aggregator {
   readonly embeddingDim: number;
   readonly torchNaming: TorchNaming = { classifierPrefix: 'classifier.0', renames: [['^classifier\\.0\\.fc\\.', 'classifier.0.']] };
+  /** w's bias only shifts every score before the softmax over instances: its gradient is always zero. */
+  readonly inertParameters: readonly string[];
   private readonly projection: Linear | undefined;
   private readonly attention: AttentionLayers;
 
@@ -47,6 +49,7 @@ export class AbmilAggregator extends Module implements Aggregator {
       inDim: this.embeddingDim, hiddenDim: attnDim, branches: 1, gated, activation: options.attnActivation,
       bias: options.attnBias, dropout: options.attnDropout, init, keys,
     }, ctx.rng.fork('attention'));
+    this.inertParameters = options.attnBias ? [`${keys.out}.bias`] : [];
     // Ilse's model keeps the attention layers at the top level of its state_dict.
     this.attention = {
       v: this.addModule(keys.first, layers.v),

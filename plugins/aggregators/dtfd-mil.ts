@@ -80,6 +80,8 @@ function splitSizes(n: number, groups: number): number[] {
 class DtfdMilAggregator extends Module implements Aggregator {
   readonly embeddingDim: number;
   readonly gradientClipGroups: readonly GradientClipGroup[];
+  /** Both attention output biases only shift scores before a softmax over instances: zero gradient. */
+  readonly inertParameters: readonly string[] = ['attention.attention_weights.bias', 'att_classifier.attention.attention_weights.bias'];
   private readonly dimReduction: Linear;
   private readonly attention: AttentionScorer;
   private readonly classifier: Classifier;

@@ -35,6 +35,8 @@ class SvmLabels extends Module {
 /** Projection, attention and instance classifiers of CLAM with its torch keys; K attention branches. */
 export abstract class ClamBody extends Module {
   readonly embeddingDim: number;
+  /** The attention output bias only shifts each branch's scores before its softmax over instances: zero gradient. */
+  readonly inertParameters: readonly string[];
   protected readonly numClasses: number;
   private readonly projection: Linear;
   private readonly scorer: AttentionScorer;
@@ -56,6 +58,7 @@ export abstract class ClamBody extends Module {
       { inDim: hiddenDim, hiddenDim: attnDim, branches, gated: options.gated, activation: 'tanh', bias: true, dropout: options.attnDropout, init, keys },
       ctx.rng.fork('attention_net.3'),
     );
+    this.inertParameters = [`attention_net.3.${keys.out}.bias`];
     // attention_net = Sequential(Linear, ReLU, Dropout, attention): parameters at indices 0 and 3.
     this.addModule('attention_net', new ModuleList<Module>([this.projection, this.scorer], [0, 3]));
     const classes = Array.from({ length: ctx.numClasses }, (_, c) => c);

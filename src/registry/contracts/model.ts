@@ -79,8 +79,9 @@ export interface Aggregator extends Module {
   readonly gradientClipGroups?: readonly GradientClipGroup[];
   /**
    * Aggregator-relative keys of parameters that, with the current options, get zero gradient by construction for
-   * almost every bag (a faithful quirk of the original, e.g. TransMIL's layer-2 value-residual conv under the pinned
-   * Nyström alignment). Documentation for users and the contract test's gradient check; nothing else reads it.
+   * (almost) every bag: the bias of an attention score layer followed by a softmax over instances (softmax is
+   * shift-invariant), or a faithful quirk of the original such as TransMIL's layer-2 value-residual conv under the
+   * pinned Nyström alignment. Documentation for users and the contract test's gradient check; nothing else reads it.
    */
   readonly inertParameters?: readonly string[];
 }
