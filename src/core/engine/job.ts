@@ -8,6 +8,7 @@ import { loadExperiment } from '../config/index.js';
 import { Registry, type PluginManifest } from '../../registry/registry.js';
 import type { Tracker } from '../../registry/contracts/tracker.js';
 import { runExperiment } from './run.js';
+import { epochProgress } from './progress.js';
 
 export interface JobPayload {
   readonly id: string;
@@ -39,12 +40,17 @@ export interface JobDeps {
 /** Trains and evaluates fold `payload.fold`; throws (and writes no result) when the fold fails. */
 export async function runJob(payload: JobPayload, deps: JobDeps): Promise<JobResult> {
   const registry = new Registry(deps.manifest);
-  const overrides = [...payload.overrides, ...(payload.blasThreads !== undefined ? [`++runtime.blasThreads=${payload.blasThreads}`] : [])];
   const env = deps.env ?? process.env;
-  const resolved = await loadExperiment(payload.experimentFile, overrides, { registry, cwd: payload.cwd, env });
+  const resolved = await loadExperiment(payload.experimentFile, payload.overrides, { registry, cwd: payload.cwd, env });
+  // The job's outputs (checkpoints, predictions, plots) live in its own folder, so parallel folds of one cell
+  // never write the same files; its fold run nests under the sweep cell's run when there is one.
   const result = await runExperiment({
-    resolved, registry, logger: deps.logger, cwd: payload.cwd, env, resume: true, folds: [payload.fold],
-    ...(deps.tracker ? { tracking: { tracker: deps.tracker, ...(payload.parentRunId ? { parentRunId: payload.parentRunId } : {}) } } : {}),
+    resolved, registry, logger: deps.logger, cwd: payload.cwd, env, resume: true, folds: [payload.fold], outDir: payload.outDir,
+    ...(payload.blasThreads !== undefined ? { runtime: { blasThreads: payload.blasThreads } } : {}),
+    ...(payload.parentRunId !== undefined || deps.tracker
+      ? { tracking: { ...(deps.tracker ? { tracker: deps.tracker } : {}), ...(payload.parentRunId !== undefined ? { parentRunId: payload.parentRunId, foldsOnly: true } : {}) } }
+      : {}),
+    events: (fold) => epochProgress({ fold, stdoutIsTTY: false, logger: deps.logger }),
   });
   const outcome = result.folds[0];
   if (!outcome) throw new MilkitError('fold-not-found', `job ${payload.id}: the experiment has no fold ${payload.fold}.`, { hint: 'Check split.folds.' });

@@ -18,7 +18,8 @@ import { makeSplits, writeSplits, type Fold } from '../data/splits.js';
 import { bootstrapMetrics, summarizeFolds } from '../eval/metrics.js';
 import { writePredictionsCsv } from '../eval/predictions.js';
 import { writeCurvePlots, type CurveFiles } from '../eval/plots.js';
-import { createTracker, flattenParams, systemTags } from '../tracking/index.js';
+import { createTracker, flattenParams, redactConfig, systemTags } from '../tracking/index.js';
+import YAML from 'yaml';
 import { MilModel } from './model.js';
 import { trainFold, type EpochRecord, type TrainEvents } from './trainer.js';
 import { evaluate, type SlidePrediction } from './evaluate.js';
@@ -35,8 +36,18 @@ export interface RunOptions {
   readonly folds?: readonly number[];
   /** Progress/reporting hooks per fold. */
   readonly events?: (fold: number) => TrainEvents;
-  /** An existing tracker and parent run (sweeps nest cells under their run); default: a new one. */
-  readonly tracking?: { readonly tracker: Tracker; readonly parentRunId?: string };
+  /**
+   * Tracking: an existing tracker (default: one built from `tracking:`), a parent run to nest under, and
+   * `foldsOnly` when the parent already is this config's run (a sweep cell), so fold runs go straight under it.
+   */
+  readonly tracking?: { readonly tracker?: Tracker; readonly parentRunId?: string; readonly foldsOnly?: boolean };
+  /** Output folder instead of `experimentOutDir` (a sweep job writes into its own job folder). */
+  readonly outDir?: string;
+  /**
+   * Execution settings that must not change results' identity (the config hash): e.g. the BLAS threads a
+   * sweep worker gets as its share of the cores.
+   */
+  readonly runtime?: { readonly blasThreads?: number };
 }
 
 export interface FoldOutcome {
@@ -59,6 +70,12 @@ export interface ExperimentResult {
   readonly runId?: string;
 }
 
+/** The resolved config as YAML with secret-looking keys redacted, under the same provenance header. */
+function resolvedYamlRedacted(resolved: ResolvedExperiment): string {
+  const header = resolved.toYaml().split('\n').filter((line) => line.startsWith('#')).join('\n');
+  return `${header}\n\n${YAML.stringify(redactConfig(resolved.config))}`;
+}
+
 /** Output folder of a resolved experiment: `<output.dir or outputs/<name>>/<configHash[0:8]>`. */
 export function experimentOutDir(resolved: ResolvedExperiment, cwd: string): string {
   const base = resolved.config.output.dir ?? path.join('outputs', resolved.config.name);
@@ -68,10 +85,12 @@ export function experimentOutDir(resolved: ResolvedExperiment, cwd: string): str
 export async function runExperiment(options: RunOptions): Promise<ExperimentResult> {
   const { resolved, registry, logger } = options;
   const { config } = resolved;
-  const runtime = await initRuntime(config.runtime, { logger });
-  const outDir = experimentOutDir(resolved, options.cwd);
+  const runtimeSection = options.runtime?.blasThreads !== undefined ? { ...config.runtime, blasThreads: options.runtime.blasThreads } : config.runtime;
+  const runtime = await initRuntime(runtimeSection, { logger });
+  const outDir = options.outDir ?? experimentOutDir(resolved, options.cwd);
   await mkdir(outDir, { recursive: true });
-  await writeFile(path.join(outDir, 'config.resolved.yaml'), resolved.toYaml());
+  // Secrets (keys like *token, *password) never reach disk or the tracker, even in the saved config.
+  await writeFile(path.join(outDir, 'config.resolved.yaml'), resolvedYamlRedacted(resolved));
 
   const source: BagSource = await registry.create(resolved.slots.dataset, {
     seed: config.seed,
@@ -93,7 +112,10 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
 
   const tracker = options.tracking?.tracker ?? (config.tracking.enabled ? await createTracker(config.tracking, { registry, logger, cwd: options.cwd, env: options.env }) : undefined);
   const experimentName = config.tracking.experimentName ?? config.name;
-  const parentRunId = tracker
+  const foldsOnly = options.tracking?.foldsOnly === true && options.tracking.parentRunId !== undefined;
+  const parentRunId = foldsOnly
+    ? options.tracking?.parentRunId
+    : tracker
     ? await tracker.startRun({
         experimentName,
         runName: `${config.name}-${resolved.configHash.slice(0, 8)}`,
@@ -107,7 +129,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
         },
       })
     : undefined;
-  if (tracker && parentRunId) {
+  if (tracker && parentRunId && !foldsOnly) {
     const { params, oversized } = flattenParams(config);
     await tracker.logParams(parentRunId, params);
     if (Object.keys(oversized).length > 0) {
@@ -155,7 +177,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     const folds = Object.fromEntries(curveFolds.map(({ fold, input }) => [String(fold), bootstrapMetrics(metrics, input, { resamples: config.eval.bootstrap, rng: rng.fork(`fold-${fold}`) })]));
     await writeFile(bootstrapFile, JSON.stringify({ level: 0.95, resamples: config.eval.bootstrap, method: 'percentile bootstrap over test slides', folds }, null, 2));
   }
-  if (tracker && parentRunId) {
+  if (tracker && parentRunId && !foldsOnly) {
     const now = Date.now();
     const points = Object.entries(summary).flatMap(([key, s]) => [
       ...(s.mean !== null ? [{ key: `test/${key}_mean`, value: s.mean, step: 0, timestamp: now }] : []),
@@ -167,8 +189,8 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     if (plots.roc.length > 0) await tracker.logArtifact(parentRunId, path.join(outDir, 'plots'), 'plots');
     if (config.eval.bootstrap > 0) await tracker.logArtifact(parentRunId, bootstrapFile);
     await tracker.endRun(parentRunId, succeeded.length === outcomes.length ? 'FINISHED' : 'FAILED');
-    await tracker.flush();
   }
+  await tracker?.flush();
   return { outDir, runtime, folds: outcomes, summary, ...(parentRunId ? { runId: parentRunId } : {}) };
 }
 

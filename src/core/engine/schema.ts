@@ -64,6 +64,6 @@ export type SplitSection = z.output<typeof SplitSection>;
 
 export const EvalSection = z.strictObject({
   metrics: z.array(z.string()).default(['auc', 'accuracy']).describe('metric plugins reported per fold'),
-  bootstrap: z.int().min(0).default(0).describe('bootstrap resamples for 95% CIs (0 = off)'),
+  bootstrap: z.int().min(0).default(1000).describe('bootstrap resamples of the test slides for per-fold 95% CIs (seeded; 0 = off)'),
 });
 export type EvalSection = z.output<typeof EvalSection>;

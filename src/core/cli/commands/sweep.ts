@@ -7,7 +7,10 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../errors.js';
-import { expandSweep, formatOverride, groupOptions, loadExperiment, parseOverride } from '../../config/index.js';
+import { expandSweep, formatOverride, groupOptions, loadExperiment, parseOverride, slotKindOfGroup, type ResolvedExperiment } from '../../config/index.js';
+import type { Registry } from '../../../registry/registry.js';
+import { createTracker } from '../../tracking/index.js';
+import { createSweepTracking, type SweepTracking } from '../../engine/sweep/tracking.js';
 import { createProgress, progressLogger } from '../../engine/progress.js';
 import { runSweep } from '../../engine/sweep/engine.js';
 import type { ComposeCell } from '../../engine/sweep/plan.js';
@@ -32,11 +35,16 @@ const collect = (value: string, previous: string[]): string[] => [...previous, v
 const MILKIT_BIN = fileURLToPath(new URL('../../../../bin/milkit.mjs', import.meta.url));
 
 /** Sweep arguments through the config module's Hydra parser: `a=1,2` → [`a=1`, `a=2`]; glob() reads the group's options. */
-function expander(experimentFile: string, cwd: string): ExpandArgument {
+function expander(experimentFile: string, cwd: string, registry: Registry): ExpandArgument {
+  // Plugin slot groups (model/aggregator ...) offer every registered plugin, as in composition.
+  const impliedOptions = (group: string): readonly string[] | undefined => {
+    const kind = slotKindOfGroup(group);
+    return kind ? registry.names(kind) : undefined;
+  };
   return (argument) => {
     const override = parseOverride(argument);
     if (!override.sweep) return { key: override.key, overrides: [argument] };
-    const options = override.sweep.type === 'glob' ? groupOptions(experimentFile, override.key, { cwd }) : undefined;
+    const options = override.sweep.type === 'glob' ? groupOptions(experimentFile, override.key, { cwd, impliedOptions }) : undefined;
     return { key: override.key, overrides: expandSweep(override, options).map((value) => formatOverride(override, value)) };
   };
 }
@@ -133,9 +141,26 @@ export function register(program: Command, app: CliApp): void {
       const progress = createProgress({ stream: interactive ? process.stderr : { write: (text: string) => app.io.err(text.replace(/\n$/, '')) }, interactive });
       const logger = progressLogger(progress, app.logger);
       const executor = registry.create(resolvedExecutor, { logger, cwd: app.cwd, cores: os.availableParallelism(), env: app.env });
+      const composed = new Map<string, ResolvedExperiment>();
       const compose: ComposeCell = async (file, overrides) => {
         const resolved = await loadExperiment(file, overrides, { registry, cwd: app.cwd, env: app.env });
+        composed.set(resolved.configHash, resolved);
         return { configHash: resolved.configHash, folds: resolved.config.split.folds, configYaml: resolved.toYaml() };
+      };
+      // The tracker comes from the first cell's `tracking:` (cells share it unless a row overrides tracking).
+      let sweepTracking: SweepTracking | undefined;
+      const tracking: SweepTracking = {
+        open: async (plan, stateDir, sweepName) => {
+          const first = composed.get(plan.cells[0]?.configHash ?? '');
+          if (!first || !first.config.tracking.enabled) return new Map();
+          const tracker = await createTracker(first.config.tracking, { registry, logger, cwd: app.cwd, env: app.env });
+          sweepTracking = createSweepTracking({
+            tracker, experimentName: first.config.tracking.experimentName ?? first.config.name, logger, cwd: app.cwd,
+            configOf: (hash) => composed.get(hash)?.config,
+          });
+          return sweepTracking.open(plan, stateDir, sweepName);
+        },
+        close: async (table, stateDir, artifacts) => sweepTracking?.close(table, stateDir, artifacts),
       };
       const controller = new AbortController();
       // First Ctrl-C: stop launching, let the table of finished jobs be written; a second one exits at once.
@@ -147,7 +172,7 @@ export function register(program: Command, app: CliApp): void {
       try {
         const report = await runSweep({
           definition,
-          expand: expander(definition.experimentFile, app.cwd),
+          expand: expander(definition.experimentFile, app.cwd, registry),
           compose,
           executor,
           worker: { command: process.execPath, args: [MILKIT_BIN, 'worker'] },
@@ -155,6 +180,7 @@ export function register(program: Command, app: CliApp): void {
           logger,
           progress,
           signal: controller.signal,
+          tracking,
           ...(flags.dir ? { stateDir: path.resolve(app.cwd, flags.dir) } : {}),
           ...(flags.dryRun ? { dryRun: true } : {}),
         });

@@ -14,6 +14,7 @@ import {
   type JobErrorFile, type JobManifest, type SweepRecord,
 } from './state.js';
 import { renderFoldsCsv, renderMarkdown, renderSummaryCsv, summarizeSweep, type SweepTable } from './table.js';
+import type { SweepTracking } from './tracking.js';
 
 /** Default: a lock not refreshed for 10 minutes belongs to a worker that died on another machine. */
 export const DEFAULT_LOCK_STALE_MS = 10 * 60 * 1000;
@@ -34,6 +35,8 @@ export interface SweepOptions {
   readonly stateDir?: string;
   readonly lockStaleMs?: number;
   readonly parentRunId?: string;
+  /** MLflow runs for the sweep and its cells (folds nest under their cell); omitted → jobs track on their own. */
+  readonly tracking?: SweepTracking;
   readonly signal?: AbortSignal;
   /** Plan, validate and write the state folder, but run nothing. */
   readonly dryRun?: boolean;
@@ -97,6 +100,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
   logger.info(`${plan.jobs.length} jobs: ${finished.size} finished, ${pending.length} to run${previouslyFailed ? ` (${previouslyFailed} failed before and run again)` : ''}.`);
 
   let outcomes: JobOutcome[] = [];
+  const cellRuns = !options.dryRun && options.tracking ? await options.tracking.open(plan, layout.dir, definition.name) : undefined;
   if (!options.dryRun && pending.length > 0 && !options.signal?.aborted) {
     const manifest: JobManifest = {
       version: STATE_VERSION,
@@ -105,7 +109,10 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
       cwd: options.cwd,
       ...(options.parentRunId !== undefined ? { parentRunId: options.parentRunId } : {}),
       lockStaleMs: options.lockStaleMs ?? DEFAULT_LOCK_STALE_MS,
-      jobs: pending.map((job, index) => ({ index, id: job.id, fold: job.fold, label: job.label, overrides: [...job.overrides], dir: path.posix.join('..', 'jobs', job.id) })),
+      jobs: pending.map((job, index) => {
+        const cellRun = cellRuns?.get(job.cell);
+        return { index, id: job.id, fold: job.fold, label: job.label, overrides: [...job.overrides], dir: path.posix.join('..', 'jobs', job.id), ...(cellRun !== undefined ? { parentRunId: cellRun } : {}) };
+      }),
     };
     // Content-addressed, so a manifest never changes under a queued Slurm task that still reads it.
     const text = `${JSON.stringify(manifest, null, 2)}\n`;
@@ -155,6 +162,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
   await writeAtomic(layout.tableMarkdownPath, `${markdown}\n`);
   await writeAtomic(layout.summaryCsvPath, renderSummaryCsv(table));
   await writeAtomic(layout.foldsCsvPath, renderFoldsCsv(table, results, errors));
+  if (cellRuns) await options.tracking?.close(table, layout.dir, [layout.tableMarkdownPath, layout.summaryCsvPath, layout.foldsCsvPath]);
 
   const failed: SweepFailure[] = outcomes
     .filter((o) => o.status === 'failed')

@@ -20,6 +20,8 @@ export const ManifestJob = z.strictObject({
   overrides: z.array(z.string()),
   /** Job folder, relative to the sweep directory. */
   dir: z.string(),
+  /** Tracking run the job's fold run nests under (its sweep cell's run). */
+  parentRunId: z.string().optional(),
 });
 export type ManifestJob = z.output<typeof ManifestJob>;
 

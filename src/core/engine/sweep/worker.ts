@@ -84,7 +84,7 @@ export async function runWorker(options: WorkerOptions, deps: WorkerDeps): Promi
       fold: job.fold,
       outDir: paths.dir,
       cwd: manifest.cwd,
-      ...(manifest.parentRunId !== undefined ? { parentRunId: manifest.parentRunId } : {}),
+      ...((job.parentRunId ?? manifest.parentRunId) !== undefined ? { parentRunId: (job.parentRunId ?? manifest.parentRunId) as string } : {}),
       ...(options.blasThreads !== undefined ? { blasThreads: options.blasThreads } : {}),
     };
     deps.logger.info(`job ${job.id} (${job.label}): started in pid ${claim.pid} on ${claim.host}.`);

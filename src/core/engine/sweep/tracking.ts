@@ -1,0 +1,110 @@
+// MLflow structure of a sweep: the sweep is a parent run, each cell a child run (its resolved config as
+// params, cross-fold mean/std as metrics), each fold a grandchild created by the job that trains it.
+// Run ids are kept in the sweep's state folder so a resumed sweep continues the same runs.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import YAML from 'yaml';
+import type { Logger } from '../../logger.js';
+import type { Tracker } from '../../../registry/contracts/tracker.js';
+import { flattenParams, systemTags } from '../../tracking/index.js';
+import type { SweepPlan } from './plan.js';
+import { writeAtomic } from './state.js';
+import type { SweepTable } from './table.js';
+
+/** What the sweep engine asks of tracking: open runs before jobs start, close them after the table. */
+export interface SweepTracking {
+  /** Returns the run each cell's fold runs nest under, by cell index. */
+  open(plan: SweepPlan, stateDir: string, sweepName: string): Promise<ReadonlyMap<number, string>>;
+  close(table: SweepTable, stateDir: string, artifacts: readonly string[]): Promise<void>;
+}
+
+interface TrackingFile {
+  sweepRunId: string;
+  /** configHash → cell run id. */
+  cells: Record<string, string>;
+}
+
+export interface SweepTrackingOptions {
+  readonly tracker: Tracker;
+  readonly experimentName: string;
+  readonly logger: Logger;
+  readonly cwd: string;
+  /** The resolved config of a cell by its hash (the CLI composed them while planning). */
+  readonly configOf: (configHash: string) => unknown;
+}
+
+export function createSweepTracking(options: SweepTrackingOptions): SweepTracking {
+  const { tracker } = options;
+  let state: TrackingFile | undefined;
+  let plan: SweepPlan | undefined;
+  return {
+    async open(sweepPlan, stateDir, sweepName) {
+      plan = sweepPlan;
+      const file = path.join(stateDir, 'tracking.json');
+      state = await readFile(file, 'utf8').then((t) => JSON.parse(t) as TrackingFile).catch(() => undefined);
+      if (!state) {
+        const runName = `sweep-${sweepName}`;
+        const sweepRunId = await tracker.startRun({
+          experimentName: options.experimentName,
+          runName,
+          tags: { ...systemTags({ runName, cwd: options.cwd }), 'milkit.level': 'sweep', 'milkit.run_key': `sweep:${sweepPlan.specHash}`, 'milkit.sweep': sweepName },
+        });
+        await tracker.logParams(sweepRunId, { 'sweep.name': sweepName, 'sweep.cells': String(sweepPlan.cells.length), 'sweep.jobs': String(sweepPlan.jobs.length) });
+        state = { sweepRunId, cells: {} };
+      }
+      const byCell = new Map<number, string>();
+      for (const cell of sweepPlan.cells) {
+        let runId = state.cells[cell.configHash];
+        if (runId === undefined) {
+          runId = await tracker.startRun({
+            experimentName: options.experimentName,
+            runName: cell.name,
+            parentRunId: state.sweepRunId,
+            tags: {
+              'milkit.level': 'cell', 'milkit.run_key': cell.configHash, 'milkit.configHash': cell.configHash,
+              ...(cell.overrides.length ? { 'mlflow.note.content': `overrides: ${cell.overrides.join(' ')}` } : {}),
+            },
+          });
+          const { params, oversized } = flattenParams(options.configOf(cell.configHash));
+          await tracker.logParams(runId, params);
+          if (Object.keys(oversized).length > 0) {
+            const oversizedFile = path.join(stateDir, `params.oversized.${cell.configHash.slice(0, 12)}.json`);
+            await writeAtomic(oversizedFile, JSON.stringify(oversized, null, 2));
+            await tracker.logArtifact(runId, oversizedFile);
+          }
+          state.cells[cell.configHash] = runId;
+          await writeAtomic(file, JSON.stringify(state, null, 2));
+        }
+        byCell.set(cell.index, runId);
+      }
+      await writeAtomic(file, JSON.stringify(state, null, 2));
+      await tracker.flush();
+      return byCell;
+    },
+    async close(table, _stateDir, artifacts) {
+      if (!state || !plan) return;
+      const now = Date.now();
+      let allDone = true;
+      for (const summary of table.cells) {
+        const runId = state.cells[summary.cell.configHash];
+        if (runId === undefined) continue;
+        const points = Object.entries(summary.metrics).flatMap(([metric, stat]) => [
+          ...(stat.mean !== null ? [{ key: `test/${metric}_mean`, value: stat.mean, step: 0, timestamp: now }] : []),
+          ...(stat.std !== null ? [{ key: `test/${metric}_std`, value: stat.std, step: 0, timestamp: now }] : []),
+        ]).filter((p) => !p.key.includes('/s/slide'));
+        if (points.length) await tracker.logMetrics(runId, points);
+        const complete = summary.done === summary.cell.folds;
+        allDone &&= complete;
+        await tracker.endRun(runId, complete ? 'FINISHED' : 'FAILED');
+      }
+      for (const artifact of artifacts) await tracker.logArtifact(state.sweepRunId, artifact);
+      await tracker.endRun(state.sweepRunId, allDone ? 'FINISHED' : 'FAILED');
+      await tracker.flush();
+    },
+  };
+}
+
+/** Parses a cell's resolved-config YAML (what the CLI keeps per cell) back to an object for params. */
+export function configFromYaml(text: string): unknown {
+  return YAML.parse(text);
+}
