@@ -62,3 +62,45 @@ export function depthwiseConvSame(x: tf.Tensor4D, filter: tf.Tensor4D): tf.Tenso
   if (x.shape[0] !== 1) throw new RangeError(`depthwiseConvSame: batch must be 1, got ${x.shape[0]}`);
   return depthwiseSameOp(x, filter) as tf.Tensor4D;
 }
+
+/**
+ * Depthwise 1-D convolution along the sequence axis, zero "same" padding, shared across the feature axis:
+ * out[h, n, d] = Σ_t w[t, h] · v[h, n + t - r, d] for v [H, L, D] and an odd kernel of k = 2r + 1 taps, given as
+ * the conv2d filter [k, 1, H, 1] (torch Conv2d(H, H, (k, 1), groups=H) permuted). Computed as block-Toeplitz
+ * matmuls (blocks of B ≥ r rows see only their neighbours), so forward and backward are batched matmuls on every
+ * backend; the direct depthwise conv falls back to a slow generic kernel in wasm for kernels over 25 taps.
+ */
+export function sequenceConvSame(v: tf.Tensor3D, filter: tf.Tensor4D): tf.Tensor3D {
+  const [taps, width, heads, multiplier] = filter.shape;
+  if (taps % 2 === 0 || width !== 1 || multiplier !== 1 || heads !== v.shape[0]) {
+    throw new RangeError(`sequenceConvSame: filter must be [odd k, 1, ${v.shape[0]}, 1], got [${filter.shape.join(', ')}]`);
+  }
+  return tf.tidy(() => {
+    const [, length, depth] = v.shape;
+    const radius = (taps - 1) / 2;
+    const block = Math.max(radius, 1); // B ≥ r: row n only needs blocks b-1, b, b+1
+    const blocks = Math.ceil(length / block);
+    const padded = blocks * block;
+    // Toeplitz blocks T[h] = [T_{-1} | T_0 | T_{+1}] ([B, 3B]): T_k[i, j] = w[kB + j - i + r] (0 outside the kernel).
+    const selector = new Float32Array(taps * block * 3 * block);
+    for (let i = 0; i < block; i += 1) {
+      for (let k = -1; k <= 1; k += 1) {
+        for (let j = 0; j < block; j += 1) {
+          const t = k * block + j - i + radius;
+          if (t >= 0 && t < taps) selector[t * 3 * block * block + i * 3 * block + (k + 1) * block + j] = 1;
+        }
+      }
+    }
+    const weights = tf.transpose(tf.reshape(filter, [taps, heads])); // [H, k]
+    const toeplitz = tf.reshape(tf.matMul(weights, tf.tensor2d(selector, [taps, 3 * block * block])), [heads, block, 3 * block]); // [H, B, 3B]
+    // Rows regrouped as [H, B, blocks·D]: column (b, d) of row i is v[h, bB + i, d].
+    const grouped = tf.reshape(tf.transpose(tf.reshape(tf.pad(v, [[0, 0], [0, padded - length], [0, 0]]), [heads, blocks, block, depth]), [0, 2, 1, 3]), [heads, block, blocks, depth]); // [H, B, nb, D]
+    const shifted = (by: number): tf.Tensor => // block b sees block b + by (zeros beyond the ends)
+      by === 0 ? grouped : by < 0
+        ? tf.slice(tf.pad(grouped, [[0, 0], [0, 0], [1, 0], [0, 0]]), [0, 0, 0, 0], [heads, block, blocks, depth])
+        : tf.slice(tf.pad(grouped, [[0, 0], [0, 0], [0, 1], [0, 0]]), [0, 0, 1, 0], [heads, block, blocks, depth]);
+    const stacked = tf.reshape(tf.concat([shifted(-1), shifted(0), shifted(1)], 1), [heads, 3 * block, blocks * depth]); // [H, 3B, nb·D]
+    const out = tf.reshape(tf.matMul(toeplitz, stacked), [heads, block, blocks, depth]); // [H, B, nb, D]
+    return tf.slice(tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [heads, padded, depth]), [0, 0, 0], [heads, length, depth]) as tf.Tensor3D; // [H, L, D]
+  });
+}

@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardIO } from '../../registry/contracts/model.js';
 import type { Rng } from '../runtime/random.js';
-import { depthwiseConvSame } from './depthwise-conv.js';
+import { sequenceConvSame } from './depthwise-conv.js';
 import { initWeight, type InitScheme } from './init.js';
 import { Linear, dropout } from './layers.js';
 import { Module } from './module.js';
@@ -95,10 +95,8 @@ export class NystromAttention extends Module {
       const attn2Inv = moorePenrosePinv(attn2, pinvIterations); // [h, m, m]
       let out = tf.matMul(tf.matMul(attn1, attn2Inv), tf.matMul(attn3, v)); // [h, L', d]  (K1 K2⁺)(K3 V)
       if (this.resConv) {
-        // Heads are the conv channels, the sequence its height and d its width: NHWC [1, L', d, h].
-        const vImage = tf.expandDims(tf.transpose(v, [1, 2, 0]), 0) as tf.Tensor4D; // [1, L', d, h]
-        const residual = depthwiseConvSame(vImage, this.resConv as tf.Tensor4D); // [1, L', d, h]
-        out = tf.add(out, tf.transpose(tf.squeeze(residual, [0]), [2, 0, 1])); // [h, L', d]
+        // Conv2d(h, h, (k, 1), groups=h) on v seen as [h, L', d]: a per-head conv along the sequence.
+        out = tf.add(out, sequenceConvSame(v, this.resConv as tf.Tensor4D)); // [h, L', d]
       }
       const merged = tf.reshape(tf.transpose(out, [1, 0, 2]), [total, inner]) as tf.Tensor2D; // [L', inner]  heads merged
       const projected = dropout(this.toOut.forward(merged), this.options.dropout, io.training, io.rng) as tf.Tensor2D; // [L', dim]

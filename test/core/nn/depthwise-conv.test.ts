@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, describe, expect, it } from 'vitest';
-import { depthwiseConvSame } from '../../../src/core/nn/depthwise-conv.js';
+import { depthwiseConvSame, sequenceConvSame } from '../../../src/core/nn/depthwise-conv.js';
 import { expectClose } from '../../helpers/zoo.js';
 
 afterAll(async () => {
@@ -49,6 +49,22 @@ describe('nn/depthwise-conv', () => {
     const [sx, sk] = grads((a, b) => tf.depthwiseConv2d(a, b, 1, 'same'), tf.tensor4d(xs, [1, 6, 6, 3]), tf.tensor4d(ks, [7, 7, 3, 1]), tf.tensor4d(ws, [1, 6, 6, 3]));
     expectClose(wasmDx, (sx as tf.Tensor).dataSync(), 'wasm dx', 1e-4, 1e-4);
     expectClose(wasmDk, (sk as tf.Tensor).dataSync(), 'wasm dk', 1e-4, 1e-4);
+  });
+
+  it.each([[33, 20, 4], [33, 70, 3], [5, 9, 2], [1, 6, 3]])('computes the per-head sequence conv (k = %i, L = %i, d = %i) as block-Toeplitz matmuls, gradients included', async (k, length, depth) => {
+    await tf.setBackend('cpu');
+    const heads = 2;
+    const v = tf.randomNormal([heads, length, depth], 0, 1, 'float32', 7) as tf.Tensor3D;
+    const w = tf.randomNormal([k, 1, heads, 1], 0, 1, 'float32', 8) as tf.Tensor4D;
+    const weights = tf.randomNormal([heads, length, depth], 0, 1, 'float32', 9) as tf.Tensor3D;
+    // Reference: the same conv as NHWC depthwise conv2d with heads as channels.
+    const direct = (a: tf.Tensor, b: tf.Tensor): tf.Tensor => tf.transpose(tf.squeeze(tf.depthwiseConv2d(tf.expandDims(tf.transpose(a, [1, 2, 0]), 0) as tf.Tensor4D, b as tf.Tensor4D, 1, 'same'), [0]), [2, 0, 1]);
+    expectClose(sequenceConvSame(v, w).dataSync(), direct(v, w).dataSync(), 'forward', 1e-5, 1e-5);
+    const loss = (conv: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor) => (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(conv(a, b), weights));
+    const [dv, dw] = tf.grads(loss((a, b) => sequenceConvSame(a as tf.Tensor3D, b as tf.Tensor4D)))([v, w]);
+    const [sv, sw] = tf.grads(loss(direct))([v, w]);
+    expectClose((dv as tf.Tensor).dataSync(), (sv as tf.Tensor).dataSync(), 'dv', 1e-4, 1e-4);
+    expectClose((dw as tf.Tensor).dataSync(), (sw as tf.Tensor).dataSync(), 'dw', 1e-4, 1e-4);
   });
 
   it('rejects even kernels', async () => {
