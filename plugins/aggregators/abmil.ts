@@ -31,7 +31,7 @@ export const AbmilOptions = z.strictObject({
 });
 export type AbmilOptions = z.output<typeof AbmilOptions>;
 
-export class AbmilAggregator extends Module implements Aggregator {
+class AbmilAggregator extends Module implements Aggregator {
   readonly embeddingDim: number;
   readonly torchNaming: TorchNaming = { classifierPrefix: 'classifier.0', renames: [['^classifier\\.0\\.fc\\.', 'classifier.0.']] };
   /** w's bias only shifts every score before the softmax over instances: its gradient is always zero. */

@@ -120,6 +120,11 @@ export function describeIssues(schema: z.ZodType, input: unknown, issues: readon
     }
     const full = joinPath(keyPrefix, path);
     const given = valueAt(input, path);
+    if (issue.code === 'custom') {
+      // Cross-field rules (refine/check) carry their own text; the field's type says nothing about them.
+      out.push({ key: full, text: `${issue.message} (got ${showValue(given)}).` });
+      continue;
+    }
     const expected = describeExpected(schemaAt(schema, path));
     if (given === undefined && issue.code === 'invalid_type') {
       out.push({ key: full, text: `required${expected ? ` (${expected})` : ''}, but missing.` });
