@@ -52,21 +52,19 @@ const PROFILE_N = 8000;
 class TorchReference {
   private readonly child: ChildProcessWithoutNullStreams;
   private readonly lines: Interface;
-  private readonly pending: Array<(line: string) => void> = [];
+  private readonly pending: Array<{ resolve: (line: string) => void; reject: (error: Error) => void }> = [];
   version = '';
 
   constructor(python: string, script: string) {
     this.child = spawn(python, [script], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stderr.on('data', (chunk: Buffer) => process.stderr.write(`[torch] ${chunk.toString()}`));
     this.lines = createInterface({ input: this.child.stdout });
-    this.lines.on('line', (line) => this.pending.shift()?.(line));
+    this.lines.on('line', (line) => this.pending.shift()?.resolve(line));
+    this.child.once('exit', (code) => this.pending.splice(0).forEach(({ reject }) => reject(new Error(`torch reference exited with ${code}`))));
   }
 
   private next(): Promise<string> {
-    return new Promise((resolveLine, reject) => {
-      this.pending.push(resolveLine);
-      this.child.once('exit', (code) => reject(new Error(`torch reference exited with ${code}`)));
-    });
+    return new Promise((resolve, reject) => this.pending.push({ resolve, reject }));
   }
 
   async ready(): Promise<void> {
