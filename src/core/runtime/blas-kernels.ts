@@ -1,8 +1,9 @@
 // Kernel overrides for the tfjs wasm backend. With a native BLAS: BatchMatMul and _FusedMatMul run as cblas_sgemm
 // straight on the wasm heap (no copy; transposes handled by sgemm), plus a copy-free Identity, leading-axis Sum via
 // sgemv, and Tanh as 2σ(2x) − 1 on the vectorised sigmoid (the stock wasm tanh is scalar libm, ~40 ns per element).
-// Without BLAS: only _FusedMatMul with bias + transpose is rerouted, because stock tfjs-backend-wasm 4.22 computes it
-// wrong (native-blas.md §4). The stock kernels are kept and put back by `restoreStockWasmKernels`.
+// Without BLAS: transposed matmul operands are transposed explicitly first (the stock kernel is 13-17× slower on them),
+// which also reroutes _FusedMatMul with bias + transpose, computed wrong by stock tfjs-backend-wasm 4.22 (native-blas.md
+// §4). The stock kernels are kept and put back by `restoreStockWasmKernels`.
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, type NativeBlas } from './native-blas.js';
@@ -14,7 +15,7 @@ type KernelArgs = Parameters<KernelFunc>[0];
 
 const BACKEND = 'wasm';
 
-/** What `installWasmKernels` registers: the BLAS kernels with `blas`, otherwise only the _FusedMatMul fix. */
+/** What `installWasmKernels` registers: the BLAS kernels with `blas`, otherwise explicit-transpose matmuls. */
 export interface WasmKernelOptions {
   readonly blas?: NativeBlas;
   /** Also override Identity (copy-free), Sum over leading axes (sgemv) and Tanh (via the SIMD sigmoid); only with `blas`. */
@@ -68,7 +69,8 @@ export function installWasmKernels(options: WasmKernelOptions): void {
   restoreStockWasmKernels();
   const blas = options.blas;
   if (!blas) {
-    override('_FusedMatMul', (args) => fusedMatMul(args, (a) => runStock('BatchMatMul', a), true));
+    override('BatchMatMul', explicitTransposeBatchMatMul);
+    override('_FusedMatMul', (args) => fusedMatMul(args, explicitTransposeBatchMatMul, true));
     return;
   }
   const batchMatMul = (args: KernelArgs): TensorInfo => blasBatchMatMul(args, blas);
@@ -188,9 +190,40 @@ function chain(backend: BackendWasm, intermediate: TensorInfo, name: string, inp
   return result;
 }
 
+/** The last two axes of `x` swapped by the stock Transpose kernel (a real copy). */
+function swapLastAxes(backend: BackendWasm, x: TensorInfo): TensorInfo {
+  const perm = x.shape.map((_, i) => i);
+  const last = perm.length - 1;
+  perm[last] = last - 1;
+  perm[last - 1] = last;
+  return runStock('Transpose', { inputs: { x } as KernelArgs['inputs'], backend, attrs: { perm } });
+}
+
+/**
+ * Stock BatchMatMul on explicitly transposed operands. The stock wasm kernel runs transposed operands 13-17× slower
+ * than plain ones (runtime-bench.md §2), while a transpose copy costs about as much as reading the operand once.
+ */
+function explicitTransposeBatchMatMul(args: KernelArgs): TensorInfo {
+  const backend = args.backend as BackendWasm;
+  const a = args.inputs['a'] as TensorInfo | undefined;
+  const b = args.inputs['b'] as TensorInfo | undefined;
+  const { transposeA, transposeB } = args.attrs as unknown as MatMulAttrs;
+  if (!a || !b || (!transposeA && !transposeB) || a.dtype !== 'float32' || b.dtype !== 'float32' || sizeOf(a.shape) === 0 || sizeOf(b.shape) === 0) {
+    return runStock('BatchMatMul', args);
+  }
+  const plainA = transposeA ? swapLastAxes(backend, a) : a;
+  const plainB = transposeB ? swapLastAxes(backend, b) : b;
+  try {
+    return runStock('BatchMatMul', { inputs: { a: plainA, b: plainB } as KernelArgs['inputs'], backend, attrs: { transposeA: false, transposeB: false } });
+  } finally {
+    if (plainA !== a) backend.disposeData(plainA.dataId);
+    if (plainB !== b) backend.disposeData(plainB.dataId);
+  }
+}
+
 /**
  * _FusedMatMul as matmul, then the stock Add (any broadcastable bias) and activation kernels. With `onlyWhenBroken`,
- * cases the stock fused kernel gets right (no bias, or no transpose) stay on it.
+ * untransposed cases (which the stock fused kernel gets right and fast) stay on it.
  */
 function fusedMatMul(args: KernelArgs, matMul: (args: KernelArgs) => TensorInfo, onlyWhenBroken: boolean): TensorInfo {
   const backend = args.backend as BackendWasm;
@@ -199,7 +232,7 @@ function fusedMatMul(args: KernelArgs, matMul: (args: KernelArgs) => TensorInfo,
   if (!a || !b || a.dtype !== 'float32' || b.dtype !== 'float32' || sizeOf(a.shape) === 0 || sizeOf(b.shape) === 0) {
     return runStock('_FusedMatMul', args);
   }
-  if (onlyWhenBroken && (!bias || (!attrs.transposeA && !attrs.transposeB))) return runStock('_FusedMatMul', args);
+  if (onlyWhenBroken && !attrs.transposeA && !attrs.transposeB) return runStock('_FusedMatMul', args);
   let y = matMul({ inputs: { a, b } as KernelArgs['inputs'], backend, attrs: { transposeA: attrs.transposeA, transposeB: attrs.transposeB } });
   if (bias) y = chain(backend, y, 'Add', { a: y, b: bias });
   switch (attrs.activation) {

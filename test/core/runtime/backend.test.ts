@@ -105,7 +105,7 @@ describe('initRuntime', () => {
     const info = await initRuntime(section({ backend: 'wasm', blas: 'off' }), { logger: silentLogger });
     expect(info.blas).toEqual({ active: false, reason: 'runtime.blas: off' });
     expect(info.matmulGrad).toBe('explicit-transpose');
-    expect(info.kernelOverrides).toEqual(['_FusedMatMul']);
+    expect(info.kernelOverrides).toEqual(['BatchMatMul', '_FusedMatMul']);
     expect(runtimeTags(info)).toEqual({
       'milkit.backend': 'wasm',
       'milkit.backend.device': 'cpu',
@@ -113,7 +113,7 @@ describe('initRuntime', () => {
       'milkit.blas': 'off',
       'milkit.blas.reason': 'runtime.blas: off',
       'milkit.matmulGrad': 'explicit-transpose',
-      'milkit.kernels': '_FusedMatMul',
+      'milkit.kernels': 'BatchMatMul,_FusedMatMul',
     });
   });
 

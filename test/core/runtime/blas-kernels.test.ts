@@ -254,9 +254,9 @@ describe('wasm without BLAS (fallback)', () => {
     restoreStockWasmKernels();
   });
 
-  it('reports why and keeps the stock matmul kernels', () => {
+  it('reports why and multiplies explicitly transposed operands with the stock kernel', () => {
     expect(info.blas).toEqual({ active: false, reason: 'no usable BLAS library (not found: libmilkit-no-such-blas.so)' });
-    expect(info.kernelOverrides).toEqual(['_FusedMatMul']);
+    expect(info.kernelOverrides).toEqual(['BatchMatMul', '_FusedMatMul']);
     expect(info.matmulGrad).toBe('explicit-transpose');
   });
 
