@@ -1,9 +1,10 @@
 // Kernel overrides for the tfjs wasm backend. With a native BLAS: BatchMatMul and _FusedMatMul run as cblas_sgemm
 // straight on the wasm heap (no copy; transposes handled by sgemm), plus a copy-free Identity, leading-axis Sum via
 // sgemv, and Tanh as 2σ(2x) − 1 on the vectorised sigmoid (the stock wasm tanh is scalar libm, ~40 ns per element).
-// Without BLAS: transposed matmul operands are transposed explicitly first (the stock kernel is 13-17× slower on them),
-// which also reroutes _FusedMatMul with bias + transpose, computed wrong by stock tfjs-backend-wasm 4.22 (native-blas.md
-// §4). The stock kernels are kept and put back by `restoreStockWasmKernels`.
+// Without BLAS: matmuls are reshaped for the stock kernel's fast path (explicit transposes, batches run entry by entry;
+// the stock kernel is 13-40× slower on transposed operands and ~20× on batches), which also reroutes _FusedMatMul with
+// bias + transpose, computed wrong by stock tfjs-backend-wasm 4.22 (native-blas.md §4). The stock kernels are kept and
+// put back by `restoreStockWasmKernels`.
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, type NativeBlas } from './native-blas.js';
@@ -15,7 +16,7 @@ type KernelArgs = Parameters<KernelFunc>[0];
 
 const BACKEND = 'wasm';
 
-/** What `installWasmKernels` registers: the BLAS kernels with `blas`, otherwise explicit-transpose matmuls. */
+/** What `installWasmKernels` registers: the BLAS kernels with `blas`, otherwise the stock-friendly matmuls. */
 export interface WasmKernelOptions {
   readonly blas?: NativeBlas;
   /** Also override Identity (copy-free), Sum over leading axes (sgemv) and Tanh (via the SIMD sigmoid); only with `blas`. */
@@ -69,8 +70,8 @@ export function installWasmKernels(options: WasmKernelOptions): void {
   restoreStockWasmKernels();
   const blas = options.blas;
   if (!blas) {
-    override('BatchMatMul', explicitTransposeBatchMatMul);
-    override('_FusedMatMul', (args) => fusedMatMul(args, explicitTransposeBatchMatMul, true));
+    override('BatchMatMul', stockFriendlyBatchMatMul);
+    override('_FusedMatMul', (args) => fusedMatMul(args, stockFriendlyBatchMatMul, true));
     return;
   }
   const batchMatMul = (args: KernelArgs): TensorInfo => blasBatchMatMul(args, blas);
@@ -200,21 +201,61 @@ function swapLastAxes(backend: BackendWasm, x: TensorInfo): TensorInfo {
 }
 
 /**
- * Stock BatchMatMul on explicitly transposed operands. The stock wasm kernel runs transposed operands 13-17× slower
- * than plain ones (runtime-bench.md §2), while a transpose copy costs about as much as reading the operand once.
+ * BatchMatMul for wasm without BLAS, shaped so the stock kernel stays on its fast path. The stock kernel runs
+ * transposed operands 13-40× slower than plain ones and batched products ([8,256,256]², ~20×) slower than the same
+ * products one at a time (runtime-bench.md §2, measured again for issue 8). So: transpose explicitly (a copy costs
+ * about one read of the operand), fold a batch under a shared B into rows, and run other batches entry by entry
+ * (which also broadcasts batch dims correctly, unlike the stock kernel's flat-index modulo).
  */
-function explicitTransposeBatchMatMul(args: KernelArgs): TensorInfo {
+function stockFriendlyBatchMatMul(args: KernelArgs): TensorInfo {
   const backend = args.backend as BackendWasm;
   const a = args.inputs['a'] as TensorInfo | undefined;
   const b = args.inputs['b'] as TensorInfo | undefined;
   const { transposeA, transposeB } = args.attrs as unknown as MatMulAttrs;
-  if (!a || !b || (!transposeA && !transposeB) || a.dtype !== 'float32' || b.dtype !== 'float32' || sizeOf(a.shape) === 0 || sizeOf(b.shape) === 0) {
+  if (!a || !b || a.dtype !== 'float32' || b.dtype !== 'float32' || a.shape.length < 2 || b.shape.length < 2 || sizeOf(a.shape) === 0 || sizeOf(b.shape) === 0) {
     return runStock('BatchMatMul', args);
   }
-  const plainA = transposeA ? swapLastAxes(backend, a) : a;
-  const plainB = transposeB ? swapLastAxes(backend, b) : b;
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const k = (transposeA ? a.shape[ra - 2] : a.shape[ra - 1]) ?? 0;
+  const kb = (transposeB ? b.shape[rb - 1] : b.shape[rb - 2]) ?? 0;
+  if (k !== kb) return runStock('BatchMatMul', args); // the stock kernel owns the error message
+  const batchA = a.shape.slice(0, -2);
+  const batchB = b.shape.slice(0, -2);
+  const outBatch = tf.backend_util.assertAndGetBroadcastShape(batchA, batchB);
+  const count = sizeOf(outBatch);
+  const plainA = transposeA ? swapLastAxes(backend, a) : a; // [...batchA, m, k]
+  const plainB = transposeB ? swapLastAxes(backend, b) : b; // [...batchB, k, n]
+  const m = plainA.shape[ra - 2] ?? 0;
+  const n = plainB.shape[rb - 1] ?? 0;
+  const plain = { transposeA: false, transposeB: false };
+  const matmul2d = (x: TensorInfo, y: TensorInfo): TensorInfo =>
+    runStock('BatchMatMul', { inputs: { a: x, b: y } as KernelArgs['inputs'], backend, attrs: plain });
   try {
-    return runStock('BatchMatMul', { inputs: { a: plainA, b: plainB } as KernelArgs['inputs'], backend, attrs: { transposeA: false, transposeB: false } });
+    if (count === 1 || (sizeOf(batchB) === 1 && sizeOf(batchA) === count)) {
+      // Every batch entry of A against the one B: the rows of all entries are contiguous, so one [count·m, k] product.
+      const out = matmul2d({ ...plainA, shape: [count * m, k] }, { ...plainB, shape: [k, n] });
+      return { ...out, shape: [...outBatch, m, n] };
+    }
+    const out = backend.makeOutput([...outBatch, m, n], 'float32') as TensorInfo;
+    const indexA = broadcastBatchIndex(outBatch, batchA);
+    const indexB = broadcastBatchIndex(outBatch, batchB);
+    for (let i = 0; i < count; i += 1) {
+      // Fresh operand tensors per entry: the stock kernel caches XNNPACK operators (packed B) by tensor id, so
+      // refilling one tensor would reuse the first entry's B. Views are taken after each allocation (heap growth).
+      const entryA = backend.makeOutput([m, k], 'float32') as TensorInfo;
+      const entryB = backend.makeOutput([k, n], 'float32') as TensorInfo;
+      const ia = (indexA[i] ?? 0) * m * k;
+      const ib = (indexB[i] ?? 0) * k * n;
+      heapF32(backend, entryA).set(heapF32(backend, plainA).subarray(ia, ia + m * k));
+      heapF32(backend, entryB).set(heapF32(backend, plainB).subarray(ib, ib + k * n));
+      const product = matmul2d(entryA, entryB);
+      heapF32(backend, out).set(heapF32(backend, product), i * m * n);
+      backend.disposeData(product.dataId);
+      backend.disposeData(entryA.dataId);
+      backend.disposeData(entryB.dataId);
+    }
+    return out;
   } finally {
     if (plainA !== a) backend.disposeData(plainA.dataId);
     if (plainB !== b) backend.disposeData(plainB.dataId);
@@ -222,17 +263,18 @@ function explicitTransposeBatchMatMul(args: KernelArgs): TensorInfo {
 }
 
 /**
- * _FusedMatMul as matmul, then the stock Add (any broadcastable bias) and activation kernels. With `onlyWhenBroken`,
- * untransposed cases (which the stock fused kernel gets right and fast) stay on it.
+ * _FusedMatMul as matmul, then the stock Add (any broadcastable bias) and activation kernels. With `stockWhenFast`,
+ * unbatched untransposed products (which the stock fused kernel gets right and fast) stay on it.
  */
-function fusedMatMul(args: KernelArgs, matMul: (args: KernelArgs) => TensorInfo, onlyWhenBroken: boolean): TensorInfo {
+function fusedMatMul(args: KernelArgs, matMul: (args: KernelArgs) => TensorInfo, stockWhenFast: boolean): TensorInfo {
   const backend = args.backend as BackendWasm;
   const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo | undefined>;
   const attrs = args.attrs as unknown as FusedAttrs;
   if (!a || !b || a.dtype !== 'float32' || b.dtype !== 'float32' || sizeOf(a.shape) === 0 || sizeOf(b.shape) === 0) {
     return runStock('_FusedMatMul', args);
   }
-  if (onlyWhenBroken && !attrs.transposeA && !attrs.transposeB) return runStock('_FusedMatMul', args);
+  const unbatched = sizeOf(a.shape.slice(0, -2)) <= 1 && sizeOf(b.shape.slice(0, -2)) <= 1;
+  if (stockWhenFast && unbatched && !attrs.transposeA && !attrs.transposeB) return runStock('_FusedMatMul', args);
   let y = matMul({ inputs: { a, b } as KernelArgs['inputs'], backend, attrs: { transposeA: attrs.transposeA, transposeB: attrs.transposeB } });
   if (bias) y = chain(backend, y, 'Add', { a: y, b: bias });
   switch (attrs.activation) {
