@@ -22,6 +22,12 @@ export const ExperimentSchema = z.strictObject({
   data: DataSection,
   model: ModelSection,
   train: TrainSection.prefault({}),
+  prescreenerTrain: TrainSection.prefault({
+    epochs: 200,
+    optimizer: { name: 'adam', lr: 1e-4, weightDecay: 1e-5 },
+    balancedSampling: true,
+    earlyStopping: { monitor: 'val/loss', mode: 'min', patience: 5, minEpochs: 0, strict: true },
+  }).describe('training of a trainable pre-screener (stage 2, e.g. LIPN), run per fold after the model; HDMIL defaults'),
   split: SplitSection.prefault({}),
   eval: EvalSection.prefault({}),
   tracking: TrackingSection.prefault({}),

@@ -4,7 +4,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { MilkitError, renderError } from '../errors.js';
+import { ConfigError, MilkitError, renderError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { Rng } from '../runtime/random.js';
 import { initRuntime, runtimeTags, type RuntimeInfo } from '../runtime/index.js';
@@ -23,6 +23,8 @@ import YAML from 'yaml';
 import { MilModel } from './model.js';
 import { trainFold, type EpochRecord, type TrainEvents } from './trainer.js';
 import { evaluate, type SlidePrediction } from './evaluate.js';
+import { runPrescreenedFold, type PrescreenedFoldResult } from './hdmil/index.js';
+import { DEFAULT_AGGREGATOR_CAPABILITIES, type Classifier } from '../../registry/contracts/model.js';
 
 export interface RunOptions {
   readonly resolved: ResolvedExperiment;
@@ -141,6 +143,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     await tracker.logArtifact(parentRunId, splitsDir, 'splits');
   }
 
+  checkStagesBeforeTraining(resolved, registry);
   const slideById = new Map(slides.map((s) => [s.slideId, s]));
   const pick = (ids: readonly string[]): SlideRecord[] => ids.map((id) => slideById.get(id)).filter((s): s is SlideRecord => s !== undefined);
   const selected = folds.filter((f) => options.folds === undefined || options.folds.includes(f.index));
@@ -249,21 +252,27 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
       model, source, slides: job.pick(fold.test), numClasses, metrics: job.metrics, rng: foldRng.fork('test'),
       ...(job.instanceMetric ? { instanceMetric: job.instanceMetric } : {}),
     });
-    const predictions = test.predictions.map((p) => ({ ...p, fold: fold.index }));
+    // A trainable pre-screener (declared by capability) adds its stage: trained against the frozen stage-1
+    // model, then the screened pipeline is what the fold reports; the all-instances result stays alongside.
+    const staged = await runScreeningStage(job, model, foldDir, foldRng, tracker, runId);
+    const reported = staged
+      ? { metrics: { ...staged.screened.metrics, ...stageMetricValues(staged.metrics) }, predictions: staged.screened.predictions, msPerSlide: staged.screened.msPerSlide.total }
+      : { metrics: test.metrics, predictions: test.predictions, msPerSlide: test.msPerSlide };
+    const predictions = reported.predictions.map((p) => ({ slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: p.prediction, fold: fold.index }));
     job.allPredictions.push(...predictions);
     await writePredictionsCsv(path.join(foldDir, 'predictions.csv'), predictions, source.classNames);
     const outcome: FoldOutcome = {
-      fold: fold.index, ok: true, metrics: test.metrics, bestEpoch: trained.bestEpoch, epochsRun: trained.epochsRun,
-      secondsPerSlide: test.msPerSlide / 1000, ...(test.instanceAuc ? { instanceAuc: test.instanceAuc } : {}), ...(runId ? { runId } : {}),
+      fold: fold.index, ok: true, metrics: reported.metrics, bestEpoch: trained.bestEpoch, epochsRun: trained.epochsRun,
+      secondsPerSlide: reported.msPerSlide / 1000, ...(test.instanceAuc ? { instanceAuc: test.instanceAuc } : {}), ...(runId ? { runId } : {}),
     };
     await writeFile(path.join(foldDir, 'metrics.json'), JSON.stringify({ ...outcome, history: trained.history }, null, 2));
     if (tracker && runId) {
       const now = Date.now();
-      const finals = Object.entries(test.metrics).filter((e): e is [string, { value: number }] => e[1].value !== null);
+      const finals = Object.entries(reported.metrics).filter((e): e is [string, { value: number }] => e[1].value !== null);
       await tracker.logMetrics(runId, [
         ...finals.map(([key, v]) => ({ key: `test/${key}`, value: v.value, step: trained.bestEpoch, timestamp: now })),
         ...(test.instanceAuc && test.instanceAuc.value !== null ? [{ key: 'test/instance_auc', value: test.instanceAuc.value, step: trained.bestEpoch, timestamp: now }] : []),
-        { key: 'time/slide_ms', value: test.msPerSlide, step: trained.bestEpoch, timestamp: now },
+        { key: 'time/slide_ms', value: reported.msPerSlide, step: trained.bestEpoch, timestamp: now },
         { key: 'best_epoch', value: trained.bestEpoch, step: trained.bestEpoch, timestamp: now },
       ]);
       await tracker.logArtifact(runId, path.join(foldDir, 'predictions.csv'));
@@ -280,5 +289,73 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
   } finally {
     model.dispose();
     logger.debug(`fold ${fold.index}: ${tf.memory().numTensors} tensors alive after dispose`);
+  }
+}
+
+/**
+ * The pre-screener stage of a fold, when the configured pre-screener declares `trainable` (HDMIL's LIPN):
+ * stage 2 learns the stage-1 model's instance gates, then both inference modes run on the test slides.
+ */
+async function runScreeningStage(
+  job: FoldJob, model: MilModel, foldDir: string, foldRng: Rng, tracker: Tracker | undefined, runId: string | undefined,
+): Promise<PrescreenedFoldResult | undefined> {
+  const { resolved, registry, source, numClasses, fold, logger } = job;
+  const capabilities = registry.capabilities(resolved.slots.prescreener, { trainable: false });
+  if (!capabilities.trainable) return undefined;
+  const makeClassifier = (inDim: number, outDim: number, rng: Rng): Classifier =>
+    registry.create(resolved.slots.classifier, { inputDim: inDim, numClasses, outputDim: outDim, rng, logger, makeClassifier });
+  const prescreener = registry.create(resolved.slots.prescreener, {
+    inputDim: source.featureDim, numClasses, outputDim: numClasses, rng: foldRng.fork('prescreener-init'), logger, makeClassifier,
+  });
+  if (!prescreener) return undefined;
+  try {
+    return await runPrescreenedFold({
+      model, stage: { prescreener, capabilities }, source,
+      train: job.pick(fold.train), val: job.pick(fold.val), test: job.pick(fold.test), numClasses,
+      section: resolved.config.prescreenerTrain, metrics: job.metrics, rng: foldRng.fork('stage-2'), logger,
+      foldDir, reuseKey: `${resolved.configHash}/fold-${fold.index}`,
+      events: {
+        onEpochEnd: async (record) => {
+          if (!tracker || !runId) return;
+          const now = Date.now();
+          const points = Object.entries(record.metrics as Record<string, number | null>)
+            .filter((e): e is [string, number] => e[1] !== null && Number.isFinite(e[1]))
+            .map(([key, value]) => ({ key: `prescreener/${key}`, value, step: record.epoch, timestamp: now }));
+          await tracker.logMetrics(runId, points);
+        },
+      },
+    });
+  } finally {
+    prescreener.dispose();
+  }
+}
+
+/**
+ * The stage record's extra numbers as fold metrics: kept-instance rates, per-stage times, and the
+ * all-instances (stage-1 alone) metrics under `all_<name>` — e.g. HDMIL's `auc` (screened) beside `all_auc` (HDMIL†).
+ */
+function stageMetricValues(record: Readonly<Record<string, number | null>>): Record<string, MetricValue> {
+  const out: Record<string, MetricValue> = {};
+  for (const [key, value] of Object.entries(record)) {
+    let name: string | undefined;
+    if (key.startsWith('test_all/')) name = `all_${key.slice('test_all/'.length)}`;
+    else if (key === 'test/kept_prescreener' || key === 'test/kept_aggregator') name = key.slice('test/'.length);
+    else if (key.startsWith('time/')) name = key.replace('/', '_');
+    if (name === undefined) continue;
+    out[name] = value === null ? { value: null, reason: 'not computed' } : { value };
+  }
+  return out;
+}
+
+/** Fail before compute: a trainable pre-screener needs an aggregator whose instance gates can teach it. */
+function checkStagesBeforeTraining(resolved: ResolvedExperiment, registry: Registry): void {
+  const prescreener = registry.capabilities(resolved.slots.prescreener, { trainable: false });
+  const aggregator = registry.capabilities(resolved.slots.aggregator, DEFAULT_AGGREGATOR_CAPABILITIES);
+  if (prescreener.trainable && !aggregator.gateLogits) {
+    throw new ConfigError(
+      'prescreener-needs-gates',
+      `model.prescreener: "${resolved.slots.prescreener.name}" is trained to reproduce the aggregator's instance gates, but aggregator "${resolved.slots.aggregator.name}" has none (capability gateLogits).`,
+      { where: { file: resolved.file }, hint: 'Use an aggregator with instance gates (dmin), or set model/prescreener=none.' },
+    );
   }
 }
