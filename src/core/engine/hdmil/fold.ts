@@ -9,7 +9,7 @@ import type { Metric } from '../../../registry/contracts/metric.js';
 import type { TrainSection } from '../schema.js';
 import { inferenceMetrics, runInference, type InferenceResult } from './inference.js';
 import { trainPrescreenerStage, type PrescreenerEpochRecord, type PrescreenerStageResult } from './prescreener-stage.js';
-import type { ScreeningStage, StageOneModel } from './screening.js';
+import type { InstanceReader, ScreeningStage, StageOneModel } from './screening.js';
 
 export interface PrescreenedFoldOptions {
   /** The fold's trained stage-1 model (best epoch restored). */
@@ -31,6 +31,8 @@ export interface PrescreenedFoldOptions {
   /** What the output belongs to (config hash + fold), for reuse on re-run. */
   readonly reuseKey?: string;
   readonly events?: { onEpochEnd?(record: PrescreenerEpochRecord): void | Promise<void> };
+  /** How test instances are read in both modes (default: precomputed features). */
+  readonly read?: InstanceReader;
 }
 
 export interface PrescreenedFoldResult {
@@ -49,7 +51,7 @@ export interface PrescreenedFoldResult {
 export async function runPrescreenedFold(options: PrescreenedFoldOptions): Promise<PrescreenedFoldResult> {
   const { model, stage, source, numClasses, metrics, logger } = options;
   const evaluate = (mode: 'all-instances' | 'screened', rng: Rng): Promise<InferenceResult> =>
-    runInference({ mode, model, ...(mode === 'screened' ? { stage } : {}), source, slides: options.test, numClasses, metrics, rng });
+    runInference({ mode, model, ...(mode === 'screened' ? { stage } : {}), source, slides: options.test, numClasses, metrics, rng, ...(options.read ? { read: options.read } : {}) });
   const allInstances = await evaluate('all-instances', options.rng.fork('test-all'));
   const stageResult = await trainPrescreenerStage({
     model,

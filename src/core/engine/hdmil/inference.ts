@@ -10,8 +10,10 @@ import {
   checkScreeningStage,
   crossEntropyHost,
   fullPass,
+  precomputedFeatures,
   screenedPass,
   softmaxHost,
+  type InstanceReader,
   type ScreeningStage,
   type SlidePass,
   type StageOneModel,
@@ -32,6 +34,8 @@ export interface InferenceOptions {
   readonly rng: Rng;
   /** Run the first slide once untimed before measuring (kernel set-up, caches); default true. */
   readonly warmup?: boolean;
+  /** How instances are read (timed as the `read` stage); default: precomputed feature rows. */
+  readonly read?: InstanceReader;
 }
 
 export interface SlideInference {
@@ -72,8 +76,9 @@ export async function runInference(options: InferenceOptions): Promise<Inference
   }
   model.setTraining(false);
   const io = { training: false, rng: options.rng };
+  const read = options.read ?? precomputedFeatures;
   const pass = (data: Awaited<ReturnType<BagSource['load']>>): SlidePass =>
-    mode === 'screened' && stage ? screenedPass(model, stage, data, io) : fullPass(model, data, io);
+    mode === 'screened' && stage ? screenedPass(model, stage, data, io, read) : fullPass(model, data, io, read);
 
   const first = options.slides[0];
   if ((options.warmup ?? true) && first) pass(await options.source.load(first.slideId));

@@ -94,11 +94,20 @@ export function unionFraction(mask: ArrayLike<number>, rows: number, branches: n
   return kept / rows;
 }
 
-function gatherFeatureRows(data: BagData, rows: readonly number[]): Float32Array {
+/**
+ * Produces the [rows × D] features of the instances that are read (`rows` in slide order; null = all). The default
+ * copies precomputed rows; a pipeline that reads and embeds patches at full resolution passes its own, so the
+ * `read` stage times what screening saves.
+ */
+export type InstanceReader = (data: BagData, rows: readonly number[] | null) => Float32Array;
+
+/** The default reader: precomputed feature rows. */
+export const precomputedFeatures: InstanceReader = (data, rows) => {
+  if (rows === null) return data.features;
   const out = new Float32Array(rows.length * data.d);
   rows.forEach((row, i) => out.set(data.features.subarray(row * data.d, (row + 1) * data.d), i * data.d));
   return out;
-}
+};
 
 function aggregatorKeptFraction(output: ModelOutput): number | undefined {
   const mask = output.extras?.gateMask;
@@ -108,9 +117,9 @@ function aggregatorKeptFraction(output: ModelOutput): number | undefined {
 }
 
 /** HDMIL† (and every one-stage model): the stage-1 model in eval mode on all instances. */
-export function fullPass(model: StageOneModel, data: BagData, io: ForwardIO): SlidePass {
+export function fullPass(model: StageOneModel, data: BagData, io: ForwardIO, readInstances: InstanceReader = precomputedFeatures): SlidePass {
   const start = performance.now();
-  const features = tf.tensor2d(data.features, [data.n, data.d]); // [N, D]
+  const features = tf.tensor2d(readInstances(data, null), [data.n, data.d]); // [N, D]
   features.dataSync(); // materialise on the backend inside the read stage
   const read = performance.now();
   const output = model.forward({ slideId: data.slideId, features }, io);
@@ -132,7 +141,7 @@ export function fullPass(model: StageOneModel, data: BagData, io: ForwardIO): Sl
  * the union. When no instance is kept, aggregators with per-branch masks get one row with an all-zero mask
  * (every branch empty: the zero embedding of §1.9); others get the single best-scored instance.
  */
-export function screenedPass(model: StageOneModel, stage: ScreeningStage, data: BagData, io: ForwardIO): SlidePass {
+export function screenedPass(model: StageOneModel, stage: ScreeningStage, data: BagData, io: ForwardIO, readInstances: InstanceReader = precomputedFeatures): SlidePass {
   const branchScores = stage.prescreener.branchScores;
   if (!branchScores) throw new PluginError('prescreener-without-branch-scores', 'model.prescreener: no branchScores.', { hint: 'Set model.prescreener: none.' });
   const start = performance.now();
@@ -164,7 +173,7 @@ export function screenedPass(model: StageOneModel, stage: ScreeningStage, data: 
   if (kept.length > 0) rows.forEach((row, i) => {
     for (let k = 0; k < branches; k += 1) mask[i * branches + k] = (scores[row * branches + k] as number) > 0 ? 1 : 0;
   });
-  const features = tf.tensor2d(gatherFeatureRows(data, rows), [rows.length, data.d]); // [M, D]  only the instances read
+  const features = tf.tensor2d(readInstances(data, rows), [rows.length, data.d]); // [M, D]  only the instances read
   const keepMask = branchMask ? tf.tensor2d(mask, [rows.length, branches]) : undefined; // [M, K]
   features.dataSync();
   const read = performance.now();
