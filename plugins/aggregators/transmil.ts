@@ -21,6 +21,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { definePlugin, Module, type Aggregator, type AggregatorOutput, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from '../../src/registry/index.js';
 import type { Rng } from '../../src/registry/index.js';
+import { checkpointed } from '../../src/core/nn/checkpoint.js';
 import { depthwiseConvSame } from '../../src/core/nn/depthwise-conv.js';
 import { initBias, initWeight, type InitScheme } from '../../src/core/nn/init.js';
 import { LayerNorm } from '../../src/core/nn/layer-norm.js';
@@ -36,6 +37,7 @@ export const TransmilOptions = z
     residualKernel: z.int().min(0).default(33).describe('kernel of the depthwise value-residual conv along the sequence (odd; 0 = none)'),
     attnDropout: z.number().min(0).lt(1).default(0.1).describe('dropout after the attention output projection while training'),
     nystromAlignment: z.enum(['pinned-0.0.9', 'fixed']).default('pinned-0.0.9').describe('rows kept after Nyström un-padding: first L (nystrom-attention 0.0.9, as TransMIL ran) or last L (0.0.10+)'),
+    checkpointLayers: z.boolean().default(true).describe('recompute each TransLayer in the backward pass instead of keeping its activations (same numbers, ~1.3× compute, a fraction of the memory: wasm\'s 4 GB heap otherwise caps bags near 4,000 instances)'),
     init: z.enum(['torch-default', 'xavier-normal']).default('torch-default').describe('weight initialisation of Linear and conv layers (class token is always N(0, 1))'),
   })
   .refine((o) => o.embedDim % o.heads === 0, { message: 'embedDim must be a multiple of heads', path: ['heads'] })
@@ -47,14 +49,17 @@ class TransLayer extends Module {
   private readonly norm: LayerNorm;
   private readonly attn: NystromAttention;
 
-  constructor(nystrom: NystromOptions, rng: Rng) {
+  constructor(nystrom: NystromOptions, rng: Rng, private readonly name: string, private readonly recompute: boolean) {
     super();
     this.norm = this.addModule('norm', new LayerNorm(nystrom.dim));
     this.attn = this.addModule('attn', new NystromAttention(nystrom, rng.fork('attn')));
   }
 
   forward(x: tf.Tensor2D, io: ForwardIO): tf.Tensor2D {
-    return tf.tidy(() => tf.add(x, this.attn.forward(this.norm.forward(x), io)) as tf.Tensor2D); // [L, E]
+    // A fixed-label stream, so a recomputation in the backward pass draws the same dropout masks.
+    const stream = io.rng.fork(this.name);
+    const block = (input: tf.Tensor): tf.Tensor => tf.add(input, this.attn.forward(this.norm.forward(input as tf.Tensor2D), { training: io.training, rng: stream.fork('call') })); // [L, E]
+    return tf.tidy(() => (this.recompute ? checkpointed(block, x, this.trainableVariables()) : block(x)) as tf.Tensor2D);
   }
 }
 
@@ -113,8 +118,8 @@ class TransmilAggregator extends Module implements Aggregator {
     this.clsToken = this.addParameter('cls_token', tf.tensor(ctx.rng.fork('cls_token').normalArray(embedDim), [1, 1, embedDim]));
     this.positional = this.addModule('pos_layer', new PositionalEncoding(embedDim, init, ctx.rng.fork('pos_layer')));
     this.fc1 = this.addModule('_fc1.0', new Linear(ctx.inputDim, embedDim, ctx.rng.fork('_fc1'), { init }));
-    this.layer1 = this.addModule('layer1', new TransLayer(nystrom, ctx.rng.fork('layer1')));
-    this.layer2 = this.addModule('layer2', new TransLayer(nystrom, ctx.rng.fork('layer2')));
+    this.layer1 = this.addModule('layer1', new TransLayer(nystrom, ctx.rng.fork('layer1'), 'layer1', options.checkpointLayers));
+    this.layer2 = this.addModule('layer2', new TransLayer(nystrom, ctx.rng.fork('layer2'), 'layer2', options.checkpointLayers));
     this.norm = this.addModule('norm', new LayerNorm(embedDim));
     // Pinned alignment: only the class token of layer 2 is read, and it sits on a zero padding row whose value
     // residual sums zeros whenever the padding exceeds half the kernel (all but a few sequence lengths).

@@ -93,7 +93,9 @@ export class NystromAttention extends Module {
       const attn2 = tf.softmax(tf.matMul(qLand, kLandT)) as tf.Tensor3D; // [h, m, m]
       const attn3 = tf.softmax(tf.matMul(qLand, tf.transpose(k, [0, 2, 1]))) as tf.Tensor3D; // [h, m, L']
       const attn2Inv = moorePenrosePinv(attn2, pinvIterations); // [h, m, m]
-      let out = tf.matMul(tf.matMul(attn1, attn2Inv), tf.matMul(attn3, v)); // [h, L', d]  (K1 K2⁺)(K3 V)
+      // (K1 K2⁺)(K3 V) evaluated as K1 (K2⁺ (K3 V)): the same product without the [h, L', m] intermediate, whose
+      // activation and gradient dominate memory for large bags (results agree to float rounding).
+      let out = tf.matMul(attn1, tf.matMul(attn2Inv, tf.matMul(attn3, v))); // [h, L', d]
       if (this.resConv) {
         // Conv2d(h, h, (k, 1), groups=h) on v seen as [h, L', d]: a per-head conv along the sequence.
         out = tf.add(out, sequenceConvSame(v, this.resConv as tf.Tensor4D)); // [h, L', d]
