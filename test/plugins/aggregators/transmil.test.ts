@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/core/logger.js';
 import { initRuntime, RuntimeSection } from '../../../src/core/runtime/index.js';
-import { bagOf, buildModel, checkFixtureParity, io } from '../../helpers/zoo.js';
+import { bagOf, buildModel, checkFixtureParity, expectClose, io } from '../../helpers/zoo.js';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -44,6 +44,24 @@ describe('aggregator/transmil', () => {
     else expect(size).toBeGreaterThan(0);
     expect(model.aggregator.inertParameters).toEqual(inert ? ['layer2.attn.res_conv.weight'] : []);
     model.dispose();
+  });
+
+  it('gives the same loss and gradients with and without recomputing its layers, dropout included', async () => {
+    const run = async (checkpointLayers: boolean): Promise<number[]> => {
+      const model = await buildModel({
+        inputDim: 6, numClasses: 2, seed: 3,
+        aggregator: { name: 'transmil', embedDim: 8, heads: 2, landmarks: 4, residualKernel: 5, attnDropout: 0.5, checkpointLayers },
+        losses: { bag: { name: 'cross-entropy', weight: 1 } },
+      });
+      const x = tf.randomNormal([11, 6], 0, 1, 'float32', 14) as tf.Tensor2D;
+      const { value, grads } = tf.variableGrads(() => model.losses(model.forward(bagOf(x, 1), io(true, 7)), 1, 2).total, model.trainableVariables());
+      const flat = [value.dataSync()[0] as number, ...model.trainableVariables().flatMap((v) => Array.from(grads[v.name]?.dataSync() ?? []))];
+      model.dispose();
+      return flat;
+    };
+    const [plain, recomputed] = [await run(false), await run(true)];
+    expect(recomputed.length).toBe(plain.length);
+    expectClose(recomputed, plain, 'checkpointed vs plain', 1e-6, 1e-5);
   });
 
   it('depends on instance order (PPEG), unlike the attention poolings', async () => {
