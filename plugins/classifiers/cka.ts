@@ -1,8 +1,8 @@
 /**
  * Chebyshev Kolmogorov-Arnold classifier (classifier/cka)
  * Paper: J. Dong et al., "Fast and Accurate Gigapixel Pathological Image Classification with Hierarchical
- *   Distillation Multi-Instance Learning" (HDMIL), CVPR 2025 — the CKA bag and instance classifiers; Chebyshev
- *   KAN layer after S. SS, "Chebyshev Polynomial-Based Kolmogorov-Arnold Networks", arXiv:2405.07200
+ *   Distillation Multi-Instance Learning" (HDMIL), CVPR 2025 — the CKA (Chebyshev Kolmogorov-Arnold) bag and
+ *   instance classifiers
  * Implements: t = tanh(x); T_0 = 1, T_1 = t, T_k = 2t T_{k-1} - T_{k-2}; y_o = Σ_i Σ_k Θ[i,o,k] T_k(t_i)
  *   (methods.md §1.4, checklist §9.4)
  * Symbols: x [M,I] embeddings · Θ `cheby_coeffs` [I,O,K+1] (stored [I,K+1,O]) · K degree · y [M,O] logits
