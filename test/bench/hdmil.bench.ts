@@ -4,6 +4,7 @@
 // on the same test slides. Features are precomputed, so the time HDMIL saves on reading/embedding patches
 // at 20× is not in these numbers: they compare pre-screen + feature read + DMIN only, and report the keep
 // fraction below which screening pays off on this machine.
+import 'reflect-metadata'; // plugins import the registry's public API, which loads tsyringe
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
