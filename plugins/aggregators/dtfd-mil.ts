@@ -6,13 +6,15 @@
  *   (softmax inside the pseudo-bag), tier-1 logits per pseudo-bag; instance CAM s_n = W_cls1(a_n h_n) (weight only),
  *   distillation AFS (pooled feature), MaxS (top-k by the last class's CAM probability) or MaxMinS (top-k and
  *   bottom-k); tier 2: gated attention pooling of the distilled features and its classifier (methods.md §5.2, §9.15)
- * Symbols: x [N,D] · h [N,E] (E = 512) · a_g [1,n_g] tier-1 attention · f_g [1,E] · y [G,C] tier-1 logits
+ * Symbols: x [N,D] · h [N,E] (E = 512) · member [G,N] pseudo-bag masks · A [G,N] tier-1 attention (row g: a_g) · f_g [1,E] · y [G,C] tier-1 logits
  *   (extras.pseudoBagLogits) · D [M,E] distilled features (M = G, G·k or 2G·k) · z [1,E] tier-2 embedding · logits [1,C]
  * Choices: tier 2 sees the distilled features detached, so one backward of L_tier1 + L_tier2 gives each tier exactly
  *   the gradient of its own loss — what the reference's two optimisers and retained graph amount to (both Adam with
  *   equal settings, so one optimiser over both groups is the same update). The per-module clipping at norm 5 is
- *   declared in `gradientClipGroups` for the trainer. Pseudo-bag sizes follow numpy.array_split; G is clamped to N and
- *   k to the pseudo-bag size for small bags (the reference breaks there). A fresh random split on every forward, also
+ *   declared in `gradientClipGroups` for the trainer. Pseudo-bag sizes follow numpy.array_split; pseudo-bags are 0/1
+ *   membership masks over the instances in their original order (softmax and pooling per mask row), which equals
+ *   splitting shuffled rows without gathering the bag. G is clamped to N, and k to ⌊N/G⌋ (the smallest pseudo-bag),
+ *   which matches the reference whenever every pseudo-bag holds ≥ k instances. A fresh random split on every forward, also
  *   at eval (num_MeanInference = 1); `io.injected.permutation` [N] fixes it (parity tests). instanceScores are the
  *   tier-1 attention weights in the original instance order (each pseudo-bag's sum to 1). Losses: cross-entropy
  *   (tier 2, weight 1) + dtfd-tier1 (weight 1). The tier-1 and tier-2 heads are the classifier slot (linear reproduces
@@ -98,59 +100,68 @@ class DtfdMilAggregator extends Module implements Aggregator {
     this.gradientClipGroups = norm > 0 ? ['dim_reduction.', 'attention.', 'classifier.', 'att_classifier.'].map((prefix) => ({ prefixes: [prefix], maxNorm: norm })) : [];
   }
 
-  /** The instance order of this forward: injected (parity tests) or a fresh shuffle from the step's stream. */
-  private permutation(n: number, io: ForwardIO): tf.Tensor1D {
+  /**
+   * [G, N] 0/1 pseudo-bag membership of this forward: a fresh shuffle split like numpy.array_split, or the
+   * injected permutation (parity tests). Pseudo-bags stay masks over the instances in their original order, so no
+   * row is gathered (a gather of the [N, D] bag costs more than the tier-1 network on wasm).
+   */
+  private membership(n: number, groups: number, io: ForwardIO): tf.Tensor2D {
+    if (groups === 1) return tf.ones([1, n]); // one pseudo-bag (tf.oneHot needs depth ≥ 2)
+    const sizes = splitSizes(n, groups);
+    const groupAtPosition = sizes.flatMap((size, g) => Array<number>(size).fill(g)); // shuffled position → pseudo-bag
     const injected = io.injected?.permutation;
-    if (injected) return tf.cast(tf.reshape(injected, [n]), 'int32') as tf.Tensor1D;
-    return tf.tensor1d(io.rng.shuffle(Array.from({ length: n }, (_, i) => i)), 'int32');
+    if (injected) {
+      // instance perm[j] sits at position j: scatter the position's group to the instance, on device.
+      const groupOf = tf.scatterND(tf.reshape(tf.cast(injected, 'int32'), [n, 1]), tf.tensor1d(groupAtPosition, 'int32'), [n]); // [N]
+      return tf.transpose(tf.cast(tf.oneHot(groupOf as tf.Tensor1D, groups), 'float32')) as tf.Tensor2D;
+    }
+    const perm = io.rng.shuffle(Array.from({ length: n }, (_, i) => i));
+    const groupOf = new Int32Array(n);
+    perm.forEach((instance, position) => (groupOf[instance] = groupAtPosition[position] as number));
+    return tf.transpose(tf.cast(tf.oneHot(tf.tensor1d(groupOf, 'int32'), groups), 'float32')) as tf.Tensor2D; // [G, N]
   }
 
   forward(bag: Bag, io: ForwardIO): AggregatorOutput {
     return tf.tidy(() => {
       const n = bag.features.shape[0];
       const groups = Math.min(this.options.numGroups, n);
-      const sizes = splitSizes(n, groups);
-      const starts = sizes.map((_, g) => sizes.slice(0, g).reduce((a, b) => a + b, 0));
-      const perm = this.permutation(n, io); // [N]
-      const xs = tf.gather(bag.features, perm); // [N, D]  shuffled; pseudo-bag g = rows [start_g, start_g + n_g)
-      const h = tf.relu(this.dimReduction.forward(xs)) as tf.Tensor2D; // [N, E]  DimReduction
+      const member = this.membership(n, groups, io); // [G, N] constant
+      const h = tf.relu(this.dimReduction.forward(bag.features)) as tf.Tensor2D; // [N, E]  DimReduction
       const scores = this.attention.forward(h, io); // [N, 1]  raw tier-1 attention
-      // Loop over the G pseudo-bags (a handful), never over instances.
-      const attention = sizes.map((size, g) => tf.softmax(tf.reshape(tf.slice(scores, [starts[g] as number, 0], [size, 1]), [1, size])) as tf.Tensor2D); // G × [1, n_g]
-      const pooled = tf.concat(attention.map((a, g) => tf.matMul(a, tf.slice(h, [starts[g] as number, 0], [sizes[g] as number, -1]))), 0) as tf.Tensor2D; // [G, E]  f_g
+      // Softmax inside each pseudo-bag: non-members get -1e9, whose exp is exactly 0 in float32.
+      const masked = tf.add(tf.transpose(scores), tf.mul(tf.sub(member, 1), 1e9)); // [G, N]
+      const attention = tf.softmax(masked) as tf.Tensor2D; // [G, N]  row g: a_g on its members, 0 elsewhere
+      const pooled = tf.matMul(attention, h) as tf.Tensor2D; // [G, E]  f_g = Σ_{n∈g} a_n h_n
       const tierOneLogits = this.classifier.forward(dropout(pooled, this.options.tier1Dropout, io.training, io.rng) as tf.Tensor2D, io); // [G, C]
-      const attentionAll = tf.concat(attention, 1) as tf.Tensor2D; // [1, N]  in shuffled order
-      const distilled = this.distill(h, attentionAll, pooled, sizes, starts); // [M, E]  detached
+      const attentionAll = tf.sum(attention, 0, true) as tf.Tensor2D; // [1, N]  each instance's weight in its pseudo-bag
+      const distilled = this.distill(h, attentionAll, pooled, member); // [M, E]  detached
       const tierTwoScores = tf.softmax(tf.transpose(this.tierTwo.attention.forward(distilled, io))) as tf.Tensor2D; // [1, M]
       const z = tf.matMul(tierTwoScores, distilled) as tf.Tensor2D; // [1, E]
       const logits = this.tierTwo.classifier.forward(dropout(z, this.options.tier2Dropout, io.training, io.rng) as tf.Tensor2D, io); // [1, C]
-      const instanceScores = tf.reshape(tf.scatterND(tf.reshape(perm, [n, 1]), tf.reshape(attentionAll, [n]), [n]), [1, n]) as tf.Tensor2D; // [1, N] original order
-      return { embedding: z, logits, instanceScores, extras: { pseudoBagLogits: tierOneLogits } };
+      return { embedding: z, logits, instanceScores: attentionAll, extras: { pseudoBagLogits: tierOneLogits } };
     });
   }
 
   /** Distilled features [M, E], cut from tier 1's gradient (§9.15). */
-  private distill(h: tf.Tensor2D, attentionAll: tf.Tensor2D, pooled: tf.Tensor2D, sizes: readonly number[], starts: readonly number[]): tf.Tensor2D {
+  private distill(h: tf.Tensor2D, attentionAll: tf.Tensor2D, pooled: tf.Tensor2D, member: tf.Tensor2D): tf.Tensor2D {
     if (this.options.distill === 'afs') return constantOf((f) => tf.clone(f), pooled) as tf.Tensor2D; // [G, E]
     const perGroup = Math.floor(this.options.totalInstance / this.options.numGroups);
     const withMin = this.options.distill === 'maxmins';
-    const n = h.shape[0];
-    const select = constantOf((hh, aa) => {
+    const [groups, n] = member.shape;
+    const select = constantOf((hh, aa, mm) => {
       // Instance CAM: the tier-1 head on a_n h_n minus its value at 0 (= W a_n h_n for a linear head: weight, no bias).
       const evalIo: ForwardIO = { training: false, rng: new Rng('dtfd-cam') }; // no dropout in the CAM (weights only)
       const weighted = tf.mul(tf.transpose(aa), hh) as tf.Tensor2D; // [N, E]
       const cam = tf.sub(this.classifier.forward(weighted, evalIo), this.classifier.forward(tf.zeros([1, hh.shape[1] as number]), evalIo)); // [N, C]
       const probs = tf.softmax(cam); // [N, C]
-      const lastClass = tf.reshape(tf.slice(probs, [0, (probs.shape[1] as number) - 1], [-1, 1]), [n]) as tf.Tensor1D; // [N]  rank by class C-1
-      const picked = sizes.flatMap((size, g) => {
-        const k = Math.min(perGroup, size);
-        const within = tf.slice(lastClass, [starts[g] as number], [size]) as tf.Tensor1D; // [n_g]
-        const top = tf.add(tf.topk(within, k).indices, starts[g] as number); // [k]
-        return withMin ? [top, tf.add(tf.topk(tf.neg(within), k).indices, starts[g] as number)] : [top];
-      });
-      return selectionMatrix(tf.concat(picked) as tf.Tensor1D, n); // [M, N]
-    }, h, attentionAll) as tf.Tensor2D;
-    return constantOf((hh, s) => tf.matMul(s, hh), h, select) as tf.Tensor2D; // [M, E]
+      const lastClass = tf.reshape(tf.slice(probs, [0, (probs.shape[1] as number) - 1], [-1, 1]), [1, n]); // [1, N]  rank by class C-1, in [0, 1]
+      const outside = tf.mul(tf.sub(1, mm), 2); // [G, N]  2 off the pseudo-bag: pushes non-members below every member
+      const k = Math.min(perGroup, Math.floor(n / groups)); // the smallest pseudo-bag has ⌊N/G⌋ instances
+      const top = tf.topk(tf.sub(lastClass, outside), k).indices; // [G, k]
+      const picked = withMin ? tf.concat([top, tf.topk(tf.neg(tf.add(lastClass, outside)), k).indices], 1) : top; // [G, k or 2k]
+      return selectionMatrix(tf.reshape(picked, [-1]) as tf.Tensor1D, n); // [M, N]
+    }, h, attentionAll, member) as tf.Tensor2D;
+    return constantOf((hh, sel) => tf.matMul(sel, hh), h, select) as tf.Tensor2D; // [M, E]
   }
 }
 
