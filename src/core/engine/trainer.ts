@@ -12,7 +12,7 @@ import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
 import { bagToTensors } from '../data/bags.js';
 import { disposeBag } from './bag-tensors.js';
 import type { TrainSection } from './schema.js';
-import { clipByGlobalNorm, createOptimizer, learningRateAt, type Optimizer } from './optim/index.js';
+import { clipGradientsByGlobalNorm, createOptimizer, learningRateAt, type Optimizer } from './optim/index.js';
 import { EarlyStopping, type EarlyStoppingState } from './early-stopping.js';
 import { epochOrder } from './sampling.js';
 import { assignVariables, loadCheckpoint, recordToTensor, saveCheckpoint } from './checkpoint.js';
@@ -149,6 +149,11 @@ async function trainEpoch(options: TrainFoldOptions, optimizer: Optimizer, epoch
   const { model, source, section, numClasses } = options;
   const params = model.namedTrainable();
   const variables = params.map(([, v]) => v);
+  // Method-declared clipping groups (DTFD-MIL clips each part to its own norm), as indices into `variables`.
+  const clipGroups = (model.aggregator.gradientClipGroups ?? []).map((group) => ({
+    maxNorm: group.maxNorm,
+    indices: params.flatMap(([name], i) => (group.prefixes.some((prefix) => name.startsWith(`aggregator.${prefix}`)) ? [i] : [])),
+  })).filter((group) => group.indices.length > 0);
   model.setTraining(true);
   const order = epochOrder(options.train.map((s) => s.label), { balanced: section.balancedSampling, rng: epochRng.fork('order') });
   const termSums = new Map<string, tf.Scalar>();
@@ -201,7 +206,7 @@ async function trainEpoch(options: TrainFoldOptions, optimizer: Optimizer, epoch
     } else pending = ordered;
     pendingCount += 1;
     if (pendingCount === section.accumulate || step === order.length - 1) {
-      applyUpdate(optimizer, pending, pendingCount, lr, section.gradClip);
+      applyUpdate(optimizer, pending, pendingCount, lr, section.gradClip, clipGroups);
       pending = undefined;
       pendingCount = 0;
     }
@@ -215,12 +220,25 @@ async function trainEpoch(options: TrainFoldOptions, optimizer: Optimizer, epoch
   return metrics;
 }
 
-function applyUpdate(optimizer: Optimizer, summed: tf.Tensor[], count: number, lr: number, gradClip: number | undefined): void {
+function applyUpdate(
+  optimizer: Optimizer, summed: tf.Tensor[], count: number, lr: number, gradClip: number | undefined,
+  clipGroups: ReadonlyArray<{ readonly maxNorm: number; readonly indices: readonly number[] }>,
+): void {
   let grads = count > 1 ? summed.map((g) => tf.div(g, count)) : summed;
   if (count > 1) tf.dispose(summed);
+  for (const group of clipGroups) {
+    // Each group to its own global norm (torch clip_grad_norm_ per parameter group), on device.
+    const clipped = clipGradientsByGlobalNorm(group.indices.map((i) => grads[i] as tf.Tensor), group.maxNorm);
+    group.indices.forEach((i, k) => {
+      (grads[i] as tf.Tensor).dispose();
+      grads[i] = clipped.grads[k] as tf.Tensor;
+    });
+    clipped.norm.dispose();
+  }
   if (gradClip !== undefined) {
-    const clipped = clipByGlobalNorm(grads, gradClip);
+    const clipped = clipGradientsByGlobalNorm(grads, gradClip);
     tf.dispose(grads);
+    clipped.norm.dispose();
     grads = clipped.grads;
   }
   optimizer.step(grads, lr);

@@ -114,3 +114,51 @@ describe('engine/trainer', () => {
     model.dispose();
   });
 });
+
+describe('engine/trainer gradient clip groups', () => {
+  it('clips each declared parameter group to its own norm before the optimizer step', async () => {
+    const { definePlugin, Registry, Module } = await import('../../../src/registry/index.js');
+    const { Linear } = await import('../../../src/core/nn/layers.js');
+    const { z } = await import('zod');
+    class TwoPart extends Module {
+      readonly embeddingDim = 3;
+      readonly gradientClipGroups = [{ prefixes: ['a.'], maxNorm: 1e-3 }];
+      private readonly a: InstanceType<typeof Linear>;
+      private readonly b: InstanceType<typeof Linear>;
+      constructor(ctx: { inputDim: number; rng: Rng }) {
+        super();
+        this.a = this.addModule('a', new Linear(ctx.inputDim, 3, ctx.rng));
+        this.b = this.addModule('b', new Linear(3, 3, ctx.rng));
+      }
+      forward(bag: { features: tf.Tensor2D }) {
+        return tf.tidy(() => ({ embedding: tf.mean(this.b.forward(tf.relu(this.a.forward(bag.features))), 0, true) as tf.Tensor2D }));
+      }
+    }
+    const registry = new Registry();
+    for (const [id, def] of Object.entries({ agg: definePlugin({ kind: 'aggregator', name: 'two-part', summary: 't', options: z.strictObject({}), capabilities: {}, create: (_o, ctx) => new TwoPart(ctx) }) })) {
+      registry.register(def as never, id);
+    }
+    const base = builtinRegistry();
+    registry.register((await base.get('classifier', 'linear')) as never, 'b');
+    registry.register((await base.get('loss', 'cross-entropy')) as never, 'b');
+    const slots = {
+      aggregator: await registry.resolve('aggregator', 'two-part', { key: 'model.aggregator' }),
+      classifier: await registry.resolve('classifier', 'linear', { key: 'model.classifier' }),
+      losses: { ce: { ...(await registry.resolve('loss', 'cross-entropy', { key: 'model.losses.ce' })), weight: 1 } },
+    };
+    const model = new MilModel(registry, slots, { inputDim: source.featureDim, numClasses: 2 }, new Rng(0), silentLogger);
+    const before = new Map(model.namedTrainable().map(([n, v]) => [n, Array.from(v.dataSync())]));
+    const dir = await mkdtemp(path.join(tmpdir(), 'milkit-clip-'));
+    await trainFold({
+      ...(await options(model, { epochs: 1, optimizer: { name: 'sgd', lr: 1, momentum: 0, weightDecay: 0 }, accumulate: 16, earlyStopping: { enabled: false } }, dir)),
+      val: [],
+    });
+    const change = (prefix: string): number => Math.sqrt(model.namedTrainable()
+      .filter(([n]) => n.startsWith(prefix))
+      .reduce((sum, [n, v]) => sum + Array.from(v.dataSync()).reduce((s, x, i) => s + (x - (before.get(n)?.[i] ?? 0)) ** 2, 0), 0));
+    // One SGD step of lr 1: the clipped group moves by exactly its clipped norm, the other group freely.
+    expect(change('aggregator.a.')).toBeCloseTo(1e-3, 6);
+    expect(change('aggregator.b.')).toBeGreaterThan(1e-2);
+    model.dispose();
+  });
+});
