@@ -97,6 +97,8 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       row('HDMIL (LIPN mask → DMIN on kept; kept = LIPN)', bestScreened),
       '',
       `Per-slide time saved by screening: ${(100 * saving).toFixed(1)}% (median of ${repeats + 1} passes per mode, load average ${loadavg()[0]?.toFixed(1)} at the end).`,
+      `Every pass (ms/slide, in order): all instances ${allPasses.map((p) => p.msPerSlide.total.toFixed(1)).join(', ')}; screened ${screenedPasses.map((p) => p.msPerSlide.total.toFixed(1)).join(', ')}.`,
+      'On a loaded 2-core machine these vary by up to 2× between passes; the sign of the saving is not reliable unless the two lists separate.',
       `Screening dropped ${(100 * (1 - (bestScreened.kept.prescreener ?? 1))).toFixed(1)}% of the instances and saved ${dminSaved.toFixed(1)} ms of DMIN per slide, against`,
       `${bestScreened.msPerSlide.prescreen.toFixed(1)} ms of LIPN (${(1000 * lipnPerInstance).toFixed(1)} µs per thumbnail). The features are precomputed: reading and`,
       'embedding patches at 20× — what screening avoids in the paper, and far costlier than DMIN — is not in these numbers',
