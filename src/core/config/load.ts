@@ -14,7 +14,7 @@ import { METRICS_KEY, slotKindOfGroup } from './plugin-slots.js';
 import { findProjectSettings, isPathSpec, type ProjectSettings } from './project.js';
 import { ExperimentSchema, type Experiment } from './schema.js';
 import { canonicalJson, cloneTree, deepFreeze, isMapping, joinKey, setAt, type ConfigMapping, type KeySegment } from './tree.js';
-import { describeIssues } from './zod-issues.js';
+import { describeIssues, unwrap } from './zod-issues.js';
 
 export interface LoadOptions {
   readonly registry: Registry;
@@ -229,18 +229,6 @@ function invalidConfig(input: ConfigMapping, issues: readonly z.core.$ZodIssue[]
   return new ConfigError('invalid-config', message);
 }
 
-function unwrapSchema(schema: z.ZodType | undefined): z.ZodType | undefined {
-  let current = schema;
-  for (let i = 0; i < 8 && current; i += 1) {
-    if (current instanceof z.ZodDefault || current instanceof z.ZodOptional || current instanceof z.ZodNullable || current instanceof z.ZodPrefault) {
-      current = current.unwrap() as z.ZodType;
-    } else if (current instanceof z.ZodPipe) {
-      current = current.in as z.ZodType;
-    } else return current;
-  }
-  return current;
-}
-
 function isLooseObject(schema: z.ZodType): boolean {
   if (!(schema instanceof z.ZodObject)) return false;
   const catchall = schema._zod.def.catchall;
@@ -251,7 +239,7 @@ function isLooseObject(schema: z.ZodType): boolean {
 export function experimentKnowsKey(keyPath: readonly KeySegment[]): boolean {
   let schema: z.ZodType | undefined = ExperimentSchema;
   for (const segment of keyPath) {
-    schema = unwrapSchema(schema);
+    schema = unwrap(schema);
     if (schema === undefined) return false;
     if (isLooseObject(schema)) return true;
     if (schema instanceof z.ZodObject) schema = (schema.shape as Record<string, z.ZodType>)[String(segment)];
@@ -270,7 +258,7 @@ export function experimentKeys(): string[] {
   if (cachedKeys) return cachedKeys;
   const out: string[] = [];
   const visit = (schema: z.ZodType | undefined, prefix: string[]): void => {
-    const inner = unwrapSchema(schema);
+    const inner = unwrap(schema);
     if (!(inner instanceof z.ZodObject) || isLooseObject(inner)) return;
     for (const [key, child] of Object.entries(inner.shape as Record<string, z.ZodType>)) {
       out.push([...prefix, key].join('.'));

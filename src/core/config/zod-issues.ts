@@ -32,7 +32,8 @@ export function schemaAt(schema: z.ZodType, path: readonly PropertyKey[]): z.Zod
   return current;
 }
 
-function unwrap(schema: z.ZodType | undefined): z.ZodType | undefined {
+/** Strips default/optional/nullable/prefault/pipe wrappers down to the schema that checks the value. */
+export function unwrap(schema: z.ZodType | undefined): z.ZodType | undefined {
   let current = schema;
   for (let i = 0; i < 8 && current; i += 1) {
     if (current instanceof z.ZodDefault || current instanceof z.ZodOptional || current instanceof z.ZodNullable || current instanceof z.ZodPrefault) {
