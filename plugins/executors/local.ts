@@ -1,25 +1,32 @@
 /**
- * Local executor: sweep jobs in parallel child processes on this machine (executor/local)
+ * Local executor: sweep jobs in parallel worker processes on this machine (executor/local)
  * Paper: none — infrastructure. Implements issue 4 item 6 (`--workers N`, default = CPU cores).
- * Implements: a pool of N `milkit worker --manifest M --index I --blas-threads T` processes (execa), one job each
+ * Implements: N lanes, each feeding job indices to a long-lived `milkit worker --manifest M --serve --blas-threads T`
+ *   process (execa) and reading its per-job report lines; a lane starts a fresh process after a failed job, after a
+ *   crash, and (with `reuseWorkers: false`) before every job.
  * Symbols: N workers · T = max(1, floor(cores / N)) BLAS threads per process, so N×T ≤ cores
- * Choices: one process per job, so every job gets a fresh tfjs backend and a crash ends only its own job (wasm is
- *   single-threaded in Node; processes are how we use the cores). Worker output is appended to the job's log.
- *   Exit 0 with a result file = succeeded; exit 75 = another live worker holds the job (busy); anything else = failed.
- * Checked against: test/plugins/executors/local.test.ts (parallelism, failures, busy, abort)
+ * Choices: processes, because wasm is single-threaded in Node. Reused processes, because a short job's wall time is
+ *   mostly process start-up (tsx, module graph, tfjs/wasm init: ~1.5–2 s of a 3 s quickstart fold), which a sweep of
+ *   many short jobs would otherwise pay serially in every lane (BENCHMARKS.md, sweep). Isolation is kept where it
+ *   matters: a failed job ends its process (the worker exits after reporting it), and a crash ends only its job.
+ *   The worker's output (stdout and stderr, interleaved) goes to the log of the job it is running.
+ * Checked against: test/plugins/executors/local.test.ts (parallelism, reuse, failures, busy, crash, abort)
  */
-import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import { z } from 'zod';
 import {
-  definePlugin, WORKER_EXIT_BUSY,
-  type Executor, type ExecutorBatch, type ExecutorContext, type ExecutorEvents, type ExecutorJob, type JobOutcome,
+  definePlugin, parseWorkerReport,
+  type Executor, type ExecutorBatch, type ExecutorContext, type ExecutorEvents, type ExecutorJob, type JobOutcome, type WorkerReport,
 } from '../../src/registry/index.js';
 
 export const LocalExecutorOptions = z.strictObject({
   workers: z.int().positive().optional().describe('worker processes running at once (default: CPU cores)'),
   blasThreads: z.int().positive().optional().describe('BLAS threads per worker (default: max(1, cores ÷ workers))'),
+  reuseWorkers: z.boolean().default(true).describe('run many jobs in each worker process (false: a fresh process per job, paying start-up every time)'),
   killAfterMs: z.int().positive().default(5000).describe('on abort, milliseconds between SIGTERM and SIGKILL of running workers'),
 });
 export type LocalExecutorOptions = z.output<typeof LocalExecutorOptions>;
@@ -36,8 +43,8 @@ async function fileExists(file: string): Promise<boolean> {
   }
 }
 
-/** Why a worker failed: its error.json message, else the tail of its log, else its exit status. */
-async function failureText(job: ExecutorJob, exit: string): Promise<string> {
+/** Why a job failed: its error.json message, else the tail of this attempt's log, else `fallback`. */
+async function failureText(job: ExecutorJob, fallback: string): Promise<string> {
   try {
     const parsed = JSON.parse(await readFile(job.errorPath, 'utf8')) as { message?: unknown };
     if (typeof parsed.message === 'string') return parsed.message;
@@ -52,11 +59,132 @@ async function failureText(job: ExecutorJob, exit: string): Promise<string> {
       if (line.startsWith(ATTEMPT_HEADER)) header = i;
     });
     const tail = lines.slice(header + 1).slice(-5).join('\n');
-    if (tail) return `${exit}; last log lines:\n${tail}`;
+    if (tail) return `${fallback}; last log lines:\n${tail}`;
   } catch {
     // No log either.
   }
-  return exit;
+  return fallback;
+}
+
+interface SpawnSettings {
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly cwd: string;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly signal?: AbortSignal;
+  readonly killAfterMs: number;
+}
+
+function spawnWorker(settings: SpawnSettings) {
+  return execa(settings.command, [...settings.args], {
+    cwd: settings.cwd,
+    env: { ...settings.env, MILKIT_WORKER: '1' },
+    extendEnv: false,
+    stdin: 'pipe',
+    all: true,
+    buffer: false,
+    reject: false,
+    cancelSignal: settings.signal ?? new AbortController().signal,
+    forceKillAfterDelay: settings.killAfterMs,
+  });
+}
+
+/** How a job given to a worker process ended: its report, or the process's end without one. */
+type Attempt = { readonly report: WorkerReport } | { readonly ended: string };
+
+/**
+ * One `milkit worker --serve` process. Output lines go to the log of the job it is running (lines between jobs
+ * to the previous job's log); report lines resolve that job. Every log line is written before its job resolves.
+ */
+class WorkerProcess {
+  readonly pid: number | undefined;
+  jobsStarted = 0;
+  private readonly child: ReturnType<typeof spawnWorker>;
+  private current: { readonly job: ExecutorJob; readonly settle: (attempt: Attempt) => void } | undefined;
+  private log: WriteStream | undefined;
+  private logPath: string | undefined;
+  private endedAs: string | undefined;
+  private readonly ended: Promise<string>;
+
+  constructor(settings: SpawnSettings) {
+    this.child = spawnWorker(settings);
+    this.pid = this.child.pid;
+    // A worker that is gone makes writes to its stdin fail; its end is reported through `ended` instead.
+    this.child.stdin?.on('error', () => undefined);
+    const lines = this.child.all ? createInterface({ input: this.child.all, crlfDelay: Infinity }) : undefined;
+    lines?.on('line', (line) => this.onLine(line));
+    const drained = lines ? new Promise<void>((resolve) => lines.once('close', resolve)) : Promise.resolve();
+    this.ended = Promise.all([this.child, drained]).then(([result]) => {
+      const how = result.isCanceled ? 'worker aborted'
+        : result.signal ? `worker killed by ${result.signal}`
+        : result.exitCode === 0 ? 'worker exited 0 without reporting the job' : `worker exit code ${String(result.exitCode)}`;
+      this.endedAs = how;
+      const running = this.current;
+      this.current = undefined;
+      void this.flush().then(() => running?.settle({ ended: how }));
+      return how;
+    });
+  }
+
+  get alive(): boolean {
+    return this.endedAs === undefined;
+  }
+
+  /** Hands `job` to the worker; resolves when it reports the job or ends. */
+  run(job: ExecutorJob, header: string): Promise<Attempt> {
+    if (!this.alive) return Promise.resolve({ ended: this.endedAs ?? 'worker ended' });
+    this.jobsStarted += 1;
+    return new Promise<Attempt>((resolve) => {
+      void this.switchLog(job.logPath, header).then(() => {
+        // Ended while the log was being opened: nothing will report this job.
+        if (!this.alive) {
+          void this.flush().then(() => resolve({ ended: this.endedAs ?? 'worker ended' }));
+          return;
+        }
+        this.current = { job, settle: resolve };
+        this.child.stdin?.write(`${job.index}\n`);
+      });
+    });
+  }
+
+  /** Closes stdin (the worker exits after its running job) and waits for the process to end. */
+  async close(): Promise<void> {
+    this.child.stdin?.end();
+    await this.ended;
+    await this.flush();
+  }
+
+  private onLine(line: string): void {
+    const report = parseWorkerReport(line);
+    const running = this.current;
+    if (report && running && report.index === running.job.index) {
+      this.current = undefined;
+      void this.flush().then(() => running.settle({ report }));
+      return;
+    }
+    this.write(`${line}\n`);
+  }
+
+  /** Appends to the current job's log (between jobs: the previous job's, reopened). */
+  private write(text: string): void {
+    if (!this.log && this.logPath) this.log = createWriteStream(this.logPath, { flags: 'a' });
+    this.log?.write(text);
+  }
+
+  private async switchLog(file: string, header: string): Promise<void> {
+    await this.flush();
+    await mkdir(path.dirname(file), { recursive: true });
+    this.logPath = file;
+    this.write(header);
+  }
+
+  /** Ends the open log stream once everything written to it is on disk. */
+  private flush(): Promise<void> {
+    const log = this.log;
+    this.log = undefined;
+    if (!log) return Promise.resolve();
+    return new Promise((resolve) => log.end(resolve));
+  }
 }
 
 class LocalExecutor implements Executor {
@@ -73,45 +201,52 @@ class LocalExecutor implements Executor {
     let next = 0;
     let running = 0;
     const report = (): void => events.onStatus?.(`${running} running, ${batch.jobs.length - next} queued`);
-    const runOne = async (position: number): Promise<void> => {
+    const spawn = (): WorkerProcess => new WorkerProcess({
+      command: batch.worker.command,
+      args: [...batch.worker.args, '--manifest', batch.manifestPath, '--serve', '--blas-threads', String(this.blasThreads)],
+      cwd: batch.cwd,
+      env: this.ctx.env,
+      ...(batch.signal ? { signal: batch.signal } : {}),
+      killAfterMs: this.options.killAfterMs,
+    });
+    const runOne = async (worker: WorkerProcess, position: number): Promise<JobOutcome> => {
       const job = batch.jobs[position] as ExecutorJob;
-      await mkdir(path.dirname(job.logPath), { recursive: true });
-      await appendFile(job.logPath, `${ATTEMPT_HEADER}${new Date().toISOString()} local worker for job ${job.id} (${job.label})\n`);
+      const header = `${ATTEMPT_HEADER}${new Date().toISOString()} local worker pid ${String(worker.pid)} (job ${worker.jobsStarted + 1} of this process) for job ${job.id} (${job.label})\n`;
       events.onStart?.(job);
-      const args = [...batch.worker.args, '--manifest', batch.manifestPath, '--index', String(job.index), '--blas-threads', String(this.blasThreads)];
-      const child = await execa(batch.worker.command, args, {
-        cwd: batch.cwd,
-        env: { ...this.ctx.env, MILKIT_WORKER: '1' },
-        extendEnv: false,
-        stdin: 'ignore',
-        stdout: { file: job.logPath, append: true },
-        stderr: { file: job.logPath, append: true },
-        reject: false,
-        ...(batch.signal ? { cancelSignal: batch.signal } : {}),
-        forceKillAfterDelay: this.options.killAfterMs,
-      });
-      let outcome: JobOutcome;
-      if (child.exitCode === 0 && (await fileExists(job.resultPath))) outcome = { index: job.index, id: job.id, status: 'succeeded' };
-      else if (child.exitCode === WORKER_EXIT_BUSY) outcome = { index: job.index, id: job.id, status: 'busy' };
-      else {
-        const exit = child.isCanceled ? 'aborted' : child.signal ? `killed by ${child.signal}` : child.exitCode === 0 ? 'exited 0 without a result file' : `exit code ${String(child.exitCode)}`;
-        outcome = { index: job.index, id: job.id, status: 'failed', error: await failureText(job, `worker ${exit}`) };
-      }
-      outcomes[position] = outcome;
-      events.onDone?.(outcome);
+      const attempt = await worker.run(job, header);
+      const base = { index: job.index, id: job.id };
+      if ('ended' in attempt) return { ...base, status: 'failed', error: await failureText(job, attempt.ended) };
+      const { status, error } = attempt.report;
+      if (status === 'busy') return { ...base, status: 'busy' };
+      if (status === 'failed') return { ...base, status: 'failed', error: await failureText(job, error ?? 'worker reported a failure') };
+      if (await fileExists(job.resultPath)) return { ...base, status: 'succeeded' };
+      return { ...base, status: 'failed', error: await failureText(job, `worker reported "${status}" without a result file`) };
     };
-    // N lanes, each pulling the next job as soon as its previous one ends.
+    // N lanes, each pulling the next job as soon as its previous one ends, on a worker process it keeps alive.
     const lane = async (): Promise<void> => {
-      while (next < batch.jobs.length && !batch.signal?.aborted) {
-        const position = next;
-        next += 1;
-        running += 1;
-        report();
-        try {
-          await runOne(position);
-        } finally {
-          running -= 1;
+      let worker: WorkerProcess | undefined;
+      try {
+        while (next < batch.jobs.length && !batch.signal?.aborted) {
+          const position = next;
+          next += 1;
+          running += 1;
+          report();
+          try {
+            if (!worker?.alive) worker = spawn();
+            const outcome = await runOne(worker, position);
+            outcomes[position] = outcome;
+            events.onDone?.(outcome);
+            // After a failure the worker exits by itself (or has already ended): never hand it another job.
+            if (!this.options.reuseWorkers || outcome.status === 'failed') {
+              await worker.close();
+              worker = undefined;
+            }
+          } finally {
+            running -= 1;
+          }
         }
+      } finally {
+        await worker?.close();
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.slots, batch.jobs.length) }, lane));
@@ -123,7 +258,7 @@ class LocalExecutor implements Executor {
 export default definePlugin({
   kind: 'executor',
   name: 'local',
-  summary: 'run sweep jobs in parallel worker processes on this machine (--workers N, default = cores)',
+  summary: 'run sweep jobs in parallel long-lived worker processes on this machine (--workers N, default = cores)',
   options: LocalExecutorOptions,
   capabilities: { remote: false },
   create: (options, ctx) => new LocalExecutor(options, ctx),

@@ -8,6 +8,7 @@ import { loadExperiment } from '../config/index.js';
 import { Registry, type PluginManifest } from '../../registry/registry.js';
 import type { Tracker } from '../../registry/contracts/tracker.js';
 import { runExperiment } from './run.js';
+import type { SourcePool } from '../data/source-pool.js';
 import { epochProgress } from './progress.js';
 
 export interface JobPayload {
@@ -35,6 +36,8 @@ export interface JobDeps {
   readonly logger: Logger;
   readonly env?: Readonly<Record<string, string | undefined>>;
   readonly tracker?: Tracker;
+  /** Bag sources kept open across the jobs of this process (`milkit worker --serve`). */
+  readonly sources?: SourcePool;
 }
 
 /** Trains and evaluates fold `payload.fold`; throws (and writes no result) when the fold fails. */
@@ -46,6 +49,7 @@ export async function runJob(payload: JobPayload, deps: JobDeps): Promise<JobRes
   // never write the same files; its fold run nests under the sweep cell's run when there is one.
   const result = await runExperiment({
     resolved, registry, logger: deps.logger, cwd: payload.cwd, env, resume: true, folds: [payload.fold], outDir: payload.outDir,
+    ...(deps.sources ? { sources: deps.sources } : {}),
     ...(payload.blasThreads !== undefined ? { runtime: { blasThreads: payload.blasThreads } } : {}),
     ...(payload.parentRunId !== undefined || deps.tracker
       ? { tracking: { ...(deps.tracker ? { tracker: deps.tracker } : {}), ...(payload.parentRunId !== undefined ? { parentRunId: payload.parentRunId, foldsOnly: true } : {}) } }

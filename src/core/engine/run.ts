@@ -8,6 +8,7 @@ import { ConfigError, MilkitError, renderError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { Rng } from '../runtime/random.js';
 import { initRuntime, runtimeTags, type RuntimeInfo } from '../runtime/index.js';
+import type { SourcePool } from '../data/source-pool.js';
 import type { ResolvedExperiment } from '../config/index.js';
 import type { Registry } from '../../registry/registry.js';
 import type { BagSource, SlideRecord } from '../../registry/contracts/data.js';
@@ -50,6 +51,8 @@ export interface RunOptions {
    * sweep worker gets as its share of the cores.
    */
   readonly runtime?: { readonly blasThreads?: number };
+  /** Open bag sources shared with other runs of this process (a sweep worker's jobs); default: open and close one. */
+  readonly sources?: SourcePool;
 }
 
 export interface FoldOutcome {
@@ -94,13 +97,17 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   // Secrets (keys like *token, *password) never reach disk or the tracker, even in the saved config.
   await writeFile(path.join(outDir, 'config.resolved.yaml'), resolvedYamlRedacted(resolved));
 
-  const source: BagSource = await registry.create(resolved.slots.dataset, {
+  const sourceContext = {
     seed: config.seed,
-    logger,
     baseDir: resolved.baseDir,
     cacheBytes: config.data.cacheBytes,
     ...(config.data.labels === undefined ? {} : { labelMap: config.data.labels }),
-  });
+  };
+  const openSource = (): Promise<BagSource> => registry.create(resolved.slots.dataset, { ...sourceContext, logger });
+  // The key is everything the source's contents depend on: plugin, options, seed, base folder, labels, budget.
+  const source: BagSource = options.sources
+    ? await options.sources.get(JSON.stringify([resolved.slots.dataset.name, resolved.slots.dataset.options, sourceContext]), openSource)
+    : await openSource();
   const { slides } = await validateSource(source, { onBadSlide: config.data.onBadSlide, logger });
   const numClasses = source.classNames.length;
   const splitSeed = config.split.seed ?? config.seed;
@@ -158,7 +165,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     });
     outcomes.push(outcome);
   }
-  await source.close?.();
+  if (!options.sources) await source.close?.();
 
   const succeeded = outcomes.filter((o) => o.ok);
   const summary = summarizeFolds(succeeded.map((o) => ({ ...o.metrics, ...(o.instanceAuc ? { instance_auc: o.instanceAuc } : {}) })));

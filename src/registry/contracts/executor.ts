@@ -22,7 +22,43 @@ export interface ExecutorJob {
 /** Exit code of a worker that found its job locked by another live worker (EX_TEMPFAIL): outcome `busy`. */
 export const WORKER_EXIT_BUSY = 75;
 
-/** The argv prefix that runs `milkit worker`; executors append `--manifest M --index I --blas-threads T`. */
+/**
+ * `milkit worker --serve`: a long-lived worker that runs many jobs of one manifest, so a sweep of short jobs does
+ * not pay process start-up (tsx, tfjs, wasm) per job. Requests are job indices, one per line on stdin; after each
+ * job the worker writes one report line to stderr (`WORKER_REPORT_PREFIX` + JSON `WorkerReport`), in order with
+ * its log lines. Closing stdin ends the worker after the running job; after a failed job it exits by itself, so
+ * the next job starts in a clean process.
+ */
+export const WORKER_REPORT_PREFIX = '\u001emilkit-worker-report ';
+
+export interface WorkerReport {
+  readonly index: number;
+  readonly status: 'succeeded' | 'already-done' | 'busy' | 'failed';
+  readonly error?: string;
+}
+
+/** Parses a report line; undefined for ordinary log lines. */
+export function parseWorkerReport(line: string): WorkerReport | undefined {
+  if (!line.startsWith(WORKER_REPORT_PREFIX)) return undefined;
+  try {
+    const raw = JSON.parse(line.slice(WORKER_REPORT_PREFIX.length)) as Partial<WorkerReport>;
+    const statuses = ['succeeded', 'already-done', 'busy', 'failed'];
+    if (typeof raw.index !== 'number' || typeof raw.status !== 'string' || !statuses.includes(raw.status)) return undefined;
+    return { index: raw.index, status: raw.status, ...(typeof raw.error === 'string' ? { error: raw.error } : {}) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The report line for `report` (newline included). */
+export function formatWorkerReport(report: WorkerReport): string {
+  return `${WORKER_REPORT_PREFIX}${JSON.stringify(report)}\n`;
+}
+
+/**
+ * The argv prefix that runs `milkit worker`; executors append `--manifest M --index I --blas-threads T` (one job
+ * per process, Slurm) or `--manifest M --serve --blas-threads T` (many jobs per process, local).
+ */
 export interface WorkerCommand {
   readonly command: string;
   readonly args: readonly string[];

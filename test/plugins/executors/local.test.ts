@@ -62,17 +62,41 @@ describe('executor/local', () => {
     const events = (await readFile(log, 'utf8')).trim().split('\n');
     expect(maxConcurrency(events), events.join('; ')).toBe(2);
     // floor(5 cores / 2 workers) = 2.
-    expect(events.filter((e) => e.startsWith('start')).every((e) => e.endsWith('blas=2'))).toBe(true);
-    // The worker's output goes to the job's log, after the executor's header line.
+    expect(events.filter((e) => e.startsWith('start')).every((e) => e.includes(' blas=2 '))).toBe(true);
+    // The worker's output goes to the job's log, after the executor's header line (report lines do not).
     const workerLog = await readFile(batch.jobs[4]?.logPath as string, 'utf8');
-    expect(workerLog).toMatch(/^--- .* local worker for job job4000000000000 \(job 4\)\nworker 4 says hello\n$/);
+    expect(workerLog).toMatch(/^--- .* local worker pid \d+ \(job \d of this process\) for job job4000000000000 \(job 4\)\nworker 4 says hello\n$/);
+  });
+
+  it('runs many jobs in each worker process, and a fresh process per job with reuseWorkers: false', async () => {
+    const pidsOf = async (log: string): Promise<string[]> => (await readFile(log, 'utf8')).trim().split('\n').filter((e) => e.startsWith('start')).map((e) => e.split('pid=')[1] as string);
+    const reused = await scriptedBatch([{}, {}, {}, {}, {}, {}]);
+    expect((await create({ workers: 2 }, 2).run(reused.batch)).every((o) => o.status === 'succeeded')).toBe(true);
+    expect(new Set(await pidsOf(reused.log)).size).toBe(2);
+    const fresh = await scriptedBatch([{}, {}, {}, {}]);
+    expect((await create({ workers: 2, reuseWorkers: false }, 2).run(fresh.batch)).every((o) => o.status === 'succeeded')).toBe(true);
+    expect(new Set(await pidsOf(fresh.log)).size).toBe(4);
+  });
+
+  it('keeps a worker after a busy job but replaces it after a failed or crashed one', async () => {
+    const { batch, log } = await scriptedBatch([{}, { action: 'busy' }, {}, { action: 'fail' }, {}, { action: 'crash' }, {}]);
+    const outcomes = await create({ workers: 1 }, 1).run(batch);
+    expect(outcomes.map((o) => o.status)).toEqual(['succeeded', 'busy', 'succeeded', 'failed', 'succeeded', 'failed', 'succeeded']);
+    const pids = (await readFile(log, 'utf8')).trim().split('\n').filter((e) => e.startsWith('start')).map((e) => e.split('pid=')[1]);
+    expect(new Set(pids.slice(0, 4)).size).toBe(1);
+    expect(pids[4]).not.toBe(pids[3]);
+    expect(pids[5]).toBe(pids[4]);
+    expect(pids[6]).not.toBe(pids[5]);
+    // Headers count the jobs of each process.
+    expect(await readFile(batch.jobs[6]?.logPath as string, 'utf8')).toMatch(/\(job 1 of this process\)/);
+    expect(await readFile(batch.jobs[2]?.logPath as string, 'utf8')).toMatch(/\(job 3 of this process\)/);
   });
 
   it('defaults to one worker per core and at least one BLAS thread each', async () => {
     expect(create({}, 3).slots).toBe(3);
     const { batch, log } = await scriptedBatch([{}]);
     await create({ workers: 4 }, 2).run(batch);
-    expect(await readFile(log, 'utf8')).toContain('start 0 blas=1');
+    expect(await readFile(log, 'utf8')).toContain('start 0 blas=1 ');
   });
 
   it('maps worker exits to outcomes and explains failures from error.json or the log tail', async () => {
@@ -81,7 +105,7 @@ describe('executor/local', () => {
     expect(outcomes.map((o) => o.status)).toEqual(['succeeded', 'busy', 'failed', 'failed', 'failed']);
     expect(outcomes[2]?.error).toBe('job 2 diverged');
     expect(outcomes[3]?.error).toBe('worker exit code 3; last log lines:\nworker 3 says hello\nsegfault-ish crash in job 3');
-    expect(outcomes[4]?.error).toMatch(/^worker exited 0 without a result file; last log lines:/);
+    expect(outcomes[4]?.error).toMatch(/^worker reported "succeeded" without a result file; last log lines:\nworker 4 says hello$/);
   });
 
   it('stops launching on abort, ends the running worker and reports every job', async () => {

@@ -31,6 +31,13 @@ interface SweepFlags {
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
+/**
+ * V8 flags of every worker process. Workers are sized one per core, so V8's helper threads for concurrent and
+ * parallel GC would run on the other workers' cores: two paired training processes each ran 17% slower than
+ * alone with them, 10% slower with GC on the main thread, and a lone process was no slower (BENCHMARKS.md, sweep).
+ */
+const WORKER_NODE_FLAGS = ['--single-threaded-gc'];
+
 /** The package's own CLI entry: what every worker process runs (`node bin/milkit.mjs worker ...`). */
 const MILKIT_BIN = fileURLToPath(new URL('../../../../bin/milkit.mjs', import.meta.url));
 
@@ -175,7 +182,7 @@ export function register(program: Command, app: CliApp): void {
           expand: expander(definition.experimentFile, app.cwd, registry),
           compose,
           executor,
-          worker: { command: process.execPath, args: [MILKIT_BIN, 'worker'] },
+          worker: { command: process.execPath, args: [...WORKER_NODE_FLAGS, MILKIT_BIN, 'worker'] },
           cwd: app.cwd,
           logger,
           progress,

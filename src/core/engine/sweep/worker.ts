@@ -1,6 +1,7 @@
 // `milkit worker --manifest M --index I`: runs one job of a job manifest in this process. The job folder is
 // locked while it runs (concurrent sweeps, re-submitted Slurm tasks), a finished job is never run again, and
 // a failure leaves error.json (never a result), so the next sweep re-runs exactly the failed and missing jobs.
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { readdir, readFile, rm, utimes } from 'node:fs/promises';
@@ -8,6 +9,7 @@ import lockfile from 'proper-lockfile';
 import { ConfigError, MilkitError, renderError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { JobPayload, JobResult } from '../job.js';
+import type { WorkerReport } from '../../../registry/contracts/executor.js';
 import { exists, readJobManifest, readJobResult, writeAtomic, type ManifestJob } from './state.js';
 
 export type RunJob = (payload: JobPayload) => Promise<JobResult>;
@@ -110,6 +112,39 @@ export async function runWorker(options: WorkerOptions, deps: WorkerDeps): Promi
   }
 }
 
+export interface ServeIO {
+  /** Request lines: one job index each (blank lines are ignored). */
+  readonly requests: AsyncIterable<string>;
+  /** Called once per request, after its job ended (the CLI writes it as a report line). */
+  report(report: WorkerReport): void;
+}
+
+/**
+ * `milkit worker --serve`: runs the requested jobs of one manifest one after another in this process. Returns
+ * `drained` when the requests end, `failed` right after the first job that fails: whatever a failure leaves
+ * behind (leaked tensors, a grown wasm heap, a half-set backend) must not reach the next job, so the executor
+ * starts a fresh process for it.
+ */
+export async function serveWorker(options: Omit<WorkerOptions, 'index'>, deps: WorkerDeps, io: ServeIO): Promise<'drained' | 'failed'> {
+  for await (const line of io.requests) {
+    const text = line.trim();
+    if (!text) continue;
+    const index = Number(text);
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(index)) {
+      io.report({ index: -1, status: 'failed', error: `worker request "${text}" is not a job index.` });
+      return 'failed';
+    }
+    try {
+      const outcome = await runWorker({ ...options, index }, deps);
+      io.report({ index, status: outcome.status });
+    } catch (error) {
+      io.report({ index, status: 'failed', error: renderError(error) });
+      return 'failed';
+    }
+  }
+  return 'drained';
+}
+
 /**
  * Takes the job's lock, or returns a description of a live holder. When every claim on the job belongs to a
  * process of this host that is gone (a killed sweep), the lock is taken over at once; holders on other hosts
@@ -165,8 +200,23 @@ async function readClaims(dir: string): Promise<Array<Claim & { file: string }>>
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  return !isZombie(pid);
+}
+
+/**
+ * A killed worker whose parent died too stays a zombie until the init process reaps it, and signal 0 still
+ * reaches zombies; some container inits reap late, so on Linux the process state decides (field 3 of
+ * /proc/<pid>/stat: Z = zombie, X = dead).
+ */
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state === 'Z' || state === 'X';
+  } catch {
+    return false;
   }
 }

@@ -92,7 +92,7 @@ describe('milkit worker', () => {
   it('asks for an index when neither --index nor SLURM_ARRAY_TASK_ID is given', async () => {
     const { code, err } = await milkit(['worker', '--manifest', 'm.json']);
     expect(code).toBe(2);
-    expect(err).toContain('error [worker-missing-index]: no job index: pass --index, or run as a Slurm array task (SLURM_ARRAY_TASK_ID).');
+    expect(err).toContain('error [worker-missing-index]: no job index: pass --index, or run as a Slurm array task (SLURM_ARRAY_TASK_ID), or use --serve.');
   });
 
   it('names a missing manifest', async () => {

@@ -69,4 +69,27 @@ describe('milkit sweep with the real job runner', () => {
     expect((await countAttempts(killedDir)) - attemptsBefore).toBe(4 - finishedBefore);
     expect(metricColumns(await readFile(path.join(killedDir, 'table.md'), 'utf8'))).toEqual(metricColumns(fullTable));
   }, 300_000);
+
+  it('gives the same metrics when every job runs in a fresh process as when workers run several jobs each', async () => {
+    const tmp = await mkdtemp(path.join(tmpdir(), 'milkit-sweep-reuse-'));
+    // One worker runs all four jobs in one process; then each job gets its own process.
+    const reused = await execa(process.execPath, [...sweepArgs(path.join(tmp, 'reused'), path.join(tmp, 'runs-reused')), '--workers', '1'], { cwd: root, reject: false });
+    expect(reused.exitCode, reused.stderr).toBe(0);
+    const fresh = await execa(process.execPath, [...sweepArgs(path.join(tmp, 'fresh'), path.join(tmp, 'runs-fresh')), '--executor-option', 'reuseWorkers=false'], { cwd: root, reject: false });
+    expect(fresh.exitCode, fresh.stderr).toBe(0);
+    const reusedLogs = await Promise.all((await jobDirs(path.join(tmp, 'reused'))).map((dir) => readFile(path.join(dir, 'worker.log'), 'utf8')));
+    expect(reusedLogs.filter((log) => log.includes('(job 4 of this process)'))).toHaveLength(1);
+    const freshLogs = await Promise.all((await jobDirs(path.join(tmp, 'fresh'))).map((dir) => readFile(path.join(dir, 'worker.log'), 'utf8')));
+    expect(freshLogs.every((log) => log.includes('(job 1 of this process)'))).toBe(true);
+    const table = async (dir: string): Promise<string[]> => metricColumns(await readFile(path.join(tmp, dir, 'table.md'), 'utf8'));
+    expect(await table('reused')).toEqual(await table('fresh'));
+    // Per fold too, not only the means: folds.csv without its timing column and job ids (output.dir differs).
+    const folds = async (dir: string): Promise<string[]> => {
+      const rows = (await readFile(path.join(tmp, dir, 'folds.csv'), 'utf8')).trim().split('\n').map((l) => l.split(','));
+      const dropped = ['s/slide', 'job'].map((name) => rows[0]?.indexOf(name) ?? -1);
+      expect(Math.min(...dropped)).toBeGreaterThan(0);
+      return rows.map((cells) => cells.filter((_, i) => !dropped.includes(i)).join(','));
+    };
+    expect(await folds('reused')).toEqual(await folds('fresh'));
+  }, 300_000);
 });
