@@ -5,10 +5,22 @@ function fmt(value: number | null | undefined, digits = 4): string {
   return value === null || value === undefined || Number.isNaN(value) ? 'n/a' : value.toFixed(digits);
 }
 
+export interface ReportOptions {
+  /**
+   * The configured evaluation metrics (`eval.metrics`): the per-fold table shows only these, so methods that
+   * report many more numbers per fold (HDMIL: the all-instances metrics, kept rates, per-stage times) stay
+   * readable; the others appear in the summary. Default: every metric in the per-fold table.
+   */
+  readonly primaryMetrics?: readonly string[];
+}
+
 /** Per-fold lines and a `metric: mean ± std (n folds)` block, std being the sample std (ddof=1). */
-export function renderRunReport(result: ExperimentResult): string {
+export function renderRunReport(result: ExperimentResult, options: ReportOptions = {}): string {
   const lines: string[] = [];
-  const metricNames = [...new Set(result.folds.flatMap((f) => Object.keys(f.metrics)))];
+  const allNames = [...new Set(result.folds.flatMap((f) => Object.keys(f.metrics)))];
+  const primary = options.primaryMetrics;
+  const metricNames = primary ? allNames.filter((m) => primary.includes(m)) : allNames;
+  const hidden = allNames.length - metricNames.length;
   const header = ['fold', ...metricNames.map((m) => `test/${m}`), 'instance_auc', 'best_epoch', 'ms/slide'];
   lines.push(header.join('\t'));
   for (const fold of result.folds) {
@@ -27,6 +39,7 @@ export function renderRunReport(result: ExperimentResult): string {
       fmt((fold.secondsPerSlide ?? 0) * 1000, 2),
     ].join('\t'));
   }
+  if (hidden > 0) lines.push(`(${hidden} more metric${hidden === 1 ? '' : 's'} per fold in the summary below and in summary.json)`);
   lines.push('');
   const okCount = result.folds.filter((f) => f.ok).length;
   lines.push(`summary over ${okCount} fold(s) (mean ± sample std, ddof=1):`);

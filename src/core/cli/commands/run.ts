@@ -39,7 +39,7 @@ async function execute(app: CliApp, file: string, overrides: string[], flags: Ru
     ...(flags.folds !== undefined ? { folds: parseFolds(flags.folds) as number[] } : {}),
     events: (fold) => epochProgress({ fold, stdoutIsTTY: app.io.stdoutIsTTY, logger: app.logger }),
   });
-  app.io.out(renderRunReport(result));
+  app.io.out(renderRunReport(result, { primaryMetrics: resolved.slots.metrics.map((slot) => slot.name) }));
   if (result.folds.some((f) => !f.ok)) process.exitCode = 1;
 }
 
