@@ -28,7 +28,8 @@ export const EarlyStoppingSection = z.strictObject({
   strict: z.boolean().default(true).describe('a new best must be strictly better; when false a tie also becomes the new best and resets the counter (CLAM)'),
   tiesReset: z.boolean().default(false).describe('a tie with the best resets the patience counter even when strict keeps the earlier best epoch (MHIM-MIL)'),
   stopAfterEpoch: z.int().min(0).optional().describe('earliest stop: a stop can only happen at a 0-indexed epoch greater than this, the counter keeps running before it (CLAM: 50, MHIM-MIL: 130/70/100)'),
-  enabled: z.boolean().default(true).describe('stop early at all; when false the best epoch is still selected'),
+  enabled: z.boolean().default(true).describe('stop early at all; when false the best epoch is still selected (unless select: last)'),
+  select: z.enum(['best', 'last']).default('best').describe('weights tested at the end: the best epoch under this rule, or the last epoch trained (CLAM without --early_stopping, fixed-schedule papers); validation is still logged'),
 }).refine((s) => s.minEpochsFraction === undefined || s.minEpochs === 0, {
   message: 'set either minEpochs or minEpochsFraction, not both',
   path: ['minEpochsFraction'],

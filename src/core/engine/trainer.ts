@@ -125,13 +125,14 @@ export async function trainFold(options: TrainFoldOptions): Promise<TrainFoldRes
     await options.events?.onEpochEnd?.(record);
   }
 
-  // Restore the selected epoch's weights for testing. Without a validation set, or when no epoch was
-  // eligible/finite under the rule, the last epoch's weights are kept and that is said.
-  const selected = options.val.length > 0 ? stopper.bestEpoch : null;
+  // Restore the selected epoch's weights for testing. With `select: last`, without a validation set, or when
+  // no epoch was eligible/finite under the rule, the last epoch's weights are kept (the latter is said).
+  const selectLast = section.earlyStopping.select === 'last';
+  const selected = options.val.length > 0 && !selectLast ? stopper.bestEpoch : null;
   if (selected !== null) {
     const best = await loadCheckpoint(bestFile);
     if (best) assignVariables(allTensors, best.tensors, MODEL_PREFIX, bestFile);
-  } else if (options.val.length > 0) {
+  } else if (options.val.length > 0 && !selectLast) {
     logger.warn(`fold ${options.fold}: no epoch qualified under train.earlyStopping (${section.earlyStopping.monitor}); testing the last epoch's weights.`);
   }
   optimizer.dispose();

@@ -7,7 +7,7 @@ import { EarlyStoppingSection, TrainSection } from '../../../src/core/engine/sch
 import { ConfigError, DataError } from '../../../src/core/errors.js';
 import { Rng } from '../../../src/core/runtime/random.js';
 
-type Preset = 'clam' | 'hdmil' | 'mhim-v1' | 'mhim-v1-tcga' | 'mhim-v2' | 'transmil' | 'dtfd';
+type Preset = 'clam' | 'hdmil' | 'mhim-v1' | 'mhim-v1-tcga' | 'mhim-v2' | 'transmil' | 'dtfd' | 'last-epoch';
 
 /** The shipped group config experiments/groups/train/earlyStopping/<name>.yaml, parsed by the section schema. */
 function preset(name: Preset): EarlyStoppingSection {
@@ -291,9 +291,16 @@ describe('core/engine/early-stopping resume and validation', () => {
     );
   });
 
+  it('never stops under the last-epoch preset, whatever the curve does', () => {
+    const rising = Array.from({ length: 60 }, (_, e) => 1 + e / 10);
+    const rule = new EarlyStopping(preset('last-epoch'));
+    expect(preset('last-epoch').select).toBe('last');
+    expect(run(rule, rising)).toEqual({ stopEpoch: null, bestEpoch: 0 });
+  });
+
   it('ships each preset with only the fields that differ from the defaults', () => {
     const defaults = EarlyStoppingSection.parse({});
-    const names: Preset[] = ['clam', 'hdmil', 'mhim-v1', 'mhim-v1-tcga', 'mhim-v2', 'transmil', 'dtfd'];
+    const names: Preset[] = ['clam', 'hdmil', 'mhim-v1', 'mhim-v1-tcga', 'mhim-v2', 'transmil', 'dtfd', 'last-epoch'];
     for (const name of names) {
       const file = fileURLToPath(new URL(`../../../experiments/groups/train/earlyStopping/${name}.yaml`, import.meta.url));
       const raw = parseYaml(readFileSync(file, 'utf8')) as Record<string, unknown>;

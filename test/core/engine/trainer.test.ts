@@ -73,6 +73,21 @@ describe('engine/trainer', () => {
     model.dispose();
   });
 
+  it('tests the last epoch\'s weights with select: last, still logging validation every epoch', async () => {
+    const model = await buildModel({ name: 'mean-pool', projectDim: 4 });
+    const dir = await mkdtemp(path.join(tmpdir(), 'milkit-train-'));
+    // lr 0.3 overshoots after a few epochs, so the best epoch is not the last one (asserted below).
+    const result = await trainFold(await options(model, { epochs: 6, optimizer: { lr: 0.3 }, earlyStopping: { monitor: 'val/loss', patience: 10, select: 'last' } }, dir));
+    const losses = result.history.map((h) => h.metrics['val/loss'] as number);
+    expect(losses.every(Number.isFinite)).toBe(true);
+    expect(result.bestEpoch).toBe(5);
+    const evaluation = await evaluate({ model, source, slides: val, numClasses: 2, metrics: await metrics(), rng: new Rng(0) });
+    expect(evaluation.loss).toBeCloseTo(losses[5] as number, 5);
+    // The point of the option: here the last epoch is not the best one, so `best` would have tested other weights.
+    expect(Math.min(...losses)).toBeLessThan(losses[5] as number);
+    model.dispose();
+  });
+
   it('resumes a killed run to the same weights as an uninterrupted one', async () => {
     const section = { epochs: 5, optimizer: { lr: 0.01 }, accumulate: 2, gradClip: 1, schedule: 'cosine', earlyStopping: { enabled: false } };
     const full = await buildModel({ name: 'mean-pool', projectDim: 4, dropout: 0.2 });

@@ -96,12 +96,14 @@ export async function trainPrescreenerStage(options: PrescreenerStageOptions): P
   } finally {
     optimizer.dispose();
   }
-  // The selected epoch's weights (BatchNorm running statistics included); without validation, the last epoch.
-  if (best && options.val.length > 0) {
+  // The selected epoch's weights (BatchNorm running statistics included); without validation or with
+  // `select: last`, the last epoch.
+  const selectBest = options.val.length > 0 && section.earlyStopping.select === 'best';
+  if (best && selectBest) {
     for (const [key, entry] of named) entry.variable.assign(best.get(key) as tf.Tensor);
   }
   tf.dispose([...(best?.values() ?? [])]);
-  const bestEpoch = options.val.length > 0 ? stopper.bestEpoch : history.length - 1;
+  const bestEpoch = selectBest ? stopper.bestEpoch : history.length - 1;
   if (options.outputFile) {
     await saveStageWeights(options.outputFile, prescreener, {
       'milkit.stage': STAGE_NAME,
