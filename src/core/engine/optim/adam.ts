@@ -15,25 +15,35 @@ export class AdamOptimizer extends ElementwiseOptimizer {
   private readonly expAvg: tf.Variable[];
   private readonly expAvgSq: tf.Variable[];
 
-  constructor(slots: readonly ParamSlot[], private readonly settings: AdamSettings) {
+  constructor(slots: readonly ParamSlot[], protected readonly settings: AdamSettings) {
     super(slots, settings.decoupledWeightDecay);
     this.expAvg = this.addBuffers('exp_avg');
     this.expAvgSq = this.addBuffers('exp_avg_sq');
   }
 
+  /** m_t and v_t of parameter `index` from its gradient g_t (L2 already added under coupled decay). */
+  protected moments(index: number, g: tf.Tensor): { m: tf.Tensor; v: tf.Tensor } {
+    const [beta1, beta2] = this.settings.betas;
+    const m = (this.expAvg[index] as tf.Variable).mul(beta1).add(g.mul(1 - beta1)); // m_t
+    const v = (this.expAvgSq[index] as tf.Variable).mul(beta2).add(g.mul(g).mul(1 - beta2)); // v_t
+    return { m, v };
+  }
+
+  /** Stores the moments and the new parameter value. */
+  protected commit(index: number, m: tf.Tensor, v: tf.Tensor, next: tf.Tensor): void {
+    (this.expAvg[index] as tf.Variable).assign(m);
+    (this.expAvgSq[index] as tf.Variable).assign(v);
+    (this.slots[index] as ParamSlot).variable.assign(next);
+  }
+
   protected update(index: number, grad: tf.Tensor, lr: number, step: number): void {
     const slot = this.slots[index] as ParamSlot;
     const [beta1, beta2] = this.settings.betas;
-    const g = this.coupledGradient(slot, grad); // g_t (+ wd p under L2)
-    const m = (this.expAvg[index] as tf.Variable).mul(beta1).add(g.mul(1 - beta1)); // m_t
-    const v = (this.expAvgSq[index] as tf.Variable).mul(beta2).add(g.mul(g).mul(1 - beta2)); // v_t
+    const { m, v } = this.moments(index, this.coupledGradient(slot, grad)); // g_t (+ wd p under L2)
     // Bias corrections in float64 on the host, as torch does with the Python step count.
     const biasCorrection1 = 1 - beta1 ** step;
     const biasCorrection2 = 1 - beta2 ** step;
     const denom = v.sqrt().div(Math.sqrt(biasCorrection2)).add(this.settings.eps); // sqrt(v_t / bc2) + eps
-    const next = this.decayedParameter(slot, lr).sub(m.div(denom).mul(lr / biasCorrection1));
-    (this.expAvg[index] as tf.Variable).assign(m);
-    (this.expAvgSq[index] as tf.Variable).assign(v);
-    slot.variable.assign(next);
+    this.commit(index, m, v, this.decayedParameter(slot, lr).sub(m.div(denom).mul(lr / biasCorrection1)));
   }
 }

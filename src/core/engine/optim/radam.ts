@@ -3,8 +3,8 @@
 // Weight decay is torch's L2 by default, or decoupled (p <- p (1 - lr wd) before the update) as in the RAdam
 // TransMIL trains with (methods.md §4.3, §9.8).
 import * as tf from '@tensorflow/tfjs';
-import { ElementwiseOptimizer, type ParamSlot } from './base.js';
-import type { AdamSettings } from './adam.js';
+import type { ParamSlot } from './base.js';
+import { AdamOptimizer } from './adam.js';
 
 /** torch 1.13's rectification threshold: the adaptive update applies when rho_t > 5. */
 export const RADAM_RHO_THRESHOLD = 5;
@@ -17,23 +17,12 @@ export function radamRectification(beta2: number, step: number): { rho: number; 
   return { rho, rect: Math.sqrt(((rho - 4) * (rho - 2) * rhoInf) / ((rhoInf - 4) * (rhoInf - 2) * rho)) };
 }
 
-/** RAdam; state per parameter: `exp_avg/<name>`, `exp_avg_sq/<name>`, plus the shared `step`. */
-export class RAdamOptimizer extends ElementwiseOptimizer {
-  private readonly expAvg: tf.Variable[];
-  private readonly expAvgSq: tf.Variable[];
-
-  constructor(slots: readonly ParamSlot[], private readonly settings: AdamSettings) {
-    super(slots, settings.decoupledWeightDecay);
-    this.expAvg = this.addBuffers('exp_avg');
-    this.expAvgSq = this.addBuffers('exp_avg_sq');
-  }
-
-  protected update(index: number, grad: tf.Tensor, lr: number, step: number): void {
+/** RAdam: Adam's moments and state (`exp_avg/<name>`, `exp_avg_sq/<name>`, `step`), a rectified step. */
+export class RAdamOptimizer extends AdamOptimizer {
+  protected override update(index: number, grad: tf.Tensor, lr: number, step: number): void {
     const slot = this.slots[index] as ParamSlot;
     const [beta1, beta2] = this.settings.betas;
-    const g = this.coupledGradient(slot, grad);
-    const m = (this.expAvg[index] as tf.Variable).mul(beta1).add(g.mul(1 - beta1)); // m_t
-    const v = (this.expAvgSq[index] as tf.Variable).mul(beta2).add(g.mul(g).mul(1 - beta2)); // v_t
+    const { m, v } = this.moments(index, this.coupledGradient(slot, grad));
     const biasCorrection1 = 1 - beta1 ** step;
     const biasCorrection2 = 1 - beta2 ** step;
     const mHat = m.div(biasCorrection1); // bias-corrected first moment
@@ -42,9 +31,6 @@ export class RAdamOptimizer extends ElementwiseOptimizer {
       rect === null
         ? mHat.mul(lr) // warm-up regime: variance of the adaptive lr is intractable
         : mHat.mul(lr).mul(tf.scalar(Math.sqrt(biasCorrection2)).div(v.sqrt().add(this.settings.eps))).mul(rect);
-    const next = this.decayedParameter(slot, lr).sub(delta);
-    (this.expAvg[index] as tf.Variable).assign(m);
-    (this.expAvgSq[index] as tf.Variable).assign(v);
-    slot.variable.assign(next);
+    this.commit(index, m, v, this.decayedParameter(slot, lr).sub(delta));
   }
 }
