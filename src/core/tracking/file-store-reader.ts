@@ -6,7 +6,7 @@ import YAML from 'yaml';
 import { TrackingError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { MetricPoint } from '../../registry/contracts/tracker.js';
-import { metricValueFromFileText, runStatusFromCode, type MlflowRunStatus } from './limits.js';
+import { metricValueFromFileText, runStatusFromCode, type MlflowRunInfo, type MlflowRunStatus } from './limits.js';
 import { RESERVED_FOLDERS, TRASH_FOLDER } from './file-store.js';
 import { MLFLOW_TAGS } from './tags.js';
 
@@ -18,17 +18,7 @@ export interface StoredExperiment {
   readonly tags: Record<string, string>;
 }
 
-export interface StoredRunInfo {
-  readonly runId: string;
-  readonly experimentId: string;
-  readonly runName: string;
-  readonly userId: string;
-  readonly status: MlflowRunStatus;
-  readonly startTime: number | undefined;
-  readonly endTime: number | undefined;
-  readonly artifactUri: string;
-  readonly lifecycleStage: string;
-}
+export type StoredRunInfo = MlflowRunInfo;
 
 export interface StoredRun {
   readonly info: StoredRunInfo;

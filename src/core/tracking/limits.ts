@@ -156,6 +156,19 @@ export function splitOversized(values: Readonly<Record<string, string>>, limit: 
 export const RUN_STATUS_CODES = { RUNNING: 1, SCHEDULED: 2, FINISHED: 3, FAILED: 4, KILLED: 5 } as const;
 export type MlflowRunStatus = keyof typeof RUN_STATUS_CODES;
 
+/** A run's info block, as both the file store (meta.yaml) and the REST API (RunInfo) describe it. */
+export interface MlflowRunInfo {
+  readonly runId: string;
+  readonly experimentId: string;
+  readonly runName: string;
+  readonly userId: string;
+  readonly status: MlflowRunStatus;
+  readonly startTime: number | undefined;
+  readonly endTime: number | undefined;
+  readonly artifactUri: string;
+  readonly lifecycleStage: string;
+}
+
 export function runStatusFromCode(code: unknown): MlflowRunStatus {
   const entry = Object.entries(RUN_STATUS_CODES).find(([, value]) => value === code);
   return entry ? (entry[0] as MlflowRunStatus) : 'RUNNING';

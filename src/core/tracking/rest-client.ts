@@ -11,7 +11,7 @@ import { TrackingError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { Rng } from '../runtime/random.js';
 import type { MetricPoint } from '../../registry/contracts/tracker.js';
-import { chunkLogBatch, metricValueFromJson, metricValueToJson, type KeyValue, type MlflowRunStatus } from './limits.js';
+import { chunkLogBatch, metricValueFromJson, metricValueToJson, type KeyValue, type MlflowRunInfo, type MlflowRunStatus } from './limits.js';
 import {
   isServerUnavailable,
   MlflowArtifactUriError,
@@ -66,17 +66,7 @@ export interface RemoteExperiment {
   readonly tags: Record<string, string>;
 }
 
-export interface RemoteRunInfo {
-  readonly runId: string;
-  readonly experimentId: string;
-  readonly runName: string;
-  readonly userId: string;
-  readonly status: MlflowRunStatus;
-  readonly startTime: number | undefined;
-  readonly endTime: number | undefined;
-  readonly artifactUri: string;
-  readonly lifecycleStage: string;
-}
+export type RemoteRunInfo = MlflowRunInfo;
 
 export interface RemoteRun {
   readonly info: RemoteRunInfo;
