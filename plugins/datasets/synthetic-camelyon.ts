@@ -21,6 +21,8 @@ import {
   balancedLabels,
   combineBasis,
   definePlugin,
+  minMaxIssues,
+  syntheticOptionFields,
   drawCount,
   GeneratedBagSource,
   generateLesionBag,
@@ -34,26 +36,15 @@ import {
 
 export const SyntheticCamelyonOptions = z
   .strictObject({
-    slides: z.int().min(4).default(80).describe('number of slides'),
+    ...syntheticOptionFields({ slides: 80, minSlides: 4, instances: [100, 500], minFeatureDim: 2, slideShift: 0.05, thumbs: true, officialTestFraction: 0.3 }),
     positiveFraction: z.number().gt(0).lt(1).default(0.4).describe('fraction of cases that are tumour-positive'),
-    slidesPerCase: z.int().min(1).default(1).describe('slides per patient (case_id); all slides of a case share its label'),
-    instances: z.tuple([z.int().min(1), z.int().min(1)]).default([100, 500]).describe('[min, max] instances N per slide (uniform)'),
-    featureDim: z.int().min(2).default(64).describe('D: feature width'),
     signalDim: z.int().min(1).default(4).describe('s: rank of the subspace in which tumour instances are shifted'),
     signalStrength: z.number().min(0).default(5).describe('a: norm of the tumour shift, in units of the instance noise std'),
     tumorFraction: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.005, 0.1]).describe('[min, max] lesion fraction f of a positive slide (log-uniform)'),
-    backgroundTypes: z.int().min(1).default(4).describe('number of normal tissue prototypes (stroma, fat, lymphocytes, ...)'),
-    slideShift: z.number().min(0).default(0.05).describe('σ_o: std of the per-slide feature offset (scanner/stain batch effect)'),
-    thumbs: z.boolean().default(true).describe('generate 16×16 RGB thumbnails per instance'),
-    thumbSignal: z.number().min(0).max(1).default(0.3).describe('strength of the tumour cue in the thumbnails (0 = none)'),
     officialTestFraction: z.number().min(0).lt(1).default(0.3).describe('fraction of cases marked split=test in the slide table (Camelyon16: 130 of 399)'),
-    seed: z.int().min(0).optional().describe('data seed; defaults to the experiment seed'),
   })
   .check((ctx) => {
-    const [lo, hi] = ctx.value.instances;
-    if (lo > hi) ctx.issues.push({ code: 'custom', input: ctx.value.instances, path: ['instances'], message: `min ${lo} > max ${hi}` });
-    const [flo, fhi] = ctx.value.tumorFraction;
-    if (flo > fhi) ctx.issues.push({ code: 'custom', input: ctx.value.tumorFraction, path: ['tumorFraction'], message: `min ${flo} > max ${fhi}` });
+    ctx.issues.push(...minMaxIssues(ctx.value, ['instances', 'tumorFraction']));
     if (ctx.value.signalDim > ctx.value.featureDim) {
       ctx.issues.push({ code: 'custom', input: ctx.value.signalDim, path: ['signalDim'], message: `signalDim ${ctx.value.signalDim} exceeds featureDim ${ctx.value.featureDim}` });
     }

@@ -17,6 +17,8 @@ import {
   balancedLabels,
   combineBasis,
   definePlugin,
+  minMaxIssues,
+  syntheticOptionFields,
   drawCount,
   GeneratedBagSource,
   generateLesionBag,
@@ -32,24 +34,15 @@ export const FINE_TO_COARSE = [0, 0, 0, 1, 1, 2, 2] as const;
 
 export const SyntheticHierarchicalOptions = z
   .strictObject({
-    slides: z.int().min(7).default(105).describe('number of slides'),
+    ...syntheticOptionFields({ slides: 105, minSlides: 7, instances: [100, 400], minFeatureDim: 10, slideShift: 0.2, thumbs: false, officialTestFraction: 0.2 }),
     classFractions: z.array(z.number().positive()).length(7).optional().describe('relative frequency of N, PB, UDH, FEA, ADH, DCIS, IC (default equal)'),
-    slidesPerCase: z.int().min(1).default(1).describe('slides per patient (case_id)'),
-    instances: z.tuple([z.int().min(1), z.int().min(1)]).default([100, 400]).describe('[min, max] instances N per slide (uniform)'),
     featureDim: z.int().min(10).default(64).describe('D: feature width (≥ 10: 3 coarse + 7 fine signal axes)'),
     coarseStrength: z.number().min(0).default(2.5).describe('a_c: lesion shift along its coarse axis'),
     fineStrength: z.number().min(0).default(1.2).describe('a_f: lesion shift along its fine axis'),
     lesionFraction: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.05, 0.3]).describe('[min, max] lesion fraction of a non-normal slide (uniform)'),
-    backgroundTypes: z.int().min(1).default(4).describe('number of normal tissue prototypes'),
-    slideShift: z.number().min(0).default(0.2).describe('σ_o: std of the per-slide feature offset'),
-    thumbs: z.boolean().default(false).describe('generate 16×16 RGB thumbnails per instance'),
-    thumbSignal: z.number().min(0).max(1).default(0.3).describe('strength of the lesion cue in the thumbnails'),
-    officialTestFraction: z.number().min(0).lt(1).default(0.2).describe('fraction of cases marked split=test'),
-    seed: z.int().min(0).optional().describe('data seed; defaults to the experiment seed'),
   })
   .check((ctx) => {
-    if (ctx.value.instances[0] > ctx.value.instances[1]) ctx.issues.push({ code: 'custom', input: ctx.value.instances, path: ['instances'], message: 'min > max' });
-    if (ctx.value.lesionFraction[0] > ctx.value.lesionFraction[1]) ctx.issues.push({ code: 'custom', input: ctx.value.lesionFraction, path: ['lesionFraction'], message: 'min > max' });
+    ctx.issues.push(...minMaxIssues(ctx.value, ['instances', 'lesionFraction']));
   });
 export type SyntheticHierarchicalOptions = z.output<typeof SyntheticHierarchicalOptions>;
 

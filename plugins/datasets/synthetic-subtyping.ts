@@ -17,6 +17,8 @@ import {
   balancedLabels,
   combineBasis,
   definePlugin,
+  minMaxIssues,
+  syntheticOptionFields,
   drawCount,
   GeneratedBagSource,
   generateLesionBag,
@@ -27,26 +29,16 @@ import {
 
 export const SyntheticSubtypingOptions = z
   .strictObject({
-    slides: z.int().min(4).default(80).describe('number of slides'),
+    ...syntheticOptionFields({ slides: 80, minSlides: 4, instances: [100, 500], minFeatureDim: 2, slideShift: 0.2, thumbs: true, officialTestFraction: 0.2 }),
     luadFraction: z.number().gt(0).lt(1).default(0.5).describe('fraction of cases of subtype TCGA-LUAD (class 1)'),
-    slidesPerCase: z.int().min(1).default(1).describe('slides per patient (case_id)'),
-    instances: z.tuple([z.int().min(1), z.int().min(1)]).default([100, 500]).describe('[min, max] instances N per slide (uniform)'),
-    featureDim: z.int().min(2).default(64).describe('D: feature width'),
     signalDim: z.int().min(2).default(4).describe('s: rank of the signal subspace (≥ 2: tumour and subtype axes)'),
     signalStrength: z.number().min(0).default(2).describe('a: shift of tumour instances along the tumour axis'),
     subtypeStrength: z.number().min(0).default(1.5).describe('σ_s: ± shift of tumour instances along the subtype axis'),
     tumorFraction: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.4, 0.9]).describe('[min, max] tumour fraction of a slide (uniform)'),
-    backgroundTypes: z.int().min(1).default(4).describe('number of normal tissue prototypes'),
-    slideShift: z.number().min(0).default(0.2).describe('σ_o: std of the per-slide feature offset'),
-    thumbs: z.boolean().default(true).describe('generate 16×16 RGB thumbnails per instance'),
-    thumbSignal: z.number().min(0).max(1).default(0.3).describe('strength of the tumour cue in the thumbnails'),
-    officialTestFraction: z.number().min(0).lt(1).default(0.2).describe('fraction of cases marked split=test'),
-    seed: z.int().min(0).optional().describe('data seed; defaults to the experiment seed'),
   })
   .check((ctx) => {
-    if (ctx.value.instances[0] > ctx.value.instances[1]) ctx.issues.push({ code: 'custom', input: ctx.value.instances, path: ['instances'], message: 'min > max' });
-    if (ctx.value.tumorFraction[0] > ctx.value.tumorFraction[1]) ctx.issues.push({ code: 'custom', input: ctx.value.tumorFraction, path: ['tumorFraction'], message: 'min > max' });
-    if (ctx.value.signalDim > ctx.value.featureDim) ctx.issues.push({ code: 'custom', input: ctx.value.signalDim, path: ['signalDim'], message: 'signalDim exceeds featureDim' });
+    ctx.issues.push(...minMaxIssues(ctx.value, ['instances', 'tumorFraction']));
+    if (ctx.value.signalDim > ctx.value.featureDim) ctx.issues.push({ code: 'custom', input: ctx.value.signalDim, path: ['signalDim'], message: `signalDim ${ctx.value.signalDim} exceeds featureDim ${ctx.value.featureDim}` });
   });
 export type SyntheticSubtypingOptions = z.output<typeof SyntheticSubtypingOptions>;
 

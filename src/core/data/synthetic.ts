@@ -1,10 +1,51 @@
 // Building blocks of the synthetic benchmark datasets: a tissue-shaped patch grid, spatially clustered
 // lesions, a low-dimensional signal subspace, H&E-coloured 16×16 thumbnails, and a lazy in-memory source.
 // Every draw comes from an Rng stream named after the slide, so a slide's bag never depends on load order.
+import { z } from 'zod';
 import type { BagData, BagSource, LabelHierarchy, SlideRecord } from '../../registry/contracts/data.js';
 import { DataError } from '../errors.js';
 import type { Rng } from '../runtime/random.js';
 import { ByteLruCache, bagBytes } from './cache.js';
+
+/** Per-dataset defaults of the options every synthetic dataset shares. */
+export interface SyntheticOptionDefaults {
+  readonly slides: number;
+  /** Smallest slide count that still gives every class at least one slide. */
+  readonly minSlides: number;
+  readonly instances: readonly [number, number];
+  readonly minFeatureDim: number;
+  readonly slideShift: number;
+  readonly thumbs: boolean;
+  readonly officialTestFraction: number;
+}
+
+/**
+ * The option fields shared by the synthetic datasets (cohort size, bag sizes, feature width, tissue types, batch
+ * effect, thumbnails, official test split, seed); each plugin adds its own signal options and may replace a field
+ * to describe it in its own terms.
+ */
+export function syntheticOptionFields(defaults: SyntheticOptionDefaults) {
+  return {
+    slides: z.int().min(defaults.minSlides).default(defaults.slides).describe('number of slides'),
+    slidesPerCase: z.int().min(1).default(1).describe('slides per patient (case_id); all slides of a case share its label'),
+    instances: z.tuple([z.int().min(1), z.int().min(1)]).default([defaults.instances[0], defaults.instances[1]]).describe('[min, max] instances N per slide (uniform)'),
+    featureDim: z.int().min(defaults.minFeatureDim).default(64).describe('D: feature width'),
+    backgroundTypes: z.int().min(1).default(4).describe('number of normal tissue prototypes (stroma, fat, lymphocytes, ...)'),
+    slideShift: z.number().min(0).default(defaults.slideShift).describe('σ_o: std of the per-slide feature offset (scanner/stain batch effect)'),
+    thumbs: z.boolean().default(defaults.thumbs).describe('generate 16×16 RGB thumbnails per instance'),
+    thumbSignal: z.number().min(0).max(1).default(0.3).describe('strength of the lesion cue in the thumbnails (0 = none)'),
+    officialTestFraction: z.number().min(0).lt(1).default(defaults.officialTestFraction).describe('fraction of cases marked split=test in the slide table'),
+    seed: z.int().min(0).optional().describe('data seed; defaults to the experiment seed'),
+  };
+}
+
+/** Issues for [min, max] option pairs whose min exceeds their max (for a schema's `.check`). */
+export function minMaxIssues(value: Readonly<Record<string, unknown>>, keys: readonly string[]): z.core.$ZodRawIssue[] {
+  return keys.flatMap((key) => {
+    const pair = value[key] as readonly [number, number];
+    return pair[0] > pair[1] ? [{ code: 'custom' as const, input: pair, path: [key], message: `min ${pair[0]} > max ${pair[1]}` }] : [];
+  });
+}
 
 /** Level-0 pixel size of one synthetic patch (CLAM's default patch at 20×). */
 export const SYNTHETIC_PATCH_SIZE = 256;
