@@ -4,6 +4,11 @@
 import { register } from 'tsx/esm/api';
 
 register();
+// A reader that closes the pipe early (`milkit schema | head`) has what it wanted: end quietly, not with a stack trace.
+process.stdout.on('error', (error) => {
+  if (error.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+  throw error;
+});
 const { builtinManifest } = await import('../plugins/index.ts');
 const { main } = await import('../src/core/cli/main.ts');
 const code = await main(process.argv.slice(2), { manifest: builtinManifest() });

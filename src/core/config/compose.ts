@@ -10,6 +10,7 @@ import { suggest } from '../util/suggest.js';
 import { displayPath } from './config-files.js';
 import { createGroupRepository, DefaultsListBuilder, type GroupOverride, type GroupRepository, type ImpliedOptions } from './defaults-list.js';
 import { interpolateConfig, missingValues } from './interpolate.js';
+import { PLUGIN_SLOT_GROUPS } from './plugin-slots.js';
 import { formatValue, parseOverride, type Override } from './overrides.js';
 import {
   blockerOf, deepEqual, deleteAt, isMapping, joinKey, lookup, mergeInto, placeAt, setAt, splitKey, walkPaths,
@@ -69,7 +70,7 @@ export function searchRoots(primaryFile: string, searchPath: readonly string[], 
 /** The options of a config group as seen from a primary config (for `glob(...)` sweeps and listings). */
 export function groupOptions(file: string, group: string, options: ComposeOptions = {}): string[] {
   const cwd = options.cwd ?? process.cwd();
-  const repo = createGroupRepository(searchRoots(path.resolve(cwd, file), options.searchPath ?? [], cwd), options.impliedOptions);
+  const repo = createGroupRepository(searchRoots(path.resolve(cwd, file), options.searchPath ?? [], cwd), options.impliedOptions, options.impliedOptions ? PLUGIN_SLOT_GROUPS : []);
   return repo.options(group);
 }
 
@@ -113,9 +114,9 @@ export async function composeConfig(file: string, overrides: readonly (string | 
   const cwd = options.cwd ?? process.cwd();
   const primaryFile = path.resolve(cwd, file);
   const primaryShown = displayPath(primaryFile, cwd);
-  const repo = createGroupRepository(searchRoots(primaryFile, options.searchPath ?? [], cwd), options.impliedOptions);
+  const repo = createGroupRepository(searchRoots(primaryFile, options.searchPath ?? [], cwd), options.impliedOptions, options.impliedOptions ? PLUGIN_SLOT_GROUPS : []);
   const parsed = overrides.map((o) => (typeof o === 'string' ? parseOverride(o) : o));
-  const { groupOverrides, keyOverrides } = classifyOverrides(parsed, repo);
+  const { groupOverrides, keyOverrides } = classifyOverrides(parsed, repo, cwd);
 
   const { entries, choices } = await new DefaultsListBuilder(repo, cwd, groupOverrides).build(primaryFile);
   const config: ConfigMapping = {};
@@ -151,7 +152,7 @@ export async function composeConfig(file: string, overrides: readonly (string | 
   };
 }
 
-function classifyOverrides(overrides: readonly Override[], repo: GroupRepository): { groupOverrides: GroupOverride[]; keyOverrides: Override[] } {
+function classifyOverrides(overrides: readonly Override[], repo: GroupRepository, cwd: string): { groupOverrides: GroupOverride[]; keyOverrides: Override[] } {
   const groupOverrides: GroupOverride[] = [];
   const keyOverrides: Override[] = [];
   for (const o of overrides) {
@@ -168,7 +169,7 @@ function classifyOverrides(overrides: readonly Override[], repo: GroupRepository
     if (!repo.groupExists(o.key)) {
       const close = suggest(o.key, repo.groups(), 1)[0];
       throw new ConfigError('unknown-group', `override ${o.text}: no config group "${o.key}".${close ? ` Did you mean "${close}"?` : ''}`, {
-        hint: `Groups: ${repo.groups().join(', ') || 'none'}. Searched: ${repo.roots.join(', ')}.`,
+        hint: `Groups: ${repo.groups().join(', ') || 'none'}. Searched: ${repo.roots.map((r) => `${displayPath(r, cwd)}/`).join(', ')}.`,
       });
     }
     if (o.kind === 'force-add') {

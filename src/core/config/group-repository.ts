@@ -11,7 +11,7 @@ export interface GroupRepository {
   groupExists(group: string): boolean;
   /** Option names of a group, sorted (files and implied options). */
   options(group: string): string[];
-  /** Every group found under the roots (for did-you-mean). */
+  /** Every group found under the roots, plus the plugin slot groups (for did-you-mean). */
   groups(): string[];
   /** The file of `group/name` (group may be ''), or implied content, or undefined. */
   find(group: string, name: string): { readonly file: string } | { readonly implied: ConfigMapping } | undefined;
@@ -23,7 +23,7 @@ export interface GroupRepository {
  */
 export type ImpliedOptions = (group: string) => readonly string[] | undefined;
 
-export function createGroupRepository(roots: readonly string[], implied?: ImpliedOptions): GroupRepository {
+export function createGroupRepository(roots: readonly string[], implied?: ImpliedOptions, impliedGroups: readonly string[] = []): GroupRepository {
   const fileOf = (group: string, name: string): string | undefined => {
     for (const root of roots) {
       for (const ext of CONFIG_EXTENSIONS) {
@@ -66,7 +66,8 @@ export function createGroupRepository(roots: readonly string[], implied?: Implie
         }
         for (const entry of entries) {
           const full = path.join(root, ...rel, entry);
-          if (statSync(full).isDirectory()) {
+          // A folder that is itself a search root (experiments/groups under experiments) is listed from there.
+          if (statSync(full).isDirectory() && !roots.includes(full)) {
             const group = [...rel, entry].join('/');
             if (fileOptions(group).length > 0) found.add(group);
             visit(root, [...rel, entry], depth + 1);
@@ -74,6 +75,7 @@ export function createGroupRepository(roots: readonly string[], implied?: Implie
         }
       };
       for (const root of roots) visit(root, [], 0);
+      for (const group of impliedGroups) found.add(group);
       return [...found].sort();
     },
     find: (group, name) => {

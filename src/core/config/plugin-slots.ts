@@ -18,6 +18,9 @@ export const PLUGIN_SLOTS: readonly PluginSlot[] = [
   { key: 'data.dataset', kind: 'dataset', record: false },
 ];
 
+/** The config groups whose options are plugin names (`model/aggregator`; record slots as `model/losses/<name>`). */
+export const PLUGIN_SLOT_GROUPS: readonly string[] = PLUGIN_SLOTS.map((slot) => `${slot.key.split('.').join('/')}${slot.record ? '/<name>' : ''}`);
+
 /** `eval.metrics`: a list of metric plugin names. */
 export const METRICS_KEY = 'eval.metrics';
 

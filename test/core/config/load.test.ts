@@ -194,6 +194,20 @@ describe('loadExperiment: error messages', () => {
     );
   });
 
+  it('suggests a plugin slot group for a misspelt group, listing each group once with relative paths', async () => {
+    const error = await load({
+      'experiments/x.yaml': X,
+      'experiments/groups/recipe/a.yaml': 'name: x\n',
+      'experiments/data/small.yaml': 'dataset: { name: toy-bags, slides: 12 }\n',
+    }, ['modle/aggregator=mean-pool']).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    const text = (error as ConfigError).render();
+    expect(text).toContain('no config group "modle/aggregator". Did you mean "model/aggregator"?');
+    const groups = /Groups: ([^.]*)\./.exec(text)?.[1]?.split(', ');
+    expect(groups).toEqual(['data', 'data/dataset', 'model/aggregator', 'model/classifier', 'model/losses/<name>', 'model/prescreener', 'recipe']);
+    expect(text).toContain('Searched: experiments/, experiments/groups/.');
+  });
+
   it('rejects an unknown option key with did-you-mean and the allowed keys', async () => {
     await expect(load({ 'experiments/x.yaml': X }, ['model.aggregator.bogus=1'])).rejects.toThrowErrorMatchingInlineSnapshot(
       `[ConfigError: model.aggregator.bogus: unknown key (got 1). Allowed: projectDim, dropout (override model.aggregator.bogus=1)]`,
