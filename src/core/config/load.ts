@@ -85,6 +85,18 @@ function impliedFrom(registry: Registry): (group: string) => readonly string[] |
   };
 }
 
+/**
+ * Top-level sections that say where results go, not what they are. They are left out of the config hash, so
+ * moving the outputs or switching tracking off keeps run folders' hashes, sweep job ids and `--resume` valid.
+ */
+export const HASH_EXCLUDED_SECTIONS: readonly string[] = ['output', 'tracking'];
+
+/** sha256 of the canonical JSON of `config` without the HASH_EXCLUDED_SECTIONS. */
+export function hashConfig(config: Readonly<Record<string, unknown>>): string {
+  const hashed = Object.fromEntries(Object.entries(config).filter(([key]) => !HASH_EXCLUDED_SECTIONS.includes(key)));
+  return createHash('sha256').update(canonicalJson(hashed as ConfigMapping)).digest('hex');
+}
+
 /** Loads, composes, validates and resolves an experiment config. */
 export async function loadExperiment(file: string, overrides: readonly string[], opts: LoadOptions): Promise<ResolvedExperiment> {
   const { registry } = opts;
@@ -126,7 +138,7 @@ export async function loadExperiment(file: string, overrides: readonly string[],
   for (const [slot, loss] of Object.entries(losses)) setAt(config, ['model', 'losses', slot], { name: loss.name, weight: loss.weight, ...loss.options }, false);
   setAt(config, ['data', 'dataset'], withOptions(dataset), false);
   deepFreeze(config);
-  const configHash = createHash('sha256').update(canonicalJson(config)).digest('hex');
+  const configHash = hashConfig(config);
   // Only the options are frozen deeply: the definition holds zod schemas, which must stay mutable.
   const frozen = <T extends ResolvedPlugin>(r: T): T => Object.freeze({ ...r, options: deepFreeze(cloneTree(r.options)) });
   const slots: ResolvedSlots = Object.freeze({

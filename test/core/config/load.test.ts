@@ -52,7 +52,12 @@ describe('loadExperiment', () => {
 
   it('hashes the canonical JSON of the config, so key order does not matter and any change does', async () => {
     const a = await load({ 'experiments/x.yaml': X });
-    expect(a.configHash).toBe(createHash('sha256').update(canonicalJson(a.config)).digest('hex'));
+    const { output: _output, tracking: _tracking, ...results } = a.config;
+    expect(a.configHash).toBe(createHash('sha256').update(canonicalJson(results as Parameters<typeof canonicalJson>[0])).digest('hex'));
+    // Where results go is not what they are: output and tracking settings leave the hash (and sweep job ids) alone.
+    const moved = await load({ 'experiments/x.yaml': X }, ['output.dir=/elsewhere', 'tracking.enabled=false']);
+    expect(moved.config.output.dir).toBe('/elsewhere');
+    expect(moved.configHash).toBe(a.configHash);
     const reordered = await load({ 'experiments/x.yaml': 'train: {epochs: 3}\nmodel: {aggregator: {projectDim: 4, name: mean-pool}}\ndata: {dataset: {slides: 12, name: toy-bags}}\nname: x\n' });
     expect(reordered.configHash).toBe(a.configHash);
     const changed = await load({ 'experiments/x.yaml': X }, ['train.epochs=4']);

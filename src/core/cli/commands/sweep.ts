@@ -4,6 +4,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../errors.js';
@@ -164,6 +165,8 @@ export function register(program: Command, app: CliApp): void {
           sweepTracking = createSweepTracking({
             tracker, experimentName: first.config.tracking.experimentName ?? first.config.name, logger, cwd: app.cwd,
             configOf: (hash) => composed.get(hash)?.config,
+            // Hashed: the section may hold credentials, and tracking.json is written to disk.
+            target: createHash('sha256').update(JSON.stringify(first.config.tracking)).digest('hex').slice(0, 16),
           });
           return sweepTracking.open(plan, stateDir, sweepName);
         },

@@ -19,6 +19,8 @@ export interface SweepTracking {
 }
 
 interface TrackingFile {
+  /** Identity of the tracking target the runs below live in (see SweepTrackingOptions.target). */
+  target?: string;
   sweepRunId: string;
   /** configHash → cell run id. */
   cells: Record<string, string>;
@@ -31,6 +33,12 @@ export interface SweepTrackingOptions {
   readonly cwd: string;
   /** The resolved config of a cell by its hash (the CLI composed them while planning). */
   readonly configOf: (configHash: string) => unknown;
+  /**
+   * Identity of the tracking target (e.g. a hash of the `tracking:` section). Tracking settings are not part of the
+   * config hash, so a re-run may log elsewhere with the same cells: the run ids saved for another target are not
+   * reused, and the sweep and its cells get new runs there.
+   */
+  readonly target?: string;
 }
 
 export function createSweepTracking(options: SweepTrackingOptions): SweepTracking {
@@ -42,6 +50,10 @@ export function createSweepTracking(options: SweepTrackingOptions): SweepTrackin
       plan = sweepPlan;
       const file = path.join(stateDir, 'tracking.json');
       state = await readFile(file, 'utf8').then((t) => JSON.parse(t) as TrackingFile).catch(() => undefined);
+      if (state && state.target !== options.target) {
+        options.logger.info(`sweep ${sweepName}: the tracking settings changed since the last run; logging to new sweep and cell runs.`);
+        state = undefined;
+      }
       if (!state) {
         const runName = `sweep-${sweepName}`;
         const sweepRunId = await tracker.startRun({
@@ -50,7 +62,7 @@ export function createSweepTracking(options: SweepTrackingOptions): SweepTrackin
           tags: { ...systemTags({ runName, cwd: options.cwd }), 'milkit.level': 'sweep', 'milkit.run_key': `sweep:${sweepPlan.specHash}`, 'milkit.sweep': sweepName },
         });
         await tracker.logParams(sweepRunId, { 'sweep.name': sweepName, 'sweep.cells': String(sweepPlan.cells.length), 'sweep.jobs': String(sweepPlan.jobs.length) });
-        state = { sweepRunId, cells: {} };
+        state = { ...(options.target !== undefined ? { target: options.target } : {}), sweepRunId, cells: {} };
       }
       const byCell = new Map<number, string>();
       for (const cell of sweepPlan.cells) {

@@ -50,5 +50,17 @@ describe('sweep tracking', () => {
     expect(new Set(cells.map((c) => c.params['model.aggregator.name']))).toEqual(new Set(['mean-pool', 'max-pool']));
     expect(sweep?.status).toBe('FINISHED');
     expect(sweep?.artifacts).toEqual(expect.arrayContaining(['table.md', 'summary.csv']));
+
+    // The same sweep logging elsewhere: tracking settings are not in the job ids, so nothing trains again, and
+    // the runs saved for the first store are not reused in the second: it gets its own sweep and cell runs.
+    const elsewhere = path.join(tmp, 'mlruns-2');
+    const again = await execa(process.execPath, args.map((a) => (a === `tracking.uri=${mlruns}` ? `tracking.uri=${elsewhere}` : a)), { cwd: root, reject: false, env: { MLFLOW_TRACKING_URI: '' } });
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stdout).toContain('6 jobs: 6 already finished, 0 finished now');
+    expect(again.stderr).toContain('the tracking settings changed since the last run');
+    const second = parseMlruns(elsewhere).flatMap((e) => e.runs);
+    expect(second.filter((r) => r.tags['milkit.level'] === 'sweep')).toHaveLength(1);
+    expect(second.filter((r) => r.tags['milkit.level'] === 'cell').map((c) => c.status)).toEqual(['FINISHED', 'FINISHED']);
+    expect(parseMlruns(mlruns).flatMap((e) => e.runs)).toHaveLength(9);
   }, 300_000);
 });
