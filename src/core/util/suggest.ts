@@ -21,10 +21,12 @@ export function editDistance(a: string, b: string): number {
 export function suggest(name: string, candidates: readonly string[], max = 3): string[] {
   const lower = name.toLowerCase();
   const limit = Math.max(2, Math.floor(lower.length / 3));
+  // A name that starts a candidate is an abbreviation of it (`acc` → accuracy, not auc), which beats a close typo.
+  const abbreviates = (c: string): number => (lower.length >= 3 && c.toLowerCase().startsWith(lower) ? 0 : 1);
   return candidates
     .map((c) => ({ c, d: editDistance(lower, c.toLowerCase()) }))
     .filter(({ c, d }) => d <= limit || c.toLowerCase().startsWith(lower) || lower.startsWith(c.toLowerCase()))
-    .sort((x, y) => x.d - y.d || x.c.localeCompare(y.c))
+    .sort((x, y) => abbreviates(x.c) - abbreviates(y.c) || x.d - y.d || x.c.localeCompare(y.c))
     .slice(0, max)
     .map(({ c }) => c);
 }
