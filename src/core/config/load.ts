@@ -10,10 +10,10 @@ import { suggest } from '../util/suggest.js';
 import type { Registry, ResolvedPlugin } from '../../registry/registry.js';
 import type { PluginKind } from '../../registry/kinds.js';
 import { composeConfig, groupOptions, type ComposedConfig } from './compose.js';
-import { METRICS_KEY, slotKindOfGroup } from './plugin-slots.js';
+import { METRICS_KEY, PLUGIN_SLOTS, slotKindOfGroup } from './plugin-slots.js';
 import { findProjectSettings, isPathSpec, type ProjectSettings } from './project.js';
 import { ExperimentSchema, type Experiment } from './schema.js';
-import { canonicalJson, cloneTree, deepFreeze, isMapping, joinKey, setAt, type ConfigMapping, type KeySegment } from './tree.js';
+import { canonicalJson, cloneTree, deepFreeze, isMapping, joinKey, lookup, setAt, type ConfigMapping, type KeySegment } from './tree.js';
 import { describeIssues, unwrap } from './zod-issues.js';
 
 export interface LoadOptions {
@@ -232,12 +232,43 @@ async function resolveSlot<K extends PluginKind>(registry: Registry, kind: K, ke
       }
     }
   }
-  return registry.resolve(kind, ref, { file, key });
+  try {
+    return await registry.resolve(kind, ref, { file, key });
+  } catch (error) {
+    throw withCarriedOverOptionsHint(error, key, ref, sourceOf);
+  }
+}
+
+/**
+ * Mappings merge, so choosing another plugin for a slot keeps the options an earlier config wrote for the old
+ * one (`+model/aggregator=abmil` on hdmil.yaml keeps DMIN's kSample). When unknown options come from another
+ * source than the plugin name, say so and how to start the slot afresh.
+ */
+function withCarriedOverOptionsHint(error: unknown, key: string, ref: unknown, sourceOf: (key: string) => string): unknown {
+  if (!(error instanceof ConfigError) || error.code !== 'invalid-option' || error.hint !== undefined || !isMapping(ref) || typeof ref.name !== 'string') return error;
+  const nameSource = sourceOf(`${key}.name`);
+  const carried = Object.keys(ref).filter((option) => option !== 'name' && error.message.includes(`${key}.${option}: unknown key`) && sourceOf(`${key}.${option}`) !== nameSource);
+  if (carried.length === 0) return error;
+  return new ConfigError('invalid-option', error.message, {
+    hint: `"${ref.name}" was chosen by ${nameSource}, but ${carried.join(', ')} came from ${sourceOf(`${key}.${carried[0] as string}`)}, written for another plugin: options stay when the plugin changes. Start the slot afresh: '~${key}' '${key}={name: ${ref.name}}'.`,
+  });
 }
 
 function invalidConfig(input: ConfigMapping, issues: readonly z.core.$ZodIssue[], sourceOf: (key: string) => string): ConfigError {
-  const lines = describeIssues(ExperimentSchema, input, issues).map((line) => `${line.key}: ${line.text.replace(/\.$/, '')} (${sourceOf(line.key)})`);
+  const described = describeIssues(ExperimentSchema, input, issues);
+  const lines = described.map((line) => `${line.key}: ${line.text.replace(/\.$/, '')} (${sourceOf(line.key)})`);
   const message = lines.length === 1 ? (lines[0] as string) : `invalid experiment config:\n${lines.map((l) => `  ${l}`).join('\n')}`;
+  // `model.aggregator=abmil` gives a slot a bare name: the plugin is chosen with the group form instead.
+  const valueAt = (key: string): unknown => {
+    const found = lookup(input, key.split('.'));
+    return found.found ? found.value : undefined;
+  };
+  const bareSlot = described.find((line) => PLUGIN_SLOTS.some((slot) => !slot.record && slot.key === line.key) && typeof valueAt(line.key) === 'string');
+  if (bareSlot) {
+    const group = bareSlot.key.split('.').join('/');
+    const name = String(valueAt(bareSlot.key));
+    return new ConfigError('invalid-config', message, { hint: `A plugin slot is a mapping {name, ...options}; choose the plugin with the group form ${group}=${name} (+${group}=${name} when the defaults list has no ${group} entry).` });
+  }
   return new ConfigError('invalid-config', message);
 }
 

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, PluginError } from '../../../src/core/errors.js';
@@ -7,6 +8,7 @@ import { canonicalJson } from '../../../src/core/config/tree.js';
 import { composeExperiment, experimentGroupOptions, loadExperiment, type LoadOptions } from '../../../src/core/config/load.js';
 import { tmpTree } from './tmp-tree.js';
 import { testRegistry } from './test-registry.js';
+import { builtinRegistry } from '../../helpers/registry.js';
 
 const X = [
   '# a small experiment',
@@ -211,6 +213,22 @@ describe('loadExperiment: error messages', () => {
     const groups = /Groups: ([^.]*)\./.exec(text)?.[1]?.split(', ');
     expect(groups).toEqual(['data', 'data/dataset', 'model/aggregator', 'model/classifier', 'model/losses/<name>', 'model/prescreener', 'recipe']);
     expect(text).toContain('Searched: experiments/, experiments/groups/.');
+  });
+
+  it('explains a bare plugin name in a slot and options carried over from another plugin', async () => {
+    const bare = await load({ 'experiments/x.yaml': X }, ['model.aggregator=max-pool']).catch((e: unknown) => e);
+    expect((bare as ConfigError).render()).toBe(
+      'model.aggregator: expected a mapping, got "max-pool" (override model.aggregator=max-pool) A plugin slot is a mapping {name, ...options}; choose the plugin with the group form model/aggregator=max-pool (+model/aggregator=max-pool when the defaults list has no model/aggregator entry).',
+    );
+    // The shipped HDMIL experiment sets DMIN's options; choosing ABMIL keeps them (mappings merge).
+    const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+    const carried = await loadExperiment('experiments/hdmil.yaml', ['+model/aggregator=abmil'], { registry: builtinRegistry(), cwd: repo, env: {}, project: {} }).catch((e: unknown) => e);
+    expect(carried).toBeInstanceOf(ConfigError);
+    expect((carried as ConfigError).hint).toBe(
+      '"abmil" was chosen by registered plugin (no file) model/aggregator/abmil, but kSample, subtyping, selfDistill came from experiments/hdmil.yaml, written for another plugin: options stay when the plugin changes. Start the slot afresh: \'~model.aggregator\' \'model.aggregator={name: abmil}\'.',
+    );
+    const afresh = await loadExperiment('experiments/hdmil.yaml', ['~model.aggregator', 'model.aggregator={name: abmil}'], { registry: builtinRegistry(), cwd: repo, env: {}, project: {} });
+    expect(afresh.slots.aggregator.name).toBe('abmil');
   });
 
   it('rejects an unknown option key with did-you-mean and the allowed keys', async () => {
