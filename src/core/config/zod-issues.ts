@@ -78,8 +78,9 @@ function describeJson(json: JsonSchemaNode): string | undefined {
     if (hi !== undefined) return `${noun} ${json.exclusiveMaximum !== undefined ? '<' : '≤'} ${String(hi)}`;
     return noun;
   }
-  if (type === 'array') return 'a list';
+  if (type === 'array') return json.minItems !== undefined && (json.minItems as number) > 0 ? `a list of at least ${String(json.minItems)}` : 'a list';
   if (type === 'object') return 'a mapping';
+  if (type === 'string' && json.minLength !== undefined && (json.minLength as number) > 0) return json.minLength === 1 ? 'a non-empty string' : `a string of at least ${String(json.minLength)} characters`;
   if (typeof type === 'string') return type;
   return undefined;
 }

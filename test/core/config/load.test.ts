@@ -231,6 +231,12 @@ describe('loadExperiment: error messages', () => {
     expect(afresh.slots.aggregator.name).toBe('abmil');
   });
 
+  it('says a string must not be empty', async () => {
+    await expect(load({ 'experiments/x.yaml': X }, ['name='])).rejects.toThrowErrorMatchingInlineSnapshot(
+      `[ConfigError: name: expected a non-empty string, got "" (override name=)]`,
+    );
+  });
+
   it('rejects an unknown option key with did-you-mean and the allowed keys', async () => {
     await expect(load({ 'experiments/x.yaml': X }, ['model.aggregator.bogus=1'])).rejects.toThrowErrorMatchingInlineSnapshot(
       `[ConfigError: model.aggregator.bogus: unknown key (got 1). Allowed: projectDim, dropout (override model.aggregator.bogus=1)]`,
