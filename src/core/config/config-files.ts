@@ -98,7 +98,13 @@ async function importConfigModule(file: string, shown: string): Promise<unknown>
   try {
     module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (cause) {
-    throw new ConfigError('config-load-failed', `${shown}: loading the config module failed.`, { hint: 'Fix the error below in that file.', cause });
+    // Node treats .ts/.js as CommonJS outside a `"type": "module"` package, and an ES-module config then fails to load.
+    const text = cause instanceof Error ? cause.message : String(cause);
+    const commonJs = /\.(ts|js)$/.test(file) && /require\(\) ES Module|Cannot use import statement|ERR_REQUIRE_ESM|ERR_REQUIRE_ASYNC_MODULE/.test(text);
+    const hint = commonJs
+      ? 'Node loaded this file as CommonJS: rename it to .mts (or .mjs), or add "type": "module" to the nearest package.json.'
+      : 'Fix the error below in that file.';
+    throw new ConfigError('config-load-failed', `${shown}: loading the config module failed.`, { hint, cause });
   }
   if (!('default' in module)) {
     throw new ConfigError('config-load-failed', `${shown}: a TS/JS config must \`export default defineExperiment({...})\`.`);
