@@ -203,7 +203,9 @@ function applyKeyOverride(config: ConfigMapping, o: Override, provenance: Proven
       throw new ConfigError('delete-mismatch', `${key}: not deleted, its value is ${showValue(found.value)}, not ${showValue(o.value)} (${source}).`);
     }
     deleteAt(config, o.path);
+    // A key that is missing now was removed by this override; errors about it should say so.
     provenance.forget(key);
+    provenance.record(o.path, undefined, source, false);
     return;
   }
   if (o.kind === 'add' && found.found) {

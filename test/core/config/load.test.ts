@@ -231,6 +231,12 @@ describe('loadExperiment: error messages', () => {
     expect(afresh.slots.aggregator.name).toBe('abmil');
   });
 
+  it('blames the delete override for a slot it left missing', async () => {
+    await expect(load({ 'experiments/x.yaml': X }, ['~model.aggregator'])).rejects.toThrowErrorMatchingInlineSnapshot(
+      `[ConfigError: model.aggregator: required (a mapping), but missing (override ~model.aggregator)]`,
+    );
+  });
+
   it('says a string must not be empty', async () => {
     await expect(load({ 'experiments/x.yaml': X }, ['name='])).rejects.toThrowErrorMatchingInlineSnapshot(
       `[ConfigError: name: expected a non-empty string, got "" (override name=)]`,
