@@ -1,8 +1,6 @@
 // ABMIL train steps on tfjs-wasm with and without the OpenBLAS kernels (issue 8), against the PyTorch reference step
 // (test/bench/torch_abmil_step.py) in the same run. Rounds interleave torch and both tfjs configs because the
 // machine's speed drifts; each round reports the median of its steps, ratios are taken within a round.
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createInterface, type Interface } from 'node:readline';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -11,6 +9,7 @@ import { Linear } from '../../src/core/nn/layers.js';
 import { initRuntime, installWasmKernels, loadNativeBlas, type NativeBlas, type RuntimeInfo } from '../../src/core/runtime/index.js';
 import { Rng } from '../../src/core/runtime/random.js';
 import type { BenchContext, BenchResult } from './run.js';
+import { median, TorchReference } from './shared.js';
 
 const D = 1024;
 const HIDDEN = 512;
@@ -60,49 +59,6 @@ class AbmilNet {
   variables(): tf.Variable[] {
     return [this.fc, this.attentionA, this.attentionB, this.attentionC, this.classifier].flatMap((l) => l.trainableVariables());
   }
-}
-
-class TorchReference {
-  private readonly child: ChildProcessWithoutNullStreams;
-  private readonly lines: Interface;
-  private readonly pending: Array<(line: string) => void> = [];
-  version = '';
-
-  constructor(python: string, script: string) {
-    this.child = spawn(python, [script], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.stderr.on('data', (chunk: Buffer) => process.stderr.write(`[torch] ${chunk.toString()}`));
-    this.lines = createInterface({ input: this.child.stdout });
-    this.lines.on('line', (line) => this.pending.shift()?.(line));
-  }
-
-  private next(): Promise<string> {
-    return new Promise((resolveLine, reject) => {
-      this.pending.push(resolveLine);
-      this.child.once('exit', (code) => reject(new Error(`torch reference exited with ${code}`)));
-    });
-  }
-
-  async ready(): Promise<void> {
-    const hello = JSON.parse(await this.next()) as { torch: string };
-    this.version = hello.torch;
-  }
-
-  async steps(n: number, warmup: number, steps: number): Promise<number[]> {
-    const reply = this.next();
-    this.child.stdin.write(`${JSON.stringify({ n, warmup, steps })}\n`);
-    return (JSON.parse(await reply) as { ms: number[] }).ms;
-  }
-
-  close(): void {
-    this.child.stdin.end();
-    this.lines.close();
-  }
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] ?? NaN) : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
 }
 
 type Config = 'torch' | 'blas' | 'stock';
@@ -189,7 +145,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       for (const config of order) {
         let times: number[];
         if (config === 'torch') {
-          times = await torch.steps(plan.n, plan.warmup, plan.steps);
+          times = (await torch.request<{ ms: number[] }>({ n: plan.n, warmup: plan.warmup, steps: plan.steps })).ms;
         } else {
           await initRuntime(config === 'blas' ? blasSection : stockSection, { logger: silentLogger });
           times = tfjsSteps(x, plan.warmup + plan.steps).slice(plan.warmup);

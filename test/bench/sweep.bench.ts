@@ -8,6 +8,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import type { BenchContext, BenchResult } from './run.js';
+import { median } from './shared.js';
 
 const GOAL = 1.8;
 
@@ -65,12 +66,6 @@ function sweepArgs(ctx: BenchContext, work: Workload, workers: number, scratch: 
 /** One `milkit run` of one cell: one core (1 BLAS thread), GC on the main thread, as a sweep worker runs. */
 function controlArgs(ctx: BenchContext, work: Workload, scratch: string, tag: string): string[] {
   return ['--single-threaded-gc', join(ctx.root, 'bin', 'milkit.mjs'), 'run', 'experiments/quickstart.yaml', ...work.common, work.single, 'runtime.blasThreads=1', `output.dir=${join(scratch, `control-${tag}`)}`];
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 export async function run(ctx: BenchContext): Promise<BenchResult> {

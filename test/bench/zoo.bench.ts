@@ -2,8 +2,6 @@
 // against the same step of its PyTorch reference (test/bench/torch_zoo_step.py → test/reference/*.py) in the same
 // run, at N = 1,000 / 8,000 / 30,000 instances of D = 1,024. Also profiles where each model's step goes.
 import 'reflect-metadata'; // plugins import the registry's public API, which loads tsyringe
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createInterface, type Interface } from 'node:readline';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -14,6 +12,7 @@ import { initRuntime, RuntimeSection, type RuntimeInfo } from '../../src/core/ru
 import { Rng } from '../../src/core/runtime/random.js';
 import { Registry } from '../../src/registry/registry.js';
 import type { BenchContext, BenchResult } from './run.js';
+import { median, TorchReference } from './shared.js';
 
 const D = 1024;
 const CLASSES = 2;
@@ -52,47 +51,6 @@ const FULL: SizePlan[] = [
 ];
 const QUICK: SizePlan[] = [{ n: 1000, warmup: 1, steps: 1 }];
 const PROFILE_N = 8000;
-
-class TorchReference {
-  private readonly child: ChildProcessWithoutNullStreams;
-  private readonly lines: Interface;
-  private readonly pending: Array<{ resolve: (line: string) => void; reject: (error: Error) => void }> = [];
-  version = '';
-
-  constructor(python: string, script: string) {
-    this.child = spawn(python, [script], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.stderr.on('data', (chunk: Buffer) => process.stderr.write(`[torch] ${chunk.toString()}`));
-    this.lines = createInterface({ input: this.child.stdout });
-    this.lines.on('line', (line) => this.pending.shift()?.resolve(line));
-    this.child.once('exit', (code) => this.pending.splice(0).forEach(({ reject }) => reject(new Error(`torch reference exited with ${code}`))));
-  }
-
-  private next(): Promise<string> {
-    return new Promise((resolve, reject) => this.pending.push({ resolve, reject }));
-  }
-
-  async ready(): Promise<void> {
-    this.version = (JSON.parse(await this.next()) as { torch: string }).torch;
-  }
-
-  async steps(model: string, plan: SizePlan): Promise<number[] | string> {
-    const reply = this.next();
-    this.child.stdin.write(`${JSON.stringify({ model, n: plan.n, warmup: plan.warmup, steps: plan.steps })}\n`);
-    const parsed = JSON.parse(await reply) as { ms?: number[]; error?: string };
-    return parsed.error ?? parsed.ms ?? 'no reply';
-  }
-
-  close(): void {
-    this.child.stdin.end();
-    this.lines.close();
-  }
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] ?? NaN) : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
-}
 
 async function buildModel(registry: Registry, zoo: ZooModel): Promise<MilModel> {
   const aggregator = await registry.resolve('aggregator', { name: zoo.name, ...zoo.aggregator }, { key: 'model.aggregator' });
@@ -151,7 +109,8 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     const params = model.trainableVariables().reduce((s, v) => s + v.size, 0);
     for (const plan of plans) {
       const x = bags.get(plan.n) as tf.Tensor2D;
-      const torchTimes = await torch.steps(zoo.name, plan);
+      const reply = await torch.request<{ ms?: number[]; error?: string }>({ model: zoo.name, n: plan.n, warmup: plan.warmup, steps: plan.steps });
+      const torchTimes: number[] | string = reply.error ?? reply.ms ?? 'no reply';
       let tfjsCell: string;
       let ratioCell: string;
       try {
