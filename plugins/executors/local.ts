@@ -84,7 +84,7 @@ function spawnWorker(settings: SpawnSettings) {
     all: true,
     buffer: false,
     reject: false,
-    cancelSignal: settings.signal ?? new AbortController().signal,
+    ...(settings.signal ? { cancelSignal: settings.signal } : {}),
     forceKillAfterDelay: settings.killAfterMs,
   });
 }

@@ -204,7 +204,6 @@ function applyKeyOverride(config: ConfigMapping, o: Override, provenance: Proven
     }
     deleteAt(config, o.path);
     // A key that is missing now was removed by this override; errors about it should say so.
-    provenance.forget(key);
     provenance.record(o.path, undefined, source, false);
     return;
   }

@@ -219,23 +219,26 @@ async function loadPluginsOnce(registry: Registry, specs: unknown, baseDir: stri
 /** Validates a slot with the plugin's schema; the file named is the one that set the offending key. */
 async function resolveSlot<K extends PluginKind>(registry: Registry, kind: K, key: string, ref: unknown, sourceOf: (key: string) => string): Promise<ResolvedPlugin<K>> {
   let file = sourceOf(key);
+  let unknownOptions: string[] = [];
   if (isMapping(ref) && typeof ref.name === 'string') {
     file = sourceOf(`${key}.name`);
     if (registry.names(kind).includes(ref.name)) {
       const definition = await registry.get(kind, ref.name);
       const { name: _name, ...options } = ref;
       const check = definition.options.safeParse(options);
-      const issue = check.success ? undefined : check.error.issues[0];
+      const issues = check.success ? [] : check.error.issues;
+      const issue = issues[0];
       if (issue) {
         const unknownKey = issue.code === 'unrecognized_keys' ? issue.keys[0] : undefined;
         file = sourceOf(joinKey([key, ...(issue.path as KeySegment[]), ...(unknownKey === undefined ? [] : [unknownKey])]));
       }
+      unknownOptions = issues.flatMap((i) => (i.code === 'unrecognized_keys' && i.path.length === 0 ? i.keys : []));
     }
   }
   try {
     return await registry.resolve(kind, ref, { file, key });
   } catch (error) {
-    throw withCarriedOverOptionsHint(error, key, ref, sourceOf);
+    throw withCarriedOverOptionsHint(error, key, ref, unknownOptions, sourceOf);
   }
 }
 
@@ -244,12 +247,12 @@ async function resolveSlot<K extends PluginKind>(registry: Registry, kind: K, ke
  * one (`+model/aggregator=abmil` on hdmil.yaml keeps DMIN's kSample). When unknown options come from another
  * source than the plugin name, say so and how to start the slot afresh.
  */
-function withCarriedOverOptionsHint(error: unknown, key: string, ref: unknown, sourceOf: (key: string) => string): unknown {
-  if (!(error instanceof ConfigError) || error.code !== 'invalid-option' || error.hint !== undefined || !isMapping(ref) || typeof ref.name !== 'string') return error;
+function withCarriedOverOptionsHint(error: unknown, key: string, ref: unknown, unknownOptions: readonly string[], sourceOf: (key: string) => string): unknown {
+  if (!(error instanceof ConfigError) || error.hint !== undefined || !isMapping(ref) || typeof ref.name !== 'string') return error;
   const nameSource = sourceOf(`${key}.name`);
-  const carried = Object.keys(ref).filter((option) => option !== 'name' && error.message.includes(`${key}.${option}: unknown key`) && sourceOf(`${key}.${option}`) !== nameSource);
+  const carried = unknownOptions.filter((option) => sourceOf(`${key}.${option}`) !== nameSource);
   if (carried.length === 0) return error;
-  return new ConfigError('invalid-option', error.message, {
+  return new ConfigError(error.code, error.message, {
     hint: `"${ref.name}" was chosen by ${nameSource}, but ${carried.join(', ')} came from ${sourceOf(`${key}.${carried[0] as string}`)}, written for another plugin: options stay when the plugin changes. Start the slot afresh: '~${key}' '${key}={name: ${ref.name}}'.`,
   });
 }
