@@ -17,6 +17,7 @@ import {
   balancedLabels,
   combineBasis,
   definePlugin,
+  bagBudgetIssues,
   minMaxIssues,
   syntheticOptionFields,
   drawCount,
@@ -38,6 +39,7 @@ export const SyntheticSubtypingOptions = z
   })
   .check((ctx) => {
     ctx.issues.push(...minMaxIssues(ctx.value, ['instances', 'tumorFraction']));
+    ctx.issues.push(...bagBudgetIssues(ctx.value));
     if (ctx.value.signalDim > ctx.value.featureDim) ctx.issues.push({ code: 'custom', input: ctx.value.signalDim, path: ['signalDim'], message: `signalDim ${ctx.value.signalDim} exceeds featureDim ${ctx.value.featureDim}` });
   });
 export type SyntheticSubtypingOptions = z.output<typeof SyntheticSubtypingOptions>;
