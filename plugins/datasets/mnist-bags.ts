@@ -3,7 +3,7 @@
  * Paper: M. Ilse, J. Tomczak, M. Welling, "Attention-based Deep Multiple Instance Learning", ICML 2018,
  *   §5.2 MNIST-bags. arXiv:1802.04712
  * Implements: bags of 28×28 digits, |bag| = max(1, trunc(N(μ, σ²))); bag label 1 iff the bag holds the
- *   target digit (9); instance label = (digit = target). Both generators of the authors' code (methods.md §2.3):
+ *   target digit (9); instance label = (digit = target). Both generators of the authors' code (docs/methods/abmil.md#mnist-bags):
  *   `quick` (uniform draws with replacement, classes unbalanced) and `balanced` (alternating positive bags
  *   accepted only with a target, negative bags rejecting the target instance by instance).
  * Symbols: x [N, 784] normalised pixels (x − 0.1307) / 0.3081 · y bag label · instanceLabels [N]

@@ -2,7 +2,7 @@
  * Synthetic BRACS-like hierarchical classification (dataset/synthetic-hierarchical)
  * Paper: modelled on BRACS (Brancati et al., Database 2022) as used by HMIL (Jin et al., IEEE TMI 2025):
  *   3 coarse classes (benign, atypical, malignant) over 7 fine classes (N, PB, UDH | FEA, ADH | DCIS, IC)
- *   (methods.md §7.1); no BRACS data is used.
+ *   (docs/methods/hmil.md#label-hierarchy); no BRACS data is used.
  * Implements: a lesion of 5–30% of the instances (none for N) shifted by x ← x + a_c·b_{coarse} + a_f·b_{3+fine}
  *   with orthonormal b_0..b_9, so fine classes of one coarse class share the coarse component
  * Symbols: a_c `coarseStrength` · a_f `fineStrength` (a_f < a_c: fine classes are harder to tell apart than

@@ -1,5 +1,5 @@
-// MLflow REST client (axios) for the endpoints milkit needs (ecosystem.md §2.3), with the behaviour the
-// recorded server demands (mlflow-fixtures README): JSON content type always, NaN/∞ as strings, int64 read
+// MLflow REST client (axios) for the endpoints milkit needs (docs/methods/mlflow.md#rest-api), with the behaviour the
+// recorded server demands (docs/methods/mlflow.md#server-behaviour): JSON content type always, NaN/∞ as strings, int64 read
 // from numbers or strings, get-history always with max_results, log-batch chunked to the server's limits,
 // artifacts through the `mlflow-artifacts` proxy. Retries: network errors, 429 (Retry-After) and 5xx only.
 import { AsyncLocalStorage } from 'node:async_hooks';

@@ -16,7 +16,7 @@ export interface Bag {
   /** Slide label, given in training only (CLAM's instance loss needs it); never read at eval. */
   readonly label?: number;
   /**
-   * [N, K] 0/1 per-branch selection from a pre-screener (HDMIL §1.12): branch k pools only rows marked 1,
+   * [N, K] 0/1 per-branch selection from a pre-screener (HDMIL, docs/methods/hdmil.md#inference-modes): branch k pools only rows marked 1,
    * with no further gating. Read by aggregators with capability `branchKeepMask`; others never see it.
    */
   readonly keepMask?: tf.Tensor2D;
@@ -67,7 +67,7 @@ export interface Aggregator extends Module {
   /**
    * [N, K] raw per-branch gate logits (an instance is kept by branch k where the logit is > 0), with
    * dropout when `io.training`, never with noise: what a trainable pre-screener learns to reproduce
-   * (capability `gateLogits`; HDMIL's DMIN attention logits S, §1.11).
+   * (capability `gateLogits`; HDMIL's DMIN attention logits S, docs/methods/hdmil.md#lipn-training).
    */
   gateLogits?(bag: Bag, io: ForwardIO): tf.Tensor2D;
   /** How this aggregator's tensors (and the classifier slot's) are named in the original PyTorch state_dict. */
@@ -125,7 +125,7 @@ export interface Prescreener extends Module {
   branchScores?(thumbs: tf.Tensor4D, io: ForwardIO): tf.Tensor2D;
   /**
    * Training objective of a trainable pre-screener: its branch scores [N, K] against the aggregator's 0/1
-   * gate targets [N, K] (HDMIL §1.11: L1 between binary masks + squared keep-rate difference).
+   * gate targets [N, K] (HDMIL, docs/methods/hdmil.md#lipn-training: L1 between binary masks + squared keep-rate difference).
    */
   imitationLoss?(scores: tf.Tensor2D, targets: tf.Tensor2D): tf.Scalar;
 }

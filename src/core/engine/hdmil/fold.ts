@@ -1,4 +1,4 @@
-// One fold of a two-stage model after its stage-1 training (HDMIL §1.13): evaluate the stage-1 model on all
+// One fold of a two-stage model after its stage-1 training (docs/methods/hdmil.md#evaluation): evaluate the stage-1 model on all
 // instances of the test slides (HDMIL†), train (or reuse) the pre-screener stage on the fold's train/val
 // slides, then evaluate the screened pipeline (HDMIL) on the same test slides.
 import path from 'node:path';

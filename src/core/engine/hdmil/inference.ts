@@ -1,4 +1,4 @@
-// The two inference modes of a model with a pre-screener stage (HDMIL §1.12, §1.13): "all-instances" (HDMIL†:
+// The two inference modes of a model with a pre-screener stage (docs/methods/hdmil.md#inference-modes): "all-instances" (HDMIL†:
 // the stage-1 model on every instance) and "screened" (HDMIL: pre-screener keep-mask, then the stage-1 model on
 // the kept instances only), evaluated over a list of slides with metrics, kept-instance rates and per-stage
 // time per slide.

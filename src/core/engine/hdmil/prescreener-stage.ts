@@ -1,4 +1,4 @@
-// Stage 2 of a two-stage model (HDMIL §1.11): train a pre-screener to reproduce the frozen stage-1 model's
+// Stage 2 of a two-stage model (docs/methods/hdmil.md#lipn-training): train a pre-screener to reproduce the frozen stage-1 model's
 // per-branch instance gates. Targets come from the stage-1 aggregator in TRAINING mode (dropout on, no noise),
 // the loss is the pre-screener's own imitation loss, selection is by the cross-entropy of the full screened
 // pipeline on the validation slides. A finished stage's output file is reused on re-run, never deleted.
@@ -149,7 +149,7 @@ async function trainEpoch(
   const branchScores = stage.prescreener.branchScores;
   const imitationLoss = stage.prescreener.imitationLoss;
   if (!gateLogits || !branchScores || !imitationLoss) throw new RangeError('trainEpoch: stage checked without gates/scores/loss');
-  // §1.11: the frozen stage-1 model produces targets in training mode (its dropout active), without noise.
+  // docs/methods/hdmil.md#lipn-training: the frozen stage-1 model produces targets in training mode (its dropout active), without noise.
   model.setTraining(true);
   stage.prescreener.setTraining(true);
   const order = epochOrder(options.train.map((s) => s.label), { balanced: section.balancedSampling, rng: epochRng.fork('order') });

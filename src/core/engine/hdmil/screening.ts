@@ -1,4 +1,4 @@
-// The screened forward pass of a two-stage model (HDMIL §1.12): a pre-screener reads the low-resolution
+// The screened forward pass of a two-stage model (docs/methods/hdmil.md#inference-modes): a pre-screener reads the low-resolution
 // thumbnails, only the instances some branch keeps are "read" (their features gathered), and the stage-1 model
 // classifies them with its per-branch selection. Per-stage wall-clock times are measured around each step.
 import * as tf from '@tensorflow/tfjs';
@@ -136,10 +136,10 @@ export function fullPass(model: StageOneModel, data: BagData, io: ForwardIO, rea
 }
 
 /**
- * HDMIL (§1.12): per-branch keep masks from the pre-screener, features read for their union only, and the model
+ * HDMIL (docs/methods/hdmil.md#inference-modes): per-branch keep masks from the pre-screener, features read for their union only, and the model
  * run on those rows — with the per-branch mask when the aggregator honours it (`branchKeepMask`), otherwise on
  * the union. When no instance is kept, aggregators with per-branch masks get one row with an all-zero mask
- * (every branch empty: the zero embedding of §1.9); others get the single best-scored instance.
+ * (every branch empty: the zero embedding of docs/methods/hdmil.md#dmin-inference); others get the single best-scored instance.
  */
 export function screenedPass(model: StageOneModel, stage: ScreeningStage, data: BagData, io: ForwardIO, readInstances: InstanceReader = precomputedFeatures): SlidePass {
   const branchScores = stage.prescreener.branchScores;
