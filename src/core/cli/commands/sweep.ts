@@ -15,7 +15,7 @@ import { createSweepTracking, type SweepTracking } from '../../engine/sweep/trac
 import { createProgress, progressLogger } from '../../engine/progress.js';
 import { runSweep } from '../../engine/sweep/engine.js';
 import type { ComposeCell } from '../../engine/sweep/plan.js';
-import { normaliseDatasets, readSweepFile, type ExpandArgument, type SweepDefinition, type SweepFile } from '../../engine/sweep/spec.js';
+import { mergeGridArguments, normaliseDatasets, readSweepFile, type ExpandArgument, type SweepDefinition, type SweepFile } from '../../engine/sweep/spec.js';
 import type { CliApp } from '../app.js';
 
 interface SweepFlags {
@@ -97,7 +97,7 @@ async function definitionFrom(app: CliApp, experimentArg: string | undefined, ar
     definition: {
       name,
       experimentFile,
-      grid: [...(sweepFile?.grid ?? []), ...positional],
+      grid: mergeGridArguments(sweepFile?.grid ?? [], positional),
       zip: [...(sweepFile?.zip ?? []), ...flags.zip.map((group) => group.split(',').map((k) => k.trim()).filter(Boolean))],
       ...(sweepFile?.rows ? { rows: sweepFile.rows } : {}),
       ...(datasets ? { datasets } : {}),

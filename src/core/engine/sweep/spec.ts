@@ -106,6 +106,21 @@ function checkUnique(names: readonly string[], file: string, key: string): void 
   }
 }
 
+/** The key a sweep argument sets: `train.lr=1e-4,3e-4` → `train.lr`, `+a.b=1` → `a.b`, `~a.b` → `a.b`. */
+export function sweepArgumentKey(argument: string): string {
+  const eq = argument.indexOf('=');
+  return (eq < 0 ? argument : argument.slice(0, eq)).trim().replace(/^(\+\+|\+|~)/, '');
+}
+
+/**
+ * Grid arguments of a sweep file and the command line, in that order; a key given on the command line replaces
+ * the file's argument for that key (the command line wins, as for every override) instead of setting it twice.
+ */
+export function mergeGridArguments(fromFile: readonly string[], fromCommandLine: readonly string[]): string[] {
+  const overridden = new Set(fromCommandLine.map(sweepArgumentKey));
+  return [...fromFile.filter((argument) => !overridden.has(sweepArgumentKey(argument))), ...fromCommandLine];
+}
+
 /** A bare dataset name `camelyon16` means the group override `data=camelyon16`. */
 export function normaliseDatasets(datasets: SweepFile['datasets']): NamedOverrides[] | undefined {
   return datasets?.map((d) => (typeof d === 'string' ? { name: d, overrides: [`data=${d}`] } : d));
