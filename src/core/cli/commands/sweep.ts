@@ -127,8 +127,8 @@ export function register(program: Command, app: CliApp): void {
       '',
       'Examples:',
       '  milkit sweep experiments/quickstart.yaml train.optimizer.lr=1e-4,2e-4 model/aggregator=mean-pool,max-pool --workers 2',
-      '  milkit sweep experiments/quickstart.yaml n=5,10 a=0.5,0.7 --zip n,a        # (5,0.5) and (10,0.7)',
-      '  milkit sweep --file experiments/sweeps/table3.yaml --executor slurm --executor-option partition=gpu',
+      '  milkit sweep experiments/quickstart.yaml train.epochs=4,8 train.optimizer.lr=1e-3,2e-3 --zip train.epochs,train.optimizer.lr   # (4,1e-3) and (8,2e-3)',
+      '  milkit sweep --file experiments/table3.yaml --executor slurm --executor-option partition=gpu',
       'Re-running the same command resumes: finished jobs are skipped, failed and missing ones run again.',
     ].join('\n'))
     .action(async (experimentArg: string | undefined, args: string[], flags: SweepFlags) => {
