@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, PluginError } from '../../../src/core/errors.js';
 import { canonicalJson } from '../../../src/core/config/tree.js';
-import { composeExperiment, experimentGroupOptions, loadExperiment, type LoadOptions } from '../../../src/core/config/load.js';
+import { composeExperiment, experimentGroupOptions, loadExperiment, slotOptionSchemas, type LoadOptions } from '../../../src/core/config/load.js';
+import { hashInput, MILKIT_HASH_VERSION } from '../../../src/core/config/hash.js';
 import { tmpTree } from './tmp-tree.js';
 import { testRegistry } from './test-registry.js';
 import { builtinRegistry } from '../../helpers/registry.js';
@@ -52,10 +53,10 @@ describe('loadExperiment', () => {
     expect(resolved.sources.data).toBe('experiments/x.yaml');
   });
 
-  it('hashes the canonical JSON of the config, so key order does not matter and any change does', async () => {
+  it('hashes the canonical JSON of the non-default values, so key order does not matter and any change does', async () => {
     const a = await load({ 'experiments/x.yaml': X });
-    const { output: _output, tracking: _tracking, ...results } = a.config;
-    expect(a.configHash).toBe(createHash('sha256').update(canonicalJson(results as Parameters<typeof canonicalJson>[0])).digest('hex'));
+    const payload = { milkitHashVersion: MILKIT_HASH_VERSION, config: hashInput(a.config, { pluginOptions: slotOptionSchemas(a.slots) }) };
+    expect(a.configHash).toBe(createHash('sha256').update(canonicalJson(payload)).digest('hex'));
     // Where results go is not what they are: output and tracking settings leave the hash (and sweep job ids) alone.
     const moved = await load({ 'experiments/x.yaml': X }, ['output.dir=/elsewhere', 'tracking.enabled=false']);
     expect(moved.config.output.dir).toBe('/elsewhere');
