@@ -15,7 +15,7 @@ import { createSweepTracking, type SweepTracking } from '../../engine/sweep/trac
 import { createProgress, progressLogger } from '../../engine/progress.js';
 import { runSweep } from '../../engine/sweep/engine.js';
 import type { ComposeCell } from '../../engine/sweep/plan.js';
-import { normaliseDatasets, readSweepFile, type ExpandArgument, type SweepDefinition, type SweepFile } from '../../engine/sweep/spec.js';
+import { normaliseDatasets, readSweepFile, SweepFileSchema, type ExpandArgument, type SweepDefinition, type SweepFile } from '../../engine/sweep/spec.js';
 import type { CliApp } from '../app.js';
 
 interface SweepFlags {
@@ -134,7 +134,8 @@ export function register(program: Command, app: CliApp): void {
     .action(async (experimentArg: string | undefined, args: string[], flags: SweepFlags) => {
       const { definition, sweepFile } = await definitionFrom(app, experimentArg, args, flags);
       const registry = app.createRegistry();
-      const executorRef = { ...(sweepFile?.executor ?? { name: 'local' }) } as Record<string, unknown> & { name: string };
+      // The default executor is the sweep-file schema's default, so core names no executor plugin.
+      const executorRef = { ...(sweepFile ?? SweepFileSchema.parse({})).executor } as Record<string, unknown> & { name: string };
       if (flags.executor) {
         // A different executor on the CLI drops the file's options for the other one.
         if (flags.executor !== executorRef.name) for (const key of Object.keys(executorRef)) delete executorRef[key];
