@@ -1,8 +1,9 @@
-// What every CLI command receives: the plugin manifest (handed in by the composition root in bin/, since
-// core never imports plugins by path), a logger, and output streams that tests can capture.
+// What every CLI command receives: the process's services (the composition root, src/core/services.ts, built
+// once by main.ts), shortcuts to the ones most commands use, and output streams that tests can capture.
 import type { Command } from 'commander';
 import type { Logger } from '../logger.js';
-import { Registry, type PluginManifest } from '../../registry/registry.js';
+import type { Services } from '../services.js';
+import type { PluginManifest, Registry } from '../../registry/registry.js';
 
 export interface CliIo {
   /** Results (tables, JSON, resolved configs). */
@@ -13,6 +14,7 @@ export interface CliIo {
 }
 
 export interface CliApp {
+  readonly services: Services;
   readonly manifest: PluginManifest;
   readonly logger: Logger;
   readonly io: CliIo;
@@ -25,6 +27,6 @@ export interface CliApp {
 /** A command module in src/core/cli/commands/ exports `register`. */
 export type RegisterCommand = (program: Command, app: CliApp) => void;
 
-export function createApp(manifest: PluginManifest, logger: Logger, io: CliIo, cwd: string, env: Readonly<Record<string, string | undefined>>): CliApp {
-  return { manifest, logger, io, cwd, env, createRegistry: () => new Registry(manifest) };
+export function createApp(services: Services, io: CliIo, cwd: string, env: Readonly<Record<string, string | undefined>>): CliApp {
+  return { services, manifest: services.manifest, logger: services.logger, io, cwd, env, createRegistry: () => services.createRegistry() };
 }

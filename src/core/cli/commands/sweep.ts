@@ -10,11 +10,12 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../errors.js';
 import { expandSweep, formatOverride, groupOptions, loadExperiment, parseOverride, slotKindOfGroup, type ResolvedExperiment } from '../../config/index.js';
 import type { Registry } from '../../../registry/registry.js';
-import { createTracker } from '../../tracking/index.js';
+import { resolveTrackingTarget } from '../../tracking/index.js';
+import { preflight } from '../../engine/preflight.js';
 import { createSweepTracking, type SweepTracking } from '../../engine/sweep/tracking.js';
 import { createProgress, progressLogger } from '../../engine/progress.js';
 import { runSweep } from '../../engine/sweep/engine.js';
-import type { ComposeCell } from '../../engine/sweep/plan.js';
+import type { ComposeCell, SweepPlan } from '../../engine/sweep/plan.js';
 import { normaliseDatasets, readSweepFile, SweepFileSchema, type ExpandArgument, type SweepDefinition, type SweepFile } from '../../engine/sweep/spec.js';
 import type { CliApp } from '../app.js';
 
@@ -147,9 +148,9 @@ export function register(program: Command, app: CliApp): void {
 
       const interactive = app.io.stdoutIsTTY && Boolean(process.stderr.isTTY);
       // Bars draw on the terminal; plain lines go through the CLI's diagnostics stream (stderr, or a test's capture).
-      const progress = createProgress({ stream: interactive ? process.stderr : { write: (text: string) => app.io.err(text.replace(/\n$/, '')) }, interactive });
+      const progress = createProgress({ stream: interactive ? process.stderr : { write: (text: string) => app.io.err(text.replace(/\n$/, '')) }, interactive, now: () => app.services.clock.now() });
       const logger = progressLogger(progress, app.logger);
-      const executor = registry.create(resolvedExecutor, { logger, cwd: app.cwd, cores: os.availableParallelism(), env: app.env });
+      const executor = app.services.createExecutor(registry, resolvedExecutor, { logger, cwd: app.cwd, cores: os.availableParallelism(), env: app.env });
       const composed = new Map<string, ResolvedExperiment>();
       const compose: ComposeCell = async (file, overrides) => {
         const resolved = await loadExperiment(file, overrides, { registry, cwd: app.cwd, env: app.env });
@@ -162,7 +163,7 @@ export function register(program: Command, app: CliApp): void {
         open: async (plan, stateDir, sweepName) => {
           const first = composed.get(plan.cells[0]?.configHash ?? '');
           if (!first || !first.config.tracking.enabled) return new Map();
-          const tracker = await createTracker(first.config.tracking, { registry, logger, cwd: app.cwd, env: app.env });
+          const tracker = await app.services.createTracker(first.config.tracking, { registry, logger, cwd: app.cwd, env: app.env });
           sweepTracking = createSweepTracking({
             tracker, experimentName: first.config.tracking.experimentName ?? first.config.name, logger, cwd: app.cwd,
             configOf: (hash) => composed.get(hash)?.config,
@@ -172,6 +173,23 @@ export function register(program: Command, app: CliApp): void {
           return sweepTracking.open(plan, stateDir, sweepName);
         },
         close: async (table, stateDir, artifacts) => sweepTracking?.close(table, stateDir, artifacts),
+      };
+      // Every cell is checked before the state folder is written, any MLflow run opened or any job launched.
+      const checkCells = async (plan: SweepPlan, stateDir: string): Promise<void> => {
+        const jobs = plan.cells.flatMap((cell) => {
+          const resolved = composed.get(cell.configHash);
+          if (!resolved) return [];
+          const { tracking: section } = resolved.config;
+          return [{
+            resolved,
+            label: cell.name,
+            outputs: [
+              { dir: stateDir, key: flags.dir ? '--dir' : '--name' },
+              ...(section.enabled ? [{ dir: resolveTrackingTarget(section.uri ?? app.env.MLFLOW_TRACKING_URI, app.cwd).root, key: 'tracking.uri' }] : []),
+            ],
+          }];
+        });
+        await preflight(jobs, { registry, fs: app.services.fs });
       };
       const controller = new AbortController();
       // First Ctrl-C: stop launching, let the table of finished jobs be written; a second one exits at once.
@@ -192,6 +210,7 @@ export function register(program: Command, app: CliApp): void {
           progress,
           signal: controller.signal,
           tracking,
+          preflight: checkCells,
           ...(flags.dir ? { stateDir: path.resolve(app.cwd, flags.dir) } : {}),
           ...(flags.dryRun ? { dryRun: true } : {}),
         });
