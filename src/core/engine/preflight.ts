@@ -75,7 +75,9 @@ export function throwingCheck(check: (resolved: ResolvedExperiment, registry: Re
 }
 
 function problemFromError(error: MilkitError): PreflightProblem {
-  return { class: classOf(error), code: error.code, keys: error.where?.key ? [error.where.key] : [], message: error.message, fix: error.hint ?? '' };
+  // The file an error names (a slide table, a split file) stays in the message; the keys lead the line.
+  const file = error.where?.file ? `${error.where.file}${error.where.line === undefined ? '' : `:${error.where.line}`}: ` : '';
+  return { class: classOf(error), code: error.code, keys: error.where?.key ? [error.where.key] : [], message: `${file}${error.message}`, fix: error.hint ?? '' };
 }
 
 /** Every loss slot finds the extras it reads among what the aggregator declares it provides. */
@@ -221,7 +223,7 @@ export interface PreflightContext {
 export async function preflight(jobs: readonly PreflightJob[], ctx: PreflightContext): Promise<void> {
   const sources = new Map<string, Promise<SourceCheck>>();
   const probes = new Map<string, Promise<Error | undefined>>();
-  const found: Array<{ job: PreflightJob; problem: PreflightProblem }> = [];
+  const found: Found[] = [];
   for (const job of jobs) {
     const input: PreflightInput = {
       job,
@@ -245,8 +247,8 @@ export async function preflight(jobs: readonly PreflightJob[], ctx: PreflightCon
         return pending;
       },
     };
-    for (const check of ctx.checks ?? preflightChecks) {
-      for (const problem of await check(input)) found.push({ job, problem });
+    for (const [order, check] of (ctx.checks ?? preflightChecks).entries()) {
+      for (const problem of await check(input)) found.push({ job, problem, order });
     }
   }
   if (found.length > 0) throw preflightError(found, jobs.length);
@@ -294,16 +296,24 @@ async function probeFolder(fs: FileSystem, dir: string): Promise<Error | undefin
   }
 }
 
-function preflightError(found: ReadonlyArray<{ job: PreflightJob; problem: PreflightProblem }>, jobCount: number): MilkitError {
+/** A problem, the job it was found in, and the position of its check in the check list. */
+interface Found {
+  readonly job: PreflightJob;
+  readonly problem: PreflightProblem;
+  readonly order: number;
+}
+
+function preflightError(found: readonly Found[], jobCount: number): MilkitError {
   // One line per distinct problem, naming the jobs it affects when there are several jobs.
-  const groups = new Map<string, { problem: PreflightProblem; labels: string[] }>();
-  for (const { job, problem } of found) {
+  const groups = new Map<string, { problem: PreflightProblem; order: number; labels: string[] }>();
+  for (const { job, problem, order } of found) {
     const line = `${problem.keys.join(', ')}: ${problem.message}${problem.fix ? ` ${problem.fix}` : ''}`;
-    const group = groups.get(line) ?? { problem, labels: [] };
+    const group = groups.get(line) ?? { problem, order, labels: [] };
     if (!group.labels.includes(job.label)) group.labels.push(job.label);
     groups.set(line, group);
   }
-  const ordered = [...groups.entries()].sort(([, a], [, b]) => CLASS_ORDER.indexOf(a.problem.class) - CLASS_ORDER.indexOf(b.problem.class));
+  // Config problems before plugin and data ones; within a class, in check order.
+  const ordered = [...groups.entries()].sort(([, a], [, b]) => CLASS_ORDER.indexOf(a.problem.class) - CLASS_ORDER.indexOf(b.problem.class) || a.order - b.order);
   const lines = ordered.map(([line, { labels }]) => (jobCount > 1 ? `${line} [${labels.length === jobCount ? 'every job' : labels.join('; ')}]` : line));
   const first = ordered[0]?.[1].problem as PreflightProblem;
   const subject = jobCount > 1 ? `${jobCount} jobs` : (found[0]?.job.label ?? 'the job');
