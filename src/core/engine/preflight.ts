@@ -96,7 +96,7 @@ export const checkLossRequirements: PreflightCheck = async ({ job, registry }) =
       code: 'loss-requirement-unmet',
       keys: [`model.losses.${slot}`, 'model.aggregator'],
       message: `loss "${loss.name}" needs ${missing.map((m) => `"${m}"`).join(', ')} from the aggregator, but aggregator "${slots.aggregator.name}" provides ${provides.length ? provides.map((p) => `"${p}"`).join(', ') : 'no extras'}.`,
-      fix: `${providers.length ? `Choose an aggregator that provides them (model/aggregator=${providers.join(' or ')}), or remove` : 'Remove'} the loss slot (~model.losses.${slot}).`,
+      fix: `${providers.length ? `Choose an aggregator that provides them (${providers.join(', ')}; e.g. model/aggregator=${providers[0] as string}), or remove` : 'Remove'} the loss slot (~model.losses.${slot}).`,
     });
   }
   return problems;

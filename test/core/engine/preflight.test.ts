@@ -55,7 +55,7 @@ describe('preflight', () => {
     expect(error.exitCode).toBe(2);
     expect(error.code).toBe('loss-requirement-unmet');
     expect(error.message).toMatch(/^model\.losses\.inst, model\.aggregator: loss "clam-instance" needs "instanceLogits", "instanceTargets", "instanceWeights" from the aggregator, but aggregator "mean-pool" provides no extras\./);
-    expect(error.message).toContain('model/aggregator=clam-mb or clam-sb');
+    expect(error.message).toContain('Choose an aggregator that provides them (clam-mb, clam-sb, dmin; e.g. model/aggregator=clam-mb)');
     expect(error.message).toContain('~model.losses.inst');
     expect(error.render()).toContain('nothing ran and no MLflow run was opened');
   });
