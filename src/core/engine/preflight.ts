@@ -1,7 +1,7 @@
 // Preflight: what `run`, `cv` and `sweep` check for every job (every sweep cell) after resolving its config and
 // before anything starts — no epoch, no tracker run, no sweep job. Plugin pairings through declared capabilities,
 // the data source and the split, and the folders the job writes. Every problem of every job is collected and
-// reported together, once, with the exit code of its error class (docs/architecture.md, "Composition root").
+// reported together, once, with the exit code of its error class (ConfigError 2, PluginError 3, DataError 4).
 import path from 'node:path';
 import { ConfigError, DataError, MilkitError, PluginError } from '../errors.js';
 import { silentLogger } from '../logger.js';
