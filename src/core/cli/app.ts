@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
-import type { PluginManifest, Registry } from '../../registry/registry.js';
+import type { Registry } from '../../registry/registry.js';
 
 export interface CliIo {
   /** Results (tables, JSON, resolved configs). */
@@ -15,7 +15,6 @@ export interface CliIo {
 
 export interface CliApp {
   readonly services: Services;
-  readonly manifest: PluginManifest;
   readonly logger: Logger;
   readonly io: CliIo;
   readonly cwd: string;
@@ -28,5 +27,5 @@ export interface CliApp {
 export type RegisterCommand = (program: Command, app: CliApp) => void;
 
 export function createApp(services: Services, io: CliIo, cwd: string, env: Readonly<Record<string, string | undefined>>): CliApp {
-  return { services, manifest: services.manifest, logger: services.logger, io, cwd, env, createRegistry: () => services.createRegistry() };
+  return { services, logger: services.logger, io, cwd, env, createRegistry: () => services.createRegistry() };
 }
