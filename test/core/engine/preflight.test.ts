@@ -1,8 +1,10 @@
 // Preflight: every problem of every job found from declared capabilities, the data source, the split and the
 // output folders, before anything runs; reported once, with the exit code of its class.
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { definePlugin, type AnyPluginDefinition } from '../../../src/registry/index.js';
 import { ConfigError, DataError, MilkitError } from '../../../src/core/errors.js';
 import { loadExperiment } from '../../../src/core/config/load.js';
 import { preflight, preflightChecks, throwingCheck, type PreflightJob } from '../../../src/core/engine/preflight.js';
@@ -73,6 +75,39 @@ describe('preflight', () => {
     expect(lines[4]).toMatch(/^ {2}- split\.folds: split\.mode kfold needs 2 ≤ folds ≤ number of cases \(16\); got 40\./);
   });
 
+  it('checks what the aggregator and a trainable pre-screener read from bags against what the dataset declares', async () => {
+    const cwd = await tempDir();
+    const registry = builtinRegistry();
+    const slides = Array.from({ length: 8 }, (_, i) => ({ slideId: `s${i}`, caseId: `c${i}`, label: i % 2, labelName: String(i % 2), meta: {} }));
+    registry.register(definePlugin({
+      kind: 'dataset', name: 'acme:plain-bags', summary: 'features only', options: z.strictObject({}),
+      capabilities: { instanceLabels: false, thumbs: false, coords: false },
+      create: async () => ({ slides, featureDim: 4, classNames: ['0', '1'], load: () => Promise.reject(new Error('not read by preflight')) }),
+    }) as unknown as AnyPluginDefinition, 'test');
+    registry.register(definePlugin({
+      kind: 'aggregator', name: 'acme:spatial-pool', summary: 'reads coordinates', options: z.strictObject({}),
+      capabilities: { needsCoords: true },
+      create: () => { throw new Error('not built by preflight'); },
+    }) as unknown as AnyPluginDefinition, 'test');
+    const load = (overrides: string[]) => loadExperiment(QUICKSTART, ['~data.dataset', '+data.dataset={name: acme:plain-bags}', ...overrides], { registry, cwd, env: {}, project: {} });
+    const outputs = [{ dir: path.join(cwd, 'outputs'), key: 'output.dir' }];
+    const check = async (overrides: string[]): Promise<string> => {
+      try {
+        await preflight([{ resolved: await load(overrides), label: 'x', outputs }], { registry, fs: nodeFileSystem });
+        return 'passed';
+      } catch (error) {
+        return (error as Error).message;
+      }
+    };
+    expect(await check([])).toBe('passed');
+    expect(await check(['model/aggregator=acme:spatial-pool'])).toBe(
+      'model.aggregator, data.dataset: aggregator "acme:spatial-pool" reads instance coordinates (bag.coords), but dataset "acme:plain-bags" declares it has none. Use a dataset with patch coordinates, or another aggregator. (x)',
+    );
+    expect(await check(['model/aggregator=dmin', '+model/prescreener=lipn'])).toBe(
+      'model.prescreener, data.dataset: pre-screener "lipn" reads instance thumbnails (bag.thumbs), but dataset "acme:plain-bags" declares it has none. Use a dataset with thumbnails, or set model/prescreener=none. (x)',
+    );
+  });
+
   it('fails a missing slide table with the data exit code, naming the dataset key and the file', async () => {
     const cwd = await tempDir();
     await mkdir(path.join(cwd, 'features'));
@@ -81,6 +116,16 @@ describe('preflight', () => {
     expect(error.exitCode).toBe(4);
     expect(error.message).toMatch(/^data\.dataset/);
     expect(error.message).toContain('missing.csv');
+  });
+
+  it('names a missing features folder with the key that points at it', async () => {
+    const cwd = await tempDir();
+    await writeFile(path.join(cwd, 'slides.csv'), 'slide_id,case_id,label\na,a,x\nb,b,y\n');
+    const missing = path.join(cwd, 'h5_files');
+    const error = await failure([await job(cwd, ['~data.dataset', `+data.dataset={name: features-dir, featuresDir: ${missing}, slideTable: ${path.join(cwd, 'slides.csv')}}`])]);
+    expect(error).toBeInstanceOf(DataError);
+    expect(error.code).toBe('missing-file');
+    expect(error.message).toBe(`data.dataset, data.dataset.featuresDir: ${missing}: features folder not found. Point featuresDir at the folder of per-slide feature files (CLAM: h5_files/). (experiments/quickstart.yaml)`);
   });
 
   it('names an output folder that takes no file, with the key that chose it (a read-only fs injected)', async () => {
