@@ -96,7 +96,13 @@ export async function loadExperiment(file: string, overrides: readonly string[],
   if (!parsed.success) throw invalidConfig(merged, parsed.error.issues, sourceOf);
   const experiment = parsed.data;
 
-  const resolveAt = <K extends PluginKind>(kind: K, key: string, ref: unknown): Promise<ResolvedPlugin<K>> => resolveSlot(registry, kind, key, ref, sourceOf);
+  // Every slot's plugin by key (`model.losses.ce`), so the hash knows each plugin's option defaults.
+  const pluginAt = new Map<string, ResolvedPlugin>();
+  const resolveAt = async <K extends PluginKind>(kind: K, key: string, ref: unknown): Promise<ResolvedPlugin<K>> => {
+    const resolved = await resolveSlot(registry, kind, key, ref, sourceOf);
+    pluginAt.set(key, resolved);
+    return resolved;
+  };
   const aggregator = await resolveAt('aggregator', 'model.aggregator', experiment.model.aggregator);
   const classifier = await resolveAt('classifier', 'model.classifier', experiment.model.classifier);
   const prescreener = await resolveAt('prescreener', 'model.prescreener', experiment.model.prescreener);
@@ -136,7 +142,7 @@ export async function loadExperiment(file: string, overrides: readonly string[],
     dataset: frozen(dataset),
     metrics: Object.freeze(metrics.map(frozen)),
   });
-  const configHash = hashConfig(config, { pluginOptions: slotOptionSchemas(slots) });
+  const configHash = hashConfig(config, { pluginOptions: (slotKey) => pluginAt.get(slotKey)?.definition.options });
   const overridesCopy = Object.freeze([...overrides]);
   return Object.freeze({
     file,
@@ -149,18 +155,6 @@ export async function loadExperiment(file: string, overrides: readonly string[],
     sources: Object.freeze({ ...composed.topLevelSources }),
     toYaml: () => resolvedYaml(config, file, overridesCopy, configHash),
   });
-}
-
-/** The options schema of the plugin in each slot (`model.aggregator`, `model.losses.ce`), for the config hash. */
-export function slotOptionSchemas(slots: ResolvedSlots): (slotKey: string) => z.ZodType | undefined {
-  const bySlot: Readonly<Record<string, ResolvedPlugin>> = {
-    'model.aggregator': slots.aggregator,
-    'model.classifier': slots.classifier,
-    'model.prescreener': slots.prescreener,
-    'data.dataset': slots.dataset,
-    ...Object.fromEntries(Object.entries(slots.losses).map(([slot, loss]) => [`model.losses.${slot}`, loss])),
-  };
-  return (slotKey) => bySlot[slotKey]?.definition.options;
 }
 
 async function composeWithProject(
