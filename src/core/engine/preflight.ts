@@ -16,6 +16,7 @@ import { DEFAULT_AGGREGATOR_CAPABILITIES } from '../../registry/contracts/model.
 
 /** A folder a job writes into, with the config key (or CLI flag) that chose it. */
 export interface OutputFolder {
+  /** Absolute path. */
   readonly dir: string;
   readonly key: string;
 }
