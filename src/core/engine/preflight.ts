@@ -8,6 +8,7 @@ import { silentLogger } from '../logger.js';
 import type { ResolvedExperiment } from '../config/index.js';
 import type { FileSystem } from '../services.js';
 import { makeSplits } from '../data/splits.js';
+import { resolveTrackingTarget } from '../tracking/create-tracker.js';
 import type { Registry } from '../../registry/registry.js';
 import type { SlideRecord } from '../../registry/contracts/data.js';
 import { DEFAULT_DATASET_CAPABILITIES } from '../../registry/contracts/data.js';
@@ -19,6 +20,13 @@ export interface OutputFolder {
   /** Absolute path. */
   readonly dir: string;
   readonly key: string;
+}
+
+/** The local store folder a job's tracker writes ([] when tracking is off): a server URI still keeps ./mlruns. */
+export function trackingFolders(resolved: ResolvedExperiment, cwd: string, env: Readonly<Record<string, string | undefined>>): OutputFolder[] {
+  const { tracking } = resolved.config;
+  if (!tracking.enabled) return [];
+  return [{ dir: resolveTrackingTarget(tracking.uri ?? env.MLFLOW_TRACKING_URI, cwd).root, key: 'tracking.uri' }];
 }
 
 export interface PreflightJob {

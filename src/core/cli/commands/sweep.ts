@@ -10,8 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../errors.js';
 import { expandSweep, formatOverride, groupOptions, loadExperiment, parseOverride, slotKindOfGroup, type ResolvedExperiment } from '../../config/index.js';
 import type { Registry } from '../../../registry/registry.js';
-import { resolveTrackingTarget } from '../../tracking/index.js';
-import { preflight } from '../../engine/preflight.js';
+import { preflight, trackingFolders } from '../../engine/preflight.js';
 import { createSweepTracking, type SweepTracking } from '../../engine/sweep/tracking.js';
 import { createProgress, progressLogger } from '../../engine/progress.js';
 import { runSweep } from '../../engine/sweep/engine.js';
@@ -179,15 +178,8 @@ export function register(program: Command, app: CliApp): void {
         const jobs = plan.cells.flatMap((cell) => {
           const resolved = composed.get(cell.configHash);
           if (!resolved) return [];
-          const { tracking: section } = resolved.config;
-          return [{
-            resolved,
-            label: cell.name,
-            outputs: [
-              { dir: stateDir, key: flags.dir ? '--dir' : '--name' },
-              ...(section.enabled ? [{ dir: resolveTrackingTarget(section.uri ?? app.env.MLFLOW_TRACKING_URI, app.cwd).root, key: 'tracking.uri' }] : []),
-            ],
-          }];
+          const outputs = [{ dir: stateDir, key: flags.dir ? '--dir' : '--name' }, ...trackingFolders(resolved, app.cwd, app.env)];
+          return [{ resolved, label: cell.name, outputs }];
         });
         await preflight(jobs, { registry, fs: app.services.fs });
       };
