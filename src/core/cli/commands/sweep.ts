@@ -173,12 +173,13 @@ export function register(program: Command, app: CliApp): void {
         },
         close: async (table, stateDir, artifacts) => sweepTracking?.close(table, stateDir, artifacts),
       };
-      // Every cell is checked before the state folder is written, any MLflow run opened or any job launched.
+      // Every cell is checked before the state folder is written, any MLflow run opened or any job launched;
+      // the state folder is named by --dir, the flag that moves it.
       const checkCells = async (plan: SweepPlan, stateDir: string): Promise<void> => {
         const jobs = plan.cells.flatMap((cell) => {
           const resolved = composed.get(cell.configHash);
           if (!resolved) return [];
-          const outputs = [{ dir: stateDir, key: flags.dir ? '--dir' : '--name' }, ...trackingFolders(resolved, app.cwd, app.env)];
+          const outputs = [{ dir: stateDir, key: '--dir' }, ...trackingFolders(resolved, app.cwd, app.env)];
           return [{ resolved, label: cell.name, outputs }];
         });
         await preflight(jobs, { registry, fs: app.services.fs });
