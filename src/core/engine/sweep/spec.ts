@@ -25,7 +25,7 @@ export const SweepFileSchema = z.strictObject({
   rows: z.array(NamedOverrides).optional().describe('named rows of the table, in print order'),
   datasets: z.array(z.union([z.string(), NamedOverrides])).optional().describe('run every row on each dataset; a bare name means the override data=<name>'),
   metrics: z.array(z.string()).optional().describe('result metrics to tabulate, in column order (default: every metric the jobs report)'),
-  executor: PluginRef.optional().describe('executor plugin and options, e.g. {name: slurm, partition: gpu}'),
+  executor: PluginRef.prefault({ name: 'local' }).describe('executor plugin and options, e.g. {name: slurm, partition: gpu}; default local'),
 });
 export type SweepFile = z.output<typeof SweepFileSchema>;
 
