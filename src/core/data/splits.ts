@@ -255,7 +255,16 @@ export function readClamSplits(dir: string, slides: readonly SlideRecord[], logg
       if (k > 0 && (error as NodeJS.ErrnoException).code === 'ENOENT') break;
       throw new DataError('missing-file', `split file not found: splits_${k}.csv.`, { where: { file }, hint: 'split.file must name a folder holding splits_0.csv, splits_1.csv, ...', cause: error });
     }
-    const rows = parse(text, { columns: true, skip_empty_lines: true, bom: true }) as Array<Record<string, string>>;
+    let rows: Array<Record<string, string>>;
+    try {
+      rows = parse(text, { columns: true, skip_empty_lines: true, bom: true }) as Array<Record<string, string>>;
+    } catch (cause) {
+      throw new DataError('split-file-invalid', `split file is not valid CSV: ${(cause as Error).message}.`, {
+        where: { file },
+        hint: 'CLAM split files have a header ",train,val,test" and one row per index, every row with the same number of fields.',
+        cause,
+      });
+    }
     const header = rows[0] === undefined ? [] : Object.keys(rows[0]);
     const missingColumns = PARTITIONS.filter((p) => !header.includes(p));
     if (rows.length > 0 && missingColumns.length > 0) {

@@ -8,6 +8,7 @@ import { silentLogger } from '../logger.js';
 import type { ResolvedExperiment } from '../config/index.js';
 import type { FileSystem } from '../services.js';
 import { makeSplits } from '../data/splits.js';
+import { checkSplitSense } from '../data/split-checks.js';
 import { resolveTrackingTarget } from '../tracking/create-tracker.js';
 import type { Registry } from '../../registry/registry.js';
 import type { SlideRecord } from '../../registry/contracts/data.js';
@@ -166,6 +167,27 @@ export const checkMonitoredMetric: PreflightCheck = ({ job }) => {
   return problems;
 };
 
+/**
+ * The selection rule leaves an epoch to select: with `minEpochs` ≥ `epochs` every epoch is ignored, and the run
+ * would train to the end only to test unselected weights.
+ */
+export const checkSelectableEpochs: PreflightCheck = ({ job }) => {
+  const { config } = job.resolved;
+  const problems: PreflightProblem[] = [];
+  for (const [section, prefix] of [[config.train, 'train'], [config.prescreenerTrain, 'prescreenerTrain']] as const) {
+    const rule = section.earlyStopping;
+    if (rule.select === 'last' || rule.minEpochs < section.epochs) continue;
+    problems.push({
+      class: 'config',
+      code: 'no-selectable-epoch',
+      keys: [`${prefix}.earlyStopping.minEpochs`, `${prefix}.epochs`],
+      message: `minEpochs ${rule.minEpochs} ≥ epochs ${section.epochs}: every epoch is ignored by the selection rule, so none can be selected.`,
+      fix: `Lower ${prefix}.earlyStopping.minEpochs below ${section.epochs}, raise ${prefix}.epochs, or test the last epoch (+${prefix}/earlyStopping=last-epoch).`,
+    });
+  }
+  return problems;
+};
+
 /** The dataset opens: its slide table and feature folder exist and parse. */
 export const checkDataSource: PreflightCheck = async ({ source }) => {
   const opened = await source();
@@ -178,7 +200,9 @@ export const checkSplit: PreflightCheck = async ({ job, source }) => {
   if ('problem' in opened) return [];
   const { config, baseDir } = job.resolved;
   try {
-    makeSplits(opened.slides, config.split, config.split.seed ?? config.seed, { baseDir, logger: silentLogger });
+    const folds = makeSplits(opened.slides, config.split, config.split.seed ?? config.seed, { baseDir, logger: silentLogger });
+    // Leakage and one-class training sets are errors before compute; evaluation warnings come again at run time.
+    checkSplitSense(folds, opened.slides, { classNames: classNamesOf(opened.slides), logger: silentLogger, ...(config.split.file !== undefined ? { file: config.split.file } : {}) });
     return [];
   } catch (error) {
     if (!(error instanceof MilkitError)) throw error;
@@ -186,6 +210,13 @@ export const checkSplit: PreflightCheck = async ({ job, source }) => {
     return [{ ...problem, keys: problem.keys.length ? problem.keys : ['split'] }];
   }
 };
+
+/** Class names by label index as the slide table names them (preflight sees slides, not the opened source). */
+function classNamesOf(slides: readonly SlideRecord[]): string[] {
+  const names: string[] = [];
+  for (const slide of slides) names[slide.label] ??= slide.labelName;
+  return Array.from({ length: names.length }, (_, i) => names[i] ?? String(i));
+}
 
 /** Every folder the job writes takes a file (created, written, renamed, removed). */
 export const checkOutputsWritable: PreflightCheck = async ({ job, writable }) => {
@@ -214,6 +245,7 @@ export const preflightChecks: PreflightCheck[] = [
   checkBagInputs,
   checkPrescreenerGates,
   checkMonitoredMetric,
+  checkSelectableEpochs,
   checkDataSource,
   checkSplit,
   checkOutputsWritable,

@@ -154,6 +154,32 @@ describe('preflight', () => {
     expect(fs.writes).toHaveLength(1);
   });
 
+  it('refuses a selection rule that ignores every epoch (minEpochs ≥ epochs), naming both keys', async () => {
+    const cwd = await tempDir();
+    const error = await failure([await job(cwd, ['train.epochs=5', 'train.earlyStopping.minEpochs=5'])]);
+    expect(error.exitCode).toBe(2);
+    expect(error.message).toContain('train.earlyStopping.minEpochs, train.epochs: minEpochs 5 ≥ epochs 5');
+    // Testing the last epoch needs no selectable epoch.
+    await preflight([await job(cwd, ['train.epochs=5', 'train.earlyStopping.minEpochs=5', 'train.earlyStopping.select=last'])], { registry: builtinRegistry(), fs: nodeFileSystem });
+  });
+
+  it('refuses imported split files that put a patient in two partitions, listing the patients', async () => {
+    const cwd = await tempDir();
+    const splits = path.join(cwd, 'splits');
+    await mkdir(splits, { recursive: true });
+    // With two slides per case, synthetic-camelyon's case-00 holds cam-00 and cam-01: one in train, one in test.
+    const rows = [',train,val,test', '0,cam-00,cam-02,cam-01', '1,cam-03,cam-04,cam-05', '2,cam-06,,cam-07', '3,cam-08,,', '4,cam-09,,'];
+    await writeFile(path.join(splits, 'splits_0.csv'), `${rows.join('\n')}\n`);
+    const error = await failure([await job(cwd, [`split.file=${splits}`, 'split.mode=kfold', 'split.folds=1', 'data.dataset.slidesPerCase=2'])]);
+    expect(error.exitCode).toBe(4);
+    expect(error.message).toContain('fold 0: 4 patient(s) have slides in more than one partition: case-00 (train + test), case-01 (train + val), case-02 (val + test), case-03 (train + test).');
+    // A malformed file is named as such, not a parser stack.
+    await writeFile(path.join(splits, 'splits_0.csv'), ',train,val,test\n0,cam-00,cam-01,cam-02,extra\n');
+    const malformed = await failure([await job(cwd, [`split.file=${splits}`, 'split.mode=kfold', 'split.folds=1', 'data.dataset.slidesPerCase=2'])]);
+    expect(malformed.code).toBe('split-file-invalid');
+    expect(malformed.message).toContain('splits_0.csv');
+  });
+
   it('takes extra checks written as throwing functions (where stage checks plug in)', async () => {
     const cwd = await tempDir();
     const stageCheck = throwingCheck((resolved) => {
