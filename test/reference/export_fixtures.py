@@ -25,16 +25,18 @@ import abmil
 import clam
 import dsmil
 import dtfd
+import hdmil_reference
 import transmil
 
 torch.set_default_dtype(torch.float64)
 
 BAG_SIZE = 9
-SEEDS = {'abmil': 61, 'clam-sb': 62, 'clam-mb': 63, 'dsmil': 64, 'transmil': 65, 'dtfd-mil': 66}
+SEEDS = {'abmil': 61, 'clam-sb': 62, 'clam-mb': 63, 'dsmil': 64, 'transmil': 65, 'dtfd-mil': 66, 'dmin': 67}
 
 
-def build(name, o, d, c):
-    """The reference model for milkit aggregator `name` with options `o`, D = d, C = c; returns (model, forward)."""
+def build(name, o, d, c, classifier):
+    """The reference model for milkit aggregator `name` with options `o`, D = d, C = c and the classifier slot's
+    options; returns (model, forward)."""
     if name == 'abmil':
         model = abmil.Abmil(d, o['projectDim'], o['attnDim'], c, o['gated'], o['attnActivation'], o['attnBias'])
         return model, lambda x: model(x)[0]
@@ -60,6 +62,12 @@ def build(name, o, d, c):
         per_group = o['totalInstance'] // o['numGroups']
         groups = min(o['numGroups'], BAG_SIZE)
         return model, lambda x: model(x, torch.arange(x.shape[0]).numpy(), groups, o['distill'], per_group)[1]
+    if name == 'dmin':
+        if classifier['name'] != 'cka' or classifier['hiddenDims']:
+            raise SystemExit('the DMIN reference has single-layer CKA heads only')
+        model = hdmil_reference.Dmin(d, o['hiddenDim'], o['attnDim'], c, classifier['degree'])
+        # Eval without a pre-screener: per class, softmax of S over the instances with S > 0.
+        return model, lambda x: model.eval_forward(x)['logits']
     raise SystemExit(f'no PyTorch reference for aggregator "{name}"')
 
 
@@ -68,7 +76,7 @@ def load_export(path):
     tensors, meta = read_safetensors(path)
     options = json.loads(meta['milkit.aggregator'])
     name = options.pop('name')
-    model, forward = build(name, options, int(meta['milkit.inputDim']), int(meta['milkit.numClasses']))
+    model, forward = build(name, options, int(meta['milkit.inputDim']), int(meta['milkit.numClasses']), json.loads(meta['milkit.classifier']))
     model.load_state_dict(tensors, strict=True)  # raises on any missing or unexpected key, or a shape mismatch
     model.eval()
     x = inputs(BAG_SIZE, int(meta['milkit.inputDim']), SEEDS[name])
@@ -88,7 +96,7 @@ def write(directory):
         name, logits, x, tensors, meta = logits_of(os.path.join(directory, file))
         out = {'x': x.float(), 'logits': logits.float(), 'logits64': logits}
         out.update({f'weights.{k}': v for k, v in tensors.items()})
-        provenance = {k: v for k, v in meta.items() if k in ('milkit.aggregator', 'milkit.inputDim', 'milkit.numClasses', 'milkit.epoch')}
+        provenance = {k: v for k, v in meta.items() if k in ('milkit.aggregator', 'milkit.classifier', 'milkit.inputDim', 'milkit.numClasses', 'milkit.epoch')}
         size = write_safetensors(os.path.join(FIXTURES, f'export-{name}.safetensors'), out,
                                  {'torch': torch.__version__, 'bagSize': BAG_SIZE, 'seed': SEEDS[name], **provenance})
         print(f'export-{name}.safetensors: {size} B, logits {logits.tolist()}')

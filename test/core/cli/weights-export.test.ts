@@ -22,6 +22,7 @@ import { builtinRegistry } from '../../helpers/registry.js';
 
 const ZOO = path.join(REPO, 'experiments/zoo.yaml');
 const QUICKSTART = path.join(REPO, 'experiments/quickstart.yaml');
+const HDMIL = path.join(REPO, 'experiments/hdmil.yaml');
 const PYTHON = '/usr/bin/python3';
 const REFERENCE = path.join(REPO, 'test/reference');
 const hasTorch = existsSync(PYTHON) && spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
@@ -34,7 +35,7 @@ const TINY = [
 ];
 
 /** The zoo recipes (experiments/groups/recipe/) with widths small enough for a tiny fold. */
-const CASES: ReadonlyArray<{ readonly aggregator: string; readonly overrides: readonly string[] }> = [
+const CASES: ReadonlyArray<{ readonly aggregator: string; readonly overrides: readonly string[]; readonly config?: string; readonly classifier?: string }> = [
   { aggregator: 'abmil', overrides: ['model.aggregator.projectDim=10', 'model.aggregator.attnDim=6'] },
   { aggregator: 'clam-sb', overrides: ['model.aggregator.hiddenDim=10', 'model.aggregator.attnDim=6', 'model.aggregator.kSample=2'] },
   { aggregator: 'clam-mb', overrides: ['model.aggregator.hiddenDim=10', 'model.aggregator.attnDim=6', 'model.aggregator.kSample=2'] },
@@ -42,6 +43,11 @@ const CASES: ReadonlyArray<{ readonly aggregator: string; readonly overrides: re
   { aggregator: 'transmil', overrides: ['model.aggregator.embedDim=16', 'model.aggregator.heads=2', 'model.aggregator.landmarks=4'] },
   // DTFD's recipe selects among the last 20% of epochs only; with two epochs, let both count.
   { aggregator: 'dtfd-mil', overrides: ['model.aggregator.embedDim=10', 'model.aggregator.attnDim=6', 'train.earlyStopping.minEpochsFraction=0.1'] },
+  // HDMIL's stage 1 (DMIN with CKA heads) on its own: the pre-screener is a separate model with its own file.
+  {
+    aggregator: 'dmin', config: HDMIL, classifier: 'cka',
+    overrides: ['model/prescreener=none', 'model.aggregator.hiddenDim=8', 'model.aggregator.attnDim=6', 'model.aggregator.kSample=2', 'model.classifier.degree=3', 'train.earlyStopping.minEpochs=0'],
+  },
 ];
 
 let cwd: string;
@@ -88,11 +94,11 @@ function fixtureTensor(tensors: Readonly<Record<string, TensorRecord>>, key: str
 const fresh: Array<{ aggregator: string; file: string; logits: Float32Array }> = [];
 
 describe('milkit weights export of a trained fold', () => {
-  for (const { aggregator, overrides } of CASES) {
+  for (const { aggregator, overrides, config, classifier } of CASES) {
     it(`${aggregator}: trains a fold, exports it under the original keys, and torch's logits match milkit's`, async () => {
-      const run = await runCli(['run', ZOO, `recipe=${aggregator}`, ...overrides, ...TINY], cwd);
+      const run = await runCli(config ? ['run', config, ...overrides, ...TINY] : ['run', ZOO, `recipe=${aggregator}`, ...overrides, ...TINY], cwd);
       expect(run.code, run.err).toBe(0);
-      const runDir = onlyRunDir(`zoo-${aggregator}`);
+      const runDir = onlyRunDir(config ? path.basename(config, '.yaml') : `zoo-${aggregator}`);
       const out = path.join(cwd, 'exports', `${aggregator}.torch.safetensors`);
       mkdirSync(path.dirname(out), { recursive: true });
       const exported = await runCli(['weights', 'export', runDir, '-o', out], cwd);
@@ -106,7 +112,7 @@ describe('milkit weights export of a trained fold', () => {
       const { tensors, metadata } = readFile(out);
       expect(metadata['milkit.fold']).toBe('0');
       expect(metadata['milkit.configHash']?.slice(0, 8)).toBe(path.basename(runDir));
-      expect(JSON.parse(metadata['milkit.plugins'] ?? '{}')).toEqual({ aggregator, classifier: 'linear' });
+      expect(JSON.parse(metadata['milkit.plugins'] ?? '{}')).toEqual({ aggregator, classifier: classifier ?? 'linear' });
       expect(metadata['milkit.version']).toMatch(/^\d+\.\d+\.\d+/);
       expect(metadata['milkit.inputDim']).toBe('12');
       expect(metadata['milkit.numClasses']).toBe('2');
