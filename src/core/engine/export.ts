@@ -237,7 +237,8 @@ export function milkitVersion(): string {
 /** Re-raises a config/plugin error as "the registry cannot rebuild this run's model", keeping its exit code. */
 function unbuildable(configFile: string, error: unknown): never {
   if (!(error instanceof MilkitError)) throw error;
-  const message = `${configFile}: cannot rebuild the run's model from its config — ${error.render()}`;
+  // The cause is printed on its own line below this one, with its location and hint.
+  const message = `${configFile}: cannot rebuild the run's model from its config (${error.code}).`;
   const hint = 'The run may have used plugins this milkit does not have (a plugins: entry or project plugin missing here), or options an older/newer version named differently.';
   if (error instanceof PluginError) throw new PluginError('unbuildable-config', message, { hint, cause: error });
   throw new ConfigError('unbuildable-config', message, { hint, cause: error });

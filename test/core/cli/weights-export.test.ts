@@ -22,7 +22,26 @@ import { builtinRegistry } from '../../helpers/registry.js';
 
 const ZOO = path.join(REPO, 'experiments/zoo.yaml');
 const QUICKSTART = path.join(REPO, 'experiments/quickstart.yaml');
-const HDMIL = path.join(REPO, 'experiments/hdmil.yaml');
+/** DMIN as experiments/hdmil.yaml sets up its stage 1, at tiny widths and without the pre-screener stage. */
+const TINY_DMIN = [
+  'name: tiny-dmin',
+  'seed: 0',
+  'data:',
+  '  dataset: { name: synthetic-camelyon }',
+  'model:',
+  '  aggregator: { name: dmin, hiddenDim: 8, attnDim: 6, kSample: 2 }',
+  '  classifier: { name: cka, degree: 3 }',
+  '  losses:',
+  '    ce: { name: cross-entropy, weight: 0.7 }',
+  '    instance: { name: clam-instance, weight: 0.3 }',
+  '    mse: { name: embedding-mse, weight: 0.5 }',
+  '    kl: { name: logit-kl, weight: 0.5 }',
+  '    rate: { name: keep-rate, target: 0.6, weight: 2 }',
+  'train:',
+  '  optimizer: { name: adam, lr: 0.0003, weightDecay: 0.00001 }',
+  'split: { mode: kfold, folds: 2, valFraction: 0.2 }',
+  'eval: { metrics: [auc] }',
+].join('\n');
 const PYTHON = '/usr/bin/python3';
 const REFERENCE = path.join(REPO, 'test/reference');
 const hasTorch = existsSync(PYTHON) && spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
@@ -43,17 +62,15 @@ const CASES: ReadonlyArray<{ readonly aggregator: string; readonly overrides: re
   { aggregator: 'transmil', overrides: ['model.aggregator.embedDim=16', 'model.aggregator.heads=2', 'model.aggregator.landmarks=4'] },
   // DTFD's recipe selects among the last 20% of epochs only; with two epochs, let both count.
   { aggregator: 'dtfd-mil', overrides: ['model.aggregator.embedDim=10', 'model.aggregator.attnDim=6', 'train.earlyStopping.minEpochsFraction=0.1'] },
-  // HDMIL's stage 1 (DMIN with CKA heads) on its own: the pre-screener is a separate model with its own file.
-  {
-    aggregator: 'dmin', config: HDMIL, classifier: 'cka',
-    overrides: ['model/prescreener=none', 'model.aggregator.hiddenDim=8', 'model.aggregator.attnDim=6', 'model.aggregator.kSample=2', 'model.classifier.degree=3', 'train.earlyStopping.minEpochs=0'],
-  },
+  // HDMIL's stage-1 network (DMIN with CKA heads) alone, from tiny-dmin.yaml below: the pre-screener is a separate model.
+  { aggregator: 'dmin', config: 'tiny-dmin.yaml', classifier: 'cka', overrides: [] },
 ];
 
 let cwd: string;
 beforeAll(async () => {
   await tf.setBackend('cpu');
   cwd = await mkdtemp(path.join(tmpdir(), 'milkit-weights-export-'));
+  writeFileSync(path.join(cwd, 'tiny-dmin.yaml'), `${TINY_DMIN}\n`);
 });
 afterAll(() => rmSync(cwd, { recursive: true, force: true }));
 
@@ -96,7 +113,7 @@ const fresh: Array<{ aggregator: string; file: string; logits: Float32Array }> =
 describe('milkit weights export of a trained fold', () => {
   for (const { aggregator, overrides, config, classifier } of CASES) {
     it(`${aggregator}: trains a fold, exports it under the original keys, and torch's logits match milkit's`, async () => {
-      const run = await runCli(config ? ['run', config, ...overrides, ...TINY] : ['run', ZOO, `recipe=${aggregator}`, ...overrides, ...TINY], cwd);
+      const run = await runCli(config ? ['run', path.join(cwd, config), ...overrides, ...TINY] : ['run', ZOO, `recipe=${aggregator}`, ...overrides, ...TINY], cwd);
       expect(run.code, run.err).toBe(0);
       const runDir = onlyRunDir(config ? path.basename(config, '.yaml') : `zoo-${aggregator}`);
       const out = path.join(cwd, 'exports', `${aggregator}.torch.safetensors`);
@@ -198,7 +215,7 @@ describe('milkit weights export of a trained fold', () => {
     cpSync(abmilRun, broken, { recursive: true });
     const configFile = path.join(broken, 'config.resolved.yaml');
     writeFileSync(configFile, readFileSync(configFile, 'utf8').replace('name: abmil', 'name: abmil-v2'));
-    const unbuildable = await runCli(['weights', 'export', path.join(broken, 'fold-0', 'best.ckpt'), '-o', 'x.safetensors'], cwd);
+    const unbuildable = await runCli(['weights', 'export', broken, '-o', 'x.safetensors'], cwd);
     expect(unbuildable.code).toBe(3);
     expect(unbuildable.err).toContain('[unbuildable-config]');
     expect(unbuildable.err).toContain('cannot rebuild the run\'s model from its config');
@@ -210,9 +227,13 @@ describe('milkit weights export of a trained fold', () => {
     const staged = path.join(cwd, 'staged-run');
     cpSync(abmilRun, staged, { recursive: true });
     const fold = path.join(staged, 'fold-0');
-    for (const stage of ['stage-warmup', 'stage-main']) mkdirSync(path.join(fold, stage));
-    renameSync(path.join(fold, 'last.ckpt'), path.join(fold, 'stage-warmup', 'last.ckpt'));
-    renameSync(path.join(fold, 'best.ckpt'), path.join(fold, 'stage-main', 'selected.ckpt'));
+    // Rebuild fold-0 in the stages layout from the run's selected checkpoint (whichever layout this engine wrote).
+    const selected = (await locateFoldCheckpoint(staged, { cwd })).file;
+    renameSync(selected, path.join(staged, 'selected.tmp'));
+    rmSync(fold, { recursive: true });
+    for (const stage of ['stage-warmup', 'stage-main']) mkdirSync(path.join(fold, stage), { recursive: true });
+    copyFileSync(path.join(staged, 'selected.tmp'), path.join(fold, 'stage-warmup', 'last.ckpt'));
+    renameSync(path.join(staged, 'selected.tmp'), path.join(fold, 'stage-main', 'selected.ckpt'));
     // No stages: in the config (this engine's schema), so the most recently written stage folder counts.
     utimesSync(path.join(fold, 'stage-warmup'), new Date(2020, 0, 1), new Date(2020, 0, 1));
     const byTime = await locateFoldCheckpoint(staged, { cwd });
