@@ -238,9 +238,12 @@ describe('milkit weights export of a trained fold', () => {
     utimesSync(path.join(fold, 'stage-warmup'), new Date(2020, 0, 1), new Date(2020, 0, 1));
     const byTime = await locateFoldCheckpoint(staged, { cwd });
     expect(byTime).toMatchObject({ fold: 0, stage: 'main', file: path.join(fold, 'stage-main', 'selected.ckpt') });
-    const exported = await runCli(['weights', 'export', staged, '-o', 'staged.safetensors'], cwd);
+    // Without -o the export lands beside the checkpoint.
+    const exported = await runCli(['weights', 'export', staged], cwd);
     expect(exported.code, exported.err).toBe(0);
-    expect(readFile(path.join(cwd, 'staged.safetensors')).metadata).toMatchObject({ 'milkit.stage': 'main', 'milkit.checkpoint': 'fold-0/stage-main/selected.ckpt' });
+    const defaultOut = path.join(fold, 'stage-main', 'abmil.fold-0.torch.safetensors');
+    expect(exported.out).toContain(path.relative(cwd, defaultOut));
+    expect(readFile(defaultOut).metadata).toMatchObject({ 'milkit.stage': 'main', 'milkit.checkpoint': 'fold-0/stage-main/selected.ckpt' });
 
     // A config that lists its stages decides the order, whatever the folders' times.
     const ordered = path.join(cwd, 'ordered-run');
