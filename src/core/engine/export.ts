@@ -60,7 +60,12 @@ function foldIndexOf(foldDir: string): number | undefined {
 function readRawConfig(runDir: string): Record<string, unknown> {
   const file = path.join(runDir, RUN_CONFIG_FILE);
   if (!existsSync(file)) return {};
-  const parsed = YAML.parse(readFileSync(file, 'utf8')) as unknown;
+  let parsed: unknown;
+  try {
+    parsed = YAML.parse(readFileSync(file, 'utf8')) as unknown;
+  } catch {
+    return {}; // unreadable here; loading the run's config reports it properly, with the file and line
+  }
   return parsed !== null && typeof parsed === 'object' ? (parsed as Record<string, unknown>) : {};
 }
 
