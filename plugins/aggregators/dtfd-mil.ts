@@ -34,6 +34,7 @@ import {
   type GradientClipGroup,
   type ModelContext,
   Rng,
+  type TorchNaming,
 } from '../../src/registry/index.js';
 import { AttentionScorer, type AttentionScorerOptions } from '../../src/core/nn/attention.js';
 import { Linear, dropout } from '../../src/core/nn/layers.js';
@@ -84,6 +85,8 @@ class DtfdMilAggregator extends Module implements Aggregator {
   readonly gradientClipGroups: readonly GradientClipGroup[];
   /** Both attention output biases only shift scores before a softmax over instances: zero gradient. */
   readonly inertParameters: readonly string[] = ['attention.attention_weights.bias', 'att_classifier.attention.attention_weights.bias'];
+  /** Milkit's keys already are DTFD's saved ones (the linear heads' `fc` level matches Classifier_1fc's). */
+  readonly torchNaming: TorchNaming = {};
   private readonly dimReduction: Linear;
   private readonly attention: AttentionScorer;
   private readonly classifier: Classifier;

@@ -1,11 +1,14 @@
 // `milkit weights inspect|import|export`: checkpoint exchange with the original PyTorch implementations.
 // import: a torch state_dict saved as .safetensors (original keys and layouts) → a milkit weights file;
-// export: a milkit weights file → .safetensors that `model.load_state_dict(..., strict=True)` accepts.
+// export: a trained fold (run folder, fold folder or checkpoint; src/core/engine/export.ts) or a milkit weights
+// file → .safetensors that `model.load_state_dict(..., strict=True)` accepts, with provenance metadata.
+import { existsSync, statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError, DataError } from '../../errors.js';
 import { MilModel } from '../../engine/model.js';
+import { assertTorchNaming, exportMetadata, loadTrainedFold, locateFoldCheckpoint, RUN_CONFIG_FILE } from '../../engine/export.js';
 import { loadExperiment, ModelSection } from '../../config/index.js';
 import { readSafetensors, writeSafetensors, SafetensorsFormatError, type SafetensorsFile, type TensorRecord } from '../../nn/safetensors.js';
 import { exportNativeState, exportTorchState, importNativeState, importTorchState } from '../../nn/state-dict.js';
@@ -111,7 +114,7 @@ async function importSpec(app: CliApp, registry: Registry, flags: ImportFlags, o
 function specOf(file: string, metadata: Readonly<Record<string, string>>): WeightsModelSpec {
   const text = metadata[WEIGHTS_METADATA_KEY];
   if (text === undefined) {
-    throw new DataError('not-milkit-weights', `${file}: no "${WEIGHTS_METADATA_KEY}" metadata, so it is not a milkit weights file.`, { hint: 'For a PyTorch state_dict use `milkit weights import`; `milkit weights inspect` shows what the file holds.' });
+    throw new DataError('not-milkit-weights', `${file}: no "${WEIGHTS_METADATA_KEY}" metadata, so it is not a milkit weights file.`, { hint: 'For a PyTorch state_dict use `milkit weights import`; to export a trained fold pass its run folder, fold folder or .ckpt; `milkit weights inspect` shows what the file holds.' });
   }
   return JSON.parse(text) as WeightsModelSpec;
 }
@@ -173,16 +176,31 @@ export function register(program: Command, app: CliApp): void {
 
   weights
     .command('export')
-    .description('write milkit weights as a PyTorch state_dict (.safetensors, original keys and layouts)')
-    .argument('<milkit-file>', 'milkit weights file (from `milkit weights import` or a training run)')
-    .requiredOption('-o, --out <file>', '.safetensors file to write')
-    .action(async (file: string, flags: { out: string }) => {
+    .description('write a trained fold (run folder, fold folder or .ckpt) or a milkit weights file as a PyTorch state_dict (.safetensors, original keys and layouts)')
+    .argument('<source>', 'run folder (outputs/<name>/<hash>), fold-<k> folder, fold checkpoint (.ckpt), or milkit weights file (from `milkit weights import`)')
+    .option('--fold <k>', 'fold to export from a run folder with several folds')
+    .option('-o, --out <file>', '.safetensors file to write (default for a fold: <aggregator>.fold-<k>.torch.safetensors beside its checkpoint)')
+    .action(async (source: string, flags: { out?: string; fold?: string }) => {
       const registry = app.createRegistry();
-      const { tensors, metadata } = await readWeightsFile(file, app.cwd);
-      const spec = specOf(file, metadata);
+      const full = path.resolve(app.cwd, source);
+      const fold = flags.fold === undefined ? undefined : nonNegativeInt(flags.fold, '--fold');
+      let weightsFile: SafetensorsFile | undefined;
+      if (!existsSync(full) || !statSync(full).isDirectory()) {
+        weightsFile = await readWeightsFile(source, app.cwd);
+        // A training checkpoint carries the trainer's `milkit` metadata; a weights file carries its model spec.
+        if (weightsFile.metadata[WEIGHTS_METADATA_KEY] === undefined && weightsFile.metadata[CHECKPOINT_METADATA_KEY] !== undefined) weightsFile = undefined;
+      }
+      if (weightsFile === undefined) {
+        await exportTrainedFold(app, registry, source, { ...(fold !== undefined ? { fold } : {}), ...(flags.out !== undefined ? { out: flags.out } : {}) });
+        return;
+      }
+      if (fold !== undefined) throw new ConfigError('bad-option', `--fold applies to run folders and checkpoints; ${source} is a milkit weights file.`, { hint: 'Drop --fold.' });
+      const { tensors, metadata } = weightsFile;
+      const spec = specOf(source, metadata);
+      if (flags.out === undefined) throw new ConfigError('bad-option', 'no output file given.', { hint: 'Pass -o <file>.safetensors.' });
       const model = await buildModel(registry, spec);
       try {
-        importNativeState(model, tensors, file);
+        importNativeState(model, tensors, source);
         const torch = await exportTorchState(model);
         await writeFile(path.resolve(app.cwd, flags.out), writeSafetensors(torch, { format: 'pt' }));
         app.io.out(`${flags.out}: ${Object.keys(torch).length} tensors under the original ${spec.aggregator.name} keys; load with model.load_state_dict(safetensors.torch.load_file('${path.basename(flags.out)}'))`);
@@ -190,4 +208,36 @@ export function register(program: Command, app: CliApp): void {
         model.dispose();
       }
     });
+}
+
+/** Checkpoint metadata key the trainer writes (src/core/engine/checkpoint.ts). */
+const CHECKPOINT_METADATA_KEY = 'milkit';
+
+function nonNegativeInt(text: string, flag: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isInteger(value)) throw new ConfigError('bad-option', `${flag}: expected a fold index (0, 1, ...), got ${JSON.stringify(text)}.`);
+  return value;
+}
+
+/** `milkit weights export <run|fold|ckpt>`: the fold's selected checkpoint under the original PyTorch keys. */
+async function exportTrainedFold(app: CliApp, registry: Registry, source: string, options: { readonly fold?: number; readonly out?: string }): Promise<void> {
+  const located = await locateFoldCheckpoint(source, { cwd: app.cwd, ...(options.fold !== undefined ? { fold: options.fold } : {}) });
+  const trained = await loadTrainedFold(located, { registry, cwd: app.cwd, env: app.env });
+  try {
+    await assertTorchNaming(trained, registry);
+    const torch = await exportTorchState(trained.model);
+    const aggregator = trained.resolved.slots.aggregator.name;
+    const out = options.out !== undefined ? path.resolve(app.cwd, options.out) : path.join(path.dirname(located.file), `${aggregator}.fold-${located.fold}.torch.safetensors`);
+    await writeFile(out, writeSafetensors(torch, exportMetadata(trained)));
+    const shown = path.relative(app.cwd, out) || out;
+    const from = path.relative(app.cwd, located.file) || located.file;
+    app.io.out(`${shown}: ${Object.keys(torch).length} tensors of fold ${located.fold} (${from}, epoch ${trained.meta.epoch + 1}) under the original ${aggregator} keys; load with model.load_state_dict(safetensors.torch.load_file('${path.basename(out)}'), strict=True)`);
+    if (located.note) app.logger.info(`${from}: ${located.note}.`);
+    if (trained.leftOut.length > 0) app.logger.warn(`left out ${trained.leftOut.length} checkpoint tensors of parts the original model does not have: ${trained.leftOut.slice(0, 5).join(', ')}${trained.leftOut.length > 5 ? ', ...' : ''}.`);
+    if (trained.meta.configHash !== trained.resolved.configHash) {
+      app.logger.warn(`${from} was trained under config hash ${trained.meta.configHash.slice(0, 8)}, but the run's ${RUN_CONFIG_FILE} hashes to ${trained.resolved.configHash.slice(0, 8)}; the metadata records the checkpoint's.`);
+    }
+  } finally {
+    trained.model.dispose();
+  }
 }
