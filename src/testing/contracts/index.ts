@@ -3,3 +3,5 @@
 export * from './golden.js';
 export * from './shared.js';
 export * from './aggregator.js';
+export * from './classifier.js';
+export * from './prescreener.js';
