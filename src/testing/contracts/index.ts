@@ -5,3 +5,4 @@ export * from './shared.js';
 export * from './aggregator.js';
 export * from './classifier.js';
 export * from './prescreener.js';
+export * from './loss.js';
