@@ -6,3 +6,4 @@ export * from './aggregator.js';
 export * from './classifier.js';
 export * from './prescreener.js';
 export * from './loss.js';
+export * from './metric.js';
