@@ -7,3 +7,4 @@ export * from './classifier.js';
 export * from './prescreener.js';
 export * from './loss.js';
 export * from './metric.js';
+export * from './dataset.js';
