@@ -8,3 +8,4 @@ export * from './prescreener.js';
 export * from './loss.js';
 export * from './metric.js';
 export * from './dataset.js';
+export * from './tracker.js';
