@@ -9,3 +9,4 @@ export * from './loss.js';
 export * from './metric.js';
 export * from './dataset.js';
 export * from './tracker.js';
+export * from './executor.js';
