@@ -12,7 +12,7 @@ import type { Registry, ResolvedPlugin } from '../../registry/registry.js';
 import { DEFAULT_AGGREGATOR_CAPABILITIES, type AggregatorCapabilities, type Bag, type ForwardIO } from '../../registry/contracts/model.js';
 import { DEFAULT_LOSS_CAPABILITIES, type LossCapabilities, type ModelOutput } from '../../registry/contracts/loss.js';
 import { compareTensor, fillPattern, readGolden, tensorOf, type GoldenFile, type GoldenReport } from './golden.js';
-import { allFinite, expectDefaultsParse, expectNoTensorLeak, goldenPath, maxAbsDiff, missingGolden, type SuiteOptions } from './shared.js';
+import { allFinite, expectDefaultsParse, expectNoTensorLeak, goldenPath, maxAbsDiff, missingGolden, presentTensors, type SuiteOptions } from './shared.js';
 
 export interface AggregatorGoldenCase {
   /** Plugin options (over its defaults). */
@@ -99,7 +99,7 @@ function bagFor(caps: AggregatorCapabilities, features: tf.Tensor2D, label?: num
 
 /** Frees the bag's tensors (its features too unless they are shared with other bags). */
 function disposeBag(bag: Bag, withFeatures = true): void {
-  tf.dispose([withFeatures ? bag.features : undefined, bag.coords, bag.thumbs].filter((t): t is tf.Tensor => t !== undefined));
+  tf.dispose(presentTensors([withFeatures ? bag.features : undefined, bag.coords, bag.thumbs]));
 }
 
 function forwardIo(training: boolean, seed = 0, injected?: Record<string, tf.Tensor>): ForwardIO {

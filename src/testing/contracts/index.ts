@@ -10,3 +10,4 @@ export * from './metric.js';
 export * from './dataset.js';
 export * from './tracker.js';
 export * from './executor.js';
+export * from './strategy.js';

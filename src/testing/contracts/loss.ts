@@ -40,8 +40,8 @@ export function outputFrom(inputs: Readonly<Record<string, tf.Tensor>>): ModelOu
   const extras: Record<string, tf.Tensor> = {};
   for (const [key, t] of Object.entries(inputs)) if (key.startsWith('extras.')) extras[key.slice('extras.'.length)] = t;
   const logits = inputs['logits'] as tf.Tensor2D;
-  placeholderEmbedding ??= tf.keep(tf.zeros([1, 1]));
-  const embedding = (inputs['embedding'] as tf.Tensor2D | undefined) ?? placeholderEmbedding;
+  placeholderEmbedding ??= tf.keep(tf.zeros([1, 1]) as tf.Tensor2D);
+  const embedding: tf.Tensor2D = (inputs['embedding'] as tf.Tensor2D | undefined) ?? placeholderEmbedding;
   return { logits, embedding, ...(Object.keys(extras).length ? { extras } : {}) };
 }
 

@@ -9,7 +9,7 @@ import type { AnyPluginDefinition } from '../../registry/define-plugin.js';
 import type { PrescreenerCapabilities } from '../../registry/kinds.js';
 import type { Classifier, ForwardIO, ModelContext, Prescreener } from '../../registry/contracts/model.js';
 import { compareTensor, fillPattern, readGolden, type GoldenFile, type GoldenReport } from './golden.js';
-import { allFinite, expectDefaultsParse, expectNoTensorLeak, goldenPath, maxAbsDiff, missingGolden, parseOptions, type SuiteOptions } from './shared.js';
+import { allFinite, expectDefaultsParse, expectNoTensorLeak, goldenPath, maxAbsDiff, missingGolden, parseOptions, presentTensors, type SuiteOptions } from './shared.js';
 
 export interface PrescreenerGoldenCase {
   readonly options: Readonly<Record<string, unknown>>;
@@ -160,7 +160,7 @@ export function prescreenerContract(definitions: readonly AnyPluginDefinition[],
       if (!instance) return;
       const x = thumbs(4, 4);
       await expectNoTensorLeak(`prescreener/${name} score`, () => {
-        tf.dispose([instance.score(x, io(false)), instance.branchScores?.(x, io(false))].filter((t): t is tf.Tensor => t !== undefined));
+        tf.dispose(presentTensors([instance.score(x, io(false)), instance.branchScores?.(x, io(false))]));
       });
       x.dispose();
       instance.dispose();

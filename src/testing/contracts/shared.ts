@@ -66,3 +66,10 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i += 1) worst = Math.max(worst, Math.abs((a[i] as number) - (b[i] as number)));
   return worst;
 }
+
+/** The tensors of a list that are present (optional bag fields, optional hook results). */
+export function presentTensors(items: ReadonlyArray<tf.Tensor | undefined>): tf.Tensor[] {
+  const out: tf.Tensor[] = [];
+  for (const item of items) if (item !== undefined) out.push(item);
+  return out;
+}
