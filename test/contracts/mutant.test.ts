@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import maxPool from '../../plugins/aggregators/max-pool.js';
 import { ProjectedPool } from '../../src/core/nn/pooling.js';
 import { definePlugin } from '../../src/registry/index.js';
-import { checkAggregatorGolden, readGolden, type AggregatorGoldenCase, type AggregatorGoldenExpected } from '../../src/testing/contracts/index.js';
+import { aggregatorContract, checkAggregatorGolden, readGolden, type AggregatorGoldenCase, type AggregatorGoldenExpected } from '../../src/testing/contracts/index.js';
 import { builtinRegistry, goldenDirOf } from './builtins.js';
 
 const registry = builtinRegistry();
@@ -17,6 +17,9 @@ const logSumExpMutant = definePlugin({
   ...maxPool,
   create: (options, ctx) => new ProjectedPool(options, ctx, (h) => tf.logSumExp(h, 0, true) as tf.Tensor2D),
 });
+
+// Without its golden case the mutant passes the whole generic aggregator contract: that is why goldens exist.
+aggregatorContract([logSumExpMutant], { registry, optionsFor: () => ({ projectDim: 8 }) });
 
 describe('golden cases catch a mutated aggregator', () => {
   it('passes for the real max-pool', async () => {

@@ -158,6 +158,19 @@ export function aggregatorContract(definitions: readonly AnyPluginDefinition[], 
       expectDefaultsParse(definition);
     });
 
+    it('builds with its default options and gives contract shapes', async () => {
+      const model = await buildAggregatorModel(definition, suite.registry, { options: {}, inputDim, numClasses });
+      model.setTraining(false);
+      const bag = bagFor(caps, features(5, 2));
+      const out = model.forward(bag, forwardIo(false));
+      expect(out.logits.shape).toEqual([1, numClasses]);
+      expect(out.embedding.shape[1]).toBe(model.aggregator.embeddingDim);
+      expect(allFinite(out.logits)).toBe(true);
+      tf.dispose(out as unknown as tf.TensorContainer);
+      disposeBag(bag);
+      model.dispose();
+    });
+
     it.each([1, 7, 65])('gives contract shapes, finite values and declared instance scores for N = %i', async (n) => {
       const model = await build();
       model.setTraining(false);
