@@ -200,6 +200,27 @@ export function aggregatorContract(definitions: readonly AnyPluginDefinition[], 
       model.dispose();
     });
 
+    it('returns logits itself exactly when it declares ownsClassifier, and honours a keep mask when it declares branchKeepMask', async () => {
+      const model = await build();
+      model.setTraining(false);
+      const bag = bagFor(caps, features(8, 4));
+      const raw = model.aggregator.forward(bag, forwardIo(false));
+      expect(raw.logits !== undefined, 'aggregator logits present ⇔ ownsClassifier').toBe(caps.ownsClassifier);
+      if (caps.ownsClassifier) expect(raw.logits?.shape).toEqual([1, numClasses]);
+      if (caps.branchKeepMask) {
+        // Branch k keeps rows 0..k+1 only: every branch still pools something, and the output stays well formed.
+        const branches = raw.embedding.shape[0];
+        const keepMask = tf.tidy(() => tf.cast(tf.lessEqual(tf.range(0, 8).reshape([8, 1]), tf.range(1, branches + 1).reshape([1, branches])), 'float32')) as tf.Tensor2D;
+        const masked = model.forward({ ...bag, keepMask }, forwardIo(false));
+        expect(masked.embedding.shape).toEqual(raw.embedding.shape);
+        expect(allFinite(masked.logits)).toBe(true);
+        tf.dispose([keepMask, masked as unknown as tf.TensorContainer]);
+      }
+      tf.dispose(raw as unknown as tf.TensorContainer);
+      disposeBag(bag);
+      model.dispose();
+    });
+
     it('produces every declared extra while training', async () => {
       const model = await build();
       model.setTraining(true);
