@@ -12,7 +12,7 @@ import type { Registry, ResolvedPlugin } from '../../registry/registry.js';
 import { DEFAULT_AGGREGATOR_CAPABILITIES, type AggregatorCapabilities, type Bag, type ForwardIO } from '../../registry/contracts/model.js';
 import { DEFAULT_LOSS_CAPABILITIES, type LossCapabilities, type ModelOutput } from '../../registry/contracts/loss.js';
 import { compareTensor, fillPattern, readGolden, tensorOf, type GoldenFile, type GoldenReport } from './golden.js';
-import { allFinite, expectDefaultsParse, expectNoTensorLeak, goldenPath, maxAbsDiff, missingGolden, presentTensors, type SuiteOptions } from './shared.js';
+import { allFinite, expectDefaultsParse, expectNoTensorLeak, goldenPath, maxAbsDiff, missingGolden, type SuiteOptions } from './shared.js';
 
 export interface AggregatorGoldenCase {
   /** Plugin options (over its defaults). */
@@ -85,21 +85,54 @@ export async function buildAggregatorModel(definition: AnyPluginDefinition, regi
   return new MilModel(registry, { aggregator: resolvedOf(definition, spec.options), classifier, losses }, { inputDim: spec.inputDim, numClasses: spec.numClasses }, new Rng(spec.seed ?? 0), silentLogger);
 }
 
-/** A bag with everything the aggregator declares it needs (coords, thumbs). */
-function bagFor(caps: AggregatorCapabilities, features: tf.Tensor2D, label?: number): Bag {
-  const n = features.shape[0];
-  return {
-    slideId: 'contract',
-    features,
-    ...(label === undefined ? {} : { label }),
-    ...(caps.needsCoords ? { coords: tf.tidy(() => tf.mul(tf.stack([tf.range(0, n), tf.range(0, n).mod(5)], 1), 256)) as tf.Tensor2D } : {}),
-    ...(caps.needsThumbs ? { thumbs: tf.randomUniform([n, 16, 16, 3], 0, 1, 'float32', n) as tf.Tensor4D } : {}),
-  };
+/** Per-instance tensors beside the features, by view name (`coords`, `thumbs`, `keepMask`). */
+type Views = Record<string, tf.Tensor>;
+const viewsOfBag = new WeakMap<Bag, Views>();
+
+/**
+ * A bag carrying `views` both under `bag.views` and as top-level fields: the two bag layouts aggregators read
+ * (named views, or the older `coords` / `thumbs` / `keepMask` fields), so the suite runs against either.
+ */
+function makeBag(slideId: string, features: tf.Tensor2D, views: Views, label?: number): Bag {
+  const bag = { slideId, features, ...(label === undefined ? {} : { label }), ...views, views } as unknown as Bag;
+  viewsOfBag.set(bag, views);
+  return bag;
 }
 
-/** Frees the bag's tensors (its features too unless they are shared with other bags). */
+/** The views an aggregator declares it reads: `needsViews`, or the older `needsCoords` / `needsThumbs` flags. */
+export function neededViews(definition: AnyPluginDefinition): string[] {
+  const caps = definition.capabilities;
+  const listed = Array.isArray(caps['needsViews']) ? (caps['needsViews'] as unknown[]).map(String) : [];
+  return [...new Set([...listed, ...(caps['needsCoords'] === true ? ['coords'] : []), ...(caps['needsThumbs'] === true ? ['thumbs'] : [])])];
+}
+
+/** A synthetic view of n rows: a 5-wide grid of 256-pixel patches, or seeded thumbnails in [0, 1]. */
+function syntheticView(name: string, n: number): tf.Tensor {
+  if (name === 'coords') return tf.tidy(() => tf.mul(tf.stack([tf.range(0, n).mod(5), tf.floorDiv(tf.range(0, n, 1, 'int32'), 5).toFloat()], 1), 256));
+  if (name === 'thumbs') return tf.randomUniform([n, 16, 16, 3], 0, 1, 'float32', n);
+  throw new Error(`the aggregator contract cannot build the bag view "${name}"; only coords and thumbs are synthesised`);
+}
+
+/** A bag with every view the aggregator declares it needs. */
+function bagFor(views: readonly string[], features: tf.Tensor2D, label?: number): Bag {
+  const n = features.shape[0];
+  return makeBag('contract', features, Object.fromEntries(views.map((name) => [name, syntheticView(name, n)])), label);
+}
+
+/** The same bag with more views (a keep mask). */
+function withViews(bag: Bag, extra: Views): Bag {
+  return makeBag(bag.slideId, bag.features, { ...(viewsOfBag.get(bag) ?? {}), ...extra }, bag.label);
+}
+
+/** The bag's rows reordered, views included. */
+function permutedBag(bag: Bag, order: tf.Tensor1D): Bag {
+  const views = Object.fromEntries(Object.entries(viewsOfBag.get(bag) ?? {}).map(([name, t]) => [name, tf.gather(t, order)]));
+  return makeBag(`${bag.slideId}-permuted`, tf.gather(bag.features, order) as tf.Tensor2D, views, bag.label);
+}
+
+/** Frees the bag's views (and its features unless they are shared with other bags). */
 function disposeBag(bag: Bag, withFeatures = true): void {
-  tf.dispose(presentTensors([withFeatures ? bag.features : undefined, bag.coords, bag.thumbs]));
+  tf.dispose([...(withFeatures ? [bag.features] : []), ...Object.values(viewsOfBag.get(bag) ?? {})]);
 }
 
 function forwardIo(training: boolean, seed = 0, injected?: Record<string, tf.Tensor>): ForwardIO {
@@ -149,6 +182,7 @@ export function aggregatorContract(definitions: readonly AnyPluginDefinition[], 
 
   describe.each(definitions.map((d) => [d.name, d] as const))('aggregator/%s contract', (name, definition) => {
     const caps = capabilitiesOf(definition);
+    const views = neededViews(definition);
     const options = suite.optionsFor?.(name) ?? {};
     const build = (seed = 0, withLosses = true): Promise<MilModel> =>
       buildAggregatorModel(definition, suite.registry, { options, inputDim, numClasses, seed, withLosses, ...(suite.bagLoss ? { bagLoss: suite.bagLoss } : {}) });
@@ -161,7 +195,7 @@ export function aggregatorContract(definitions: readonly AnyPluginDefinition[], 
     it('builds with its default options and gives contract shapes', async () => {
       const model = await buildAggregatorModel(definition, suite.registry, { options: {}, inputDim, numClasses });
       model.setTraining(false);
-      const bag = bagFor(caps, features(5, 2));
+      const bag = bagFor(views, features(5, 2));
       const out = model.forward(bag, forwardIo(false));
       expect(out.logits.shape).toEqual([1, numClasses]);
       expect(out.embedding.shape[1]).toBe(model.aggregator.embeddingDim);
@@ -174,7 +208,7 @@ export function aggregatorContract(definitions: readonly AnyPluginDefinition[], 
     it.each([1, 7, 65])('gives contract shapes, finite values and declared instance scores for N = %i', async (n) => {
       const model = await build();
       model.setTraining(false);
-      const bag = bagFor(caps, features(n, n));
+      const bag = bagFor(views, features(n, n));
       const out = model.forward(bag, forwardIo(false));
       const [k, e] = out.embedding.shape;
       expect(e, 'embedding width = embeddingDim').toBe(model.aggregator.embeddingDim);
@@ -203,7 +237,7 @@ export function aggregatorContract(definitions: readonly AnyPluginDefinition[], 
     it('returns logits itself exactly when it declares ownsClassifier, and honours a keep mask when it declares branchKeepMask', async () => {
       const model = await build();
       model.setTraining(false);
-      const bag = bagFor(caps, features(8, 4));
+      const bag = bagFor(views, features(8, 4));
       const raw = model.aggregator.forward(bag, forwardIo(false));
       expect(raw.logits !== undefined, 'aggregator logits present ⇔ ownsClassifier').toBe(caps.ownsClassifier);
       if (caps.ownsClassifier) expect(raw.logits?.shape).toEqual([1, numClasses]);
@@ -211,7 +245,7 @@ export function aggregatorContract(definitions: readonly AnyPluginDefinition[], 
         // Branch k keeps rows 0..k+1 only: every branch still pools something, and the output stays well formed.
         const branches = raw.embedding.shape[0];
         const keepMask = tf.tidy(() => tf.cast(tf.lessEqual(tf.range(0, 8).reshape([8, 1]), tf.range(1, branches + 1).reshape([1, branches])), 'float32')) as tf.Tensor2D;
-        const masked = model.forward({ ...bag, keepMask }, forwardIo(false));
+        const masked = model.forward(withViews(bag, { keepMask }), forwardIo(false));
         expect(masked.embedding.shape).toEqual(raw.embedding.shape);
         expect(allFinite(masked.logits)).toBe(true);
         tf.dispose([keepMask, masked as unknown as tf.TensorContainer]);
@@ -221,10 +255,27 @@ export function aggregatorContract(definitions: readonly AnyPluginDefinition[], 
       model.dispose();
     });
 
+    it('splits its forward into project and pool when it declares parts', async () => {
+      if (definition.capabilities['parts'] !== true) return;
+      const model = await build();
+      model.setTraining(false);
+      // Typed structurally: `parts` belongs to the stages-era Aggregator contract.
+      const parts = (model.aggregator as unknown as { parts?: { project(bag: Bag, io: ForwardIO): tf.Tensor2D; pool(h: tf.Tensor2D, bag: Bag, io: ForwardIO): { embedding: tf.Tensor2D } } }).parts;
+      expect(parts, 'capability parts is declared, so aggregator.parts exists').toBeDefined();
+      const bag = bagFor(views, features(10, 6));
+      const whole = model.aggregator.forward(bag, forwardIo(false));
+      const h = parts?.project(bag, forwardIo(false)) as tf.Tensor2D;
+      const split = parts?.pool(h, bag, forwardIo(false));
+      expect(maxAbsDiff(split?.embedding.dataSync() ?? [], whole.embedding.dataSync()), 'pool(project(bag)) = forward(bag)').toBeLessThan(1e-5);
+      tf.dispose([h, split as unknown as tf.TensorContainer, whole as unknown as tf.TensorContainer]);
+      disposeBag(bag);
+      model.dispose();
+    });
+
     it('produces every declared extra while training', async () => {
       const model = await build();
       model.setTraining(true);
-      const bag = bagFor(caps, features(12, 3), 1);
+      const bag = bagFor(views, features(12, 3), 1);
       const out = model.forward(bag, forwardIo(true, 1));
       for (const key of caps.provides) {
         expect(out.extras?.[key], `extra "${key}" is in provides, so a training forward produces it`).toBeDefined();
@@ -238,12 +289,9 @@ export function aggregatorContract(definitions: readonly AnyPluginDefinition[], 
     it('honours its declared permutation invariance (or dependence)', async () => {
       const model = await build();
       model.setTraining(false);
-      const bag = bagFor(caps, features(7, 21));
+      const bag = bagFor(views, features(7, 21));
       const order = tf.tensor1d([3, 0, 6, 1, 5, 2, 4], 'int32');
-      const permute = <T extends tf.Tensor>(t: T | undefined): T | undefined => (t ? (tf.gather(t, order) as T) : undefined);
-      const coords = permute(bag.coords);
-      const thumbs = permute(bag.thumbs);
-      const shuffled: Bag = { slideId: 'shuffled', features: permute(bag.features) as tf.Tensor2D, ...(coords ? { coords } : {}), ...(thumbs ? { thumbs } : {}) };
+      const shuffled = permutedBag(bag, order);
       const a = logitsOf(model, bag, forwardIo(false, 1));
       const b = logitsOf(model, shuffled, forwardIo(false, 1));
       const diff = maxAbsDiff(a, b);
@@ -262,7 +310,7 @@ export function aggregatorContract(definitions: readonly AnyPluginDefinition[], 
         model.dispose();
         return;
       }
-      const bag = bagFor(caps, features(9, 5));
+      const bag = bagFor(views, features(9, 5));
       const gates = model.aggregator.gateLogits?.(bag, forwardIo(false));
       expect(gates?.shape[0]).toBe(9);
       expect(allFinite(gates as tf.Tensor)).toBe(true);
@@ -275,7 +323,7 @@ export function aggregatorContract(definitions: readonly AnyPluginDefinition[], 
       const model = await build();
       const variables = model.trainableVariables();
       if (variables.length === 0) return; // parameter-free pooling
-      const bag0 = bagFor(caps, features(65, 31), 0);
+      const bag0 = bagFor(views, features(65, 31), 0);
       const bag1 = { ...bag0, label: 1 };
       const { value, grads } = tf.variableGrads(() => {
         const totals = [bag0, bag1].map((bag) => {
@@ -307,7 +355,7 @@ export function aggregatorContract(definitions: readonly AnyPluginDefinition[], 
       const run = async (seed: number): Promise<number[]> => {
         const model = await build(seed, false);
         model.setTraining(false);
-        const bag = bagFor(caps, x);
+        const bag = bagFor(views, x);
         const logits = logitsOf(model, bag, forwardIo(false, 5));
         const params = model.trainableVariables().length;
         disposeBag(bag, false);
@@ -322,7 +370,7 @@ export function aggregatorContract(definitions: readonly AnyPluginDefinition[], 
 
     it('leaves tf.memory().numTensors unchanged across training steps', async () => {
       const model = await build();
-      const bag = bagFor(caps, features(33, 51), 1);
+      const bag = bagFor(views, features(33, 51), 1);
       await expectNoTensorLeak(`aggregator/${name} training step`, () => {
         const { value, grads } = tf.variableGrads(() => model.losses(model.forward(bag, forwardIo(true, 3)), 1, numClasses).total, model.trainableVariables());
         tf.dispose([value, ...Object.values(grads)]);

@@ -6,7 +6,6 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../core/logger.js';
 import { Rng } from '../../core/runtime/random.js';
 import type { AnyPluginDefinition } from '../../registry/define-plugin.js';
-import type { PrescreenerCapabilities } from '../../registry/kinds.js';
 import type { Classifier, ForwardIO, ModelContext, Prescreener } from '../../registry/contracts/model.js';
 import { compareTensor, fillPattern, readGolden, type GoldenFile, type GoldenReport } from './golden.js';
 import { allFinite, expectDefaultsParse, expectNoTensorLeak, goldenPath, maxAbsDiff, missingGolden, parseOptions, presentTensors, type SuiteOptions } from './shared.js';
@@ -77,7 +76,7 @@ export function checkPrescreenerGolden(definition: AnyPluginDefinition, golden: 
 export function prescreenerContract(definitions: readonly AnyPluginDefinition[], suite: SuiteOptions = {}): void {
   const numClasses = 2;
   describe.each(definitions.map((d) => [d.name, d] as const))('prescreener/%s contract', (name, definition) => {
-    const caps: PrescreenerCapabilities = { trainable: false, ...(definition.capabilities as Partial<PrescreenerCapabilities>) };
+    const trainable = definition.capabilities['trainable'] === true;
 
     it('parses its defaults, and the parsed options survive a JSON round trip', () => {
       expectDefaultsParse(definition);
@@ -85,7 +84,7 @@ export function prescreenerContract(definitions: readonly AnyPluginDefinition[],
 
     it('creates a pre-screener, or null, consistently with its trainable capability', () => {
       const instance = createPrescreener(definition, {}, numClasses);
-      if (caps.trainable) {
+      if (trainable) {
         expect(instance, 'a trainable pre-screener exists').not.toBeNull();
         expect(typeof instance?.branchScores, 'trainable pre-screeners implement branchScores').toBe('function');
         expect(typeof instance?.imitationLoss, 'trainable pre-screeners implement imitationLoss').toBe('function');

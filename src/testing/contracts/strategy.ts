@@ -12,7 +12,7 @@ import type { Registry } from '../../registry/registry.js';
 import type { AggregatorCapabilities, Bag, ForwardIO } from '../../registry/contracts/model.js';
 import type { ModelOutput } from '../../registry/contracts/loss.js';
 import { buildAggregatorModel } from './aggregator.js';
-import { expectNoTensorLeak, presentTensors } from './shared.js';
+import { expectNoTensorLeak } from './shared.js';
 
 /** The composed model as a strategy sees it (subset of the kind's StageModel). */
 export interface StrategyModelView {
@@ -59,6 +59,18 @@ export interface StrategySuiteOptions {
   readonly registry: Registry;
   /** Aggregator of the probe model (default `mean-pool`); strategies whose requirements it misses are skipped. */
   readonly aggregator?: string;
+}
+
+/** Named per-instance tensors of a bag (its `views`, when the bag layout has them). */
+function viewTensors(bag: Bag): tf.Tensor[] {
+  const views = (bag as unknown as { views?: Record<string, tf.Tensor> }).views;
+  return views ? Object.values(views) : [];
+}
+
+/** Frees what a transformed bag holds that the input bag does not (as the engine does after a step). */
+function disposeTransformed(bag: Bag, input: Bag): void {
+  const kept = new Set<tf.Tensor>([input.features, ...viewTensors(input)]);
+  tf.dispose([bag.features, ...viewTensors(bag)].filter((t) => !kept.has(t)));
 }
 
 function modelView(model: Awaited<ReturnType<typeof buildAggregatorModel>>): StrategyModelView {
@@ -143,7 +155,7 @@ export function strategyContract(definitions: readonly AnyPluginDefinition[], su
         strategy.stepMetrics?.(stepWithBag, output);
         strategy.afterUpdate?.({ globalStep: 1, epoch: 0 });
         tf.dispose([output as unknown as tf.TensorContainer, ...Object.values(terms)]);
-        if (bag !== step.bag) tf.dispose(presentTensors([bag.features, bag.coords, bag.thumbs]));
+        if (bag !== step.bag) disposeTransformed(bag, step.bag);
       });
       close();
     });
