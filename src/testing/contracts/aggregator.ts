@@ -1,6 +1,8 @@
-// Aggregator contract: shapes, declared capabilities honoured (instance scores, extras, permutation invariance,
-// coords/thumbs, gate logits), gradients reaching every non-inert weight, seeded determinism, flat memory, and
-// the plugin's golden case. Runs on whatever tfjs backend is active; switches on capabilities, never on names.
+// Aggregator contract: shapes (at small and at default options), declared capabilities honoured (normalised
+// instance scores, every `provides` extra and no undeclared one, permutation invariance, own logits, keep masks,
+// gate logits, the project/pool split, the views it needs), gradients reaching every non-inert weight, seeded
+// determinism, flat memory, and the plugin's golden case. Runs on whatever tfjs backend is active; switches on
+// capabilities, never on names.
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { MilModel } from '../../core/engine/model.js';
