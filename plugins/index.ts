@@ -16,6 +16,7 @@ export const KIND_FOLDERS = {
   metrics: 'metric',
   trackers: 'tracker',
   executors: 'executor',
+  'slide-readers': 'slide-reader',
 } as const;
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -1,0 +1,17 @@
+// What slide-reader plugins may use from core (re-exported by src/registry/index.ts): the reader interface,
+// the OpenSlide binding and the sharp-based pyramidal TIFF reader.
+export {
+  bestLevelForDownsample,
+  DEFAULT_SLIDE_READER_CAPABILITIES,
+  MAX_REGION_PIXELS,
+  type RegionRequest,
+  type RgbImage,
+  type SlideLevel,
+  type SlideOpener,
+  type SlideProperties,
+  type SlideReader,
+  type SlideReaderCapabilities,
+  type SlideReaderContext,
+} from './reader.js';
+export { OpenSlideReader, OPENSLIDE_LIBRARIES } from './openslide.js';
+export { TiffSlideReader } from './tiff-reader.js';
