@@ -284,3 +284,84 @@ export async function insertStripImage(file: string, index: number, image: Strip
   }
 }
 
+
+/**
+ * Streams an RGB image into a stripped, deflate-compressed BigTIFF, one strip at a time: `paint` fills rows
+ * [y0, y0 + rows) of a reused buffer. Memory is one strip; libvips then reads the file sequentially.
+ */
+export async function writeStripTiff(file: string, width: number, height: number, rowsPerStrip: number, paint: (y0: number, rows: number, out: Uint8Array) => void | Promise<void>): Promise<void> {
+  const { deflateSync, constants } = await import('node:zlib');
+  const handle = await open(file, 'w');
+  try {
+    const header = new Uint8Array(16);
+    const hv = new DataView(header.buffer);
+    header.set([0x49, 0x49]); // II: little-endian
+    hv.setUint16(2, 43, true); // BigTIFF
+    hv.setUint16(4, 8, true);
+    await handle.write(header, 0, 16, 0);
+    let position = 16;
+    const offsets: number[] = [];
+    const counts: number[] = [];
+    const buffer = new Uint8Array(width * rowsPerStrip * 3);
+    for (let y0 = 0; y0 < height; y0 += rowsPerStrip) {
+      const rows = Math.min(rowsPerStrip, height - y0);
+      const pixels = buffer.subarray(0, width * rows * 3);
+      await paint(y0, rows, pixels);
+      const packed = deflateSync(pixels, { level: constants.Z_BEST_SPEED });
+      await handle.write(packed, 0, packed.length, position);
+      offsets.push(position);
+      counts.push(packed.length);
+      position += packed.length + (packed.length % 2);
+    }
+    const long8 = (values: readonly number[]): Uint8Array => {
+      const bytes = new Uint8Array(values.length * 8);
+      values.forEach((v, i) => new DataView(bytes.buffer).setBigUint64(i * 8, BigInt(v), true));
+      return bytes;
+    };
+    const short = (values: readonly number[]): Uint8Array => {
+      const bytes = new Uint8Array(values.length * 2);
+      values.forEach((v, i) => new DataView(bytes.buffer).setUint16(i * 2, v, true));
+      return bytes;
+    };
+    const entries: Array<{ tag: number; type: number; count: number; bytes: Uint8Array }> = [
+      { tag: TIFF_TAG.imageWidth, type: 16, count: 1, bytes: long8([width]) },
+      { tag: TIFF_TAG.imageLength, type: 16, count: 1, bytes: long8([height]) },
+      { tag: TIFF_TAG.bitsPerSample, type: 3, count: 3, bytes: short([8, 8, 8]) },
+      { tag: TIFF_TAG.compression, type: 3, count: 1, bytes: short([8]) }, // Adobe deflate
+      { tag: TIFF_TAG.photometric, type: 3, count: 1, bytes: short([2]) },
+      { tag: TIFF_TAG.stripOffsets, type: 16, count: offsets.length, bytes: long8(offsets) },
+      { tag: TIFF_TAG.samplesPerPixel, type: 3, count: 1, bytes: short([3]) },
+      { tag: TIFF_TAG.rowsPerStrip, type: 16, count: 1, bytes: long8([rowsPerStrip]) },
+      { tag: TIFF_TAG.stripByteCounts, type: 16, count: counts.length, bytes: long8(counts) },
+      { tag: TIFF_TAG.planarConfiguration, type: 3, count: 1, bytes: short([1]) },
+    ];
+    const ifd = new Uint8Array(8 + 20 * entries.length + 8);
+    const view = new DataView(ifd.buffer);
+    view.setBigUint64(0, BigInt(entries.length), true);
+    let extra = position + ifd.length;
+    const spill: Uint8Array[] = [];
+    entries.forEach((entry, i) => {
+      const at = 8 + 20 * i;
+      view.setUint16(at, entry.tag, true);
+      view.setUint16(at + 2, entry.type, true);
+      view.setBigUint64(at + 4, BigInt(entry.count), true);
+      if (entry.bytes.length <= 8) ifd.set(entry.bytes, at + 12);
+      else {
+        view.setBigUint64(at + 12, BigInt(extra), true);
+        spill.push(entry.bytes);
+        extra += entry.bytes.length;
+      }
+    });
+    await handle.write(ifd, 0, ifd.length, position);
+    let spillAt = position + ifd.length;
+    for (const bytes of spill) {
+      await handle.write(bytes, 0, bytes.length, spillAt);
+      spillAt += bytes.length;
+    }
+    const first = new Uint8Array(8);
+    new DataView(first.buffer).setBigUint64(0, BigInt(position), true);
+    await handle.write(first, 0, 8, 8);
+  } finally {
+    await handle.close();
+  }
+}
