@@ -272,7 +272,7 @@ export async function writeSyntheticSlides(options: SyntheticSlidesOptions): Pro
     }
     const masks = groundTruthMasks(map, width, height, options.maskDownsample);
     for (const [name, mask] of [['tissue', masks.tissue], ['tumour', masks.tumour]] as const) {
-      await sharp(Buffer.from(mask), { raw: { width: masks.width, height: masks.height, channels: 1 } }).png().toFile(path.join(options.outDir, 'masks', `${slideId}_${name}.png`));
+      await sharp(Buffer.from(mask), { raw: { width: masks.width, height: masks.height, channels: 1 } }).toColourspace('b-w').png().toFile(path.join(options.outDir, 'masks', `${slideId}_${name}.png`));
     }
     rows.push({ slide_id: slideId, case_id: `case-${String(i).padStart(3, '0')}`, label: tumour ? TUMOUR_LABEL : NORMAL_LABEL, slide_file: path.basename(files[files.length - formats.length] as string), mask_downsample: Math.max(1, Math.round(options.maskDownsample / CELL)) * CELL, tumour_cells: Array.from(map.classes).filter((c) => c === CLASS.tumour).length });
   }
