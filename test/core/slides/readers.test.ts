@@ -5,9 +5,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, test } from 'vitest';
 import { BackendError } from '../../../src/core/errors.js';
-import { OpenSlideReader } from '../../../src/core/slides/openslide.js';
+import { loadOpenSlide, OpenSlideReader } from '../../../src/core/slides/openslide.js';
 import { bestLevelForDownsample, premultipliedArgbToRgb, type SlideReader } from '../../../src/core/slides/reader.js';
 import { insertStripImage, readTiffLayout, setImageDescription } from '../../../src/core/slides/tiff-file.js';
 import { TiffSlideReader } from '../../../src/core/slides/tiff-reader.js';
@@ -47,12 +47,19 @@ beforeAll(async () => {
   await insertStripImage(aperio, count + 1, { width: 60, height: 24, rgb: stripRgb(60, 24, 3), description: 'Aperio Image Library v12.0.0\nmacro 60x24' });
 });
 
+/** Environments without libopenslide0 (e.g. a bare CI image) still run the tiff reader's tests. */
+const openslideMissing = await loadOpenSlide().then(
+  () => false,
+  () => true,
+);
+
 const readers: Array<[string, (file: string) => Promise<SlideReader>]> = [
   ['openslide', (file) => OpenSlideReader.open(file)],
   ['tiff', (file) => TiffSlideReader.open(file)],
 ];
 
-describe.each(readers)('slide reader %s', (_name, open) => {
+describe.each(readers)('slide reader %s', (name, open) => {
+  const it = name === 'openslide' && openslideMissing ? test.skip : test;
   it('reports the pyramid as OpenSlide defines it', async () => {
     const reader = await open(generic);
     expect(reader.levels).toEqual([
@@ -117,7 +124,7 @@ describe.each(readers)('slide reader %s', (_name, open) => {
   });
 });
 
-describe('openslide and tiff readers agree', () => {
+describe.skipIf(openslideMissing)('openslide and tiff readers agree', () => {
   it.each([
     [0, 0, 0],
     [0, 250, 120], // crosses tile edges at 256 and 128

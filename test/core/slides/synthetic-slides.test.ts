@@ -9,8 +9,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { builtinManifest } from '../../../plugins/index.js';
 import type { CliIo } from '../../../src/core/cli/app.js';
 import { main } from '../../../src/core/cli/main.js';
-import { OpenSlideReader } from '../../../src/core/slides/openslide.js';
+import { loadOpenSlide, OpenSlideReader } from '../../../src/core/slides/openslide.js';
 import { bestLevelForDownsample } from '../../../src/core/slides/reader.js';
+import { TiffSlideReader } from '../../../src/core/slides/tiff-reader.js';
 import { CELL, CLASS, classMap, drawScene, groundTruthMasks } from '../../../src/core/slides/scene.js';
 
 async function milkit(args: string[], cwd: string): Promise<{ code: number; out: string; err: string }> {
@@ -28,6 +29,10 @@ async function mask(file: string): Promise<{ width: number; height: number; data
 }
 
 const SIZE = 4096;
+const openslideMissing = await loadOpenSlide().then(
+  () => false,
+  () => true,
+);
 let dir: string;
 
 beforeAll(async () => {
@@ -47,7 +52,7 @@ describe('milkit data slides', () => {
     for (const r of rows) expect(Number(r[5]) > 0).toBe(r[2] === 'tumor_tissue');
   });
 
-  it('gives .svs files that OpenSlide reads as Aperio with MPP, AppMag and associated images', async () => {
+  it.skipIf(openslideMissing)('gives .svs files that OpenSlide reads as Aperio with MPP, AppMag and associated images', async () => {
     const reader = await OpenSlideReader.open(path.join(dir, 'out', 'synthetic-000.svs'));
     expect(reader.properties.vendor).toBe('aperio');
     expect(reader.properties.mppX).toBe(0.5);
@@ -70,7 +75,7 @@ describe('milkit data slides', () => {
     const tissue = await mask(path.join(dir, 'out', 'masks', `${tumourSlide}_tissue.png`));
     const tumour = await mask(path.join(dir, 'out', 'masks', `${tumourSlide}_tumour.png`));
     expect([tissue.width, tissue.height]).toEqual([SIZE / 64, (SIZE * 0.75) / 64]);
-    const reader = await OpenSlideReader.open(path.join(dir, 'out', `${tumourSlide}.svs`));
+    const reader = await TiffSlideReader.open(path.join(dir, 'out', `${tumourSlide}.svs`));
 
     // 1.25× = downsample 16: mean colour per mask class, sampling each mask pixel's block (4 × 4 level pixels).
     const level = bestLevelForDownsample(reader.levels, 16);
