@@ -80,7 +80,7 @@ describe('milkit data slides', () => {
     // 1.25× = downsample 16: mean colour per mask class, sampling each mask pixel's block (4 × 4 level pixels).
     const level = bestLevelForDownsample(reader.levels, 16);
     const low = await reader.readRegion({ x: 0, y: 0, level, width: reader.levels[level]?.width ?? 0, height: reader.levels[level]?.height ?? 0 });
-    const sums = { background: [0, 0], normal: [0, 0], tumour: [0, 0] };
+    const sums: Record<'background' | 'normal' | 'tumour', { total: number; count: number }> = { background: { total: 0, count: 0 }, normal: { total: 0, count: 0 }, tumour: { total: 0, count: 0 } };
     for (let my = 1; my < tissue.height - 1; my += 1) {
       for (let mx = 1; mx < tissue.width - 1; mx += 1) {
         // Only mask pixels whose 8 neighbours agree, away from edges where the blocks mix classes.
@@ -89,12 +89,12 @@ describe('milkit data slides', () => {
         const same = [-1, 0, 1].every((dy) => [-1, 0, 1].every((dx) => tissue.data[m + dy * tissue.width + dx] === tissue.data[m] && tumour.data[m + dy * tissue.width + dx] === tumour.data[m]));
         if (!same) continue;
         const at = ((my * 4 + 2) * low.width + mx * 4 + 2) * 3;
-        sums[kind][0] += ((low.data[at] as number) + (low.data[at + 1] as number) + (low.data[at + 2] as number)) / 3;
-        sums[kind][1] += 1;
+        sums[kind].total += ((low.data[at] as number) + (low.data[at + 1] as number) + (low.data[at + 2] as number)) / 3;
+        sums[kind].count += 1;
       }
     }
-    const mean = (k: keyof typeof sums): number => (sums[k][0] as number) / (sums[k][1] as number);
-    expect(sums.tumour[1]).toBeGreaterThan(10);
+    const mean = (k: keyof typeof sums): number => sums[k].total / sums[k].count;
+    expect(sums.tumour.count).toBeGreaterThan(10);
     expect(mean('background')).toBeGreaterThan(225);
     expect(mean('normal')).toBeLessThan(mean('background') - 20);
     expect(mean('tumour')).toBeLessThan(mean('normal') - 15);
