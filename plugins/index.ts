@@ -17,6 +17,7 @@ export const KIND_FOLDERS = {
   trackers: 'tracker',
   executors: 'executor',
   'slide-readers': 'slide-reader',
+  'tissue-detectors': 'tissue-detector',
 } as const;
 
 const here = dirname(fileURLToPath(import.meta.url));

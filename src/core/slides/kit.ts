@@ -1,5 +1,5 @@
 // What slide-reader plugins may use from core (re-exported by src/registry/index.ts): the reader interface,
-// the OpenSlide binding and the sharp-based pyramidal TIFF reader.
+// the OpenSlide binding, the sharp-based pyramidal TIFF reader and CLAM-style tissue detection.
 export {
   bestLevelForDownsample,
   DEFAULT_SLIDE_READER_CAPABILITIES,
@@ -15,3 +15,4 @@ export {
 } from './reader.js';
 export { OpenSlideReader, OPENSLIDE_LIBRARIES } from './openslide.js';
 export { TiffSlideReader } from './tiff-reader.js';
+export { CLAM_TISSUE_DEFAULTS, detectTissue, tissuePreview, type TissueDetector, type TissueOptions, type TissueResult, type TissueGeoJson } from './tissue.js';

@@ -26,6 +26,14 @@ export interface TissueOptions {
   readonly referencePatchSize: number;
 }
 
+/** What a `tissue-detector` plugin's create() returns. */
+export interface TissueDetector {
+  detect(reader: SlideReader): Promise<TissueResult>;
+}
+
+/** Capability flags of tissue detectors (none yet). */
+export type TissueDetectorCapabilities = Readonly<Record<string, never>>;
+
 /** CLAM's create_patches_fp defaults (sthresh 8, mthresh 7, close 4, a_t 100, a_h 16, max_n_holes 8). */
 export const CLAM_TISSUE_DEFAULTS: TissueOptions = {
   downsample: 64,
@@ -50,6 +58,8 @@ export interface TissueResult {
   readonly threshold: number;
   /** One Polygon feature per tissue piece: outer ring then its kept holes, in level-0 pixel coordinates. */
   readonly geojson: TissueGeoJson;
+  /** The analysis-level pixels the mask was computed from. */
+  readonly image: RgbImage;
 }
 
 export interface TissueGeoJson {
@@ -319,5 +329,21 @@ export function segmentTissue(image: RgbImage, level: number, downsample: number
       if (owner !== undefined && keptHoleIds.has(owner) && !(keptHoleIds.get(owner) as number[]).includes(h)) mask[p] = 255;
     }
   }
-  return { level, downsample, mask, width, height, threshold, geojson: { type: 'FeatureCollection', features } };
+  return { level, downsample, mask, width, height, threshold, geojson: { type: 'FeatureCollection', features }, image };
+}
+
+/** A preview: the analysis image with background dimmed and the tissue outline in green. */
+export function tissuePreview(result: TissueResult): RgbImage {
+  const { width, height, mask, image } = result;
+  const data = new Uint8Array(image.data);
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      const p = y * width + x;
+      const inside = mask[p] === 255;
+      const edge = inside && (x === 0 || y === 0 || x === width - 1 || y === height - 1 || mask[p - 1] === 0 || mask[p + 1] === 0 || mask[p - width] === 0 || mask[p + width] === 0);
+      if (edge) data.set([0, 200, 0], p * 3);
+      else if (!inside) for (let c = 0; c < 3; c += 1) data[p * 3 + c] = ((data[p * 3 + c] as number) * 0.45) | 0;
+    }
+  }
+  return { width, height, data };
 }

@@ -7,6 +7,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
+import { builtinManifest } from '../../../plugins/index.js';
+import type { CliIo } from '../../../src/core/cli/app.js';
+import { main } from '../../../src/core/cli/main.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import type { RgbImage } from '../../../src/core/slides/reader.js';
 import { writeSyntheticSlides } from '../../../src/core/slides/synthetic-slides.js';
@@ -98,4 +101,25 @@ describe('slides/tissue', () => {
     expect(areas.length === 2 || areas.length === 3).toBe(true);
     expect((areas[areas.length - 1] as number) / (areas[0] as number)).toBeLessThan(0.15);
   }, 60_000);
+
+  it('milkit data tissue writes GeoJSON and a preview through the slide-reader and tissue-detector plugins', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'milkit-tissue-cli-'));
+    const stdout: string[] = [];
+    const stderr: string[] = [];
+    const io: CliIo = { out: (t) => stdout.push(t), err: (t) => stderr.push(t), stdoutIsTTY: false };
+    const args = ['data', 'tissue', path.join(FIXTURES, 'synthetic.svs'), '--out', 'out', '--reader', 'tiff', '--set', 'downsample=4', '--set', 'referencePatchSize=128', '--set', 'minTissueArea=0.5'];
+    const code = await main(args, { manifest: builtinManifest(), io, cwd: dir, env: {} });
+    expect(stderr.join('\n')).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toEqual(['synthetic: 1 tissue piece(s) at level 2 (downsample 4.00, saturation threshold 8)']);
+    const geojson = JSON.parse(readFileSync(path.join(dir, 'out', 'synthetic.geojson'), 'utf8')) as { features: Array<{ geometry: { coordinates: number[][][] } }> };
+    const ring = geojson.features[0]?.geometry.coordinates[0] ?? [];
+    expect(ring[0]).toEqual(ring[ring.length - 1]);
+    expect(ring.every(([x, y]) => x !== undefined && y !== undefined && x % 4 === 0 && y % 4 === 0 && x <= 1280 && y <= 960)).toBe(true);
+    const preview = await sharp(path.join(dir, 'out', 'synthetic_tissue.png')).metadata();
+    expect([preview.width, preview.height]).toEqual([320, 240]);
+    const bad = await main(['data', 'tissue', path.join(FIXTURES, 'synthetic.svs'), '--out', 'out', '--reader', 'tiff', '--set', 'medianKernel=4'], { manifest: builtinManifest(), io, cwd: dir, env: {} });
+    expect(bad).toBe(2);
+    expect(stderr.join('\n')).toContain('medianKernel');
+  });
 });

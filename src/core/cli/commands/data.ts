@@ -2,12 +2,16 @@
 // CLAM-layout h5 files + a slide table, so the file-reading path can be exercised and shared.
 // `milkit data slides --out DIR`: write synthetic whole-slide images (pyramidal TIFF / Aperio .svs) with
 // ground-truth tissue and tumour masks and a slide table, for the slide-reading path (docs/slides.md).
+// `milkit data tissue SLIDE... --out DIR`: tissue segmentation per slide as GeoJSON + a PNG preview.
 import path from 'node:path';
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../errors.js';
 import { exportDataset } from '../../data/export.js';
+import { mkdir, writeFile } from 'node:fs/promises';
+import sharp from 'sharp';
 import { writeSyntheticSlides } from '../../slides/synthetic-slides.js';
+import { tissuePreview } from '../../slides/tissue.js';
 import type { BagSource } from '../../../registry/contracts/data.js';
 import type { CliApp } from '../app.js';
 
@@ -107,5 +111,34 @@ export function register(program: Command, app: CliApp): void {
         logger: app.logger,
       });
       app.io.out(`wrote ${result.files.length} slide file(s), masks/ and ${path.relative(app.cwd, result.slideTable)}`);
+    });
+  data
+    .command('tissue')
+    .description('segment tissue (CLAM style) in slides: <slide>.geojson (level-0 polygons) and <slide>_tissue.png preview')
+    .argument('<slides...>', 'slide files')
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--reader <name>', 'slide reader plugin: openslide or tiff', 'openslide')
+    .option('--detector <name>', 'tissue detector plugin', 'clam')
+    .option('--set <key=value>', 'a detector option (repeatable), e.g. --set otsu=true', (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .action(async (slides: string[], flags: { out: string; reader: string; detector: string; set: string[] }) => {
+      const registry = app.createRegistry();
+      const ctx = { logger: app.logger };
+      const opener = await registry.create(await registry.resolve('slide-reader', { name: flags.reader }, { key: 'reader' }), ctx);
+      const detector = await registry.create(await registry.resolve('tissue-detector', { name: flags.detector, ...parseOptionPairs(flags.set) }, { key: 'detector' }), ctx);
+      const outDir = path.resolve(app.cwd, flags.out);
+      await mkdir(outDir, { recursive: true });
+      for (const slide of slides) {
+        const reader = await opener.open(path.resolve(app.cwd, slide));
+        try {
+          const result = await detector.detect(reader);
+          const id = path.basename(slide).replace(/\.[^.]+$/, '');
+          await writeFile(path.join(outDir, `${id}.geojson`), `${JSON.stringify(result.geojson)}\n`);
+          const preview = tissuePreview(result);
+          await sharp(preview.data, { raw: { width: preview.width, height: preview.height, channels: 3 } }).png().toFile(path.join(outDir, `${id}_tissue.png`));
+          app.io.out(`${id}: ${result.geojson.features.length} tissue piece(s) at level ${result.level} (downsample ${result.downsample.toFixed(2)}, saturation threshold ${result.threshold})`);
+        } finally {
+          await reader.close();
+        }
+      }
     });
 }
