@@ -6,7 +6,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import { stringify } from 'csv-stringify/sync';
-import { DataError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { Rng } from '../runtime/random.js';
 import { CELL, CLASS, classMap, drawScene, groundTruthMasks, type ClassMap, type SlideScene } from './scene.js';
@@ -244,7 +244,7 @@ export const NORMAL_LABEL = 'normal_tissue';
 
 /** Writes `slides` slides, their masks (masks/<id>_tissue.png, _tumour.png) and slides.csv into outDir. */
 export async function writeSyntheticSlides(options: SyntheticSlidesOptions): Promise<SyntheticSlidesResult> {
-  if (options.size < 512) throw new DataError('bad-option', `--size ${options.size} is too small for a pyramid.`, { hint: 'Use at least 512 (20000 gives a realistic small biopsy at 20×).' });
+  if (options.size < 512) throw new ConfigError('bad-option', `--size ${options.size} is too small for a pyramid.`, { hint: 'Use at least 512 (20000 gives a realistic small biopsy at 20×).' });
   const width = options.size;
   const height = Math.round((options.size * 3) / 4);
   await mkdir(path.join(options.outDir, 'masks'), { recursive: true });
