@@ -130,6 +130,8 @@ const STORAGE_DTYPES: Readonly<Record<string, SafetensorsDtype>> = {
   ByteStorage: 'U8',
   BoolStorage: 'BOOL',
 };
+/** Largest tensor materialised (2^30 elements: 4 GiB of float32). */
+const MAX_TENSOR_ELEMENTS = 2 ** 30;
 const ELEMENT_BYTES: Readonly<Record<SafetensorsDtype, number>> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 
 /** A global the unpickler agreed to resolve. */
@@ -233,6 +235,8 @@ function rebuildTensor(args: Item, storages: StorageLoader): TensorRecord {
   if (shape.length !== stride.length) throw new PtFormatError(`_rebuild_tensor_v2: size has ${shape.length} dims but stride ${stride.length}`);
   const source = storages.load(storage);
   const count = shape.reduce((a, b) => a * b, 1);
+  // Stride-0 views (torch expand) may describe far more elements than the storage holds; bound the copy.
+  if (count > MAX_TENSOR_ELEMENTS) throw new PtFormatError(`_rebuild_tensor_v2: a tensor of ${count} elements exceeds the ${MAX_TENSOR_ELEMENTS} this reader materialises`);
   const last = count === 0 ? offset : offset + shape.reduce((acc, s, d) => acc + (s - 1) * (stride[d] as number), 0);
   if (last >= source.length && count > 0) throw new PtFormatError(`_rebuild_tensor_v2: the view reaches element ${last} of a storage of ${source.length}`);
   const contiguous = shape.every((_, d) => (stride[d] as number) === shape.slice(d + 1).reduce((a, b) => a * b, 1) || (shape[d] as number) <= 1);
