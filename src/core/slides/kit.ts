@@ -15,4 +15,5 @@ export {
 } from './reader.js';
 export { OpenSlideReader, OPENSLIDE_LIBRARIES } from './openslide.js';
 export { TiffSlideReader } from './tiff-reader.js';
+export { readPatchThumbnails, type PatchThumbnailOptions } from './patch-thumbnails.js';
 export { CLAM_TISSUE_DEFAULTS, detectTissue, tissuePreview, type TissueDetector, type TissueOptions, type TissueResult, type TissueGeoJson } from './tissue.js';
