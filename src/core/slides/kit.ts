@@ -16,4 +16,5 @@ export {
 export { OpenSlideReader, OPENSLIDE_LIBRARIES } from './openslide.js';
 export { TiffSlideReader } from './tiff-reader.js';
 export { readPatchThumbnails, type PatchThumbnailOptions } from './patch-thumbnails.js';
+export { tissuePatchGrid, type PatchGridOptions } from './patch-grid.js';
 export { CLAM_TISSUE_DEFAULTS, detectTissue, tissuePreview, type TissueDetector, type TissueOptions, type TissueResult, type TissueGeoJson } from './tissue.js';
