@@ -27,6 +27,7 @@ interface KoffiLibrary {
 interface KoffiModule {
   load(path: string): KoffiLibrary;
   decode(value: unknown, offset: number, type: string): unknown;
+  sizeof(type: string): number;
 }
 
 interface OpenSlideApi {
@@ -107,8 +108,9 @@ async function bind(libraries: readonly string[]): Promise<OpenSlideApi> {
 function stringList(koffi: KoffiModule, pointer: unknown): string[] {
   const out: string[] = [];
   if (pointer === null) return out;
+  const width = koffi.sizeof('void *');
   for (let i = 0; ; i += 1) {
-    const value = koffi.decode(pointer, i * 8, 'const char *') as string | null;
+    const value = koffi.decode(pointer, i * width, 'const char *') as string | null;
     if (value === null) return out;
     out.push(value);
   }
