@@ -16,6 +16,8 @@ export const KIND_FOLDERS = {
   metrics: 'metric',
   trackers: 'tracker',
   executors: 'executor',
+  'slide-readers': 'slide-reader',
+  'tissue-detectors': 'tissue-detector',
 } as const;
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -6,6 +6,8 @@ import type { BagSource, DatasetCapabilities, DatasetContext } from './contracts
 import type { Metric, MetricCapabilities } from './contracts/metric.js';
 import type { Tracker, TrackerCapabilities, TrackerContext } from './contracts/tracker.js';
 import type { Executor, ExecutorCapabilities, ExecutorContext } from './contracts/executor.js';
+import type { SlideOpener, SlideReaderCapabilities, SlideReaderContext } from '../core/slides/reader.js';
+import type { TissueDetector, TissueDetectorCapabilities } from '../core/slides/tissue.js';
 
 export interface MetricContext {
   readonly numClasses: number;
@@ -26,12 +28,14 @@ export interface PluginKindMap {
   metric: { context: MetricContext; instance: Metric; capabilities: MetricCapabilities };
   tracker: { context: TrackerContext; instance: Tracker; capabilities: TrackerCapabilities };
   executor: { context: ExecutorContext; instance: Executor; capabilities: ExecutorCapabilities };
+  'slide-reader': { context: SlideReaderContext; instance: SlideOpener; capabilities: SlideReaderCapabilities };
+  'tissue-detector': { context: SlideReaderContext; instance: TissueDetector; capabilities: TissueDetectorCapabilities };
 }
 
 export type PluginKind = keyof PluginKindMap;
 
 /** Runtime list of the built-in kinds, in the order `milkit plugins` prints them. */
-export const PLUGIN_KINDS: readonly PluginKind[] = ['aggregator', 'classifier', 'loss', 'prescreener', 'dataset', 'metric', 'tracker', 'executor'];
+export const PLUGIN_KINDS: readonly PluginKind[] = ['aggregator', 'classifier', 'loss', 'prescreener', 'dataset', 'metric', 'tracker', 'executor', 'slide-reader', 'tissue-detector'];
 
 export function isPluginKind(value: string): value is PluginKind {
   return (PLUGIN_KINDS as readonly string[]).includes(value);

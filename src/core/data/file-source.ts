@@ -8,11 +8,12 @@ import { DataError } from '../errors.js';
 import { checkBag } from './bags.js';
 import { ByteLruCache, bagBytes } from './cache.js';
 import { deriveHierarchy } from './labels.js';
-import { readH5Arrays, readH5Bag, readNpyArray, readNpyBag, readSafetensorsBag, thumbsFromArray, type BagKeys, type HostArray } from './readers.js';
+import { readPtArray, readPtBag } from './pt-reader.js';
+import { assembleBag, readH5Arrays, readH5Bag, readNpyArray, readNpyBag, readSafetensorsBag, thumbsFromArray, type BagKeys, type HostArray } from './readers.js';
 import { readSlideTable, type SlideTableColumns } from './slide-table.js';
 
-export type FeatureFormat = 'h5' | 'safetensors' | 'npy';
-export const FEATURE_EXTENSIONS: Readonly<Record<FeatureFormat, string>> = { h5: '.h5', safetensors: '.safetensors', npy: '.npy' };
+export type FeatureFormat = 'h5' | 'safetensors' | 'npy' | 'pt';
+export const FEATURE_EXTENSIONS: Readonly<Record<FeatureFormat, string>> = { h5: '.h5', safetensors: '.safetensors', npy: '.npy', pt: '.pt' };
 
 export interface FeatureFolderOptions {
   /** Slide-table CSV. */
@@ -55,7 +56,7 @@ export class FeatureFolderSource implements BagSource {
   fileOf(slideId: string): string {
     const known = this.files.get(slideId);
     if (known !== undefined) return known;
-    const formats: FeatureFormat[] = this.options.format === 'auto' ? ['h5', 'safetensors', 'npy'] : [this.options.format];
+    const formats: FeatureFormat[] = this.options.format === 'auto' ? ['h5', 'safetensors', 'npy', 'pt'] : [this.options.format];
     const candidates = formats.map((f) => path.join(this.options.featuresDir, `${slideId}${FEATURE_EXTENSIONS[f]}`));
     const file = candidates.find((c) => existsSync(c)) ?? (candidates[0] as string);
     this.files.set(slideId, file);
@@ -83,6 +84,7 @@ export class FeatureFolderSource implements BagSource {
     let bag: BagData;
     if (file.endsWith('.h5')) bag = await readH5Bag(file, slideId, keys, { thumbs: withThumbs });
     else if (file.endsWith('.safetensors')) bag = await readSafetensorsBag(file, slideId, keys, { thumbs: withThumbs });
+    else if (file.endsWith('.pt')) bag = await this.withSideCoords(await readPtBag(file, slideId, keys, { thumbs: withThumbs }), slideId);
     else {
       const side = (dir: string | undefined): string | undefined => (dir === undefined ? undefined : path.join(dir, `${slideId}.npy`));
       const coords = side(this.options.coordsDir);
@@ -97,8 +99,19 @@ export class FeatureFolderSource implements BagSource {
     const name = this.options.keys.thumbs;
     const h5 = path.join(dir, `${slideId}.h5`);
     if (existsSync(h5)) return thumbsFromArray((await readH5Arrays(h5, slideId, [name], name)).get(name) as HostArray, slideId, h5, name);
+    // HDMIL keeps its 1.25× thumbnails as uint8 [N, 16, 16, 4] tensors in <slide_id>.pt.
+    const pt = path.join(dir, `${slideId}.pt`);
+    if (existsSync(pt)) return thumbsFromArray(await readPtArray(pt, slideId, name), slideId, pt, name);
     const npy = path.join(dir, `${slideId}.npy`);
     return thumbsFromArray(await readNpyArray(npy, slideId), slideId, npy, 'thumbs');
+  }
+
+  /** CLAM pt_files hold features only; coordinates may come from a coordsDir of <slide_id>.npy. */
+  private async withSideCoords(bag: BagData, slideId: string): Promise<BagData> {
+    if (bag.coords !== undefined || this.options.coordsDir === undefined) return bag;
+    const file = path.join(this.options.coordsDir, `${slideId}.npy`);
+    const checked = assembleBag(slideId, file, { shape: [bag.n, bag.d], data: bag.features }, await readNpyArray(file, slideId), undefined, this.options.keys);
+    return checked.coords === undefined ? bag : { ...bag, coords: checked.coords };
   }
 
   close(): Promise<void> {
@@ -150,7 +163,7 @@ export const FeatureFolderBaseOptions = z.strictObject({
   coordsKey: z.string().min(1).default('coords').describe('dataset/tensor name of the [N, 2] patch coordinates'),
   thumbsKey: z.string().min(1).default('thumbs').describe('dataset/tensor name of the [N, 16, 16, 3] uint8 thumbnails'),
   thumbs: z.boolean().default(true).describe('load thumbnails when the files (or thumbsDir) have them'),
-  thumbsDir: z.string().min(1).optional().describe('side folder of <slide_id>.h5 / <slide_id>.npy thumbnails, when not stored beside the features'),
+  thumbsDir: z.string().min(1).optional().describe('side folder of <slide_id>.h5 / .pt / .npy thumbnails, when not stored beside the features (HDMIL: 1.25x_img_pt/)'),
   slideColumn: z.string().min(1).default('slide_id').describe('slide-table column of slide ids'),
   caseColumn: z.string().min(1).default('case_id').describe('slide-table column of patient/case ids (splits group by it)'),
   labelColumn: z.string().min(1).default('label').describe('slide-table column of labels'),

@@ -1,10 +1,17 @@
 // `milkit data export DATASET --out DIR`: write any dataset (the synthetic benchmarks in particular) as
 // CLAM-layout h5 files + a slide table, so the file-reading path can be exercised and shared.
+// `milkit data slides --out DIR`: write synthetic whole-slide images (pyramidal TIFF / Aperio .svs) with
+// ground-truth tissue and tumour masks and a slide table, for the slide-reading path (docs/slides.md).
+// `milkit data tissue SLIDE... --out DIR`: tissue segmentation per slide as GeoJSON + a PNG preview.
 import path from 'node:path';
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../errors.js';
 import { exportDataset } from '../../data/export.js';
+import { mkdir, writeFile } from 'node:fs/promises';
+import sharp from 'sharp';
+import { writeSyntheticSlides } from '../../slides/synthetic-slides.js';
+import { tissuePreview } from '../../slides/tissue.js';
 import type { BagSource } from '../../../registry/contracts/data.js';
 import type { CliApp } from '../app.js';
 
@@ -24,6 +31,28 @@ export function parseOptionPairs(pairs: readonly string[]): Record<string, unkno
     options[pair.slice(0, eq)] = parseYaml(pair.slice(eq + 1)) as unknown;
   }
   return options;
+}
+
+interface SlidesFlags {
+  readonly out: string;
+  readonly slides: string;
+  readonly size: string;
+  readonly seed: string;
+  readonly tumourFraction: string;
+  readonly format: string;
+  readonly quality: string;
+  readonly mpp: string;
+  readonly magnification: string;
+  readonly maskDownsample: string;
+}
+
+/** A numeric flag within [min, max] (integers when `integer`), else a ConfigError naming the flag. */
+function numberFlag(flag: string, raw: string, min: number, max: number, integer: boolean): number {
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
+    throw new ConfigError('bad-option', `--${flag}: expected ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got "${raw}".`);
+  }
+  return value;
 }
 
 export function register(program: Command, app: CliApp): void {
@@ -49,6 +78,67 @@ export function register(program: Command, app: CliApp): void {
         app.io.out(`read them back with  data.dataset: { name: features-h5, slideTable: ${path.relative(app.cwd, result.slideTable)}, featuresDir: ${path.relative(app.cwd, result.featuresDir)} }`);
       } finally {
         await source.close?.();
+      }
+    });
+  data
+    .command('slides')
+    .description('write synthetic whole-slide images (JPEG-tiled pyramidal TIFF / Aperio .svs), ground-truth masks and slides.csv')
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--slides <n>', 'number of slides', '4')
+    .option('--size <px>', 'level-0 width in pixels (height = 3/4 of it); 50000 works, memory stays at one strip', '20000')
+    .option('--seed <n>', 'seed of the layouts and textures', '0')
+    .option('--tumour-fraction <f>', 'fraction of slides with tumour regions (label tumor_tissue)', '0.5')
+    .option('--format <format>', 'svs (Aperio description with MPP/AppMag, thumbnail, label, macro), tiff (generic) or both', 'svs')
+    .option('--quality <q>', 'JPEG quality of the pyramid tiles', '80')
+    .option('--mpp <um>', 'microns per level-0 pixel written into .svs files', '0.5')
+    .option('--magnification <x>', 'objective power written into .svs files', '20')
+    .option('--mask-downsample <n>', 'level-0 pixels per ground-truth mask pixel (multiple of 16)', '64')
+    .action(async (flags: SlidesFlags) => {
+      if (!['svs', 'tiff', 'both'].includes(flags.format)) throw new ConfigError('bad-option', `--format: expected svs, tiff or both, got "${flags.format}".`);
+      const outDir = path.resolve(app.cwd, flags.out);
+      const result = await writeSyntheticSlides({
+        outDir,
+        slides: numberFlag('slides', flags.slides, 1, 100000, true),
+        size: numberFlag('size', flags.size, 512, 200000, true),
+        seed: numberFlag('seed', flags.seed, 0, 2 ** 31 - 1, true),
+        tumourFraction: numberFlag('tumour-fraction', flags.tumourFraction, 0, 1, false),
+        format: flags.format as 'svs' | 'tiff' | 'both',
+        quality: numberFlag('quality', flags.quality, 1, 100, true),
+        tileSize: 256,
+        mpp: numberFlag('mpp', flags.mpp, 0.01, 100, false),
+        magnification: numberFlag('magnification', flags.magnification, 1, 200, false),
+        maskDownsample: numberFlag('mask-downsample', flags.maskDownsample, 16, 4096, true),
+        logger: app.logger,
+      });
+      app.io.out(`wrote ${result.files.length} slide file(s), masks/ and ${path.relative(app.cwd, result.slideTable)}`);
+    });
+  data
+    .command('tissue')
+    .description('segment tissue (CLAM style) in slides: <slide>.geojson (level-0 polygons) and <slide>_tissue.png preview')
+    .argument('<slides...>', 'slide files')
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--reader <name>', 'slide reader plugin: openslide or tiff', 'openslide')
+    .option('--detector <name>', 'tissue detector plugin', 'clam')
+    .option('--set <key=value>', 'a detector option (repeatable), e.g. --set otsu=true', (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .action(async (slides: string[], flags: { out: string; reader: string; detector: string; set: string[] }) => {
+      const registry = app.createRegistry();
+      const ctx = { logger: app.logger };
+      const opener = await registry.create(await registry.resolve('slide-reader', { name: flags.reader }, { key: 'reader' }), ctx);
+      const detector = await registry.create(await registry.resolve('tissue-detector', { name: flags.detector, ...parseOptionPairs(flags.set) }, { key: 'detector' }), ctx);
+      const outDir = path.resolve(app.cwd, flags.out);
+      await mkdir(outDir, { recursive: true });
+      for (const slide of slides) {
+        const reader = await opener.open(path.resolve(app.cwd, slide));
+        try {
+          const result = await detector.detect(reader);
+          const id = path.basename(slide).replace(/\.[^.]+$/, '');
+          await writeFile(path.join(outDir, `${id}.geojson`), `${JSON.stringify(result.geojson)}\n`);
+          const preview = tissuePreview(result);
+          await sharp(preview.data, { raw: { width: preview.width, height: preview.height, channels: 3 } }).png().toFile(path.join(outDir, `${id}_tissue.png`));
+          app.io.out(`${id}: ${result.geojson.features.length} tissue piece(s) at level ${result.level} (downsample ${result.downsample.toFixed(2)}, saturation threshold ${result.threshold})`);
+        } finally {
+          await reader.close();
+        }
       }
     });
 }
