@@ -1,6 +1,13 @@
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  resolve: {
+    // Plugins import the package by name (`milkit`, `milkit/nn`); tests run them from the TypeScript sources.
+    conditions: ['milkit-source'],
+  },
+  ssr: {
+    resolve: { conditions: ['milkit-source'], externalConditions: ['milkit-source'] },
+  },
   test: {
     include: ['test/**/*.test.ts'],
     setupFiles: ['test/setup.ts'],
@@ -8,5 +15,7 @@ export default defineConfig({
     pool: 'forks',
     testTimeout: 120_000,
     hookTimeout: 120_000,
+    // CLI processes a test spawns (`node bin/milkit.mjs`, sweep workers) run the sources too, not a stale dist/.
+    env: { MILKIT_SOURCE: '1' },
   },
 });

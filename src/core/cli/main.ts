@@ -35,15 +35,16 @@ export async function buildProgram(options: MainOptions): Promise<Command> {
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+  // .ts when running the sources (tests, `npm run dev`), .js when running the build in dist/.
   const here = dirname(fileURLToPath(import.meta.url));
-  const files = readdirSync(join(here, 'commands')).filter((f) => /^[a-z][a-z0-9-]*\.ts$/.test(f)).sort();
+  const files = readdirSync(join(here, 'commands')).filter((f) => /^[a-z][a-z0-9-]*\.(ts|js)$/.test(f)).sort();
   for (const file of files) {
     let module: { register?: RegisterCommand };
     try {
       module = (await import(pathToFileURL(join(here, 'commands', file)).href)) as { register?: RegisterCommand };
     } catch (cause) {
       // One broken command module must not take the whole CLI down: its command reports the failure when used.
-      const name = file.replace(/\.ts$/, '');
+      const name = file.replace(/\.(ts|js)$/, '');
       program.command(name, { hidden: true }).allowUnknownOption().argument('[args...]').action(() => {
         throw new MilkitError('command-unavailable', `the "${name}" command failed to load.`, { hint: 'This is a bug in milkit; run with --debug for details.', cause });
       });
