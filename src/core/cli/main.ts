@@ -2,6 +2,7 @@
 // `register`). Errors print one line per cause and exit with the error class's code; stacks only with --debug.
 import 'reflect-metadata';
 import { readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
@@ -23,6 +24,12 @@ const processIo: CliIo = {
   stdoutIsTTY: Boolean(process.stdout.isTTY),
 };
 
+/** The installed package's version: `milkit/package.json` by name resolves from src/ and from dist/ alike. */
+export function packageVersion(): string {
+  const manifest = createRequire(import.meta.url)('milkit/package.json') as { version?: unknown };
+  return typeof manifest.version === 'string' ? manifest.version : 'unknown';
+}
+
 /** Builds the program with every command module registered. */
 export async function buildProgram(options: MainOptions): Promise<Command> {
   const io = options.io ?? processIo;
@@ -31,6 +38,7 @@ export async function buildProgram(options: MainOptions): Promise<Command> {
   const app = createApp(options.manifest, logger, io, options.cwd ?? process.cwd(), options.env ?? process.env);
   const program = new Command('milkit')
     .description('Multiple-instance learning experiments on whole-slide images: typed configs, plugins, CV, sweeps, MLflow.')
+    .version(packageVersion(), '-V, --version', 'print the milkit version')
     .option('--debug', 'print stack traces and debug logs')
     .showHelpAfterError()
     .exitOverride()
