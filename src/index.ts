@@ -1,4 +1,12 @@
 // The `milkit` entry point: everything a plugin or an experiment script imports from the framework — plugin
 // definition and kinds, the contract types of every kind, errors, Rng, Module, and the data/eval/tracking kits.
 // Layers and tensor ops a plugin builds models from are in `milkit/nn`; contract suites are in `milkit/testing`.
+
+// The dependency-injection container (tsyringe) needs the Reflect metadata API before it loads; the CLI's entry
+// installs it too, but a script or plugin importing 'milkit' directly must not depend on that.
+import 'reflect-metadata';
+
 export * from './registry/index.js';
+
+// The zod that milkit validates options with: a plugin defining its options schema with it needs no zod of its own.
+export { z } from 'zod';

@@ -1,6 +1,8 @@
 // The `milkit/nn` entry point: the layers and tensor ops a plugin may build on. One index, so plugins never
 // import files under src/core/nn/ by path (those paths are not part of the package and may move).
 // Helpers that only one plugin family uses live next to that family (plugins/<kind>/_shared/), not here.
+// The tfjs instance milkit runs on, for plugins that want no direct tfjs dependency of their own.
+export * as tf from '@tensorflow/tfjs';
 export * from '../core/nn/module.js';
 export * from '../core/nn/containers.js';
 export * from '../core/nn/init.js';
