@@ -3,7 +3,7 @@
 // and runs it. It runs the compiled JavaScript in dist/ (built by `npm ci` / `npm run build`); with
 // MILKIT_SOURCE=1 (`npm run dev`, the tests) it runs the TypeScript sources through tsx instead, and a checkout
 // without dist/ falls back to the sources too.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { register as registerHooks } from 'node:module';
 
 // A reader that closes the pipe early (`milkit schema | head`) has what it wanted: end quietly, not with a stack trace.
@@ -11,6 +11,13 @@ process.stdout.on('error', (error) => {
   if (error.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
   throw error;
 });
+
+// `--version` alone needs no module graph (loading it costs about a second of CPU, BENCHMARKS.md "coldstart").
+const args = process.argv.slice(2);
+if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
+  process.stdout.write(`${JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version}\n`);
+  process.exit(0);
+}
 
 const built = existsSync(new URL('../dist/src/core/cli/main.js', import.meta.url));
 const sources = existsSync(new URL('../src/core/cli/main.ts', import.meta.url));
@@ -33,4 +40,4 @@ if (fromSource) {
   const [{ builtinManifest }, { main }] = await Promise.all([import('../dist/plugins/index.js'), import('../dist/src/core/cli/main.js')]);
   loaded = { builtinManifest, main };
 }
-process.exitCode = await loaded.main(process.argv.slice(2), { manifest: loaded.builtinManifest() });
+process.exitCode = await loaded.main(args, { manifest: loaded.builtinManifest() });

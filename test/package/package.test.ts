@@ -86,6 +86,13 @@ describe('the published package', () => {
     expect(summary.folds.map((fold) => fold.ok)).toEqual([true, true]);
     expect(summary.summary.auc?.n).toBe(2);
     expect(summary.summary.auc?.mean).toBeGreaterThanOrEqual(0);
+
+    // Sweep workers (`milkit worker --serve`) start from the same compiled bin: there are no sources here.
+    const sweep = await execa('npx', ['--no-install', 'milkit', 'sweep', 'experiments/quickstart.yaml', ...TINY, 'train.epochs=1', 'output.dir=outputs', 'model/aggregator=mean-pool,max-pool', '--workers', '1'], inFolder(app));
+    expect(sweep.exitCode, sweep.all).toBe(0);
+    expect(sweep.stdout).toMatch(/\| mean-pool \| 2\/2 \|/);
+    expect(sweep.stdout).toMatch(/\| max-pool \| 2\/2 \|/);
+    expect(sweep.stdout).toMatch(/2 cells, 4 jobs: 0 already finished, 4 finished now, 0 failed/);
   }, SLOW);
 
   it.concurrent('runs an aggregator and a loss from a plugin package outside the repository through its config', async ({ expect }) => {
