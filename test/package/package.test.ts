@@ -6,7 +6,7 @@ import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'n
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { execa, type Options } from 'execa';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO, TINY } from '../e2e/helpers.js';
 
@@ -22,8 +22,8 @@ function userEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-function inFolder(cwd: string): Options {
-  return { cwd, env: userEnv(), extendEnv: false, reject: false, all: true };
+function inFolder(cwd: string) {
+  return { cwd, env: userEnv(), extendEnv: false, reject: false, all: true } as const;
 }
 
 describe('the published package', () => {
