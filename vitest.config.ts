@@ -1,12 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
-  resolve: {
-    // Plugins import the package by name (`milkit`, `milkit/nn`); tests run them from the TypeScript sources.
-    conditions: ['milkit-source'],
-  },
+  // Plugins import the package by name (`milkit`, `milkit/nn`); tests run them from the TypeScript sources.
   ssr: {
-    resolve: { conditions: ['milkit-source'], externalConditions: ['milkit-source'] },
+    resolve: { conditions: ['milkit-source'] },
   },
   test: {
     include: ['test/**/*.test.ts'],

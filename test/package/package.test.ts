@@ -88,7 +88,7 @@ describe('the published package', () => {
     expect(summary.summary.auc?.mean).toBeGreaterThanOrEqual(0);
 
     // Sweep workers (`milkit worker --serve`) start from the same compiled bin: there are no sources here.
-    const sweep = await execa('npx', ['--no-install', 'milkit', 'sweep', 'experiments/quickstart.yaml', ...TINY, 'train.epochs=1', 'output.dir=outputs', 'model/aggregator=mean-pool,max-pool', '--workers', '1'], inFolder(app));
+    const sweep = await execa('npx', ['--no-install', 'milkit', 'sweep', 'experiments/quickstart.yaml', ...TINY.filter((o) => !o.startsWith('train.epochs=')), 'train.epochs=1', 'output.dir=outputs', 'model/aggregator=mean-pool,max-pool', '--workers', '1'], inFolder(app));
     expect(sweep.exitCode, sweep.all).toBe(0);
     expect(sweep.stdout).toMatch(/\| mean-pool \| 2\/2 \|/);
     expect(sweep.stdout).toMatch(/\| max-pool \| 2\/2 \|/);

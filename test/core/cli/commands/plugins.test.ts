@@ -3,7 +3,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PLUGIN_KINDS } from '../../../../src/registry/index.js';
+import { PLUGIN_KINDS, type PluginKind } from '../../../../src/registry/index.js';
 import { parseKind, pluralOfKind } from '../../../../src/core/cli/commands/plugins.js';
 import { REPO, runCli, tempDir } from '../../../e2e/helpers.js';
 
@@ -18,7 +18,8 @@ describe('milkit --version', () => {
 
 describe('plugin kinds as typed', () => {
   it('accepts every kind singular and plural, in any case', () => {
-    expect(PLUGIN_KINDS.map(pluralOfKind)).toEqual(['aggregators', 'classifiers', 'losses', 'prescreeners', 'datasets', 'metrics', 'trackers', 'executors']);
+    expect(['aggregator', 'loss', 'prescreener', 'metric'].map((kind) => pluralOfKind(kind as PluginKind))).toEqual(['aggregators', 'losses', 'prescreeners', 'metrics']);
+    expect(pluralOfKind('strategy' as PluginKind)).toBe('strategies');
     for (const kind of PLUGIN_KINDS) {
       expect(parseKind(kind)).toBe(kind);
       expect(parseKind(pluralOfKind(kind).toUpperCase())).toBe(kind);
