@@ -8,5 +8,9 @@ import 'reflect-metadata';
 
 export * from './registry/index.js';
 
+// Typed helpers for TypeScript experiment configs and `milkit.config.ts` project settings.
+export { defineExperiment, type ComposableExperimentInput, type DefaultsListEntry } from './core/config/define-experiment.js';
+export { defineProjectSettings, type ProjectSettingsInput } from './core/config/project.js';
+
 // The zod that milkit validates options with: a plugin defining its options schema with it needs no zod of its own.
 export { z } from 'zod';
