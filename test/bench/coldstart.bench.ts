@@ -63,7 +63,7 @@ function withSpawnLoop(root: string, command: readonly string[], source: boolean
 export async function run(ctx: BenchContext): Promise<BenchResult> {
   ctx.log('building dist/ (tsc -p tsconfig.build.json)');
   execFileSync(process.execPath, [join(ctx.root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: ctx.root, stdio: 'inherit' });
-  const runs = ctx.quick ? 3 : 15;
+  const runs = ctx.quick ? 3 : 10;
   const hyperfine = hasHyperfine();
   const measure = hyperfine ? withHyperfine : withSpawnLoop;
   const bin = join(ctx.root, 'bin', 'milkit.mjs');
