@@ -13,6 +13,13 @@ module.exports = {
       to: { path: '^plugins/' },
     },
     {
+      name: 'shipped-code-imports-no-tests',
+      comment: 'test/ is not in the package: src/ and plugins/ (milkit/testing included) must not import from it.',
+      severity: 'error',
+      from: { path: '^(src|plugins)/' },
+      to: { path: '^test/' },
+    },
+    {
       name: 'plugins-use-public-entry-points',
       comment: "A plugin imports the framework as 'milkit', 'milkit/nn' or 'milkit/testing', as a user's plugin would; files under src/ are not part of the package.",
       severity: 'error',

@@ -1,6 +1,6 @@
 // The import boundary check (.dependency-cruiser.cjs) passes on the repository and fails, naming the rule, when
 // a forbidden import is injected into a temporary copy of src/ and plugins/.
-import { cp, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,6 +48,10 @@ describe('import boundary (dependency-cruiser)', () => {
     await prepend(path.join(root, 'plugins/losses/cross-entropy.ts'), "import '../aggregators/_shared/clam.js';");
     // A deep import the package exports do not allow.
     await prepend(path.join(root, 'plugins/classifiers/linear.ts'), "import 'milkit/src/core/nn/layers.js';");
+    // Shipped code depending on a test helper (test/ is not in the package).
+    await prepend(path.join(root, 'src/testing/index.ts'), "import '../../test/helpers/registry.js';");
+    await mkdir(path.join(root, 'test/helpers'), { recursive: true });
+    await cp(path.join(REPO, 'test/helpers/registry.ts'), path.join(root, 'test/helpers/registry.ts'));
     // A run-time cycle: errors.ts ← logger.ts (below) and logger.ts ← errors.ts.
     await prepend(path.join(root, 'src/core/errors.ts'), "import './logger.js';");
     await prepend(path.join(root, 'src/core/logger.ts'), "import './errors.js';");
@@ -59,6 +63,7 @@ describe('import boundary (dependency-cruiser)', () => {
     expect(result.all).toMatch(/core-imports-no-plugins: src\/core\/engine\/trainer\.ts → plugins\/metrics\/auc\.ts/);
     expect(result.all).toMatch(/plugins-share-only-within-their-family: plugins\/losses\/cross-entropy\.ts → plugins\/aggregators\/_shared\/clam\.ts/);
     expect(result.all).toMatch(/no-unresolvable-imports: plugins\/classifiers\/linear\.ts → milkit\/src\/core\/nn\/layers\.js/);
+    expect(result.all).toMatch(/shipped-code-imports-no-tests: src\/testing\/index\.ts → test\/helpers\/registry\.ts/);
     expect(result.all).toMatch(/no-cycles: src\/core\/(errors|logger)\.ts/);
   });
 });
