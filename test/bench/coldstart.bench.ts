@@ -2,6 +2,7 @@
 // (dist/, what `npx milkit` runs after `npm ci`) against the TypeScript sources through tsx (MILKIT_SOURCE=1,
 // which is how every command started before the build existed). Node's own start-up is the floor.
 // hyperfine (Debian package) when installed — it also reports CPU time —, else a spawn loop (wall time only).
+// hyperfine -N splits commands at spaces, so no argument may contain one.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -76,7 +77,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   ];
   const node = measure(ctx.root, [process.execPath, '-e', '0'], false, runs);
   // What a command module pays when it imports tfjs at load time (every command does today, via the engine).
-  const tfjs = measure(ctx.root, [process.execPath, '--input-type=module', '-e', "await import('@tensorflow/tfjs')"], false, runs);
+  const tfjs = measure(ctx.root, [process.execPath, '--import', '@tensorflow/tfjs', '-e', '0'], false, runs);
   const rows: string[] = [];
   const results = new Map<string, Timing>();
   for (const c of cases) {
