@@ -1,10 +1,11 @@
-// The built-in plugin manifest, built from the folders: plugins/<kind-plural>/<name>.ts is `<kind>/<name>`.
+// The built-in plugin manifest, built from the folders: plugins/<kind-plural>/<name>.ts is `<kind>/<name>`
+// (<name>.js in the compiled package under dist/plugins/; folders such as _shared/ hold family helpers, not plugins).
 // Files load lazily (on first use), so `milkit --help` and listings stay fast; a file whose definition does
 // not match its path is rejected by the registry (manifest-mismatch).
 import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { PluginManifest } from '../src/registry/index.js';
+import type { PluginManifest } from 'milkit';
 
 /** Folder name → plugin kind. */
 export const KIND_FOLDERS = {
@@ -33,8 +34,8 @@ export function builtinManifest(): PluginManifest {
       continue;
     }
     for (const file of files) {
-      const match = /^([a-z0-9][a-z0-9-]*)\.ts$/.exec(file);
-      if (!match || file.endsWith('.d.ts')) continue;
+      const match = /^([a-z0-9][a-z0-9-]*)\.(?:ts|js)$/.exec(file);
+      if (!match) continue;
       const url = pathToFileURL(join(here, folder, file)).href;
       entries.push([`${kind}/${match[1] as string}`, () => import(url) as Promise<{ default: unknown }>]);
     }

@@ -15,9 +15,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, Module, type Aggregator, type AggregatorOutput, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from '../../src/registry/index.js';
-import { Linear, dropout } from '../../src/core/nn/layers.js';
-import { attentionScores, buildAttentionLayers, softmaxOverInstances, type AttentionLayers } from '../../src/core/nn/attention.js';
+import { definePlugin, Module, type Aggregator, type AggregatorOutput, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
+import { Linear, dropout, attentionScores, buildAttentionLayers, softmaxOverInstances, type AttentionLayers } from 'milkit/nn';
 
 export const AbmilOptions = z.strictObject({
   projectDim: z.int().min(0).default(512).describe('E: width of the ReLU projection of the features (0 = attend over the raw features)'),

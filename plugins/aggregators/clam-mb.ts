@@ -13,10 +13,10 @@
  * Checked against: test/reference/clam.py → test/reference/fixtures/clam-mb*.safetensors
  */
 import * as tf from '@tensorflow/tfjs';
-import { definePlugin, PluginError, type Aggregator, type AggregatorOutput, type Bag, type Classifier, type ForwardIO, type ModelContext, type TorchNaming } from '../../src/registry/index.js';
-import { CLAM_INSTANCE_RENAME, ClamBody, ClamOptions } from '../../src/core/nn/clam.js';
-import { ModuleList } from '../../src/core/nn/containers.js';
-import { INSTANCE_CLUSTERING_EXTRAS } from '../../src/core/nn/instance-clustering.js';
+import { definePlugin, PluginError, type Aggregator, type AggregatorOutput, type Bag, type Classifier, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
+import { CLAM_INSTANCE_RENAME, ClamBody, ClamOptions } from './_shared/clam.js';
+import { ModuleList } from 'milkit/nn';
+import { INSTANCE_CLUSTERING_EXTRAS } from './_shared/instance-clustering.js';
 
 class ClamMbAggregator extends ClamBody implements Aggregator {
   readonly torchNaming: TorchNaming = {

@@ -16,9 +16,9 @@
  * Checked against: test/reference/clam.py → test/reference/fixtures/clam-sb*.safetensors
  */
 import * as tf from '@tensorflow/tfjs';
-import { definePlugin, type Aggregator, type AggregatorOutput, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from '../../src/registry/index.js';
-import { CLAM_INSTANCE_RENAME, ClamBody, ClamOptions } from '../../src/core/nn/clam.js';
-import { INSTANCE_CLUSTERING_EXTRAS } from '../../src/core/nn/instance-clustering.js';
+import { definePlugin, type Aggregator, type AggregatorOutput, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
+import { CLAM_INSTANCE_RENAME, ClamBody, ClamOptions } from './_shared/clam.js';
+import { INSTANCE_CLUSTERING_EXTRAS } from './_shared/instance-clustering.js';
 
 class ClamSbAggregator extends ClamBody implements Aggregator {
   readonly torchNaming: TorchNaming = {

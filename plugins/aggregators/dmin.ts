@@ -30,12 +30,9 @@ import {
   type Classifier,
   type ForwardIO,
   type ModelContext,
-} from '../../src/registry/index.js';
-import { Linear, dropout } from '../../src/core/nn/layers.js';
-import { ModuleList } from '../../src/core/nn/containers.js';
-import { maskedColumnMax, nonZeroDivisor, stepGate, stopGradient, straightThroughGate } from '../../src/core/nn/gradients.js';
-import { INSTANCE_CLUSTERING_EXTRAS, instanceClusteringExtras } from '../../src/core/nn/instance-clustering.js';
-import { unionKeepRate } from '../../src/core/nn/keep-rate.js';
+} from 'milkit';
+import { Linear, dropout, ModuleList, maskedColumnMax, nonZeroDivisor, stepGate, stopGradient, straightThroughGate, unionKeepRate } from 'milkit/nn';
+import { INSTANCE_CLUSTERING_EXTRAS, instanceClusteringExtras } from './_shared/instance-clustering.js';
 
 export const DminOptions = z.strictObject({
   hiddenDim: z.int().positive().default(512).describe('width of the projected instances h (512 in HDMIL)'),

@@ -16,12 +16,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, Module, PluginError, type Aggregator, type AggregatorOutput, type Bag, type Classifier, type ForwardIO, type ModelContext, type TorchNaming } from '../../src/registry/index.js';
-import type { Rng } from '../../src/registry/index.js';
-import { initBias, initWeight } from '../../src/core/nn/init.js';
-import { Linear, dropout } from '../../src/core/nn/layers.js';
-import { softmaxOverInstances } from '../../src/core/nn/attention.js';
-import { constantOf } from '../../src/core/nn/no-grad.js';
+import { definePlugin, Module, PluginError, type Aggregator, type AggregatorOutput, type Bag, type Classifier, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
+import type { Rng } from 'milkit';
+import { initBias, initWeight, Linear, dropout, softmaxOverInstances, constantOf } from 'milkit/nn';
 
 export const DsmilOptions = z.strictObject({
   queryDim: z.int().positive().default(128).describe('width of the query network q (128 in DSMIL)'),

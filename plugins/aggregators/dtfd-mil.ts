@@ -35,10 +35,8 @@ import {
   type ModelContext,
   Rng,
   type TorchNaming,
-} from '../../src/registry/index.js';
-import { AttentionScorer, type AttentionScorerOptions } from '../../src/core/nn/attention.js';
-import { Linear, dropout } from '../../src/core/nn/layers.js';
-import { constantOf, selectionMatrix } from '../../src/core/nn/no-grad.js';
+} from 'milkit';
+import { AttentionScorer, type AttentionScorerOptions, Linear, dropout, constantOf, selectionMatrix } from 'milkit/nn';
 
 export const DtfdMilOptions = z
   .strictObject({

@@ -8,8 +8,8 @@
  * Checked against: hand-computed means in test/plugins/aggregators/pooling.test.ts
  */
 import * as tf from '@tensorflow/tfjs';
-import { definePlugin } from '../../src/registry/index.js';
-import { ProjectedPool, ProjectedPoolOptions } from '../../src/core/nn/pooling.js';
+import { definePlugin } from 'milkit';
+import { ProjectedPool, ProjectedPoolOptions } from 'milkit/nn';
 
 export default definePlugin({
   kind: 'aggregator',

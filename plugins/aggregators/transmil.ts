@@ -19,14 +19,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, Module, type Aggregator, type AggregatorOutput, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from '../../src/registry/index.js';
-import type { Rng } from '../../src/registry/index.js';
-import { checkpointed } from '../../src/core/nn/checkpoint.js';
-import { depthwiseConvSame } from '../../src/core/nn/depthwise-conv.js';
-import { initBias, initWeight, type InitScheme } from '../../src/core/nn/init.js';
-import { LayerNorm } from '../../src/core/nn/layer-norm.js';
-import { Linear } from '../../src/core/nn/layers.js';
-import { NystromAttention, type NystromOptions } from '../../src/core/nn/nystrom.js';
+import { definePlugin, Module, type Aggregator, type AggregatorOutput, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
+import type { Rng } from 'milkit';
+import { checkpointed, depthwiseConvSame, initBias, initWeight, type InitScheme, LayerNorm, Linear, NystromAttention, type NystromOptions } from 'milkit/nn';
 
 export const TransmilOptions = z
   .strictObject({

@@ -14,9 +14,8 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, Module, type Classifier, type ForwardIO, type ModelContext } from '../../src/registry/index.js';
-import { ChebyshevKanLayer } from '../../src/core/nn/chebyshev.js';
-import { ModuleList } from '../../src/core/nn/containers.js';
+import { definePlugin, Module, type Classifier, type ForwardIO, type ModelContext } from 'milkit';
+import { ChebyshevKanLayer, ModuleList } from 'milkit/nn';
 
 export const CkaOptions = z.strictObject({
   degree: z.int().min(0).max(64).default(12).describe('K: highest Chebyshev degree (12 in HDMIL; 16 for TCGA-NSCLC)'),

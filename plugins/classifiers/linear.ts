@@ -9,8 +9,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, Module, type Classifier, type ForwardIO, type ModelContext } from '../../src/registry/index.js';
-import { Linear } from '../../src/core/nn/layers.js';
+import { definePlugin, Module, type Classifier, type ForwardIO, type ModelContext } from 'milkit';
+import { Linear } from 'milkit/nn';
 
 export const LinearOptions = z.strictObject({
   init: z.enum(['torch-default', 'xavier-normal', 'kaiming-normal', 'orthogonal', 'zeros']).default('torch-default').describe('weight initialisation (bias: torch-default draws, else zeros)'),

@@ -10,8 +10,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, Module, type Classifier, type ForwardIO, type ModelContext } from '../../src/registry/index.js';
-import { Linear, activate, dropout } from '../../src/core/nn/layers.js';
+import { definePlugin, Module, type Classifier, type ForwardIO, type ModelContext } from 'milkit';
+import { Linear, activate, dropout } from 'milkit/nn';
 
 export const MlpOptions = z.strictObject({
   hiddenDims: z.array(z.int().positive()).default([256]).describe('widths of the hidden layers, in order ([] = linear head)'),

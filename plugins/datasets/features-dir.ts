@@ -11,7 +11,7 @@
  * Checked against: round-trips through every format in test/plugins/datasets/feature-folders.test.ts
  */
 import { z } from 'zod';
-import { definePlugin, featureFolderOptions, FeatureFolderBaseOptions, openFeatureFolder } from '../../src/registry/index.js';
+import { definePlugin, featureFolderOptions, FeatureFolderBaseOptions, openFeatureFolder } from 'milkit';
 
 export const FeaturesDirOptions = FeatureFolderBaseOptions.extend({
   format: z.enum(['auto', 'h5', 'safetensors', 'npy', 'pt']).default('auto').describe('feature file format; auto = by the extension that exists for each slide'),

@@ -10,7 +10,7 @@
  * Checked against: h5py-written fixtures (CLAM's (1, 1024) chunking) in test/reference/h5_features.py,
  *   test/plugins/datasets/feature-folders.test.ts
  */
-import { definePlugin, featureFolderOptions, FeatureFolderBaseOptions, openFeatureFolder } from '../../src/registry/index.js';
+import { definePlugin, featureFolderOptions, FeatureFolderBaseOptions, openFeatureFolder } from 'milkit';
 
 export const FeaturesH5Options = FeatureFolderBaseOptions;
 export type FeaturesH5Options = FeatureFolderBaseOptions;

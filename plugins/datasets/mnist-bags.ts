@@ -13,7 +13,7 @@
  * Checked against: bag-size and label statistics, pool disjointness in test/plugins/datasets/mnist-bags.test.ts
  */
 import { z } from 'zod';
-import { applyDeclaredLabels, definePlugin, GeneratedBagSource, loadMnistDigits, MNIST_PIXELS, Rng, type BagData, type SlideRecord } from '../../src/registry/index.js';
+import { applyDeclaredLabels, definePlugin, GeneratedBagSource, loadMnistDigits, MNIST_PIXELS, Rng, type BagData, type SlideRecord } from 'milkit';
 
 export const MnistBagsOptions = z.strictObject({
   targetDigit: z.int().min(0).max(9).default(9).describe('digit whose presence makes a bag positive'),

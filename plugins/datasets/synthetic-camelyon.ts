@@ -33,7 +33,7 @@ import {
   type BagData,
   type LesionStructure,
   type SlideRecord,
-} from '../../src/registry/index.js';
+} from 'milkit';
 
 export const SyntheticCamelyonOptions = z
   .strictObject({

@@ -27,7 +27,7 @@ import {
   lesionStructure,
   Rng,
   type SlideRecord,
-} from '../../src/registry/index.js';
+} from 'milkit';
 
 export const FINE_CLASSES = ['N', 'PB', 'UDH', 'FEA', 'ADH', 'DCIS', 'IC'] as const;
 export const COARSE_CLASSES = ['benign', 'atypical', 'malignant'] as const;

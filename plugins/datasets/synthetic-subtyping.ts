@@ -26,7 +26,7 @@ import {
   lesionStructure,
   Rng,
   type SlideRecord,
-} from '../../src/registry/index.js';
+} from 'milkit';
 
 export const SyntheticSubtypingOptions = z
   .strictObject({

@@ -21,7 +21,7 @@ import { z } from 'zod';
 import {
   definePlugin, parseWorkerReport,
   type Executor, type ExecutorBatch, type ExecutorContext, type ExecutorEvents, type ExecutorJob, type JobOutcome, type WorkerReport,
-} from '../../src/registry/index.js';
+} from 'milkit';
 
 export const LocalExecutorOptions = z.strictObject({
   workers: z.int().positive().optional().describe('worker processes running at once (default: CPU cores)'),

@@ -19,7 +19,7 @@ import { z } from 'zod';
 import {
   definePlugin, PluginError, WORKER_EXIT_BUSY,
   type Executor, type ExecutorBatch, type ExecutorContext, type ExecutorEvents, type ExecutorJob, type JobOutcome,
-} from '../../src/registry/index.js';
+} from 'milkit';
 
 export const SlurmExecutorOptions = z.strictObject({
   partition: z.string().min(1).optional().describe('partition to submit to (default: the cluster default)'),

@@ -11,8 +11,8 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, type Loss, type LossTarget, type ModelOutput } from '../../src/registry/index.js';
-import { oneHotBceWithLogits } from '../../src/core/nn/bce.js';
+import { definePlugin, type Loss, type LossTarget, type ModelOutput } from 'milkit';
+import { oneHotBceWithLogits } from 'milkit/nn';
 
 export const BinaryCrossEntropyOptions = z.strictObject({});
 export type BinaryCrossEntropyOptions = z.output<typeof BinaryCrossEntropyOptions>;

@@ -16,8 +16,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, type Loss, type LossTarget, type ModelOutput } from '../../src/registry/index.js';
-import { smoothTop1SvmLosses } from '../../src/core/nn/smooth-svm.js';
+import { definePlugin, type Loss, type LossTarget, type ModelOutput } from 'milkit';
+import { smoothTop1SvmLosses } from './_shared/smooth-svm.js';
 
 export const ClamInstanceOptions = z.strictObject({
   fn: z.enum(['svm', 'ce']).default('svm').describe('per-instance loss: smooth top-1 SVM (CLAM --inst_loss svm) or cross-entropy'),

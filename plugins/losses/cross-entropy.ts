@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, type Loss, type LossTarget, type ModelOutput } from '../../src/registry/index.js';
+import { definePlugin, type Loss, type LossTarget, type ModelOutput } from 'milkit';
 
 export const CrossEntropyOptions = z.strictObject({
   labelSmoothing: z.number().min(0).lt(1).default(0).describe('ε: mass spread uniformly over classes'),

@@ -10,8 +10,8 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, type Loss, type LossTarget, type ModelOutput } from '../../src/registry/index.js';
-import { crossEntropyWithLogits, oneHotBceWithLogits } from '../../src/core/nn/bce.js';
+import { definePlugin, type Loss, type LossTarget, type ModelOutput } from 'milkit';
+import { crossEntropyWithLogits, oneHotBceWithLogits } from 'milkit/nn';
 
 export const DsmilMaxInstanceOptions = z.strictObject({
   criterion: z.enum(['bce', 'ce']).default('bce').describe('BCE with logits on one-hot labels (DSMIL) or softmax cross-entropy (MHIM-MIL\'s variant)'),

@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, type Loss, type LossTarget, type ModelOutput } from '../../src/registry/index.js';
+import { definePlugin, type Loss, type LossTarget, type ModelOutput } from 'milkit';
 
 export const DtfdTier1Options = z.strictObject({});
 export type DtfdTier1Options = z.output<typeof DtfdTier1Options>;

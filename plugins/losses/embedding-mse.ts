@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, PluginError, type Loss, type ModelOutput } from '../../src/registry/index.js';
+import { definePlugin, PluginError, type Loss, type ModelOutput } from 'milkit';
 
 export const EmbeddingMseOptions = z.strictObject({});
 export type EmbeddingMseOptions = z.output<typeof EmbeddingMseOptions>;

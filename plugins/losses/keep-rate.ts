@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, type Loss, type ModelOutput } from '../../src/registry/index.js';
+import { definePlugin, type Loss, type ModelOutput } from 'milkit';
 
 export const KeepRateOptions = z.strictObject({
   target: z.number().gt(0).max(1).default(0.6).describe('r: target fraction of instances kept (Camelyon16/RCC 0.6, NSCLC/BRCA 0.7)'),

@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, type Loss, type ModelOutput } from '../../src/registry/index.js';
+import { definePlugin, type Loss, type ModelOutput } from 'milkit';
 
 export const LogitKlOptions = z.strictObject({
   temperature: z.number().positive().default(1).describe('T: both logit vectors are divided by T before the softmax (HDMIL: 1)'),

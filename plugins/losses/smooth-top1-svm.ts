@@ -11,8 +11,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, type Loss, type LossTarget, type ModelOutput } from '../../src/registry/index.js';
-import { smoothTop1SvmLosses } from '../../src/core/nn/smooth-svm.js';
+import { definePlugin, type Loss, type LossTarget, type ModelOutput } from 'milkit';
+import { smoothTop1SvmLosses } from './_shared/smooth-svm.js';
 
 export const SmoothTop1SvmOptions = z.strictObject({
   alpha: z.number().positive().default(1).describe('α: margin'),

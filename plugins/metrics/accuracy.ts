@@ -7,7 +7,7 @@
  * Checked against: scikit-learn accuracy_score, test/reference/metrics.py → fixtures/metrics.json
  */
 import { z } from 'zod';
-import { argmaxRows, definePlugin, type Metric, type MetricInput, type MetricValue } from '../../src/registry/index.js';
+import { argmaxRows, definePlugin, type Metric, type MetricInput, type MetricValue } from 'milkit';
 
 export const AccuracyOptions = z.strictObject({});
 export type AccuracyOptions = z.output<typeof AccuracyOptions>;

@@ -11,7 +11,7 @@
  * Checked against: scikit-learn roc_auc_score, test/reference/metrics.py → fixtures/metrics.json
  */
 import { z } from 'zod';
-import { binaryAuc, definePlugin, type Metric, type MetricInput, type MetricValue } from '../../src/registry/index.js';
+import { binaryAuc, definePlugin, type Metric, type MetricInput, type MetricValue } from 'milkit';
 
 export const AucOptions = z.strictObject({
   onAbsentClass: z.enum(['undefined', 'skip']).default('undefined').describe('C > 2: a class missing from the labels makes the AUC undefined, or is skipped from the macro mean (CLAM)'),

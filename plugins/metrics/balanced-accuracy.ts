@@ -8,7 +8,7 @@
  * Checked against: scikit-learn balanced_accuracy_score, test/reference/metrics.py → fixtures/metrics.json
  */
 import { z } from 'zod';
-import { argmaxRows, classCounts, confusionMatrix, definePlugin, type Metric, type MetricInput, type MetricValue } from '../../src/registry/index.js';
+import { argmaxRows, classCounts, confusionMatrix, definePlugin, type Metric, type MetricInput, type MetricValue } from 'milkit';
 
 export const BalancedAccuracyOptions = z.strictObject({});
 export type BalancedAccuracyOptions = z.output<typeof BalancedAccuracyOptions>;

@@ -8,7 +8,7 @@
  * Checked against: scikit-learn f1_score(average='macro'), test/reference/metrics.py → fixtures/metrics.json
  */
 import { z } from 'zod';
-import { argmaxRows, classCounts, confusionMatrix, definePlugin, presentClasses, type Metric, type MetricInput, type MetricValue } from '../../src/registry/index.js';
+import { argmaxRows, classCounts, confusionMatrix, definePlugin, presentClasses, type Metric, type MetricInput, type MetricValue } from 'milkit';
 
 export const F1Options = z.strictObject({});
 export type F1Options = z.output<typeof F1Options>;

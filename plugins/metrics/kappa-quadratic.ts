@@ -10,7 +10,7 @@
  * Checked against: scikit-learn cohen_kappa_score(weights=quadratic), test/reference/metrics.py → fixtures/metrics.json
  */
 import { z } from 'zod';
-import { argmaxRows, cohenKappa, definePlugin, type Metric, type MetricInput, type MetricValue } from '../../src/registry/index.js';
+import { argmaxRows, cohenKappa, definePlugin, type Metric, type MetricInput, type MetricValue } from 'milkit';
 
 export const KappaQuadraticOptions = z.strictObject({});
 export type KappaQuadraticOptions = z.output<typeof KappaQuadraticOptions>;

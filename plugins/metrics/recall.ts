@@ -8,7 +8,7 @@
  * Checked against: scikit-learn recall_score(average='macro'), test/reference/metrics.py → fixtures/metrics.json
  */
 import { z } from 'zod';
-import { argmaxRows, classCounts, confusionMatrix, definePlugin, presentClasses, type Metric, type MetricInput, type MetricValue } from '../../src/registry/index.js';
+import { argmaxRows, classCounts, confusionMatrix, definePlugin, presentClasses, type Metric, type MetricInput, type MetricValue } from 'milkit';
 
 export const RecallOptions = z.strictObject({});
 export type RecallOptions = z.output<typeof RecallOptions>;

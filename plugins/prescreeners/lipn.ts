@@ -15,10 +15,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, Module, type ForwardIO, type ModelContext, type Prescreener } from '../../src/registry/index.js';
-import { MobileNetV4ConvTiny } from '../../src/core/nn/mobilenet-v4.js';
-import { straightThroughGate, torchAbs } from '../../src/core/nn/gradients.js';
-import { unionKeepRate } from '../../src/core/nn/keep-rate.js';
+import { definePlugin, Module, type ForwardIO, type ModelContext, type Prescreener } from 'milkit';
+import { MobileNetV4ConvTiny, straightThroughGate, torchAbs, unionKeepRate } from 'milkit/nn';
 
 export const LipnOptions = z.strictObject({
   maskLossWeight: z.number().min(0).default(1).describe('β1: weight of the L1 term between predicted and target masks'),

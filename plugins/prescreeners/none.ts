@@ -8,7 +8,7 @@
  * Checked against: engine tests (all instances reach the aggregator)
  */
 import { z } from 'zod';
-import { definePlugin } from '../../src/registry/index.js';
+import { definePlugin } from 'milkit';
 
 export default definePlugin({
   kind: 'prescreener',

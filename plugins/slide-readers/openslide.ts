@@ -11,7 +11,7 @@
  *   test/reference/fixtures/slides/openslide-regions.json (test/core/slides/parity.test.ts)
  */
 import { z } from 'zod';
-import { definePlugin, OpenSlideReader, OPENSLIDE_LIBRARIES } from '../../src/registry/index.js';
+import { definePlugin, OpenSlideReader, OPENSLIDE_LIBRARIES } from 'milkit';
 
 export const OpenSlideReaderOptions = z.strictObject({
   library: z.string().min(1).optional().describe('shared library name or path to load instead of the usual libopenslide.so.0'),

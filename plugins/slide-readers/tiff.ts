@@ -11,7 +11,7 @@
  * Checked against: the openslide reader on generated slides (test/core/slides/parity.test.ts)
  */
 import { z } from 'zod';
-import { definePlugin, TiffSlideReader } from '../../src/registry/index.js';
+import { definePlugin, TiffSlideReader } from 'milkit';
 
 export const TiffReaderOptions = z.strictObject({});
 export type TiffReaderOptions = z.output<typeof TiffReaderOptions>;

@@ -13,7 +13,7 @@
  *   (test/core/slides/tissue.test.ts)
  */
 import { z } from 'zod';
-import { CLAM_TISSUE_DEFAULTS, definePlugin, detectTissue, type SlideReader } from '../../src/registry/index.js';
+import { CLAM_TISSUE_DEFAULTS, definePlugin, detectTissue, type SlideReader } from 'milkit';
 
 const d = CLAM_TISSUE_DEFAULTS;
 export const ClamTissueOptions = z.strictObject({

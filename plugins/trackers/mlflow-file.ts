@@ -8,7 +8,7 @@
  * Checked against: test/core/tracking/file-store.test.ts (independent parser of the docs/methods/mlflow.md#file-store-layout rules).
  */
 import { z } from 'zod';
-import { createFileStoreTracker, definePlugin } from '../../src/registry/index.js';
+import { createFileStoreTracker, definePlugin } from 'milkit';
 
 export const MlflowFileOptions = z.strictObject({
   root: z.string().min(1).default('mlruns').describe('store folder (the `mlruns` directory); relative paths resolve against the working directory'),

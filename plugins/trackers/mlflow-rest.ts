@@ -8,7 +8,7 @@
  * Checked against: test/core/tracking/rest-contract.test.ts (fixture replay) and test/core/tracking/faults.test.ts.
  */
 import { z } from 'zod';
-import { createRestTracker, definePlugin, REST_DEFAULTS } from '../../src/registry/index.js';
+import { createRestTracker, definePlugin, REST_DEFAULTS } from 'milkit';
 
 export const MlflowRestOptions = z.strictObject({
   uri: z.string().regex(/^https?:\/\//i, 'must start with http:// or https://').describe('tracking server URI, http(s)://host:port[/prefix]'),

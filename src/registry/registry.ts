@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { PluginError } from '../core/errors.js';
 import { parseOrThrow, showValue } from '../core/config/zod-issues.js';
+import { importModule } from '../core/util/import-module.js';
 import { suggest } from '../core/util/suggest.js';
 import type { AnyPluginDefinition, PluginPackage } from './define-plugin.js';
 import { pluginId } from './define-plugin.js';
@@ -186,7 +187,7 @@ export class Registry {
       }
       let module: Record<string, unknown>;
       try {
-        module = (await import(url)) as Record<string, unknown>;
+        module = await importModule(url);
       } catch (cause) {
         throw new PluginError('plugin-load-failed', `plugins: loading "${spec}" failed.`, { hint: 'Fix the error below in the plugin module.', cause });
       }

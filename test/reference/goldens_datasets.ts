@@ -3,7 +3,6 @@
 // fingerprints are computed independently by goldens_datasets.py.)
 //
 // Run: npx tsx test/reference/goldens_datasets.ts
-import 'reflect-metadata';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { builtinManifest } from '../../plugins/index.js';

@@ -1,6 +1,7 @@
 // The milkit CLI: commander program whose subcommands are the modules in ./commands (each exports
 // `register`). Errors print one line per cause and exit with the error class's code; stacks only with --debug.
 import { readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
@@ -25,6 +26,12 @@ const processIo: CliIo = {
   stdoutIsTTY: Boolean(process.stdout.isTTY),
 };
 
+/** The installed package's version: `milkit/package.json` by name resolves from src/ and from dist/ alike. */
+export function packageVersion(): string {
+  const manifest = createRequire(import.meta.url)('milkit/package.json') as { version?: unknown };
+  return typeof manifest.version === 'string' ? manifest.version : 'unknown';
+}
+
 /** Builds the program with every command module registered. */
 export async function buildProgram(options: MainOptions): Promise<Command> {
   const io = options.io ?? processIo;
@@ -35,19 +42,21 @@ export async function buildProgram(options: MainOptions): Promise<Command> {
   const app = createApp(services, io, options.cwd ?? process.cwd(), options.env ?? process.env);
   const program = new Command('milkit')
     .description('Multiple-instance learning experiments on whole-slide images: typed configs, plugins, CV, sweeps, MLflow.')
+    .version(packageVersion(), '-V, --version', 'print the milkit version')
     .option('--debug', 'print stack traces and debug logs')
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+  // .ts when running the sources (tests, `npm run dev`), .js when running the build in dist/.
   const here = dirname(fileURLToPath(import.meta.url));
-  const files = readdirSync(join(here, 'commands')).filter((f) => /^[a-z][a-z0-9-]*\.ts$/.test(f)).sort();
+  const files = readdirSync(join(here, 'commands')).filter((f) => /^[a-z][a-z0-9-]*\.(ts|js)$/.test(f)).sort();
   for (const file of files) {
     let module: { register?: RegisterCommand };
     try {
       module = (await import(pathToFileURL(join(here, 'commands', file)).href)) as { register?: RegisterCommand };
     } catch (cause) {
       // One broken command module must not take the whole CLI down: its command reports the failure when used.
-      const name = file.replace(/\.ts$/, '');
+      const name = file.replace(/\.(ts|js)$/, '');
       program.command(name, { hidden: true }).allowUnknownOption().argument('[args...]').action(() => {
         throw new MilkitError('command-unavailable', `the "${name}" command failed to load.`, { hint: 'This is a bug in milkit; run with --debug for details.', cause });
       });

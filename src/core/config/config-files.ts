@@ -5,6 +5,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { LineCounter, parseDocument } from 'yaml';
 import { ConfigError } from '../errors.js';
+import { importModule } from '../util/import-module.js';
 import { isMapping, type ConfigMapping } from './tree.js';
 
 /** Extensions a config (primary or group option) may have, in lookup order. */
@@ -110,7 +111,7 @@ function readPackageHeader(text: string): string | undefined {
 async function importConfigModule(file: string, shown: string): Promise<unknown> {
   let module: Record<string, unknown>;
   try {
-    module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+    module = await importModule(pathToFileURL(file).href);
   } catch (cause) {
     // Node treats .ts/.js as CommonJS outside a `"type": "module"` package, and an ES-module config then fails to load.
     const text = cause instanceof Error ? cause.message : String(cause);

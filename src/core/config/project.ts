@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { cosmiconfig, type Loader } from 'cosmiconfig';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { importModule as importUserModule } from '../util/import-module.js';
 import { displayPath } from './config-files.js';
 import { parseOrThrow } from './zod-issues.js';
 
@@ -40,10 +41,10 @@ export function defineProjectSettings(settings: ProjectSettingsInput): ProjectSe
   return settings;
 }
 
-// TS settings files load through the running TS loader (tsx for the CLI, vite-node under vitest),
+// TS settings files load through a TS loader (tsx for the CLI, vite-node under vitest; see importModule),
 // so no compiled copy is written next to the user's file.
 const importModule: Loader = async (filepath) => {
-  const module = (await import(pathToFileURL(filepath).href)) as Record<string, unknown>;
+  const module = await importUserModule(pathToFileURL(filepath).href);
   return module.default ?? module;
 };
 

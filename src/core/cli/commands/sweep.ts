@@ -1,6 +1,7 @@
 // `milkit sweep EXP a=1,2 b=x,y [--zip a,b] [--file table.yaml] [--executor local|slurm] [--workers N]`:
 // a grid (Hydra syntax), zipped pairs, or a sweep file of named rows × datasets; every cell is composed and
 // validated first, then the unfinished cell × fold jobs run on the executor; prints the result table.
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,8 +40,21 @@ const collect = (value: string, previous: string[]): string[] => [...previous, v
  */
 const WORKER_NODE_FLAGS = ['--single-threaded-gc'];
 
-/** The package's own CLI entry: what every worker process runs (`node bin/milkit.mjs worker ...`). */
-const MILKIT_BIN = fileURLToPath(new URL('../../../../bin/milkit.mjs', import.meta.url));
+/**
+ * The package's own CLI entry: what every worker process runs (`node bin/milkit.mjs worker ...`). This module
+ * runs from src/core/cli/commands/ (sources) or dist/src/core/cli/commands/ (build), so the package root is the
+ * nearest folder up that holds bin/milkit.mjs; the bin then picks the build or, with MILKIT_SOURCE=1 (inherited
+ * by the workers), the sources, exactly as the parent did.
+ */
+const MILKIT_BIN = findPackageBin(path.dirname(fileURLToPath(import.meta.url)));
+
+function findPackageBin(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, 'bin', 'milkit.mjs');
+    if (existsSync(candidate)) return candidate;
+    if (path.dirname(dir) === dir) throw new Error(`no bin/milkit.mjs above ${from}: the milkit package is incomplete`);
+  }
+}
 
 /** Sweep arguments through the config module's Hydra parser: `a=1,2` → [`a=1`, `a=2`]; glob() reads the group's options. */
 function expander(experimentFile: string, cwd: string, registry: Registry): ExpandArgument {

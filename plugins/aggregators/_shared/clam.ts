@@ -3,12 +3,9 @@
 // instance-clustering selection. The two plugins differ only in K (1 or C) and in who owns the bag heads.
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import type { Bag, Classifier, ForwardIO, ModelContext } from '../../registry/contracts/model.js';
-import { AttentionScorer, softmaxOverInstances } from './attention.js';
-import { ModuleList } from './containers.js';
+import { Module, type Bag, type Classifier, type ForwardIO, type ModelContext } from 'milkit';
+import { AttentionScorer, Linear, ModuleList, dropout, softmaxOverInstances } from 'milkit/nn';
 import { instanceClusteringExtras } from './instance-clustering.js';
-import { Linear, dropout } from './layers.js';
-import { Module } from './module.js';
 
 export const ClamOptions = z.strictObject({
   size: z.enum(['small', 'big']).default('small').describe('CLAM size_arg: small = [D, 512, 256], big = [D, 512, 384] (E, H)'),

@@ -3,7 +3,7 @@
 // class; run them through that class's instance classifier. The result is the `instance*` extras the
 // `loss/clam-instance` plugin reads, weighted so Σ w·ℓ equals CLAM's sum of per-classifier means (÷ C when subtyping).
 import * as tf from '@tensorflow/tfjs';
-import { selectionMatrix, constantOf } from './no-grad.js';
+import { selectionMatrix, constantOf } from 'milkit/nn';
 
 /** The extras this selection produces. */
 export const INSTANCE_CLUSTERING_EXTRAS = ['instanceLogits', 'instanceTargets', 'instanceWeights'] as const;
