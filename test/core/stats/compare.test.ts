@@ -8,7 +8,10 @@ import { binaryAuc } from '../../../src/core/eval/classification.js';
 import type { Metric } from '../../../src/registry/index.js';
 
 const auc: Metric = {
-  compute: (input) => ({ value: binaryAuc(input.labels.map((y) => y === 1), input.probs.map((p) => p[1] as number)) }),
+  compute: (input) => {
+    const value = binaryAuc(input.labels.map((y) => y === 1), input.probs.map((p) => p[1] as number));
+    return value === null ? { value, reason: 'one class' } : { value };
+  },
 };
 
 /** 3 k-fold test sets of 8 slides (24 slides, 12 cases of 2 slides), scores = label signal · strength + noise. */

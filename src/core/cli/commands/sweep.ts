@@ -153,7 +153,8 @@ export function register(program: Command, app: CliApp): void {
       const compose: ComposeCell = async (file, overrides) => {
         const resolved = await loadExperiment(file, overrides, { registry, cwd: app.cwd, env: app.env });
         composed.set(resolved.configHash, resolved);
-        return { configHash: resolved.configHash, folds: resolved.config.split.folds, configYaml: resolved.toYaml() };
+        // With split.repeats every repeat's folds are jobs too (fold index = repeat · folds + fold).
+        return { configHash: resolved.configHash, folds: resolved.config.split.folds * resolved.config.split.repeats, configYaml: resolved.toYaml() };
       };
       // The tracker comes from the first cell's `tracking:` (cells share it unless a row overrides tracking).
       let sweepTracking: SweepTracking | undefined;
