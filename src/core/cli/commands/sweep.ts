@@ -28,6 +28,8 @@ interface SweepFlags {
   readonly dir?: string;
   readonly dryRun?: boolean;
   readonly metrics?: string;
+  readonly baseline?: string;
+  readonly alpha?: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -74,6 +76,12 @@ function parseWorkers(text: string): number {
   return workers;
 }
 
+function parseAlpha(text: string): number {
+  const alpha = Number(text);
+  if (!(alpha > 0 && alpha < 1)) throw new ConfigError('invalid-cli-value', `--alpha expects a number between 0 and 1, got "${text}".`, { hint: 'Example: --alpha 0.05.' });
+  return alpha;
+}
+
 async function definitionFrom(app: CliApp, experimentArg: string | undefined, args: readonly string[], flags: SweepFlags): Promise<{ definition: SweepDefinition; sweepFile?: SweepFile }> {
   let positional = [...args];
   let experiment = experimentArg;
@@ -93,6 +101,8 @@ async function definitionFrom(app: CliApp, experimentArg: string | undefined, ar
   const name = flags.name ?? sweepFile?.name ?? (fileArg ? path.basename(fileArg).replace(/\.[^.]+$/, '') : path.basename(experimentFile).replace(/\.[^.]+$/, ''));
   const metrics = flags.metrics ? flags.metrics.split(',').map((m) => m.trim()).filter(Boolean) : sweepFile?.metrics;
   const datasets = normaliseDatasets(sweepFile?.datasets);
+  const baseline = flags.baseline ?? sweepFile?.baseline;
+  const alpha = flags.alpha !== undefined ? parseAlpha(flags.alpha) : sweepFile?.alpha;
   return {
     definition: {
       name,
@@ -102,6 +112,8 @@ async function definitionFrom(app: CliApp, experimentArg: string | undefined, ar
       ...(sweepFile?.rows ? { rows: sweepFile.rows } : {}),
       ...(datasets ? { datasets } : {}),
       ...(metrics ? { metrics } : {}),
+      ...(baseline !== undefined ? { baseline } : {}),
+      ...(alpha !== undefined ? { alpha } : {}),
       ...(fileArg ? { file: fileArg } : {}),
     },
     ...(sweepFile ? { sweepFile } : {}),
@@ -122,6 +134,8 @@ export function register(program: Command, app: CliApp): void {
     .option('--name <name>', 'sweep name (state folder outputs/sweeps/<name>-<hash>)')
     .option('--dir <folder>', 'state folder to use instead of outputs/sweeps/<name>-<hash>')
     .option('--metrics <list>', 'table columns, comma-separated result metrics (default: all)')
+    .option('--baseline <row>', 'row the others are tested against (default: the first row; a sweep file may set baseline:)')
+    .option('--alpha <level>', 'significance level of the ▲/▼ marks after Holm correction (default 0.05)')
     .option('--dry-run', 'compose and validate every cell and write the state folder, run nothing')
     .addHelpText('after', [
       '',
@@ -171,7 +185,7 @@ export function register(program: Command, app: CliApp): void {
           });
           return sweepTracking.open(plan, stateDir, sweepName);
         },
-        close: async (table, stateDir, artifacts) => sweepTracking?.close(table, stateDir, artifacts),
+        close: async (table, stateDir, artifacts, comparison) => sweepTracking?.close(table, stateDir, artifacts, comparison),
       };
       const controller = new AbortController();
       // First Ctrl-C: stop launching, let the table of finished jobs be written; a second one exits at once.
@@ -192,6 +206,11 @@ export function register(program: Command, app: CliApp): void {
           progress,
           signal: controller.signal,
           tracking,
+          metricFor: async (name, numClasses) => {
+            // Result metrics that are not plugins (stage or instance metrics) get no bootstrap.
+            if (!registry.ids('metric').includes(`metric/${name}`)) return undefined;
+            return registry.create(await registry.resolve('metric', name, { key: 'eval.metrics' }), { numClasses });
+          },
           ...(flags.dir ? { stateDir: path.resolve(app.cwd, flags.dir) } : {}),
           ...(flags.dryRun ? { dryRun: true } : {}),
         });

@@ -1,0 +1,193 @@
+// The sweep's "is this difference real?" block: reads each job's fold outputs (result metrics, test
+// predictions, split sizes), compares every row with the baseline row (src/core/stats/compare.ts) and renders
+// the comparison tables, the method footnote and comparison.json. The method is described in docs/sweeps.md.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parse } from 'csv-parse/sync';
+import type { Metric } from '../../../registry/contracts/metric.js';
+import { Rng } from '../../runtime/random.js';
+import { compareWithBaseline, type ComparisonResult, type FoldPredictionSet, type FoldRecord, type MedianTest, type RowRecord } from '../../stats/compare.js';
+import type { JobResult } from '../job.js';
+import type { PlannedCellRecord, SweepLayout, SweepRecord } from './state.js';
+import { TIME_METRIC } from './table.js';
+
+export interface SweepStatsOptions {
+  /** Row label of the baseline (default: the first row). */
+  readonly baseline?: string;
+  /** Significance level of the ▲/▼ marks after Holm (default 0.05). */
+  readonly alpha?: number;
+  /** Paired-bootstrap resamples per repeat (default 1000; 0 = off). */
+  readonly bootstrapResamples?: number;
+  /** Metric plugins by name, for the bootstrap (the CLI passes the registry's). */
+  readonly metricFor?: (name: string) => Metric | undefined;
+}
+
+/** The label a cell's row carries in comparisons: its row name and grid values (datasets are groups). */
+export function rowLabel(cell: PlannedCellRecord): string {
+  const params = Object.entries(cell.params).map(([key, value]) => `${key}=${value}`);
+  return [cell.row, ...params].filter((p): p is string => p !== undefined && p !== '').join(' | ') || cell.name;
+}
+
+/** Row labels of the sweep in order, without repeats (what --baseline may name). */
+export function rowLabels(cells: readonly PlannedCellRecord[]): string[] {
+  return [...new Set(cells.map(rowLabel))];
+}
+
+interface SplitsFile {
+  folds: Array<{ index: number; repeat?: number; train: string[]; val: string[]; test: string[] }>;
+}
+
+async function readJson<T>(file: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A fold's predictions.csv (slide_id, case_id, label, p_<class>...) as a prediction set; undefined when absent or unreadable. */
+export async function readFoldPredictions(file: string): Promise<FoldPredictionSet | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const rows = parse(text, { columns: true, skip_empty_lines: true }) as Array<Record<string, string>>;
+  const first = rows[0];
+  if (first === undefined) return undefined;
+  const probColumns = Object.keys(first).filter((k) => k.startsWith('p_'));
+  if (probColumns.length < 2 || !('slide_id' in first) || !('label' in first)) return undefined;
+  return {
+    slideIds: rows.map((r) => r.slide_id ?? ''),
+    caseIds: rows.map((r) => r.case_id || r.slide_id || ''),
+    labels: rows.map((r) => Number(r.label)),
+    probs: rows.map((r) => probColumns.map((c) => Number(r[c]))),
+    numClasses: probColumns.length,
+  };
+}
+
+/** The rows of the sweep as the comparison reads them: per cell, each planned fold's result, predictions and split. */
+export async function loadRowRecords(record: SweepRecord, results: ReadonlyMap<string, JobResult>, layout: SweepLayout): Promise<RowRecord[]> {
+  const rows: RowRecord[] = [];
+  for (const cell of record.cells) {
+    const folds: Array<FoldRecord | null> = [];
+    for (const [fold, id] of cell.jobIds.entries()) {
+      const result = results.get(id);
+      if (!result) {
+        folds.push(null);
+        continue;
+      }
+      const dir = layout.jobDir(id);
+      const splits = await readJson<SplitsFile>(path.join(dir, 'splits', 'splits.json'));
+      const split = splits?.folds.find((f) => f.index === fold);
+      const predictions = await readFoldPredictions(path.join(dir, `fold-${fold}`, 'predictions.csv'));
+      const sameAsTest = split !== undefined && split.val.length > 0 && split.val.length === split.test.length && [...split.val].sort().join('\0') === [...split.test].sort().join('\0');
+      folds.push({
+        index: fold,
+        repeat: split?.repeat ?? 0,
+        metrics: result.metrics,
+        ...(predictions ? { predictions } : {}),
+        ...(split ? { nTrain: split.train.length, nTest: split.test.length, valIsTest: sameAsTest } : {}),
+      });
+    }
+    rows.push({ label: rowLabel(cell), ...(cell.dataset !== undefined ? { group: cell.dataset } : {}), folds });
+  }
+  return rows;
+}
+
+/** Compares every row of the sweep with its baseline; the bootstrap draws are seeded by the sweep's spec hash. */
+export function compareSweepRows(rows: readonly RowRecord[], metrics: readonly string[], specHash: string, options: SweepStatsOptions): ComparisonResult {
+  return compareWithBaseline(rows, {
+    metrics: metrics.filter((m) => m !== TIME_METRIC),
+    ...(options.baseline !== undefined ? { baseline: options.baseline } : {}),
+    alpha: options.alpha ?? 0.05,
+    bootstrapResamples: options.bootstrapResamples ?? 1000,
+    ...(options.metricFor ? { metricFor: options.metricFor } : {}),
+    rng: new Rng(`sweep-stats/${specHash}`),
+  });
+}
+
+function fmt(value: number | null | undefined, digits = 4): string {
+  if (value === null || value === undefined || Number.isNaN(value)) return '—';
+  if (!Number.isFinite(value)) return value > 0 ? '∞' : '−∞';
+  return value.toFixed(digits);
+}
+
+function signed(value: number): string {
+  return `${value > 0 ? '+' : ''}${fmt(value)}`;
+}
+
+function formatP(p: number | null | undefined): string {
+  if (p === null || p === undefined || Number.isNaN(p)) return '—';
+  return p < 1e-4 ? '<0.0001' : p.toFixed(4);
+}
+
+function interval(test: { ci: readonly [number, number] } | null | undefined): string {
+  return test ? `[${fmt(test.ci[0])}, ${fmt(test.ci[1])}]` : '';
+}
+
+function medianCell(test: MedianTest | null): [string, string] {
+  if (!test) return ['—', '—'];
+  const units = test.units > 1 ? ` (median of ${test.units})` : '';
+  return [`${signed(test.difference)} ${interval(test)}${units}`, formatP(test.p)];
+}
+
+function escapeCell(text: string): string {
+  return text.replace(/\|/g, '\\|');
+}
+
+/** The comparison tables (one per metric) and the method footnote, as markdown for table.md and the CLI. */
+export function renderComparisonMarkdown(result: ComparisonResult): string {
+  const metrics = [...new Set(result.rows.flatMap((r) => r.metrics.map((m) => m.metric)))];
+  const hasGroups = result.rows.some((r) => r.group !== undefined);
+  const level = `${Math.round(result.confidence * 100)}%`;
+  const lines: string[] = [];
+  const baselines = [...new Set(result.rows.filter((r) => r.isBaseline).map((r) => r.label))];
+  for (const metric of metrics) {
+    lines.push('', `#### ${metric}: difference from the baseline (${baselines.join(', ')}) [^stats]`, '');
+    const header = [...(hasGroups ? ['dataset'] : []), 'row', 'paired folds', `Δ t-test [${level} CI]`, 'p (Holm)', 'mark', `DeLong ΔAUC [${level} CI]`, 'p', `bootstrap Δ [${level} CI]`, 'p'];
+    lines.push(`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`);
+    for (const row of result.rows) {
+      if (row.isBaseline) continue;
+      const m = row.metrics.find((x) => x.metric === metric);
+      if (!m) continue;
+      const t = m.tTest;
+      const [delong, delongP] = medianCell(m.delong);
+      const [boot, bootP] = medianCell(m.bootstrap);
+      const cells = [
+        ...(hasGroups ? [row.group ?? ''] : []), row.label, String(m.pairedFolds),
+        t ? `${signed(t.effect)} ${t.ci ? interval({ ci: t.ci }) : '(one fold: no test)'}` : '—',
+        formatP(m.adjustedP), m.mark ?? '—', delong, delongP, boot, bootP,
+      ];
+      lines.push(`| ${cells.map(escapeCell).join(' | ')} |`);
+    }
+  }
+  const flagged = result.rows.filter((r) => r.flags.length > 0);
+  if (flagged.length > 0 || result.warnings.length > 0) {
+    lines.push('', '**Warnings**', '');
+    for (const warning of result.warnings) lines.push(`- ${warning}`);
+    for (const row of flagged) for (const flag of row.flags) lines.push(`- ${row.group ? `${row.group} · ` : ''}${row.label}: ${flag}`);
+  }
+  lines.push('', methodFootnote(result));
+  return lines.join('\n');
+}
+
+/** What the numbers mean and what they assume (the `[^stats]` footnote). */
+export function methodFootnote(result: ComparisonResult): string {
+  const alpha = result.alpha;
+  return [
+    `[^stats]: Δ = row − baseline. **Corrected resampled t-test** (Nadeau & Bengio 2003) over the J folds × repeats both rows finished on the same test slides:`,
+    `    t = mean(Δ) / √((1/J + n_test/n_train) · s²) with J − 1 degrees of freedom, two-sided; the n_test/n_train term corrects for the training sets the folds share (the plain paired t-test rejects far too often).`,
+    `    p is Holm-adjusted across the rows compared with the same baseline (per metric and dataset). Marks: ▲ significantly higher, ▼ significantly lower, ≈ no significant difference at α = ${alpha}.`,
+    `    It assumes the folds are exchangeable resamples of one population; with few folds it has little power, so ≈ means "not shown", not "equal".`,
+    `    **DeLong** (binary AUC only) and the **paired bootstrap** (${result.bootstrapResamples} resamples of patients, percentile CI, p = 2·(1 + min(#Δ* ≤ 0, #Δ* ≥ 0))/(B + 1)) run on the pooled out-of-fold test predictions of each repeat`,
+    `    (of each fold when test sets overlap), and the table shows their median over repeats. Both treat the trained models as fixed: they measure the test-set noise only, not the training variance, so they are smaller than the t-test's and do not set the mark.`,
+    `    Failed folds and folds evaluated on different slides are left out and listed under Warnings, never paired.`,
+  ].join('\n');
+}
+
+/** comparison.json: everything computed, for scripts. */
+export function comparisonJson(result: ComparisonResult): string {
+  return `${JSON.stringify(result, (_key, value: unknown) => (typeof value === 'number' && !Number.isFinite(value) ? String(value) : value), 2)}\n`;
+}
