@@ -206,8 +206,11 @@ function compareMetric(metric: string, pairs: readonly Pair[], units: ReturnType
   const ratios = usable.map((p) => (p.row.nTest !== undefined && p.row.nTrain !== undefined && p.row.nTrain > 0 ? p.row.nTest / p.row.nTrain : Number.NaN));
   let tTest: CorrectedTTest | null = null;
   if (differences.length > 0) {
-    if (ratios.some((r) => Number.isNaN(r))) flags.push(`${metric}: the split sizes of some folds are unknown, so the corrected t-test is not run`);
-    else tTest = correctedResampledTTest({ differences, testTrainRatio: ratios.reduce((a, b) => a + b, 0) / ratios.length, confidence });
+    const unknown = ratios.filter((r) => Number.isNaN(r)).length;
+    const flag = `the split sizes of ${unknown} fold(s) are unknown, so the corrected t-test is not run`;
+    if (unknown > 0 && !flags.includes(flag)) flags.push(flag);
+    // No test without n_test/n_train: the uncorrected test would overstate significance.
+    if (unknown === 0) tTest = correctedResampledTTest({ differences, testTrainRatio: ratios.reduce((a, b) => a + b, 0) / ratios.length, confidence });
   }
   const isBinary = units.every((u) => u.base.numClasses === 2);
   let delong: MedianTest | null = null;

@@ -216,6 +216,7 @@ export function register(program: Command, app: CliApp): void {
         });
         progress.stop();
         app.io.out(report.markdown);
+        if (report.comparisonMarkdown !== undefined) app.io.out(report.comparisonMarkdown);
         app.io.out('');
         app.io.out(`${report.cells} cells, ${report.jobs} jobs: ${report.alreadyDone} already finished, ${report.succeeded} finished now, ${report.failed.length} failed, ${report.busy} running elsewhere, ${report.missing} without a result.`);
         app.io.out(`table: ${path.join(report.stateDir, 'table.md')} · ${path.join(report.stateDir, 'summary.csv')} · per fold: ${path.join(report.stateDir, 'folds.csv')}`);

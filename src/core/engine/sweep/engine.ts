@@ -76,9 +76,12 @@ export interface SweepReport {
   /** Jobs still without a result at the end. */
   readonly missing: number;
   readonly table: SweepTable;
+  /** The result table (with ▲/▼/≈ marks when rows are compared). */
   readonly markdown: string;
   /** Every row against the baseline row; absent with a single row. */
   readonly comparison?: ComparisonResult;
+  /** The comparison tables, warnings and method footnote (table.md holds the table followed by this). */
+  readonly comparisonMarkdown?: string;
 }
 
 /** Where a sweep keeps its state when no folder is given. */
@@ -176,6 +179,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
   });
   const artifacts = [layout.tableMarkdownPath, layout.summaryCsvPath, layout.foldsCsvPath];
   let comparison: ComparisonResult | undefined;
+  let comparisonMarkdown: string | undefined;
   let markdown: string;
   if (rowLabels(record.cells).length > 1) {
     const metricFor = await prepareMetrics(rows, table.metrics, options.metricFor);
@@ -185,7 +189,8 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
       ...(options.bootstrapResamples !== undefined ? { bootstrapResamples: options.bootstrapResamples } : {}),
       metricFor,
     });
-    markdown = `${renderMarkdown(table, { marks: marksByCell(record, comparison) })}\n${renderComparisonMarkdown(comparison)}`;
+    markdown = renderMarkdown(table, { marks: marksByCell(record, comparison) });
+    comparisonMarkdown = renderComparisonMarkdown(comparison);
     await writeAtomic(layout.comparisonJsonPath, comparisonJson(comparison));
     artifacts.push(layout.comparisonJsonPath);
     const forest = await writeForestPlot(layout.forestPlotPath, forestRows(comparison, table.metrics[0]), {
@@ -201,7 +206,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
   } else {
     markdown = renderMarkdown(table);
   }
-  await writeAtomic(layout.tableMarkdownPath, `${markdown}\n`);
+  await writeAtomic(layout.tableMarkdownPath, `${markdown}\n${comparisonMarkdown !== undefined ? `${comparisonMarkdown}\n` : ''}`);
   await writeAtomic(layout.summaryCsvPath, renderSummaryCsv(table));
   await writeAtomic(layout.foldsCsvPath, renderFoldsCsv(table, results, errors));
   if (cellRuns) await options.tracking?.close(table, layout.dir, artifacts, comparison);
@@ -222,6 +227,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
     table,
     markdown,
     ...(comparison ? { comparison } : {}),
+    ...(comparisonMarkdown !== undefined ? { comparisonMarkdown } : {}),
   };
 }
 
