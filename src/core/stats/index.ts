@@ -7,3 +7,4 @@ export * from './distributions.js';
 export * from './multiple-testing.js';
 export * from './paired-bootstrap.js';
 export * from './repeats.js';
+export * from './report.js';
