@@ -227,7 +227,8 @@ export function forestPlotSpec(rows: readonly ForestRow[], options: ForestOption
     config: CONFIG,
     layer: [
       { data: { values: [{ x: 0, name: `baseline: ${options.baseline}` }] }, mark: { type: 'rule', strokeDash: [5, 4], color: '#777777' }, encoding: { x: { field: 'x', type: 'quantitative' } } },
-      { data: { values }, mark: { type: 'rule', strokeWidth: 2.5 }, encoding: { y, x: { field: 'low', type: 'quantitative', title: options.xTitle }, x2: { field: 'high' }, color: colour } },
+      // zero: the baseline rule at 0 stays in view even when every interval lies on one side of it.
+      { data: { values }, mark: { type: 'rule', strokeWidth: 2.5 }, encoding: { y, x: { field: 'low', type: 'quantitative', title: options.xTitle, scale: { zero: true } }, x2: { field: 'high' }, color: colour } },
       { data: { values }, mark: { type: 'point', filled: true, size: 70 }, encoding: { y, x: { field: 'estimate', type: 'quantitative' }, color: colour } },
       { data: { values: [{ x: 0, name: `baseline: ${options.baseline}` }] }, mark: { type: 'text', dy: -8, dx: 4, align: 'left', baseline: 'bottom', color: '#555555', y: 0 }, encoding: { x: { field: 'x', type: 'quantitative' }, text: { field: 'name' } } },
     ],
