@@ -22,10 +22,10 @@ export interface SweepStatsOptions {
   readonly metricFor?: (name: string) => Metric | undefined;
 }
 
-/** The label a cell's row carries in comparisons: its row name and grid values (datasets are groups). */
+/** The label a cell's row carries in comparisons: its name without the dataset (`row | k=v k2=v2`; datasets are groups). */
 export function rowLabel(cell: PlannedCellRecord): string {
-  const params = Object.entries(cell.params).map(([key, value]) => `${key}=${value}`);
-  return [cell.row, ...params].filter((p): p is string => p !== undefined && p !== '').join(' | ') || cell.name;
+  const params = Object.entries(cell.params).map(([key, value]) => `${key}=${value}`).join(' ');
+  return [cell.row, params].filter((p): p is string => p !== undefined && p !== '').join(' | ') || cell.name;
 }
 
 /** Row labels of the sweep in order, without repeats (what --baseline may name). */

@@ -102,8 +102,8 @@ describe('sweep comparison', () => {
   });
 
   it('labels rows by name and grid values; datasets are groups, not labels', () => {
-    const c = { ...cell(4, 'ABMIL', 'camelyon16'), params: { 'train.lr': '1e-4' } };
-    expect(rowLabel(c)).toBe('ABMIL | train.lr=1e-4');
+    const c = { ...cell(4, 'ABMIL', 'camelyon16'), params: { 'train.lr': '1e-4', seed: '1' } };
+    expect(rowLabel(c)).toBe('ABMIL | train.lr=1e-4 seed=1');
     expect(rowLabels([cell(0, 'A', 'd1'), cell(1, 'A', 'd2'), cell(2, 'B', 'd1')])).toEqual(['A', 'B']);
   });
 

@@ -88,7 +88,7 @@ describe('sweep engine with the local executor', () => {
     // The fake jobs write no splits.json: the table says the t-test could not run instead of pairing blindly.
     expect(report.comparison?.rows.map((r) => r.isBaseline)).toEqual([true, false, false, false]);
     expect(report.comparison?.rows[1]?.metrics.map((m) => [m.metric, m.pairedFolds, m.tTest])).toEqual([['auc', 3, null], ['accuracy', 3, null]]);
-    expect(report.comparisonMarkdown).toContain('- a=1 | b=yy: the split sizes of 3 fold(s) are unknown, so the corrected t-test is not run');
+    expect(report.comparisonMarkdown).toContain('- a=1 b=yy: the split sizes of 3 fold(s) are unknown, so the corrected t-test is not run');
     const summary = (await readFile(path.join(uninterruptedDir, 'summary.csv'), 'utf8')).trim().split('\n');
     expect(summary).toHaveLength(5);
     expect(summary[1]?.startsWith('a=1 b=x,,,1,x,3,3,0.61')).toBe(true);
