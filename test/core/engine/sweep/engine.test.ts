@@ -158,6 +158,15 @@ describe('sweep engine with the local executor', () => {
     expect(await readdir(stateDir).catch(() => 'no state folder')).toBe('no state folder');
   });
 
+  it('rejects a baseline that names no row before any job starts', async () => {
+    const stateDir = path.join(await tempDir('sweep-baseline'), 'state');
+    const log = `${stateDir}.log`;
+    await writeFile(log, '');
+    const rows = [{ name: 'first', overrides: ['a=1'] }, { name: 'second', overrides: ['a=2'] }];
+    await expect(sweep(stateDir, { grid: ['folds=1'], rows, baseline: 'frist' }, { FAKE_TRAIN_LOG: log })).rejects.toThrowErrorMatchingInlineSnapshot(`[ConfigError: baseline "frist" is not a row of the sweep. Did you mean "first"?]`);
+    expect(await trainedLines(log)).toEqual([]);
+  });
+
   it('trains a repeated row once and prints it on both rows, in the sweep file order', async () => {
     const stateDir = path.join(await tempDir('sweep-rows'), 'state');
     const run = await sweep(stateDir, {
