@@ -3,7 +3,7 @@
 // DeLong's test (binary AUC) and a case-level paired bootstrap on the pooled out-of-fold predictions are
 // shown beside it. Folds are paired only when both rows finished them on the same test slides.
 import type { Metric } from '../../registry/contracts/metric.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, DataError } from '../errors.js';
 import { didYouMean } from '../util/suggest.js';
 import type { Rng } from '../runtime/random.js';
 import { correctedResampledTTest, type CorrectedTTest } from './corrected-t-test.js';
@@ -221,7 +221,9 @@ function compareMetric(metric: string, pairs: readonly Pair[], units: ReturnType
         const isPositive = unit.base.labels.map((y) => y === 1);
         tests.push(delongPairedTest(isPositive, unit.base.probs.map((p) => p[1] as number), unit.row.probs.map((p) => p[1] as number), confidence));
       } catch (error) {
-        flags.push(`${metric}: DeLong skipped on one prediction set (${error instanceof Error ? error.message : String(error)})`);
+        // Too few slides of a class is a property of the data, reported; anything else is a bug and propagates.
+        if (!(error instanceof DataError)) throw error;
+        flags.push(`${metric}: DeLong skipped on one prediction set (${error.message})`);
       }
     }
     delong = medianOf(tests);
