@@ -124,6 +124,8 @@ export function createSweepTracking(options: SweepTrackingOptions): SweepTrackin
           'stats.beside': `DeLong (binary AUC), paired patient bootstrap (${comparison.bootstrapResamples} resamples); median over repeats`,
         });
         await tracker.setTags(state.sweepRunId, { 'mlflow.note.content': methodFootnote(comparison) });
+        const sweepPoints = sweepComparisonPoints(comparison, now);
+        if (sweepPoints.length) await tracker.logMetrics(state.sweepRunId, sweepPoints);
       }
       for (const artifact of artifacts) await tracker.logArtifact(state.sweepRunId, artifact);
       await tracker.endRun(state.sweepRunId, allDone ? 'FINISHED' : 'FAILED');
@@ -152,6 +154,30 @@ function comparisonPoints(comparison: ComparisonResult, cell: SweepTable['cells'
     add(`${prefix}/mark`, m.mark === '▲' ? 1 : m.mark === '▼' ? -1 : m.mark === '≈' ? 0 : null);
     add(`${prefix}/delong_p`, m.delong?.p);
     add(`${prefix}/bootstrap_p`, m.bootstrap?.p);
+  }
+  return points;
+}
+
+/** A row label or dataset as one MLflow key segment: other characters become "_", at most 80 characters. */
+function keySegment(text: string): string {
+  const cleaned = text.replace(/[^\p{L}\p{N}\p{M}_\-. :]+/gu, '_').replace(/^[. ]+|[. ]+$/g, '_').slice(0, 80);
+  return cleaned === '' ? '_' : cleaned;
+}
+
+/** The whole comparison on the sweep run: `compare/[<dataset>/]<row>/<metric>/effect`, `p_holm`, `mark`. */
+function sweepComparisonPoints(comparison: ComparisonResult, timestamp: number): Array<{ key: string; value: number; step: number; timestamp: number }> {
+  const points: Array<{ key: string; value: number; step: number; timestamp: number }> = [];
+  for (const row of comparison.rows) {
+    if (row.isBaseline) continue;
+    const prefix = ['compare', ...(row.group !== undefined ? [keySegment(row.group)] : []), keySegment(row.label)].join('/');
+    for (const m of row.metrics) {
+      const values: Array<[string, number | null | undefined]> = [
+        ['effect', m.tTest?.effect], ['p_holm', m.adjustedP], ['mark', m.mark === '▲' ? 1 : m.mark === '▼' ? -1 : m.mark === '≈' ? 0 : null],
+      ];
+      for (const [name, value] of values) {
+        if (typeof value === 'number' && Number.isFinite(value)) points.push({ key: `${prefix}/${keySegment(m.metric)}/${name}`, value, step: 0, timestamp });
+      }
+    }
   }
   return points;
 }

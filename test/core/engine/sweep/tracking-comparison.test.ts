@@ -42,5 +42,7 @@ describe('sweep tracking of the comparison', () => {
     expect(sweep?.params['stats.baseline']).toBe('base');
     expect(sweep?.params['stats.alpha']).toBe('0.05');
     expect(sweep?.tags['mlflow.note.content']).toContain('Corrected resampled t-test');
+    expect(sweep?.metrics['compare/better/auc/mark']).toBe(1);
+    expect(sweep?.metrics['compare/better/auc/p_holm']).toBeCloseTo(expected?.adjustedP as number, 12);
   });
 });
