@@ -33,6 +33,8 @@ export interface FoldRecord {
   readonly nTest?: number;
   /** The fold's validation slides equal its test slides (model selection saw the test set). */
   readonly valIsTest?: boolean;
+  /** The fold has no validation slides. */
+  readonly noVal?: boolean;
 }
 
 export interface RowRecord {
@@ -257,7 +259,10 @@ export function compareWithBaseline(rows: readonly RowRecord[], options: Compare
   const warnings: string[] = [];
   for (const row of rows) {
     const valIsTest = row.folds.filter((f) => f?.valIsTest === true).length;
-    if (valIsTest > 0) warnings.push(`${row.label}${row.group ? ` (${row.group})` : ''}: in ${valIsTest} fold(s) the validation set is the test set, so model selection saw the test slides and every number of that row is optimistic`);
+    const where = `${row.label}${row.group ? ` (${row.group})` : ''}`;
+    if (valIsTest > 0) warnings.push(`${where}: in ${valIsTest} fold(s) the validation set is the test set, so model selection saw the test slides and every number of that row is optimistic`);
+    const noVal = row.folds.filter((f) => f?.noVal === true).length;
+    if (noVal > 0) warnings.push(`${where}: ${noVal} fold(s) have no validation set; make sure early stopping and model selection did not fall back to the test slides`);
   }
   for (const group of groups) {
     const members = rows.filter((r) => (r.group ?? '') === group);

@@ -66,7 +66,7 @@ export async function loadRowRecords(record: SweepRecord, results: ReadonlyMap<s
         repeat: split?.repeat ?? 0,
         metrics: result.metrics,
         ...(predictions ? { predictions } : {}),
-        ...(split ? { nTrain: split.train.length, nTest: split.test.length, valIsTest: sameAsTest } : {}),
+        ...(split ? { nTrain: split.train.length, nTest: split.test.length, valIsTest: sameAsTest, noVal: split.val.length === 0 } : {}),
       });
     }
     rows.push({ label: rowLabel(cell), ...(cell.dataset !== undefined ? { group: cell.dataset } : {}), folds });

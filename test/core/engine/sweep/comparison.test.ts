@@ -95,10 +95,14 @@ describe('sweep comparison', () => {
     expect(renderComparisonMarkdown(comparison)).toContain('- + CKA: fold(s) 2 failed or are missing in this row or the baseline and are left out of the tests');
   });
 
-  it('warns when a row validated on its test slides', async () => {
+  it('warns when a row validated on its test slides, and when folds have no validation set', async () => {
     const { layout, record, results } = await sweepState({ valIsTest: true });
     const comparison = compareSweepRows(await loadRowRecords(record, results, layout), ['auc'], record.specHash, { bootstrapResamples: 0 });
-    expect(comparison.warnings).toEqual(['+ CKA: in 3 fold(s) the validation set is the test set, so model selection saw the test slides and every number of that row is optimistic']);
+    expect(comparison.warnings).toEqual([
+      'ABMIL: 3 fold(s) have no validation set; make sure early stopping and model selection did not fall back to the test slides',
+      '+ CKA: in 3 fold(s) the validation set is the test set, so model selection saw the test slides and every number of that row is optimistic',
+      '+ screening: 3 fold(s) have no validation set; make sure early stopping and model selection did not fall back to the test slides',
+    ]);
   });
 
   it('labels rows by name and grid values; datasets are groups, not labels', () => {
