@@ -74,15 +74,18 @@ export async function loadRowRecords(record: SweepRecord, results: ReadonlyMap<s
   return rows;
 }
 
-/** Compares every row of the sweep with its baseline; the bootstrap draws are seeded by the sweep's spec hash. */
-export function compareSweepRows(rows: readonly RowRecord[], metrics: readonly string[], specHash: string, options: SweepStatsOptions): ComparisonResult {
+/**
+ * Compares every row of the sweep with its baseline. The bootstrap stream is fixed and forked per dataset and
+ * row, so the same results give the same numbers whatever the state folder, tracking target or other rows.
+ */
+export function compareSweepRows(rows: readonly RowRecord[], metrics: readonly string[], options: SweepStatsOptions): ComparisonResult {
   return compareWithBaseline(rows, {
     metrics: metrics.filter((m) => m !== TIME_METRIC),
     ...(options.baseline !== undefined ? { baseline: options.baseline } : {}),
     alpha: options.alpha ?? 0.05,
     bootstrapResamples: options.bootstrapResamples ?? 1000,
     ...(options.metricFor ? { metricFor: options.metricFor } : {}),
-    rng: new Rng(`sweep-stats/${specHash}`),
+    rng: new Rng('sweep-stats'),
   });
 }
 

@@ -183,7 +183,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
   let markdown: string;
   if (rowLabels(record.cells).length > 1) {
     const metricFor = await prepareMetrics(rows, table.metrics, options.metricFor);
-    comparison = compareSweepRows(rows, table.metrics, plan.specHash, {
+    comparison = compareSweepRows(rows, table.metrics, {
       ...(definition.baseline !== undefined ? { baseline: definition.baseline } : {}),
       ...(definition.alpha !== undefined ? { alpha: definition.alpha } : {}),
       ...(options.bootstrapResamples !== undefined ? { bootstrapResamples: options.bootstrapResamples } : {}),

@@ -12,8 +12,16 @@ import { writeForestPlot } from '../../../../src/core/eval/plots.js';
 import { predictionsCsv } from '../../../../src/core/eval/predictions.js';
 import { binaryAuc } from '../../../../src/core/eval/classification.js';
 import { Rng } from '../../../../src/core/runtime/random.js';
+import type { ComparisonResult } from '../../../../src/core/stats/compare.js';
+import type { Metric } from '../../../../src/registry/index.js';
 
 const FOLDS = 3;
+const AUC: Metric = {
+  compute: (input) => {
+    const value = binaryAuc(input.labels.map((y) => y === 1), input.probs.map((p) => p[1] as number));
+    return value === null ? { value, reason: 'one class' } : { value };
+  },
+};
 const SLIDES = Array.from({ length: 24 }, (_, i) => ({ slideId: `s${String(i).padStart(2, '0')}`, caseId: `c${Math.floor(i / 2)}`, label: i % 2 }));
 
 function cell(index: number, row: string, dataset?: string): PlannedCellRecord {
@@ -70,7 +78,7 @@ describe('sweep comparison', () => {
     const rows = await loadRowRecords(record, results, layout);
     expect(rows.map((r) => r.label)).toEqual(['ABMIL', '+ CKA', '+ screening']);
     expect(rows[0]?.folds.map((f) => [f?.nTrain, f?.nTest, f?.repeat])).toEqual([[16, 8, 0], [16, 8, 0], [16, 8, 0]]);
-    const comparison = compareSweepRows(rows, ['auc', 's/slide'], record.specHash, { bootstrapResamples: 200, metricFor: () => undefined });
+    const comparison = compareSweepRows(rows, ['auc', 's/slide'], { bootstrapResamples: 200, metricFor: () => undefined });
     expect(comparison.rows.map((r) => [r.label, r.isBaseline, r.metrics.map((m) => m.metric)])).toEqual([['ABMIL', true, []], ['+ CKA', false, ['auc']], ['+ screening', false, ['auc']]]);
     const screening = comparison.rows[2]?.metrics[0];
     expect(screening?.pairedFolds).toBe(3);
@@ -79,14 +87,16 @@ describe('sweep comparison', () => {
     expect(markdown).toContain('#### auc: difference from the baseline (ABMIL) [^stats]');
     expect(markdown).toContain('| row | paired folds | Δ t-test [95% CI] | p (Holm) | mark | DeLong ΔAUC [95% CI] | p | bootstrap Δ [95% CI] | p |');
     expect(markdown).toContain('[^stats]: Δ = row − baseline. **Corrected resampled t-test** (Nadeau & Bengio 2003)');
-    // Same inputs, same numbers: the bootstrap is seeded by the sweep's spec hash.
-    expect(compareSweepRows(rows, ['auc'], record.specHash, { bootstrapResamples: 200 })).toEqual(compareSweepRows(rows, ['auc'], record.specHash, { bootstrapResamples: 200 }));
+    // Same results, same numbers: the bootstrap stream does not depend on the state folder or tracking settings.
+    const withBootstrap = (): ComparisonResult => compareSweepRows(rows, ['auc'], { bootstrapResamples: 200, metricFor: () => AUC });
+    expect(withBootstrap().rows[2]?.metrics[0]?.bootstrap?.units).toBe(1);
+    expect(withBootstrap()).toEqual(withBootstrap());
   });
 
   it('puts the mark in the table cell and flags a failed baseline fold', async () => {
     const { layout, record, results } = await sweepState({ failBaselineFold: 2 });
     const rows = await loadRowRecords(record, results, layout);
-    const comparison = compareSweepRows(rows, ['auc'], record.specHash, { bootstrapResamples: 0 });
+    const comparison = compareSweepRows(rows, ['auc'], { bootstrapResamples: 0 });
     expect(comparison.rows[1]?.flags).toEqual(['fold(s) 2 failed or are missing in this row or the baseline and are left out of the tests']);
     expect(comparison.rows[1]?.metrics[0]?.pairedFolds).toBe(2);
     const marks = new Map([[1, { auc: comparison.rows[1]?.metrics[0]?.mark ?? '' }]]);
@@ -97,7 +107,7 @@ describe('sweep comparison', () => {
 
   it('warns when a row validated on its test slides, and when folds have no validation set', async () => {
     const { layout, record, results } = await sweepState({ valIsTest: true });
-    const comparison = compareSweepRows(await loadRowRecords(record, results, layout), ['auc'], record.specHash, { bootstrapResamples: 0 });
+    const comparison = compareSweepRows(await loadRowRecords(record, results, layout), ['auc'], { bootstrapResamples: 0 });
     expect(comparison.warnings).toEqual([
       'ABMIL: 3 fold(s) have no validation set; make sure early stopping and model selection did not fall back to the test slides',
       '+ CKA: in 3 fold(s) the validation set is the test set, so model selection saw the test slides and every number of that row is optimistic',
