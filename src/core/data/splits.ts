@@ -15,7 +15,10 @@ import { Rng } from '../runtime/random.js';
 
 /** One fold: slide ids of each partition, each list sorted. */
 export interface Fold {
+  /** Position in the run: repeat · split.folds + fold within the repeat. */
   index: number;
+  /** Repeat of the cross-validation this fold belongs to; absent when split.repeats is 1 (the same as 0). */
+  repeat?: number;
   train: string[];
   val: string[];
   test: string[];
@@ -142,17 +145,42 @@ function kfoldTestFolds(units: readonly CaseUnit[], k: number, rng: Rng): CaseUn
 }
 
 /**
- * The folds of `section` for `slides`, deterministic in (slides, mode, folds, fractions, seed). With
- * `section.file` the folds are read from CLAM `splits_{k}.csv` files instead (see readClamSplits).
+ * The folds of `section` for `slides`, deterministic in (slides, mode, folds, fractions, seed, repeats): repeat r
+ * of `split.repeats` draws its folds from `repeatSplitLabel(mode, seed, r)`, so repeat 0 is the split milkit draws
+ * without repeats, and fold indices run repeat by repeat (index = r · folds + k). With `section.file` the folds
+ * are read from CLAM `splits_{k}.csv` files instead (see readClamSplits), which fixes them: no repeats.
  */
 export function makeSplits(slides: readonly SlideRecord[], section: SplitSection, seed: number, opts: MakeSplitsOptions = {}): Fold[] {
+  const repeats = section.repeats ?? 1;
   if (section.file !== undefined) {
+    if (repeats > 1) {
+      throw new ConfigError('split-file-repeats', `split.repeats ${repeats} needs drawn splits, but split.file fixes them (${section.file}).`, {
+        where: { key: 'split.repeats' }, hint: 'Remove split.file to draw repeated splits, or set split.repeats: 1.',
+      });
+    }
     const dir = path.resolve(opts.baseDir ?? process.cwd(), section.file);
     return readClamSplits(dir, slides, opts.logger).slice(0, section.folds > 1 ? section.folds : undefined);
   }
   const units = groupByCase(slides);
   if (units.length < 2) throw new DataError('too-few-cases', `splitting needs at least 2 cases (got ${units.length}).`, { where: { key: 'split' }, hint: 'Check the case_id column.' });
-  const root = new Rng(`splits/${section.mode}/${seed}`);
+  if (repeats === 1) return drawFolds(units, slides, section, new Rng(repeatSplitLabel(section.mode, seed, 0)));
+  return Array.from({ length: repeats }, (_, r) => drawFolds(units, slides, section, new Rng(repeatSplitLabel(section.mode, seed, r))).map((fold) => ({
+    index: r * section.folds + fold.index, repeat: r, train: fold.train, val: fold.val, test: fold.test,
+  }))).flat();
+}
+
+/** Seed label of repeat r: repeat 0 is the label of an unrepeated split, so adding repeats keeps its folds. */
+export function repeatSplitLabel(mode: SplitSection['mode'], seed: number, repeat: number): string {
+  return repeat === 0 ? `splits/${mode}/${seed}` : `splits/${mode}/${seed}/repeat-${repeat}`;
+}
+
+/** The repeat of a fold (0 for splits without repeats). */
+export function foldRepeat(fold: Pick<Fold, 'repeat'>): number {
+  return fold.repeat ?? 0;
+}
+
+/** One draw of `section.folds` folds from `root`. */
+function drawFolds(units: readonly CaseUnit[], slides: readonly SlideRecord[], section: SplitSection, root: Rng): Fold[] {
   const k = section.folds;
   switch (section.mode) {
     case 'holdout': {

@@ -54,6 +54,7 @@ export type TrainSection = z.output<typeof TrainSection>;
 export const SplitSection = z.strictObject({
   mode: z.enum(['holdout', 'kfold', 'monte-carlo', 'official-test']).default('holdout').describe('how train/val/test partitions are drawn'),
   folds: z.int().min(1).default(1).describe('number of folds (k)'),
+  repeats: z.int().min(1).default(1).describe('repeats of the whole split with seeds derived from split.seed (repeat 0 is the unrepeated split); runs repeats × folds folds, indexed repeat · folds + fold'),
   valFraction: z.number().min(0).lt(1).default(0.15).describe('validation fraction: of each non-test part (kfold, official-test) or of all cases (holdout, monte-carlo, as CLAM)'),
   testFraction: z.number().min(0).lt(1).default(0.2).describe('test fraction of all cases (holdout, monte-carlo)'),
   file: z.string().optional().describe('read splits from CLAM-style splits_{k}.csv files in this folder instead of drawing them'),

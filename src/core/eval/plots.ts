@@ -189,3 +189,55 @@ export async function writeCurvePlots(dir: string, folds: readonly FoldPredictio
   await writePng(meanRocSpec(`${prefix}Mean ROC across folds`, meanRoc(folds)), meanFile);
   return { roc, pr, meanRoc: meanFile };
 }
+
+/** One line of a forest plot: an estimate with its interval and the ▲/▼/≈ mark of its test. */
+export interface ForestRow {
+  readonly label: string;
+  readonly estimate: number;
+  readonly low: number;
+  readonly high: number;
+  readonly mark: string;
+}
+
+export interface ForestOptions {
+  readonly title: string;
+  /** Axis title, e.g. "Δ auc vs baseline (95% CI)". */
+  readonly xTitle: string;
+  /** Name of the reference line at 0 (the baseline row). */
+  readonly baseline: string;
+}
+
+const MARK_COLORS = { '▲': '#2e7d32', '▼': '#c62828', '≈': '#546e7a' } as const;
+
+/** Vega-Lite spec of a forest plot: one row per label, interval bar and point, a dashed baseline rule at 0. */
+export function forestPlotSpec(rows: readonly ForestRow[], options: ForestOptions): VegaLiteSpec {
+  const values = rows.map((r, order) => ({ ...r, order, markLabel: r.mark === '▲' ? '▲ higher' : r.mark === '▼' ? '▼ lower' : '≈ not significant' }));
+  const y = { field: 'label', type: 'nominal', title: null, sort: { field: 'order' }, axis: { labelLimit: 420 } };
+  const colour = {
+    field: 'markLabel', type: 'nominal', title: null,
+    scale: { domain: ['▲ higher', '▼ lower', '≈ not significant'], range: [MARK_COLORS['▲'], MARK_COLORS['▼'], MARK_COLORS['≈']] },
+    legend: { orient: 'bottom' },
+  };
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: options.title,
+    width: WIDTH * 1.4,
+    height: { step: 28 },
+    background: 'white',
+    config: CONFIG,
+    layer: [
+      { data: { values: [{ x: 0, name: `baseline: ${options.baseline}` }] }, mark: { type: 'rule', strokeDash: [5, 4], color: '#777777' }, encoding: { x: { field: 'x', type: 'quantitative' } } },
+      // zero: the baseline rule at 0 stays in view even when every interval lies on one side of it.
+      { data: { values }, mark: { type: 'rule', strokeWidth: 2.5 }, encoding: { y, x: { field: 'low', type: 'quantitative', title: options.xTitle, scale: { zero: true } }, x2: { field: 'high' }, color: colour } },
+      { data: { values }, mark: { type: 'point', filled: true, size: 70 }, encoding: { y, x: { field: 'estimate', type: 'quantitative' }, color: colour } },
+      { data: { values: [{ x: 0, name: `baseline: ${options.baseline}` }] }, mark: { type: 'text', dy: -8, dx: 4, align: 'left', baseline: 'bottom', color: '#555555', y: 0 }, encoding: { x: { field: 'x', type: 'quantitative' }, text: { field: 'name' } } },
+    ],
+  };
+}
+
+/** Writes the forest plot PNG (nothing when there are no rows). */
+export async function writeForestPlot(file: string, rows: readonly ForestRow[], options: ForestOptions): Promise<string | undefined> {
+  if (rows.length === 0) return undefined;
+  await writePng(forestPlotSpec(rows, options), file);
+  return file;
+}

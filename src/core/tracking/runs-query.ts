@@ -2,6 +2,9 @@
 // terminal table or a paper-style comparison (one row per run, differing params, metrics as mean ± std).
 import { stringify as csvStringify } from 'csv-stringify/sync';
 import { TrackingError } from '../errors.js';
+import type { Metric } from '../../registry/contracts/metric.js';
+import { Rng } from '../runtime/random.js';
+import { compareWithBaseline, type ComparisonResult, type FoldPredictionSet, type FoldRecord, type RowRecord } from '../stats/compare.js';
 import type { Logger } from '../logger.js';
 import { FileStoreReader, latestPoint } from './file-store-reader.js';
 import type { MlflowRunStatus } from './limits.js';
@@ -247,17 +250,23 @@ export interface CompareOptions {
   readonly digits?: number;
 }
 
+/** The params and metrics a comparison shows: the given ones, else differing params and the `_mean` metrics. */
+export function compareColumns(rows: readonly RunRow[], options: Pick<CompareOptions, 'metrics' | 'params'> = {}): { params: string[]; metrics: string[] } {
+  const allParams = [...new Set(rows.flatMap((r) => Object.keys(r.params)))].sort();
+  const params = options.params ? [...options.params] : allParams.filter((key) => new Set(rows.map((r) => r.params[key] ?? '')).size > 1);
+  const keys = metricKeys(rows);
+  const means = keys.filter((k) => k.endsWith('_mean')).map((k) => k.slice(0, -5));
+  const metrics = options.metrics ? [...options.metrics] : means.length > 0 ? means.sort() : keys.filter((k) => !k.startsWith('time/')).sort();
+  return { params, metrics };
+}
+
 /**
  * A paper-style comparison (like a results table): one row per run, the params that tell runs apart, then
  * one column per metric as `mean ± std` when the run logged `<m>_mean`/`<m>_std`; `*` marks each column's best.
  */
 export function compareTable(rows: readonly RunRow[], options: CompareOptions = {}): Table {
   const digits = options.digits ?? 3;
-  const allParams = [...new Set(rows.flatMap((r) => Object.keys(r.params)))].sort();
-  const params = options.params ?? allParams.filter((key) => new Set(rows.map((r) => r.params[key] ?? '')).size > 1);
-  const keys = metricKeys(rows);
-  const means = keys.filter((k) => k.endsWith('_mean')).map((k) => k.slice(0, -5));
-  const metrics = options.metrics ?? (means.length > 0 ? means.sort() : keys.filter((k) => !k.startsWith('time/')).sort());
+  const { params, metrics } = compareColumns(rows, options);
   const cell = (row: RunRow, metric: string): { value: number | undefined; text: string } => {
     const mean = row.metrics[`${metric}_mean`];
     if (mean !== undefined) {
@@ -305,4 +314,101 @@ export function renderTable(table: Table, format: TableFormat): string {
 /** Tags worth showing in `runs show` (bookkeeping tags of the local store included, marked). */
 export function visibleTags(tags: Readonly<Record<string, string>>): Array<[string, string]> {
   return Object.entries(tags).sort(([a], [b]) => a.localeCompare(b)).map(([key, value]) => [isLocalOnlyTag(key) ? `${key} (local)` : key, value]);
+}
+
+// ---------------- comparison with a baseline run ----------------
+
+export interface BaselineCompareOptions {
+  /** The run every other run is tested against (one of the compared rows). */
+  readonly baseline: RunRow;
+  /** Metric names without the `test/` prefix; default: the `test/<m>_mean` metrics of the runs. */
+  readonly metrics?: readonly string[];
+  readonly params?: readonly string[];
+  readonly alpha?: number;
+  readonly digits?: number;
+  /** A fold run's test predictions (local store: its predictions.csv artifact), for DeLong and the bootstrap. */
+  readonly predictionsOf?: (fold: RunRow) => Promise<FoldPredictionSet | undefined>;
+  readonly metricFor?: (name: string) => Metric | undefined;
+  readonly bootstrapResamples?: number;
+}
+
+export interface BaselineComparison {
+  readonly table: Table;
+  readonly comparison: ComparisonResult;
+}
+
+/** The fold runs of `run` (children tagged milkit.level = fold) as comparison records, by fold index. */
+export async function foldRecordsOf(run: RunRow, all: readonly RunRow[], predictionsOf?: BaselineCompareOptions['predictionsOf']): Promise<Array<FoldRecord | null>> {
+  const children = all.filter((r) => r.parentRunId === run.runId && r.tags[MILKIT_TAGS.level] === 'fold');
+  const foldsPerRepeat = Number(run.params['split.folds']);
+  const byIndex = new Map<number, RunRow>();
+  for (const child of children) {
+    const index = Number(child.tags['milkit.fold'] ?? child.params.fold);
+    if (Number.isInteger(index) && index >= 0 && child.status === 'FINISHED') byIndex.set(index, child);
+  }
+  const planned = Math.max(-1, ...byIndex.keys(), ...children.map((c) => Number(c.tags['milkit.fold'] ?? c.params.fold)).filter(Number.isInteger)) + 1;
+  const folds: Array<FoldRecord | null> = [];
+  for (let index = 0; index < planned; index += 1) {
+    const child = byIndex.get(index);
+    if (!child) {
+      folds.push(null);
+      continue;
+    }
+    const metrics = Object.fromEntries(Object.entries(child.metrics).filter(([key]) => key.startsWith('test/')).map(([key, value]) => [key.slice(5), Number.isFinite(value) ? value : null]));
+    const nTrain = Number(child.params['split.train']);
+    const nTest = Number(child.params['split.test']);
+    const predictions = predictionsOf ? await predictionsOf(child) : undefined;
+    folds.push({
+      index,
+      repeat: Number.isInteger(foldsPerRepeat) && foldsPerRepeat > 0 ? Math.floor(index / foldsPerRepeat) : 0,
+      metrics,
+      ...(Number.isFinite(nTrain) && Number.isFinite(nTest) ? { nTrain, nTest } : {}),
+      ...(predictions ? { predictions } : {}),
+    });
+  }
+  return folds;
+}
+
+/**
+ * `runs compare --baseline`: the paper-style table plus, per metric, each run's paired difference from the
+ * baseline run over their fold runs (corrected resampled t-test, Holm across runs, ▲/▼/≈), and DeLong / bootstrap
+ * p-values when the fold predictions are readable.
+ */
+export async function baselineCompareTable(rows: readonly RunRow[], all: readonly RunRow[], options: BaselineCompareOptions): Promise<BaselineComparison> {
+  const columns = { ...(options.metrics ? { metrics: options.metrics } : {}), ...(options.params ? { params: options.params } : {}) };
+  const base = compareTable(rows, { digits: options.digits ?? 3, ...columns });
+  const { params, metrics: metricColumns } = compareColumns(rows, columns);
+  // Fold runs log `test/<m>`; the parent's columns are `test/<m>` (from `test/<m>_mean`) or a bare `<m>` from --metrics.
+  const metrics = metricColumns.map((m) => m.replace(/^test\//, ''));
+  const ordered = [options.baseline, ...rows.filter((r) => r.runId !== options.baseline.runId)];
+  const records: RowRecord[] = [];
+  for (const run of ordered) records.push({ label: run.runId, folds: await foldRecordsOf(run, all, options.predictionsOf) });
+  const comparison = compareWithBaseline(records, {
+    metrics, baseline: options.baseline.runId, alpha: options.alpha ?? 0.05, rng: new Rng(`runs-compare/${options.baseline.runId}`),
+    bootstrapResamples: options.bootstrapResamples ?? 1000, ...(options.metricFor ? { metricFor: options.metricFor } : {}),
+  });
+  const digits = options.digits ?? 3;
+  const pText = (p: number | null | undefined): string => (p === null || p === undefined || Number.isNaN(p) ? '' : p < 10 ** -digits ? `<${10 ** -digits}` : p.toFixed(digits));
+  const header = ['run', ...params];
+  for (const metric of metrics) header.push(metric, `Δ ${metric} [CI]`, 'p (Holm)', 'DeLong p', 'bootstrap p');
+  const tableRows = rows.map((row, i) => {
+    const cells = [...(base.rows[i] ?? []).slice(0, 1 + params.length)];
+    const compared = comparison.rows.find((r) => r.label === row.runId);
+    metrics.forEach((metric, j) => {
+      const valueText = ((base.rows[i] ?? [])[1 + params.length + j] ?? '').replace(/ \*$/, '');
+      const m = compared?.metrics.find((x) => x.metric === metric);
+      if (!m || compared?.isBaseline) {
+        cells.push(compared?.isBaseline ? `${valueText} (baseline)` : valueText, '', '', '', '');
+        return;
+      }
+      const t = m.tTest;
+      cells.push(
+        m.mark ? `${valueText} ${m.mark}` : valueText,
+        t ? `${t.effect >= 0 ? '+' : ''}${formatNumber(t.effect, digits)}${t.ci ? ` [${formatNumber(t.ci[0], digits)}, ${formatNumber(t.ci[1], digits)}]` : ''} (${m.pairedFolds} folds)` : `(${m.pairedFolds} paired folds)`,
+        pText(m.adjustedP), pText(m.delong?.p), pText(m.bootstrap?.p),
+      );
+    });
+    return cells;
+  });
+  return { table: { header, rows: tableRows }, comparison };
 }

@@ -221,3 +221,30 @@ describe('core/data/splits', () => {
     });
   });
 });
+
+describe('core/data/splits repeats', () => {
+  const table = Array.from({ length: 30 }, (_, i) => slide(`s${i}`, `c${Math.floor(i / 2)}`, Math.floor(i / 2) % 2));
+  const section = (extra: Record<string, unknown>) => SplitSection.parse({ mode: 'kfold', folds: 3, ...extra });
+
+  it('repeat 0 is exactly the split without repeats, and repeats: 1 adds no repeat field', () => {
+    const plain = makeSplits(table, section({}), 7);
+    expect(JSON.stringify(makeSplits(table, section({ repeats: 1 }), 7))).toBe(JSON.stringify(plain));
+    const repeated = makeSplits(table, section({ repeats: 3 }), 7);
+    expect(repeated.slice(0, 3).map(({ train, val, test }) => ({ train, val, test }))).toEqual(plain.map(({ train, val, test }) => ({ train, val, test })));
+  });
+
+  it('indexes folds repeat by repeat, each repeat a complete k-fold partition with its own draw', () => {
+    const repeated = makeSplits(table, section({ repeats: 3 }), 7);
+    expect(repeated.map((f) => [f.index, f.repeat])).toEqual([[0, 0], [1, 0], [2, 0], [3, 1], [4, 1], [5, 1], [6, 2], [7, 2], [8, 2]]);
+    for (const r of [0, 1, 2]) {
+      const tests = repeated.filter((f) => f.repeat === r).flatMap((f) => f.test).sort();
+      expect(tests).toEqual(table.map((s) => s.slideId).sort());
+    }
+    expect(repeated[3]?.test).not.toEqual(repeated[0]?.test);
+    expect(makeSplits(table, section({ repeats: 3 }), 7)).toEqual(repeated);
+  });
+
+  it('refuses repeats of fixed split files', () => {
+    expect(() => makeSplits(table, section({ repeats: 2, file: 'splits/' }), 7)).toThrowErrorMatchingInlineSnapshot(`[ConfigError: split.repeats 2 needs drawn splits, but split.file fixes them (splits/).]`);
+  });
+});

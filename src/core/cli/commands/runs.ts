@@ -1,11 +1,17 @@
 // `milkit runs list|compare|show`: runs from the local store (default) or a server, in the terminal — for
 // users with no MLflow UI at hand. Filters: params.<k>=v, metrics.<k>>=x, tags.<k>=v, status, name~text.
+import path from 'node:path';
 import type { Command } from 'commander';
+import type { Metric } from '../../../registry/contracts/metric.js';
+import type { FoldPredictionSet } from '../../stats/compare.js';
+import { methodFootnote, readFoldPredictions } from '../../stats/report.js';
 import { TrackingError } from '../../errors.js';
 import { localStoreRoot, restEnvOptions } from '../../tracking/create-tracker.js';
 import { MlflowRestClient } from '../../tracking/rest-client.js';
 import {
   applyFilters,
+  baselineCompareTable,
+  compareColumns,
   compareTable,
   formatNumber,
   listTable,
@@ -65,6 +71,11 @@ function pickRun(rows: readonly RunRow[], idOrPrefix: string): RunRow {
 }
 
 async function loadRows(app: CliApp, opts: SourceOptions): Promise<RunRow[]> {
+  return selectRows(await loadAllRows(app, opts), opts);
+}
+
+/** Every run of the source, before filters (fold runs included, for comparisons). */
+async function loadAllRows(app: CliApp, opts: SourceOptions): Promise<RunRow[]> {
   let rows: RunRow[];
   if (opts.uri && /^https?:\/\//i.test(opts.uri)) {
     if (opts.experiment.length === 0) throw new TrackingError('missing-experiment', 'reading a server needs --experiment <name>.', { hint: 'Name the MLflow experiment(s) to list.' });
@@ -74,6 +85,10 @@ async function loadRows(app: CliApp, opts: SourceOptions): Promise<RunRow[]> {
     const root = localStoreRoot(app.cwd, app.env, opts.mlruns ?? opts.uri);
     rows = await loadLocalRuns(root, { ...(opts.experiment.length > 0 ? { experiments: opts.experiment } : {}), logger: app.logger });
   }
+  return rows;
+}
+
+function selectRows(rows: readonly RunRow[], opts: SourceOptions): RunRow[] {
   const filters = opts.where.map(parseFilter);
   if (opts.level) filters.push({ field: 'tags.milkit.level', op: '=', value: opts.level });
   let out = applyFilters(rows, filters);
@@ -88,6 +103,37 @@ async function loadRows(app: CliApp, opts: SourceOptions): Promise<RunRow[]> {
     out = out.slice(0, n);
   }
   return out;
+}
+
+/** Reads a fold run's predictions.csv artifact from the local store (once per run). */
+function localPredictions(root: string, app: CliApp): (fold: RunRow) => Promise<FoldPredictionSet | undefined> {
+  const reader = new FileStoreReader(root, app.logger);
+  const cache = new Map<string, Promise<FoldPredictionSet | undefined>>();
+  return (fold) => {
+    let entry = cache.get(fold.runId);
+    if (!entry) {
+      entry = reader.readRun(fold.experimentId, fold.runId, { history: false })
+        .then((run) => (run ? readFoldPredictions(path.join(run.dir, 'artifacts', 'predictions.csv')) : undefined));
+      cache.set(fold.runId, entry);
+    }
+    return entry;
+  };
+}
+
+/** The metric plugins the bootstrap recomputes, created for the class count of the baseline's predictions. */
+async function metricPlugins(app: CliApp, compared: readonly RunRow[], all: readonly RunRow[], predictionsOf: ((fold: RunRow) => Promise<FoldPredictionSet | undefined>) | undefined, wanted: readonly string[] | undefined): Promise<(name: string) => Metric | undefined> {
+  if (!predictionsOf) return () => undefined;
+  const firstFold = all.find((r) => r.parentRunId === compared[0]?.runId && r.tags['milkit.level'] === 'fold');
+  const numClasses = firstFold ? (await predictionsOf(firstFold))?.numClasses : undefined;
+  if (numClasses === undefined) return () => undefined;
+  const registry = app.createRegistry();
+  const names = (wanted ?? compareColumns(compared).metrics).map((m) => m.replace(/^test\//, ''));
+  const metrics = new Map<string, Metric>();
+  for (const name of names) {
+    if (!registry.ids('metric').includes(`metric/${name}`)) continue;
+    metrics.set(name, registry.create(await registry.resolve('metric', name, { key: 'eval.metrics' }), { numClasses }));
+  }
+  return (name) => metrics.get(name);
 }
 
 export function register(program: Command, app: CliApp): void {
@@ -114,12 +160,39 @@ export function register(program: Command, app: CliApp): void {
     .option('-m, --metrics <names>', 'metrics to show, comma-separated; "test/auc" shows test/auc_mean ± test/auc_std', list)
     .option('-p, --params <keys>', 'params to show (default: those that differ)', list)
     .option('--digits <n>', 'decimals', '3')
-    .action(async (ids: string[], opts: SourceOptions & { metrics?: string[]; params?: string[]; digits: string }) => {
+    .option('-b, --baseline <run>', 'test every run against this one (id or prefix) over their fold runs: paired Δ, CI, Holm-adjusted p, ▲/▼/≈')
+    .option('--alpha <level>', 'significance level of the marks after Holm correction', '0.05')
+    .option('--bootstrap <n>', 'paired patient-bootstrap resamples (local store: read from the fold runs\' predictions.csv; 0 = off)', '1000')
+    .action(async (ids: string[], opts: SourceOptions & { metrics?: string[]; params?: string[]; digits: string; baseline?: string; alpha: string; bootstrap: string }) => {
       const format = checkFormat(opts.format);
-      const rows = await loadRows(app, opts);
+      const all = await loadAllRows(app, opts);
+      const rows = selectRows(all, opts);
       const chosen = ids.length > 0 ? ids.map((id) => pickRun(rows, id)) : rows;
       if (chosen.length === 0) {
         app.io.out('no runs match.');
+        return;
+      }
+      if (opts.baseline !== undefined) {
+        const baseline = pickRun(all, opts.baseline);
+        const compared = chosen.some((r) => r.runId === baseline.runId) ? chosen : [baseline, ...chosen];
+        const alpha = Number(opts.alpha);
+        if (!(alpha > 0 && alpha < 1)) throw new TrackingError('invalid-option', `--alpha must be between 0 and 1, got "${opts.alpha}".`);
+        const resamples = Number(opts.bootstrap);
+        if (!Number.isInteger(resamples) || resamples < 0) throw new TrackingError('invalid-option', `--bootstrap must be a whole number ≥ 0, got "${opts.bootstrap}".`);
+        const local = !(opts.uri && /^https?:\/\//i.test(opts.uri));
+        const predictionsOf = local ? localPredictions(localStoreRoot(app.cwd, app.env, opts.mlruns ?? opts.uri), app) : undefined;
+        const metricFor = await metricPlugins(app, compared, all, predictionsOf, opts.metrics);
+        const { table, comparison } = await baselineCompareTable(compared, all, {
+          baseline, alpha, digits: Number(opts.digits), bootstrapResamples: resamples, metricFor,
+          ...(predictionsOf ? { predictionsOf } : {}),
+          ...(opts.metrics ? { metrics: opts.metrics } : {}), ...(opts.params ? { params: opts.params } : {}),
+        });
+        app.io.out(renderTable(table, format));
+        if (format === 'text' || format === 'md') {
+          for (const row of comparison.rows) for (const flag of row.flags) app.io.out(`\n- ${row.label.slice(0, 8)}: ${flag}`);
+          for (const warning of comparison.warnings) app.io.out(`\n- ${warning}`);
+          app.io.out(`\n${methodFootnote(comparison)}`);
+        }
         return;
       }
       app.io.out(renderTable(compareTable(chosen, { digits: Number(opts.digits), ...(opts.metrics ? { metrics: opts.metrics } : {}), ...(opts.params ? { params: opts.params } : {}) }), format));

@@ -29,6 +29,8 @@ interface SweepFlags {
   readonly dir?: string;
   readonly dryRun?: boolean;
   readonly metrics?: string;
+  readonly baseline?: string;
+  readonly alpha?: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -88,6 +90,12 @@ function parseWorkers(text: string): number {
   return workers;
 }
 
+function parseAlpha(text: string): number {
+  const alpha = Number(text);
+  if (!(alpha > 0 && alpha < 1)) throw new ConfigError('invalid-cli-value', `--alpha expects a number between 0 and 1, got "${text}".`, { hint: 'Example: --alpha 0.05.' });
+  return alpha;
+}
+
 async function definitionFrom(app: CliApp, experimentArg: string | undefined, args: readonly string[], flags: SweepFlags): Promise<{ definition: SweepDefinition; sweepFile?: SweepFile }> {
   let positional = [...args];
   let experiment = experimentArg;
@@ -107,6 +115,8 @@ async function definitionFrom(app: CliApp, experimentArg: string | undefined, ar
   const name = flags.name ?? sweepFile?.name ?? (fileArg ? path.basename(fileArg).replace(/\.[^.]+$/, '') : path.basename(experimentFile).replace(/\.[^.]+$/, ''));
   const metrics = flags.metrics ? flags.metrics.split(',').map((m) => m.trim()).filter(Boolean) : sweepFile?.metrics;
   const datasets = normaliseDatasets(sweepFile?.datasets);
+  const baseline = flags.baseline ?? sweepFile?.baseline;
+  const alpha = flags.alpha !== undefined ? parseAlpha(flags.alpha) : sweepFile?.alpha;
   return {
     definition: {
       name,
@@ -116,6 +126,8 @@ async function definitionFrom(app: CliApp, experimentArg: string | undefined, ar
       ...(sweepFile?.rows ? { rows: sweepFile.rows } : {}),
       ...(datasets ? { datasets } : {}),
       ...(metrics ? { metrics } : {}),
+      ...(baseline !== undefined ? { baseline } : {}),
+      ...(alpha !== undefined ? { alpha } : {}),
       ...(fileArg ? { file: fileArg } : {}),
     },
     ...(sweepFile ? { sweepFile } : {}),
@@ -136,6 +148,8 @@ export function register(program: Command, app: CliApp): void {
     .option('--name <name>', 'sweep name (state folder outputs/sweeps/<name>-<hash>)')
     .option('--dir <folder>', 'state folder to use instead of outputs/sweeps/<name>-<hash>')
     .option('--metrics <list>', 'table columns, comma-separated result metrics (default: all)')
+    .option('--baseline <row>', 'row the others are tested against (default: the first row; a sweep file may set baseline:)')
+    .option('--alpha <level>', 'significance level of the ▲/▼ marks after Holm correction (default 0.05)')
     .option('--dry-run', 'compose and validate every cell and write the state folder, run nothing')
     .addHelpText('after', [
       '',
@@ -168,7 +182,8 @@ export function register(program: Command, app: CliApp): void {
       const compose: ComposeCell = async (file, overrides) => {
         const resolved = await loadExperiment(file, overrides, { registry, cwd: app.cwd, env: app.env });
         composed.set(resolved.configHash, resolved);
-        return { configHash: resolved.configHash, folds: resolved.config.split.folds, configYaml: resolved.toYaml() };
+        // With split.repeats every repeat's folds are jobs too (fold index = repeat · folds + fold).
+        return { configHash: resolved.configHash, folds: resolved.config.split.folds * resolved.config.split.repeats, configYaml: resolved.toYaml() };
       };
       // The tracker comes from the first cell's `tracking:` (cells share it unless a row overrides tracking).
       let sweepTracking: SweepTracking | undefined;
@@ -185,7 +200,7 @@ export function register(program: Command, app: CliApp): void {
           });
           return sweepTracking.open(plan, stateDir, sweepName);
         },
-        close: async (table, stateDir, artifacts) => sweepTracking?.close(table, stateDir, artifacts),
+        close: async (table, stateDir, artifacts, comparison) => sweepTracking?.close(table, stateDir, artifacts, comparison),
       };
       // Every cell is checked before the state folder is written, any MLflow run opened or any job launched;
       // the state folder is named by --dir, the flag that moves it.
@@ -218,11 +233,17 @@ export function register(program: Command, app: CliApp): void {
           signal: controller.signal,
           tracking,
           preflight: checkCells,
+          metricFor: async (name, numClasses) => {
+            // Result metrics that are not plugins (stage or instance metrics) get no bootstrap.
+            if (!registry.ids('metric').includes(`metric/${name}`)) return undefined;
+            return registry.create(await registry.resolve('metric', name, { key: 'eval.metrics' }), { numClasses });
+          },
           ...(flags.dir ? { stateDir: path.resolve(app.cwd, flags.dir) } : {}),
           ...(flags.dryRun ? { dryRun: true } : {}),
         });
         progress.stop();
         app.io.out(report.markdown);
+        if (report.comparisonMarkdown !== undefined) app.io.out(report.comparisonMarkdown);
         app.io.out('');
         app.io.out(`${report.cells} cells, ${report.jobs} jobs: ${report.alreadyDone} already finished, ${report.succeeded} finished now, ${report.failed.length} failed, ${report.busy} running elsewhere, ${report.missing} without a result.`);
         app.io.out(`table: ${path.join(report.stateDir, 'table.md')} · ${path.join(report.stateDir, 'summary.csv')} · per fold: ${path.join(report.stateDir, 'folds.csv')}`);

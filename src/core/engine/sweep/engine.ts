@@ -3,7 +3,12 @@
 // jobs are skipped, failed and missing ones run again, and results are keyed by job id so none is duplicated.
 import { createHash } from 'node:crypto';
 import path from 'node:path';
+import { ConfigError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
+import { writeForestPlot, type ForestRow } from '../../eval/plots.js';
+import type { ComparisonResult } from '../../stats/compare.js';
+import { didYouMean } from '../../util/suggest.js';
+import type { Metric } from '../../../registry/contracts/metric.js';
 import type { Executor, ExecutorJob, JobOutcome, WorkerCommand } from '../../../registry/contracts/executor.js';
 import type { JobResult } from '../job.js';
 import { silentProgress, type Progress } from '../progress.js';
@@ -13,7 +18,8 @@ import {
   exists, readJobError, readJobResult, STATE_VERSION, SweepLayout, writeAtomic,
   type JobErrorFile, type JobManifest, type SweepRecord,
 } from './state.js';
-import { renderFoldsCsv, renderMarkdown, renderSummaryCsv, summarizeSweep, type SweepTable } from './table.js';
+import { compareSweepRows, comparisonJson, loadRowRecords, renderComparisonMarkdown, rowLabel, rowLabels } from './comparison.js';
+import { renderFoldsCsv, renderMarkdown, renderSummaryCsv, summarizeSweep, TIME_METRIC, type SweepTable } from './table.js';
 import type { SweepTracking } from './tracking.js';
 
 /** Default: a lock not refreshed for 10 minutes belongs to a worker that died on another machine. */
@@ -47,6 +53,10 @@ export interface SweepOptions {
   readonly dryRun?: boolean;
   /** Add the s/slide column to the table (default: unless the sweep lists its metrics). */
   readonly includeTime?: boolean;
+  /** The metric plugin of a result metric, for the paired bootstrap (the CLI resolves it from the registry). */
+  readonly metricFor?: (name: string, numClasses: number) => Promise<Metric | undefined>;
+  /** Paired-bootstrap resamples per repeat (default 1000; 0 = off). */
+  readonly bootstrapResamples?: number;
 }
 
 export interface SweepFailure {
@@ -71,7 +81,12 @@ export interface SweepReport {
   /** Jobs still without a result at the end. */
   readonly missing: number;
   readonly table: SweepTable;
+  /** The result table (with ▲/▼/≈ marks when rows are compared). */
   readonly markdown: string;
+  /** Every row against the baseline row; absent with a single row. */
+  readonly comparison?: ComparisonResult;
+  /** The comparison tables, warnings and method footnote (table.md holds the table followed by this). */
+  readonly comparisonMarkdown?: string;
 }
 
 /** Where a sweep keeps its state when no folder is given. */
@@ -85,6 +100,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
   const cells = expandCells(definition, options.expand);
   logger.info(`sweep ${definition.name}: ${cells.length} cell${cells.length === 1 ? '' : 's'}; composing and validating each before any job starts.`);
   const plan = await planSweep(definition, cells, options.compose, options.cwd);
+  checkBaseline(definition, plan.cells.map((c) => c));
   const layout = new SweepLayout(options.stateDir ?? defaultStateDir(options.cwd, definition.name, plan.specHash));
   await options.preflight?.(plan, layout.dir);
   const experimentFile = path.resolve(options.cwd, definition.experimentFile);
@@ -160,15 +176,46 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
     }
   }
   const record = buildRecordObject(definition, plan, experimentFile, options.cwd);
+  const rows = await loadRowRecords(record, results, layout);
+  const repeatOf = new Map(record.cells.flatMap((cell, i) => cell.jobIds.map((id, f) => [id, rows[i]?.folds[f]?.repeat ?? 0] as const)));
   const table = summarizeSweep(record, results, {
     ...(definition.metrics ? { metrics: definition.metrics } : {}),
     ...(options.includeTime !== undefined ? { includeTime: options.includeTime } : {}),
+    repeatOf,
   });
-  const markdown = renderMarkdown(table);
-  await writeAtomic(layout.tableMarkdownPath, `${markdown}\n`);
+  const artifacts = [layout.tableMarkdownPath, layout.summaryCsvPath, layout.foldsCsvPath];
+  let comparison: ComparisonResult | undefined;
+  let comparisonMarkdown: string | undefined;
+  let markdown: string;
+  if (rowLabels(record.cells).length > 1) {
+    const metricFor = await prepareMetrics(rows, table.metrics, options.metricFor);
+    comparison = compareSweepRows(rows, table.metrics, {
+      ...(definition.baseline !== undefined ? { baseline: definition.baseline } : {}),
+      ...(definition.alpha !== undefined ? { alpha: definition.alpha } : {}),
+      ...(options.bootstrapResamples !== undefined ? { bootstrapResamples: options.bootstrapResamples } : {}),
+      metricFor,
+    });
+    markdown = renderMarkdown(table, { marks: marksByCell(record, comparison) });
+    comparisonMarkdown = renderComparisonMarkdown(comparison);
+    await writeAtomic(layout.comparisonJsonPath, comparisonJson(comparison));
+    artifacts.push(layout.comparisonJsonPath);
+    const forest = await writeForestPlot(layout.forestPlotPath, forestRows(comparison, table.metrics[0]), {
+      title: `${definition.name}: ${table.metrics[0] ?? ''} difference from the baseline`,
+      xTitle: `Δ ${table.metrics[0] ?? ''} vs baseline (${Math.round(comparison.confidence * 100)}% CI, corrected resampled t-test)`,
+      baseline: [...new Set(comparison.rows.filter((r) => r.isBaseline).map((r) => r.label))].join(', '),
+    }).catch((error: unknown) => {
+      logger.warn(`forest plot not written: ${error instanceof Error ? error.message : String(error)}`);
+      return undefined;
+    });
+    if (forest) artifacts.push(forest);
+    for (const warning of comparison.warnings) logger.warn(warning);
+  } else {
+    markdown = renderMarkdown(table);
+  }
+  await writeAtomic(layout.tableMarkdownPath, `${markdown}\n${comparisonMarkdown !== undefined ? `${comparisonMarkdown}\n` : ''}`);
   await writeAtomic(layout.summaryCsvPath, renderSummaryCsv(table));
   await writeAtomic(layout.foldsCsvPath, renderFoldsCsv(table, results, errors));
-  if (cellRuns) await options.tracking?.close(table, layout.dir, [layout.tableMarkdownPath, layout.summaryCsvPath, layout.foldsCsvPath]);
+  if (cellRuns) await options.tracking?.close(table, layout.dir, artifacts, comparison);
 
   const failed: SweepFailure[] = outcomes
     .filter((o) => o.status === 'failed')
@@ -185,7 +232,57 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
     missing: plan.jobs.length - results.size,
     table,
     markdown,
+    ...(comparison ? { comparison } : {}),
+    ...(comparisonMarkdown !== undefined ? { comparisonMarkdown } : {}),
   };
+}
+
+/** A baseline that names no row is a config error, raised before any job runs. */
+function checkBaseline(definition: SweepDefinition, cells: SweepPlan['cells']): void {
+  if (definition.baseline === undefined) return;
+  const labels = rowLabels(cells);
+  if (labels.includes(definition.baseline)) return;
+  throw new ConfigError('unknown-baseline', `baseline "${definition.baseline}" is not a row of the sweep.${didYouMean(definition.baseline, labels)}`, {
+    where: { ...(definition.file ? { file: definition.file } : {}), key: 'baseline' },
+    hint: `Rows: ${labels.map((l) => `"${l}"`).join(', ')}.`,
+  });
+}
+
+/** The metric plugins the bootstrap needs, resolved once per (metric, class count) seen in the predictions. */
+async function prepareMetrics(rows: Awaited<ReturnType<typeof loadRowRecords>>, metrics: readonly string[], resolve: SweepOptions['metricFor']): Promise<(name: string) => Metric | undefined> {
+  if (!resolve) return () => undefined;
+  const numClasses = rows.flatMap((r) => r.folds.map((f) => f?.predictions?.numClasses)).find((n): n is number => n !== undefined);
+  if (numClasses === undefined) return () => undefined;
+  const byName = new Map<string, Metric>();
+  for (const name of metrics.filter((m) => m !== TIME_METRIC)) {
+    const metric = await resolve(name, numClasses);
+    if (metric) byName.set(name, metric);
+  }
+  return (name) => byName.get(name);
+}
+
+/** The ▲/▼/≈ of each non-baseline cell, by cell index and metric. */
+function marksByCell(record: SweepRecord, comparison: ComparisonResult): Map<number, Record<string, string>> {
+  const marks = new Map<number, Record<string, string>>();
+  for (const cell of record.cells) {
+    const row = comparison.rows.find((r) => r.label === rowLabel(cell) && r.group === cell.dataset);
+    if (!row || row.isBaseline) continue;
+    const entry: Record<string, string> = {};
+    for (const m of row.metrics) if (m.mark) entry[m.metric] = m.mark;
+    marks.set(cell.index, entry);
+  }
+  return marks;
+}
+
+/** Forest-plot rows of one metric: each tested row's t-test effect and interval. */
+function forestRows(comparison: ComparisonResult, metric: string | undefined): ForestRow[] {
+  const rows: ForestRow[] = [];
+  for (const row of comparison.rows) {
+    const m = row.metrics.find((x) => x.metric === metric);
+    if (!m?.tTest?.ci) continue;
+    rows.push({ label: row.group ? `${row.group} · ${row.label}` : row.label, estimate: m.tTest.effect, low: m.tTest.ci[0], high: m.tTest.ci[1], mark: m.mark ?? '≈' });
+  }
+  return rows;
 }
 
 function firstLine(text: string | undefined): string {

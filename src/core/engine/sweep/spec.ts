@@ -25,6 +25,8 @@ export const SweepFileSchema = z.strictObject({
   rows: z.array(NamedOverrides).optional().describe('named rows of the table, in print order'),
   datasets: z.array(z.union([z.string(), NamedOverrides])).optional().describe('run every row on each dataset; a bare name means the override data=<name>'),
   metrics: z.array(z.string()).optional().describe('result metrics to tabulate, in column order (default: every metric the jobs report)'),
+  baseline: z.string().min(1).optional().describe('row every other row is tested against: its name, plus " | key=value key2=value2" for grid values (the cell name without the dataset); default: the first row'),
+  alpha: z.number().gt(0).lt(1).optional().describe('significance level of the ▲/▼ marks after Holm correction (default 0.05)'),
   executor: PluginRef.prefault({ name: 'local' }).describe('executor plugin and options, e.g. {name: slurm, partition: gpu}; default local'),
 });
 export type SweepFile = z.output<typeof SweepFileSchema>;
@@ -39,6 +41,10 @@ export interface SweepDefinition {
   readonly rows?: readonly NamedOverrides[];
   readonly datasets?: readonly NamedOverrides[];
   readonly metrics?: readonly string[];
+  /** Row the others are tested against (default: the first row). */
+  readonly baseline?: string;
+  /** Significance level of the ▲/▼ marks (default 0.05). */
+  readonly alpha?: number;
   /** Where the sweep file came from (for messages). */
   readonly file?: string;
 }

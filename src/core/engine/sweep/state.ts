@@ -120,6 +120,12 @@ export class SweepLayout {
   get foldsCsvPath(): string {
     return path.join(this.dir, 'folds.csv');
   }
+  get comparisonJsonPath(): string {
+    return path.join(this.dir, 'comparison.json');
+  }
+  get forestPlotPath(): string {
+    return path.join(this.dir, 'forest.png');
+  }
 }
 
 /** Writes a file atomically (temp file + rename), creating its folder. */

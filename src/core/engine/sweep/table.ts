@@ -2,6 +2,7 @@
 // cell order (the sweep file's row order). With datasets the table pivots to rows × dataset columns plus an
 // Average column (the layout of an ablation table such as HDMIL's Table 3). Markdown for people, CSV for code.
 import { stringify } from 'csv-stringify/sync';
+import { summarizeRepeats } from '../../stats/repeats.js';
 import type { JobResult } from '../job.js';
 import type { JobErrorFile, PlannedCellRecord, SweepRecord } from './state.js';
 
@@ -14,6 +15,8 @@ export interface MetricStat {
   readonly std: number | null;
   /** Folds that reported a finite value. */
   readonly n: number;
+  /** With repeated splits: the repeats behind the value; mean and std are then over the per-repeat means. */
+  readonly repeats?: number;
 }
 
 export interface CellSummary {
@@ -35,6 +38,8 @@ export interface SummarizeOptions {
   readonly metrics?: readonly string[];
   /** Add the `s/slide` column (default: when no metric list is given; a list may name `s/slide` itself). */
   readonly includeTime?: boolean;
+  /** The split repeat of each job id (repeated splits); a cell spanning several repeats reports ± over per-repeat means. */
+  readonly repeatOf?: ReadonlyMap<string, number>;
 }
 
 /** Mean and sample std of the finite values. */
@@ -61,9 +66,19 @@ export function summarizeSweep(record: SweepRecord, results: ReadonlyMap<string,
   for (const cell of record.cells) for (const key of Object.keys(cell.params)) if (!params.includes(key)) params.push(key);
   const cells = record.cells.map((cell) => {
     const found = cell.jobIds.map((id) => results.get(id)).filter((r): r is JobResult => r !== undefined);
+    const repeatOf = (id: string): number => options.repeatOf?.get(id) ?? 0;
+    const repeated = new Set(cell.jobIds.map(repeatOf)).size > 1;
     const stats: Record<string, MetricStat> = {};
     for (const metric of metrics) {
-      stats[metric] = meanStd(found.map((r) => (metric === TIME_METRIC ? r.secondsPerSlide : r.metrics[metric])));
+      const valueOf = (r: JobResult): number | null | undefined => (metric === TIME_METRIC ? r.secondsPerSlide : r.metrics[metric]);
+      const plain = meanStd(found.map(valueOf));
+      if (!repeated) {
+        stats[metric] = plain;
+        continue;
+      }
+      // MHIM-MIL's convention: ± is the spread of the per-repeat means, not of all folds.
+      const summary = summarizeRepeats(found.map((r) => ({ repeat: repeatOf(r.id), value: valueOf(r) })));
+      stats[metric] = { mean: summary.mean, std: summary.std, n: plain.n, repeats: summary.repeats };
     }
     return { cell, done: found.length, metrics: stats };
   });
@@ -98,8 +113,25 @@ function rowKey(cell: PlannedCellRecord, params: readonly string[]): string {
   return JSON.stringify([cell.row ?? null, params.map((p) => cell.params[p] ?? null)]);
 }
 
+export interface RenderOptions {
+  /** A mark (▲/▼/≈) per cell index and metric, appended to the cell's value. */
+  readonly marks?: ReadonlyMap<number, Readonly<Record<string, string>>>;
+}
+
 /** The table as markdown: one line per cell, or rows × datasets (+ Average) when the sweep has datasets. */
-export function renderMarkdown(table: SweepTable): string {
+export function renderMarkdown(table: SweepTable, options: RenderOptions = {}): string {
+  const text = renderMarkdownTable(table, options);
+  const repeats = Math.max(0, ...table.cells.flatMap((c) => Object.values(c.metrics).map((m) => m.repeats ?? 0)));
+  return repeats > 1 ? `${text}
+
+± is the sample standard deviation of the ${repeats} per-repeat means (each the mean over that repeat's folds).` : text;
+}
+
+function renderMarkdownTable(table: SweepTable, options: RenderOptions): string {
+  const withMark = (cell: PlannedCellRecord, metric: string, text: string): string => {
+    const mark = options.marks?.get(cell.index)?.[metric];
+    return mark === undefined || text === '—' ? text : `${text} ${mark}`;
+  };
   const hasRows = table.cells.some((c) => c.cell.row !== undefined);
   const datasets = [...new Set(table.cells.map((c) => c.cell.dataset).filter((d): d is string => d !== undefined))];
   const labelHeader = [...(hasRows ? ['row'] : []), ...table.params];
@@ -109,7 +141,7 @@ export function renderMarkdown(table: SweepTable): string {
     const rows = table.cells.map((c) => [
       ...(labelHeader.length ? labels(c.cell) : [c.cell.name]),
       `${c.done}/${c.cell.folds}`,
-      ...table.metrics.map((m) => formatStat(c.metrics[m], c.cell.folds)),
+      ...table.metrics.map((m) => withMark(c.cell, m, formatStat(c.metrics[m], c.cell.folds))),
     ]);
     return markdown(header, rows);
   }
@@ -129,7 +161,7 @@ export function renderMarkdown(table: SweepTable): string {
     const first = [...perDataset.values()][0] as CellSummary;
     const values = datasets.flatMap((d) => table.metrics.map((m) => {
       const summary = perDataset.get(d);
-      return summary ? formatStat(summary.metrics[m], summary.cell.folds) : '—';
+      return summary ? withMark(summary.cell, m, formatStat(summary.metrics[m], summary.cell.folds)) : '—';
     }));
     // The Average column is the mean of the per-dataset means, shown only when every dataset has one.
     const averages = table.metrics.map((m) => {

@@ -7,6 +7,9 @@ import YAML from 'yaml';
 import type { Logger } from '../../logger.js';
 import type { Tracker } from '../../../registry/contracts/tracker.js';
 import { flattenParams, systemTags } from '../../tracking/index.js';
+import type { ComparisonResult } from '../../stats/compare.js';
+import { methodFootnote } from '../../stats/report.js';
+import { rowLabel } from './comparison.js';
 import type { SweepPlan } from './plan.js';
 import { writeAtomic } from './state.js';
 import type { SweepTable } from './table.js';
@@ -15,7 +18,8 @@ import type { SweepTable } from './table.js';
 export interface SweepTracking {
   /** Returns the run each cell's fold runs nest under, by cell index. */
   open(plan: SweepPlan, stateDir: string, sweepName: string): Promise<ReadonlyMap<number, string>>;
-  close(table: SweepTable, stateDir: string, artifacts: readonly string[]): Promise<void>;
+  /** Logs the cells' summaries, the comparison with the baseline (when there is one) and the table artifacts. */
+  close(table: SweepTable, stateDir: string, artifacts: readonly string[], comparison?: ComparisonResult): Promise<void>;
 }
 
 interface TrackingFile {
@@ -93,7 +97,7 @@ export function createSweepTracking(options: SweepTrackingOptions): SweepTrackin
       await tracker.flush();
       return byCell;
     },
-    async close(table, _stateDir, artifacts) {
+    async close(table, _stateDir, artifacts, comparison) {
       if (!state || !plan) return;
       const now = Date.now();
       let allDone = true;
@@ -104,16 +108,78 @@ export function createSweepTracking(options: SweepTrackingOptions): SweepTrackin
           ...(stat.mean !== null ? [{ key: `test/${metric}_mean`, value: stat.mean, step: 0, timestamp: now }] : []),
           ...(stat.std !== null ? [{ key: `test/${metric}_std`, value: stat.std, step: 0, timestamp: now }] : []),
         ]).filter((p) => !p.key.includes('/s/slide'));
+        if (comparison) points.push(...comparisonPoints(comparison, summary.cell, now));
         if (points.length) await tracker.logMetrics(runId, points);
         const complete = summary.done === summary.cell.folds;
         allDone &&= complete;
         await tracker.endRun(runId, complete ? 'FINISHED' : 'FAILED');
+      }
+      if (comparison) {
+        const baselines = [...new Set(comparison.rows.filter((r) => r.isBaseline).map((r) => r.label))];
+        await tracker.logParams(state.sweepRunId, {
+          'stats.baseline': baselines.join(', ').slice(0, 500),
+          'stats.test': 'corrected resampled t-test (Nadeau-Bengio 2003), Holm across rows',
+          'stats.alpha': String(comparison.alpha),
+          'stats.confidence': String(comparison.confidence),
+          'stats.beside': `DeLong (binary AUC), paired patient bootstrap (${comparison.bootstrapResamples} resamples); median over repeats`,
+        });
+        await tracker.setTags(state.sweepRunId, { 'mlflow.note.content': methodFootnote(comparison) });
+        const sweepPoints = sweepComparisonPoints(comparison, now);
+        if (sweepPoints.length) await tracker.logMetrics(state.sweepRunId, sweepPoints);
       }
       for (const artifact of artifacts) await tracker.logArtifact(state.sweepRunId, artifact);
       await tracker.endRun(state.sweepRunId, allDone ? 'FINISHED' : 'FAILED');
       await tracker.flush();
     },
   };
+}
+
+/**
+ * A cell's comparison with the baseline as metrics: `compare/<metric>/effect`, `ci_low`, `ci_high`, `p_holm`,
+ * `mark` (+1 ▲, −1 ▼, 0 ≈), `delong_p`, `bootstrap_p`. The baseline cell logs none.
+ */
+function comparisonPoints(comparison: ComparisonResult, cell: SweepTable['cells'][number]['cell'], timestamp: number): Array<{ key: string; value: number; step: number; timestamp: number }> {
+  const row = comparison.rows.find((r) => r.label === rowLabel(cell) && r.group === cell.dataset);
+  if (!row || row.isBaseline) return [];
+  const points: Array<{ key: string; value: number; step: number; timestamp: number }> = [];
+  const add = (key: string, value: number | null | undefined): void => {
+    if (typeof value === 'number' && Number.isFinite(value)) points.push({ key, value, step: 0, timestamp });
+  };
+  for (const m of row.metrics) {
+    const prefix = `compare/${m.metric}`;
+    add(`${prefix}/effect`, m.tTest?.effect);
+    add(`${prefix}/ci_low`, m.tTest?.ci?.[0]);
+    add(`${prefix}/ci_high`, m.tTest?.ci?.[1]);
+    add(`${prefix}/p_holm`, m.adjustedP);
+    add(`${prefix}/mark`, m.mark === '▲' ? 1 : m.mark === '▼' ? -1 : m.mark === '≈' ? 0 : null);
+    add(`${prefix}/delong_p`, m.delong?.p);
+    add(`${prefix}/bootstrap_p`, m.bootstrap?.p);
+  }
+  return points;
+}
+
+/** A row label or dataset as one MLflow key segment: other characters become "_", at most 80 characters. */
+function keySegment(text: string): string {
+  const cleaned = text.replace(/[^\p{L}\p{N}\p{M}_\-. :]+/gu, '_').replace(/^[. ]+|[. ]+$/g, '_').slice(0, 80);
+  return cleaned === '' ? '_' : cleaned;
+}
+
+/** The whole comparison on the sweep run: `compare/[<dataset>/]<row>/<metric>/effect`, `p_holm`, `mark`. */
+function sweepComparisonPoints(comparison: ComparisonResult, timestamp: number): Array<{ key: string; value: number; step: number; timestamp: number }> {
+  const points: Array<{ key: string; value: number; step: number; timestamp: number }> = [];
+  for (const row of comparison.rows) {
+    if (row.isBaseline) continue;
+    const prefix = ['compare', ...(row.group !== undefined ? [keySegment(row.group)] : []), keySegment(row.label)].join('/');
+    for (const m of row.metrics) {
+      const values: Array<[string, number | null | undefined]> = [
+        ['effect', m.tTest?.effect], ['p_holm', m.adjustedP], ['mark', m.mark === '▲' ? 1 : m.mark === '▼' ? -1 : m.mark === '≈' ? 0 : null],
+      ];
+      for (const [name, value] of values) {
+        if (typeof value === 'number' && Number.isFinite(value)) points.push({ key: `${prefix}/${keySegment(m.metric)}/${name}`, value, step: 0, timestamp });
+      }
+    }
+  }
+  return points;
 }
 
 /** Parses a cell's resolved-config YAML (what the CLI keeps per cell) back to an object for params. */

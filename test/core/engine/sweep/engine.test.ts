@@ -83,7 +83,11 @@ describe('sweep engine with the local executor', () => {
     // cores 4 / 2 workers.
     expect(trained.every((l) => l.endsWith('blas=2'))).toBe(true);
     expect(report.markdown).toBe(expectedTable());
-    expect(await readFile(path.join(uninterruptedDir, 'table.md'), 'utf8')).toBe(`${expectedTable()}\n`);
+    expect(await readFile(path.join(uninterruptedDir, 'table.md'), 'utf8')).toBe(`${expectedTable()}\n${report.comparisonMarkdown ?? ''}\n`);
+    // The fake jobs write no splits.json: the table says the t-test could not run instead of pairing blindly.
+    expect(report.comparison?.rows.map((r) => r.isBaseline)).toEqual([true, false, false, false]);
+    expect(report.comparison?.rows[1]?.metrics.map((m) => [m.metric, m.pairedFolds, m.tTest])).toEqual([['auc', 3, null], ['accuracy', 3, null]]);
+    expect(report.comparisonMarkdown).toContain('- a=1 b=yy: the split sizes of 3 fold(s) are unknown, so the corrected t-test is not run');
     const summary = (await readFile(path.join(uninterruptedDir, 'summary.csv'), 'utf8')).trim().split('\n');
     expect(summary).toHaveLength(5);
     expect(summary[1]?.startsWith('a=1 b=x,,,1,x,3,3,0.61')).toBe(true);
@@ -151,6 +155,15 @@ describe('sweep engine with the local executor', () => {
     await expect(sweep(stateDir, { grid: ['a=1,2', 'bad=0'] }, { FAKE_TRAIN_LOG: log })).rejects.toMatchObject({ code: 'sweep-invalid-cells' });
     expect(await trainedLines(log)).toEqual([]);
     expect(await readdir(stateDir).catch(() => 'no state folder')).toBe('no state folder');
+  });
+
+  it('rejects a baseline that names no row before any job starts', async () => {
+    const stateDir = path.join(await tempDir('sweep-baseline'), 'state');
+    const log = `${stateDir}.log`;
+    await writeFile(log, '');
+    const rows = [{ name: 'first', overrides: ['a=1'] }, { name: 'second', overrides: ['a=2'] }];
+    await expect(sweep(stateDir, { grid: ['folds=1'], rows, baseline: 'frist' }, { FAKE_TRAIN_LOG: log })).rejects.toThrowErrorMatchingInlineSnapshot(`[ConfigError: baseline "frist" is not a row of the sweep. Did you mean "first"?]`);
+    expect(await trainedLines(log)).toEqual([]);
   });
 
   it('trains a repeated row once and prints it on both rows, in the sweep file order', async () => {

@@ -83,3 +83,24 @@ describe('sweep table', () => {
     expect(renderMarkdown(table).split('\n')[2]).toBe('| r | 0.7000 | — | — |');
   });
 });
+
+describe('sweep table with repeated splits', () => {
+  it('reports ± as the std of the per-repeat means and says so under the table', () => {
+    const rec = record([cell(0, { name: 'abmil' }, 4)]);
+    // Repeat 0: folds 0.8, 0.9 → 0.85; repeat 1: folds 0.6, 0.7 → 0.65 → mean 0.75, std √(2·0.1²) = 0.141421.
+    const results = new Map<string, JobResult>([
+      ['c0f0', result('c0f0', { auc: 0.8 })], ['c0f1', result('c0f1', { auc: 0.9 })],
+      ['c0f2', result('c0f2', { auc: 0.6 })], ['c0f3', result('c0f3', { auc: 0.7 })],
+    ]);
+    const repeatOf = new Map([['c0f0', 0], ['c0f1', 0], ['c0f2', 1], ['c0f3', 1]]);
+    const table = summarizeSweep(rec, results, { metrics: ['auc'], repeatOf });
+    expect(table.cells[0]?.metrics.auc?.mean).toBeCloseTo(0.75, 12);
+    expect(table.cells[0]?.metrics.auc?.std).toBeCloseTo(Math.SQRT2 * 0.1, 12);
+    expect(table.cells[0]?.metrics.auc).toMatchObject({ n: 4, repeats: 2 });
+    const text = renderMarkdown(table, { marks: new Map([[0, { auc: '≈' }]]) });
+    expect(text.split('\n')[2]).toBe('| abmil | 4/4 | 0.7500 ± 0.1414 ≈ |');
+    expect(text.split('\n').at(-1)).toBe('± is the sample standard deviation of the 2 per-repeat means (each the mean over that repeat\'s folds).');
+    // Without repeats the plain fold std stays: std of 0.8, 0.9, 0.6, 0.7 = 0.129099.
+    expect(summarizeSweep(rec, results, { metrics: ['auc'] }).cells[0]?.metrics.auc?.std).toBeCloseTo(0.1290994, 6);
+  });
+});

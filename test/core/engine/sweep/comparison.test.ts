@@ -1,0 +1,135 @@
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import type { JobResult } from '../../../../src/core/engine/job.js';
+import { compareSweepRows, loadRowRecords, renderComparisonMarkdown, rowLabel, rowLabels } from '../../../../src/core/engine/sweep/comparison.js';
+import { readFoldPredictions } from '../../../../src/core/stats/report.js';
+import { SweepLayout, writeAtomic, type PlannedCellRecord, type SweepRecord } from '../../../../src/core/engine/sweep/state.js';
+import { renderMarkdown, summarizeSweep } from '../../../../src/core/engine/sweep/table.js';
+import { writeForestPlot } from '../../../../src/core/eval/plots.js';
+import { predictionsCsv } from '../../../../src/core/eval/predictions.js';
+import { binaryAuc } from '../../../../src/core/eval/classification.js';
+import { Rng } from '../../../../src/core/runtime/random.js';
+import type { ComparisonResult } from '../../../../src/core/stats/compare.js';
+import type { Metric } from '../../../../src/registry/index.js';
+
+const FOLDS = 3;
+const AUC: Metric = {
+  compute: (input) => {
+    const value = binaryAuc(input.labels.map((y) => y === 1), input.probs.map((p) => p[1] as number));
+    return value === null ? { value, reason: 'one class' } : { value };
+  },
+};
+const SLIDES = Array.from({ length: 24 }, (_, i) => ({ slideId: `s${String(i).padStart(2, '0')}`, caseId: `c${Math.floor(i / 2)}`, label: i % 2 }));
+
+function cell(index: number, row: string, dataset?: string): PlannedCellRecord {
+  return {
+    index, name: [row, dataset].filter(Boolean).join(' | '), row, ...(dataset ? { dataset } : {}), params: {}, overrides: [], configHash: `h${index}`, folds: FOLDS,
+    jobIds: Array.from({ length: FOLDS }, (_, f) => `job${index}f${f}`),
+  };
+}
+
+/** Writes a job folder as runExperiment leaves it (splits/splits.json, fold-<k>/predictions.csv) and returns its result. */
+async function writeJob(layout: SweepLayout, id: string, fold: number, strength: number, rng: Rng, valIsTest = false): Promise<JobResult> {
+  const test = SLIDES.filter((_, i) => Math.floor(i / 2) % FOLDS === fold);
+  const train = SLIDES.filter((s) => !test.includes(s)).map((s) => s.slideId);
+  const testIds = test.map((s) => s.slideId);
+  const folds = Array.from({ length: FOLDS }, (_, k) => (k === fold ? { index: k, train, val: valIsTest ? testIds : [], test: testIds } : { index: k, train: [], val: [], test: [] }));
+  await writeAtomic(path.join(layout.jobDir(id), 'splits', 'splits.json'), JSON.stringify({ folds }));
+  const rows = test.map((s) => {
+    const p = Math.min(0.99, Math.max(0.01, 0.5 + strength * (s.label - 0.5) + 0.25 * rng.normal()));
+    return { slideId: s.slideId, caseId: s.caseId, label: s.label, probs: [1 - p, p], prediction: p > 0.5 ? 1 : 0, fold };
+  });
+  await writeAtomic(path.join(layout.jobDir(id), `fold-${fold}`, 'predictions.csv'), predictionsCsv(rows, ['normal', 'tumor']));
+  const auc = binaryAuc(rows.map((r) => r.label === 1), rows.map((r) => r.probs[1] as number));
+  return { id, fold, metrics: { auc }, secondsPerSlide: 0.1, epochs: 1 };
+}
+
+async function sweepState(options: { failBaselineFold?: number; valIsTest?: boolean } = {}) {
+  const layout = new SweepLayout(await mkdtemp(path.join(tmpdir(), 'milkit-comparison-')));
+  const cells = [cell(0, 'ABMIL'), cell(1, '+ CKA'), cell(2, '+ screening')];
+  const record: SweepRecord = { version: 1, name: 'table', specHash: 'abcd1234', experimentFile: '/e.yaml', cwd: '/', grid: [], zip: [], cells };
+  const results = new Map<string, JobResult>();
+  const rng = new Rng('comparison-test');
+  const strengths = [0.3, 0.3, 0.8];
+  for (const c of cells) {
+    for (const [fold, id] of c.jobIds.entries()) {
+      const job = await writeJob(layout, id, fold, strengths[c.index] as number, rng.fork(id), options.valIsTest === true && c.index === 1);
+      if (!(c.index === 0 && fold === options.failBaselineFold)) results.set(id, job);
+    }
+  }
+  return { layout, record, results };
+}
+
+describe('sweep comparison', () => {
+  it('reads fold predictions back from predictions.csv', async () => {
+    const { layout } = await sweepState();
+    const set = await readFoldPredictions(path.join(layout.jobDir('job0f1'), 'fold-1', 'predictions.csv'));
+    expect(set?.numClasses).toBe(2);
+    expect(set?.slideIds).toEqual(['s02', 's03', 's08', 's09', 's14', 's15', 's20', 's21']);
+    expect(set?.caseIds.slice(0, 2)).toEqual(['c1', 'c1']);
+    expect(await readFoldPredictions(path.join(layout.dir, 'missing.csv'))).toBeUndefined();
+  });
+
+  it('loads each fold with its split sizes and compares every row with the first', async () => {
+    const { layout, record, results } = await sweepState();
+    const rows = await loadRowRecords(record, results, layout);
+    expect(rows.map((r) => r.label)).toEqual(['ABMIL', '+ CKA', '+ screening']);
+    expect(rows[0]?.folds.map((f) => [f?.nTrain, f?.nTest, f?.repeat])).toEqual([[16, 8, 0], [16, 8, 0], [16, 8, 0]]);
+    const comparison = compareSweepRows(rows, ['auc', 's/slide'], { bootstrapResamples: 200, metricFor: () => undefined });
+    expect(comparison.rows.map((r) => [r.label, r.isBaseline, r.metrics.map((m) => m.metric)])).toEqual([['ABMIL', true, []], ['+ CKA', false, ['auc']], ['+ screening', false, ['auc']]]);
+    const screening = comparison.rows[2]?.metrics[0];
+    expect(screening?.pairedFolds).toBe(3);
+    expect(screening?.delong?.units).toBe(1);
+    const markdown = renderComparisonMarkdown(comparison);
+    expect(markdown).toContain('#### auc: difference from the baseline (ABMIL) [^stats]');
+    expect(markdown).toContain('| row | paired folds | Δ t-test [95% CI] | p (Holm) | mark | DeLong ΔAUC [95% CI] | p | bootstrap Δ [95% CI] | p |');
+    expect(markdown).toContain('[^stats]: Δ = row − baseline. **Corrected resampled t-test** (Nadeau & Bengio 2003)');
+    // Same results, same numbers: the bootstrap stream does not depend on the state folder or tracking settings.
+    const withBootstrap = (): ComparisonResult => compareSweepRows(rows, ['auc'], { bootstrapResamples: 200, metricFor: () => AUC });
+    expect(withBootstrap().rows[2]?.metrics[0]?.bootstrap?.units).toBe(1);
+    expect(withBootstrap()).toEqual(withBootstrap());
+  });
+
+  it('puts the mark in the table cell and flags a failed baseline fold', async () => {
+    const { layout, record, results } = await sweepState({ failBaselineFold: 2 });
+    const rows = await loadRowRecords(record, results, layout);
+    const comparison = compareSweepRows(rows, ['auc'], { bootstrapResamples: 0 });
+    expect(comparison.rows[1]?.flags).toEqual(['fold(s) 2 failed or are missing in this row or the baseline and are left out of the tests']);
+    expect(comparison.rows[1]?.metrics[0]?.pairedFolds).toBe(2);
+    const marks = new Map([[1, { auc: comparison.rows[1]?.metrics[0]?.mark ?? '' }]]);
+    const table = renderMarkdown(summarizeSweep(record, results, { metrics: ['auc'] }), { marks });
+    expect(table.split('\n')[3]).toMatch(/^\| \+ CKA \| 3\/3 \| 0\.\d{4} ± 0\.\d{4} [▲▼≈] \|$/);
+    expect(renderComparisonMarkdown(comparison)).toContain('- + CKA: fold(s) 2 failed or are missing in this row or the baseline and are left out of the tests');
+  });
+
+  it('warns when a row validated on its test slides, and when folds have no validation set', async () => {
+    const { layout, record, results } = await sweepState({ valIsTest: true });
+    const comparison = compareSweepRows(await loadRowRecords(record, results, layout), ['auc'], { bootstrapResamples: 0 });
+    expect(comparison.warnings).toEqual([
+      'ABMIL: 3 fold(s) have no validation set; make sure early stopping and model selection did not fall back to the test slides',
+      '+ CKA: in 3 fold(s) the validation set is the test set, so model selection saw the test slides and every number of that row is optimistic',
+      '+ screening: 3 fold(s) have no validation set; make sure early stopping and model selection did not fall back to the test slides',
+    ]);
+  });
+
+  it('labels rows by name and grid values; datasets are groups, not labels', () => {
+    const c = { ...cell(4, 'ABMIL', 'camelyon16'), params: { 'train.lr': '1e-4', seed: '1' } };
+    expect(rowLabel(c)).toBe('ABMIL | train.lr=1e-4 seed=1');
+    expect(rowLabels([cell(0, 'A', 'd1'), cell(1, 'A', 'd2'), cell(2, 'B', 'd1')])).toEqual(['A', 'B']);
+  });
+
+  it('writes a forest plot PNG', async () => {
+    const file = path.join(await mkdtemp(path.join(tmpdir(), 'milkit-forest-')), 'forest.png');
+    await writeForestPlot(file, [
+      { label: '+ CKA', estimate: 0.01, low: -0.05, high: 0.07, mark: '≈' },
+      { label: '+ screening', estimate: 0.08, low: 0.02, high: 0.14, mark: '▲' },
+    ], { title: 'auc', xTitle: 'Δ auc', baseline: 'ABMIL' });
+    const meta = await sharp(await readFile(file)).metadata();
+    expect(meta.format).toBe('png');
+    expect(meta.width).toBeGreaterThan(600);
+    expect(await writeForestPlot(file, [], { title: '', xTitle: '', baseline: '' })).toBeUndefined();
+  });
+});
