@@ -20,11 +20,31 @@ export function chebyshevBasis(t: tf.Tensor, degree: number): tf.Tensor {
   });
 }
 
+/**
+ * T_0..T_K of a matrix `t` [M, I] side by side, degree-major: [M, (K+1)·I] with T_k(t[m, i]) at column k·I + i.
+ * One Concat of whole [M, I] rows builds it (the wasm Pack behind `chebyshevBasis` copies one float at a time
+ * when stacking on the last axis, and its gradient slices with stride K+1), and the gradient of that Concat is
+ * K+1 contiguous column slices.
+ */
+export function chebyshevBasisBlocks(t: tf.Tensor2D, degree: number): tf.Tensor2D {
+  if (!Number.isInteger(degree) || degree < 0) throw new RangeError(`Chebyshev degree must be a non-negative integer, got ${degree}`);
+  return tf.tidy(() => {
+    const terms: tf.Tensor2D[] = [tf.onesLike(t)];
+    if (degree >= 1) terms.push(t);
+    const twoT = degree >= 2 ? tf.mul(t, 2) : undefined; // 2t, shared by every step of the recurrence
+    for (let k = 2; k <= degree; k += 1) {
+      terms.push(tf.sub(tf.mul(twoT as tf.Tensor2D, terms[k - 1] as tf.Tensor2D), terms[k - 2] as tf.Tensor2D)); // T_k = 2t T_{k-1} - T_{k-2}
+    }
+    return terms.length === 1 ? (terms[0] as tf.Tensor2D) : tf.concat(terms, 1); // [M, (K+1)·I]
+  });
+}
+
 /** Coefficient initialisations of the reference (its `init_type` option). */
 export type ChebyshevInit = 'xavier-normal' | 'normal';
 
 /**
- * y_o = Σ_i Σ_k Θ[i, o, k] T_k(tanh(x_i)). Θ is stored [I, K+1, O] so the sum is one matmul; the torch
+ * y_o = Σ_i Σ_k Θ[i, o, k] T_k(tanh(x_i)). Θ is stored [I, K+1, O] (so checkpoints keep their layout) and read as
+ * [K+1, I, O] against the degree-major basis, so the sum is one matmul; the torch
  * tensor `cheby_coeffs` is [I, O, K+1] (perm [0, 2, 1]).
  */
 export class ChebyshevKanLayer extends Module {
@@ -44,12 +64,12 @@ export class ChebyshevKanLayer extends Module {
   /** [M, I] → [M, O]. */
   forward(x: tf.Tensor2D): tf.Tensor2D {
     return tf.tidy(() => {
-      const [rows] = x.shape;
       const t = tf.tanh(x); // [M, I]  squash into (-1, 1), the Chebyshev domain
-      const basis = chebyshevBasis(t, this.degree); // [M, I, K+1]
-      const flat = tf.reshape(basis, [rows, this.inFeatures * (this.degree + 1)]); // [M, I(K+1)]
-      const theta = tf.reshape(this.coefficients, [this.inFeatures * (this.degree + 1), this.outFeatures]); // [I(K+1), O]
-      return tf.matMul(flat, theta) as tf.Tensor2D; // [M, O]
+      const basis = chebyshevBasisBlocks(t, this.degree); // [M, (K+1)·I], degree-major
+      // Θ [I, K+1, O] → [K+1, I, O] to match the basis columns; a transpose of the small coefficient tensor
+      // (I·(K+1)·O floats) is far cheaper than reordering the [M, I, K+1] basis.
+      const theta = tf.reshape(tf.transpose(this.coefficients, [1, 0, 2]), [(this.degree + 1) * this.inFeatures, this.outFeatures]); // [(K+1)·I, O]
+      return tf.matMul(basis, theta) as tf.Tensor2D; // [M, O]: the whole Σ_i Σ_k contraction in one matMul
     });
   }
 }
