@@ -18,5 +18,5 @@ export default definePlugin({
   paper: { cite: 'Ilse, Tomczak, Welling, Attention-based Deep Multiple Instance Learning, ICML 2018', arxiv: '1802.04712' },
   options: ProjectedPoolOptions,
   capabilities: { permutationInvariant: true },
-  create: (options, ctx) => new ProjectedPool(options, ctx, (h) => tf.mean(h, 0, true) as tf.Tensor2D),
+  create: (options, ctx) => new ProjectedPool(options, ctx, (h: tf.Tensor2D) => ProjectedPool.mean(h)),
 });

@@ -6,28 +6,11 @@
 // bit-identical (test/core/engine/optim/fused-adam.test.ts checks it on both backends).
 // docs/methods/training.md#adam-with-l2-weight-decay.
 import * as tf from '@tensorflow/tfjs';
-import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { hostFloatValues as floatValues } from '../../nn/host-values.js';
 import { AdamOptimizer } from './adam.js';
 import { checkGradients, checkLearningRate, type ParamSlot } from './base.js';
 
 const f32 = Math.fround;
-
-/**
- * The float32 values of `t` without a copy where the backend allows it (wasm heap view, cpu values array);
- * read-only. A wasm heap view is valid until the next allocation, so callers read all inputs before creating
- * any output tensor.
- */
-function floatValues(t: tf.Tensor): Float32Array {
-  if (t.dtype !== 'float32') return Float32Array.from(t.dataSync());
-  const backend = tf.backend();
-  const name = tf.getBackend();
-  if (name === 'wasm') return (backend as BackendWasm).typedArrayFromHeap(t) as Float32Array;
-  if (name === 'cpu') {
-    const values = (backend as unknown as { data: { get(id: object): { values?: unknown } } }).data.get(t.dataId).values;
-    if (values instanceof Float32Array) return values;
-  }
-  return t.dataSync() as Float32Array;
-}
 
 /** Adam/AdamW with the same state (`exp_avg/<name>`, `exp_avg_sq/<name>`, `step`) as AdamOptimizer. */
 export class FusedAdamOptimizer extends AdamOptimizer {
