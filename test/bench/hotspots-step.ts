@@ -1,5 +1,6 @@
 // One process's share of the hot-spot micro-bench (test/bench/hotspots-interleave.ts): times milkit train steps
-// (forward, weighted losses, gradients, milkit's Adam) of mean-pool, max-pool, dmin+cka and dsmil on one bag
+// (forward, weighted losses, gradients, milkit's Adam) of mean-pool, max-pool (raw and with a 512-wide
+// projection), dmin+cka and dsmil on one bag
 // [N, 1024] at N = 1,000 and 8,000, and prints one JSON line {"<model>@<N>": [ms, ...]} on stdout. It uses
 // only APIs that exist before and after the hot-spot changes, so the driver can run it from both trees.
 // Environment: HOTSPOTS_STEPS (timed steps per cell, default 3), HOTSPOTS_SIZES ("1000,8000"),
@@ -29,6 +30,9 @@ interface BenchModel {
 const MODELS: Record<string, BenchModel> = {
   'mean-pool': { aggregator: { name: 'mean-pool' }, classifier: 'linear', losses: { bag: { name: 'cross-entropy', weight: 1 } } },
   'max-pool': { aggregator: { name: 'max-pool' }, classifier: 'linear', losses: { bag: { name: 'cross-entropy', weight: 1 } } },
+  // With a ReLU projection (E = 512) the gradient flows back through the pooling.
+  'mean-pool-proj': { aggregator: { name: 'mean-pool', projectDim: 512 }, classifier: 'linear', losses: { bag: { name: 'cross-entropy', weight: 1 } } },
+  'max-pool-proj': { aggregator: { name: 'max-pool', projectDim: 512 }, classifier: 'linear', losses: { bag: { name: 'cross-entropy', weight: 1 } } },
   // HDMIL stage 1 as hdmil.bench.ts trains it, dropout off so both trees draw the same masks (none).
   'dmin-cka': {
     aggregator: { name: 'dmin', dropout: 0 },
@@ -52,7 +56,7 @@ async function buildModel(registry: Registry, name: string, spec: BenchModel): P
   return new MilModel(registry, { aggregator, classifier, losses: losses as never }, { inputDim: D, numClasses: CLASSES }, new Rng(`hotspots/${name}`), silentLogger);
 }
 
-function trainStep(model: MilModel, optimizer: Optimizer, params: readonly tf.Variable[], x: tf.Tensor2D, rng: Rng): void {
+function trainStep(model: MilModel, optimizer: Optimizer, params: tf.Variable[], x: tf.Tensor2D, rng: Rng): void {
   const { value, grads } = tf.variableGrads(
     () => model.losses(model.forward({ slideId: 'bench', features: x, label: LABEL }, { training: true, rng: rng.fork('step') }), LABEL, CLASSES).total,
     params,
