@@ -1,16 +1,20 @@
-// Adam/AdamW for all parameters of a model in one host loop instead of ~13 tensor kernels per parameter: the
-// per-kernel dispatch dominates the update of models with many small tensors (DSMIL, CKA heads, small bags).
-// Every float32 operation of the unfused update (adam.ts) is replayed in the same order, each rounded with
-// Math.fround: a single +, -, ×, ÷ or √ of float32 operands computed in float64 and rounded once to float32 is
-// the correctly rounded float32 result, which is what the cpu and wasm kernels compute — so the two updates are
-// bit-identical (test/core/engine/optim/fused-adam.test.ts checks it on both backends).
-// docs/methods/training.md#adam-with-l2-weight-decay.
+// Adam/AdamW with the update of every small parameter tensor (biases, gains, small heads) done in one host loop
+// instead of ~13 tensor kernels each: for those the per-kernel dispatch costs more than the arithmetic. Large
+// tensors keep the kernel path, where wasm's SIMD loops beat a scalar host loop (measured: a 512×1024 weight
+// takes several times longer on the host). Every float32 operation of the unfused update (adam.ts) is replayed
+// in the same order, each rounded with Math.fround: a single +, -, ×, ÷ or √ of float32 operands computed in
+// float64 and rounded once to float32 is the correctly rounded float32 result, which is what the cpu and wasm
+// kernels compute — so both paths are bit-identical to AdamOptimizer (test/core/engine/optim/fused-adam.test.ts
+// checks it on both backends). docs/methods/training.md#adam-with-l2-weight-decay.
 import * as tf from '@tensorflow/tfjs';
 import { hostFloatValues as floatValues } from '../../nn/host-values.js';
 import { AdamOptimizer } from './adam.js';
 import { checkGradients, checkLearningRate, type ParamSlot } from './base.js';
 
 const f32 = Math.fround;
+
+/** Tensors up to this many elements are updated on the host; larger ones by the tensor kernels. */
+export const FUSED_ADAM_HOST_MAX_SIZE = 16384;
 
 /** Adam/AdamW with the same state (`exp_avg/<name>`, `exp_avg_sq/<name>`, `step`) as AdamOptimizer. */
 export class FusedAdamOptimizer extends AdamOptimizer {
@@ -30,8 +34,17 @@ export class FusedAdamOptimizer extends AdamOptimizer {
     const stepSize = f32(lr / (1 - beta1 ** step));
     const decoupled = this.settings.decoupledWeightDecay;
 
-    // Pass 1: compute every new value into host arrays (no tensor is created while heap views are live).
-    const results = this.slots.map((slot, index) => {
+    // Large tensors: the unfused kernels (same numbers, SIMD speed).
+    const onHost = this.slots.map((slot) => slot.variable.size <= FUSED_ADAM_HOST_MAX_SIZE);
+    tf.tidy(() => {
+      grads.forEach((grad, index) => {
+        if (!onHost[index]) this.update(index, grad, lr, step);
+      });
+    });
+    // Small tensors, pass 1: compute every new value into host arrays (no tensor is created while heap views are live).
+    const hostSlots = onHost.flatMap((host, index) => (host ? [index] : []));
+    const results = hostSlots.map((index) => {
+      const slot = this.slots[index] as ParamSlot;
       const p = floatValues(slot.variable);
       const g = floatValues(grads[index] as tf.Tensor);
       const mOld = floatValues(this.expAvg[index] as tf.Variable);
@@ -39,7 +52,8 @@ export class FusedAdamOptimizer extends AdamOptimizer {
       return updateSlot(slot, p, g, mOld, vOld, { b1, oneMinusB1, b2, oneMinusB2, sqrtBc2, eps, stepSize, lr, decoupled });
     });
     // Pass 2: upload and swap in.
-    results.forEach(({ m, v, next }, index) => {
+    results.forEach(({ m, v, next }, position) => {
+      const index = hostSlots[position] as number;
       const slot = this.slots[index] as ParamSlot;
       const shape = slot.variable.shape;
       for (const [target, values] of [[this.expAvg[index], m], [this.expAvgSq[index], v], [slot.variable, next]] as const) {

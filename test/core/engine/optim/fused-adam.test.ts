@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../../src/core/errors.js';
-import { FusedAdamOptimizer } from '../../../../src/core/engine/optim/fused-adam.js';
+import { FUSED_ADAM_HOST_MAX_SIZE, FusedAdamOptimizer } from '../../../../src/core/engine/optim/fused-adam.js';
 import { createOptimizer } from '../../../../src/core/engine/optim/index.js';
 import { OptimizerSection } from '../../../../src/core/engine/schema.js';
 import { silentLogger } from '../../../../src/core/logger.js';
@@ -13,8 +13,15 @@ import { RuntimeSection } from '../../../../src/core/runtime/schema.js';
 import { Rng } from '../../../../src/core/runtime/random.js';
 import { expectClose, initialParams, loadOptimFixture, stepGrads } from './fixture.js';
 
-const SHAPES: Record<string, number[]> = { 'fc.weight': [33, 17], 'fc.bias': [17], 'head.coeffs': [5, 4, 3], scale: [] };
+const SHAPES: Record<string, number[]> = { 'big.weight': [130, 128], 'fc.weight': [33, 17], 'fc.bias': [17], 'head.coeffs': [5, 4, 3], scale: [] };
 const LRS = [1e-3, 2e-3, 5e-4, 1e-2, 3e-4, 1e-3];
+
+// One tensor above the host-loop size (the kernel path), the others below it.
+it('mixes both update paths', () => {
+  const sizes = Object.values(SHAPES).map((shape) => shape.reduce((a, b) => a * b, 1));
+  expect(sizes.some((size) => size > FUSED_ADAM_HOST_MAX_SIZE)).toBe(true);
+  expect(sizes.some((size) => size <= FUSED_ADAM_HOST_MAX_SIZE)).toBe(true);
+});
 
 function makeParams(seed: string): Array<[string, tf.Variable]> {
   const rng = new Rng(seed);
