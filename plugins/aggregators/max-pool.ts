@@ -4,8 +4,9 @@
  *   (the max operator, a permutation-invariant baseline). arXiv:1802.04712
  * Implements: z_e = max_n h_{n,e}, optional projection h_n = ReLU(W x_n + b) (docs/methods/pooling.md#embedding-level-pooling)
  * Symbols: x [N,D] instances · h [N,E] projected instances · z [1,E] slide embedding
- * Choices: projection optional (projectDim 0 pools the raw features); dropout after the projection
- * Checked against: hand-computed maxima in test/plugins/aggregators/pooling.test.ts
+ * Choices: projection optional (projectDim 0 pools the raw features); dropout after the projection;
+ *   the gradient goes to the first row holding each maximum (one row per feature, as torch's max(dim))
+ * Checked against: hand-computed maxima in test/core/nn/pooling.test.ts
  */
 import * as tf from '@tensorflow/tfjs';
 import { definePlugin } from '../../src/registry/index.js';

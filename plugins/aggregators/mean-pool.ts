@@ -4,8 +4,9 @@
  *   (the mean operator, a permutation-invariant baseline). arXiv:1802.04712
  * Implements: z = (1/N) Σ_n h_n, optional projection h_n = ReLU(W x_n + b) (docs/methods/pooling.md#embedding-level-pooling)
  * Symbols: x [N,D] instances · h [N,E] projected instances · z [1,E] slide embedding
- * Choices: projection optional (projectDim 0 pools the raw features); dropout after the projection
- * Checked against: hand-computed means in test/plugins/aggregators/pooling.test.ts
+ * Choices: projection optional (projectDim 0 pools the raw features); dropout after the projection;
+ *   the mean is Σ_n h_n / N (a BLAS sgemv on wasm, docs/runtime.md)
+ * Checked against: hand-computed means in test/core/nn/pooling.test.ts
  */
 import * as tf from '@tensorflow/tfjs';
 import { definePlugin } from '../../src/registry/index.js';
