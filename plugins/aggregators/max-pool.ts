@@ -4,8 +4,9 @@
  *   (the max operator, a permutation-invariant baseline). arXiv:1802.04712
  * Implements: z_e = max_n h_{n,e}, optional projection h_n = ReLU(W x_n + b) (docs/methods/pooling.md#embedding-level-pooling)
  * Symbols: x [N,D] instances · h [N,E] projected instances · z [1,E] slide embedding
- * Choices: projection optional (projectDim 0 pools the raw features); dropout after the projection
- * Checked against: hand-computed maxima in test/plugins/aggregators/pooling.test.ts
+ * Choices: projection optional (projectDim 0 pools the raw features); dropout after the projection;
+ *   the gradient goes to the first row holding each maximum (one row per feature, as torch's max(dim))
+ * Checked against: hand-computed maxima in test/core/nn/pooling.test.ts
  */
 import * as tf from '@tensorflow/tfjs';
 import { definePlugin } from 'milkit';
@@ -18,5 +19,5 @@ export default definePlugin({
   paper: { cite: 'Ilse, Tomczak, Welling, Attention-based Deep Multiple Instance Learning, ICML 2018', arxiv: '1802.04712' },
   options: ProjectedPoolOptions,
   capabilities: { permutationInvariant: true },
-  create: (options, ctx) => new ProjectedPool(options, ctx, (h) => tf.max(h, 0, true) as tf.Tensor2D),
+  create: (options, ctx) => new ProjectedPool(options, ctx, (h: tf.Tensor2D) => ProjectedPool.max(h)),
 });

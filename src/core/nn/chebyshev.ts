@@ -20,11 +20,78 @@ export function chebyshevBasis(t: tf.Tensor, degree: number): tf.Tensor {
   });
 }
 
+type GradSave = (tensors: tf.Tensor[]) => void;
+
+/** T_0..T_K of `t` by the recurrence, each shaped like `t`. */
+function chebyshevTerms(t: tf.Tensor, degree: number): tf.Tensor[] {
+  const terms: tf.Tensor[] = [tf.onesLike(t)];
+  if (degree >= 1) terms.push(t);
+  const twoT = degree >= 2 ? tf.mul(t, 2) : undefined; // 2t, shared by every step
+  for (let k = 2; k <= degree; k += 1) {
+    terms.push(tf.sub(tf.mul(twoT as tf.Tensor, terms[k - 1] as tf.Tensor), terms[k - 2] as tf.Tensor)); // T_k = 2t T_{k-1} - T_{k-2}
+  }
+  return terms;
+}
+
+/**
+ * dT_0/dt..dT_K/dt by differentiating the recurrence: T'_0 = 0, T'_1 = 1, T'_k = 2 T_{k-1} + 2t T'_{k-1} - T'_{k-2}
+ * (= k U_{k-1}(t), bounded by k² on [-1, 1]).
+ */
+function chebyshevDerivatives(t: tf.Tensor, terms: readonly tf.Tensor[]): tf.Tensor[] {
+  const derivatives: tf.Tensor[] = [tf.zerosLike(t)];
+  if (terms.length >= 2) derivatives.push(tf.onesLike(t));
+  const twoT = terms.length >= 3 ? tf.mul(t, 2) : undefined;
+  for (let k = 2; k < terms.length; k += 1) {
+    const fromValue = tf.mul(terms[k - 1] as tf.Tensor, 2);
+    const fromSlope = tf.mul(twoT as tf.Tensor, derivatives[k - 1] as tf.Tensor);
+    derivatives.push(tf.sub(tf.add(fromValue, fromSlope), derivatives[k - 2] as tf.Tensor));
+  }
+  return derivatives;
+}
+
+const degreeMajorOps = new Map<number, (t: tf.Tensor) => tf.Tensor>();
+
+/** The basis with a hand-written gradient, one op per degree (customGrad closes over K). */
+function degreeMajorOp(degree: number): (t: tf.Tensor) => tf.Tensor {
+  let op = degreeMajorOps.get(degree);
+  if (op === undefined) {
+    op = tf.customGrad((...args: Array<tf.Tensor | GradSave>) => {
+      const t = args[0] as tf.Tensor;
+      (args[1] as GradSave)([t]);
+      return {
+        value: tf.tidy(() => tf.stack(chebyshevTerms(t, degree), 0)), // [K+1, ...]: whole blocks, no strided copy
+        // dt = Σ_k dB_k ⊙ T'_k(t): one Mul and one Sum over the leading axis (a single sgemv with native BLAS).
+        // Slicing dB per degree instead would cost K+1 wasm Slices, each of which copies all of dB first.
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+          tf.tidy(() => {
+            const ts = saved[0] as tf.Tensor;
+            const derivatives = tf.stack(chebyshevDerivatives(ts, chebyshevTerms(ts, degree)), 0); // [K+1, ...]
+            return [tf.sum(tf.mul(dy, derivatives), 0)];
+          }),
+      };
+    }) as (t: tf.Tensor) => tf.Tensor;
+    degreeMajorOps.set(degree, op);
+  }
+  return op;
+}
+
+/**
+ * T_0..T_K of a matrix `t` [M, I] as K+1 whole blocks: [K+1, M, I] with T_k(t) in block k. Stacking on the
+ * leading axis copies each [M, I] block once, where stacking on the last axis (`chebyshevBasis`) makes the wasm
+ * Pack kernel copy one float at a time and its gradient (Unpack) slice with stride K+1; the gradient here is
+ * written by hand so backprop needs no per-degree slices either.
+ */
+export function chebyshevBasisDegreeMajor(t: tf.Tensor2D, degree: number): tf.Tensor3D {
+  if (!Number.isInteger(degree) || degree < 0) throw new RangeError(`Chebyshev degree must be a non-negative integer, got ${degree}`);
+  return degreeMajorOp(degree)(t) as tf.Tensor3D;
+}
+
 /** Coefficient initialisations of the reference (its `init_type` option). */
 export type ChebyshevInit = 'xavier-normal' | 'normal';
 
 /**
- * y_o = Σ_i Σ_k Θ[i, o, k] T_k(tanh(x_i)). Θ is stored [I, K+1, O] so the sum is one matmul; the torch
+ * y_o = Σ_i Σ_k Θ[i, o, k] T_k(tanh(x_i)). Θ is stored [I, K+1, O] (so checkpoints keep their layout) and read as
+ * [K+1, I, O] against the degree-major basis, so the sum is one batched matmul and a Sum over degrees; the torch
  * tensor `cheby_coeffs` is [I, O, K+1] (perm [0, 2, 1]).
  */
 export class ChebyshevKanLayer extends Module {
@@ -44,12 +111,13 @@ export class ChebyshevKanLayer extends Module {
   /** [M, I] → [M, O]. */
   forward(x: tf.Tensor2D): tf.Tensor2D {
     return tf.tidy(() => {
-      const [rows] = x.shape;
       const t = tf.tanh(x); // [M, I]  squash into (-1, 1), the Chebyshev domain
-      const basis = chebyshevBasis(t, this.degree); // [M, I, K+1]
-      const flat = tf.reshape(basis, [rows, this.inFeatures * (this.degree + 1)]); // [M, I(K+1)]
-      const theta = tf.reshape(this.coefficients, [this.inFeatures * (this.degree + 1), this.outFeatures]); // [I(K+1), O]
-      return tf.matMul(flat, theta) as tf.Tensor2D; // [M, O]
+      const basis = chebyshevBasisDegreeMajor(t, this.degree); // [K+1, M, I]
+      // Θ [I, K+1, O] read as [K+1, I, O]: transposing the small coefficient tensor (I·(K+1)·O floats) is far
+      // cheaper than reordering the [K+1, M, I] basis.
+      const theta = tf.transpose(this.coefficients, [1, 0, 2]); // [K+1, I, O]
+      const perDegree = tf.matMul(basis, theta); // [K+1, M, O]: Σ_i T_k(t_i) Θ[i, o, k], one batched product
+      return tf.sum(perDegree, 0) as tf.Tensor2D; // [M, O]: Σ_k over the leading axis
     });
   }
 }

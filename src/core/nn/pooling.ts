@@ -3,6 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { Aggregator, AggregatorOutput, Bag, ForwardIO, ModelContext } from '../../registry/contracts/model.js';
+import { hostFloatValues } from './host-values.js';
 import { Module } from './module.js';
 import { Linear, dropout } from './layers.js';
 
@@ -12,8 +13,73 @@ export const ProjectedPoolOptions = z.strictObject({
 });
 export type ProjectedPoolOptions = z.output<typeof ProjectedPoolOptions>;
 
+type GradSave = (tensors: tf.Tensor[]) => void;
+
+// Mean over instances as Σ_n h_n / N: on wasm with native BLAS the leading-axis Sum is one sgemv, where the stock
+// Mean kernel transposes [N, E] first (~10× slower at N = 8k). The gradient dh = 1·(dz / N) is one outer
+// product (one write of [N, E]); the stock gradient builds ones [N, E] and multiplies (three passes).
+const meanOverInstancesOp = tf.customGrad((...args: Array<tf.Tensor | GradSave>) => {
+  const h = args[0] as tf.Tensor2D;
+  const rows = h.shape[0];
+  return {
+    value: tf.tidy(() => tf.div(tf.sum(h, 0, true), rows)),
+    gradFunc: (dy: tf.Tensor) => tf.tidy(() => [tf.matMul(tf.ones([rows, 1]), tf.div(dy, rows) as tf.Tensor2D)]),
+  };
+});
+
+/** z = (1/N) Σ_n h_n: [N, E] → [1, E]. */
+export function meanOverInstances(h: tf.Tensor2D): tf.Tensor2D {
+  if (h.shape[0] === 0) return tf.mean(h, 0, true) as tf.Tensor2D;
+  return meanOverInstancesOp(h) as tf.Tensor2D;
+}
+
+/**
+ * d max_n h[n, e] / dh: dz[e] at the first row holding the column maximum, 0 elsewhere (one index per column as
+ * torch's max(dim) backward; the stock tfjs gradient gives dz to every tied row and costs three broadcast passes).
+ */
+function maxOverInstancesGradient(h: tf.Tensor2D, z: tf.Tensor, dz: tf.Tensor): tf.Tensor2D {
+  const [rows, cols] = h.shape;
+  const values = hostFloatValues(h);
+  const maxima = hostFloatValues(z);
+  const upstream = Float32Array.from(hostFloatValues(dz));
+  const argmax = new Int32Array(cols).fill(-1);
+  // Rows from last to first, so the first row holding the maximum is the one kept.
+  for (let n = rows - 1; n >= 0; n -= 1) {
+    const offset = n * cols;
+    for (let e = 0; e < cols; e += 1) if (values[offset + e] === maxima[e]) argmax[e] = n;
+  }
+  const dh = new Float32Array(rows * cols);
+  for (let e = 0; e < cols; e += 1) {
+    const n = argmax[e] as number;
+    if (n >= 0) dh[n * cols + e] = upstream[e] as number; // a NaN maximum matches no row: no gradient
+  }
+  return tf.tensor2d(dh, [rows, cols]);
+}
+
+// Max over instances as a [N, 1] max-pool window on [1, N, 1, E]: XNNPACK reduces along contiguous channels,
+// where the stock Max kernel transposes [N, E] first (~25× slower on wasm at N = 8k).
+const maxOverInstancesOp = tf.customGrad((...args: Array<tf.Tensor | GradSave>) => {
+  const h = args[0] as tf.Tensor2D;
+  const [rows, cols] = h.shape;
+  const z = tf.tidy(() => tf.reshape(tf.maxPool(tf.reshape(h, [1, rows, 1, cols]) as tf.Tensor4D, [rows, 1], 1, 'valid'), [1, cols]));
+  (args[1] as GradSave)([h, z]);
+  return {
+    value: z,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [maxOverInstancesGradient(saved[0] as tf.Tensor2D, saved[1] as tf.Tensor, dy)],
+  };
+});
+
+/** z_e = max_n h[n, e]: [N, E] → [1, E]. */
+export function maxOverInstances(h: tf.Tensor2D): tf.Tensor2D {
+  if (h.shape[0] === 0 || h.dtype !== 'float32') return tf.max(h, 0, true) as tf.Tensor2D;
+  return maxOverInstancesOp(h) as tf.Tensor2D;
+}
+
 /** Pools [N, E] → [1, E] with `reduce` after an optional projection h = dropout(ReLU(x W + b)). */
 export class ProjectedPool extends Module implements Aggregator {
+  /** The reductions of the mean-pool and max-pool plugins (reachable through the class they already import). */
+  static readonly mean = meanOverInstances;
+  static readonly max = maxOverInstances;
   readonly embeddingDim: number;
   private readonly fc: Linear | undefined;
 

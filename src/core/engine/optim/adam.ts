@@ -12,8 +12,8 @@ export interface AdamSettings {
 
 /** Adam/AdamW; state per parameter: `exp_avg/<name>` (m), `exp_avg_sq/<name>` (v), plus the shared `step` t. */
 export class AdamOptimizer extends ElementwiseOptimizer {
-  private readonly expAvg: tf.Variable[];
-  private readonly expAvgSq: tf.Variable[];
+  protected readonly expAvg: tf.Variable[];
+  protected readonly expAvgSq: tf.Variable[];
 
   constructor(slots: readonly ParamSlot[], protected readonly settings: AdamSettings) {
     super(slots, settings.decoupledWeightDecay);

@@ -3,8 +3,10 @@
 // momentum, RAdam, and the Lookahead wrapper; weight decay can be decoupled and can skip biases/norms.
 import type * as tf from '@tensorflow/tfjs';
 import type { OptimizerSection } from '../schema.js';
+import { ConfigError } from '../../errors.js';
 import { AdamOptimizer } from './adam.js';
 import { type ElementwiseOptimizer, makeSlots, type Optimizer } from './base.js';
+import { FusedAdamOptimizer } from './fused-adam.js';
 import { LookaheadOptimizer } from './lookahead.js';
 import { RAdamOptimizer } from './radam.js';
 import { SgdOptimizer } from './sgd.js';
@@ -19,11 +21,19 @@ export { radamRectification, RADAM_RHO_THRESHOLD } from './radam.js';
 export function createOptimizer(section: OptimizerSection, params: ReadonlyArray<readonly [name: string, variable: tf.Variable]>): Optimizer {
   const slots = makeSlots(section, params);
   const decoupledWeightDecay = section.decoupledWeightDecay ?? section.name === 'adamw';
+  if (section.fused && section.name !== 'adam' && section.name !== 'adamw') {
+    throw new ConfigError('unsupported-option', `train.optimizer.fused is only implemented for adam and adamw (got name: ${section.name}).`, {
+      hint: 'Remove train.optimizer.fused or switch train.optimizer.name to adam/adamw.',
+    });
+  }
   let inner: ElementwiseOptimizer;
   switch (section.name) {
     case 'adam':
     case 'adamw':
-      inner = new AdamOptimizer(slots, { betas: section.betas, eps: section.eps, decoupledWeightDecay });
+      {
+        const settings = { betas: section.betas, eps: section.eps, decoupledWeightDecay };
+        inner = section.fused ? new FusedAdamOptimizer(slots, settings) : new AdamOptimizer(slots, settings);
+      }
       break;
     case 'radam':
       inner = new RAdamOptimizer(slots, { betas: section.betas, eps: section.eps, decoupledWeightDecay });
