@@ -196,6 +196,17 @@ export function openDescriptorsOf(file: string): number | undefined {
   return count;
 }
 
+/**
+ * The error a promise-returning call rejects with, or undefined when it resolves. A synchronous throw is not caught:
+ * callers chain `.catch()` on readers' promises, so a reader must report failures through the promise.
+ */
+export async function rejection(call: () => Promise<unknown>): Promise<unknown> {
+  return call().then(
+    () => undefined,
+    (error: unknown) => error ?? new Error('rejected without a reason'),
+  );
+}
+
 /** The text a user sees for an error: the CLI's one-line form for milkit errors, else the message. */
 export function errorText(error: unknown): string {
   if (error instanceof MilkitError) return error.render();
@@ -338,13 +349,16 @@ export function slideReaderContract(definitions: readonly AnyPluginDefinition[],
       }
     });
 
+    it('rejects a region of a level that does not exist with an error naming the file', async () => {
+      const failure = await rejection(() => reader.readRegion({ x: 0, y: 0, level: reader.levels.length, width: 4, height: 4 }));
+      expect(failure, 'readRegion of a missing level rejects its promise').toBeDefined();
+      expect(errorText(failure)).toContain(fixture);
+    });
+
     it('rejects a missing file with an error naming it', async () => {
       const missing = join(tmpdir(), `milkit-no-such-slide-${process.pid}.svs`);
-      const failure = await (async () => createSlideOpener(definition, options).open(missing))().then(
-        () => undefined,
-        (error: unknown) => error,
-      );
-      expect(failure, 'open() of a missing file rejects').toBeDefined();
+      const failure = await rejection(() => createSlideOpener(definition, options).open(missing));
+      expect(failure, 'open() of a missing file rejects its promise').toBeDefined();
       expect(errorText(failure)).toContain(missing);
       expect(errorText(failure), 'no raw errno text alone').not.toMatch(/^ENOENT/);
     });
@@ -362,12 +376,8 @@ export function slideReaderContract(definitions: readonly AnyPluginDefinition[],
         const left = openDescriptorsOf(copy);
         if (left !== undefined) expect(left, `descriptors still open on the slide after close()`).toBe(0);
         await expect(own.close(), 'a second close()').resolves.toBeUndefined();
-        // Wrapped so that a reader throwing synchronously from readRegion is reported like one that rejects.
-        const failure = await (async () => own.readRegion({ x: 0, y: 0, level: 0, width: 4, height: 4 }))().then(
-          () => undefined,
-          (error: unknown) => error,
-        );
-        expect(failure, 'readRegion after close rejects').toBeDefined();
+        const failure = await rejection(() => own.readRegion({ x: 0, y: 0, level: 0, width: 4, height: 4 }));
+        expect(failure, 'readRegion after close rejects its promise').toBeDefined();
         expect(errorText(failure)).toContain(copy);
       } finally {
         rmSync(dir, { recursive: true, force: true });
