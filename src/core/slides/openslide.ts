@@ -166,17 +166,18 @@ export class OpenSlideReader implements SlideReader {
     if (failure !== null) throw new DataError('unreadable-slide', `OpenSlide failed reading the slide: ${failure}.`, { where: { file: this.file }, hint: 'The file may be damaged; re-copy it.' });
   }
 
-  readRegion(request: RegionRequest): Promise<RgbImage> {
+  // async so that a bad request or a closed reader rejects the promise instead of throwing at the call.
+  async readRegion(request: RegionRequest): Promise<RgbImage> {
     checkRegion(this.file, this.levels, request);
     this.check();
     const { x, y, level, width, height } = request;
     const argb = new Uint32Array(width * height);
     this.lib.readRegion(this.osr, argb, x, y, level, width, height);
     this.check();
-    return Promise.resolve(premultipliedArgbToRgb(argb, width, height));
+    return premultipliedArgbToRgb(argb, width, height);
   }
 
-  readAssociatedImage(name: string): Promise<RgbImage> {
+  async readAssociatedImage(name: string): Promise<RgbImage> {
     this.check();
     if (!this.associatedImages.includes(name)) {
       throw new DataError('missing-associated-image', `no associated image "${name}" (the slide has: ${this.associatedImages.join(', ') || 'none'}).`, { where: { file: this.file } });
@@ -189,7 +190,7 @@ export class OpenSlideReader implements SlideReader {
     const argb = new Uint32Array(width * height);
     this.lib.readAssociated(this.osr, name, argb);
     this.check();
-    return Promise.resolve(premultipliedArgbToRgb(argb, width, height));
+    return premultipliedArgbToRgb(argb, width, height);
   }
 
   close(): Promise<void> {

@@ -17,6 +17,8 @@ function aperioAssociatedName(directory: TiffDirectory, isSecond: boolean): stri
 }
 
 export class TiffSlideReader implements SlideReader {
+  private closed = false;
+
   private constructor(
     readonly file: string,
     readonly levels: readonly SlideLevel[],
@@ -83,6 +85,7 @@ export class TiffSlideReader implements SlideReader {
   }
 
   async readRegion(request: RegionRequest): Promise<RgbImage> {
+    this.checkOpen();
     checkRegion(this.file, this.levels, request);
     const level = this.levels[request.level] as SlideLevel;
     const left = Math.round(request.x / level.downsample);
@@ -103,6 +106,7 @@ export class TiffSlideReader implements SlideReader {
   }
 
   async readAssociatedImage(name: string): Promise<RgbImage> {
+    this.checkOpen();
     const page = this.associatedPages.get(name);
     if (page === undefined) {
       throw new DataError('missing-associated-image', `no associated image "${name}" (the slide has: ${this.associatedImages.join(', ') || 'none'}).`, { where: { file: this.file } });
@@ -125,7 +129,21 @@ export class TiffSlideReader implements SlideReader {
     }
   }
 
+  /**
+   * libvips keeps recently used loaders, and with them the file open, in its operation cache; trimming the cache's
+   * open-file allowance to zero and restoring it drops them, so a closed slide holds no descriptor.
+   */
   close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      const allowed = sharp.cache().files.max;
+      sharp.cache({ files: 0 });
+      sharp.cache({ files: allowed });
+    }
     return Promise.resolve();
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new DataError('slide-closed', 'the slide reader was closed.', { where: { file: this.file } });
   }
 }

@@ -22,3 +22,5 @@ export * from './dataset.js';
 export * from './tracker.js';
 export * from './executor.js';
 export * from './strategy.js';
+export * from './slide-reader.js';
+export * from './tissue-detector.js';
