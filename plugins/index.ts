@@ -16,6 +16,7 @@ export const KIND_FOLDERS = {
   metrics: 'metric',
   trackers: 'tracker',
   executors: 'executor',
+  strategies: 'strategy',
 } as const;
 
 const here = dirname(fileURLToPath(import.meta.url));
