@@ -322,6 +322,7 @@ export async function runFoldStages(options: FoldStagesOptions): Promise<StageRe
       await rm(path.join(dir, DONE_FILE), { force: true });
       await rm(path.join(dir, SELECTED_FILE), { force: true });
     }
+    options.events?.onStageStart?.(stage.name, stage.index, stages.length);
     const runId = await options.tracking?.startStage(stage);
     const strategy: Strategy = registry.create(stage.strategy, { model, numClasses: options.numClasses, rng: streams.strategy, logger });
     try {

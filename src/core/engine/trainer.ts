@@ -33,6 +33,8 @@ export interface EpochRecord {
 
 /** What the trainer tells the outside world (progress bars, trackers). */
 export interface TrainEvents {
+  /** A stage of the fold starts training (not called for stages loaded from an earlier run). */
+  onStageStart?(stage: string, index: number, count: number): void;
   onEpochStart?(epoch: number, totalEpochs: number): void;
   onStep?(step: number, stepsPerEpoch: number): void;
   onEpochEnd?(record: EpochRecord): void | Promise<void>;
