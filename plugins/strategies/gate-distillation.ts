@@ -16,21 +16,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { definePlugin, PluginError, type Strategy, type StrategyContext, type StrategyStep } from '../../src/registry/index.js';
 import { stepGate } from '../../src/core/nn/gradients.js';
-
-/** Fraction of rows of a 0/1 [N, K] host mask kept by any branch. */
-function keptFraction(mask: ArrayLike<number>, rows: number, branches: number): number {
-  if (rows === 0) return 0;
-  let kept = 0;
-  for (let n = 0; n < rows; n += 1) {
-    for (let k = 0; k < branches; k += 1) {
-      if ((mask[n * branches + k] as number) > 0) {
-        kept += 1;
-        break;
-      }
-    }
-  }
-  return kept / rows;
-}
+import { unionFraction } from '../../src/core/nn/keep-rate.js';
 
 class GateDistillation implements Strategy {
   readonly replacesModelLosses = true;
@@ -61,7 +47,7 @@ class GateDistillation implements Strategy {
     if (!this.last) return {};
     const { scores, targets } = this.last;
     const [rows = 0, branches = 1] = targets.shape;
-    const result = { target_kept: keptFraction(targets.dataSync(), rows, branches), kept: keptFraction(tf.tidy(() => stepGate(scores, 0).dataSync()), rows, branches) };
+    const result = { target_kept: unionFraction(targets.dataSync(), rows, branches), kept: unionFraction(tf.tidy(() => stepGate(scores, 0).dataSync()), rows, branches) };
     this.last = undefined;
     return result;
   }

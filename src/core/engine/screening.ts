@@ -9,6 +9,7 @@ import { thumbsToTensor } from '../data/bags.js';
 import type { BagData } from '../../registry/contracts/data.js';
 import type { ModelOutput } from '../../registry/contracts/loss.js';
 import { BAG_VIEWS, type Bag, type ForwardIO } from '../../registry/contracts/model.js';
+import { unionFraction } from '../nn/keep-rate.js';
 import type { MilModel } from './model.js';
 
 /** Wall-clock milliseconds of one slide's pipeline stages (keys become `time_<stage>_ms`). */
@@ -56,21 +57,6 @@ export interface PassOptions {
   readonly read?: InstanceReader;
   /** Builds the named views for `rows` (null = all) of the bag. */
   readonly makeViews: (data: BagData, names: readonly string[], rows: readonly number[] | null) => Record<string, tf.Tensor>;
-}
-
-/** Fraction of rows of a 0/1 [N, K] host mask kept by any branch. */
-export function unionFraction(mask: ArrayLike<number>, rows: number, branches: number): number {
-  if (rows === 0) return 0;
-  let kept = 0;
-  for (let n = 0; n < rows; n += 1) {
-    for (let k = 0; k < branches; k += 1) {
-      if ((mask[n * branches + k] as number) > 0) {
-        kept += 1;
-        break;
-      }
-    }
-  }
-  return kept / rows;
 }
 
 function aggregatorKeptFraction(output: ModelOutput): number | undefined {
