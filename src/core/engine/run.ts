@@ -246,7 +246,7 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
     if (knownRuns.fold?.runId !== runId) {
       knownRuns.fold = { runId, runKey: foldRunKey };
       knownRuns.stages = {};
-    }
+    } else await tracker.reopenRun?.(runId); // a resumed fold continues in its run, RUNNING again
     await saveRuns();
   }
   const model = new MilModel(
@@ -270,7 +270,10 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
         if (!tracker || !runId || !perStageRuns) return runId;
         const stageKey = `${foldRunKey}:${stage.name}`;
         const known = knownRuns.stages[stage.name];
-        if (known?.runKey === stageKey) return known.runId;
+        if (known?.runKey === stageKey) {
+          await tracker.reopenRun?.(known.runId);
+          return known.runId;
+        }
         const stageRunId = await tracker.startRun({
           experimentName: job.experimentName,
           runName: `fold-${fold.index}/${stage.name}`,
