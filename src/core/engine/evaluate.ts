@@ -45,7 +45,7 @@ export interface EvaluateOptions {
   readonly rng: Rng;
   /** Binary metric (from the registry, `eval.instanceMetric`) for the instance-level attention check; omitted → not computed. */
   readonly instanceMetric?: Metric;
-  /** Bag views the model's parts read. */
+  /** Bag views the model's forward reads (the aggregator's `needsViews`); the screened pass reads thumbnails itself. */
   readonly views?: readonly string[];
   /** Run the first slide once untimed before measuring (kernel set-up, caches); default false. */
   readonly warmup?: boolean;

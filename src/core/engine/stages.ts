@@ -357,7 +357,7 @@ export async function runFoldStages(options: FoldStagesOptions): Promise<StageRe
       await saveCheckpoint(path.join(dir, SELECTED_FILE), selected, { epoch: trained.bestEpoch, configHash: options.configHash, fold: options.fold, stage: stage.name });
       const test = await evaluate({
         model, source: options.source, slides: options.test, numClasses: options.numClasses, metrics: options.metrics, rng: streams.test,
-        views, warmup: true, ...(options.instanceMetric ? { instanceMetric: options.instanceMetric } : {}),
+        views: model.capabilities.needsViews, warmup: true, ...(options.instanceMetric ? { instanceMetric: options.instanceMetric } : {}),
       });
       const result: StageResult = {
         name: stage.name, history: trained.history, bestEpoch: trained.bestEpoch, epochsRun: trained.epochsRun, stoppedEarly: trained.stoppedEarly,

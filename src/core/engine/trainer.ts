@@ -69,7 +69,7 @@ export interface TrainFoldOptions {
   readonly trainable?: ReadonlyArray<readonly [string, tf.Variable]>;
   /** The epoch's random stream (default `rng.fork('epoch-<e>')`). */
   readonly epochStream?: (epoch: number) => Rng;
-  /** Bag views the training step and validation read. */
+  /** Bag views the training step reads (validation builds only what the model's forward needs). */
   readonly views?: readonly string[];
   /** How logs name what is trained (`fold 0`, `fold 0 stage lipn`). */
   readonly label?: string;
@@ -134,7 +134,7 @@ export async function trainFold(options: TrainFoldOptions): Promise<TrainFoldRes
     const epochRng = epochStream(epoch);
     const trainMetrics = await trainEpoch(options, params, optimizer, epoch, lr, epochRng);
     const val = options.val.length > 0
-      ? await evaluate({ model, source, slides: options.val, numClasses, metrics: options.metrics, rng: epochRng.fork('val'), views: options.views ?? [] })
+      ? await evaluate({ model, source, slides: options.val, numClasses, metrics: options.metrics, rng: epochRng.fork('val'), views: model.capabilities.needsViews })
       : undefined;
     const metrics: Record<string, number | null> = { ...trainMetrics, ...(val ? validationMetrics(val) : {}) };
     const monitored = metrics[section.earlyStopping.monitor];
