@@ -2,13 +2,13 @@
  * Attention-based MIL pooling (aggregator/abmil)
  * Paper: M. Ilse, J. M. Tomczak, M. Welling, "Attention-based Deep Multiple Instance Learning", ICML 2018. arXiv:1802.04712
  * Implements: Eq. 8 plain attention a_n = w^T act(V h_n), Eq. 9 gated attention a_n = w^T (tanh(V h_n) ⊙ sigm(U h_n)),
- *   softmax over the N instances and the weighted sum z = Σ_n a_n h_n (Eq. 7); methods.md §2.1, §2.5
+ *   softmax over the N instances and the weighted sum z = Σ_n a_n h_n (Eq. 7); docs/methods/abmil.md#attention-pooling, docs/methods/abmil.md#abmil-on-wsi-features
  * Symbols: x [N,D] instances · h [N,E] instance embeddings (projection W, D→E) · V, U [E,L] · w [L,1] ·
  *   a [1,N] attention (softmax over N) · z [1,E] slide embedding
- * Choices: the WSI form of §2.5: a ReLU projection D→E (Ilse's instance network is replaced by pre-extracted
+ * Choices: the WSI form of docs/methods/abmil.md#abmil-on-wsi-features: a ReLU projection D→E (Ilse's instance network is replaced by pre-extracted
  *   features; `projectDim: 0` feeds x directly), then Ilse's gated operator (L = 128). Dropout (0.25) on h as the
  *   WSI baselines use; Ilse has none. MHIM's baseline = `gated: false, attnActivation: relu, attnBias: false`.
- *   Default PyTorch init (§9.17). Torch keys follow Ilse's model.py: feature_extractor_part2.0 (projection),
+ *   Default PyTorch init (docs/methods/conventions.md#initialisations). Torch keys follow Ilse's model.py: feature_extractor_part2.0 (projection),
  *   attention_V.0 / attention_U.0 / attention_w (gated) or attention.0 / attention.2 (plain), classifier.0 (the
  *   `model.classifier` slot).
  * Checked against: test/reference/abmil.py → test/reference/fixtures/abmil-*.safetensors

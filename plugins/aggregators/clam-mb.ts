@@ -4,7 +4,7 @@
  *   supervised computational pathology on whole-slide images", Nat. Biomed. Eng. 5, 555-570 (2021). doi:10.1038/s41551-020-00682-w
  * Implements: projection h = ReLU(W1 x) (dropout), gated attention with C output columns, softmax over N per class,
  *   class embeddings M = A h, logit_c = f_c(M_c) with one bag head per class; instance-level clustering selection on
- *   row c of A for class c (methods.md §3.1-3.4, §9.1, §9.11)
+ *   row c of A for class c (docs/methods/clam.md#layers, docs/methods/clam.md#instance-clustering-loss)
  * Symbols: x [N,D] · h [N,E] · A [C,N] attention · M [C,E] class embeddings · f_c [E→1] bag heads (classifier slot,
  *   torch `classifiers.c`) · instance classifiers [E→2] (torch `instance_classifiers.c`) · logits [1,C]
  * Choices: heads are built by the classifier slot (linear reproduces CLAM); k clamped to N for small bags (the

@@ -3,8 +3,8 @@
  * Paper: M. Y. Lu, D. F. K. Williamson, T. Y. Chen, R. J. Chen, M. Barbieri, F. Mahmood, "Data-efficient and weakly
  *   supervised computational pathology on whole-slide images", Nat. Biomed. Eng. 5, 555-570 (2021). doi:10.1038/s41551-020-00682-w
  * Implements: projection h = ReLU(W1 x) (dropout), gated attention a = W_c(tanh(W_a h) ⊙ sigm(W_b h)) with softmax over
- *   N, slide embedding M = A h; instance-level clustering selection for the loss/clam-instance term (methods.md
- *   §3.1-3.4, §9.11)
+ *   N, slide embedding M = A h; instance-level clustering selection for the loss/clam-instance term (docs/methods/clam.md#layers,
+ *   docs/methods/clam.md#instance-clustering-loss)
  * Symbols: x [N,D] · h [N,E] (E = 512) · A [1,N] attention · M [1,E] slide embedding (to the `model.classifier` slot,
  *   torch `classifiers`) · instance classifiers c = 0..C-1: [E→2] (classifier slot, torch `instance_classifiers.c`)
  * Choices: the single attention row ranks instances for every class (as the reference); k is clamped to N for bags

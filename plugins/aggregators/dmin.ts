@@ -2,15 +2,15 @@
  * Dynamic multi-instance network (aggregator/dmin)
  * Paper: J. Dong et al., "Fast and Accurate Gigapixel Pathological Image Classification with Hierarchical
  *   Distillation Multi-Instance Learning" (HDMIL), CVPR 2025 — stage-1 network DMIN (class KAN_CLAM_MB_v4)
- * Implements: projection + gated attention with one column per class (methods.md §1.3); teacher softmax
+ * Implements: projection + gated attention with one column per class (docs/methods/hdmil.md#dmin-architecture); teacher softmax
  *   pooling, student pooling through a Gumbel-noised straight-through gate with ONE global normaliser over
- *   all instances and classes, union keep rate over classes 0/1 (§1.6); CLAM instance selection for L_clu
- *   (§1.5); eval path with per-class masked normalisation, S > 0 or a pre-screener's mask (§1.9, §1.12)
+ *   all instances and classes, union keep rate over classes 0/1 (docs/methods/hdmil.md#teacher-and-student, docs/methods/hdmil.md#keep-rate); CLAM instance selection for L_clu
+ *   (docs/methods/hdmil.md#clustering-loss); eval path with per-class masked normalisation, S > 0 or a pre-screener's mask (docs/methods/hdmil.md#dmin-inference, docs/methods/hdmil.md#inference-modes)
  * Symbols: x [N,D] features · h [N,H] projected · S [N,C] attention logits · A_tea, A_stu [C,N] ·
  *   E_tea, E_stu [C,H] bag embeddings · z_tea, z_stu [1,C] logits · g1, g2 [N,C] Gumbel draws · P [N,C] soft
  *   gate · M [N,C] straight-through gate · rate scalar
  * Choices: exponentials subtract the max over the exact normalisation set (global in training, per class at
- *   eval; §9.18) — identical maths, finite in float32; an all-empty student selection (the reference divides
+ *   eval; docs/methods/conventions.md#float32-exponentials) — identical maths, finite in float32; an all-empty student selection (the reference divides
  *   0/0 and skips the step) yields a zero student embedding instead; bags with fewer than kSample instances
  *   use k = N (the reference errors); `selfDistill: false` computes the teacher only and emits no student
  *   extras, so the distillation and rate losses contribute nothing. Injected draws: `io.injected.gumbel1`
@@ -108,7 +108,7 @@ export class DminAggregator extends Module implements Aggregator {
     this.addModule('instance_loss_fn', new InstanceLossLabels());
   }
 
-  /** h [N,H] and S [N,C] (§1.3), dropout when training. */
+  /** h [N,H] and S [N,C] (docs/methods/hdmil.md#dmin-architecture), dropout when training. */
   private attend(x: tf.Tensor2D, io: ForwardIO): { h: tf.Tensor2D; s: tf.Tensor2D } {
     const p = this.options.dropout;
     const h = dropout(tf.relu(this.projection.forward(x)), p, io.training, io.rng) as tf.Tensor2D; // [N, H]
@@ -136,7 +136,7 @@ export class DminAggregator extends Module implements Aggregator {
     });
   }
 
-  /** §1.6: teacher and (optionally) student branches; §1.5 instance selection when the label is known. */
+  /** docs/methods/hdmil.md#teacher-and-student: teacher and (optionally) student branches; docs/methods/hdmil.md#clustering-loss instance selection when the label is known. */
   private trainingPath(h: tf.Tensor2D, s: tf.Tensor2D, bag: Bag, io: ForwardIO): AggregatorOutput {
     const aTea = tf.softmax(tf.transpose(s)) as tf.Tensor2D; // [C, N]  softmax over n per class
     const eTea = tf.matMul(aTea, h) as tf.Tensor2D; // [C, H]
@@ -144,7 +144,7 @@ export class DminAggregator extends Module implements Aggregator {
     const extras: Record<string, tf.Tensor> = { attentionLogits: s, teacherEmbedding: eTea, teacherLogits: zTea };
     if (this.options.selfDistill) Object.assign(extras, this.studentBranch(h, s, io));
     if (bag.label !== undefined && this.options.kSample > 0) {
-      // §1.5: CLAM's selection on the teacher attention, through this class's instance classifier.
+      // docs/methods/hdmil.md#clustering-loss: CLAM's selection on the teacher attention, through this class's instance classifier.
       const classify = (c: number, rows: tf.Tensor2D): tf.Tensor2D => this.instanceClassifiers.at(c).forward(rows, io); // [M_c, 2]
       Object.assign(extras, instanceClusteringExtras(aTea, h, bag.label, classify, { kSample: this.options.kSample, subtyping: this.options.subtyping, numClasses: this.numClasses }));
     }
@@ -181,7 +181,7 @@ export class DminAggregator extends Module implements Aggregator {
     return tf.neg(tf.log(tf.neg(tf.log(u)))) as tf.Tensor2D;
   }
 
-  /** §1.9 / §1.12: per class, softmax of S over the kept set only (S > 0, or the pre-screener's mask). */
+  /** docs/methods/hdmil.md#dmin-inference, docs/methods/hdmil.md#inference-modes: per class, softmax of S over the kept set only (S > 0, or the pre-screener's mask). */
   private evalPath(h: tf.Tensor2D, s: tf.Tensor2D, keepMask: tf.Tensor2D | undefined, io: ForwardIO): AggregatorOutput {
     const kept = keepMask ? stepGate(keepMask, 0) : stepGate(s, 0); // [N, C]  0/1  K_c
     const shift = maskedColumnMax(s, kept); // [1, C]  max of S over K_c (0 when K_c is empty), no gradient

@@ -4,7 +4,7 @@
  *   Classification with Self-supervised Contrastive Learning", CVPR 2021. arXiv:2011.08939
  * Implements: Eq. 1 instance stream c = W_0 h with max-pooling ĉ_j = max_n c_{n,j}; Eq. 2-4 critical instance
  *   m_j = argmax_n c_{n,j}, queries Q = q(H), attention U = softmax_n(⟨q_n, q_{m_j}⟩ / √|q|), class embeddings
- *   B = Uᵀ V; Eq. 5 bag logits by a Conv1d over all C class embeddings (methods.md §5.1, §9.16)
+ *   B = Uᵀ V; Eq. 5 bag logits by a Conv1d over all C class embeddings (docs/methods/dsmil.md#structure)
  * Symbols: H=x [N,D] · c [N,C] instance logits · Q [N,Q] (Q = 128) · q_m [C,Q] · A [C,N] attention (softmax over N) ·
  *   V [N,D] · B [C,D] class embeddings · W_fcc [C_in,D,C_out] (torch Conv1d [C_out,C_in,D]) · logits [1,C]
  * Choices: the instance classifier i_classifier is the classifier slot (linear reproduces DSMIL); value net V = x by

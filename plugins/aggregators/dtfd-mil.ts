@@ -5,7 +5,7 @@
  * Implements: random split into G pseudo-bags; tier 1: h = ReLU(W x) (no bias), gated attention pooling per pseudo-bag
  *   (softmax inside the pseudo-bag), tier-1 logits per pseudo-bag; instance CAM s_n = W_cls1(a_n h_n) (weight only),
  *   distillation AFS (pooled feature), MaxS (top-k by the last class's CAM probability) or MaxMinS (top-k and
- *   bottom-k); tier 2: gated attention pooling of the distilled features and its classifier (methods.md §5.2, §9.15)
+ *   bottom-k); tier 2: gated attention pooling of the distilled features and its classifier (docs/methods/dtfd-mil.md#training-step)
  * Symbols: x [N,D] · h [N,E] (E = 512) · member [G,N] pseudo-bag masks · A [G,N] tier-1 attention (row g: a_g) · f_g [1,E] · y [G,C] tier-1 logits
  *   (extras.pseudoBagLogits) · D [M,E] distilled features (M = G, G·k or 2G·k) · z [1,E] tier-2 embedding · logits [1,C]
  * Choices: tier 2 sees the distilled features detached, so one backward of L_tier1 + L_tier2 gives each tier exactly
@@ -142,7 +142,7 @@ class DtfdMilAggregator extends Module implements Aggregator {
     });
   }
 
-  /** Distilled features [M, E], cut from tier 1's gradient (§9.15). */
+  /** Distilled features [M, E], cut from tier 1's gradient (docs/methods/dtfd-mil.md#training-step). */
   private distill(h: tf.Tensor2D, attentionAll: tf.Tensor2D, pooled: tf.Tensor2D, member: tf.Tensor2D): tf.Tensor2D {
     if (this.options.distill === 'afs') return constantOf((f) => tf.clone(f), pooled) as tf.Tensor2D; // [G, E]
     const perGroup = Math.floor(this.options.totalInstance / this.options.numGroups);

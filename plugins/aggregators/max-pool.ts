@@ -2,7 +2,7 @@
  * Max pooling (aggregator/max-pool)
  * Paper: M. Ilse, J. Tomczak, M. Welling, "Attention-based Deep Multiple Instance Learning", ICML 2018
  *   (the max operator, a permutation-invariant baseline). arXiv:1802.04712
- * Implements: z_e = max_n h_{n,e}, optional projection h_n = ReLU(W x_n + b) (methods.md §2.1)
+ * Implements: z_e = max_n h_{n,e}, optional projection h_n = ReLU(W x_n + b) (docs/methods/pooling.md#embedding-level-pooling)
  * Symbols: x [N,D] instances · h [N,E] projected instances · z [1,E] slide embedding
  * Choices: projection optional (projectDim 0 pools the raw features); dropout after the projection
  * Checked against: hand-computed maxima in test/plugins/aggregators/pooling.test.ts

@@ -4,7 +4,7 @@
  *   Multiple Instance Learning for Whole Slide Image Classification", NeurIPS 2021. arXiv:2106.00908
  * Implements: Algorithm 1 (TPT module): fc1 projection, square padding by repeating the first tokens, class token,
  *   TransLayer x + Nyström-MSA(LN(x)), PPEG F + DW7(F) + DW5(F) + DW3(F) on the token grid, second TransLayer, LN,
- *   class token as slide embedding (methods.md §4.1-4.2, §9.9-9.10)
+ *   class token as slide embedding (docs/methods/transmil.md#forward-pass, docs/methods/transmil.md#nystrom-attention)
  * Symbols: x [N,D] · h [N,E] (E = 512) · side = ⌈√N⌉ · tokens [1+side²,E] · cls [1,E] slide embedding (to the
  *   `model.classifier` slot, torch `_fc2`) · Nyström: heads 8, dim_head E/8, m = 256 landmarks, 6 pinv iterations,
  *   value-residual conv 33×1
@@ -132,7 +132,7 @@ class TransmilAggregator extends Module implements Aggregator {
       const n = h.shape[0];
       const side = Math.ceil(Math.sqrt(n));
       const extra = side * side - n;
-      // Square padding repeats the FIRST `extra` tokens (copies, not zeros; §9.9).
+      // Square padding repeats the FIRST `extra` tokens (copies, not zeros; docs/methods/transmil.md#forward-pass).
       const square = extra > 0 ? tf.concat([h, tf.slice(h, [0, 0], [extra, -1])], 0) : h; // [side², E]
       let tokens = tf.concat([tf.reshape(this.clsToken, [1, this.embeddingDim]), square], 0) as tf.Tensor2D; // [1 + side², E]
       tokens = this.layer1.forward(tokens, io); // [1 + side², E]

@@ -4,7 +4,7 @@
  *   Distillation Multi-Instance Learning" (HDMIL), CVPR 2025 — the CKA (Chebyshev Kolmogorov-Arnold) bag and
  *   instance classifiers
  * Implements: t = tanh(x); T_0 = 1, T_1 = t, T_k = 2t T_{k-1} - T_{k-2}; y_o = Σ_i Σ_k Θ[i,o,k] T_k(t_i)
- *   (methods.md §1.4, checklist §9.4)
+ *   (docs/methods/hdmil.md#cka)
  * Symbols: x [M,I] embeddings · Θ `cheby_coeffs` [I,O,K+1] (stored [I,K+1,O]) · K degree · y [M,O] logits
  * Choices: a single layer by default as in HDMIL (`hiddenDims` adds KAN layers for experiments; HDMIL never
  *   uses them); no bias and no normalisation (the reference builds a LayerNorm list it never applies);

@@ -2,9 +2,9 @@
  * Linear classifier (classifier/linear)
  * Paper: the bag-level head every MIL method here ends with, e.g. M. Lu et al., "Data-efficient and weakly
  *   supervised computational pathology on whole-slide images" (CLAM), Nat. Biomed. Eng. 2021. doi:10.1038/s41551-020-00682-w
- * Implements: logits = z W + b (methods.md §0 Linear convention)
+ * Implements: logits = z W + b (docs/methods/conventions.md#linear-layers)
  * Symbols: z [M,E] embeddings · W [E,C] (torch [C,E]) · logits [M,C]
- * Choices: init selectable as the originals differ (methods.md §9.17)
+ * Choices: init selectable as the originals differ (docs/methods/conventions.md#initialisations)
  * Checked against: hand-computed affine map in test/plugins/classifiers/linear.test.ts
  */
 import * as tf from '@tensorflow/tfjs';

@@ -2,10 +2,10 @@
  * Multi-layer perceptron head (classifier/mlp)
  * Paper: the MLP bag/instance heads of MIL baselines, e.g. M. Ilse, J. M. Tomczak, M. Welling, "Attention-based Deep
  *   Multiple Instance Learning", ICML 2018 (fully-connected heads on the bag embedding). arXiv:1802.04712
- * Implements: logits = W_L(… drop(act(W_1 z + b_1)) …) + b_L (methods.md §0 Linear convention)
+ * Implements: logits = W_L(… drop(act(W_1 z + b_1)) …) + b_L (docs/methods/conventions.md#linear-layers)
  * Symbols: z [M,E] embeddings · hidden widths H_1..H_{L-1} · logits [M,out]
  * Choices: torch Sequential layout (Linear, activation, Dropout per hidden layer), so keys are layers.0, layers.3, …;
- *   no hidden layers = a linear head; init selectable (methods.md §9.17)
+ *   no hidden layers = a linear head; init selectable (docs/methods/conventions.md#initialisations)
  * Checked against: hand-computed two-layer forward in test/plugins/classifiers/mlp.test.ts
  */
 import * as tf from '@tensorflow/tfjs';

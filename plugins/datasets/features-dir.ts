@@ -1,7 +1,7 @@
 /**
  * Per-slide feature files of any supported format (dataset/features-dir)
  * Paper: the per-bag file layouts used across MIL tooling: CLAM/TRIDENT h5, torchmil-style .npy folders
- *   (features/, coords/ side folders), and .safetensors (methods.md §3.8; ecosystem.md §3.5).
+ *   (features/, coords/ side folders), and .safetensors (docs/methods/datasets.md#feature-files).
  * Implements: slide table + <featuresDir>/<slide_id>.{h5|safetensors|npy}; h5/safetensors hold tensors
  *   `features`, `coords`, `thumbs`; npy features take coords and thumbs from side folders
  * Symbols: N instances · D feature width (from the files, checked against the model's inputDim)

@@ -1,7 +1,7 @@
 /**
  * CLAM/TRIDENT h5 feature bags (dataset/features-h5)
  * Paper: the feature-file layout of CLAM (Lu et al., Nat. Biomed. Eng. 2021) and TRIDENT (Mahmood lab):
- *   one h5 per slide with `features` [N, D] float32 and `coords` [N, 2] (methods.md §3.8, §1.2).
+ *   one h5 per slide with `features` [N, D] float32 and `coords` [N, 2] (docs/methods/datasets.md#feature-files).
  * Implements: slide table (slide_id, case_id, label) + <featuresDir>/<slide_id>.h5, read with h5wasm; optional
  *   HDMIL thumbnails `thumbs` [N, 16, 16, 3] uint8 in the same row order (RGBA: alpha dropped)
  * Symbols: N instances · D feature width (taken from the files, checked against the model's inputDim)

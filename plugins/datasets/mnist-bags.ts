@@ -3,7 +3,7 @@
  * Paper: M. Ilse, J. Tomczak, M. Welling, "Attention-based Deep Multiple Instance Learning", ICML 2018,
  *   §5.2 MNIST-bags. arXiv:1802.04712
  * Implements: bags of 28×28 digits, |bag| = max(1, trunc(N(μ, σ²))); bag label 1 iff the bag holds the
- *   target digit (9); instance label = (digit = target). Both generators of the authors' code (methods.md §2.3):
+ *   target digit (9); instance label = (digit = target). Both generators of the authors' code (docs/methods/abmil.md#mnist-bags):
  *   `quick` (uniform draws with replacement, classes unbalanced) and `balanced` (alternating positive bags
  *   accepted only with a target, negative bags rejecting the target instance by instance).
  * Symbols: x [N, 784] normalised pixels (x − 0.1307) / 0.3081 · y bag label · instanceLabels [N]
@@ -17,10 +17,10 @@ import { applyDeclaredLabels, definePlugin, GeneratedBagSource, loadMnistDigits,
 
 export const MnistBagsOptions = z.strictObject({
   targetDigit: z.int().min(0).max(9).default(9).describe('digit whose presence makes a bag positive'),
-  meanBagSize: z.number().positive().default(10).describe('μ: mean bag length'),
-  stdBagSize: z.number().min(0).default(2).describe('σ: standard deviation of the bag length'),
-  trainBags: z.int().min(1).default(200).describe('number of training bags'),
-  testBags: z.int().min(0).default(50).describe('number of test bags (split=test in the table; the paper uses 1000)'),
+  meanBagSize: z.number().positive().max(10_000).default(10).describe('μ: mean bag length'),
+  stdBagSize: z.number().min(0).max(10_000).default(2).describe('σ: standard deviation of the bag length'),
+  trainBags: z.int().min(1).max(100_000).default(200).describe('number of training bags'),
+  testBags: z.int().min(0).max(100_000).default(50).describe('number of test bags (split=test in the table; the paper uses 1000)'),
   generator: z.enum(['quick', 'balanced']).default('quick').describe('quick: uniform draws (unbalanced); balanced: alternating positive/negative bags'),
   testPoolFraction: z.number().gt(0).lt(1).default(0.2).describe('share of each digit class reserved for test bags (pools are disjoint)'),
   seed: z.int().min(0).optional().describe('data seed; defaults to the experiment seed'),

@@ -3,7 +3,7 @@
  * Paper: modelled on the CAMELYON16 challenge task (Ehteshami Bejnordi et al., JAMA 2017) as used by CLAM
  *   (Lu et al., Nat. Biomed. Eng. 2021) and HDMIL (Dong et al., CVPR 2025); no data of theirs is used.
  * Implements: binary bags x ∈ R^{N×D}; negatives hold only normal tissue, positives a single spatially
- *   compact lesion of 0.5–10% of the instances (methods.md §0 shapes, §1.2 data layout, §3.8 coords).
+ *   compact lesion of 0.5–10% of the instances (docs/methods/datasets.md#feature-files).
  *   x_n = p_{t(n)} + o + ε_n + y_n · (a · Σ_k b_k / √s + 0.5 · B ξ_n), ε ~ N(0, I), o ~ N(0, σ_o² I)
  * Symbols: B=[b_1..b_s] [s,D] orthonormal signal subspace · p_t [D] background tissue prototypes (⊥ B) ·
  *   o [D] per-slide offset · y_n instance ground truth (`instanceLabels`) · coords [N,2] level-0 pixels ·
@@ -21,6 +21,7 @@ import {
   balancedLabels,
   combineBasis,
   definePlugin,
+  bagBudgetIssues,
   minMaxIssues,
   syntheticOptionFields,
   drawCount,
@@ -45,6 +46,7 @@ export const SyntheticCamelyonOptions = z
   })
   .check((ctx) => {
     ctx.issues.push(...minMaxIssues(ctx.value, ['instances', 'tumorFraction']));
+    ctx.issues.push(...bagBudgetIssues(ctx.value));
     if (ctx.value.signalDim > ctx.value.featureDim) {
       ctx.issues.push({ code: 'custom', input: ctx.value.signalDim, path: ['signalDim'], message: `signalDim ${ctx.value.signalDim} exceeds featureDim ${ctx.value.featureDim}` });
     }

@@ -2,7 +2,7 @@
  * Synthetic BRACS-like hierarchical classification (dataset/synthetic-hierarchical)
  * Paper: modelled on BRACS (Brancati et al., Database 2022) as used by HMIL (Jin et al., IEEE TMI 2025):
  *   3 coarse classes (benign, atypical, malignant) over 7 fine classes (N, PB, UDH | FEA, ADH | DCIS, IC)
- *   (methods.md §7.1); no BRACS data is used.
+ *   (docs/methods/hmil.md#label-hierarchy); no BRACS data is used.
  * Implements: a lesion of 5–30% of the instances (none for N) shifted by x ← x + a_c·b_{coarse} + a_f·b_{3+fine}
  *   with orthonormal b_0..b_9, so fine classes of one coarse class share the coarse component
  * Symbols: a_c `coarseStrength` · a_f `fineStrength` (a_f < a_c: fine classes are harder to tell apart than
@@ -17,6 +17,8 @@ import {
   balancedLabels,
   combineBasis,
   definePlugin,
+  bagBudgetIssues,
+  SYNTHETIC_LIMITS,
   minMaxIssues,
   syntheticOptionFields,
   drawCount,
@@ -36,13 +38,14 @@ export const SyntheticHierarchicalOptions = z
   .strictObject({
     ...syntheticOptionFields({ slides: 105, minSlides: 7, instances: [100, 400], minFeatureDim: 10, slideShift: 0.2, thumbs: false, officialTestFraction: 0.2 }),
     classFractions: z.array(z.number().positive()).length(7).optional().describe('relative frequency of N, PB, UDH, FEA, ADH, DCIS, IC (default equal)'),
-    featureDim: z.int().min(10).default(64).describe('D: feature width (≥ 10: 3 coarse + 7 fine signal axes)'),
+    featureDim: z.int().min(10).max(SYNTHETIC_LIMITS.featureDim).default(64).describe('D: feature width (≥ 10: 3 coarse + 7 fine signal axes)'),
     coarseStrength: z.number().min(0).default(2.5).describe('a_c: lesion shift along its coarse axis'),
     fineStrength: z.number().min(0).default(1.2).describe('a_f: lesion shift along its fine axis'),
     lesionFraction: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.05, 0.3]).describe('[min, max] lesion fraction of a non-normal slide (uniform)'),
   })
   .check((ctx) => {
     ctx.issues.push(...minMaxIssues(ctx.value, ['instances', 'lesionFraction']));
+    ctx.issues.push(...bagBudgetIssues(ctx.value));
   });
 export type SyntheticHierarchicalOptions = z.output<typeof SyntheticHierarchicalOptions>;
 

@@ -1,7 +1,7 @@
 /**
  * Synthetic NSCLC-like subtyping (dataset/synthetic-subtyping)
  * Paper: modelled on TCGA-NSCLC LUAD vs LUSC subtyping as used by CLAM (Lu et al., Nat. Biomed. Eng. 2021),
- *   TransMIL and HDMIL (methods.md §1.2 label map); no TCGA data is used.
+ *   TransMIL and HDMIL (label maps: docs/methods/hdmil.md#data); no TCGA data is used.
  * Implements: two classes; every slide holds one large tumour region (40–90% of the instances by default) whose
  *   instances are shifted by x ← x + a·b_1 ± σ_s·b_2 (sign = subtype) inside a signal subspace B; the rest is
  *   normal tissue (prototypes ⊥ B), as in dataset/synthetic-camelyon
@@ -17,6 +17,7 @@ import {
   balancedLabels,
   combineBasis,
   definePlugin,
+  bagBudgetIssues,
   minMaxIssues,
   syntheticOptionFields,
   drawCount,
@@ -38,6 +39,7 @@ export const SyntheticSubtypingOptions = z
   })
   .check((ctx) => {
     ctx.issues.push(...minMaxIssues(ctx.value, ['instances', 'tumorFraction']));
+    ctx.issues.push(...bagBudgetIssues(ctx.value));
     if (ctx.value.signalDim > ctx.value.featureDim) ctx.issues.push({ code: 'custom', input: ctx.value.signalDim, path: ['signalDim'], message: `signalDim ${ctx.value.signalDim} exceeds featureDim ${ctx.value.featureDim}` });
   });
 export type SyntheticSubtypingOptions = z.output<typeof SyntheticSubtypingOptions>;

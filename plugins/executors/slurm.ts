@@ -1,6 +1,6 @@
 /**
  * Slurm executor: sweep jobs as one `sbatch --array` job on the cluster's scheduler (executor/slurm)
- * Paper: none — infrastructure. Implements issue 4 item 6; setup verified in reference/slurm-local.md.
+ * Paper: none — infrastructure. Setup verified on a single-node Slurm by test/slurm/local-slurm.sh.
  * Implements: writes `<state>/slurm/<stamp>-<k>.sh` (array task t runs `milkit worker --manifest M --index I_t`),
  *   submits it with `sbatch --parsable`, polls `squeue -h -r -j ID`, and reads each job's result/error file
  * Symbols: t = SLURM_ARRAY_TASK_ID · I_t = manifest index of task t · T = cpusPerTask = BLAS threads per task

@@ -2,7 +2,7 @@
  * Binary cross-entropy on one-hot slide labels (loss/binary-cross-entropy)
  * Paper: the bag loss of DSMIL — B. Li, Y. Li, K. W. Eliceiri, "Dual-stream Multiple Instance Learning Network for
  *   Whole Slide Image Classification with Self-supervised Contrastive Learning", CVPR 2021. arXiv:2011.08939
- * Implements: L = (1/C) Σ_c BCEWithLogits(z_c, [c = y]) (methods.md §5.1: multi-label style BCE on the bag logits)
+ * Implements: L = (1/C) Σ_c BCEWithLogits(z_c, [c = y]) (docs/methods/dsmil.md#loss-and-optimiser: multi-label style BCE on the bag logits)
  * Symbols: z [1,C] slide logits · y label
  * Choices: the stable form max(z,0) - z·t + log(1 + e^-|z|); for DSMIL's single-logit binary mode (logits [0, s]) use
  *   cross-entropy instead, which equals BCE on s exactly

@@ -3,9 +3,9 @@
  * Paper: M. Y. Lu et al., "Data-efficient and weakly supervised computational pathology on whole-slide images"
  *   (CLAM), Nat. Biomed. Eng. 2021. doi:10.1038/s41551-020-00682-w; smooth SVM: L. Berrada, A. Zisserman,
  *   M. P. Kumar, "Smooth Loss Functions for Deep Top-k Classification", ICLR 2018. arXiv:1802.07595
- * Implements: L_inst = Σ_m w_m ℓ(s_m, y_m) over the pseudo-labelled instances an aggregator selected (methods.md
- *   §3.4, §1.5), with ℓ the smooth top-1 SVM (α margin, τ temperature, hard fallback beyond a τ·ln 1000 gap; §3.5,
- *   §9.11) or cross-entropy
+ * Implements: L_inst = Σ_m w_m ℓ(s_m, y_m) over the pseudo-labelled instances an aggregator selected (docs/methods/clam.md#instance-clustering-loss,
+ *   docs/methods/hdmil.md#clustering-loss), with ℓ the smooth top-1 SVM (α margin, τ temperature, hard fallback beyond a τ·ln 1000 gap; docs/methods/clam.md#smooth-top-1-svm)
+ *   or cross-entropy
  * Symbols: s [M,2] instance logits (extras.instanceLogits) · y [M] pseudo-labels (extras.instanceTargets) ·
  *   w [M] weights (extras.instanceWeights: CLAM 1/2k per in-class pick, 1/k per out-of-class pick, ÷ C with subtyping)
  * Choices: the weighting lives with the aggregator that selected the instances (CLAM-SB/MB, HDMIL's DMIN), so this

@@ -1,6 +1,6 @@
 /**
  * Cross-entropy on the slide logits (loss/cross-entropy)
- * Paper: the bag loss of every method here; HDMIL uses it on the teacher branch only (methods.md §1.7, §3.3).
+ * Paper: the bag loss of every method here; HDMIL uses it on the teacher branch only (docs/methods/hdmil.md#dmin-loss, docs/methods/clam.md#bag-loss-and-total-loss).
  * Implements: L = -log softmax(logits)_y, optional label smoothing ε: targets (1-ε) one-hot + ε/C
  * Symbols: logits [1,C] · y label
  * Choices: class weights optional (ordered by class index) for imbalanced tasks

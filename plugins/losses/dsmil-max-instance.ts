@@ -2,7 +2,7 @@
  * DSMIL max-instance loss (loss/dsmil-max-instance)
  * Paper: B. Li, Y. Li, K. W. Eliceiri, "Dual-stream Multiple Instance Learning Network for Whole Slide Image
  *   Classification with Self-supervised Contrastive Learning", CVPR 2021. arXiv:2011.08939
- * Implements: the instance stream's loss on ĉ_j = max_n c_{n,j} (methods.md §5.1, §9.16): BCE with logits on one-hot
+ * Implements: the instance stream's loss on ĉ_j = max_n c_{n,j} (docs/methods/dsmil.md#loss-and-optimiser): BCE with logits on one-hot
  *   labels (reference, weight 0.5 next to the bag BCE) or softmax cross-entropy (MHIM-MIL's DSMIL variant)
  * Symbols: ĉ [1,C] max-pooled instance logits (extras.maxInstanceLogits) · y label
  * Choices: absent extras give no term; in DSMIL's single-logit binary mode (ĉ = [0, s]) `ce` equals BCE on s

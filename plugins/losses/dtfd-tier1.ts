@@ -2,7 +2,7 @@
  * DTFD-MIL tier-1 loss (loss/dtfd-tier1)
  * Paper: H. Zhang et al., "DTFD-MIL: Double-Tier Feature Distillation Multiple Instance Learning for Histopathology
  *   Whole Slide Image Classification", CVPR 2022. arXiv:2203.12081
- * Implements: L_1 = (1/G) Σ_g CE(y_g, Y): every pseudo-bag inherits the slide label (methods.md §5.2 step 4)
+ * Implements: L_1 = (1/G) Σ_g CE(y_g, Y): every pseudo-bag inherits the slide label (docs/methods/dtfd-mil.md#training-step, step 4)
  * Symbols: y [G,C] pseudo-bag logits (extras.pseudoBagLogits) · Y slide label
  * Choices: weight 1 next to the tier-2 cross-entropy (weight 1), as the two optimisers of the reference see unscaled
  *   losses (their grad-norm clipping makes the scale matter); absent extras give no term

@@ -2,9 +2,9 @@
  * Embedding distillation (loss/embedding-mse)
  * Paper: J. Dong et al., "Fast and Accurate Gigapixel Pathological Image Classification with Hierarchical
  *   Distillation Multi-Instance Learning" (HDMIL), CVPR 2025 — L_dis1, the L2 term between bag embeddings
- * Implements: MSE = mean over all C·H entries of (E_stu - E_tea)^2 (methods.md §1.7, weight α_3 = 0.5)
+ * Implements: MSE = mean over all C·H entries of (E_stu - E_tea)^2 (docs/methods/hdmil.md#dmin-loss, weight α_3 = 0.5)
  * Symbols: E_tea, E_stu [C,H] teacher/student bag embeddings (extras `teacherEmbedding`, `studentEmbedding`)
- * Choices: neither side is detached (gradients reach the teacher too, §9.5); when the aggregator ran
+ * Choices: neither side is detached (gradients reach the teacher too, docs/methods/hdmil.md#dmin-loss); when the aggregator ran
  *   without a student branch (DMIN `selfDistill: false`, or eval mode) the loss has no term
  * Checked against: hand-computed means in test/plugins/losses/embedding-mse.test.ts; total loss and gradients
  *   of a DMIN step in test/plugins/aggregators/dmin.test.ts (hdmil-dmin.json)

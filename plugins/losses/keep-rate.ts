@@ -2,10 +2,10 @@
  * Keep-rate regulariser (loss/keep-rate)
  * Paper: J. Dong et al., "Fast and Accurate Gigapixel Pathological Image Classification with Hierarchical
  *   Distillation Multi-Instance Learning" (HDMIL), CVPR 2025 — L_rate
- * Implements: (rate - r)^2 with rate the union keep fraction of the student gates (methods.md §1.6-1.7,
+ * Implements: (rate - r)^2 with rate the union keep fraction of the student gates (docs/methods/hdmil.md#keep-rate, docs/methods/hdmil.md#dmin-loss,
  *   weight α_5 = 2)
  * Symbols: rate scalar (extra `keepRate`, straight-through on the union of classes 0/1) · r target
- * Choices: r is the fraction of instances KEPT ("mask_ratio" in the reference, §9.3); no term without a
+ * Choices: r is the fraction of instances KEPT ("mask_ratio" in the reference, docs/methods/hdmil.md#keep-rate); no term without a
  *   student branch
  * Checked against: hand-computed values in test/plugins/losses/keep-rate.test.ts; DMIN step parity
  *   (hdmil-dmin.json)

@@ -3,9 +3,9 @@
  * Paper: J. Dong et al., "Fast and Accurate Gigapixel Pathological Image Classification with Hierarchical
  *   Distillation Multi-Instance Learning" (HDMIL), CVPR 2025 — L_dis2, KL between teacher and student logits
  * Implements: KL(p_tea ‖ p_stu) = Σ_c p_tea[c] (log p_tea[c] - log p_stu[c]) / B, p = softmax, B = 1 bag
- *   (batchmean) (methods.md §1.7, weight α_4 = 0.5)
+ *   (batchmean) (docs/methods/hdmil.md#dmin-loss, weight α_4 = 0.5)
  * Symbols: z_tea, z_stu [1,C] logits (extras `teacherLogits`, `studentLogits`)
- * Choices: the teacher is NOT detached (torch kl_div with a non-detached target, §9.5); log-probabilities come
+ * Choices: the teacher is NOT detached (torch kl_div with a non-detached target, docs/methods/hdmil.md#dmin-loss); log-probabilities come
  *   from log-softmax; no term without a student branch
  * Checked against: hand-computed KL in test/plugins/losses/logit-kl.test.ts; DMIN step parity
  *   (hdmil-dmin.json)

@@ -1,7 +1,7 @@
 /**
  * Smooth top-1 SVM on the slide logits (loss/smooth-top1-svm)
  * Paper: L. Berrada, A. Zisserman, M. P. Kumar, "Smooth Loss Functions for Deep Top-k Classification", ICLR 2018.
- *   arXiv:1802.07595 — CLAM's `--bag_loss svm` (methods.md §3.3, §3.5)
+ *   arXiv:1802.07595 — CLAM's `--bag_loss svm` (docs/methods/clam.md#bag-loss-and-total-loss, docs/methods/clam.md#smooth-top-1-svm)
  * Implements: τ·log Σ_j exp((s_j + α[j≠y] - s_y)/τ), or the hard max_j(s_j + α[j≠y]) - s_y when the top score beats the
  *   second by ≥ τ·ln(1000) (decided on detached scores)
  * Symbols: s [1,C] slide logits · y label · α margin · τ temperature

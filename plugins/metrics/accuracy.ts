@@ -1,6 +1,6 @@
 /**
  * Accuracy (metric/accuracy)
- * Paper: standard argmax accuracy as reported by CLAM (1 − error) and HDMIL (methods.md §0 Metrics, §3.9).
+ * Paper: standard argmax accuracy as reported by CLAM (1 − error) and HDMIL (docs/methods/metrics.md#accuracy).
  * Implements: ACC = (1/S) Σ_s [argmax_c p_sc = y_s]
  * Symbols: labels y [S] · probs p [S, C]
  * Choices: argmax ties go to the lowest class index (numpy argmax); no threshold tuning

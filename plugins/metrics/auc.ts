@@ -3,7 +3,7 @@
  * Paper: J. Hanley, B. McNeil, "The meaning and use of the area under a ROC curve", Radiology 1982;
  *   one-vs-rest macro averaging as in CLAM (Lu et al., Nat. Biomed. Eng. 2021).
  * Implements: binary AUC on p(class 1) = Mann-Whitney U / (n₊ n₋) with midranks for ties; C > 2:
- *   mean over classes c of AUC(y = c vs rest, p_c) (methods.md §0 Metrics, §3.9)
+ *   mean over classes c of AUC(y = c vs rest, p_c) (docs/methods/metrics.md#auc)
  * Symbols: labels y [S] · probs p [S, C] · n₊/n₋ positives/negatives of a class
  * Choices: a single-class input is undefined ({value: null, reason}), never 0.5; with C > 2 a class absent
  *   from the labels makes the macro AUC undefined (scikit-learn raises) unless `onAbsentClass: skip`

@@ -1,7 +1,7 @@
 /**
  * Balanced accuracy (metric/balanced-accuracy)
  * Paper: K. Brodersen et al., "The balanced accuracy and its posterior distribution", ICPR 2010; reported by
- *   MIL_BASELINE and TransMIL-style evaluations (ecosystem.md §3.8).
+ *   MIL_BASELINE and TransMIL-style evaluations (docs/methods/metrics.md#who-reports-what).
  * Implements: BACC = mean over classes c present in the labels of recall_c = TP_c / (TP_c + FN_c)
  * Symbols: labels y [S] · probs p [S, C] · predictions ŷ = argmax p
  * Choices: classes absent from the labels are left out of the mean (scikit-learn balanced_accuracy_score)

@@ -1,6 +1,6 @@
 /**
  * Macro F1 (metric/f1)
- * Paper: macro-averaged classification scores as reported by MHIM-MIL, HDMIL and TransMIL (ecosystem.md §3.2-3.3).
+ * Paper: macro-averaged classification scores as reported by MHIM-MIL, HDMIL and TransMIL (docs/methods/metrics.md#who-reports-what).
  * Implements: F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c), macro mean over the classes present in the labels or the predictions
  * Symbols: labels y [S] · probs p [S, C] · predictions ŷ = argmax p · TP/FP/FN one-vs-rest counts of class c
  * Choices: a 0/0 class score counts as 0 and classes absent from both labels and predictions are left out

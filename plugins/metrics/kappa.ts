@@ -1,7 +1,7 @@
 /**
  * Cohen's kappa (metric/kappa)
  * Paper: J. Cohen, "A coefficient of agreement for nominal scales", Educ. Psychol. Meas. 1960; weighted form
- *   J. Cohen, Psychol. Bull. 1968. Reported by TransMIL, MHIM-MIL and MIL_BASELINE (ecosystem.md §3).
+ *   J. Cohen, Psychol. Bull. 1968. Reported by TransMIL, MHIM-MIL and MIL_BASELINE (docs/methods/metrics.md#who-reports-what).
  * Implements: κ = 1 − Σ_ij w_ij O_ij / Σ_ij w_ij E_ij, O the confusion matrix, E_ij = (row_i · col_j) / S,
  *   w_ij = 1 − [i = j]
  * Symbols: labels y [S] · probs p [S, C] · predictions ŷ = argmax p

@@ -3,8 +3,8 @@
  * Paper: J. Dong et al., "Fast and Accurate Gigapixel Pathological Image Classification with Hierarchical
  *   Distillation Multi-Instance Learning" (HDMIL), CVPR 2025 — stage-2 network LIPN (class ImageProcessor)
  * Implements: MobileNetV4-conv-tiny on 16×16 thumbnails with BatchNorm, per-class keep logits O, binary
- *   mask 1[σ(O) > 0.5] with a straight-through sigmoid gradient and no noise (methods.md §1.10); imitation
- *   loss mean|M_LR - M_HR| + (e_LR - e_HR)^2 with union keep rates over classes 0/1 (§1.11, "l1" option)
+ *   mask 1[σ(O) > 0.5] with a straight-through sigmoid gradient and no noise (docs/methods/hdmil.md#lipn-architecture); imitation
+ *   loss mean|M_LR - M_HR| + (e_LR - e_HR)^2 with union keep rates over classes 0/1 (docs/methods/hdmil.md#lipn-training, "l1" option)
  * Symbols: thumbs [N,16,16,3] in [0,1] · O [N,C] branch scores · M_LR, M_HR [N,C] predicted/target masks ·
  *   e_LR, e_HR keep rates
  * Choices: input centred as x - 0.5 (the reference's x/255 - 0.5 on uint8); the slide's N patches form one

@@ -5,7 +5,7 @@
  * Implements: targets M_HR = 1[S > 0] from the aggregator's per-branch gate logits S (capability gateLogits)
  *   computed in the aggregator's stage mode (HDMIL: train mode, dropout on, no noise), the pre-screener's
  *   branch scores on the thumbnails, and the pre-screener's own imitation loss as the whole objective
- *   (methods.md §1.11); the stage's configured losses score validation and test only
+ *   (docs/methods/hdmil.md#lipn-training); the stage's configured losses score validation and test only
  * Symbols: S [N,K] gate logits · M_HR [N,K] 0/1 targets · O [N,K] pre-screener branch scores
  * Choices: stream labels `targets` (gate dropout) and `prescreener` are forks of the step stream; logs the
  *   union keep fraction of the targets and of the pre-screener (`train/target_kept`, `train/kept`)

@@ -1,6 +1,6 @@
 /**
  * MLflow tracking server over REST (tracker/mlflow-rest)
- * Paper: none (infrastructure). API: MLflow REST 2.0, ecosystem.md §2.3; behaviour pinned by /work/shared/mlflow-fixtures.
+ * Paper: none (infrastructure). API: MLflow REST 2.0, docs/methods/mlflow.md#rest-api; behaviour pinned by the recorded exchanges in test/reference/fixtures/mlflow-fixtures.json.gz (docs/methods/mlflow.md#server-behaviour).
  * Implements: the Tracker contract with experiments get-or-create, runs found again by milkit.run_key before any
  *   create, everything through runs/log-batch chunked to the server limits, artifacts through the mlflow-artifacts proxy.
  * Choices: NaN/±Infinity sent as strings; get-history always with max_results; retries with exponential backoff and

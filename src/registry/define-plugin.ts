@@ -1,5 +1,5 @@
 // definePlugin: a plugin is data (kind, name, schema, capabilities, factory). Importing a plugin file
-// registers nothing; the registry decides what enters the container and when.
+// registers nothing; the registry decides what is loaded and when.
 import type { z } from 'zod';
 import type { PluginKind, PluginKindMap } from './kinds.js';
 

@@ -2,8 +2,6 @@
 export { definePlugin, pluginId, type PluginDefinition, type AnyPluginDefinition, type PaperRef, type PluginPackage } from './define-plugin.js';
 export { Registry, type PluginManifest, type ResolvedPlugin, type SlotLocation, type PluginDescription } from './registry.js';
 export { PLUGIN_KINDS, DEFAULT_PRESCREENER_CAPABILITIES, isPluginKind, type PluginKind, type PluginKindMap, type MetricContext, type PrescreenerCapabilities } from './kinds.js';
-export { createContainer, type ContainerOptions } from './container.js';
-export { TOKENS, systemClock, type Clock } from './tokens.js';
 export * from './contracts/model.js';
 export * from './contracts/loss.js';
 export * from './contracts/data.js';

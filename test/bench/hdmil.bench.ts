@@ -3,7 +3,6 @@
 // trainer loop, then per-slide time per pipeline stage and kept-instance rates of HDMIL† (all instances) and
 // HDMIL (screened) on the same test slides. Features are precomputed, so the time HDMIL saves on reading/embedding patches
 // at 20× is not in these numbers: they compare pre-screen + feature read + DMIN only.
-import 'reflect-metadata'; // plugins import the registry's public API, which loads tsyringe
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';

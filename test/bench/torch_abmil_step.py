@@ -5,7 +5,7 @@ Protocol: one JSON request per stdin line, {"n": N, "warmup": W, "steps": S}; on
 Same network as the tfjs side: Linear 1024->512 + ReLU, gated attention 512->128 (tanh * sigmoid), 128->1,
 softmax over the bag, 512->2 classifier, cross-entropy, Adam(lr=1e-4); every Linear has a bias.
 Threads: torch.set_num_threads(1) with OpenBLAS's default threads, the fastest setting on this machine
-(runtime-bench.md §2: torch threads 2 oversubscribes the cores together with OpenBLAS's own threads).
+(measured here: torch threads 2 oversubscribes the cores together with OpenBLAS's own threads).
 """
 import json
 import sys

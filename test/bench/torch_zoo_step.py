@@ -3,7 +3,7 @@ MIL-zoo reference model from test/reference/ at full size (D = 1024, the milkit 
 
 Protocol: one JSON request per stdin line, {"model": name, "n": N, "warmup": W, "steps": S}; one JSON reply per line,
 {"model": name, "n": N, "ms": [S step times]} (or {"error": text}). The first line printed is {"ready": true, "torch": version}.
-Threads: torch.set_num_threads(1) with OpenBLAS's default threads (the fastest setting here, runtime-bench.md §2).
+Threads: torch.set_num_threads(1) with OpenBLAS's default threads (the fastest setting here: torch threads 2 oversubscribe the cores together with OpenBLAS's).
 The networks are the parity references (same maths as the milkit plugins), with dropout off on both sides.
 """
 import json

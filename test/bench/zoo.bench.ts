@@ -1,7 +1,6 @@
 // One training step of every MIL-zoo aggregator on tfjs-wasm with milkit's runtime (the training configuration)
 // against the same step of its PyTorch reference (test/bench/torch_zoo_step.py → test/reference/*.py) in the same
 // run, at N = 1,000 / 8,000 / 30,000 instances of D = 1,024. Also profiles where each model's step goes.
-import 'reflect-metadata'; // plugins import the registry's public API, which loads tsyringe
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';

@@ -1,4 +1,4 @@
-// An independent reader of MLflow's file-store layout, written from the documented rules (ecosystem.md §2.4)
+// An independent reader of MLflow's file-store layout, written from the documented rules (docs/methods/mlflow.md#file-store-layout)
 // and sharing no code with src/core/tracking: tests read what milkit wrote the way `mlflow ui` would.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch reference of aggregator/abmil (methods.md §2.1, §2.5), written from the spec: a ReLU projection,
+"""PyTorch reference of aggregator/abmil (docs/methods/abmil.md#attention-pooling, docs/methods/abmil.md#abmil-on-wsi-features), written from the spec: a ReLU projection,
 Ilse's gated (or plain) attention with softmax over instances, attention pooling, and a linear classifier.
 Keys follow Ilse's model.py (feature_extractor_part2.0, attention_V.0/attention_U.0/attention_w or
 attention.0/attention.2, classifier.0).

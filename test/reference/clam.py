@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch reference of aggregator/clam-sb and aggregator/clam-mb with loss/clam-instance (methods.md §3.1-3.5),
+"""PyTorch reference of aggregator/clam-sb and aggregator/clam-mb with loss/clam-instance (docs/methods/clam.md),
 written from the spec: attention_net = Sequential(Linear, ReLU, Dropout, gated or plain attention), softmax over
 instances, bag heads, C instance classifiers, top-k / bottom-k pseudo-labelling, smooth top-1 SVM (or CE) instance
 loss, total = 0.7 * CE(bag) + 0.3 * instance. Keys follow CLAM's models/model_clam.py.

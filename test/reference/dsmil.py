@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch reference of aggregator/dsmil (methods.md §5.1), written from the spec: instance classifier, max-pooled
+"""PyTorch reference of aggregator/dsmil (docs/methods/dsmil.md#structure), written from the spec: instance classifier, max-pooled
 instance logits, critical instance per class, query net, attention softmax over instances scaled by 1/sqrt(Q),
 class embeddings B = A^T V, Conv1d bag head over all class embeddings. Keys follow dsmil-wsi's dsmil.py (MILNet).
 

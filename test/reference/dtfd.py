@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch reference of aggregator/dtfd-mil with loss/dtfd-tier1 (methods.md §5.2, §9.15), written from the spec:
+"""PyTorch reference of aggregator/dtfd-mil with loss/dtfd-tier1 (docs/methods/dtfd-mil.md#training-step), written from the spec:
 a given instance permutation split by numpy.array_split into G pseudo-bags; tier 1 = DimReduction (no bias) + ReLU,
 gated attention softmaxed inside each pseudo-bag, pooled feature, Classifier_1fc; instance CAM from the classifier
 weight only, ranked by the last class's probability; distillation AFS / MaxS / MaxMinS; tier 2 = gated attention

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Independent PyTorch reference of HDMIL's networks (methods.md §1.3-1.12), written from the spec, for
+"""Independent PyTorch reference of HDMIL's networks (docs/methods/hdmil.md), written from the spec, for
 milkit's parity tests. Writes small JSON fixtures (and one tiny .safetensors) to test/reference/fixtures/.
 
 Run: /usr/bin/python3 test/reference/hdmil_reference.py
@@ -36,7 +36,7 @@ def f32(t):
     return t.float().double()
 
 
-# ---------------------------------------------------------------------------------------------- CKA (§1.4)
+# ---------------------------------------------------------------------------------------------- CKA (docs/methods/hdmil.md#cka)
 class ChebyLayer(nn.Module):
     def __init__(self, n_in, n_out, degree):
         super().__init__()
@@ -66,7 +66,7 @@ class Cka(nn.Module):
         return x
 
 
-# --------------------------------------------------------------------------------------------- DMIN (§1.3)
+# --------------------------------------------------------------------------------------------- DMIN (docs/methods/hdmil.md#dmin-architecture)
 class Gated(nn.Module):
     def __init__(self, hidden, attn, n_classes):
         super().__init__()
@@ -103,7 +103,7 @@ class Dmin(nn.Module):
         return torch.cat([self.classifiers[c](e[c:c + 1]) for c in range(self.n_classes)], dim=1)  # [1, C]
 
     def eval_forward(self, x, keep=None):
-        """§1.9 / §1.12: per-class masked softmax, + 1e-16, empty set → zero embedding."""
+        """docs/methods/hdmil.md#dmin-inference, docs/methods/hdmil.md#inference-modes: per-class masked softmax, + 1e-16, empty set → zero embedding."""
         h, s = self.attend(x)
         kept = (s > 0) if keep is None else keep.bool()
         num = torch.exp(s) * kept
@@ -120,7 +120,7 @@ class Dmin(nn.Module):
         hard = (p > cfg['gamma']).double()
         m = hard - p.detach() + p
         w = torch.exp(s) * m
-        a_stu = (w / w.sum()).t()  # ONE normaliser over all n and c (§1.6)
+        a_stu = (w / w.sum()).t()  # ONE normaliser over all n and c (docs/methods/hdmil.md#teacher-and-student)
         e_stu = a_stu @ h
         z_stu = self.bag_logits(e_stu)
         sel = m[:, 0] + m[:, 1]  # classes 0 and 1 only
@@ -141,7 +141,7 @@ class Dmin(nn.Module):
         }
 
     def instance_loss(self, a_tea, h, label, cfg):
-        """CLAM instance loss on the teacher attention (§1.5, §3.4) with the smooth top-1 SVM (§3.5)."""
+        """CLAM instance loss on the teacher attention (docs/methods/hdmil.md#clustering-loss) with the smooth top-1 SVM (docs/methods/clam.md#smooth-top-1-svm)."""
         k = cfg['k_sample']
         total = 0.0
         for c in range(self.n_classes):
@@ -171,7 +171,7 @@ def smooth_top1_svm(scores, y, alpha=1.0, tau=1.0):
     return torch.where(hard, hard_loss, smooth).mean()
 
 
-# --------------------------------------------------------------------------------------------- LIPN (§1.10)
+# --------------------------------------------------------------------------------------------- LIPN (docs/methods/hdmil.md#lipn-architecture)
 class ConvBN(nn.Module):
     def __init__(self, cin, cout, k, s, act=True):
         super().__init__()
@@ -227,7 +227,7 @@ class Lipn(nn.Module):
 
 
 def imitation_loss(scores, targets):
-    """§1.11 "l1": mean |M_LR - M_HR| + (e_LR - e_HR)^2 with straight-through masks and union rates over classes 0/1."""
+    """docs/methods/hdmil.md#lipn-training, "l1": mean |M_LR - M_HR| + (e_LR - e_HR)^2 with straight-through masks and union rates over classes 0/1."""
     soft = torch.sigmoid(scores)
     pred = (soft > 0.5).double() - soft.detach() + soft
     l1 = (pred - targets).abs().mean()

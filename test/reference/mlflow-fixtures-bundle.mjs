@@ -1,5 +1,5 @@
 // Packs the MLflow REST recordings (86 exchanges with a real MLflow 3.6.1.dev0 server, see
-// /work/shared/mlflow-fixtures) into one gzip file the contract tests replay, so CI needs neither the
+// docs/methods/mlflow.md#server-behaviour) into one gzip file the contract tests replay, so CI needs neither the
 // shared folder nor a server. Run: node test/reference/mlflow-fixtures-bundle.mjs [source-dir]
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

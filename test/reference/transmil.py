@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch reference of aggregator/transmil (methods.md §4.1-4.2, §9.9-9.10), written from the spec: fc1 + ReLU,
+"""PyTorch reference of aggregator/transmil (docs/methods/transmil.md#forward-pass, docs/methods/transmil.md#nystrom-attention), written from the spec: fc1 + ReLU,
 square padding by repeating the first tokens, class token, two TransLayers x + NystromAttention(LN(x)) around the
 PPEG positional encoder (three separate depthwise convs plus identity), final LayerNorm, class-token readout, _fc2.
 Nyström: left zero padding to a multiple of m, segment-mean landmarks, iterative pseudo-inverse with global

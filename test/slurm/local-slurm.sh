@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts and stops a single-node Slurm (munged, slurmctld, slurmd) on localhost for the Slurm executor test,
-# following /work/shared/reference/slurm-local.md: no cgroups, accounting off, state in a temporary directory.
+# a single-node setup without systemd or cgroups: proctrack linuxproc, accounting off, state in a temporary directory.
 # Installs nothing: CI provides `slurm-wlm munge` (apt). Needs root (slurmd and munged run as root/munge).
 #
 #   local-slurm.sh start DIR   writes DIR/slurm.conf, starts the daemons, waits until the node is idle;

@@ -1,8 +1,9 @@
-// What every CLI command receives: the plugin manifest (handed in by the composition root in bin/, since
-// core never imports plugins by path), a logger, and output streams that tests can capture.
+// What every CLI command receives: the process's services (the composition root, src/core/services.ts, built
+// once by main.ts), shortcuts to the ones most commands use, and output streams that tests can capture.
 import type { Command } from 'commander';
 import type { Logger } from '../logger.js';
-import { Registry, type PluginManifest } from '../../registry/registry.js';
+import type { Services } from '../services.js';
+import type { Registry } from '../../registry/registry.js';
 
 export interface CliIo {
   /** Results (tables, JSON, resolved configs). */
@@ -13,7 +14,7 @@ export interface CliIo {
 }
 
 export interface CliApp {
-  readonly manifest: PluginManifest;
+  readonly services: Services;
   readonly logger: Logger;
   readonly io: CliIo;
   readonly cwd: string;
@@ -25,6 +26,6 @@ export interface CliApp {
 /** A command module in src/core/cli/commands/ exports `register`. */
 export type RegisterCommand = (program: Command, app: CliApp) => void;
 
-export function createApp(manifest: PluginManifest, logger: Logger, io: CliIo, cwd: string, env: Readonly<Record<string, string | undefined>>): CliApp {
-  return { manifest, logger, io, cwd, env, createRegistry: () => new Registry(manifest) };
+export function createApp(services: Services, io: CliIo, cwd: string, env: Readonly<Record<string, string | undefined>>): CliApp {
+  return { services, logger: services.logger, io, cwd, env, createRegistry: () => services.createRegistry() };
 }

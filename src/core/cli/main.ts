@@ -1,12 +1,12 @@
 // The milkit CLI: commander program whose subcommands are the modules in ./commands (each exports
 // `register`). Errors print one line per cause and exit with the error class's code; stacks only with --debug.
-import 'reflect-metadata';
 import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { MilkitError, renderError } from '../errors.js';
 import { consoleLogger } from '../logger.js';
+import { createServices, type Services } from '../services.js';
 import type { PluginManifest } from '../../registry/registry.js';
 import { createApp, type CliIo, type RegisterCommand } from './app.js';
 
@@ -15,6 +15,8 @@ export interface MainOptions {
   readonly io?: CliIo;
   readonly cwd?: string;
   readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Services to use instead of the real ones (tests: a failing file system, a recording tracker...). */
+  readonly services?: Partial<Omit<Services, 'manifest' | 'logger'>>;
 }
 
 const processIo: CliIo = {
@@ -28,7 +30,9 @@ export async function buildProgram(options: MainOptions): Promise<Command> {
   const io = options.io ?? processIo;
   const debug = process.argv.includes('--debug');
   const logger = consoleLogger(debug ? 'debug' : 'info', (line) => io.err(line));
-  const app = createApp(options.manifest, logger, io, options.cwd ?? process.cwd(), options.env ?? process.env);
+  // The composition root: every service of this process is wired here, once.
+  const services = createServices({ manifest: options.manifest, logger }, options.services);
+  const app = createApp(services, io, options.cwd ?? process.cwd(), options.env ?? process.env);
   const program = new Command('milkit')
     .description('Multiple-instance learning experiments on whole-slide images: typed configs, plugins, CV, sweeps, MLflow.')
     .option('--debug', 'print stack traces and debug logs')

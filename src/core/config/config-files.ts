@@ -79,8 +79,22 @@ function parseYaml(text: string, shown: string): unknown {
       hint: 'Fix the YAML syntax at that line (indentation, a missing ":" or an unclosed quote/bracket are common).',
     });
   }
-  return doc.toJS({ maxAliasCount: 1000 }) as unknown;
+  try {
+    return doc.toJS({ maxAliasCount: MAX_YAML_ALIAS_EXPANSION }) as unknown;
+  } catch (cause) {
+    // yaml refuses documents whose aliases expand past the budget ("billion laughs"): say so about this file.
+    if (cause instanceof Error && /alias/i.test(cause.message)) {
+      throw new ConfigError('yaml-alias-limit', `${shown}: YAML aliases (*name) expand to more than ${MAX_YAML_ALIAS_EXPANSION} nodes.`, {
+        hint: 'Write the repeated values out, or use ${...} interpolation to refer to one value; aliases of aliases multiply.',
+        cause,
+      });
+    }
+    throw cause;
+  }
 }
+
+/** Alias expansions a config file may make (yaml counts them per alias); real configs use a handful. */
+export const MAX_YAML_ALIAS_EXPANSION = 1000;
 
 function readPackageHeader(text: string): string | undefined {
   for (const line of text.split('\n')) {

@@ -20,6 +20,7 @@ export {
   loadExperiment, composeExperiment, experimentGroupOptions, experimentKnowsKey, experimentKeys,
   type LoadOptions, type ResolvedExperiment, type ResolvedSlots, type ResolvedLoss,
 } from './load.js';
+export { HASH_EXCLUDED_SECTIONS, MILKIT_HASH_VERSION, hashConfig, hashInput, type HashSchemas } from './hash.js';
 export { experimentJsonSchema, type JsonSchemaOptions } from './json-schema.js';
 export { PLUGIN_SLOTS, METRICS_KEY, slotKindOfGroup, type PluginSlot } from './plugin-slots.js';
 export { canonicalJson, deepFreeze, type ConfigMapping, type KeySegment } from './tree.js';

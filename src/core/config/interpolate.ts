@@ -13,6 +13,11 @@ export interface InterpolateOptions {
   readonly sourceOf?: (key: string) => string | undefined;
 }
 
+/** Longest chain of references resolved inside one another (a → b → c …): real configs use a few. */
+export const MAX_INTERPOLATION_DEPTH = 64;
+/** Longest string an interpolation may build: doubling chains would otherwise grow to gigabytes. */
+export const MAX_INTERPOLATED_LENGTH = 1 << 20;
+
 type Piece = { readonly text: string } | { readonly expr: string; readonly start: number };
 
 /** True when `value` holds an unescaped `${`. */
@@ -58,6 +63,10 @@ class Interpolator {
       const cycle = [...this.inProgress.slice(this.inProgress.indexOf(key)), key].join(' → ');
       throw this.error(path, `interpolation cycle: ${cycle}`, 'interpolation-cycle');
     }
+    if (this.inProgress.length >= MAX_INTERPOLATION_DEPTH) {
+      throw this.error(path, `interpolation nested deeper than ${MAX_INTERPOLATION_DEPTH} references (${this.inProgress.slice(-3).join(' → ')} → …)`, 'interpolation-too-deep',
+        'Refer to the value you need directly instead of through a chain of ${...} references.');
+    }
     this.inProgress.push(key);
     try {
       const value = this.resolveString(text, path);
@@ -72,7 +81,7 @@ class Interpolator {
     const pieces = this.split(text, path);
     const only = pieces[0];
     if (pieces.length === 1 && only && 'expr' in only) return this.evaluate(only.expr, path);
-    return pieces
+    const joined = pieces
       .map((piece) => {
         if ('text' in piece) return piece.text;
         const value = this.evaluate(piece.expr, path);
@@ -82,6 +91,11 @@ class Interpolator {
         return value === null ? 'null' : String(value);
       })
       .join('');
+    if (joined.length > MAX_INTERPOLATED_LENGTH) {
+      throw this.error(path, `interpolation expands to ${joined.length.toLocaleString('en-US')} characters (limit ${MAX_INTERPOLATED_LENGTH.toLocaleString('en-US')})`, 'interpolation-too-large',
+        'A string that embeds another interpolated string more than once doubles at each level; embed each value once.');
+    }
+    return joined;
   }
 
   /** Splits text into literal parts and top-level `${...}` expressions; `\${` stays literal. */

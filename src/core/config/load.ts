@@ -1,7 +1,6 @@
 // loadExperiment: compose → interpolate → project defaults → user plugins → experiment schema →
 // each plugin slot validated by its plugin's own schema → frozen ResolvedExperiment with a config hash.
 // Every error names the key path and the file (or override) that set the offending value.
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { Document } from 'yaml';
 import { z } from 'zod';
@@ -9,6 +8,7 @@ import { ConfigError, PluginError } from '../errors.js';
 import { suggest } from '../util/suggest.js';
 import type { Registry, ResolvedPlugin } from '../../registry/registry.js';
 import type { PluginKind } from '../../registry/kinds.js';
+import { hashConfig } from './hash.js';
 import { composeConfig, groupOptions, type ComposedConfig } from './compose.js';
 import { METRICS_KEY, PLUGIN_SLOTS, slotKindOfGroup } from './plugin-slots.js';
 import { findProjectSettings, isPathSpec, type ProjectSettings } from './project.js';
@@ -47,7 +47,7 @@ export interface ResolvedExperiment {
   /** Schema-parsed, defaults filled, plugin options replaced by the plugin-parsed options; deep-frozen. */
   readonly config: Experiment;
   readonly slots: ResolvedSlots;
-  /** sha256 of the canonical (sorted-key) JSON of `config`. */
+  /** Hash of `config` without its output/tracking sections and default values (docs/config.md, "The config hash"). */
   readonly configHash: string;
   /** Final option of each config group (`model/aggregator` → `abmil`). */
   readonly choices: Readonly<Record<string, string | readonly string[]>>;
@@ -85,18 +85,6 @@ function impliedFrom(registry: Registry): (group: string) => readonly string[] |
   };
 }
 
-/**
- * Top-level sections that say where results go, not what they are. They are left out of the config hash, so
- * moving the outputs or switching tracking off keeps run folders' hashes, sweep job ids and `--resume` valid.
- */
-export const HASH_EXCLUDED_SECTIONS: readonly string[] = ['output', 'tracking'];
-
-/** sha256 of the canonical JSON of `config` without the HASH_EXCLUDED_SECTIONS. */
-export function hashConfig(config: Readonly<Record<string, unknown>>): string {
-  const hashed = Object.fromEntries(Object.entries(config).filter(([key]) => !HASH_EXCLUDED_SECTIONS.includes(key)));
-  return createHash('sha256').update(canonicalJson(hashed as ConfigMapping)).digest('hex');
-}
-
 /** Loads, composes, validates and resolves an experiment config. */
 export async function loadExperiment(file: string, overrides: readonly string[], opts: LoadOptions): Promise<ResolvedExperiment> {
   const { registry } = opts;
@@ -108,7 +96,13 @@ export async function loadExperiment(file: string, overrides: readonly string[],
   if (!parsed.success) throw invalidConfig(merged, parsed.error.issues, sourceOf);
   const experiment = parsed.data;
 
-  const resolveAt = <K extends PluginKind>(kind: K, key: string, ref: unknown): Promise<ResolvedPlugin<K>> => resolveSlot(registry, kind, key, ref, sourceOf);
+  // Every slot's plugin by key (`model.losses.ce`), so the hash knows each plugin's option defaults.
+  const pluginAt = new Map<string, ResolvedPlugin>();
+  const resolveAt = async <K extends PluginKind>(kind: K, key: string, ref: unknown): Promise<ResolvedPlugin<K>> => {
+    const resolved = await resolveSlot(registry, kind, key, ref, sourceOf);
+    pluginAt.set(key, resolved);
+    return resolved;
+  };
   const aggregator = await resolveAt('aggregator', 'model.aggregator', experiment.model.aggregator);
   const classifier = await resolveAt('classifier', 'model.classifier', experiment.model.classifier);
   const prescreener = await resolveAt('prescreener', 'model.prescreener', experiment.model.prescreener);
@@ -138,7 +132,6 @@ export async function loadExperiment(file: string, overrides: readonly string[],
   for (const [slot, loss] of Object.entries(losses)) setAt(config, ['model', 'losses', slot], { name: loss.name, weight: loss.weight, ...loss.options }, false);
   setAt(config, ['data', 'dataset'], withOptions(dataset), false);
   deepFreeze(config);
-  const configHash = hashConfig(config);
   // Only the options are frozen deeply: the definition holds zod schemas, which must stay mutable.
   const frozen = <T extends ResolvedPlugin>(r: T): T => Object.freeze({ ...r, options: deepFreeze(cloneTree(r.options)) });
   const slots: ResolvedSlots = Object.freeze({
@@ -149,6 +142,7 @@ export async function loadExperiment(file: string, overrides: readonly string[],
     dataset: frozen(dataset),
     metrics: Object.freeze(metrics.map(frozen)),
   });
+  const configHash = hashConfig(config, { pluginOptions: (slotKey) => pluginAt.get(slotKey)?.definition.options });
   const overridesCopy = Object.freeze([...overrides]);
   return Object.freeze({
     file,

@@ -31,7 +31,10 @@ export const ModelSection = z.strictObject({
 export type ModelSection = z.output<typeof ModelSection>;
 
 export const ExperimentSchema = z.strictObject({
-  name: z.string().min(1).default('experiment').describe('experiment name (MLflow experiment, output folder)'),
+  // The name becomes a folder under outputs/: a path in it (`../../x`) would write outside, so it must be a plain name.
+  name: z.string().min(1).max(200)
+    .refine((name) => !/[/\\\0]/.test(name) && name !== '.' && name !== '..', { message: 'must be a plain name (no "/", "\\" or "..": it names a folder under outputs/); to write elsewhere set output.dir' })
+    .default('experiment').describe('experiment name (MLflow experiment, output folder)'),
   seed: z.int().min(0).default(0).describe('root seed of every random draw'),
   plugins: z.array(z.string()).default([]).describe('user plugin files or packages to load'),
   data: DataSection,

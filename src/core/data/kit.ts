@@ -21,6 +21,8 @@ export {
   combineBasis,
   syntheticOptionFields,
   minMaxIssues,
+  bagBudgetIssues,
+  SYNTHETIC_LIMITS,
   type SyntheticOptionDefaults,
   type LesionStructure,
   type LesionBagSpec,

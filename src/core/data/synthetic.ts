@@ -26,10 +26,11 @@ export interface SyntheticOptionDefaults {
  */
 export function syntheticOptionFields(defaults: SyntheticOptionDefaults) {
   return {
-    slides: z.int().min(defaults.minSlides).default(defaults.slides).describe('number of slides'),
-    slidesPerCase: z.int().min(1).default(1).describe('slides per patient (case_id); all slides of a case share its label'),
-    instances: z.tuple([z.int().min(1), z.int().min(1)]).default([defaults.instances[0], defaults.instances[1]]).describe('[min, max] instances N per slide (uniform)'),
-    featureDim: z.int().min(defaults.minFeatureDim).default(64).describe('D: feature width'),
+    slides: z.int().min(defaults.minSlides).max(SYNTHETIC_LIMITS.slides).default(defaults.slides).describe('number of slides'),
+    slidesPerCase: z.int().min(1).max(SYNTHETIC_LIMITS.slides).default(1).describe('slides per patient (case_id); all slides of a case share its label'),
+    instances: z.tuple([z.int().min(1).max(SYNTHETIC_LIMITS.instances), z.int().min(1).max(SYNTHETIC_LIMITS.instances)])
+      .default([defaults.instances[0], defaults.instances[1]]).describe('[min, max] instances N per slide (uniform)'),
+    featureDim: z.int().min(defaults.minFeatureDim).max(SYNTHETIC_LIMITS.featureDim).default(64).describe('D: feature width'),
     backgroundTypes: z.int().min(1).default(4).describe('number of normal tissue prototypes (stroma, fat, lymphocytes, ...)'),
     slideShift: z.number().min(0).default(defaults.slideShift).describe('σ_o: std of the per-slide feature offset (scanner/stain batch effect)'),
     thumbs: z.boolean().default(defaults.thumbs).describe('generate 16×16 RGB thumbnails per instance'),
@@ -37,6 +38,35 @@ export function syntheticOptionFields(defaults: SyntheticOptionDefaults) {
     officialTestFraction: z.number().min(0).lt(1).default(defaults.officialTestFraction).describe('fraction of cases marked split=test in the slide table'),
     seed: z.int().min(0).optional().describe('data seed; defaults to the experiment seed'),
   };
+}
+
+/**
+ * Upper bounds of the synthetic sizes, checked when the config is read so that a typo (`slides: 1e12`) is a config
+ * error naming the key instead of an allocation that crashes or swaps. The largest real slides hold ~150,000 patches
+ * at 20×; feature widths of today's encoders stop at 1,536.
+ */
+export const SYNTHETIC_LIMITS = {
+  slides: 100_000,
+  instances: 500_000,
+  featureDim: 8192,
+  /** Bytes of one generated bag's features (max N × D × 4). */
+  bagBytes: 2 * 1024 ** 3,
+} as const;
+
+/** Issues for a largest bag (max instances × feature width) that would not fit the per-bag byte budget. */
+export function bagBudgetIssues(value: Readonly<Record<string, unknown>>): z.core.$ZodRawIssue[] {
+  const instances = value['instances'] as readonly [number, number] | undefined;
+  const featureDim = value['featureDim'] as number | undefined;
+  if (instances === undefined || featureDim === undefined) return [];
+  const bytes = instances[1] * featureDim * 4;
+  if (bytes <= SYNTHETIC_LIMITS.bagBytes) return [];
+  const gib = (b: number): string => `${(b / 1024 ** 3).toFixed(1)} GiB`;
+  return [{
+    code: 'custom' as const,
+    input: instances,
+    path: ['instances'],
+    message: `the largest bag (${instances[1]} instances × featureDim ${featureDim} × 4 bytes = ${gib(bytes)}) exceeds the ${gib(SYNTHETIC_LIMITS.bagBytes)} per-bag budget; lower instances or featureDim`,
+  }];
 }
 
 /** Issues for [min, max] option pairs whose min exceeds their max (for a schema's `.check`). */

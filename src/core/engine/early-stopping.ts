@@ -1,5 +1,5 @@
 // Model selection and early stopping over one logged validation metric, general enough to reproduce the
-// anchors' rules exactly (methods.md §1.8, §3.6, §4.3, §5.2, §6.8, §9.6; presets in
+// anchors' rules exactly (docs/methods/training.md#early-stopping; presets in
 // experiments/groups/train/earlyStopping/). All epochs are 0-indexed, as the trainer counts them.
 //
 // One rule, per epoch e with value x, after the first `minEpochs` epochs (ignored entirely):

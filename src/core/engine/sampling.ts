@@ -1,6 +1,6 @@
 // The order in which one training epoch visits the bags: a seeded shuffle, or the class-balanced sampling of
 // CLAM and HDMIL (torch WeightedRandomSampler with weight N / N_class per bag, N draws with replacement;
-// methods.md §1.8, §3.6), under which every class is drawn with probability 1 / C per draw.
+// docs/methods/training.md#class-balanced-sampling), under which every class is drawn with probability 1 / C per draw.
 import { DataError } from '../errors.js';
 import type { Rng } from '../runtime/random.js';
 

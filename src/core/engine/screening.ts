@@ -1,6 +1,6 @@
 // One slide through the composed model at inference, timed per pipeline stage: the full pass (every instance
 // read and aggregated; HDMIL† and every one-stage model) and the screened pass of a model with a trained
-// pre-screener (HDMIL §1.12: the pre-screener reads the thumbnails, only the instances some branch keeps are
+// pre-screener (HDMIL, docs/methods/hdmil.md#inference-modes: the pre-screener reads the thumbnails, only the instances some branch keeps are
 // read, and the aggregator classifies them with its per-branch selection). Generic over plugins: it reads
 // capabilities (`branchKeepMask`) and the pre-screener contract (`branchScores`), never plugin names.
 import * as tf from '@tensorflow/tfjs';
@@ -89,10 +89,10 @@ export function fullPass(model: MilModel, data: BagData, options: PassOptions): 
 }
 
 /**
- * HDMIL (§1.12): per-branch keep masks from the pre-screener, features read for their union only, and the model
+ * HDMIL (docs/methods/hdmil.md#inference-modes): per-branch keep masks from the pre-screener, features read for their union only, and the model
  * run on those rows — with the per-branch mask as the `keepMask` view when the aggregator honours it
  * (`branchKeepMask`), otherwise on the union. When no instance is kept, aggregators with per-branch masks get one
- * row with an all-zero mask (every branch empty: the zero embedding of §1.9); others get the best-scored instance.
+ * row with an all-zero mask (every branch empty: the zero embedding of docs/methods/hdmil.md#dmin-inference); others get the best-scored instance.
  */
 export function screenedPass(model: MilModel, data: BagData, options: PassOptions): SlidePass {
   const prescreener = model.prescreener;

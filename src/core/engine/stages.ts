@@ -159,6 +159,10 @@ export function checkStages(resolved: ResolvedExperiment, stages: readonly Resol
         'Use a dataset that provides them (capability views / thumbs / coords), or drop the plugin or stage that needs them.');
     }
   }
+  if (prescreener.trainable && !stages.some((stage) => stage.trains.includes('prescreener'))) {
+    fail('prescreener-untrained', 'model.prescreener', `pre-screener "${resolved.slots.prescreener.name}" is trainable, but no stage trains it, so it would never be used.`,
+      'Add a stage that trains it (trains: [prescreener], e.g. with strategy gate-distillation; experiments/hdmil.yaml), or set model/prescreener=none.');
+  }
   return errors;
 }
 

@@ -1,4 +1,4 @@
-// Attention scoring networks of the attention-MIL family (Ilse et al. 2018, methods.md §2.1): plain
+// Attention scoring networks of the attention-MIL family (Ilse et al. 2018, docs/methods/abmil.md#attention-pooling): plain
 // a = w(act(V h)) and gated a = w(tanh(V h) ⊙ sigmoid(U h)), with the original repositories' key names.
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardIO } from '../../registry/contracts/model.js';
@@ -81,7 +81,7 @@ export class AttentionScorer extends Module {
   }
 }
 
-/** Softmax over instances of raw scores [N, K] → attention [K, N] (each row sums to 1; methods.md §9.1). */
+/** Softmax over instances of raw scores [N, K] → attention [K, N] (each row sums to 1; docs/methods/conventions.md#softmax-axis). */
 export function softmaxOverInstances(scores: tf.Tensor2D): tf.Tensor2D {
   return tf.tidy(() => tf.softmax(tf.transpose(scores)) as tf.Tensor2D);
 }

@@ -1,4 +1,4 @@
-// Chebyshev-polynomial Kolmogorov-Arnold layer (HDMIL's CKA, methods.md §1.4): tanh squash, Chebyshev
+// Chebyshev-polynomial Kolmogorov-Arnold layer (HDMIL's CKA, docs/methods/hdmil.md#cka): tanh squash, Chebyshev
 // basis T_0..T_K of the first kind, one learned coefficient per (input, output, degree), no bias.
 import * as tf from '@tensorflow/tfjs';
 import type { Rng } from '../runtime/random.js';

@@ -1,4 +1,4 @@
-// The body CLAM-SB and CLAM-MB share (methods.md §3.1-3.4): attention_net = Sequential(Linear D→E, ReLU,
+// The body CLAM-SB and CLAM-MB share (docs/methods/clam.md#layers): attention_net = Sequential(Linear D→E, ReLU,
 // Dropout, gated or plain attention E→H→K), C instance classifiers E→2 built by the classifier slot, and the
 // instance-clustering selection. The two plugins differ only in K (1 or C) and in who owns the bag heads.
 import * as tf from '@tensorflow/tfjs';
@@ -73,7 +73,7 @@ export abstract class ClamBody extends Module {
     return { h, attention };
   }
 
-  /** The clustering-loss extras when the label is known and kSample > 0 (§3.4); none otherwise. */
+  /** The clustering-loss extras when the label is known and kSample > 0 (docs/methods/clam.md#instance-clustering-loss); none otherwise. */
   protected instanceExtras(attention: tf.Tensor2D, h: tf.Tensor2D, bag: Bag, io: ForwardIO): Record<string, tf.Tensor> {
     if (bag.label === undefined || this.options.kSample === 0) return {};
     return instanceClusteringExtras(attention, h, bag.label, (c, rows) => this.instanceClassifiers.at(c).forward(rows, io), {

@@ -106,7 +106,7 @@ export function depthwiseConv2dAnyBackend(x: tf.Tensor4D, w: tf.Tensor4D, stride
   return convOp(stride, pad, true)(x, w) as tf.Tensor4D;
 }
 
-/** Conv weight inits: PyTorch default, or N(0, 2/(k·k·out)) (fan-OUT normal, MobileNet/LIPN, methods.md §1.10). */
+/** Conv weight inits: PyTorch default, or N(0, 2/(k·k·out)) (fan-OUT normal, MobileNet/LIPN, docs/methods/conventions.md#initialisations). */
 export type ConvInit = 'torch-default' | 'fan-out-normal';
 
 export interface Conv2dOptions {

@@ -1,4 +1,4 @@
-// Weight initialisations of the original implementations (methods.md §0 and §9.17), drawn from a seeded
+// Weight initialisations of the original implementations (docs/methods/conventions.md#initialisations), drawn from a seeded
 // Rng on the host so the same seed gives the same weights on every backend.
 import * as tf from '@tensorflow/tfjs';
 import type { Rng } from '../runtime/random.js';

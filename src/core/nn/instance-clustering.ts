@@ -1,4 +1,4 @@
-// CLAM's instance-level clustering selection (methods.md §3.4, §1.5): from softmaxed attention, pick the top-k
+// CLAM's instance-level clustering selection (docs/methods/clam.md#instance-clustering-loss, docs/methods/hdmil.md#clustering-loss): from softmaxed attention, pick the top-k
 // (pseudo-label 1) and bottom-k (0) instances of the true class, and with subtyping the top-k (0) of every other
 // class; run them through that class's instance classifier. The result is the `instance*` extras the
 // `loss/clam-instance` plugin reads, weighted so Σ w·ℓ equals CLAM's sum of per-classifier means (÷ C when subtyping).

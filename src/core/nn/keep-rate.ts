@@ -1,4 +1,4 @@
-// Keep rate of per-branch binary gates (HDMIL §1.6 and §1.11): the fraction of instances kept by ANY branch,
+// Keep rate of per-branch binary gates (HDMIL, docs/methods/hdmil.md#keep-rate): the fraction of instances kept by ANY branch,
 // with the gradient of the branch-sum (straight-through on the union), as DMIN's rate loss and LIPN need.
 import * as tf from '@tensorflow/tfjs';
 import { stepGate, straightThrough } from './gradients.js';

@@ -1,5 +1,5 @@
 // MobileNetV4-conv building blocks and the "tiny" variant HDMIL's LIPN uses on 16×16 thumbnails
-// (methods.md §1.10): Conv-BN(-ReLU) blocks and Universal Inverted Bottlenecks of the ExtraDW kind.
+// (docs/methods/hdmil.md#lipn-architecture): Conv-BN(-ReLU) blocks and Universal Inverted Bottlenecks of the ExtraDW kind.
 // Module names follow the reference so state_dict keys match (features.<i>.block.0, start_dw_conv, ...).
 // At eval every BatchNorm is folded into its convolution (one fused conv + bias + ReLU kernel per layer).
 import * as tf from '@tensorflow/tfjs';
@@ -115,7 +115,7 @@ export class MobileNetV4ConvTiny extends Module {
     ];
     this.addModule('features', new ModuleList<Module>([...this.stem, ...this.bottlenecks]));
     this.head = this.addModule('conv', new ConvBn(64, 64, 1, 1, rng.fork('conv')));
-    // Linear N(0, 0.01²), zero bias (methods.md §1.10).
+    // Linear N(0, 0.01²), zero bias (docs/methods/hdmil.md#lipn-architecture).
     this.classifier = this.addModule('classifier', new Linear(64, numOutputs, rng.fork('classifier'), { init: 'zeros', biasInit: 'zeros' }));
     const classifierRng = rng.fork('classifier-normal');
     tf.tidy(() => this.classifier.weight.assign(tf.tensor2d(classifierRng.normalArray(64 * numOutputs, 0, 0.01), [64, numOutputs])));

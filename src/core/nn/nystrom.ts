@@ -1,4 +1,4 @@
-// Nyström self-attention as TransMIL configures it (nystrom-attention package; methods.md §4.2, §9.9-9.10):
+// Nyström self-attention as TransMIL configures it (nystrom-attention package; docs/methods/transmil.md#nystrom-attention):
 // left zero-padding to a multiple of the landmark count, segment-mean landmarks, iterative Moore-Penrose
 // pseudo-inverse, depthwise value-residual conv, and a switch for the package's two output row alignments.
 import * as tf from '@tensorflow/tfjs';
@@ -30,7 +30,7 @@ export interface NystromOptions {
   readonly init: InitScheme;
 }
 
-/** Iterative Moore-Penrose pseudo-inverse of a batch of square matrices x [B, m, m] (§9.10). */
+/** Iterative Moore-Penrose pseudo-inverse of a batch of square matrices x [B, m, m] (docs/methods/transmil.md#nystrom-attention). */
 export function moorePenrosePinv(x: tf.Tensor3D, iterations: number): tf.Tensor3D {
   return tf.tidy(() => {
     const m = x.shape[1];

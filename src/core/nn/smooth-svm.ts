@@ -1,5 +1,5 @@
 // Smooth top-1 multi-class SVM (Berrada, Zisserman, Kumar, ICLR 2018; topk.svm.SmoothTop1SVM), the instance
-// loss CLAM uses (methods.md §3.5, §9.11), shared by the instance-clustering and bag-level SVM loss plugins.
+// loss CLAM uses (docs/methods/clam.md#smooth-top-1-svm), shared by the instance-clustering and bag-level SVM loss plugins.
 import * as tf from '@tensorflow/tfjs';
 import { constantOf } from './no-grad.js';
 

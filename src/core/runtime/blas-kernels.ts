@@ -3,7 +3,7 @@
 // sgemv, and Tanh as 2σ(2x) − 1 on the vectorised sigmoid (the stock wasm tanh is scalar libm, ~40 ns per element).
 // Without BLAS: matmuls are reshaped for the stock kernel's fast path (explicit transposes, batches run entry by entry;
 // the stock kernel is 13-40× slower on transposed operands and ~20× on batches), which also reroutes _FusedMatMul with
-// bias + transpose, computed wrong by stock tfjs-backend-wasm 4.22 (native-blas.md §4). The stock kernels are kept and
+// bias + transpose, computed wrong by stock tfjs-backend-wasm 4.22 (docs/runtime.md#native-blas-for-the-wasm-backend-full-speed). The stock kernels are kept and
 // put back by `restoreStockWasmKernels`.
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
@@ -203,7 +203,7 @@ function swapLastAxes(backend: BackendWasm, x: TensorInfo): TensorInfo {
 /**
  * BatchMatMul for wasm without BLAS, shaped so the stock kernel stays on its fast path. The stock kernel runs
  * transposed operands 13-40× slower than plain ones and batched products ([8,256,256]², ~20×) slower than the same
- * products one at a time (runtime-bench.md §2, measured again for issue 8). So: transpose explicitly (a copy costs
+ * products one at a time (measured on this backend, docs/runtime.md#native-blas-for-the-wasm-backend-full-speed). So: transpose explicitly (a copy costs
  * about one read of the operand), fold a batch under a shared B into rows, and run other batches entry by entry
  * (which also broadcasts batch dims correctly, unlike the stock kernel's flat-index modulo).
  */

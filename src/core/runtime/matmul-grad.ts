@@ -1,5 +1,5 @@
 // A BatchMatMul gradient built from explicit transposes and non-transposed matmuls. The stock gradient feeds
-// transposed operands to BatchMatMul, which the wasm backend runs 13-17x slower (runtime-bench.md §2).
+// transposed operands to BatchMatMul, which the wasm backend runs 13-17x slower (docs/runtime.md#native-blas-for-the-wasm-backend-full-speed).
 // It also sums over broadcast batch dims, which the stock gradient leaves to fail on a shape check.
 import * as tf from '@tensorflow/tfjs';
 

@@ -1,5 +1,6 @@
-// Builds the tracker of a run from the tracking: section and the environment: the local file store always
-// (the record), plus a REST mirror when the URI is http(s). Both come from the registry (kind `tracker`).
+// Builds the tracker of a run from the tracking: section and the environment: the local record always, plus a
+// mirror to a server when the URI is http(s). Both are tracker plugins named by config (tracking.local,
+// tracking.remote; defaults mlflow-file and mlflow-rest), so core names no plugin.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
@@ -89,29 +90,29 @@ export interface CreateTrackerContext {
 }
 
 /**
- * Builds the tracker for a run: always the local mlflow-file store (tracking.uri if it is a path/file: URI,
- * else ./mlruns under cwd); when the URI (tracking.uri or env MLFLOW_TRACKING_URI) is http(s), a REST mirror
+ * Builds the tracker for a run: always the local record (tracking.local, in tracking.uri if it is a path/file:
+ * URI, else ./mlruns under cwd); when the URI (tracking.uri or env MLFLOW_TRACKING_URI) is http(s), a mirror (tracking.remote)
  * that never blocks or fails training (unreachable → logged once, run marked unsynced, `milkit mlflow sync` later).
  */
 export async function createTracker(section: TrackingSection, ctx: CreateTrackerContext): Promise<Tracker> {
   if (!section.enabled) return new DisabledTracker();
   const target = resolveTrackingTarget(section.uri ?? ctx.env.MLFLOW_TRACKING_URI, ctx.cwd);
-  const where = { key: 'tracking' };
   const trackerCtx = { logger: ctx.logger, cwd: ctx.cwd };
-  const local = ctx.registry.create(await ctx.registry.resolve('tracker', { name: 'mlflow-file', root: target.root }, where), trackerCtx);
+  // The plugins are config defaults (tracking.local / tracking.remote); core only fills in where they write.
+  const local = ctx.registry.create(await ctx.registry.resolve('tracker', { ...section.local, root: target.root }, { key: 'tracking.local' }), trackerCtx);
   let remote: Tracker | undefined;
   if (target.kind === 'server') {
     const server = section.server;
     remote = ctx.registry.create(
       await ctx.registry.resolve('tracker', {
-        name: 'mlflow-rest',
+        ...section.remote,
         uri: target.uri,
         timeoutMs: server.timeoutMs,
         retries: server.retries,
         backoffMs: server.backoffMs,
         backoffMaxMs: server.backoffMaxMs,
         ...restEnvOptions(ctx.env),
-      }, where),
+      }, { key: 'tracking.remote' }),
       trackerCtx,
     );
   }

@@ -1,4 +1,4 @@
-// Reads an MLflow file store (ours or MLflow's) with MLflow's own tolerances (ecosystem.md §2.4): unknown
+// Reads an MLflow file store (ours or MLflow's) with MLflow's own tolerances (docs/methods/mlflow.md#file-store-layout): unknown
 // meta keys ignored, missing lifecycle_stage → active, missing status → RUNNING, 2-field metric lines → step 0.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';

@@ -1,4 +1,4 @@
-// The embedded MLflow store: writes MLflow's file-store layout (ecosystem.md §2.4) under a root such as
+// The embedded MLflow store: writes MLflow's file-store layout (docs/methods/mlflow.md#file-store-layout) under a root such as
 // ./mlruns, so `mlflow ui` reads it. Files are replaced atomically (temp + rename) and metrics are appended,
 // so a crash leaves either the old or the new state of a run, never a half-written one.
 import { randomBytes, randomUUID } from 'node:crypto';

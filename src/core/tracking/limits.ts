@@ -3,7 +3,7 @@
 import { TrackingError } from '../errors.js';
 import type { MetricPoint } from '../../registry/contracts/tracker.js';
 
-/** Limits checked against a real MLflow 3.6 server (mlflow-fixtures README) and mlflow/utils/validation.py. */
+/** Limits checked against a real MLflow 3.6 server (docs/methods/mlflow.md#limits) and mlflow/utils/validation.py. */
 export const MLFLOW_LIMITS = {
   metricsPerBatch: 1000,
   paramsPerBatch: 100,

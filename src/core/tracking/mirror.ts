@@ -211,24 +211,38 @@ export class MirroredTracker implements Tracker {
   async flush(): Promise<void> {
     await this.local.flush();
     if (!this.remote) return;
+    const remote = this.remote;
     const timeoutMs = this.options.flushTimeoutMs ?? MIRROR_DEFAULTS.flushTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), timeoutMs);
     });
-    try {
+    // Everything the server still has to do, under one budget: the queue (which may grow while it drains), the
+    // sync-state tags, and the remote tracker's own flush.
+    const drain = async (): Promise<'drained'> => {
       for (;;) {
         const tail = this.queue;
-        const outcome = await Promise.race([tail.then(() => 'drained' as const), timedOut]);
-        if (outcome === 'timeout') {
-          this.abandoned = true;
-          this.logger.warn(`mlflow: ${this.queued} server write(s) still pending after ${timeoutMs} ms; their runs stay unsynced in ${this.options.localRoot}. Run \`milkit mlflow sync\` later.`);
-          return;
-        }
+        await tail;
         if (tail === this.queue) break;
       }
       await Promise.all([...this.runs.values()].map((run) => run.stateChain));
-      await this.remote.flush();
+      await remote.flush();
+      return 'drained';
+    };
+    try {
+      const outcome = await Promise.race([drain(), timedOut]);
+      if (outcome === 'timeout') {
+        this.abandoned = true;
+        const pending = this.queued;
+        const runs = [...this.runs.values()].filter((run) => run.pending > 0 || run.failure !== undefined).length;
+        // Cancel the request in flight and its retries: nothing of the server's may outlive the budget.
+        remote.abort?.();
+        this.logger.warn(
+          `mlflow: ${pending} server write(s) of ${runs} run(s) still pending after ${timeoutMs} ms (tracking.server.flushTimeoutMs); ` +
+          `they stay unsynced in ${this.options.localRoot}. Run \`milkit mlflow sync\` to upload them.`,
+        );
+        await Promise.all([...this.runs.values()].map((run) => run.stateChain));
+      }
     } finally {
       clearTimeout(timer);
     }
@@ -277,6 +291,8 @@ export class MirroredTracker implements Tracker {
   private onFailure(runId: string, run: MirroredRun, label: string, error: unknown): void {
     const reason = error instanceof Error ? error.message : String(error);
     run.failure = `${label}: ${reason}`;
+    // Cancelled by flush's budget: its warning already says what stays unsynced and how to sync it.
+    if (this.abandoned) return;
     // A request the server rejected concerns this run; anything else (down, 5xx, not MLflow) the whole server.
     if (error instanceof RunMirrorError || error instanceof MlflowArtifactUriError || (error instanceof MlflowApiError && error.status >= 400 && error.status < 500 && error.status !== 429)) {
       if (!run.warned) this.logger.warn(`mlflow: run ${runId}: the server rejected "${label}" (${reason}); the run is complete in ${this.options.localRoot} and marked unsynced.`);

@@ -1,8 +1,12 @@
 // Secrets never reach a tracking store: values under secret-looking keys are replaced, and the values of
 // secret environment variables (tracking token, passwords...) are scrubbed from params, tags and text artifacts.
 
-/** Keys whose values are secrets: `token`, `secret`, `password` anywhere, or ending in `key` (apiKey, ssh_key). */
-export const SECRET_KEY_PATTERN = /token|secret|password|key$/i;
+/**
+ * Keys whose values are secrets: `token`, `secret`, `password`/`passwd`, `credential` anywhere, or a key of the
+ * kinds that are credentials (apiKey, access_key, privateKey, ssh_key ...). A bare `...Key` is not: configs name
+ * array keys of data files with it (featuresKey, coordsKey), and hiding those makes a saved config unusable.
+ */
+export const SECRET_KEY_PATTERN = /token|secret|passw(?:or)?d|credential|(?:api|access|private|ssh|auth|encryption|signing|client|master)[_-]?key$/i;
 
 /** What a redacted value becomes. */
 export const REDACTED = '[REDACTED]';
@@ -20,15 +24,43 @@ export function isSecretTagKey(key: string): boolean {
   return !SYSTEM_TAG_PREFIXES.some((prefix) => key.startsWith(prefix)) && isSecretKeyPath(key);
 }
 
-/** A deep copy of `value` with every value under a secret key replaced by REDACTED. */
-export function redactConfig(value: unknown, keyPath = ''): unknown {
-  if (Array.isArray(value)) return value.map((item, i) => redactConfig(item, keyPath ? `${keyPath}.${i}` : String(i)));
+/** A secret environment variable's value and the interpolation that reads it back (`${env:NAME}`). */
+export interface SecretExpression {
+  readonly value: string;
+  readonly expression: string;
+}
+
+/**
+ * The values of secret-named environment variables with their `${env:NAME}` expressions, longest first: a config
+ * value that came from `${env:MLFLOW_TRACKING_TOKEN}` is written back as that expression, never in clear, and the
+ * saved config still resolves to the same values (and hash) in the same environment.
+ */
+export function secretEnvExpressions(env: Readonly<Record<string, string | undefined>>): SecretExpression[] {
+  const out: SecretExpression[] = [];
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined || value.length < MIN_SECRET_LENGTH || !SECRET_KEY_PATTERN.test(name)) continue;
+    out.push({ value, expression: `\${env:${name}}` });
+  }
+  return out.sort((a, b) => b.value.length - a.value.length || a.expression.localeCompare(b.expression));
+}
+
+/**
+ * A deep copy of `value` with every value under a secret key replaced by REDACTED, and every occurrence of a secret
+ * environment value elsewhere replaced by the `${env:NAME}` expression that produced it.
+ */
+export function redactConfig(value: unknown, keyPath = '', secrets: readonly SecretExpression[] = []): unknown {
+  if (Array.isArray(value)) return value.map((item, i) => redactConfig(item, keyPath ? `${keyPath}.${i}` : String(i), secrets));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const [key, inner] of Object.entries(value as Record<string, unknown>)) {
-      out[key] = SECRET_KEY_PATTERN.test(key) ? REDACTED : redactConfig(inner, keyPath ? `${keyPath}.${key}` : key);
+      out[key] = SECRET_KEY_PATTERN.test(key) ? REDACTED : redactConfig(inner, keyPath ? `${keyPath}.${key}` : key, secrets);
     }
     return out;
+  }
+  if (typeof value === 'string') {
+    let text = value;
+    for (const secret of secrets) if (text.includes(secret.value)) text = text.split(secret.value).join(secret.expression);
+    return text;
   }
   return value;
 }

@@ -1,7 +1,8 @@
-// MLflow REST client (axios) for the endpoints milkit needs (ecosystem.md §2.3), with the behaviour the
-// recorded server demands (mlflow-fixtures README): JSON content type always, NaN/∞ as strings, int64 read
+// MLflow REST client (axios) for the endpoints milkit needs (docs/methods/mlflow.md#rest-api), with the behaviour the
+// recorded server demands (docs/methods/mlflow.md#server-behaviour): JSON content type always, NaN/∞ as strings, int64 read
 // from numbers or strings, get-history always with max_results, log-batch chunked to the server's limits,
 // artifacts through the `mlflow-artifacts` proxy. Retries: network errors, 429 (Retry-After) and 5xx only.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -198,6 +199,13 @@ export class MlflowRestClient {
   private readonly logger: Logger;
   private readonly random: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
+  /**
+   * Set while a `withRetries` operation runs: its requests make one attempt each, because the operation retries as a
+   * whole. Nested loops would multiply the documented budget (5 × 5 = 25 requests for one lookup on a slow server).
+   */
+  private readonly retriedOutside = new AsyncLocalStorage<true>();
+  /** Aborted by `abort()`: in-flight requests are cancelled and no request or retry starts after it. */
+  private readonly aborter = new AbortController();
 
   constructor(options: MlflowRestOptions) {
     let parsed: URL;
@@ -253,30 +261,68 @@ export class MlflowRestClient {
     return ceiling / 2 + this.random() * (ceiling / 2);
   }
 
-  /** Runs `step` with this client's retry policy: retried while the failure is the server's (down, 429, 5xx). */
+  /**
+   * Runs `step` with this client's retry policy: retried while the failure is the server's (down, 429, 5xx). The
+   * requests inside `step` are not retried on their own, so one operation makes at most `retries + 1` attempts.
+   */
   async withRetries<T>(label: string, step: () => Promise<T>, retries = this.options.retries ?? REST_DEFAULTS.retries): Promise<T> {
+    if (this.retriedOutside.getStore()) return step();
     for (let attempt = 0; ; attempt += 1) {
       try {
-        return await step();
+        return await this.retriedOutside.run(true, step);
       } catch (error) {
-        if (attempt >= retries || !isServerUnavailable(error)) throw error;
+        if (attempt >= retries || !isServerUnavailable(error) || this.aborted) throw error;
         const wait = this.backoffMs(attempt);
         this.logger.debug(`mlflow: ${label} failed (${error instanceof Error ? error.message : String(error)}); retry ${attempt + 1}/${retries} in ${Math.round(wait)} ms`);
-        await this.sleep(wait);
+        await this.pause(wait);
       }
     }
   }
 
+  /** True once `abort()` was called. */
+  get aborted(): boolean {
+    return this.aborter.signal.aborted;
+  }
+
+  /**
+   * Gives up on the server for the rest of this process: cancels in-flight requests and makes every later call fail
+   * at once (MlflowUnreachableError). The mirror calls it when its flush budget is spent, so no request outlives it.
+   */
+  abort(): void {
+    this.aborter.abort();
+  }
+
+  private abortedError(label: string, attempts: number): MlflowUnreachableError {
+    return new MlflowUnreachableError(label, attempts, 'the client gave up (tracking.server.flushTimeoutMs spent)', undefined);
+  }
+
+  /** Sleeps `ms`, or less when the client is aborted meanwhile. */
+  private async pause(ms: number): Promise<void> {
+    if (this.aborted) return;
+    const signal = this.aborter.signal;
+    let onAbort: (() => void) | undefined;
+    await Promise.race([
+      this.sleep(ms),
+      new Promise<void>((resolve) => {
+        onAbort = resolve;
+        signal.addEventListener('abort', onAbort, { once: true });
+      }),
+    ]);
+    if (onAbort) signal.removeEventListener('abort', onAbort);
+  }
+
   private async call(method: 'GET' | 'POST' | 'PUT', endpoint: string, options: CallOptions = {}): Promise<AxiosResponse<string | Buffer>> {
-    const retries = options.retries ?? this.options.retries ?? REST_DEFAULTS.retries;
+    const retries = this.retriedOutside.getStore() ? 0 : options.retries ?? this.options.retries ?? REST_DEFAULTS.retries;
     const label = `${method} ${endpoint}`;
     let lastError: unknown;
     for (let attempt = 0; ; attempt += 1) {
+      if (this.aborted) throw this.abortedError(label, attempt);
       let response: AxiosResponse<string | Buffer> | undefined;
       try {
         response = await this.http.request<string | Buffer>({
           method,
           url: endpoint,
+          signal: this.aborter.signal,
           ...(options.query ? { params: Object.fromEntries(Object.entries(options.query).filter(([, v]) => v !== undefined)) } : {}),
           paramsSerializer: { serialize: (params: Record<string, string | number>) => new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)])).toString() },
           ...(options.raw
@@ -288,6 +334,7 @@ export class MlflowRestClient {
         });
       } catch (error) {
         const code = (error as { code?: string }).code ?? '';
+        if (this.aborted) throw this.abortedError(label, attempt + 1);
         // A certificate problem does not go away by retrying.
         if (TLS_ERROR_CODES.has(code) || /certificate|self[- ]signed/i.test(error instanceof Error ? error.message : '')) {
           throw new TrackingError('mlflow-tls-error', `${label}: TLS check of ${this.uri} failed (${code || (error instanceof Error ? error.message : String(error))}).`, {
@@ -301,7 +348,7 @@ export class MlflowRestClient {
         if (attempt >= retries) throw lastError;
         const wait = this.backoffMs(attempt);
         this.logger.debug(`mlflow: ${label}: ${reason}; retry ${attempt + 1}/${retries} in ${Math.round(wait)} ms`);
-        await this.sleep(wait);
+        await this.pause(wait);
         continue;
       }
       if (response.status >= 200 && response.status < 300) return response;
@@ -310,7 +357,7 @@ export class MlflowRestClient {
         const retryAfter = response.status === 429 ? parseRetryAfter(response.headers['retry-after']) : undefined;
         const wait = retryAfter !== undefined ? Math.min(retryAfter, this.options.retryAfterMaxMs ?? REST_DEFAULTS.retryAfterMaxMs) : this.backoffMs(attempt);
         this.logger.debug(`mlflow: ${label} → ${response.status}; retry ${attempt + 1}/${retries} in ${Math.round(wait)} ms`);
-        await this.sleep(wait);
+        await this.pause(wait);
         continue;
       }
       throw failure;

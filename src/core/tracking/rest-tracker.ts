@@ -173,4 +173,8 @@ export class MlflowRestTracker implements Tracker {
   async flush(): Promise<void> {
     // Every call above completes before it returns; nothing is buffered.
   }
+
+  abort(): void {
+    this.client.abort();
+  }
 }

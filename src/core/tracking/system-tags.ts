@@ -1,4 +1,4 @@
-// MLflow's system tags for a run (ecosystem.md §2.2): name, user, source, git commit/branch/repo when the
+// MLflow's system tags for a run (docs/methods/mlflow.md#system-tags): name, user, source, git commit/branch/repo when the
 // working directory is a git checkout (read from .git directly: no git binary needed), and the note.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';

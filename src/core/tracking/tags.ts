@@ -1,4 +1,4 @@
-// Tag keys milkit reads or writes on MLflow runs: MLflow's own system tags (ecosystem.md §2.2) and milkit's.
+// Tag keys milkit reads or writes on MLflow runs: MLflow's own system tags (docs/methods/mlflow.md#system-tags) and milkit's.
 // One list, so the engine, the trackers, sync and `milkit runs` never spell a key twice.
 
 /** MLflow system tags (the UI gives them meaning). */

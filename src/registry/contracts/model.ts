@@ -10,7 +10,7 @@ import type { Logger } from '../../core/logger.js';
  * only the views some part of the run needs. Rows of every view are in the feature row order.
  *  - `coords`   [N, 2] patch coordinates (level-0 pixels)
  *  - `thumbs`   [N, 16, 16, 3] low-resolution thumbnails scaled to [0, 1] (HDMIL's LIPN)
- *  - `keepMask` [N, K] 0/1 per-branch selection from a pre-screener (HDMIL §1.12): branch k pools only rows
+ *  - `keepMask` [N, K] 0/1 per-branch selection from a pre-screener (HDMIL, docs/methods/hdmil.md#inference-modes): branch k pools only rows
  *    marked 1, with no further gating. Set by the engine's screened pass; read by aggregators with capability
  *    `branchKeepMask`, others never see it.
  */
@@ -81,7 +81,7 @@ export interface Aggregator extends Module {
   /**
    * [N, K] raw per-branch gate logits (an instance is kept by branch k where the logit is > 0), with
    * dropout when `io.training`, never with noise: what a trainable pre-screener learns to reproduce
-   * (capability `gateLogits`; HDMIL's DMIN attention logits S, §1.11).
+   * (capability `gateLogits`; HDMIL's DMIN attention logits S, docs/methods/hdmil.md#lipn-training).
    */
   gateLogits?(bag: Bag, io: ForwardIO): tf.Tensor2D;
   /** How this aggregator's tensors (and the classifier slot's) are named in the original PyTorch state_dict. */
@@ -157,7 +157,7 @@ export interface Prescreener extends Module {
   branchScores?(thumbs: tf.Tensor4D, io: ForwardIO): tf.Tensor2D;
   /**
    * Training objective of a trainable pre-screener: its branch scores [N, K] against the aggregator's 0/1
-   * gate targets [N, K] (HDMIL §1.11: L1 between binary masks + squared keep-rate difference).
+   * gate targets [N, K] (HDMIL, docs/methods/hdmil.md#lipn-training: L1 between binary masks + squared keep-rate difference).
    */
   imitationLoss?(scores: tf.Tensor2D, targets: tf.Tensor2D): tf.Scalar;
 }

@@ -37,6 +37,11 @@ export interface Tracker {
   reopenRun?(runId: string): Promise<void>;
   /** Waits for buffered writes; called before the process exits. */
   flush(): Promise<void>;
+  /**
+   * Stops talking to a remote store for good: cancels in-flight requests, no new ones start (a mirror's flush budget
+   * is spent; what was not sent stays in the local store for a later sync). Local trackers need not implement it.
+   */
+  abort?(): void;
 }
 
 export interface TrackerContext {

@@ -2,10 +2,12 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import type { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, PluginError } from '../../../src/core/errors.js';
 import { canonicalJson } from '../../../src/core/config/tree.js';
-import { composeExperiment, experimentGroupOptions, loadExperiment, type LoadOptions } from '../../../src/core/config/load.js';
+import { composeExperiment, experimentGroupOptions, loadExperiment, type LoadOptions, type ResolvedSlots } from '../../../src/core/config/load.js';
+import { hashInput, MILKIT_HASH_VERSION } from '../../../src/core/config/hash.js';
 import { tmpTree } from './tmp-tree.js';
 import { testRegistry } from './test-registry.js';
 import { builtinRegistry } from '../../helpers/registry.js';
@@ -30,6 +32,18 @@ async function load(files: Record<string, string>, overrides: string[] = [], fil
   return loadExperiment(file, overrides, { registry: testRegistry(), cwd, env: {}, project: {}, ...options });
 }
 
+/** The options schema of each slot's plugin, as loadExperiment hands them to the hash. */
+function pluginOptionsOf(slots: ResolvedSlots): (slotKey: string) => z.ZodType | undefined {
+  const bySlot: Record<string, { definition: { options: z.ZodType } }> = {
+    'model.aggregator': slots.aggregator,
+    'model.classifier': slots.classifier,
+    'model.prescreener': slots.prescreener,
+    'data.dataset': slots.dataset,
+    ...Object.fromEntries(Object.entries(slots.losses).map(([slot, loss]) => [`model.losses.${slot}`, loss])),
+  };
+  return (slotKey) => bySlot[slotKey]?.definition.options;
+}
+
 describe('loadExperiment', () => {
   it('composes, fills schema and plugin defaults, and resolves every slot', async () => {
     const resolved = await load({ 'experiments/x.yaml': X });
@@ -52,10 +66,10 @@ describe('loadExperiment', () => {
     expect(resolved.sources.data).toBe('experiments/x.yaml');
   });
 
-  it('hashes the canonical JSON of the config, so key order does not matter and any change does', async () => {
+  it('hashes the canonical JSON of the non-default values, so key order does not matter and any change does', async () => {
     const a = await load({ 'experiments/x.yaml': X });
-    const { output: _output, tracking: _tracking, ...results } = a.config;
-    expect(a.configHash).toBe(createHash('sha256').update(canonicalJson(results as Parameters<typeof canonicalJson>[0])).digest('hex'));
+    const payload = { milkitHashVersion: MILKIT_HASH_VERSION, config: hashInput(a.config, { pluginOptions: pluginOptionsOf(a.slots) }) };
+    expect(a.configHash).toBe(createHash('sha256').update(canonicalJson(payload)).digest('hex'));
     // Where results go is not what they are: output and tracking settings leave the hash (and sweep job ids) alone.
     const moved = await load({ 'experiments/x.yaml': X }, ['output.dir=/elsewhere', 'tracking.enabled=false']);
     expect(moved.config.output.dir).toBe('/elsewhere');

@@ -27,7 +27,8 @@ const toyMetric = (name: string): AnyPluginDefinition => definePlugin({
   create: () => ({ compute: () => ({ value: 0 }) }),
 }) as unknown as AnyPluginDefinition;
 
-export function testRegistry(): Registry {
+/** `dataset` replaces toy-bags (a later release of it, in the config-hash tests). */
+export function testRegistry(dataset: AnyPluginDefinition = toyBags as unknown as AnyPluginDefinition): Registry {
   const all = builtinManifest();
   const manifest: PluginManifest = Object.fromEntries(FIXED_IDS.map((id) => {
     const loader = all[id];
@@ -35,7 +36,7 @@ export function testRegistry(): Registry {
     return [id, loader];
   }));
   const registry = new Registry(manifest);
-  registry.register(toyBags as unknown as AnyPluginDefinition, 'test');
+  registry.register(dataset, 'test');
   registry.register(toyMetric('auc'), 'test');
   registry.register(toyMetric('accuracy'), 'test');
   return registry;

@@ -109,8 +109,8 @@ describe('core/engine/early-stopping presets on scripted curves', () => {
   });
 });
 
-// Independent transcriptions of each original training loop's bookkeeping (methods.md §3.6, §1.8, §6.8, §4.3,
-// §5.2), written as the loops read, to cross-check the one general rule on many tie-heavy curves.
+// Independent transcriptions of each original training loop's bookkeeping (docs/methods/training.md#early-stopping:
+// CLAM, HDMIL, MHIM-MIL, TransMIL, DTFD-MIL), written as the loops read, to cross-check the one general rule on many tie-heavy curves.
 const oracles: Record<AnchorPreset, (values: readonly number[]) => Outcome> = {
   clam: (values) => {
     let bestScore: number | null = null;

@@ -17,7 +17,7 @@ function stats(values: Float32Array): { mean: number; std: number } {
 describe('nn/init', () => {
   it('computes torch fans for 2-D and 3-D weights', () => {
     expect(torchFans([4, 3])).toEqual({ fanIn: 3, fanOut: 4 });
-    // CKA's coefficient tensor [in, out, K+1]: fan_in = out·(K+1), fan_out = in·(K+1) (methods.md §0).
+    // CKA's coefficient tensor [in, out, K+1]: fan_in = out·(K+1), fan_out = in·(K+1) (docs/methods/conventions.md#initialisations).
     expect(torchFans([5, 2, 13])).toEqual({ fanIn: 26, fanOut: 65 });
   });
 

@@ -8,7 +8,8 @@ import { MemoryLogger } from '../../../src/core/logger.js';
 import { createTracker, localStoreRoot, logCappedArtifact, resolveTrackingTarget } from '../../../src/core/tracking/index.js';
 import { writeFileSync } from 'node:fs';
 import { TrackingSection } from '../../../src/core/tracking/schema.js';
-import { Registry } from '../../../src/registry/index.js';
+import { z } from 'zod';
+import { definePlugin, Registry, type AnyPluginDefinition } from '../../../src/registry/index.js';
 import { parseMlruns } from '../../helpers/mlruns-parser.js';
 import { tempWorkspace } from '../../helpers/tracking-kit.js';
 
@@ -55,6 +56,42 @@ describe('createTracker', () => {
     expect(parseMlruns(path.join(workspace, 'store-b'))[1]?.runs[0]?.tags['milkit.sync.state']).toBeUndefined();
     // Without the plugin in the registry there is no tracker: core asks the registry, it never imports plugins.
     await expect(createTracker(TrackingSection.parse({}), { registry: new Registry({}), logger: new MemoryLogger(), cwd: workspace, env: {} })).rejects.toThrow(/unknown tracker "mlflow-file"/);
+  });
+
+  it('builds the trackers named by tracking.local and tracking.remote (core names no tracker plugin)', async () => {
+    const workspace = tempWorkspace();
+    cwd = workspace;
+    const section = TrackingSection.parse({});
+    expect(section.local).toEqual({ name: 'mlflow-file' });
+    expect(section.remote).toEqual({ name: 'mlflow-rest' });
+    const registry = new Registry(builtinManifest());
+    const started: string[] = [];
+    const recording = (label: string): AnyPluginDefinition => definePlugin({
+      kind: 'tracker',
+      name: `acme:${label}`,
+      summary: label,
+      options: z.looseObject({ bucket: z.string().default('default') }),
+      capabilities: {},
+      create: (options) => ({
+        startRun: async () => {
+          started.push(`${label}:${String(options.bucket)}:${String(options.root ?? options.uri)}`);
+          return `${label}-run`;
+        },
+        logParams: async () => {}, logMetrics: async () => {}, setTags: async () => {}, logArtifact: async () => {}, endRun: async () => {}, flush: async () => {},
+      }),
+    }) as unknown as AnyPluginDefinition;
+    registry.register(recording('local'), 'test');
+    registry.register(recording('remote'), 'test');
+    const tracker = await createTracker(
+      TrackingSection.parse({ uri: 'http://127.0.0.1:9', local: { name: 'acme:local', bucket: 'b1' }, remote: { name: 'acme:remote' }, server: { retries: 0, timeoutMs: 50 } }),
+      { registry, logger: new MemoryLogger(), cwd: workspace, env: {} },
+    );
+    await tracker.startRun({ experimentName: 'e', runName: 'r' });
+    await tracker.flush();
+    expect(started).toEqual([`local:b1:${path.join(workspace, 'mlruns')}`, 'remote:default:http://127.0.0.1:9']);
+    // A misspelt tracker names its key.
+    await expect(createTracker(TrackingSection.parse({ local: { name: 'mlflow-fil' } }), { registry, logger: new MemoryLogger(), cwd: workspace, env: {} }))
+      .rejects.toThrow(/tracking\.local\.name: unknown tracker "mlflow-fil"\. Did you mean "mlflow-file"\?/);
   });
 
   it('logs a checkpoint only under the size cap, and says when it does not', async () => {

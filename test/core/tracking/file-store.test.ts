@@ -22,7 +22,7 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 const RUN_KEYS = ['artifact_uri', 'deleted_time', 'end_time', 'entry_point_name', 'experiment_id', 'lifecycle_stage', 'run_id', 'run_name', 'run_uuid', 'source_name', 'source_type', 'source_version', 'start_time', 'status', 'tags', 'user_id'];
 
 describe('mlflow-file store', () => {
-  it('writes a nested run tree that an independent §2.4 parser reads back exactly', async () => {
+  it('writes a nested run tree that an independent file-store-layout parser reads back exactly', async () => {
     const store = newStore();
     const parent = await store.startRun({ experimentName: 'table3', runName: 'sweep', tags: { 'milkit.level': 'sweep', 'mlflow.user': 'alice' } });
     clock += 10;

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { flattenParams, redactConfig, REDACTED } from '../../../src/core/tracking/index.js';
-import { isSecretKeyPath, scrubSecrets, secretValuesFromEnv } from '../../../src/core/tracking/redact.js';
+import { isSecretKeyPath, scrubSecrets, secretEnvExpressions, secretValuesFromEnv } from '../../../src/core/tracking/redact.js';
 import { FakeMlflowServer } from '../../helpers/fake-mlflow-server.js';
 import { fastSection, makeTracker, tempWorkspace } from '../../helpers/tracking-kit.js';
 
@@ -36,9 +36,25 @@ const SECRETS = {
 
 describe('secret redaction', () => {
   it('matches the documented key pattern on any segment of a dotted path', () => {
-    // The rule is literal: "monkey" ends in "key" and is hidden too (a false positive costs a param, a miss a secret).
-    for (const key of ['data.auth.apiKey', 'tracking.token', 'db.password', 'storage.secretAccess', 'ssh_key', 'x.Secrets.y', 'KEY', 'monkey.see']) expect(isSecretKeyPath(key), key).toBe(true);
-    for (const key of ['model.aggregator.name', 'train.lr', 'data.keys', 'keyboard', 'split.fold']) expect(isSecretKeyPath(key), key).toBe(false);
+    for (const key of ['data.auth.apiKey', 'tracking.token', 'db.password', 'db.passwd', 'storage.secretAccess', 'ssh_key', 'x.Secrets.y', 'AWS_ACCESS_KEY_ID_token', 'privateKey', 'client_key', 'x.credentials'])
+      expect(isSecretKeyPath(key), key).toBe(true);
+    // A bare "...Key" names array keys of data files, not credentials: hiding them made saved configs unusable.
+    for (const key of ['model.aggregator.name', 'train.lr', 'data.keys', 'keyboard', 'split.fold', 'data.dataset.featuresKey', 'data.dataset.coordsKey', 'data.dataset.thumbsKey', 'monkey.see', 'sortKey'])
+      expect(isSecretKeyPath(key), key).toBe(false);
+  });
+
+  it('writes a secret that came from ${env:VAR} back as that expression, and keeps data-file keys in clear', () => {
+    const env = { MLFLOW_TRACKING_TOKEN: SECRETS.token, HOME: '/root', API_KEY: '123' };
+    const expressions = secretEnvExpressions(env);
+    expect(expressions).toEqual([{ value: SECRETS.token, expression: '${env:MLFLOW_TRACKING_TOKEN}' }]);
+    const config = {
+      data: { dataset: { featuresKey: 'features', coordsKey: 'coords', thumbsKey: 'thumbs' } },
+      tracking: { uri: `https://mlflow.lab.org/?t=${SECRETS.token}`, note: SECRETS.token },
+    };
+    expect(redactConfig(config, '', expressions)).toEqual({
+      data: { dataset: { featuresKey: 'features', coordsKey: 'coords', thumbsKey: 'thumbs' } },
+      tracking: { uri: 'https://mlflow.lab.org/?t=${env:MLFLOW_TRACKING_TOKEN}', note: '${env:MLFLOW_TRACKING_TOKEN}' },
+    });
   });
 
   it('flattenParams redacts secret values, keeps their keys, and copies nothing else', () => {

@@ -109,7 +109,7 @@ describe('aggregator/dmin', () => {
   it('has the original HDMIL state_dict keys, shapes and 827,906 parameters (C = 2, K = 12)', () => {
     const model = new DminAggregator(DminOptions.parse({}), modelContext({ inputDim: 1024, numClasses: 2 }));
     const torchShapes = Object.fromEntries(model.namedTensors().map(([key, entry]) => [key, entry.torch.perm ? entry.torch.perm.map((axis) => entry.variable.shape[axis]) : entry.variable.shape]));
-    // state-dict-keys.md, "dmin: KAN_CLAM_MB_v4".
+    // docs/methods/state-dict-keys.md#dmin (KAN_CLAM_MB_v4).
     expect(torchShapes).toEqual({
       'attention_net.0.weight': [512, 1024],
       'attention_net.0.bias': [512],

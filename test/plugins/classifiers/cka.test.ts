@@ -152,7 +152,7 @@ describe('classifier/cka', () => {
     const values = layer.trainableVariables()[0]?.dataSync() as Float32Array;
     const mean = values.reduce((a, b) => a + b, 0) / values.length;
     const std = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
-    // I=512, O=2, K=12 → sqrt(2/6682) ≈ 0.01730 (methods.md §1.4); 13,312 draws → ~0.6% sampling error.
+    // I=512, O=2, K=12 → sqrt(2/6682) ≈ 0.01730 (docs/methods/hdmil.md#cka); 13,312 draws → ~0.6% sampling error.
     expect(Math.abs(std / Math.sqrt(2 / 6682) - 1)).toBeLessThan(0.03);
     layer.dispose();
   });

@@ -1,4 +1,3 @@
-import 'reflect-metadata';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';

@@ -1,6 +1,5 @@
 // The Slurm executor against a real slurmctld + slurmd on localhost (test/slurm/local-slurm.sh; CI installs
 // `slurm-wlm munge`). When the daemons cannot start here, the test is skipped with the reason in its name.
-import 'reflect-metadata';
 import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';

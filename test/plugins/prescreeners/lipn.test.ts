@@ -21,7 +21,7 @@ interface LipnFixture {
   readonly grads: Record<string, number[]>;
 }
 
-/** state-dict-keys.md, "lipn: ImageProcessor" (C = 2): torch shapes by key, BatchNorm buffers included. */
+/** docs/methods/state-dict-keys.md#lipn (ImageProcessor, C = 2): torch shapes by key, BatchNorm buffers included. */
 function originalLipnShapes(): Record<string, number[]> {
   const shapes: Record<string, number[]> = {};
   const norm = (prefix: string, c: number): void => {

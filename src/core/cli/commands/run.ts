@@ -3,7 +3,8 @@
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import { loadExperiment, type ResolvedExperiment } from '../../config/index.js';
-import { runExperiment } from '../../engine/run.js';
+import { experimentOutDir, runExperiment } from '../../engine/run.js';
+import { preflight, trackingFolders } from '../../engine/preflight.js';
 import { renderRunReport } from '../../engine/report.js';
 import { epochProgress } from '../../engine/progress.js';
 import type { CliApp } from '../app.js';
@@ -33,8 +34,14 @@ async function execute(app: CliApp, file: string, overrides: string[], flags: Ru
   if (requireFolds && resolved.config.split.folds < 2) {
     app.logger.warn(`split.folds is ${resolved.config.split.folds}: cv runs a single fold (set split.mode=kfold split.folds=5 for cross-validation).`);
   }
+  // Every problem of the job is found now, before the first epoch and before any MLflow run is opened.
+  const outputs = [{ dir: experimentOutDir(resolved, app.cwd), key: 'output.dir' }, ...trackingFolders(resolved, app.cwd, app.env)];
+  await preflight([{ resolved, label: file, outputs }], { registry, fs: app.services.fs });
+  const { tracking } = resolved.config;
+  const tracker = tracking.enabled ? await app.services.createTracker(tracking, { registry, logger: app.logger, cwd: app.cwd, env: app.env }) : undefined;
   const result = await runExperiment({
     resolved, registry, logger: app.logger, cwd: app.cwd, env: app.env,
+    ...(tracker ? { tracking: { tracker } } : {}),
     ...(flags.resume ? { resume: true } : {}),
     ...(flags.folds !== undefined ? { folds: parseFolds(flags.folds) as number[] } : {}),
     events: (fold) => epochProgress({ fold, stdoutIsTTY: app.io.stdoutIsTTY, logger: app.logger }),

@@ -10,12 +10,12 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../errors.js';
 import { expandSweep, formatOverride, groupOptions, loadExperiment, parseOverride, slotKindOfGroup, type ResolvedExperiment } from '../../config/index.js';
 import type { Registry } from '../../../registry/registry.js';
-import { createTracker } from '../../tracking/index.js';
+import { preflight, trackingFolders } from '../../engine/preflight.js';
 import { createSweepTracking, type SweepTracking } from '../../engine/sweep/tracking.js';
 import { createProgress, progressLogger } from '../../engine/progress.js';
 import { runSweep } from '../../engine/sweep/engine.js';
-import type { ComposeCell } from '../../engine/sweep/plan.js';
-import { normaliseDatasets, readSweepFile, type ExpandArgument, type SweepDefinition, type SweepFile } from '../../engine/sweep/spec.js';
+import type { ComposeCell, SweepPlan } from '../../engine/sweep/plan.js';
+import { mergeGridArguments, normaliseDatasets, readSweepFile, SweepFileSchema, type ExpandArgument, type SweepDefinition, type SweepFile } from '../../engine/sweep/spec.js';
 import type { CliApp } from '../app.js';
 
 interface SweepFlags {
@@ -97,7 +97,7 @@ async function definitionFrom(app: CliApp, experimentArg: string | undefined, ar
     definition: {
       name,
       experimentFile,
-      grid: [...(sweepFile?.grid ?? []), ...positional],
+      grid: mergeGridArguments(sweepFile?.grid ?? [], positional),
       zip: [...(sweepFile?.zip ?? []), ...flags.zip.map((group) => group.split(',').map((k) => k.trim()).filter(Boolean))],
       ...(sweepFile?.rows ? { rows: sweepFile.rows } : {}),
       ...(datasets ? { datasets } : {}),
@@ -127,14 +127,15 @@ export function register(program: Command, app: CliApp): void {
       '',
       'Examples:',
       '  milkit sweep experiments/quickstart.yaml train.optimizer.lr=1e-4,2e-4 model/aggregator=mean-pool,max-pool --workers 2',
-      '  milkit sweep experiments/quickstart.yaml n=5,10 a=0.5,0.7 --zip n,a        # (5,0.5) and (10,0.7)',
-      '  milkit sweep --file experiments/sweeps/table3.yaml --executor slurm --executor-option partition=gpu',
+      '  milkit sweep experiments/quickstart.yaml train.epochs=4,8 train.optimizer.lr=1e-3,2e-3 --zip train.epochs,train.optimizer.lr   # (4,1e-3) and (8,2e-3)',
+      '  milkit sweep --file experiments/table3.yaml --executor slurm --executor-option partition=gpu',
       'Re-running the same command resumes: finished jobs are skipped, failed and missing ones run again.',
     ].join('\n'))
     .action(async (experimentArg: string | undefined, args: string[], flags: SweepFlags) => {
       const { definition, sweepFile } = await definitionFrom(app, experimentArg, args, flags);
       const registry = app.createRegistry();
-      const executorRef = { ...(sweepFile?.executor ?? { name: 'local' }) } as Record<string, unknown> & { name: string };
+      // The default executor is the sweep-file schema's default, so core names no executor plugin.
+      const executorRef = { ...(sweepFile ?? SweepFileSchema.parse({})).executor } as Record<string, unknown> & { name: string };
       if (flags.executor) {
         // A different executor on the CLI drops the file's options for the other one.
         if (flags.executor !== executorRef.name) for (const key of Object.keys(executorRef)) delete executorRef[key];
@@ -146,9 +147,9 @@ export function register(program: Command, app: CliApp): void {
 
       const interactive = app.io.stdoutIsTTY && Boolean(process.stderr.isTTY);
       // Bars draw on the terminal; plain lines go through the CLI's diagnostics stream (stderr, or a test's capture).
-      const progress = createProgress({ stream: interactive ? process.stderr : { write: (text: string) => app.io.err(text.replace(/\n$/, '')) }, interactive });
+      const progress = createProgress({ stream: interactive ? process.stderr : { write: (text: string) => app.io.err(text.replace(/\n$/, '')) }, interactive, now: () => app.services.clock.now() });
       const logger = progressLogger(progress, app.logger);
-      const executor = registry.create(resolvedExecutor, { logger, cwd: app.cwd, cores: os.availableParallelism(), env: app.env });
+      const executor = app.services.createExecutor(registry, resolvedExecutor, { logger, cwd: app.cwd, cores: os.availableParallelism(), env: app.env });
       const composed = new Map<string, ResolvedExperiment>();
       const compose: ComposeCell = async (file, overrides) => {
         const resolved = await loadExperiment(file, overrides, { registry, cwd: app.cwd, env: app.env });
@@ -161,7 +162,7 @@ export function register(program: Command, app: CliApp): void {
         open: async (plan, stateDir, sweepName) => {
           const first = composed.get(plan.cells[0]?.configHash ?? '');
           if (!first || !first.config.tracking.enabled) return new Map();
-          const tracker = await createTracker(first.config.tracking, { registry, logger, cwd: app.cwd, env: app.env });
+          const tracker = await app.services.createTracker(first.config.tracking, { registry, logger, cwd: app.cwd, env: app.env });
           sweepTracking = createSweepTracking({
             tracker, experimentName: first.config.tracking.experimentName ?? first.config.name, logger, cwd: app.cwd,
             configOf: (hash) => composed.get(hash)?.config,
@@ -171,6 +172,17 @@ export function register(program: Command, app: CliApp): void {
           return sweepTracking.open(plan, stateDir, sweepName);
         },
         close: async (table, stateDir, artifacts) => sweepTracking?.close(table, stateDir, artifacts),
+      };
+      // Every cell is checked before the state folder is written, any MLflow run opened or any job launched;
+      // the state folder is named by --dir, the flag that moves it.
+      const checkCells = async (plan: SweepPlan, stateDir: string): Promise<void> => {
+        const jobs = plan.cells.flatMap((cell) => {
+          const resolved = composed.get(cell.configHash);
+          if (!resolved) return [];
+          const outputs = [{ dir: stateDir, key: '--dir' }, ...trackingFolders(resolved, app.cwd, app.env)];
+          return [{ resolved, label: cell.name, outputs }];
+        });
+        await preflight(jobs, { registry, fs: app.services.fs });
       };
       const controller = new AbortController();
       // First Ctrl-C: stop launching, let the table of finished jobs be written; a second one exits at once.
@@ -191,6 +203,7 @@ export function register(program: Command, app: CliApp): void {
           progress,
           signal: controller.signal,
           tracking,
+          preflight: checkCells,
           ...(flags.dir ? { stateDir: path.resolve(app.cwd, flags.dir) } : {}),
           ...(flags.dryRun ? { dryRun: true } : {}),
         });

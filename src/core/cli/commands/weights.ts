@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError, DataError } from '../../errors.js';
 import { MilModel } from '../../engine/model.js';
-import { loadExperiment } from '../../config/index.js';
+import { loadExperiment, ModelSection } from '../../config/index.js';
 import { readSafetensors, writeSafetensors, SafetensorsFormatError, type SafetensorsFile, type TensorRecord } from '../../nn/safetensors.js';
 import { exportNativeState, exportTorchState, importNativeState, importTorchState } from '../../nn/state-dict.js';
 import { Rng } from '../../runtime/random.js';
@@ -104,7 +104,7 @@ async function importSpec(app: CliApp, registry: Registry, flags: ImportFlags, o
   }
   if (!flags.aggregator) throw new ConfigError('bad-option', 'no model given.', { hint: 'Pass --aggregator <name> (e.g. clam-sb) with its options, or --experiment <config>.' });
   const aggregator = await registry.resolve('aggregator', { name: flags.aggregator, ...parseJsonOption(flags.aggregatorOptions, '--aggregator-options') }, { key: 'aggregator' });
-  const classifier = await registry.resolve('classifier', { name: flags.classifier ?? 'linear', ...parseJsonOption(flags.classifierOptions, '--classifier-options') }, { key: 'classifier' });
+  const classifier = await registry.resolve('classifier', { name: flags.classifier ?? ModelSection.shape.classifier.parse(undefined).name, ...parseJsonOption(flags.classifierOptions, '--classifier-options') }, { key: 'classifier' });
   return { format: 1, inputDim, numClasses, aggregator: slotSpec(aggregator), classifier: slotSpec(classifier) };
 }
 

@@ -31,7 +31,7 @@ export function register(program: Command, app: CliApp): void {
       const { SourcePool } = await import('../../data/source-pool.js');
       // Jobs served by this process that share a dataset config share its open source (generated/read once).
       const sources = new SourcePool(1);
-      const deps = { runJob: (payload: Parameters<typeof runJob>[0]) => runJob(payload, { manifest: app.manifest, logger: app.logger, env: app.env, sources }), logger: app.logger };
+      const deps = { runJob: (payload: Parameters<typeof runJob>[0]) => runJob(payload, { services: app.services, env: app.env, sources }), logger: app.logger };
       if (opts.serve) {
         if (opts.index !== undefined) throw new ConfigError('worker-serve-with-index', '--serve reads job indices from stdin; do not pass --index as well.', { hint: 'Drop --index, or drop --serve to run one job.' });
         const requests = createInterface({ input: process.stdin, crlfDelay: Infinity });

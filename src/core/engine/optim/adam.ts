@@ -1,6 +1,6 @@
 // Adam (Kingma & Ba 2015) as torch 1.13 computes it, with either weight-decay flavour: L2 added to the
 // gradient (torch.optim.Adam: HDMIL, CLAM, MHIM-MIL, DTFD-MIL, DSMIL) or decoupled (torch.optim.AdamW,
-// Loshchilov & Hutter 2019). methods.md §9.8.
+// Loshchilov & Hutter 2019). docs/methods/training.md#adam-with-l2-weight-decay.
 import * as tf from '@tensorflow/tfjs';
 import { ElementwiseOptimizer, type ParamSlot } from './base.js';
 

@@ -1,6 +1,6 @@
 // Lookahead (Zhang, Lucas, Hinton, Ba, NeurIPS 2019, Algorithm 1): the inner optimizer takes k fast steps, then
 // the slow weights move a fraction alpha towards the fast ones and the fast weights restart from them:
-// phi <- phi + alpha (theta - phi), theta <- phi. TransMIL wraps RAdam with k 6, alpha 0.5 (methods.md §4.3)
+// phi <- phi + alpha (theta - phi), theta <- phi. TransMIL wraps RAdam with k 6, alpha 0.5 (docs/methods/transmil.md#training-defaults)
 // through timm's wrapper, whose slow buffer is first filled at the first sync (slowStart 'first-sync').
 import * as tf from '@tensorflow/tfjs';
 import { assignState, checkStateKeys, checkStateShapes, readCounter, type ElementwiseOptimizer, type Optimizer, type ParamSlot } from './base.js';

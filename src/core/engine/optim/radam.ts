@@ -1,7 +1,7 @@
 // Rectified Adam (Liu et al., ICLR 2020) as torch 1.13's torch.optim.RAdam: the adaptive step is used only when
 // the SMA length rho_t exceeds 5, otherwise the bias-corrected momentum alone (an SGD-with-momentum step).
 // Weight decay is torch's L2 by default, or decoupled (p <- p (1 - lr wd) before the update) as in the RAdam
-// TransMIL trains with (methods.md §4.3, §9.8).
+// TransMIL trains with (docs/methods/training.md#radam).
 import * as tf from '@tensorflow/tfjs';
 import type { ParamSlot } from './base.js';
 import { AdamOptimizer } from './adam.js';

@@ -38,6 +38,11 @@ export interface SweepOptions {
   /** MLflow runs for the sweep and its cells (folds nest under their cell); omitted → jobs track on their own. */
   readonly tracking?: SweepTracking;
   readonly signal?: AbortSignal;
+  /**
+   * Checks every composed cell before anything is written or launched (src/core/engine/preflight.ts); throwing
+   * stops the sweep with nothing started. Gets the plan and the state folder the sweep will use.
+   */
+  readonly preflight?: (plan: SweepPlan, stateDir: string) => Promise<void>;
   /** Plan, validate and write the state folder, but run nothing. */
   readonly dryRun?: boolean;
   /** Add the s/slide column to the table (default: unless the sweep lists its metrics). */
@@ -81,6 +86,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
   logger.info(`sweep ${definition.name}: ${cells.length} cell${cells.length === 1 ? '' : 's'}; composing and validating each before any job starts.`);
   const plan = await planSweep(definition, cells, options.compose, options.cwd);
   const layout = new SweepLayout(options.stateDir ?? defaultStateDir(options.cwd, definition.name, plan.specHash));
+  await options.preflight?.(plan, layout.dir);
   const experimentFile = path.resolve(options.cwd, definition.experimentFile);
   await writeRecord(layout, definition, plan, experimentFile, options.cwd);
 

@@ -25,7 +25,7 @@ export const SweepFileSchema = z.strictObject({
   rows: z.array(NamedOverrides).optional().describe('named rows of the table, in print order'),
   datasets: z.array(z.union([z.string(), NamedOverrides])).optional().describe('run every row on each dataset; a bare name means the override data=<name>'),
   metrics: z.array(z.string()).optional().describe('result metrics to tabulate, in column order (default: every metric the jobs report)'),
-  executor: PluginRef.optional().describe('executor plugin and options, e.g. {name: slurm, partition: gpu}'),
+  executor: PluginRef.prefault({ name: 'local' }).describe('executor plugin and options, e.g. {name: slurm, partition: gpu}; default local'),
 });
 export type SweepFile = z.output<typeof SweepFileSchema>;
 
@@ -104,6 +104,21 @@ function checkUnique(names: readonly string[], file: string, key: string): void 
     }
     seen.add(name);
   }
+}
+
+/** The key a sweep argument sets: `train.lr=1e-4,3e-4` → `train.lr`, `+a.b=1` → `a.b`, `~a.b` → `a.b`. */
+export function sweepArgumentKey(argument: string): string {
+  const eq = argument.indexOf('=');
+  return (eq < 0 ? argument : argument.slice(0, eq)).trim().replace(/^(\+\+|\+|~)/, '');
+}
+
+/**
+ * Grid arguments of a sweep file and the command line, in that order; a key given on the command line replaces
+ * the file's argument for that key (the command line wins, as for every override) instead of setting it twice.
+ */
+export function mergeGridArguments(fromFile: readonly string[], fromCommandLine: readonly string[]): string[] {
+  const overridden = new Set(fromCommandLine.map(sweepArgumentKey));
+  return [...fromFile.filter((argument) => !overridden.has(sweepArgumentKey(argument))), ...fromCommandLine];
 }
 
 /** A bare dataset name `camelyon16` means the group override `data=camelyon16`. */

@@ -1,6 +1,5 @@
 // `milkit sweep` and `milkit worker` argument handling, through the CLI entry with captured output. Running
 // jobs is covered by test/core/engine/sweep/ (fake runner) and its e2e test (real runner).
-import 'reflect-metadata';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';

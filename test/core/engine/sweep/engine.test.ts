@@ -1,6 +1,5 @@
 // End-to-end sweeps with the local executor and real worker processes running a cheap fake job runner:
 // parallel completion, kill-and-resume, failure then re-run, validation before compute, duplicate rows.
-import 'reflect-metadata';
 import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';

@@ -2,7 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { expandCells, readSweepFile, normaliseDatasets, type SweepDefinition } from '../../../../src/core/engine/sweep/spec.js';
+import { expandCells, mergeGridArguments, readSweepFile, normaliseDatasets, sweepArgumentKey, type SweepDefinition } from '../../../../src/core/engine/sweep/spec.js';
 import { ConfigError } from '../../../../src/core/errors.js';
 import { fakeExpand } from './fixtures/fake-job.js';
 
@@ -95,5 +95,17 @@ describe('sweep spec: sweep files', () => {
     const typo = path.join(dir, 'typo.yaml');
     await writeFile(typo, 'rowz: []\n');
     await expect(readSweepFile(typo)).rejects.toThrow(/rowz/);
+  });
+});
+
+describe('sweep spec: command line over the sweep file', () => {
+  it('a grid key given on the command line replaces the file\'s argument for it, whatever its prefix', () => {
+    expect(sweepArgumentKey('train.lr=1e-4,3e-4')).toBe('train.lr');
+    expect(sweepArgumentKey('+train.x=1')).toBe('train.x');
+    expect(sweepArgumentKey('~model.losses.inst')).toBe('model.losses.inst');
+    expect(sweepArgumentKey('model/aggregator=abmil,clam-sb')).toBe('model/aggregator');
+    const file = ['split.folds=3', 'train.epochs=20', 'model/aggregator=abmil,clam-sb'];
+    expect(mergeGridArguments(file, ['train.epochs=2', 'seed=0,1'])).toEqual(['split.folds=3', 'model/aggregator=abmil,clam-sb', 'train.epochs=2', 'seed=0,1']);
+    expect(mergeGridArguments(file, [])).toEqual(file);
   });
 });
