@@ -14,33 +14,39 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, PluginError, type Strategy, type StrategyContext, type StrategyStep } from '../../src/registry/index.js';
+import { BAG_VIEWS, definePlugin, PluginError, type Aggregator, type Prescreener, type Strategy, type StrategyContext, type StrategyStep } from '../../src/registry/index.js';
 import { stepGate } from '../../src/core/nn/gradients.js';
 import { unionFraction } from '../../src/core/nn/keep-rate.js';
 
 class GateDistillation implements Strategy {
   readonly replacesModelLosses = true;
+  private readonly gateLogits: NonNullable<Aggregator['gateLogits']>;
+  private readonly branchScores: NonNullable<Prescreener['branchScores']>;
+  private readonly imitationLoss: NonNullable<Prescreener['imitationLoss']>;
+  /** The last step's scores and targets, read by stepMetrics inside the same step. */
   private last: { scores: tf.Tensor2D; targets: tf.Tensor2D } | undefined;
 
-  constructor(private readonly ctx: StrategyContext) {
+  constructor(ctx: StrategyContext) {
     const { aggregator, prescreener } = ctx.model;
     if (!aggregator.gateLogits || !prescreener?.branchScores || !prescreener.imitationLoss) {
       throw new PluginError('gate-distillation-unmet', 'strategy "gate-distillation" needs an aggregator with gateLogits and a pre-screener with branchScores and imitationLoss.', {
         hint: 'Use dmin with lipn, or another strategy.',
       });
     }
+    this.gateLogits = aggregator.gateLogits.bind(aggregator);
+    this.branchScores = prescreener.branchScores.bind(prescreener);
+    this.imitationLoss = prescreener.imitationLoss.bind(prescreener);
   }
 
   lossTerms(step: StrategyStep): Record<string, tf.Scalar> {
-    const { aggregator, prescreener } = this.ctx.model;
-    const thumbs = step.bag.views?.thumbs as tf.Tensor4D | undefined;
+    const thumbs = step.bag.views?.[BAG_VIEWS.thumbs] as tf.Tensor4D | undefined;
     if (!thumbs) throw new PluginError('missing-thumbnails', `slide ${step.bag.slideId}: the pre-screener reads the thumbs view, which the bag lacks.`, { hint: 'Use a dataset with thumbnails.' });
+    // Targets in the aggregator's stage mode (HDMIL: train, dropout on), never with noise.
     const gateIo = { training: step.isTraining('aggregator'), rng: step.io.rng.fork('targets') };
-    const targets = stepGate((aggregator.gateLogits as NonNullable<typeof aggregator.gateLogits>).call(aggregator, { slideId: step.bag.slideId, features: step.bag.features, views: {} }, gateIo), 0) as tf.Tensor2D; // [N, K]  M_HR
-    const screener = prescreener as NonNullable<typeof prescreener>;
-    const scores = (screener.branchScores as NonNullable<typeof screener.branchScores>).call(screener, thumbs, { training: step.isTraining('prescreener'), rng: step.io.rng.fork('prescreener') }); // [N, K]  O
+    const targets = stepGate(this.gateLogits({ slideId: step.bag.slideId, features: step.bag.features }, gateIo), 0) as tf.Tensor2D; // [N, K]  M_HR
+    const scores = this.branchScores(thumbs, { training: step.isTraining('prescreener'), rng: step.io.rng.fork('prescreener') }); // [N, K]  O
     this.last = { scores, targets };
-    return { imitation: (screener.imitationLoss as NonNullable<typeof screener.imitationLoss>).call(screener, scores, targets) };
+    return { imitation: this.imitationLoss(scores, targets) };
   }
 
   stepMetrics(): Record<string, number> {
