@@ -17,6 +17,7 @@ export const KIND_FOLDERS = {
   metrics: 'metric',
   trackers: 'tracker',
   executors: 'executor',
+  strategies: 'strategy',
   'slide-readers': 'slide-reader',
   'tissue-detectors': 'tissue-detector',
 } as const;

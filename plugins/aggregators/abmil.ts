@@ -15,7 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, Module, type Aggregator, type AggregatorOutput, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
+import { definePlugin, Module, type Aggregator, type AggregatorOutput, type AggregatorParts, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
 import { Linear, dropout, attentionScores, buildAttentionLayers, softmaxOverInstances, type AttentionLayers } from 'milkit/nn';
 
 export const AbmilOptions = z.strictObject({
@@ -57,14 +57,22 @@ class AbmilAggregator extends Module implements Aggregator {
     };
   }
 
-  forward(bag: Bag, io: ForwardIO): AggregatorOutput {
-    return tf.tidy(() => {
-      const h = this.projection
-        ? (dropout(tf.relu(this.projection.forward(bag.features)), this.options.dropout, io.training, io.rng) as tf.Tensor2D)
-        : bag.features; // [N, E]
-      const a = softmaxOverInstances(attentionScores(this.attention, { activation: this.options.attnActivation, dropout: this.options.attnDropout }, h, io)); // [1, N]  Eq. 7-9, softmax over N
+  /** The forward split at the projected instances h (capability `parts`): a strategy may mask or add rows of h. */
+  readonly parts: AggregatorParts = {
+    project: (bag, io) => tf.tidy(() => (this.projection
+      ? (dropout(tf.relu(this.projection.forward(bag.features)), this.options.dropout, io.training, io.rng) as tf.Tensor2D)
+      : tf.clone(bag.features))), // [N, E]
+    pool: (h, _bag, io) => tf.tidy(() => {
+      const a = softmaxOverInstances(attentionScores(this.attention, { activation: this.options.attnActivation, dropout: this.options.attnDropout }, h, io)); // [1, M]  Eq. 7-9, softmax over rows
       const z = tf.matMul(a, h) as tf.Tensor2D; // [1, E]  z = Σ a_n h_n
       return { embedding: z, instanceScores: a };
+    }),
+  };
+
+  forward(bag: Bag, io: ForwardIO): AggregatorOutput {
+    return tf.tidy(() => {
+      const h = this.parts.project(bag, io); // [N, E]
+      return { ...this.parts.pool(h, bag, io) };
     });
   }
 }
@@ -75,6 +83,6 @@ export default definePlugin({
   summary: 'attention-based MIL pooling (gated or plain attention over a ReLU projection)',
   paper: { cite: 'Ilse, Tomczak, Welling, Attention-based Deep Multiple Instance Learning, ICML 2018', arxiv: '1802.04712' },
   options: AbmilOptions,
-  capabilities: { instanceScores: true, permutationInvariant: true },
+  capabilities: { instanceScores: true, permutationInvariant: true, parts: true },
   create: (options, ctx) => new AbmilAggregator(options, ctx),
 });

@@ -21,6 +21,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import {
+  BAG_VIEWS,
+  bagView2d,
   definePlugin,
   Module,
   PluginError,
@@ -126,7 +128,7 @@ export class DminAggregator extends Module implements Aggregator {
   forward(bag: Bag, io: ForwardIO): AggregatorOutput {
     return tf.tidy(() => {
       const { h, s } = this.attend(bag.features, io); // [N, H], [N, C]
-      const out = io.training ? this.trainingPath(h, s, bag, io) : this.evalPath(h, s, bag.keepMask, io);
+      const out = io.training ? this.trainingPath(h, s, bag, io) : this.evalPath(h, s, bagView2d(bag, BAG_VIEWS.keepMask), io);
       return { ...out }; // a plain object literal is a TensorContainer for tidy
     });
   }

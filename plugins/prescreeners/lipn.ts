@@ -61,6 +61,6 @@ export default definePlugin({
   summary: 'HDMIL lightweight pre-screening CNN on 16×16 thumbnails, trained to reproduce the aggregator\'s instance gates',
   paper: { cite: 'Dong et al., Fast and Accurate Gigapixel Pathological Image Classification with Hierarchical Distillation Multi-Instance Learning, CVPR 2025' },
   options: LipnOptions,
-  capabilities: { trainable: true },
+  capabilities: { trainable: true, needsViews: ['thumbs'] },
   create: (options, ctx) => new LipnPrescreener(options, ctx),
 });

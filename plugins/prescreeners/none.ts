@@ -4,7 +4,7 @@
  *   with Hierarchical Distillation Multi-Instance Learning", CVPR 2025 (DMIN on all instances)
  * Implements: keep every instance (docs/methods/hdmil.md#inference-modes without LIPN)
  * Symbols: none
- * Choices: create returns null so the engine skips the screening stage entirely
+ * Choices: create returns null, so the composed model has no pre-screener part and never screens
  * Checked against: engine tests (all instances reach the aggregator)
  */
 import { z } from 'zod';
@@ -15,6 +15,6 @@ export default definePlugin({
   name: 'none',
   summary: 'keep every instance (no pre-screening stage)',
   options: z.strictObject({}),
-  capabilities: { trainable: false },
+  capabilities: { trainable: false, needsViews: [] },
   create: () => null,
 });

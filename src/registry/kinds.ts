@@ -6,6 +6,7 @@ import type { BagSource, DatasetCapabilities, DatasetContext } from './contracts
 import type { Metric, MetricCapabilities } from './contracts/metric.js';
 import type { Tracker, TrackerCapabilities, TrackerContext } from './contracts/tracker.js';
 import type { Executor, ExecutorCapabilities, ExecutorContext } from './contracts/executor.js';
+import type { Strategy, StrategyCapabilities, StrategyContext } from './contracts/strategy.js';
 import type { SlideOpener, SlideReaderCapabilities, SlideReaderContext } from '../core/slides/reader.js';
 import type { TissueDetector, TissueDetectorCapabilities } from '../core/slides/tissue.js';
 
@@ -16,7 +17,11 @@ export interface MetricContext {
 export interface PrescreenerCapabilities {
   /** Needs training of its own (a stage after the aggregator's), e.g. LIPN; `none` does not. */
   readonly trainable: boolean;
+  /** Bag views it reads (LIPN: `thumbs`). */
+  readonly needsViews: readonly string[];
 }
+
+export const DEFAULT_PRESCREENER_CAPABILITIES: PrescreenerCapabilities = { trainable: false, needsViews: [] };
 
 /** kind → { context given to create(), instance returned, capability flags }. */
 export interface PluginKindMap {
@@ -28,6 +33,7 @@ export interface PluginKindMap {
   metric: { context: MetricContext; instance: Metric; capabilities: MetricCapabilities };
   tracker: { context: TrackerContext; instance: Tracker; capabilities: TrackerCapabilities };
   executor: { context: ExecutorContext; instance: Executor; capabilities: ExecutorCapabilities };
+  strategy: { context: StrategyContext; instance: Strategy; capabilities: StrategyCapabilities };
   'slide-reader': { context: SlideReaderContext; instance: SlideOpener; capabilities: SlideReaderCapabilities };
   'tissue-detector': { context: SlideReaderContext; instance: TissueDetector; capabilities: TissueDetectorCapabilities };
 }
@@ -35,7 +41,7 @@ export interface PluginKindMap {
 export type PluginKind = keyof PluginKindMap;
 
 /** Runtime list of the built-in kinds, in the order `milkit plugins` prints them. */
-export const PLUGIN_KINDS: readonly PluginKind[] = ['aggregator', 'classifier', 'loss', 'prescreener', 'dataset', 'metric', 'tracker', 'executor', 'slide-reader', 'tissue-detector'];
+export const PLUGIN_KINDS: readonly PluginKind[] = ['aggregator', 'classifier', 'loss', 'prescreener', 'strategy', 'dataset', 'metric', 'tracker', 'executor', 'slide-reader', 'tissue-detector'];
 
 export function isPluginKind(value: string): value is PluginKind {
   return (PLUGIN_KINDS as readonly string[]).includes(value);

@@ -2,10 +2,25 @@
 // the plugin's own schema in registry.resolve.
 import { z } from 'zod';
 import { DataSection } from '../data/schema.js';
-import { EvalSection, SplitSection, TrainSection } from '../engine/schema.js';
+import { DEFAULT_STAGES, EvalSection, SplitSection, StageSection, TrainSection } from '../engine/schema.js';
 import { RuntimeSection } from '../runtime/schema.js';
 import { TrackingSection } from '../tracking/schema.js';
 import { LossRef, PluginRef } from './plugin-ref.js';
+
+/** The message of an old config's `prescreenerTrain:` key, showing the stages form that replaced it. */
+const PRESCREENER_TRAIN_MOVED = [
+  'prescreenerTrain was replaced by stages: (docs/stages.md). Train the pre-screener as a second stage, e.g.',
+  'stages:',
+  '  - { name: dmin }',
+  '  - name: lipn',
+  '    from: dmin',
+  '    trains: [prescreener]',
+  '    modes: { aggregator: train }',
+  '    strategy: { name: gate-distillation }',
+  '    losses: { ce: { name: cross-entropy } }',
+  '    train: { epochs: 200, optimizer: { name: adam, lr: 0.0001, weightDecay: 0.00001 }, earlyStopping: { patience: 5, minEpochs: 0 } }',
+  '(experiments/hdmil.yaml has the full form).',
+].join('\n');
 
 export const ModelSection = z.strictObject({
   aggregator: PluginRef.describe('aggregator plugin: mean-pool, abmil, clam-sb, dmin, ...'),
@@ -25,12 +40,8 @@ export const ExperimentSchema = z.strictObject({
   data: DataSection,
   model: ModelSection,
   train: TrainSection.prefault({}),
-  prescreenerTrain: TrainSection.prefault({
-    epochs: 200,
-    optimizer: { name: 'adam', lr: 1e-4, weightDecay: 1e-5 },
-    balancedSampling: true,
-    earlyStopping: { monitor: 'val/loss', mode: 'min', patience: 5, minEpochs: 0, strict: true },
-  }).describe('training of a trainable pre-screener (stage 2, e.g. LIPN), run per fold after the model; HDMIL defaults'),
+  stages: z.array(StageSection).min(1).default(() => DEFAULT_STAGES.map((stage) => StageSection.parse(stage))).describe('the stages every fold trains in order (default: one stage "main" = train: with model.losses); see docs/stages.md'),
+  prescreenerTrain: z.never({ error: PRESCREENER_TRAIN_MOVED }).optional().describe('removed: a trainable pre-screener is a stage now (see stages:)'),
   split: SplitSection.prefault({}),
   eval: EvalSection.prefault({}),
   tracking: TrackingSection.prefault({}),

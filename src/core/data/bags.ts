@@ -13,8 +13,8 @@ export interface BagToTensorsOptions {
   readonly maxInstances?: number;
   /** Stream for the subset draw; required when `maxInstances` can bite. */
   readonly rng?: Rng;
-  /** Include `thumbs` (scaled to [0, 1]) when the bag has them. */
-  readonly withThumbs?: boolean;
+  /** Bag views to build (`coords`, `thumbs` scaled to [0, 1], or any name of `data.views`); missing ones are absent. */
+  readonly views?: readonly string[];
   /** Slide label, attached for training-time losses that need it. */
   readonly label?: number;
 }
@@ -31,35 +31,58 @@ export function sampleInstanceIndices(n: number, k: number, rng: Rng): Int32Arra
   return pool.slice(0, k).sort();
 }
 
-function gatherRows<T extends Float32Array | Uint8Array>(source: T, width: number, rows: Int32Array, make: (size: number) => T): T {
+function gatherRows<T extends Float32Array | Uint8Array | Int32Array>(source: T, width: number, rows: Int32Array, make: (size: number) => T): T {
   const out = make(rows.length * width);
   rows.forEach((row, i) => out.set(source.subarray(row * width, (row + 1) * width), i * width));
   return out;
 }
 
-/** Builds the tensors of one bag; the caller owns (and disposes) every tensor in the result. */
+/** Builds the tensors of one bag (features and the requested views); the caller owns (and disposes) every tensor. */
 export function bagToTensors(data: BagData, opts: BagToTensorsOptions = {}): Bag {
-  let n = data.n;
-  let features = data.features;
-  let coords = data.coords;
-  let thumbs = opts.withThumbs === true ? data.thumbs : undefined;
+  let rows: Int32Array | null = null;
   if (opts.maxInstances !== undefined && data.n > opts.maxInstances) {
     if (opts.rng === undefined) throw new RangeError('bagToTensors: maxInstances needs an rng for the subset draw');
-    const rows = sampleInstanceIndices(data.n, opts.maxInstances, opts.rng);
-    n = rows.length;
-    features = gatherRows(data.features, data.d, rows, (s) => new Float32Array(s));
-    if (coords !== undefined) coords = gatherRows(coords, 2, rows, (s) => new Float32Array(s));
-    if (thumbs !== undefined) thumbs = gatherRows(thumbs, THUMB_SIDE * THUMB_SIDE * 3, rows, (s) => new Uint8Array(s));
+    rows = sampleInstanceIndices(data.n, opts.maxInstances, opts.rng);
   }
-  const bag: { -readonly [K in keyof Bag]: Bag[K] } = { slideId: data.slideId, features: tf.tensor2d(features, [n, data.d]) };
-  if (coords !== undefined) bag.coords = tf.tensor2d(coords, [n, 2]);
-  if (thumbs !== undefined) {
-    const scaled = new Float32Array(thumbs.length);
-    for (let i = 0; i < thumbs.length; i += 1) scaled[i] = (thumbs[i] as number) / 255;
-    bag.thumbs = tf.tensor4d(scaled, [n, THUMB_SIDE, THUMB_SIDE, 3]);
+  const features = rows === null ? data.features : gatherRows(data.features, data.d, rows, (s) => new Float32Array(s));
+  return {
+    slideId: data.slideId,
+    features: tf.tensor2d(features, [rows?.length ?? data.n, data.d]),
+    views: buildViews(data, opts.views ?? [], rows),
+    ...(opts.label !== undefined ? { label: opts.label } : {}),
+  };
+}
+
+/**
+ * The named views of a bag as tensors, for `rows` of it (null = all, in order). `coords` and `thumbs` come from
+ * their BagData fields, other names from `data.views`; views the data lacks are left out.
+ */
+export function buildViews(data: BagData, names: readonly string[], rows: ArrayLike<number> | null): Record<string, tf.Tensor> {
+  const picked = rows === null ? null : Int32Array.from(rows as ArrayLike<number>);
+  const n = picked?.length ?? data.n;
+  const views: Record<string, tf.Tensor> = {};
+  for (const name of new Set(names)) {
+    if (name === 'coords') {
+      if (data.coords !== undefined) views.coords = tf.tensor2d(picked ? gatherRows(data.coords, 2, picked, (s) => new Float32Array(s)) : data.coords, [n, 2]);
+    } else if (name === 'thumbs') {
+      if (data.thumbs !== undefined) views.thumbs = thumbsToTensor(picked ? gatherRows(data.thumbs, THUMB_SIDE * THUMB_SIDE * 3, picked, (s) => new Uint8Array(s)) : data.thumbs, n);
+    } else {
+      const host = data.views?.[name];
+      if (host === undefined) continue;
+      const width = host.shape.slice(1).reduce((a, b) => a * b, 1);
+      const isInt = host.data instanceof Int32Array;
+      const values = picked ? gatherRows<Float32Array | Int32Array>(host.data, width, picked, (s) => (isInt ? new Int32Array(s) : new Float32Array(s))) : host.data;
+      views[name] = tf.tensor(values, [n, ...host.shape.slice(1)], isInt ? 'int32' : 'float32');
+    }
   }
-  if (opts.label !== undefined) bag.label = opts.label;
-  return bag;
+  return views;
+}
+
+/** [N, 16, 16, 3] uint8 thumbnails as a float tensor in [0, 1] (the `thumbs` view). */
+export function thumbsToTensor(thumbs: Uint8Array, n: number): tf.Tensor4D {
+  const scaled = new Float32Array(thumbs.length);
+  for (let i = 0; i < thumbs.length; i += 1) scaled[i] = (thumbs[i] as number) / 255;
+  return tf.tensor4d(scaled, [n, THUMB_SIDE, THUMB_SIDE, 3]);
 }
 
 /** Everything wrong with one bag, as DataErrors (empty when the bag is fine). Pure: no I/O. */

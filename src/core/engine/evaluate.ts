@@ -1,13 +1,15 @@
-// Evaluation of a model over a list of slides: probabilities, bag loss, slide metrics and, where the data
-// has instance ground truth and the model gives instance scores, the instance-level AUC of the attention.
+// Evaluation of the composed model over a list of slides: probabilities, bag loss (the active loss slots),
+// slide metrics, per-slide pipeline times, kept-instance rates and, where the data has instance ground truth
+// and the model gives instance scores over every instance, the instance-level metric of the attention. A
+// model that screens (its pre-screener trained by a stage) is evaluated through the screened pass.
 import * as tf from '@tensorflow/tfjs';
 import type { BagSource, SlideRecord } from '../../registry/contracts/data.js';
 import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
 import type { Rng } from '../runtime/random.js';
-import { bagToTensors } from '../data/bags.js';
-import { disposeBag } from './bag-tensors.js';
+import { buildViews } from '../data/bags.js';
 import { computeMetrics } from '../eval/metrics.js';
 import type { MilModel } from './model.js';
+import { fullPass, screenedPass, type InstanceReader, type PassOptions, type SlidePass, type StageTimes } from './screening.js';
 
 export interface SlidePrediction {
   readonly slideId: string;
@@ -19,13 +21,19 @@ export interface SlidePrediction {
 
 export interface EvaluationResult {
   readonly predictions: SlidePrediction[];
-  /** Mean bag loss (weighted total of the configured losses). */
+  /** Mean bag loss (weighted total of the active losses). */
   readonly loss: number;
   readonly metrics: Record<string, MetricValue>;
-  /** Instance-level AUC of the attention against instance ground truth, when both exist. */
+  /** Instance-level metric of the attention against instance ground truth, when both exist. */
   readonly instanceAuc?: MetricValue;
-  /** Wall-clock milliseconds of forward passes per slide (loading excluded). */
+  /** Wall-clock milliseconds of the whole pipeline per slide (loading excluded). */
   readonly msPerSlide: number;
+  /** Mean milliseconds per slide of each pipeline stage (prescreen, read, aggregate, total). */
+  readonly stageMs: StageTimes;
+  /** Mean kept-instance fractions: by the pre-screener (screened) and by the aggregator's own gates (full pass). */
+  readonly kept: { readonly prescreener?: number; readonly aggregator?: number };
+  /** True when the screened pipeline was evaluated. */
+  readonly screened: boolean;
 }
 
 export interface EvaluateOptions {
@@ -35,33 +43,56 @@ export interface EvaluateOptions {
   readonly numClasses: number;
   readonly metrics: ReadonlyArray<{ readonly name: string; readonly metric: Metric }>;
   readonly rng: Rng;
-  /** Binary AUC metric (from the registry) for the instance-level attention check; omitted → not computed. */
+  /** Binary metric (from the registry, `eval.instanceMetric`) for the instance-level attention check; omitted → not computed. */
   readonly instanceMetric?: Metric;
+  /** Bag views the model's forward reads (the aggregator's `needsViews`); the screened pass reads thumbnails itself. */
+  readonly views?: readonly string[];
+  /** Run the first slide once untimed before measuring (kernel set-up, caches); default false. */
+  readonly warmup?: boolean;
+  /** How instance features are read (timed as the `read` stage); default: precomputed feature rows. */
+  readonly read?: InstanceReader;
+}
+
+function mean(values: readonly number[]): number | undefined {
+  return values.length ? values.reduce((a, b) => a + b, 0) / values.length : undefined;
 }
 
 /** Runs the model in eval mode over `slides`. One host sync per slide (its probabilities). */
 export async function evaluate(options: EvaluateOptions): Promise<EvaluationResult> {
   const { model, source, slides, numClasses } = options;
   model.setTraining(false);
+  const passOptions: PassOptions = {
+    io: { training: false, rng: options.rng },
+    views: options.views ?? [],
+    makeViews: buildViews,
+    ...(options.read ? { read: options.read } : {}),
+  };
+  const pass = (data: Awaited<ReturnType<BagSource['load']>>): SlidePass => (model.screening ? screenedPass(model, data, passOptions) : fullPass(model, data, passOptions));
+  const first = slides[0];
+  if (options.warmup === true && first) tf.dispose(pass(await source.load(first.slideId)).output as unknown as tf.TensorContainer);
+
   const predictions: SlidePrediction[] = [];
   const instanceScores: number[] = [];
   const instanceTruth: number[] = [];
+  const times: StageTimes[] = [];
+  const prescreenerKept: number[] = [];
+  const aggregatorKept: number[] = [];
   let lossSum = 0;
-  let forwardMs = 0;
   for (const slide of slides) {
     const data = await source.load(slide.slideId);
-    const bag = bagToTensors(data, { withThumbs: model.capabilities.needsThumbs });
-    const started = performance.now();
+    const result = pass(data);
     const { probs, loss, attention } = tf.tidy(() => {
-      const out = model.forward(bag, { training: false, rng: options.rng });
+      const out = result.output;
       const { total } = model.losses(out, slide.label, numClasses);
       const p = tf.softmax(out.logits).dataSync(); // [C]
       // Attention of the predicted-positive branch (last column for per-class attention), for instance AUC.
-      const scores = out.instanceScores ? out.instanceScores.slice([out.instanceScores.shape[0] - 1, 0], [1, -1]).dataSync() : undefined;
+      const scores = result.allInstances && out.instanceScores ? out.instanceScores.slice([out.instanceScores.shape[0] - 1, 0], [1, -1]).dataSync() : undefined;
       return { probs: Array.from(p), loss: total.dataSync()[0] ?? Number.NaN, attention: scores ? Float32Array.from(scores) : undefined };
     });
-    forwardMs += performance.now() - started;
-    disposeBag(bag);
+    tf.dispose(result.output as unknown as tf.TensorContainer);
+    times.push(result.times);
+    if (result.prescreenerKept !== undefined) prescreenerKept.push(result.prescreenerKept);
+    if (result.aggregatorKept !== undefined) aggregatorKept.push(result.aggregatorKept);
     lossSum += loss;
     const prediction = probs.indexOf(Math.max(...probs));
     predictions.push({ slideId: slide.slideId, caseId: slide.caseId, label: slide.label, probs, prediction });
@@ -74,14 +105,19 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
     }
   }
   const metrics = computeMetrics([...options.metrics], { labels: predictions.map((p) => p.label), probs: predictions.map((p) => p.probs), numClasses });
-  const result: EvaluationResult = {
+  const stageMean = (key: keyof StageTimes): number => mean(times.map((t) => t[key])) ?? 0;
+  const keptPrescreener = mean(prescreenerKept);
+  const keptAggregator = mean(aggregatorKept);
+  return {
     predictions,
     loss: slides.length ? lossSum / slides.length : Number.NaN,
     metrics,
-    msPerSlide: slides.length ? forwardMs / slides.length : 0,
+    msPerSlide: stageMean('total'),
+    stageMs: { prescreen: stageMean('prescreen'), read: stageMean('read'), aggregate: stageMean('aggregate'), total: stageMean('total') },
+    kept: { ...(keptPrescreener !== undefined ? { prescreener: keptPrescreener } : {}), ...(keptAggregator !== undefined ? { aggregator: keptAggregator } : {}) },
+    screened: model.screening,
     ...(instanceTruth.length && options.instanceMetric
       ? { instanceAuc: options.instanceMetric.compute({ labels: instanceTruth, probs: instanceScores.map((s) => [1 - s, s]), numClasses: 2 }) }
       : {}),
   };
-  return result;
 }

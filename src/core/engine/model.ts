@@ -1,6 +1,8 @@
 // Composes the configured plugins into one MIL model: aggregator → (classifier unless the aggregator owns
-// its heads) → logits, plus the loss slots. Checks before any tensor exists that every loss finds the
-// extras it requires among what the aggregator provides.
+// its heads) → logits, an optional pre-screener part, plus the loss slots. Checks before any tensor exists
+// that every loss finds the extras it requires among what the aggregator provides. Stages set which parts run
+// in training mode and which loss slots apply; the model screens (pre-screener mask, then the aggregator on
+// the kept instances) once a stage has trained its pre-screener.
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -15,12 +17,17 @@ import {
   type Classifier,
   type ForwardIO,
   type ModelContext,
+  type Prescreener,
 } from '../../registry/contracts/model.js';
+import { DEFAULT_PRESCREENER_CAPABILITIES, type PrescreenerCapabilities } from '../../registry/kinds.js';
+import type { StageModel } from '../../registry/contracts/strategy.js';
 import { DEFAULT_LOSS_CAPABILITIES, type Loss, type LossCapabilities, type ModelOutput } from '../../registry/contracts/loss.js';
 
 export interface ModelSlots {
   readonly aggregator: ResolvedPlugin<'aggregator'>;
   readonly classifier: ResolvedPlugin<'classifier'>;
+  /** Optional: a pre-screener part (built when the plugin returns one). */
+  readonly prescreener?: ResolvedPlugin<'prescreener'>;
   readonly losses: Readonly<Record<string, ResolvedPlugin<'loss'> & { readonly weight: number }>>;
 }
 
@@ -35,15 +42,31 @@ interface LossSlot {
   readonly loss: Loss;
 }
 
-/** The trainable model of one fold. State-dict paths are prefixed by slot: `aggregator.…`, `classifier.…`. */
-export class MilModel extends Module {
+export interface MilModelOptions {
+  /** Stream of the pre-screener's initialisation (default `rng.fork('prescreener')`). */
+  readonly prescreenerRng?: Rng;
+}
+
+/**
+ * The trainable model of one fold. State-dict paths are prefixed by part: `aggregator.…`, `classifier.…`,
+ * `prescreener.…`.
+ */
+export class MilModel extends Module implements StageModel {
   readonly aggregator: Aggregator;
   readonly classifier: Classifier | undefined;
+  readonly prescreener: Prescreener | undefined;
   readonly capabilities: AggregatorCapabilities;
-  private readonly lossSlots: readonly LossSlot[];
+  readonly prescreenerCapabilities: PrescreenerCapabilities;
+  /** Pipeline mode: the pre-screener's mask selects the instances the aggregator reads (set by the stage that trains it). */
+  screening = false;
+  private lossSlots: readonly LossSlot[];
+  private readonly numClasses: number;
+  /** Parts held in eval mode while the model trains (a stage's `modes`); empty = every part trains. */
+  private evalParts: ReadonlySet<string> = new Set();
 
-  constructor(registry: Registry, slots: ModelSlots, dims: ModelDims, rng: Rng, logger: Logger) {
+  constructor(registry: Registry, slots: ModelSlots, dims: ModelDims, rng: Rng, logger: Logger, options: MilModelOptions = {}) {
     super();
+    this.numClasses = dims.numClasses;
     this.capabilities = registry.capabilities(slots.aggregator, DEFAULT_AGGREGATOR_CAPABILITIES);
     checkLossRequirements(registry, slots, this.capabilities);
     const makeClassifier = (inDim: number, outDim: number, classifierRng: Rng): Classifier =>
@@ -53,23 +76,67 @@ export class MilModel extends Module {
     this.classifier = this.capabilities.ownsClassifier
       ? undefined
       : this.addModule('classifier', makeClassifier(this.aggregator.embeddingDim, dims.numClasses, rng.fork('classifier')));
-    this.lossSlots = Object.entries(slots.losses).map(([slot, resolved]) => ({
-      slot,
-      weight: resolved.weight,
-      loss: registry.create(resolved, { numClasses: dims.numClasses }),
-    }));
+    this.prescreenerCapabilities = slots.prescreener ? registry.capabilities(slots.prescreener, DEFAULT_PRESCREENER_CAPABILITIES) : DEFAULT_PRESCREENER_CAPABILITIES;
+    const prescreener = slots.prescreener
+      ? registry.create(slots.prescreener, { ...aggregatorCtx, rng: options.prescreenerRng ?? rng.fork('prescreener') })
+      : null;
+    this.prescreener = prescreener ? this.addModule('prescreener', prescreener) : undefined;
+    this.lossSlots = makeLossSlots(registry, slots.losses, dims.numClasses);
   }
 
-  /** Forward pass of one bag; `logits` is always [1, C]. */
+  /** Names of the parts this model has (`aggregator`, `classifier` unless the aggregator owns its heads, `prescreener` when configured). */
+  partNames(): string[] {
+    return ['aggregator', ...(this.classifier ? ['classifier'] : []), ...(this.prescreener ? ['prescreener'] : [])];
+  }
+
+  /** Replaces the loss slots (a stage's `losses`), after checking their requirements as at construction. */
+  useLosses(registry: Registry, slots: ModelSlots): void {
+    checkLossRequirements(registry, slots, this.capabilities);
+    this.lossSlots = makeLossSlots(registry, slots.losses, this.numClasses);
+  }
+
+  /** Keeps these parts in eval mode while training (a stage's `modes`). */
+  setEvalParts(parts: Iterable<string>): void {
+    this.evalParts = new Set(parts);
+  }
+
+  /** Whether `part` runs in training mode when the model trains. */
+  partTraining(part: string, training: boolean): boolean {
+    return training && !this.evalParts.has(part);
+  }
+
+  override setTraining(training: boolean): this {
+    super.setTraining(training);
+    for (const part of this.evalParts) this.part(part)?.setTraining(false);
+    return this;
+  }
+
+  /** A part by name. */
+  part(name: string): Module | undefined {
+    if (name === 'aggregator') return this.aggregator;
+    if (name === 'classifier') return this.classifier;
+    if (name === 'prescreener') return this.prescreener;
+    return undefined;
+  }
+
+  /** Forward pass of one bag; `logits` is always [1, C]. Each part runs in its stage mode. */
   forward(bag: Bag, io: ForwardIO): ModelOutput {
-    return tf.tidy(() => {
-      const out = this.aggregator.forward(bag, io);
-      if (out.logits) return { ...out, logits: out.logits };
-      if (!this.classifier) throw new Error('aggregator declares ownsClassifier but returned no logits');
-      const logits = this.classifier.forward(out.embedding, io); // [K, C]
-      // Single-branch aggregators give K = 1; a K > 1 embedding without own heads is averaged over branches.
-      return { ...out, logits: logits.shape[0] === 1 ? logits : (tf.mean(logits, 0, true) as tf.Tensor2D) };
-    });
+    return tf.tidy(() => ({ ...this.classify(this.aggregator.forward(bag, this.partIo('aggregator', io)), io) })) as unknown as ModelOutput;
+  }
+
+  /** Logits of an aggregator output: its own, or the classifier slot's on its embedding. */
+  classify(out: Omit<ModelOutput, 'logits'> & { readonly logits?: tf.Tensor2D }, io: ForwardIO): ModelOutput {
+    if (out.logits) return { ...out, logits: out.logits };
+    if (!this.classifier) throw new Error('aggregator declares ownsClassifier but returned no logits');
+    const logits = this.classifier.forward(out.embedding, this.partIo('classifier', io)); // [K, C]
+    // Single-branch aggregators give K = 1; a K > 1 embedding without own heads is averaged over branches.
+    return { ...out, logits: logits.shape[0] === 1 ? logits : (tf.mean(logits, 0, true) as tf.Tensor2D) };
+  }
+
+  /** `io` with the part's mode. */
+  partIo(part: string, io: ForwardIO): ForwardIO {
+    const training = this.partTraining(part, io.training);
+    return training === io.training ? io : { ...io, training };
   }
 
   /**
@@ -99,6 +166,10 @@ export class MilModel extends Module {
       .filter(([, entry]) => entry.trainable)
       .map(([name, entry]) => [name, entry.variable] as const);
   }
+}
+
+function makeLossSlots(registry: Registry, losses: ModelSlots['losses'], numClasses: number): LossSlot[] {
+  return Object.entries(losses).map(([slot, resolved]) => ({ slot, weight: resolved.weight, loss: registry.create(resolved, { numClasses }) }));
 }
 
 function checkLossRequirements(registry: Registry, slots: ModelSlots, capabilities: AggregatorCapabilities): void {

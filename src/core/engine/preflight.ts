@@ -15,6 +15,7 @@ import type { SlideRecord } from '../../registry/contracts/data.js';
 import { DEFAULT_DATASET_CAPABILITIES } from '../../registry/contracts/data.js';
 import { DEFAULT_LOSS_CAPABILITIES } from '../../registry/contracts/loss.js';
 import { DEFAULT_AGGREGATOR_CAPABILITIES } from '../../registry/contracts/model.js';
+import { checkStages, resolveStages } from './stages.js';
 
 /** A folder a job writes into, with the config key (or CLI flag) that chose it. */
 export interface OutputFolder {
@@ -112,48 +113,37 @@ export const checkLossRequirements: PreflightCheck = async ({ job, registry }) =
   return problems;
 };
 
-/** What the aggregator and a trainable pre-screener read from bags (coords, thumbnails) is what the dataset declares. */
-export const checkBagInputs: PreflightCheck = ({ job, registry }) => {
-  const { slots } = job.resolved;
-  const aggregator = registry.capabilities(slots.aggregator, DEFAULT_AGGREGATOR_CAPABILITIES);
-  const dataset = registry.capabilities(slots.dataset, DEFAULT_DATASET_CAPABILITIES);
-  const trainablePrescreener = registry.capabilities(slots.prescreener, { trainable: false }).trainable;
-  const problems: PreflightProblem[] = [];
-  const lacks = (input: 'coords' | 'thumbs', key: string, who: string, fix: string): void => {
-    problems.push({
-      class: 'config',
-      code: `needs-${input}`,
-      keys: [key, 'data.dataset'],
-      message: `${who} reads instance ${input === 'coords' ? 'coordinates' : 'thumbnails'} (bag.${input}), but dataset "${slots.dataset.name}" declares it has none.`,
-      fix,
-    });
-  };
-  if (aggregator.needsCoords && !dataset.coords) lacks('coords', 'model.aggregator', `aggregator "${slots.aggregator.name}"`, 'Use a dataset with patch coordinates, or another aggregator.');
-  if (aggregator.needsThumbs && !dataset.thumbs) lacks('thumbs', 'model.aggregator', `aggregator "${slots.aggregator.name}"`, 'Use a dataset with thumbnails, or another aggregator.');
-  if (trainablePrescreener && !dataset.thumbs) lacks('thumbs', 'model.prescreener', `pre-screener "${slots.prescreener.name}"`, 'Use a dataset with thumbnails, or set model/prescreener=none.');
-  return problems;
-};
-
-/** A trainable pre-screener learns the aggregator's instance gates, so the aggregator must have them. */
-export const checkPrescreenerGates: PreflightCheck = ({ job, registry }) => {
-  const { slots } = job.resolved;
-  const trainable = registry.capabilities(slots.prescreener, { trainable: false }).trainable;
-  if (!trainable || registry.capabilities(slots.aggregator, DEFAULT_AGGREGATOR_CAPABILITIES).gateLogits) return [];
-  return [{
-    class: 'config',
-    code: 'prescreener-needs-gates',
-    keys: ['model.prescreener', 'model.aggregator'],
-    message: `pre-screener "${slots.prescreener.name}" is trained to reproduce the aggregator's instance gates, but aggregator "${slots.aggregator.name}" has none (capability gateLogits).`,
-    fix: 'Use an aggregator with instance gates (dmin), or set model/prescreener=none.',
-  }];
+/**
+ * The stages (stages.ts): `from` targets, parts, strategy requirements (a trainable pre-screener needs the
+ * aggregator's instance gates), and the bag views the aggregator, a trained pre-screener, the strategies and the
+ * stages read against what the dataset provides. Every problem is reported, each under its stage key.
+ */
+export const checkStagesBeforeCompute: PreflightCheck = async ({ job, registry }) => {
+  let stages: Awaited<ReturnType<typeof resolveStages>>;
+  try {
+    stages = await resolveStages(job.resolved, registry);
+  } catch (error) {
+    if (!(error instanceof MilkitError)) throw error;
+    return [problemFromError(error)];
+  }
+  // The key leads the preflight line, so it is not repeated in the message (nor the config file the job names).
+  return checkStages(job.resolved, stages, registry).map((error) => {
+    const key = error.where?.key ?? 'stages';
+    const message = error.message.startsWith(`${key}: `) ? error.message.slice(key.length + 2) : error.message;
+    return { class: 'config', code: error.code, keys: [key], message, fix: error.hint ?? '' };
+  });
 };
 
 /** Early stopping watches a number the trainer logs: `val/<metric>` needs that metric in eval.metrics. */
 export const checkMonitoredMetric: PreflightCheck = ({ job }) => {
   const { config } = job.resolved;
   const problems: PreflightProblem[] = [];
-  for (const [section, key] of [[config.train, 'train.earlyStopping.monitor'], [config.prescreenerTrain, 'prescreenerTrain.earlyStopping.monitor']] as const) {
-    const { monitor } = section.earlyStopping;
+  // The top-level rule and every stage that sets its own monitor (stages inherit train: otherwise).
+  const stageMonitors = config.stages.flatMap((stage, i) => {
+    const earlyStopping = stage.train.earlyStopping as { monitor?: unknown } | undefined;
+    return typeof earlyStopping?.monitor === 'string' ? [[earlyStopping.monitor, `stages[${i}].train.earlyStopping.monitor`] as const] : [];
+  });
+  for (const [monitor, key] of [[config.train.earlyStopping.monitor, 'train.earlyStopping.monitor'] as const, ...stageMonitors]) {
     const name = monitor.startsWith('val/') ? monitor.slice('val/'.length) : undefined;
     if (name === undefined || name === 'loss' || name.startsWith('loss_') || config.eval.metrics.includes(name)) continue;
     problems.push({
@@ -174,15 +164,24 @@ export const checkMonitoredMetric: PreflightCheck = ({ job }) => {
 export const checkSelectableEpochs: PreflightCheck = ({ job }) => {
   const { config } = job.resolved;
   const problems: PreflightProblem[] = [];
-  for (const [section, prefix] of [[config.train, 'train'], [config.prescreenerTrain, 'prescreenerTrain']] as const) {
-    const rule = section.earlyStopping;
-    if (rule.select === 'last' || rule.minEpochs < section.epochs) continue;
+  // Each stage's rule is its own train: settings over the top-level ones (as resolveStages merges them).
+  for (const [i, stage] of config.stages.entries()) {
+    const own = stage.train as { epochs?: unknown; earlyStopping?: { minEpochs?: unknown; select?: unknown } };
+    const epochs = typeof own.epochs === 'number' ? own.epochs : config.train.epochs;
+    const minEpochs = typeof own.earlyStopping?.minEpochs === 'number' ? own.earlyStopping.minEpochs : config.train.earlyStopping.minEpochs;
+    const select = own.earlyStopping?.select ?? config.train.earlyStopping.select;
+    if (select === 'last' || minEpochs < epochs) continue;
+    const prefix = (key: 'epochs' | 'minEpochs'): string => {
+      const local = key === 'epochs' ? own.epochs !== undefined : own.earlyStopping?.minEpochs !== undefined;
+      const path = key === 'epochs' ? 'train.epochs' : 'train.earlyStopping.minEpochs';
+      return local ? `stages[${i}].${path}` : path;
+    };
     problems.push({
       class: 'config',
       code: 'no-selectable-epoch',
-      keys: [`${prefix}.earlyStopping.minEpochs`, `${prefix}.epochs`],
-      message: `minEpochs ${rule.minEpochs} ≥ epochs ${section.epochs}: every epoch is ignored by the selection rule, so none can be selected.`,
-      fix: `Lower ${prefix}.earlyStopping.minEpochs below ${section.epochs}, raise ${prefix}.epochs, or test the last epoch (+${prefix}/earlyStopping=last-epoch).`,
+      keys: [...new Set([prefix('minEpochs'), prefix('epochs')])],
+      message: `${config.stages.length > 1 ? `stage "${stage.name}": ` : ''}minEpochs ${minEpochs} ≥ epochs ${epochs}: every epoch is ignored by the selection rule, so none can be selected.`,
+      fix: `Lower ${prefix('minEpochs')} below ${epochs}, raise ${prefix('epochs')}, or test the last epoch (+train/earlyStopping=last-epoch).`,
     });
   }
   return problems;
@@ -236,14 +235,10 @@ export const checkOutputsWritable: PreflightCheck = async ({ job, writable }) =>
   return problems;
 };
 
-/**
- * The checks every job goes through, in report order. Stage checks plug in here: the integrator appends
- * `throwingCheck(checkStages)` once the stages work exports it.
- */
+/** The checks every job goes through, in report order. */
 export const preflightChecks: PreflightCheck[] = [
   checkLossRequirements,
-  checkBagInputs,
-  checkPrescreenerGates,
+  checkStagesBeforeCompute,
   checkMonitoredMetric,
   checkSelectableEpochs,
   checkDataSource,

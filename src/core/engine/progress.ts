@@ -224,10 +224,18 @@ export function epochSummary(record: EpochRecord): string {
 export function epochProgress(options: EpochProgressOptions): TrainEvents {
   const progress = options.progress ?? (options.stdoutIsTTY && process.stderr.isTTY ? terminalProgress() : createProgress({ stream: loggerStream(options.logger), interactive: false }));
   let bar: ProgressBar | undefined;
+  let label = `fold ${options.fold}`;
   return {
+    onStageStart: (stage, index, count) => {
+      if (count < 2) return;
+      // Each stage of a multi-stage run gets its own epochs bar, named by the stage.
+      bar?.stop();
+      bar = undefined;
+      label = `fold ${options.fold} ${stage} (${index + 1}/${count})`;
+    },
     onEpochStart: (epoch, totalEpochs) => {
       if (bar) return;
-      bar = progress.bar(`fold ${options.fold}`, totalEpochs, 'epochs');
+      bar = progress.bar(label, totalEpochs, 'epochs');
       // A resumed fold starts past epoch 0: show where it is.
       if (epoch > 0) bar.update(epoch, 'resumed');
     },

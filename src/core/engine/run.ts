@@ -1,10 +1,12 @@
 // Runs an experiment: runtime, data (validated before any training), splits (persisted), then every fold
-// (train → select → test), each fold tracked as a child run; a fold that fails is reported and the others
-// finish. Writes resolved config, splits, per-fold metrics and predictions, and a cross-fold summary.
-import { mkdir, writeFile } from 'node:fs/promises';
+// (its stages in order, each train → select → test; see stages.ts), each fold tracked as a child run (and each
+// stage of a multi-stage config as a child of that); a fold that fails is reported and the others finish.
+// Writes resolved config, splits, per-fold metrics and predictions, and a cross-fold summary.
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { ConfigError, MilkitError, renderError } from '../errors.js';
+import { MilkitError, renderError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { Rng } from '../runtime/random.js';
 import { initRuntime, runtimeTags, type RuntimeInfo } from '../runtime/index.js';
@@ -22,10 +24,9 @@ import { writeCurvePlots, type CurveFiles } from '../eval/plots.js';
 import { createTracker, flattenParams, redactConfig, systemTags } from '../tracking/index.js';
 import YAML from 'yaml';
 import { MilModel } from './model.js';
-import { trainFold, type EpochRecord, type TrainEvents } from './trainer.js';
-import { evaluate, type SlidePrediction } from './evaluate.js';
-import { runPrescreenedFold, type PrescreenedFoldResult } from './hdmil/index.js';
-import { DEFAULT_AGGREGATOR_CAPABILITIES, type Classifier } from '../../registry/contracts/model.js';
+import type { EpochRecord, TrainEvents } from './trainer.js';
+import type { SlidePrediction } from './evaluate.js';
+import { assertStages, foldMetrics, resolveStages, runFoldStages, type ResolvedStage, type StageResult, type StageTracking } from './stages.js';
 
 export interface RunOptions {
   readonly resolved: ResolvedExperiment;
@@ -117,7 +118,9 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   await writeSplits(splitsDir, folds, slides, source.classNames, { mode: config.split.mode, seed: splitSeed });
 
   const metrics = await Promise.all(resolved.slots.metrics.map(async (slot) => ({ name: slot.name, metric: registry.create(slot, { numClasses }) })));
-  const instanceMetric = registry.ids('metric').includes('metric/auc') ? registry.create(await registry.resolve('metric', 'auc', { key: 'eval.metrics' }), { numClasses: 2 }) : undefined;
+  // The attention's instance-level score: a metric plugin named by config (eval.instanceMetric), never by core.
+  const instanceMetricName = config.eval.instanceMetric;
+  const instanceMetric = instanceMetricName === null ? undefined : registry.create(await registry.resolve('metric', instanceMetricName, { file: resolved.file, key: 'eval.instanceMetric' }), { numClasses: 2 });
 
   const tracker = options.tracking?.tracker ?? (config.tracking.enabled ? await createTracker(config.tracking, { registry, logger, cwd: options.cwd, env: options.env }) : undefined);
   const experimentName = config.tracking.experimentName ?? config.name;
@@ -150,7 +153,9 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     await tracker.logArtifact(parentRunId, splitsDir, 'splits');
   }
 
-  checkStagesBeforeTraining(resolved, registry);
+  // Stage problems fail before any fold trains (the preflight runs the same checks earlier).
+  const stages = await resolveStages(resolved, registry);
+  assertStages(resolved, stages, registry);
   const slideById = new Map(slides.map((s) => [s.slideId, s]));
   const pick = (ids: readonly string[]): SlideRecord[] => ids.map((id) => slideById.get(id)).filter((s): s is SlideRecord => s !== undefined);
   const selected = folds.filter((f) => options.folds === undefined || options.folds.includes(f.index));
@@ -158,7 +163,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   const allPredictions: Array<SlidePrediction & { fold: number }> = [];
   for (const fold of selected) {
     const outcome = await runOneFold({
-      ...options, fold, pick, source, numClasses, metrics, instanceMetric, outDir, tracker, parentRunId, experimentName, allPredictions,
+      ...options, fold, pick, source, numClasses, metrics, instanceMetric, outDir, tracker, parentRunId, experimentName, allPredictions, stages,
     }).catch((error: unknown): FoldOutcome => {
       logger.error(`fold ${fold.index} failed:\n${renderError(error, false)}`);
       return { fold: fold.index, ok: false, error: error instanceof MilkitError ? error.render() : String(error), metrics: {} };
@@ -216,6 +221,7 @@ interface FoldJob extends RunOptions {
   readonly parentRunId: string | undefined;
   readonly experimentName: string;
   readonly allPredictions: Array<SlidePrediction & { fold: number }>;
+  readonly stages: readonly ResolvedStage[];
 }
 
 async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
@@ -224,63 +230,110 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
   const foldDir = path.join(job.outDir, `fold-${fold.index}`);
   await mkdir(foldDir, { recursive: true });
   const foldRng = new Rng(config.seed).fork(`fold-${fold.index}`);
-  const runId = tracker
-    ? await tracker.startRun({
-        experimentName: job.experimentName,
-        runName: `fold-${fold.index}`,
-        ...(job.parentRunId ? { parentRunId: job.parentRunId } : {}),
-        tags: { 'milkit.fold': String(fold.index), 'milkit.run_key': `${resolved.configHash}:${fold.index}`, 'milkit.level': 'fold' },
-      })
-    : undefined;
-  const model = new MilModel(registry, resolved.slots, { inputDim: source.featureDim, numClasses }, foldRng.fork('init'), logger);
+  // Run ids of the fold and its stages are kept beside the checkpoints, so a resumed fold logs into the same runs.
+  const runsFile = path.join(foldDir, 'runs.json');
+  const knownRuns: FoldRuns = job.resume && existsSync(runsFile) ? (JSON.parse(await readFile(runsFile, 'utf8')) as FoldRuns) : { stages: {} };
+  const saveRuns = (): Promise<void> => writeFile(runsFile, JSON.stringify(knownRuns, null, 2));
+  const foldRunKey = `${resolved.configHash}:${fold.index}`;
+  let runId: string | undefined;
+  if (tracker) {
+    runId = knownRuns.fold?.runKey === foldRunKey ? knownRuns.fold.runId : await tracker.startRun({
+      experimentName: job.experimentName,
+      runName: `fold-${fold.index}`,
+      ...(job.parentRunId ? { parentRunId: job.parentRunId } : {}),
+      tags: { 'milkit.fold': String(fold.index), 'milkit.run_key': foldRunKey, 'milkit.level': 'fold' },
+    });
+    if (knownRuns.fold?.runId !== runId) {
+      knownRuns.fold = { runId, runKey: foldRunKey };
+      knownRuns.stages = {};
+    } else await tracker.reopenRun?.(runId); // a resumed fold continues in its run, RUNNING again
+    await saveRuns();
+  }
+  const model = new MilModel(
+    registry, { ...resolved.slots }, { inputDim: source.featureDim, numClasses }, foldRng.fork('init'), logger, { prescreenerRng: foldRng.fork('prescreener-init') },
+  );
   try {
     if (tracker && runId) await tracker.logParams(runId, { fold: String(fold.index), 'split.train': String(fold.train.length), 'split.val': String(fold.val.length), 'split.test': String(fold.test.length) });
     const userEvents = job.events?.(fold.index);
-    const events: TrainEvents = {
-      ...userEvents,
-      onEpochEnd: async (record: EpochRecord) => {
-        await userEvents?.onEpochEnd?.(record);
-        if (tracker && runId) {
-          const now = Date.now();
-          const points = Object.entries(record.metrics)
-            .filter((e): e is [string, number] => e[1] !== null)
-            .map(([key, value]) => ({ key, value, step: record.epoch, timestamp: now }));
-          await tracker.logMetrics(runId, [...points, { key: 'train/lr', value: record.lr, step: record.epoch, timestamp: now }]);
+    const logEpoch = async (target: string, record: EpochRecord): Promise<void> => {
+      if (!tracker) return;
+      const now = Date.now();
+      const points = Object.entries(record.metrics)
+        .filter((e): e is [string, number] => e[1] !== null && Number.isFinite(e[1]))
+        .map(([key, value]) => ({ key, value, step: record.epoch, timestamp: now }));
+      await tracker.logMetrics(target, [...points, { key: 'train/lr', value: record.lr, step: record.epoch, timestamp: now }]);
+    };
+    // One stage logs its epochs on the fold run (as before stages); several get a child run each under it.
+    const perStageRuns = job.stages.length > 1;
+    const tracking: StageTracking = {
+      startStage: async (stage) => {
+        if (!tracker || !runId || !perStageRuns) return runId;
+        const stageKey = `${foldRunKey}:${stage.name}`;
+        const known = knownRuns.stages[stage.name];
+        if (known?.runKey === stageKey) {
+          await tracker.reopenRun?.(known.runId);
+          return known.runId;
         }
+        const stageRunId = await tracker.startRun({
+          experimentName: job.experimentName,
+          runName: `fold-${fold.index}/${stage.name}`,
+          parentRunId: runId,
+          tags: { 'milkit.fold': String(fold.index), 'milkit.stage': stage.name, 'milkit.run_key': stageKey, 'milkit.level': 'stage' },
+        });
+        knownRuns.stages[stage.name] = { runId: stageRunId, runKey: stageKey };
+        await saveRuns();
+        return stageRunId;
+      },
+      onEpochEnd: async (_stage, stageRunId, record) => {
+        if (stageRunId) await logEpoch(stageRunId, record);
+      },
+      endStage: async (_stage, stageRunId, result) => {
+        if (!tracker || !stageRunId || !perStageRuns) return;
+        const now = Date.now();
+        const finals = Object.entries(result.test.metrics).filter((e): e is [string, { value: number }] => e[1].value !== null);
+        await tracker.logMetrics(stageRunId, [
+          ...finals.map(([key, v]) => ({ key: `test/${key}`, value: v.value, step: result.bestEpoch, timestamp: now })),
+          ...(result.test.kept.prescreener !== undefined ? [{ key: 'test/kept_prescreener', value: result.test.kept.prescreener, step: result.bestEpoch, timestamp: now }] : []),
+          ...(result.test.kept.aggregator !== undefined ? [{ key: 'test/kept_aggregator', value: result.test.kept.aggregator, step: result.bestEpoch, timestamp: now }] : []),
+          ...Object.entries(result.test.stageMs).map(([key, ms]) => ({ key: `time/${key}_ms`, value: ms, step: result.bestEpoch, timestamp: now })),
+          { key: 'best_epoch', value: result.bestEpoch, step: result.bestEpoch, timestamp: now },
+        ]);
+        await tracker.endRun(stageRunId, 'FINISHED');
       },
     };
-    const trained = await trainFold({
-      model, source, train: job.pick(fold.train), val: job.pick(fold.val), numClasses, section: config.train,
+    const results = await runFoldStages({
+      registry, stages: job.stages, model, modelLosses: resolved.slots.losses,
+      lossSlots: { aggregator: resolved.slots.aggregator, classifier: resolved.slots.classifier },
+      source, train: job.pick(fold.train), val: job.pick(fold.val), test: job.pick(fold.test), numClasses,
+      metrics: job.metrics, ...(job.instanceMetric ? { instanceMetric: job.instanceMetric } : {}),
       ...(config.data.maxInstances !== undefined ? { maxInstances: config.data.maxInstances } : {}),
-      metrics: job.metrics, rng: foldRng, logger, checkpointDir: foldDir, configHash: resolved.configHash, fold: fold.index,
-      resume: job.resume ?? false, events,
+      foldRng, foldDir, configHash: resolved.configHash, fold: fold.index, resume: job.resume ?? false, logger,
+      events: { ...userEvents, onEpochEnd: async (record: EpochRecord) => {
+        await userEvents?.onEpochEnd?.(record);
+        if (!perStageRuns && runId) await logEpoch(runId, record);
+      } },
+      tracking,
     });
-    const test = await evaluate({
-      model, source, slides: job.pick(fold.test), numClasses, metrics: job.metrics, rng: foldRng.fork('test'),
-      ...(job.instanceMetric ? { instanceMetric: job.instanceMetric } : {}),
-    });
-    // A trainable pre-screener (declared by capability) adds its stage: trained against the frozen stage-1
-    // model, then the screened pipeline is what the fold reports; the all-instances result stays alongside.
-    const staged = await runScreeningStage(job, model, foldDir, foldRng, tracker, runId);
-    const reported = staged
-      ? { metrics: { ...staged.screened.metrics, ...stageMetricValues(staged.metrics) }, predictions: staged.screened.predictions, msPerSlide: staged.screened.msPerSlide.total }
-      : { metrics: test.metrics, predictions: test.predictions, msPerSlide: test.msPerSlide };
-    const predictions = reported.predictions.map((p) => ({ slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: p.prediction, fold: fold.index }));
+    const last = results[results.length - 1] as StageResult;
+    const instanceAuc = [...results].reverse().find((r) => r.test.instanceAuc !== undefined)?.test.instanceAuc;
+    const metrics = foldMetrics(results);
+    const predictions = last.test.predictions.map((p) => ({ slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: p.prediction, fold: fold.index }));
     job.allPredictions.push(...predictions);
     await writePredictionsCsv(path.join(foldDir, 'predictions.csv'), predictions, source.classNames);
     const outcome: FoldOutcome = {
-      fold: fold.index, ok: true, metrics: reported.metrics, bestEpoch: trained.bestEpoch, epochsRun: trained.epochsRun,
-      secondsPerSlide: reported.msPerSlide / 1000, ...(test.instanceAuc ? { instanceAuc: test.instanceAuc } : {}), ...(runId ? { runId } : {}),
+      fold: fold.index, ok: true, metrics, bestEpoch: last.bestEpoch, epochsRun: last.epochsRun,
+      secondsPerSlide: last.test.msPerSlide / 1000, ...(instanceAuc ? { instanceAuc } : {}), ...(runId ? { runId } : {}),
     };
-    await writeFile(path.join(foldDir, 'metrics.json'), JSON.stringify({ ...outcome, history: trained.history }, null, 2));
+    const stageRecords = Object.fromEntries(results.map((r) => [r.name, { bestEpoch: r.bestEpoch, epochsRun: r.epochsRun, stoppedEarly: r.stoppedEarly, history: r.history }]));
+    await writeFile(path.join(foldDir, 'metrics.json'), JSON.stringify({ ...outcome, history: last.history, stages: stageRecords }, null, 2));
     if (tracker && runId) {
       const now = Date.now();
-      const finals = Object.entries(reported.metrics).filter((e): e is [string, { value: number }] => e[1].value !== null);
+      const finals = Object.entries(metrics).filter((e): e is [string, { value: number }] => e[1].value !== null);
       await tracker.logMetrics(runId, [
-        ...finals.map(([key, v]) => ({ key: `test/${key}`, value: v.value, step: trained.bestEpoch, timestamp: now })),
-        ...(test.instanceAuc && test.instanceAuc.value !== null ? [{ key: 'test/instance_auc', value: test.instanceAuc.value, step: trained.bestEpoch, timestamp: now }] : []),
-        { key: 'time/slide_ms', value: reported.msPerSlide, step: trained.bestEpoch, timestamp: now },
-        { key: 'best_epoch', value: trained.bestEpoch, step: trained.bestEpoch, timestamp: now },
+        ...finals.map(([key, v]) => ({ key: `test/${key}`, value: v.value, step: last.bestEpoch, timestamp: now })),
+        ...(instanceAuc && instanceAuc.value !== null ? [{ key: 'test/instance_auc', value: instanceAuc.value, step: last.bestEpoch, timestamp: now }] : []),
+        { key: 'time/slide_ms', value: last.test.msPerSlide, step: last.bestEpoch, timestamp: now },
+        { key: 'best_epoch', value: last.bestEpoch, step: last.bestEpoch, timestamp: now },
       ]);
       await tracker.logArtifact(runId, path.join(foldDir, 'predictions.csv'));
       await tracker.logArtifact(runId, path.join(foldDir, 'metrics.json'));
@@ -299,70 +352,8 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
   }
 }
 
-/**
- * The pre-screener stage of a fold, when the configured pre-screener declares `trainable` (HDMIL's LIPN):
- * stage 2 learns the stage-1 model's instance gates, then both inference modes run on the test slides.
- */
-async function runScreeningStage(
-  job: FoldJob, model: MilModel, foldDir: string, foldRng: Rng, tracker: Tracker | undefined, runId: string | undefined,
-): Promise<PrescreenedFoldResult | undefined> {
-  const { resolved, registry, source, numClasses, fold, logger } = job;
-  const capabilities = registry.capabilities(resolved.slots.prescreener, { trainable: false });
-  if (!capabilities.trainable) return undefined;
-  const makeClassifier = (inDim: number, outDim: number, rng: Rng): Classifier =>
-    registry.create(resolved.slots.classifier, { inputDim: inDim, numClasses, outputDim: outDim, rng, logger, makeClassifier });
-  const prescreener = registry.create(resolved.slots.prescreener, {
-    inputDim: source.featureDim, numClasses, outputDim: numClasses, rng: foldRng.fork('prescreener-init'), logger, makeClassifier,
-  });
-  if (!prescreener) return undefined;
-  try {
-    return await runPrescreenedFold({
-      model, stage: { prescreener, capabilities }, source,
-      train: job.pick(fold.train), val: job.pick(fold.val), test: job.pick(fold.test), numClasses,
-      section: resolved.config.prescreenerTrain, metrics: job.metrics, rng: foldRng.fork('stage-2'), logger,
-      foldDir, reuseKey: `${resolved.configHash}/fold-${fold.index}`,
-      events: {
-        onEpochEnd: async (record) => {
-          if (!tracker || !runId) return;
-          const now = Date.now();
-          const points = Object.entries(record.metrics as Record<string, number | null>)
-            .filter((e): e is [string, number] => e[1] !== null && Number.isFinite(e[1]))
-            .map(([key, value]) => ({ key: `prescreener/${key}`, value, step: record.epoch, timestamp: now }));
-          await tracker.logMetrics(runId, points);
-        },
-      },
-    });
-  } finally {
-    prescreener.dispose();
-  }
-}
-
-/**
- * The stage record's extra numbers as fold metrics: kept-instance rates, per-stage times, and the
- * all-instances (stage-1 alone) metrics under `all_<name>` — e.g. HDMIL's `auc` (screened) beside `all_auc` (HDMIL†).
- */
-function stageMetricValues(record: Readonly<Record<string, number | null>>): Record<string, MetricValue> {
-  const out: Record<string, MetricValue> = {};
-  for (const [key, value] of Object.entries(record)) {
-    let name: string | undefined;
-    if (key.startsWith('test_all/')) name = `all_${key.slice('test_all/'.length)}`;
-    else if (key === 'test/kept_prescreener' || key === 'test/kept_aggregator') name = key.slice('test/'.length);
-    else if (key.startsWith('time/')) name = key.replace('/', '_');
-    if (name === undefined) continue;
-    out[name] = value === null ? { value: null, reason: 'not computed' } : { value };
-  }
-  return out;
-}
-
-/** Fail before compute: a trainable pre-screener needs an aggregator whose instance gates can teach it. */
-function checkStagesBeforeTraining(resolved: ResolvedExperiment, registry: Registry): void {
-  const prescreener = registry.capabilities(resolved.slots.prescreener, { trainable: false });
-  const aggregator = registry.capabilities(resolved.slots.aggregator, DEFAULT_AGGREGATOR_CAPABILITIES);
-  if (prescreener.trainable && !aggregator.gateLogits) {
-    throw new ConfigError(
-      'prescreener-needs-gates',
-      `model.prescreener: "${resolved.slots.prescreener.name}" is trained to reproduce the aggregator's instance gates, but aggregator "${resolved.slots.aggregator.name}" has none (capability gateLogits).`,
-      { where: { file: resolved.file }, hint: 'Use an aggregator with instance gates (dmin), or set model/prescreener=none.' },
-    );
-  }
+/** fold-<k>/runs.json: the tracker runs of a fold and its stages, reused on resume. */
+interface FoldRuns {
+  fold?: { runId: string; runKey: string };
+  stages: Record<string, { runId: string; runKey: string }>;
 }

@@ -1,5 +1,6 @@
 // train:, split: and eval: sections of an experiment.
 import { z } from 'zod';
+import { LossRef, PluginRef } from '../config/plugin-ref.js';
 
 export const OptimizerSection = z.strictObject({
   name: z.enum(['adam', 'adamw', 'sgd', 'radam']).default('adam').describe('optimizer'),
@@ -68,5 +69,28 @@ export type SplitSection = z.output<typeof SplitSection>;
 export const EvalSection = z.strictObject({
   metrics: z.array(z.string()).default(['auc', 'accuracy']).describe('metric plugins reported per fold'),
   bootstrap: z.int().min(0).default(1000).describe('bootstrap resamples of the test slides for per-fold 95% CIs (seeded; 0 = off)'),
+  instanceMetric: z.string().min(1).nullable().default('auc').describe('binary metric plugin scoring the attention against instance ground truth (when the data has it); null = off'),
 });
 export type EvalSection = z.output<typeof EvalSection>;
+
+/** A stage name: used in folder names, metric prefixes and MLflow run names. */
+const StageName = z.string().regex(/^[a-z][a-z0-9_-]*$/, 'a stage name is lowercase letters, digits, "-" and "_", starting with a letter');
+
+export const StageSection = z.strictObject({
+  name: StageName.describe('stage name (fold-<k>/stage-<name>/, metrics <name>_<metric> of earlier stages)'),
+  trains: z.array(z.string().min(1)).optional().describe('model parts the optimizer updates: aggregator, classifier, prescreener or a strategy module; default aggregator + classifier; everything else is frozen'),
+  modes: z.record(z.string(), z.enum(['train', 'eval'])).default({}).describe('per part train|eval while training (dropout, BatchNorm); default: trained parts train, frozen parts eval'),
+  strategy: PluginRef.prefault({ name: 'standard' }).describe('training strategy plugin: standard, gate-distillation, ...'),
+  losses: z.record(z.string(), LossRef).optional().describe('loss slots of this stage (replace model.losses); they also score validation and test'),
+  train: z.record(z.string(), z.unknown()).default({}).describe('train: settings of this stage, merged over the top-level train: (optimizer, epochs, earlyStopping ...)'),
+  from: z.union([
+    StageName,
+    z.strictObject({ stage: StageName, parts: z.array(z.string().min(1)).optional().describe('parts to load (default: all)') }),
+  ]).optional().describe('earlier stage whose selected checkpoint (same fold) this stage starts from; default: the model as the previous stage left it'),
+  views: z.array(z.string().min(1)).default([]).describe('extra bag views the stage reads, beyond what its plugins declare'),
+  stream: z.string().min(1).optional().describe('label of the stage\'s random streams (default: its name); lets a renamed stage keep its draws'),
+});
+export type StageSection = z.output<typeof StageSection>;
+
+/** One stage named `main` with the top-level train: and model.losses: a run as milkit ran before stages. */
+export const DEFAULT_STAGES: ReadonlyArray<z.input<typeof StageSection>> = [{ name: 'main' }];

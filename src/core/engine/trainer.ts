@@ -1,6 +1,7 @@
-// Trains one fold: one bag per step (optional gradient accumulation), configured losses, optimizer and
-// schedule, validation every epoch with the early-stopping rule, a resumable checkpoint each epoch, and the
-// best epoch's weights restored at the end.
+// The one training loop every stage runs through: one bag per step (optional gradient accumulation), the
+// stage's losses and strategy hooks, optimizer and schedule over the stage's trained parts only, validation
+// every epoch with the early-stopping rule, a resumable checkpoint each epoch (model, strategy modules and
+// state, optimizer), and the selected epoch's weights restored at the end.
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -10,6 +11,9 @@ import type { Rng } from '../runtime/random.js';
 import type { BagSource, SlideRecord } from '../../registry/contracts/data.js';
 import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
 import { bagToTensors } from '../data/bags.js';
+import type { Strategy, StrategyStep } from '../../registry/contracts/strategy.js';
+import type { ModelOutput } from '../../registry/contracts/loss.js';
+import type { Bag } from '../../registry/contracts/model.js';
 import { disposeBag } from './bag-tensors.js';
 import type { TrainSection } from './schema.js';
 import { clipGradientsByGlobalNorm, createOptimizer, learningRateAt, type Optimizer } from './optim/index.js';
@@ -29,6 +33,8 @@ export interface EpochRecord {
 
 /** What the trainer tells the outside world (progress bars, trackers). */
 export interface TrainEvents {
+  /** A stage of the fold starts training (not called for stages loaded from an earlier run). */
+  onStageStart?(stage: string, index: number, count: number): void;
   onEpochStart?(epoch: number, totalEpochs: number): void;
   onStep?(step: number, stepsPerEpoch: number): void;
   onEpochEnd?(record: EpochRecord): void | Promise<void>;
@@ -52,6 +58,21 @@ export interface TrainFoldOptions {
   readonly fold: number;
   readonly resume: boolean;
   readonly events?: TrainEvents;
+  /** The stage's strategy (default: plain training). */
+  readonly strategy?: Strategy;
+  /**
+   * Tensors saved in checkpoints, by state-dict name (default: the model's); a stage adds its strategy's
+   * modules as `strategy.<key>.…`.
+   */
+  readonly tensors?: ReadonlyArray<readonly [string, tf.Variable]>;
+  /** Variables the optimizer updates (default: every trainable tensor of the model). */
+  readonly trainable?: ReadonlyArray<readonly [string, tf.Variable]>;
+  /** The epoch's random stream (default `rng.fork('epoch-<e>')`). */
+  readonly epochStream?: (epoch: number) => Rng;
+  /** Bag views the training step reads (validation builds only what the model's forward needs). */
+  readonly views?: readonly string[];
+  /** How logs name what is trained (`fold 0`, `fold 0 stage lipn`). */
+  readonly label?: string;
 }
 
 export interface TrainFoldResult {
@@ -69,8 +90,10 @@ const OPTIM_PREFIX = 'optim/';
 /** Runs the training loop of one fold and leaves the best epoch's weights in `model`. */
 export async function trainFold(options: TrainFoldOptions): Promise<TrainFoldResult> {
   const { model, source, section, numClasses, logger } = options;
-  const params = model.namedTrainable();
-  const allTensors = model.namedTensors().map(([name, entry]) => [name, entry.variable] as const);
+  const label = options.label ?? `fold ${options.fold}`;
+  const params = options.trainable ?? model.namedTrainable();
+  const allTensors = options.tensors ?? model.namedTensors().map(([name, entry]) => [name, entry.variable] as const);
+  const epochStream = options.epochStream ?? ((epoch: number): Rng => options.rng.fork(`epoch-${epoch}`));
   const optimizer: Optimizer = createOptimizer(section.optimizer, params);
   let stopper = EarlyStopping.fromTrain(section);
   const lastFile = path.join(options.checkpointDir, 'last.ckpt');
@@ -95,11 +118,12 @@ export async function trainFold(options: TrainFoldOptions): Promise<TrainFoldRes
       tf.dispose(Object.values(optimState));
       stopper = EarlyStopping.fromState(section.earlyStopping, checkpoint.meta.earlyStopping as EarlyStoppingState, { epochs: section.epochs });
       history.push(...(checkpoint.meta.history as EpochRecord[]));
+      if (checkpoint.meta.strategyState !== undefined) options.strategy?.loadState?.(checkpoint.meta.strategyState as Record<string, unknown>);
       startEpoch = checkpoint.meta.epoch + 1;
       resumedFromEpoch = checkpoint.meta.epoch;
-      logger.info(`fold ${options.fold}: resuming after epoch ${checkpoint.meta.epoch + 1} from ${lastFile}`);
+      logger.info(`${label}: resuming after epoch ${checkpoint.meta.epoch + 1} from ${lastFile}`);
     } else if (checkpoint) {
-      logger.warn(`fold ${options.fold}: ${lastFile} belongs to another config (hash differs); starting afresh.`);
+      logger.warn(`${label}: ${lastFile} belongs to another config (hash differs); starting afresh.`);
     }
   }
 
@@ -107,10 +131,10 @@ export async function trainFold(options: TrainFoldOptions): Promise<TrainFoldRes
   for (let epoch = startEpoch; epoch < section.epochs && !stoppedEarly; epoch += 1) {
     options.events?.onEpochStart?.(epoch, section.epochs);
     const lr = learningRateAt(section, epoch);
-    const epochRng = options.rng.fork(`epoch-${epoch}`);
-    const trainMetrics = await trainEpoch(options, optimizer, epoch, lr, epochRng);
+    const epochRng = epochStream(epoch);
+    const trainMetrics = await trainEpoch(options, params, optimizer, epoch, lr, epochRng);
     const val = options.val.length > 0
-      ? await evaluate({ model, source, slides: options.val, numClasses, metrics: options.metrics, rng: epochRng.fork('val') })
+      ? await evaluate({ model, source, slides: options.val, numClasses, metrics: options.metrics, rng: epochRng.fork('val'), views: model.capabilities.needsViews })
       : undefined;
     const metrics: Record<string, number | null> = { ...trainMetrics, ...(val ? validationMetrics(val) : {}) };
     const monitored = metrics[section.earlyStopping.monitor];
@@ -119,8 +143,9 @@ export async function trainFold(options: TrainFoldOptions): Promise<TrainFoldRes
     const record: EpochRecord = { epoch, lr, metrics, improved: decision.improved };
     history.push(record);
     if (decision.improved) await saveModel(bestFile, allTensors, undefined, { epoch, configHash: options.configHash, fold: options.fold });
+    const strategyState = options.strategy?.state?.();
     await saveModel(lastFile, allTensors, optimizer, {
-      epoch, configHash: options.configHash, fold: options.fold, earlyStopping: stopper.state(), history,
+      epoch, configHash: options.configHash, fold: options.fold, earlyStopping: stopper.state(), history, ...(strategyState !== undefined ? { strategyState } : {}),
     });
     await options.events?.onEpochEnd?.(record);
   }
@@ -133,7 +158,7 @@ export async function trainFold(options: TrainFoldOptions): Promise<TrainFoldRes
     const best = await loadCheckpoint(bestFile);
     if (best) assignVariables(allTensors, best.tensors, MODEL_PREFIX, bestFile);
   } else if (options.val.length > 0 && !selectLast) {
-    logger.warn(`fold ${options.fold}: no epoch qualified under train.earlyStopping (${section.earlyStopping.monitor}); testing the last epoch's weights.`);
+    logger.warn(`${label}: no epoch qualified under train.earlyStopping (${section.earlyStopping.monitor}); testing the last epoch's weights.`);
   }
   optimizer.dispose();
   const bestEpoch = selected ?? history.length - 1;
@@ -146,9 +171,11 @@ function validationMetrics(val: EvaluationResult): Record<string, number | null>
   return out;
 }
 
-async function trainEpoch(options: TrainFoldOptions, optimizer: Optimizer, epoch: number, lr: number, epochRng: Rng): Promise<Record<string, number>> {
+async function trainEpoch(
+  options: TrainFoldOptions, params: ReadonlyArray<readonly [string, tf.Variable]>, optimizer: Optimizer, epoch: number, lr: number, epochRng: Rng,
+): Promise<Record<string, number>> {
   const { model, source, section, numClasses } = options;
-  const params = model.namedTrainable();
+  const strategy = options.strategy ?? {};
   const variables = params.map(([, v]) => v);
   // Method-declared clipping groups (DTFD-MIL clips each part to its own norm), as indices into `variables`.
   const clipGroups = (model.aggregator.gradientClipGroups ?? []).map((group) => ({
@@ -161,26 +188,43 @@ async function trainEpoch(options: TrainFoldOptions, optimizer: Optimizer, epoch
   let lossSum = 0;
   let pending: tf.Tensor[] | undefined;
   let pendingCount = 0;
+  const stepMetricSums = new Map<string, number>();
   for (let step = 0; step < order.length; step += 1) {
     const slide = options.train[order[step] as number] as SlideRecord;
     const stepRng = epochRng.fork(`step-${step}`);
     const data = await source.load(slide.slideId);
-    const bag = {
+    const loaded = {
       ...bagToTensors(data, {
         ...(options.maxInstances !== undefined ? { maxInstances: options.maxInstances } : {}),
         rng: stepRng.fork('subset'),
-        withThumbs: model.capabilities.needsThumbs,
+        views: options.views ?? [],
       }),
       label: slide.label,
     };
+    const stepInfo = (bag: Bag): StrategyStep => ({
+      model, bag, label: slide.label, numClasses, io: { training: true, rng: stepRng },
+      isTraining: (part: string) => model.partTraining(part, true),
+      epoch, stepInEpoch: step, globalStep: epoch * order.length + step, stepsPerEpoch: order.length, totalEpochs: section.epochs,
+    });
+    const bag = strategy.transformBag ? strategy.transformBag(stepInfo(loaded)) : loaded;
+    const info = stepInfo(bag);
     const keptTerms: Record<string, tf.Scalar> = {};
+    let stepNumbers: Readonly<Record<string, number>> = {};
     const { value, grads } = tf.variableGrads(() => {
-      const out = model.forward(bag, { training: true, rng: stepRng });
-      const { total, terms } = model.losses(out, slide.label, numClasses);
+      const out: ModelOutput | undefined = strategy.replacesModelLosses ? undefined : strategy.forward ? strategy.forward(info) : model.forward(bag, info.io);
+      const { total, terms } = out ? model.losses(out, slide.label, numClasses) : { total: tf.scalar(0), terms: {} as Record<string, tf.Scalar> };
+      let objective: tf.Scalar = total;
+      for (const [k, t] of Object.entries(strategy.lossTerms?.(info, out) ?? {})) {
+        terms[k] = t;
+        objective = tf.add(objective, t) as tf.Scalar;
+      }
       for (const [k, t] of Object.entries(terms)) keptTerms[k] = tf.keep(t);
-      return total;
+      if (strategy.stepMetrics) stepNumbers = strategy.stepMetrics(info, out);
+      return objective;
     }, variables);
-    disposeBag(bag);
+    if (bag !== loaded) disposeBag(bag);
+    disposeBag(loaded);
+    for (const [k, v] of Object.entries(stepNumbers)) stepMetricSums.set(k, (stepMetricSums.get(k) ?? 0) + v);
     const loss = value.dataSync()[0] as number; // the one host sync per step
     value.dispose();
     if (!Number.isFinite(loss)) {
@@ -210,6 +254,7 @@ async function trainEpoch(options: TrainFoldOptions, optimizer: Optimizer, epoch
       applyUpdate(optimizer, pending, pendingCount, lr, section.gradClip, clipGroups);
       pending = undefined;
       pendingCount = 0;
+      strategy.afterUpdate?.({ globalStep: epoch * order.length + step, epoch });
     }
     options.events?.onStep?.(step + 1, order.length);
   }
@@ -218,6 +263,7 @@ async function trainEpoch(options: TrainFoldOptions, optimizer: Optimizer, epoch
     metrics[`train/loss_${k}`] = (t.dataSync()[0] as number) / order.length;
     t.dispose();
   }
+  for (const [k, sum] of stepMetricSums) metrics[`train/${k}`] = sum / Math.max(order.length, 1);
   return metrics;
 }
 

@@ -23,3 +23,18 @@ export function unionKeepRate(mask: tf.Tensor2D, branches: KeepRateBranches): tf
     return tf.mean(straightThrough(union, selected)) as tf.Scalar; // rate
   });
 }
+
+/** Host-side: the fraction of rows of a 0/1 (or logit, > 0 = kept) [N, K] mask kept by any branch (logging, kept rates). */
+export function unionFraction(mask: ArrayLike<number>, rows: number, branches: number): number {
+  if (rows === 0) return 0;
+  let kept = 0;
+  for (let n = 0; n < rows; n += 1) {
+    for (let k = 0; k < branches; k += 1) {
+      if ((mask[n * branches + k] as number) > 0) {
+        kept += 1;
+        break;
+      }
+    }
+  }
+  return kept / rows;
+}

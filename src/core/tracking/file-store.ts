@@ -318,6 +318,13 @@ export class MlflowFileStore implements Tracker {
     });
   }
 
+  async reopenRun(runId: string): Promise<void> {
+    await this.track(async () => {
+      const location = await this.locate(runId);
+      await this.updateMeta(runId, location, { status: RUN_STATUS_CODES.RUNNING, end_time: null });
+    });
+  }
+
   async flush(): Promise<void> {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }

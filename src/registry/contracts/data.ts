@@ -27,6 +27,17 @@ export interface BagData {
   readonly thumbs?: Uint8Array;
   /** [N] 0/1 instance ground truth (synthetic data, annotated slides), for attention evaluation. */
   readonly instanceLabels?: Uint8Array;
+  /**
+   * Further named per-instance views (row-major, rows in feature order) beyond coords and thumbs, e.g. raw
+   * instances or a second label level; the engine turns the ones a run needs into `Bag.views` tensors.
+   */
+  readonly views?: Readonly<Record<string, HostView>>;
+}
+
+/** A host-side per-instance array of shape [N, ...rest]. */
+export interface HostView {
+  readonly data: Float32Array | Int32Array;
+  readonly shape: readonly number[];
 }
 
 /** Two-level label hierarchy (HMIL on BRACS): slide labels are fine classes, each inside one coarse class. */
@@ -68,6 +79,13 @@ export interface DatasetCapabilities {
   readonly instanceLabels: boolean;
   readonly thumbs: boolean;
   readonly coords: boolean;
+  /** Names of the bag views it provides; default: `thumbs` and `coords` as their flags say. */
+  readonly views?: readonly string[];
 }
 
 export const DEFAULT_DATASET_CAPABILITIES: DatasetCapabilities = { instanceLabels: false, thumbs: false, coords: false };
+
+/** The bag views a dataset provides, from its capabilities. */
+export function datasetViews(capabilities: DatasetCapabilities): string[] {
+  return [...new Set([...(capabilities.thumbs ? ['thumbs'] : []), ...(capabilities.coords ? ['coords'] : []), ...(capabilities.views ?? [])])];
+}

@@ -4,22 +4,36 @@ import type { Module } from '../../core/nn/module.js';
 import type { Rng } from '../../core/runtime/random.js';
 import type { Logger } from '../../core/logger.js';
 
+/**
+ * Well-known bag views (per-instance tensors beside the features). Datasets declare the views they provide
+ * (capability `views`), plugins and strategies the views they need (capability `needsViews`); the engine builds
+ * only the views some part of the run needs. Rows of every view are in the feature row order.
+ *  - `coords`   [N, 2] patch coordinates (level-0 pixels)
+ *  - `thumbs`   [N, 16, 16, 3] low-resolution thumbnails scaled to [0, 1] (HDMIL's LIPN)
+ *  - `keepMask` [N, K] 0/1 per-branch selection from a pre-screener (HDMIL, docs/methods/hdmil.md#inference-modes): branch k pools only rows
+ *    marked 1, with no further gating. Set by the engine's screened pass; read by aggregators with capability
+ *    `branchKeepMask`, others never see it.
+ */
+export const BAG_VIEWS = { coords: 'coords', thumbs: 'thumbs', keepMask: 'keepMask' } as const;
+
 /** One slide as tensors. Rows of every per-instance tensor are in the same order. */
 export interface Bag {
   readonly slideId: string;
   /** [N, D] patch features. */
   readonly features: tf.Tensor2D;
-  /** [N, 2] patch coordinates (level-0 pixels), when the data has them. */
-  readonly coords?: tf.Tensor2D;
-  /** [N, 16, 16, 3] low-resolution thumbnails scaled to [0, 1], when the data has them (HDMIL's LIPN). */
-  readonly thumbs?: tf.Tensor4D;
   /** Slide label, given in training only (CLAM's instance loss needs it); never read at eval. */
   readonly label?: number;
   /**
-   * [N, K] 0/1 per-branch selection from a pre-screener (HDMIL, docs/methods/hdmil.md#inference-modes): branch k pools only rows marked 1,
-   * with no further gating. Read by aggregators with capability `branchKeepMask`; others never see it.
+   * Named per-instance views (see BAG_VIEWS); only the views the run needs are present. The engine always sets
+   * it; hand-built bags (tests, benchmarks) may leave it out, meaning no views.
    */
-  readonly keepMask?: tf.Tensor2D;
+  readonly views?: Readonly<Record<string, tf.Tensor>>;
+}
+
+/** A view of the bag as a rank-2 tensor, or undefined (coords, keepMask). */
+export function bagView2d(bag: Bag, name: string): tf.Tensor2D | undefined {
+  const view = bag.views?.[name];
+  return view !== undefined && view.rank === 2 ? (view as tf.Tensor2D) : undefined;
 }
 
 /** Per-call state of a forward pass. */
@@ -84,6 +98,24 @@ export interface Aggregator extends Module {
    * pinned Nyström alignment. Documentation for users and the contract test's gradient check; nothing else reads it.
    */
   readonly inertParameters?: readonly string[];
+  /**
+   * The forward pass split at the projected instance sequence (capability `parts`). `pool(project(bag))` must
+   * equal `forward(bag)`; a strategy may change the rows of h in between (mask instances, insert tokens),
+   * e.g. MHIM-MIL masks the projected sequence, its v2 inserts tokens before pooling.
+   */
+  readonly parts?: AggregatorParts;
+}
+
+/**
+ * An aggregator's forward in two halves (capability `parts`). How to add it to an aggregator: split `forward`
+ * at the first per-instance representation every later step reads (ABMIL: h after the projection) and expose
+ * both halves; see docs/stages.md.
+ */
+export interface AggregatorParts {
+  /** [N, D] features (and views) → [N, E'] projected instances h. */
+  project(bag: Bag, io: ForwardIO): tf.Tensor2D;
+  /** [M, E'] projected rows (any M: masked or with inserted tokens) → the aggregator output of the bag. */
+  pool(h: tf.Tensor2D, bag: Bag, io: ForwardIO): AggregatorOutput;
 }
 
 /** Maps milkit state-dict keys to the original implementation's (checkpoint exchange, `milkit weights`). */
@@ -139,14 +171,14 @@ export interface AggregatorCapabilities {
   readonly ownsClassifier: boolean;
   /** Names of the `extras` it can produce, so loss requirements are checked before training. */
   readonly provides: readonly string[];
-  /** Needs `bag.coords`. */
-  readonly needsCoords: boolean;
-  /** Needs `bag.thumbs`. */
-  readonly needsThumbs: boolean;
+  /** Bag views it reads (`coords`, `thumbs`, ...; see BAG_VIEWS); checked against the dataset's before training. */
+  readonly needsViews: readonly string[];
   /** Implements `gateLogits` (its per-branch instance gates can supervise a trainable pre-screener). */
   readonly gateLogits: boolean;
-  /** Honours `bag.keepMask` per branch; without it a pre-screener's union selection is applied by slicing. */
+  /** Honours the `keepMask` view per branch; without it a pre-screener's union selection is applied by slicing. */
   readonly branchKeepMask: boolean;
+  /** Implements `parts` (projection and pooling as separate calls), so a training strategy can act in between. */
+  readonly parts: boolean;
 }
 
 export const DEFAULT_AGGREGATOR_CAPABILITIES: AggregatorCapabilities = {
@@ -154,8 +186,8 @@ export const DEFAULT_AGGREGATOR_CAPABILITIES: AggregatorCapabilities = {
   permutationInvariant: true,
   ownsClassifier: false,
   provides: [],
-  needsCoords: false,
-  needsThumbs: false,
+  needsViews: [],
   gateLogits: false,
   branchKeepMask: false,
+  parts: false,
 };

@@ -30,6 +30,11 @@ export interface Tracker {
    */
   logArtifact(runId: string, localPath: string, artifactPath?: string): Promise<void>;
   endRun(runId: string, status: Exclude<RunStatus, 'RUNNING'>): Promise<void>;
+  /**
+   * Optional: marks an existing run RUNNING again (end time cleared), when a resumed run continues logging into
+   * it (`--resume` reuses a fold's and its stages' runs instead of creating new ones).
+   */
+  reopenRun?(runId: string): Promise<void>;
   /** Waits for buffered writes; called before the process exits. */
   flush(): Promise<void>;
   /**

@@ -113,7 +113,7 @@ describe('config hash policy', () => {
       ['+model.losses.extra={name: cross-entropy}'],
       ['~model.losses.ce', '+model.losses.main={name: cross-entropy}'],
       ['train.optimizer.lr=0.001'],
-      ['prescreenerTrain.epochs=10'],
+      ['stages=[{name: main}, {name: tune, train: {epochs: 2}}]'],
       ['runtime.backend=cpu'],
     ];
     const hashes = await Promise.all(variants.map(async (overrides) => (await load(overrides)).configHash));

@@ -268,7 +268,7 @@ describe('loadExperiment: error messages', () => {
 
   it('rejects an unknown experiment key, naming the allowed ones', async () => {
     await expect(load({ 'experiments/x.yaml': `${X}trian: {epochs: 2}\n` })).rejects.toThrow(
-      'trian: unknown key (got {"epochs":2}). Allowed: name, seed, plugins, data, model, train, prescreenerTrain, split, eval, tracking, runtime, output. Did you mean "train"? (experiments/x.yaml)',
+      'trian: unknown key (got {"epochs":2}). Allowed: name, seed, plugins, data, model, train, stages, prescreenerTrain, split, eval, tracking, runtime, output. Did you mean "train"? (experiments/x.yaml)',
     );
   });
 

@@ -36,17 +36,17 @@ function fakeSource(bags: Record<string, BagData | Error>, slides: SlideRecord[]
 describe('core/data/bags', () => {
   it('builds [N, D] features, [N, 2] coords and [0, 1] thumbnails', () => {
     const thumbs = new Uint8Array(2 * 16 * 16 * 3).fill(51);
-    const t = bagToTensors(bag('s', 2, 3, { thumbs }), { withThumbs: true, label: 1 });
+    const t = bagToTensors(bag('s', 2, 3, { thumbs }), { views: ['coords', 'thumbs'], label: 1 });
     expect(t.features.shape).toEqual([2, 3]);
     expect(Array.from(t.features.dataSync())).toEqual([0, 1, 2, 3, 4, 5]);
-    expect(Array.from(t.coords?.dataSync() ?? [])).toEqual([0, 10, 20, 30]);
-    expect(t.thumbs?.shape).toEqual([2, 16, 16, 3]);
-    expect(t.thumbs?.dataSync()[0]).toBeCloseTo(0.2, 6);
+    expect(Array.from(t.views?.coords?.dataSync() ?? [])).toEqual([0, 10, 20, 30]);
+    expect(t.views?.thumbs?.shape).toEqual([2, 16, 16, 3]);
+    expect(t.views?.thumbs?.dataSync()[0]).toBeCloseTo(0.2, 6);
     expect(t.label).toBe(1);
-    tf.dispose([t.features, t.coords, t.thumbs] as tf.Tensor[]);
-    const noThumbs = bagToTensors(bag('s', 2, 3, { thumbs }));
-    expect(noThumbs.thumbs).toBeUndefined();
-    tf.dispose([noThumbs.features, noThumbs.coords] as tf.Tensor[]);
+    tf.dispose([t.features, t.views?.coords, t.views?.thumbs] as tf.Tensor[]);
+    const noThumbs = bagToTensors(bag('s', 2, 3, { thumbs }), { views: ['coords'] });
+    expect(noThumbs.views?.thumbs).toBeUndefined();
+    tf.dispose([noThumbs.features, noThumbs.views?.coords] as tf.Tensor[]);
   });
 
   it('caps instances with a fresh random subset per call, rows kept aligned and in order', () => {
@@ -55,9 +55,9 @@ describe('core/data/bags', () => {
     const before = tf.memory().numTensors;
     const picks: number[][] = [];
     for (let call = 0; call < 3; call += 1) {
-      const t = bagToTensors(data, { maxInstances: 7, rng });
+      const t = bagToTensors(data, { maxInstances: 7, rng, views: ['coords'] });
       const f = Array.from(t.features.dataSync());
-      const c = Array.from(t.coords?.dataSync() ?? []);
+      const c = Array.from(t.views?.coords?.dataSync() ?? []);
       const rows = Array.from({ length: 7 }, (_, i) => (f[2 * i] as number) / 2);
       expect(t.features.shape).toEqual([7, 2]);
       expect([...rows].sort((a, b) => a - b)).toEqual(rows);
@@ -66,14 +66,14 @@ describe('core/data/bags', () => {
         expect(c[2 * i]).toBe(20 * r);
       });
       picks.push(rows);
-      tf.dispose([t.features, t.coords] as tf.Tensor[]);
+      tf.dispose([t.features, t.views?.coords] as tf.Tensor[]);
     }
     expect(tf.memory().numTensors).toBe(before);
     expect(new Set(picks.map((p) => p.join(','))).size).toBe(3);
     // A bag within the cap is passed whole.
     const whole = bagToTensors(bag('s', 5, 2), { maxInstances: 7, rng });
     expect(whole.features.shape).toEqual([5, 2]);
-    tf.dispose([whole.features, whole.coords] as tf.Tensor[]);
+    tf.dispose([whole.features, whole.views?.coords] as tf.Tensor[]);
   });
 
   it('draws every instance equally often under the cap', () => {

@@ -70,7 +70,7 @@ describe('preflight', () => {
     const lines = error.message.split('\n');
     expect(lines[0]).toBe('4 problems in experiments/quickstart.yaml:');
     expect(lines[1]).toMatch(/^ {2}- model\.losses\.inst, model\.aggregator: /);
-    expect(lines[2]).toMatch(/^ {2}- model\.prescreener, model\.aggregator: pre-screener "lipn" .* \(capability gateLogits\)/);
+    expect(lines[2]).toMatch(/^ {2}- model\.prescreener: pre-screener "lipn" is trainable, but no stage trains it/);
     expect(lines[3]).toMatch(/^ {2}- train\.earlyStopping\.monitor, eval\.metrics: watches "val\/f1", but "f1" is not among/);
     expect(lines[4]).toMatch(/^ {2}- split\.folds: split\.mode kfold needs 2 ≤ folds ≤ number of cases \(16\); got 40\./);
   });
@@ -86,7 +86,7 @@ describe('preflight', () => {
     }) as unknown as AnyPluginDefinition, 'test');
     registry.register(definePlugin({
       kind: 'aggregator', name: 'acme:spatial-pool', summary: 'reads coordinates', options: z.strictObject({}),
-      capabilities: { needsCoords: true },
+      capabilities: { needsViews: ['coords'] },
       create: () => { throw new Error('not built by preflight'); },
     }) as unknown as AnyPluginDefinition, 'test');
     const load = (overrides: string[]) => loadExperiment(QUICKSTART, ['~data.dataset', '+data.dataset={name: acme:plain-bags}', ...overrides], { registry, cwd, env: {}, project: {} });
@@ -101,10 +101,11 @@ describe('preflight', () => {
     };
     expect(await check([])).toBe('passed');
     expect(await check(['model/aggregator=acme:spatial-pool'])).toBe(
-      'model.aggregator, data.dataset: aggregator "acme:spatial-pool" reads instance coordinates (bag.coords), but dataset "acme:plain-bags" declares it has none. Use a dataset with patch coordinates, or another aggregator. (x)',
+      'stages[0].views: the stage reads bag view(s) "coords", but dataset "acme:plain-bags" provides none. Use a dataset that provides them (capability views / thumbs / coords), or drop the plugin or stage that needs them. (x)',
     );
-    expect(await check(['model/aggregator=dmin', '+model/prescreener=lipn'])).toBe(
-      'model.prescreener, data.dataset: pre-screener "lipn" reads instance thumbnails (bag.thumbs), but dataset "acme:plain-bags" declares it has none. Use a dataset with thumbnails, or set model/prescreener=none. (x)',
+    // A pre-screener trained by a stage reads thumbnails, which this dataset lacks.
+    expect(await check(['model/aggregator=dmin', '+model/prescreener=lipn', 'stages=[{name: main}, {name: lipn, trains: [prescreener], strategy: {name: gate-distillation}}]'])).toBe(
+      'stages[1].views: the stage reads bag view(s) "thumbs", but dataset "acme:plain-bags" provides none. Use a dataset that provides them (capability views / thumbs / coords), or drop the plugin or stage that needs them. (x)',
     );
   });
 

@@ -155,11 +155,11 @@ describe('aggregator/dmin', () => {
     it('eval forward with a pre-screener mask (one class empty → CKA(0)) within 1e-4', async () => {
       const fx = (await readFixture<DminFixture>('hdmil-dmin.json'))[which];
       const model = buildFromCase(fx);
-      const bag = bagOf(fx, { keepMask: tf.tensor2d(fx.evalKeep.mask, [fx.n, fx.numClasses]) });
+      const bag = bagOf(fx, { views: { keepMask: tf.tensor2d(fx.evalKeep.mask, [fx.n, fx.numClasses]) } });
       const out = model.forward(bag, { training: false, rng: new Rng(0) });
       expectClose(out.logits?.dataSync() ?? [], fx.evalKeep.logits, 1e-4, 1e-4, 'logits');
       expectClose(out.instanceScores?.dataSync() ?? [], fx.evalKeep.attention, 1e-4, 1e-4, 'attention');
-      tf.dispose([bag.features, bag.keepMask as tf.Tensor, out as unknown as tf.Tensor[]]);
+      tf.dispose([bag.features, bag.views?.keepMask as tf.Tensor, out as unknown as tf.Tensor[]]);
       model.dispose();
     });
 
@@ -317,7 +317,7 @@ describe('aggregator/dmin', () => {
     it('gives an empty eval class the zero embedding, so its logit is CKA(0)', async () => {
       const fx = (await readFixture<DminFixture>('hdmil-dmin.json')).binary;
       const model = buildFromCase(fx);
-      const bag = bagOf(fx, { keepMask: tf.zeros([fx.n, 2]) as tf.Tensor2D });
+      const bag = bagOf(fx, { views: { keepMask: tf.zeros([fx.n, 2]) as tf.Tensor2D } });
       const out = model.forward(bag, { training: false, rng: new Rng(0) });
       expect(Array.from(out.embedding.dataSync()).every((v) => v === 0)).toBe(true);
       const zero = tf.zeros([1, fx.hiddenDim]) as tf.Tensor2D;
@@ -326,7 +326,7 @@ describe('aggregator/dmin', () => {
         return classifier.forward(zero, { training: false, rng: new Rng(0) }).dataSync()[0] as number;
       });
       expectClose(out.logits?.dataSync() ?? [], ckaZero, 1e-6, 1e-5, 'CKA(0)');
-      tf.dispose([bag.features, bag.keepMask as tf.Tensor, zero, out as unknown as tf.Tensor[]]);
+      tf.dispose([bag.features, bag.views?.keepMask as tf.Tensor, zero, out as unknown as tf.Tensor[]]);
       model.dispose();
     });
 
