@@ -3,9 +3,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import writeFileAtomic from 'write-file-atomic';
 import { ConfigError } from '../../errors.js';
-import { experimentJsonSchema, findProjectSettings } from '../../config/index.js';
 import type { CliApp } from '../app.js';
 
 const EDITOR_HELP = `
@@ -27,6 +25,8 @@ export function register(program: Command, app: CliApp): void {
       if (!['auto', 'complete', 'partial'].includes(flags.variant)) {
         throw new ConfigError('bad-option', `--variant: expected auto, complete or partial, got "${flags.variant}".`);
       }
+      // Loaded here, not at the top: the config modules pull in zod, which `milkit --help` must not pay.
+      const { experimentJsonSchema, findProjectSettings } = await import('../../config/index.js');
       const registry = app.createRegistry();
       const project = await findProjectSettings(app.cwd);
       if (project?.plugins?.length) await registry.loadUserPlugins(project.plugins, path.dirname(project.file ?? app.cwd));
@@ -38,6 +38,7 @@ export function register(program: Command, app: CliApp): void {
       }
       const target = path.resolve(app.cwd, flags.out);
       await mkdir(path.dirname(target), { recursive: true });
+      const { default: writeFileAtomic } = await import('write-file-atomic');
       await writeFileAtomic(target, text);
       app.io.err(`wrote ${flags.out}; add "# yaml-language-server: $schema=<path to it from the YAML>" at the top of experiment files.`);
     });
