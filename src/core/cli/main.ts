@@ -9,7 +9,7 @@ import { MilkitError, renderError } from '../errors.js';
 import { consoleLogger } from '../logger.js';
 import type { Services } from '../services.js';
 import type { PluginManifest } from '../../registry/registry.js';
-import { createApp, type CliIo, type RegisterCommand } from './app.js';
+import { createApp, loadActionCode, type CliIo, type RegisterCommand } from './app.js';
 
 export interface MainOptions {
   readonly manifest: PluginManifest;
@@ -58,9 +58,11 @@ export async function buildProgram(options: MainOptions): Promise<Command> {
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
     // Runs before the action of any (sub)command, after commander has parsed and validated its arguments.
-    .hook('preAction', async () => {
+    .hook('preAction', async (_program, command) => {
       if (services) return;
-      const { createServices } = await import('../services.js');
+      const names: string[] = [];
+      for (let at: Command | null = command; at?.parent; at = at.parent) names.unshift(at.name());
+      const { createServices } = await loadActionCode(names.join(' '), () => import('../services.js'));
       services = createServices({ manifest: options.manifest, logger }, options.services);
     });
   // .ts when running the sources (tests, `npm run dev`), .js when running the build in dist/.

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import type { BagSource } from '../../../registry/contracts/data.js';
-import type { CliApp } from '../app.js';
+import { loadActionCode, type CliApp } from '../app.js';
 
 interface ExportFlags {
   readonly out: string;
@@ -22,7 +22,7 @@ interface ExportFlags {
 
 /** `key=value` pairs → an options object; values are YAML scalars or flow lists (`instances=[50,100]`). */
 export async function parseOptionPairs(pairs: readonly string[]): Promise<Record<string, unknown>> {
-  const { parse: parseYaml } = await import('yaml');
+  const { parse: parseYaml } = await loadActionCode('data', () => import('yaml'));
   const options: Record<string, unknown> = {};
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
@@ -72,7 +72,7 @@ export function register(program: Command, app: CliApp): void {
       const source: BagSource = await registry.create(resolved, { seed, logger: app.logger, baseDir: app.cwd });
       try {
         const outDir = path.resolve(app.cwd, flags.out);
-        const { exportDataset } = await import('../../data/export.js');
+        const { exportDataset } = await loadActionCode('data export', () => import('../../data/export.js'));
         const result = await exportDataset(source, outDir, { logger: app.logger, thumbs: flags.thumbs });
         app.io.out(`wrote ${result.slides} slides: ${path.relative(app.cwd, result.featuresDir) || '.'}/<slide_id>.h5 and ${path.relative(app.cwd, result.slideTable)}`);
         app.io.out(`read them back with  data.dataset: { name: features-h5, slideTable: ${path.relative(app.cwd, result.slideTable)}, featuresDir: ${path.relative(app.cwd, result.featuresDir)} }`);
@@ -96,7 +96,7 @@ export function register(program: Command, app: CliApp): void {
     .action(async (flags: SlidesFlags) => {
       if (!['svs', 'tiff', 'both'].includes(flags.format)) throw new ConfigError('bad-option', `--format: expected svs, tiff or both, got "${flags.format}".`);
       const outDir = path.resolve(app.cwd, flags.out);
-      const { writeSyntheticSlides } = await import('../../slides/synthetic-slides.js');
+      const { writeSyntheticSlides } = await loadActionCode('data slides', () => import('../../slides/synthetic-slides.js'));
       const result = await writeSyntheticSlides({
         outDir,
         slides: numberFlag('slides', flags.slides, 1, 100000, true),
@@ -126,7 +126,7 @@ export function register(program: Command, app: CliApp): void {
       const ctx = { logger: app.logger };
       const opener = await registry.create(await registry.resolve('slide-reader', { name: flags.reader }, { key: 'reader' }), ctx);
       const detector = await registry.create(await registry.resolve('tissue-detector', { name: flags.detector, ...(await parseOptionPairs(flags.set)) }, { key: 'detector' }), ctx);
-      const [{ tissuePreview }, { default: sharp }] = await Promise.all([import('../../slides/tissue.js'), import('sharp')]);
+      const [{ tissuePreview }, { default: sharp }] = await loadActionCode('data tissue', () => Promise.all([import('../../slides/tissue.js'), import('sharp')]));
       const outDir = path.resolve(app.cwd, flags.out);
       await mkdir(outDir, { recursive: true });
       for (const slide of slides) {

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { TrackingError } from '../../errors.js';
 import type { SyncReport } from '../../tracking/sync.js';
-import type { CliApp } from '../app.js';
+import { loadActionCode, type CliApp } from '../app.js';
 
 // The tracking modules load inside the actions, not at the top: they pull in axios, zod and the file store,
 // which `milkit --help` must not pay (BENCHMARKS.md "coldstart").
@@ -16,7 +16,7 @@ const positiveInt = (name: string) => (value: string): number => {
 };
 
 async function renderReport(report: SyncReport): Promise<string> {
-  const { renderTable } = await import('../../tracking/runs-query.js');
+  const { renderTable } = await loadActionCode('mlflow sync', () => import('../../tracking/runs-query.js'));
   const rows = report.runs.map((r) => [
     r.localRunId.slice(0, 8),
     `${r.experiment}/${r.runName}`,
@@ -45,7 +45,7 @@ export function register(program: Command, app: CliApp): void {
     .option('--retries <n>', 'retries on network errors, 429 and 5xx', positiveInt('retries'), 5)
     .option('--json', 'machine-readable report')
     .action(async (opts: { to?: string; mlruns?: string; experiment: string[]; force?: boolean; dryRun?: boolean; skipArtifacts?: boolean; timeoutMs: number; retries: number; json?: boolean }) => {
-      const [{ localStoreRoot, restEnvOptions }, { syncStore }] = await Promise.all([import('../../tracking/create-tracker.js'), import('../../tracking/sync.js')]);
+      const [{ localStoreRoot, restEnvOptions }, { syncStore }] = await loadActionCode('mlflow sync', () => Promise.all([import('../../tracking/create-tracker.js'), import('../../tracking/sync.js')]));
       const root = localStoreRoot(app.cwd, app.env, opts.mlruns);
       const report = await syncStore({
         root,
@@ -84,11 +84,11 @@ export function register(program: Command, app: CliApp): void {
       if (!uri || !/^https?:\/\//i.test(uri)) {
         throw new TrackingError('no-server-uri', 'no http(s) tracking server given.', { hint: 'Pass --uri http://host:5000 or set MLFLOW_TRACKING_URI.' });
       }
-      const [{ restEnvOptions }, { MlflowRestClient }, { stripUrlCredentials }] = await Promise.all([
+      const [{ restEnvOptions }, { MlflowRestClient }, { stripUrlCredentials }] = await loadActionCode('mlflow ping', () => Promise.all([
         import('../../tracking/create-tracker.js'),
         import('../../tracking/rest-client.js'),
         import('../../tracking/system-tags.js'),
-      ]);
+      ]));
       const client = new MlflowRestClient({ uri, ...restEnvOptions(app.env), retries: 0, logger: app.logger });
       const version = await client.version();
       // An authenticated API call: health and version are open even when auth is on.

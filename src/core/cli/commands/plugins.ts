@@ -8,7 +8,7 @@ import { PluginError } from '../../errors.js';
 import { suggest } from '../../util/suggest.js';
 import { isPluginKind, PLUGIN_KINDS, type PluginKind } from '../../../registry/kinds.js';
 import type { PluginDescription, Registry } from '../../../registry/registry.js';
-import type { CliApp } from '../app.js';
+import { loadActionCode, type CliApp } from '../app.js';
 
 interface SourceFlags {
   readonly config?: string;
@@ -55,7 +55,7 @@ function requireKind(text: string): PluginKind {
  */
 async function registryWithUserPlugins(app: CliApp, flags: SourceFlags): Promise<Registry> {
   // Loaded here, not at the top: the config modules pull in zod and cosmiconfig, which `milkit --help` must not pay.
-  const [{ composeExperiment, findProjectSettings }, { isPathSpec }] = await Promise.all([import('../../config/index.js'), import('../../config/project.js')]);
+  const [{ composeExperiment, findProjectSettings }, { isPathSpec }] = await loadActionCode('plugins', () => Promise.all([import('../../config/index.js'), import('../../config/project.js')]));
   const registry = app.createRegistry();
   const project = (await findProjectSettings(app.cwd)) ?? {};
   if (flags.config === undefined) {

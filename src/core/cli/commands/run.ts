@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import type { ResolvedExperiment } from '../../config/index.js';
-import type { CliApp } from '../app.js';
+import { loadActionCode, type CliApp } from '../app.js';
 
 interface RunFlags {
   readonly cfg?: boolean;
@@ -22,13 +22,13 @@ function parseFolds(text: string | undefined): number[] | undefined {
 
 async function execute(app: CliApp, file: string, overrides: string[], flags: RunFlags, requireFolds: boolean): Promise<void> {
   // Loaded here, not at the top: config and engine pull in zod and tfjs, which `milkit --help` must not pay.
-  const [{ loadExperiment }, { experimentOutDir, runExperiment }, { preflight, trackingFolders }, { renderRunReport }, { epochProgress }] = await Promise.all([
+  const [{ loadExperiment }, { experimentOutDir, runExperiment }, { preflight, trackingFolders }, { renderRunReport }, { epochProgress }] = await loadActionCode(requireFolds ? 'cv' : 'run', () => Promise.all([
     import('../../config/index.js'),
     import('../../engine/run.js'),
     import('../../engine/preflight.js'),
     import('../../engine/report.js'),
     import('../../engine/progress.js'),
-  ]);
+  ]));
   const registry = app.createRegistry();
   const resolved: ResolvedExperiment = await loadExperiment(file, overrides, { registry, cwd: app.cwd, env: app.env });
   if (flags.cfg) {

@@ -6,20 +6,20 @@ import type { Metric } from '../../../registry/contracts/metric.js';
 import type { FoldPredictionSet } from '../../stats/compare.js';
 import { TrackingError } from '../../errors.js';
 import type { RunRow, TableFormat } from '../../tracking/runs-query.js';
-import type { CliApp } from '../app.js';
+import { loadActionCode, type CliApp } from '../app.js';
 
 /**
  * The store readers, queries and statistics the actions use, loaded when an action runs: they pull in axios,
  * zod and the stats code, which `milkit --help` must not pay (BENCHMARKS.md "coldstart").
  */
 async function loadQueries() {
-  const [trackerFactory, restClient, runsQuery, fileStoreReader, statsReport] = await Promise.all([
+  const [trackerFactory, restClient, runsQuery, fileStoreReader, statsReport] = await loadActionCode('runs', () => Promise.all([
     import('../../tracking/create-tracker.js'),
     import('../../tracking/rest-client.js'),
     import('../../tracking/runs-query.js'),
     import('../../tracking/file-store-reader.js'),
     import('../../stats/report.js'),
-  ]);
+  ]));
   return {
     localStoreRoot: trackerFactory.localStoreRoot,
     restEnvOptions: trackerFactory.restEnvOptions,

@@ -4,7 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
-import type { CliApp } from '../app.js';
+import { loadActionCode, type CliApp } from '../app.js';
 
 const EDITOR_HELP = `
 Editor support (VS Code with the YAML extension, or any yaml-language-server client):
@@ -26,7 +26,7 @@ export function register(program: Command, app: CliApp): void {
         throw new ConfigError('bad-option', `--variant: expected auto, complete or partial, got "${flags.variant}".`);
       }
       // Loaded here, not at the top: the config modules pull in zod, which `milkit --help` must not pay.
-      const { experimentJsonSchema, findProjectSettings } = await import('../../config/index.js');
+      const [{ experimentJsonSchema, findProjectSettings }, { default: writeFileAtomic }] = await loadActionCode('schema', () => Promise.all([import('../../config/index.js'), import('write-file-atomic')]));
       const registry = app.createRegistry();
       const project = await findProjectSettings(app.cwd);
       if (project?.plugins?.length) await registry.loadUserPlugins(project.plugins, path.dirname(project.file ?? app.cwd));
@@ -38,7 +38,6 @@ export function register(program: Command, app: CliApp): void {
       }
       const target = path.resolve(app.cwd, flags.out);
       await mkdir(path.dirname(target), { recursive: true });
-      const { default: writeFileAtomic } = await import('write-file-atomic');
       await writeFileAtomic(target, text);
       app.io.err(`wrote ${flags.out}; add "# yaml-language-server: $schema=<path to it from the YAML>" at the top of experiment files.`);
     });

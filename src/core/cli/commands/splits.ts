@@ -3,7 +3,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import type { BagSource } from '../../../registry/contracts/data.js';
-import type { CliApp } from '../app.js';
+import { loadActionCode, type CliApp } from '../app.js';
 
 interface SplitsFlags {
   readonly out?: string;
@@ -22,11 +22,11 @@ export function register(program: Command, app: CliApp): void {
     .option('--json', 'print the folds as JSON instead of the count table')
     .action(async (file: string, overrides: string[], flags: SplitsFlags) => {
       // Loaded here, not at the top: config and data modules pull in zod, which `milkit --help` must not pay.
-      const [{ loadExperiment }, { validateSource }, { describeSplits, makeSplits, writeSplits }] = await Promise.all([
+      const [{ loadExperiment }, { validateSource }, { describeSplits, makeSplits, writeSplits }] = await loadActionCode('splits', () => Promise.all([
         import('../../config/index.js'),
         import('../../data/bags.js'),
         import('../../data/splits.js'),
-      ]);
+      ]));
       const registry = app.createRegistry();
       const resolved = await loadExperiment(file, overrides, { registry, cwd: app.cwd, env: app.env });
       const { config } = resolved;

@@ -13,14 +13,14 @@ import type { Registry } from '../../../registry/registry.js';
 import type { SweepTracking } from '../../engine/sweep/tracking.js';
 import type { ComposeCell, SweepPlan } from '../../engine/sweep/plan.js';
 import type { ExpandArgument, SweepDefinition, SweepFile } from '../../engine/sweep/spec.js';
-import type { CliApp } from '../app.js';
+import { loadActionCode, type CliApp } from '../app.js';
 
 /**
  * What the action needs — config composition, the sweep engine, preflight, progress, yaml — loaded when it
  * runs: these modules pull in zod and tfjs, which `milkit --help` must not pay (BENCHMARKS.md "coldstart").
  */
 async function loadSweepModules() {
-  const [config, preflight, tracking, progress, engine, spec, yaml] = await Promise.all([
+  const [config, preflight, tracking, progress, engine, spec, yaml] = await loadActionCode('sweep', () => Promise.all([
     import('../../config/index.js'),
     import('../../engine/preflight.js'),
     import('../../engine/sweep/tracking.js'),
@@ -28,7 +28,7 @@ async function loadSweepModules() {
     import('../../engine/sweep/engine.js'),
     import('../../engine/sweep/spec.js'),
     import('yaml'),
-  ]);
+  ]));
   return {
     expandSweep: config.expandSweep,
     formatOverride: config.formatOverride,

@@ -10,20 +10,20 @@ import { ConfigError, DataError } from '../../errors.js';
 import type { MilModel } from '../../engine/model.js';
 import { readSafetensors, writeSafetensors, SafetensorsFormatError, type SafetensorsFile, type TensorRecord } from '../../nn/safetensors.js';
 import type { Registry, ResolvedPlugin } from '../../../registry/registry.js';
-import type { CliApp } from '../app.js';
+import { loadActionCode, type CliApp } from '../app.js';
 
 /**
  * The model, checkpoint and config code the actions need, loaded on first use: it pulls in tfjs and zod,
  * which `milkit --help` must not pay (BENCHMARKS.md "coldstart"). The safetensors codec above has no imports.
  */
 async function loadModelModules() {
-  const [model, exporting, config, stateDict, random] = await Promise.all([
+  const [model, exporting, config, stateDict, random] = await loadActionCode('weights', () => Promise.all([
     import('../../engine/model.js'),
     import('../../engine/export.js'),
     import('../../config/index.js'),
     import('../../nn/state-dict.js'),
     import('../../runtime/random.js'),
-  ]);
+  ]));
   return {
     MilModel: model.MilModel,
     assertTorchNaming: exporting.assertTorchNaming,
