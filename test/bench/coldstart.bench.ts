@@ -153,7 +153,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       '',
       '`milkit plugins --brief` still imports every built-in plugin file to read its summary, and the plugin files import tfjs and zod at their top; making it fast needs plugin summaries readable without their implementation (a change to plugins/ and the registry, not to the CLI).',
       '',
-      'Command: `npm run bench -- coldstart` (`BENCH_QUICK=1`: 3 runs per row).',
+      `Command: \`npm run bench -- coldstart\` (\`BENCH_QUICK=1\`: 3 runs per row)${baseline === undefined ? '' : '; the baseline rows come from `MILKIT_COLDSTART_BASELINE=<folder>` (a copy of that commit\'s bin/, dist/ and package.json with a node_modules link) and `MILKIT_COLDSTART_BASELINE_LABEL`'}.`,
     ].join('\n'),
   };
 }
