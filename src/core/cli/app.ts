@@ -1,6 +1,9 @@
 // What every CLI command receives: the process's services (the composition root, src/core/services.ts, built
 // once by main.ts), shortcuts to the ones most commands use, and output streams that tests can capture.
+// The services are built just before a command's action runs, not when commands register: building them loads
+// the plugin registry, zod and the trackers, which `milkit --help` must not pay (BENCHMARKS.md "coldstart").
 import type { Command } from 'commander';
+import { MilkitError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 import type { Registry } from '../../registry/registry.js';
@@ -14,6 +17,7 @@ export interface CliIo {
 }
 
 export interface CliApp {
+  /** Available inside command actions (main.ts builds them in a preAction hook); reading it earlier throws. */
   readonly services: Services;
   readonly logger: Logger;
   readonly io: CliIo;
@@ -26,6 +30,29 @@ export interface CliApp {
 /** A command module in src/core/cli/commands/ exports `register`. */
 export type RegisterCommand = (program: Command, app: CliApp) => void;
 
-export function createApp(services: Services, io: CliIo, cwd: string, env: Readonly<Record<string, string | undefined>>): CliApp {
-  return { services, logger: services.logger, io, cwd, env, createRegistry: () => services.createRegistry() };
+/**
+ * Loads the code a command's action needs (`import()` inside the action, so registering the command stays cheap).
+ * A module that fails to load is a broken install or a bug, reported as it was when command modules imported
+ * that code at their top: the command failed to load (main.ts).
+ */
+export async function loadActionCode<T>(command: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (cause) {
+    throw new MilkitError('command-unavailable', `the "${command}" command failed to load.`, { hint: 'This is a bug in milkit; run with --debug for details.', cause });
+  }
+}
+
+/** `services` is called on every read of `app.services`; main.ts passes one that returns the built services. */
+export function createApp(services: () => Services, logger: Logger, io: CliIo, cwd: string, env: Readonly<Record<string, string | undefined>>): CliApp {
+  return {
+    get services() {
+      return services();
+    },
+    logger,
+    io,
+    cwd,
+    env,
+    createRegistry: () => services().createRegistry(),
+  };
 }

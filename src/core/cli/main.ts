@@ -7,9 +7,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { MilkitError, renderError } from '../errors.js';
 import { consoleLogger } from '../logger.js';
-import { createServices, type Services } from '../services.js';
+import type { Services } from '../services.js';
 import type { PluginManifest } from '../../registry/registry.js';
-import { createApp, type CliIo, type RegisterCommand } from './app.js';
+import { createApp, loadActionCode, type CliIo, type RegisterCommand } from './app.js';
 
 export interface MainOptions {
   readonly manifest: PluginManifest;
@@ -37,16 +37,34 @@ export async function buildProgram(options: MainOptions): Promise<Command> {
   const io = options.io ?? processIo;
   const debug = process.argv.includes('--debug');
   const logger = consoleLogger(debug ? 'debug' : 'info', (line) => io.err(line));
-  // The composition root: every service of this process is wired here, once.
-  const services = createServices({ manifest: options.manifest, logger }, options.services);
-  const app = createApp(services, io, options.cwd ?? process.cwd(), options.env ?? process.env);
+  // The composition root: every service of this process is wired here, once — in the preAction hook below, so
+  // that `--help` and usage errors never load the registry, zod and the trackers (BENCHMARKS.md "coldstart").
+  let services: Services | undefined;
+  const app = createApp(
+    () => {
+      if (!services) throw new Error('app.services was read before a command action started (read it inside the action, not at registration).');
+      return services;
+    },
+    logger,
+    io,
+    options.cwd ?? process.cwd(),
+    options.env ?? process.env,
+  );
   const program = new Command('milkit')
     .description('Multiple-instance learning experiments on whole-slide images: typed configs, plugins, CV, sweeps, MLflow.')
     .version(packageVersion(), '-V, --version', 'print the milkit version')
     .option('--debug', 'print stack traces and debug logs')
     .showHelpAfterError()
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
+    // Runs before the action of any (sub)command, after commander has parsed and validated its arguments.
+    .hook('preAction', async (_program, command) => {
+      if (services) return;
+      const names: string[] = [];
+      for (let at: Command | null = command; at?.parent; at = at.parent) names.unshift(at.name());
+      const { createServices } = await loadActionCode(names.join(' '), () => import('../services.js'));
+      services = createServices({ manifest: options.manifest, logger }, options.services);
+    });
   // .ts when running the sources (tests, `npm run dev`), .js when running the build in dist/.
   const here = dirname(fileURLToPath(import.meta.url));
   const files = readdirSync(join(here, 'commands')).filter((f) => /^[a-z][a-z0-9-]*\.(ts|js)$/.test(f)).sort();

@@ -3,17 +3,15 @@
 // `milkit data slides --out DIR`: write synthetic whole-slide images (pyramidal TIFF / Aperio .svs) with
 // ground-truth tissue and tumour masks and a slide table, for the slide-reading path (docs/slides.md).
 // `milkit data tissue SLIDE... --out DIR`: tissue segmentation per slide as GeoJSON + a PNG preview.
+//
+// What the actions need (yaml, sharp, h5 writing, the slide code) loads inside them, not at the top, so that
+// `milkit --help` does not pay for it (BENCHMARKS.md "coldstart").
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../errors.js';
-import { exportDataset } from '../../data/export.js';
-import { mkdir, writeFile } from 'node:fs/promises';
-import sharp from 'sharp';
-import { writeSyntheticSlides } from '../../slides/synthetic-slides.js';
-import { tissuePreview } from '../../slides/tissue.js';
 import type { BagSource } from '../../../registry/contracts/data.js';
-import type { CliApp } from '../app.js';
+import { loadActionCode, type CliApp } from '../app.js';
 
 interface ExportFlags {
   readonly out: string;
@@ -23,7 +21,8 @@ interface ExportFlags {
 }
 
 /** `key=value` pairs → an options object; values are YAML scalars or flow lists (`instances=[50,100]`). */
-export function parseOptionPairs(pairs: readonly string[]): Record<string, unknown> {
+export async function parseOptionPairs(pairs: readonly string[]): Promise<Record<string, unknown>> {
+  const { parse: parseYaml } = await loadActionCode('data', () => import('yaml'));
   const options: Record<string, unknown> = {};
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
@@ -69,10 +68,11 @@ export function register(program: Command, app: CliApp): void {
       const seed = Number(flags.seed);
       if (!Number.isInteger(seed) || seed < 0) throw new ConfigError('bad-option', `--seed: expected a non-negative integer, got "${flags.seed}".`);
       const registry = app.createRegistry();
-      const resolved = await registry.resolve('dataset', { name, ...parseOptionPairs(flags.set) }, { key: 'dataset' });
+      const resolved = await registry.resolve('dataset', { name, ...(await parseOptionPairs(flags.set)) }, { key: 'dataset' });
       const source: BagSource = await registry.create(resolved, { seed, logger: app.logger, baseDir: app.cwd });
       try {
         const outDir = path.resolve(app.cwd, flags.out);
+        const { exportDataset } = await loadActionCode('data export', () => import('../../data/export.js'));
         const result = await exportDataset(source, outDir, { logger: app.logger, thumbs: flags.thumbs });
         app.io.out(`wrote ${result.slides} slides: ${path.relative(app.cwd, result.featuresDir) || '.'}/<slide_id>.h5 and ${path.relative(app.cwd, result.slideTable)}`);
         app.io.out(`read them back with  data.dataset: { name: features-h5, slideTable: ${path.relative(app.cwd, result.slideTable)}, featuresDir: ${path.relative(app.cwd, result.featuresDir)} }`);
@@ -96,6 +96,7 @@ export function register(program: Command, app: CliApp): void {
     .action(async (flags: SlidesFlags) => {
       if (!['svs', 'tiff', 'both'].includes(flags.format)) throw new ConfigError('bad-option', `--format: expected svs, tiff or both, got "${flags.format}".`);
       const outDir = path.resolve(app.cwd, flags.out);
+      const { writeSyntheticSlides } = await loadActionCode('data slides', () => import('../../slides/synthetic-slides.js'));
       const result = await writeSyntheticSlides({
         outDir,
         slides: numberFlag('slides', flags.slides, 1, 100000, true),
@@ -124,7 +125,8 @@ export function register(program: Command, app: CliApp): void {
       const registry = app.createRegistry();
       const ctx = { logger: app.logger };
       const opener = await registry.create(await registry.resolve('slide-reader', { name: flags.reader }, { key: 'reader' }), ctx);
-      const detector = await registry.create(await registry.resolve('tissue-detector', { name: flags.detector, ...parseOptionPairs(flags.set) }, { key: 'detector' }), ctx);
+      const detector = await registry.create(await registry.resolve('tissue-detector', { name: flags.detector, ...(await parseOptionPairs(flags.set)) }, { key: 'detector' }), ctx);
+      const [{ tissuePreview }, { default: sharp }] = await loadActionCode('data tissue', () => Promise.all([import('../../slides/tissue.js'), import('sharp')]));
       const outDir = path.resolve(app.cwd, flags.out);
       await mkdir(outDir, { recursive: true });
       for (const slide of slides) {

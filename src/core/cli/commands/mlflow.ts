@@ -2,12 +2,11 @@
 // `milkit mlflow ping [--uri URI]` checks that a URI is an MLflow server and the credentials work.
 import type { Command } from 'commander';
 import { TrackingError } from '../../errors.js';
-import { localStoreRoot, restEnvOptions } from '../../tracking/create-tracker.js';
-import { MlflowRestClient } from '../../tracking/rest-client.js';
-import { renderTable } from '../../tracking/runs-query.js';
-import { syncStore, type SyncReport } from '../../tracking/sync.js';
-import { stripUrlCredentials } from '../../tracking/system-tags.js';
-import type { CliApp } from '../app.js';
+import type { SyncReport } from '../../tracking/sync.js';
+import { loadActionCode, type CliApp } from '../app.js';
+
+// The tracking modules load inside the actions, not at the top: they pull in axios, zod and the file store,
+// which `milkit --help` must not pay (BENCHMARKS.md "coldstart").
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 const positiveInt = (name: string) => (value: string): number => {
@@ -16,7 +15,8 @@ const positiveInt = (name: string) => (value: string): number => {
   return n;
 };
 
-function renderReport(report: SyncReport): string {
+async function renderReport(report: SyncReport): Promise<string> {
+  const { renderTable } = await loadActionCode('mlflow sync', () => import('../../tracking/runs-query.js'));
   const rows = report.runs.map((r) => [
     r.localRunId.slice(0, 8),
     `${r.experiment}/${r.runName}`,
@@ -45,6 +45,7 @@ export function register(program: Command, app: CliApp): void {
     .option('--retries <n>', 'retries on network errors, 429 and 5xx', positiveInt('retries'), 5)
     .option('--json', 'machine-readable report')
     .action(async (opts: { to?: string; mlruns?: string; experiment: string[]; force?: boolean; dryRun?: boolean; skipArtifacts?: boolean; timeoutMs: number; retries: number; json?: boolean }) => {
+      const [{ localStoreRoot, restEnvOptions }, { syncStore }] = await loadActionCode('mlflow sync', () => Promise.all([import('../../tracking/create-tracker.js'), import('../../tracking/sync.js')]));
       const root = localStoreRoot(app.cwd, app.env, opts.mlruns);
       const report = await syncStore({
         root,
@@ -60,7 +61,7 @@ export function register(program: Command, app: CliApp): void {
       if (opts.json) app.io.out(JSON.stringify(report, null, 2));
       else if (report.runs.length === 0) app.io.out(`nothing to sync in ${root}: every run is marked synced (use --force to re-check).`);
       else {
-        app.io.out(renderReport(report));
+        app.io.out(await renderReport(report));
         const synced = report.runs.filter((r) => r.status === 'synced').length;
         const created = report.runs.filter((r) => r.created).length;
         app.io.out(opts.dryRun
@@ -83,6 +84,11 @@ export function register(program: Command, app: CliApp): void {
       if (!uri || !/^https?:\/\//i.test(uri)) {
         throw new TrackingError('no-server-uri', 'no http(s) tracking server given.', { hint: 'Pass --uri http://host:5000 or set MLFLOW_TRACKING_URI.' });
       }
+      const [{ restEnvOptions }, { MlflowRestClient }, { stripUrlCredentials }] = await loadActionCode('mlflow ping', () => Promise.all([
+        import('../../tracking/create-tracker.js'),
+        import('../../tracking/rest-client.js'),
+        import('../../tracking/system-tags.js'),
+      ]));
       const client = new MlflowRestClient({ uri, ...restEnvOptions(app.env), retries: 0, logger: app.logger });
       const version = await client.version();
       // An authenticated API call: health and version are open even when auth is on.

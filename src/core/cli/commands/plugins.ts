@@ -5,12 +5,10 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { PluginError } from '../../errors.js';
-import { composeExperiment, findProjectSettings } from '../../config/index.js';
-import { isPathSpec } from '../../config/project.js';
 import { suggest } from '../../util/suggest.js';
 import { isPluginKind, PLUGIN_KINDS, type PluginKind } from '../../../registry/kinds.js';
 import type { PluginDescription, Registry } from '../../../registry/registry.js';
-import type { CliApp } from '../app.js';
+import { loadActionCode, type CliApp } from '../app.js';
 
 interface SourceFlags {
   readonly config?: string;
@@ -56,6 +54,8 @@ function requireKind(text: string): PluginKind {
  * (composed with its defaults, not validated: listing plugins must work while the experiment is being written).
  */
 async function registryWithUserPlugins(app: CliApp, flags: SourceFlags): Promise<Registry> {
+  // Loaded here, not at the top: the config modules pull in zod and cosmiconfig, which `milkit --help` must not pay.
+  const [{ composeExperiment, findProjectSettings }, { isPathSpec }] = await loadActionCode('plugins', () => Promise.all([import('../../config/index.js'), import('../../config/project.js')]));
   const registry = app.createRegistry();
   const project = (await findProjectSettings(app.cwd)) ?? {};
   if (flags.config === undefined) {

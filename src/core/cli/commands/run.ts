@@ -2,12 +2,8 @@
 // of the experiment's split; `--cfg` prints the resolved config and exits.
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
-import { loadExperiment, type ResolvedExperiment } from '../../config/index.js';
-import { experimentOutDir, runExperiment } from '../../engine/run.js';
-import { preflight, trackingFolders } from '../../engine/preflight.js';
-import { renderRunReport } from '../../engine/report.js';
-import { epochProgress } from '../../engine/progress.js';
-import type { CliApp } from '../app.js';
+import type { ResolvedExperiment } from '../../config/index.js';
+import { loadActionCode, type CliApp } from '../app.js';
 
 interface RunFlags {
   readonly cfg?: boolean;
@@ -25,6 +21,14 @@ function parseFolds(text: string | undefined): number[] | undefined {
 }
 
 async function execute(app: CliApp, file: string, overrides: string[], flags: RunFlags, requireFolds: boolean): Promise<void> {
+  // Loaded here, not at the top: config and engine pull in zod and tfjs, which `milkit --help` must not pay.
+  const [{ loadExperiment }, { experimentOutDir, runExperiment }, { preflight, trackingFolders }, { renderRunReport }, { epochProgress }] = await loadActionCode(requireFolds ? 'cv' : 'run', () => Promise.all([
+    import('../../config/index.js'),
+    import('../../engine/run.js'),
+    import('../../engine/preflight.js'),
+    import('../../engine/report.js'),
+    import('../../engine/progress.js'),
+  ]));
   const registry = app.createRegistry();
   const resolved: ResolvedExperiment = await loadExperiment(file, overrides, { registry, cwd: app.cwd, env: app.env });
   if (flags.cfg) {

@@ -4,29 +4,34 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import type { Metric } from '../../../registry/contracts/metric.js';
 import type { FoldPredictionSet } from '../../stats/compare.js';
-import { methodFootnote, readFoldPredictions } from '../../stats/report.js';
 import { TrackingError } from '../../errors.js';
-import { localStoreRoot, restEnvOptions } from '../../tracking/create-tracker.js';
-import { MlflowRestClient } from '../../tracking/rest-client.js';
-import {
-  applyFilters,
-  baselineCompareTable,
-  compareColumns,
-  compareTable,
-  formatNumber,
-  listTable,
-  loadLocalRuns,
-  loadRemoteRuns,
-  metricKeys,
-  parseFilter,
-  renderTable,
-  sortRows,
-  visibleTags,
-  type RunRow,
-  type TableFormat,
-} from '../../tracking/runs-query.js';
-import { FileStoreReader } from '../../tracking/file-store-reader.js';
-import type { CliApp } from '../app.js';
+import type { RunRow, TableFormat } from '../../tracking/runs-query.js';
+import { loadActionCode, type CliApp } from '../app.js';
+
+/**
+ * The store readers, queries and statistics the actions use, loaded when an action runs: they pull in axios,
+ * zod and the stats code, which `milkit --help` must not pay (BENCHMARKS.md "coldstart").
+ */
+async function loadQueries() {
+  const [trackerFactory, restClient, runsQuery, fileStoreReader, statsReport] = await loadActionCode('runs', () => Promise.all([
+    import('../../tracking/create-tracker.js'),
+    import('../../tracking/rest-client.js'),
+    import('../../tracking/runs-query.js'),
+    import('../../tracking/file-store-reader.js'),
+    import('../../stats/report.js'),
+  ]));
+  return {
+    localStoreRoot: trackerFactory.localStoreRoot,
+    restEnvOptions: trackerFactory.restEnvOptions,
+    MlflowRestClient: restClient.MlflowRestClient,
+    FileStoreReader: fileStoreReader.FileStoreReader,
+    methodFootnote: statsReport.methodFootnote,
+    readFoldPredictions: statsReport.readFoldPredictions,
+    ...runsQuery,
+  };
+}
+type Queries = Awaited<ReturnType<typeof loadQueries>>;
+
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 const list = (value: string): string[] => value.split(',').map((s) => s.trim()).filter(Boolean);
@@ -70,33 +75,33 @@ function pickRun(rows: readonly RunRow[], idOrPrefix: string): RunRow {
   throw new TrackingError('ambiguous-run', `"${idOrPrefix}" matches ${hits.length} runs (${hits.slice(0, 4).map((r) => r.runId).join(', ')}...).`, { hint: 'Give more characters of the id.' });
 }
 
-async function loadRows(app: CliApp, opts: SourceOptions): Promise<RunRow[]> {
-  return selectRows(await loadAllRows(app, opts), opts);
+async function loadRows(q: Queries, app: CliApp, opts: SourceOptions): Promise<RunRow[]> {
+  return selectRows(q, await loadAllRows(q, app, opts), opts);
 }
 
 /** Every run of the source, before filters (fold runs included, for comparisons). */
-async function loadAllRows(app: CliApp, opts: SourceOptions): Promise<RunRow[]> {
+async function loadAllRows(q: Queries, app: CliApp, opts: SourceOptions): Promise<RunRow[]> {
   let rows: RunRow[];
   if (opts.uri && /^https?:\/\//i.test(opts.uri)) {
     if (opts.experiment.length === 0) throw new TrackingError('missing-experiment', 'reading a server needs --experiment <name>.', { hint: 'Name the MLflow experiment(s) to list.' });
-    const client = new MlflowRestClient({ uri: opts.uri, ...restEnvOptions(app.env), logger: app.logger });
-    rows = await loadRemoteRuns(client, { experiments: opts.experiment });
+    const client = new q.MlflowRestClient({ uri: opts.uri, ...q.restEnvOptions(app.env), logger: app.logger });
+    rows = await q.loadRemoteRuns(client, { experiments: opts.experiment });
   } else {
-    const root = localStoreRoot(app.cwd, app.env, opts.mlruns ?? opts.uri);
-    rows = await loadLocalRuns(root, { ...(opts.experiment.length > 0 ? { experiments: opts.experiment } : {}), logger: app.logger });
+    const root = q.localStoreRoot(app.cwd, app.env, opts.mlruns ?? opts.uri);
+    rows = await q.loadLocalRuns(root, { ...(opts.experiment.length > 0 ? { experiments: opts.experiment } : {}), logger: app.logger });
   }
   return rows;
 }
 
-function selectRows(rows: readonly RunRow[], opts: SourceOptions): RunRow[] {
-  const filters = opts.where.map(parseFilter);
+function selectRows(q: Queries, rows: readonly RunRow[], opts: SourceOptions): RunRow[] {
+  const filters = opts.where.map(q.parseFilter);
   if (opts.level) filters.push({ field: 'tags.milkit.level', op: '=', value: opts.level });
-  let out = applyFilters(rows, filters);
+  let out = q.applyFilters(rows, filters);
   if (opts.parent) {
     const parent = pickRun(rows, opts.parent);
     out = out.filter((r) => r.parentRunId === parent.runId);
   }
-  out = sortRows(out, opts.sort);
+  out = q.sortRows(out, opts.sort);
   if (opts.limit !== undefined) {
     const n = Number(opts.limit);
     if (!Number.isInteger(n) || n <= 0) throw new TrackingError('invalid-option', `--limit must be a positive integer, got "${opts.limit}".`);
@@ -106,14 +111,14 @@ function selectRows(rows: readonly RunRow[], opts: SourceOptions): RunRow[] {
 }
 
 /** Reads a fold run's predictions.csv artifact from the local store (once per run). */
-function localPredictions(root: string, app: CliApp): (fold: RunRow) => Promise<FoldPredictionSet | undefined> {
-  const reader = new FileStoreReader(root, app.logger);
+function localPredictions(q: Queries, root: string, app: CliApp): (fold: RunRow) => Promise<FoldPredictionSet | undefined> {
+  const reader = new q.FileStoreReader(root, app.logger);
   const cache = new Map<string, Promise<FoldPredictionSet | undefined>>();
   return (fold) => {
     let entry = cache.get(fold.runId);
     if (!entry) {
       entry = reader.readRun(fold.experimentId, fold.runId, { history: false })
-        .then((run) => (run ? readFoldPredictions(path.join(run.dir, 'artifacts', 'predictions.csv')) : undefined));
+        .then((run) => (run ? q.readFoldPredictions(path.join(run.dir, 'artifacts', 'predictions.csv')) : undefined));
       cache.set(fold.runId, entry);
     }
     return entry;
@@ -121,13 +126,13 @@ function localPredictions(root: string, app: CliApp): (fold: RunRow) => Promise<
 }
 
 /** The metric plugins the bootstrap recomputes, created for the class count of the baseline's predictions. */
-async function metricPlugins(app: CliApp, compared: readonly RunRow[], all: readonly RunRow[], predictionsOf: ((fold: RunRow) => Promise<FoldPredictionSet | undefined>) | undefined, wanted: readonly string[] | undefined): Promise<(name: string) => Metric | undefined> {
+async function metricPlugins(q: Queries, app: CliApp, compared: readonly RunRow[], all: readonly RunRow[], predictionsOf: ((fold: RunRow) => Promise<FoldPredictionSet | undefined>) | undefined, wanted: readonly string[] | undefined): Promise<(name: string) => Metric | undefined> {
   if (!predictionsOf) return () => undefined;
   const firstFold = all.find((r) => r.parentRunId === compared[0]?.runId && r.tags['milkit.level'] === 'fold');
   const numClasses = firstFold ? (await predictionsOf(firstFold))?.numClasses : undefined;
   if (numClasses === undefined) return () => undefined;
   const registry = app.createRegistry();
-  const names = (wanted ?? compareColumns(compared).metrics).map((m) => m.replace(/^test\//, ''));
+  const names = (wanted ?? q.compareColumns(compared).metrics).map((m) => m.replace(/^test\//, ''));
   const metrics = new Map<string, Metric>();
   for (const name of names) {
     if (!registry.ids('metric').includes(`metric/${name}`)) continue;
@@ -145,13 +150,14 @@ export function register(program: Command, app: CliApp): void {
     .option('--digits <n>', 'decimals of numbers', '4')
     .action(async (opts: SourceOptions & { columns?: string[]; digits: string }) => {
       const format = checkFormat(opts.format);
-      const rows = await loadRows(app, opts);
-      const columns = opts.columns ?? metricKeys(rows).slice(0, 4).map((k) => `metrics.${k}`);
+      const q = await loadQueries();
+      const rows = await loadRows(q, app, opts);
+      const columns = opts.columns ?? q.metricKeys(rows).slice(0, 4).map((k) => `metrics.${k}`);
       if (rows.length === 0) {
         app.io.out('no runs match.');
         return;
       }
-      app.io.out(renderTable(listTable(rows, columns, Number(opts.digits)), format));
+      app.io.out(q.renderTable(q.listTable(rows, columns, Number(opts.digits)), format));
     });
 
   withSourceOptions(runs.command('compare'))
@@ -165,8 +171,9 @@ export function register(program: Command, app: CliApp): void {
     .option('--bootstrap <n>', 'paired patient-bootstrap resamples (local store: read from the fold runs\' predictions.csv; 0 = off)', '1000')
     .action(async (ids: string[], opts: SourceOptions & { metrics?: string[]; params?: string[]; digits: string; baseline?: string; alpha: string; bootstrap: string }) => {
       const format = checkFormat(opts.format);
-      const all = await loadAllRows(app, opts);
-      const rows = selectRows(all, opts);
+      const q = await loadQueries();
+      const all = await loadAllRows(q, app, opts);
+      const rows = selectRows(q, all, opts);
       const chosen = ids.length > 0 ? ids.map((id) => pickRun(rows, id)) : rows;
       if (chosen.length === 0) {
         app.io.out('no runs match.');
@@ -180,22 +187,22 @@ export function register(program: Command, app: CliApp): void {
         const resamples = Number(opts.bootstrap);
         if (!Number.isInteger(resamples) || resamples < 0) throw new TrackingError('invalid-option', `--bootstrap must be a whole number ≥ 0, got "${opts.bootstrap}".`);
         const local = !(opts.uri && /^https?:\/\//i.test(opts.uri));
-        const predictionsOf = local ? localPredictions(localStoreRoot(app.cwd, app.env, opts.mlruns ?? opts.uri), app) : undefined;
-        const metricFor = await metricPlugins(app, compared, all, predictionsOf, opts.metrics);
-        const { table, comparison } = await baselineCompareTable(compared, all, {
+        const predictionsOf = local ? localPredictions(q, q.localStoreRoot(app.cwd, app.env, opts.mlruns ?? opts.uri), app) : undefined;
+        const metricFor = await metricPlugins(q, app, compared, all, predictionsOf, opts.metrics);
+        const { table, comparison } = await q.baselineCompareTable(compared, all, {
           baseline, alpha, digits: Number(opts.digits), bootstrapResamples: resamples, metricFor,
           ...(predictionsOf ? { predictionsOf } : {}),
           ...(opts.metrics ? { metrics: opts.metrics } : {}), ...(opts.params ? { params: opts.params } : {}),
         });
-        app.io.out(renderTable(table, format));
+        app.io.out(q.renderTable(table, format));
         if (format === 'text' || format === 'md') {
           for (const row of comparison.rows) for (const flag of row.flags) app.io.out(`\n- ${row.label.slice(0, 8)}: ${flag}`);
           for (const warning of comparison.warnings) app.io.out(`\n- ${warning}`);
-          app.io.out(`\n${methodFootnote(comparison)}`);
+          app.io.out(`\n${q.methodFootnote(comparison)}`);
         }
         return;
       }
-      app.io.out(renderTable(compareTable(chosen, { digits: Number(opts.digits), ...(opts.metrics ? { metrics: opts.metrics } : {}), ...(opts.params ? { params: opts.params } : {}) }), format));
+      app.io.out(q.renderTable(q.compareTable(chosen, { digits: Number(opts.digits), ...(opts.metrics ? { metrics: opts.metrics } : {}), ...(opts.params ? { params: opts.params } : {}) }), format));
     });
 
   runs
@@ -204,19 +211,20 @@ export function register(program: Command, app: CliApp): void {
     .argument('<run>', 'run id or prefix')
     .option('--mlruns <dir>', 'local store to read (default: ./mlruns)')
     .action(async (id: string, opts: { mlruns?: string }) => {
-      const root = localStoreRoot(app.cwd, app.env, opts.mlruns);
-      const rows = await loadLocalRuns(root, { logger: app.logger });
+      const q = await loadQueries();
+      const root = q.localStoreRoot(app.cwd, app.env, opts.mlruns);
+      const rows = await q.loadLocalRuns(root, { logger: app.logger });
       const row = pickRun(rows, id);
-      const run = await new FileStoreReader(root, app.logger).readRun(row.experimentId, row.runId);
+      const run = await new q.FileStoreReader(root, app.logger).readRun(row.experimentId, row.runId);
       if (!run) throw new TrackingError('unknown-run', `run ${row.runId} vanished from ${root}.`);
       app.io.out(`${row.runId}  ${row.experimentName}/${row.runName}  ${row.status}${row.parentRunId ? `  parent ${row.parentRunId}` : ''}`);
       app.io.out('params:');
       for (const [k, v] of Object.entries(run.params).sort(([a], [b]) => a.localeCompare(b))) app.io.out(`  ${k} = ${v}`);
       app.io.out('tags:');
-      for (const [k, v] of visibleTags(run.tags)) app.io.out(`  ${k} = ${v.length > 120 ? `${v.slice(0, 117)}...` : v}`);
+      for (const [k, v] of q.visibleTags(run.tags)) app.io.out(`  ${k} = ${v.length > 120 ? `${v.slice(0, 117)}...` : v}`);
       app.io.out('metrics (latest, points):');
       for (const [k, points] of Object.entries(run.metrics).sort(([a], [b]) => a.localeCompare(b))) {
-        app.io.out(`  ${k} = ${formatNumber(row.metrics[k], 4)}  (${points.length})`);
+        app.io.out(`  ${k} = ${q.formatNumber(row.metrics[k], 4)}  (${points.length})`);
       }
     });
 }

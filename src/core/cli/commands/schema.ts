@@ -3,10 +3,8 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import writeFileAtomic from 'write-file-atomic';
 import { ConfigError } from '../../errors.js';
-import { experimentJsonSchema, findProjectSettings } from '../../config/index.js';
-import type { CliApp } from '../app.js';
+import { loadActionCode, type CliApp } from '../app.js';
 
 const EDITOR_HELP = `
 Editor support (VS Code with the YAML extension, or any yaml-language-server client):
@@ -27,6 +25,8 @@ export function register(program: Command, app: CliApp): void {
       if (!['auto', 'complete', 'partial'].includes(flags.variant)) {
         throw new ConfigError('bad-option', `--variant: expected auto, complete or partial, got "${flags.variant}".`);
       }
+      // Loaded here, not at the top: the config modules pull in zod, which `milkit --help` must not pay.
+      const [{ experimentJsonSchema, findProjectSettings }, { default: writeFileAtomic }] = await loadActionCode('schema', () => Promise.all([import('../../config/index.js'), import('write-file-atomic')]));
       const registry = app.createRegistry();
       const project = await findProjectSettings(app.cwd);
       if (project?.plugins?.length) await registry.loadUserPlugins(project.plugins, path.dirname(project.file ?? app.cwd));

@@ -2,11 +2,8 @@
 // run would, print per-fold class counts, and save them (splits.json + CLAM's splits_{k}*.csv) for reuse.
 import path from 'node:path';
 import type { Command } from 'commander';
-import { loadExperiment } from '../../config/index.js';
-import { validateSource } from '../../data/bags.js';
-import { describeSplits, makeSplits, writeSplits } from '../../data/splits.js';
 import type { BagSource } from '../../../registry/contracts/data.js';
-import type { CliApp } from '../app.js';
+import { loadActionCode, type CliApp } from '../app.js';
 
 interface SplitsFlags {
   readonly out?: string;
@@ -24,6 +21,12 @@ export function register(program: Command, app: CliApp): void {
     .option('--no-validate', 'split the slide table as is, without loading every bag first (a run skips bad slides before splitting)')
     .option('--json', 'print the folds as JSON instead of the count table')
     .action(async (file: string, overrides: string[], flags: SplitsFlags) => {
+      // Loaded here, not at the top: config and data modules pull in zod, which `milkit --help` must not pay.
+      const [{ loadExperiment }, { validateSource }, { describeSplits, makeSplits, writeSplits }] = await loadActionCode('splits', () => Promise.all([
+        import('../../config/index.js'),
+        import('../../data/bags.js'),
+        import('../../data/splits.js'),
+      ]));
       const registry = app.createRegistry();
       const resolved = await loadExperiment(file, overrides, { registry, cwd: app.cwd, env: app.env });
       const { config } = resolved;

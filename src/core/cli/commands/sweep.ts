@@ -7,17 +7,50 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import type { Command } from 'commander';
-import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../errors.js';
-import { expandSweep, formatOverride, groupOptions, loadExperiment, parseOverride, slotKindOfGroup, type ResolvedExperiment } from '../../config/index.js';
+import type { ResolvedExperiment } from '../../config/index.js';
 import type { Registry } from '../../../registry/registry.js';
-import { preflight, trackingFolders } from '../../engine/preflight.js';
-import { createSweepTracking, type SweepTracking } from '../../engine/sweep/tracking.js';
-import { createProgress, progressLogger } from '../../engine/progress.js';
-import { runSweep } from '../../engine/sweep/engine.js';
+import type { SweepTracking } from '../../engine/sweep/tracking.js';
 import type { ComposeCell, SweepPlan } from '../../engine/sweep/plan.js';
-import { mergeGridArguments, normaliseDatasets, readSweepFile, SweepFileSchema, type ExpandArgument, type SweepDefinition, type SweepFile } from '../../engine/sweep/spec.js';
-import type { CliApp } from '../app.js';
+import type { ExpandArgument, SweepDefinition, SweepFile } from '../../engine/sweep/spec.js';
+import { loadActionCode, type CliApp } from '../app.js';
+
+/**
+ * What the action needs — config composition, the sweep engine, preflight, progress, yaml — loaded when it
+ * runs: these modules pull in zod and tfjs, which `milkit --help` must not pay (BENCHMARKS.md "coldstart").
+ */
+async function loadSweepModules() {
+  const [config, preflight, tracking, progress, engine, spec, yaml] = await loadActionCode('sweep', () => Promise.all([
+    import('../../config/index.js'),
+    import('../../engine/preflight.js'),
+    import('../../engine/sweep/tracking.js'),
+    import('../../engine/progress.js'),
+    import('../../engine/sweep/engine.js'),
+    import('../../engine/sweep/spec.js'),
+    import('yaml'),
+  ]));
+  return {
+    expandSweep: config.expandSweep,
+    formatOverride: config.formatOverride,
+    groupOptions: config.groupOptions,
+    loadExperiment: config.loadExperiment,
+    parseOverride: config.parseOverride,
+    slotKindOfGroup: config.slotKindOfGroup,
+    preflight: preflight.preflight,
+    trackingFolders: preflight.trackingFolders,
+    createSweepTracking: tracking.createSweepTracking,
+    createProgress: progress.createProgress,
+    progressLogger: progress.progressLogger,
+    runSweep: engine.runSweep,
+    mergeGridArguments: spec.mergeGridArguments,
+    normaliseDatasets: spec.normaliseDatasets,
+    readSweepFile: spec.readSweepFile,
+    SweepFileSchema: spec.SweepFileSchema,
+    parseYaml: yaml.parse,
+  };
+}
+type SweepModules = Awaited<ReturnType<typeof loadSweepModules>>;
+
 
 interface SweepFlags {
   readonly file?: string;
@@ -59,27 +92,27 @@ function findPackageBin(from: string): string {
 }
 
 /** Sweep arguments through the config module's Hydra parser: `a=1,2` → [`a=1`, `a=2`]; glob() reads the group's options. */
-function expander(experimentFile: string, cwd: string, registry: Registry): ExpandArgument {
+function expander(m: SweepModules, experimentFile: string, cwd: string, registry: Registry): ExpandArgument {
   // Plugin slot groups (model/aggregator ...) offer every registered plugin, as in composition.
   const impliedOptions = (group: string): readonly string[] | undefined => {
-    const kind = slotKindOfGroup(group);
+    const kind = m.slotKindOfGroup(group);
     return kind ? registry.names(kind) : undefined;
   };
   return (argument) => {
-    const override = parseOverride(argument);
+    const override = m.parseOverride(argument);
     if (!override.sweep) return { key: override.key, overrides: [argument] };
-    const options = override.sweep.type === 'glob' ? groupOptions(experimentFile, override.key, { cwd, impliedOptions }) : undefined;
-    return { key: override.key, overrides: expandSweep(override, options).map((value) => formatOverride(override, value)) };
+    const options = override.sweep.type === 'glob' ? m.groupOptions(experimentFile, override.key, { cwd, impliedOptions }) : undefined;
+    return { key: override.key, overrides: m.expandSweep(override, options).map((value) => m.formatOverride(override, value)) };
   };
 }
 
 /** `key=value` executor options, values typed as YAML scalars (`pollSeconds=5` is a number). */
-function parseExecutorOptions(pairs: readonly string[]): Record<string, unknown> {
+function parseExecutorOptions(m: SweepModules, pairs: readonly string[]): Record<string, unknown> {
   const options: Record<string, unknown> = {};
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
     if (eq <= 0) throw new ConfigError('invalid-cli-value', `--executor-option expects key=value, got "${pair}".`, { hint: 'Example: --executor-option partition=gpu --executor-option time=02:00:00.' });
-    options[pair.slice(0, eq)] = parseYaml(pair.slice(eq + 1)) as unknown;
+    options[pair.slice(0, eq)] = m.parseYaml(pair.slice(eq + 1)) as unknown;
   }
   return options;
 }
@@ -96,7 +129,7 @@ function parseAlpha(text: string): number {
   return alpha;
 }
 
-async function definitionFrom(app: CliApp, experimentArg: string | undefined, args: readonly string[], flags: SweepFlags): Promise<{ definition: SweepDefinition; sweepFile?: SweepFile }> {
+async function definitionFrom(m: SweepModules, app: CliApp, experimentArg: string | undefined, args: readonly string[], flags: SweepFlags): Promise<{ definition: SweepDefinition; sweepFile?: SweepFile }> {
   let positional = [...args];
   let experiment = experimentArg;
   // With --file, the experiment may come from the file; then the first positional is already an override.
@@ -105,7 +138,7 @@ async function definitionFrom(app: CliApp, experimentArg: string | undefined, ar
     experiment = undefined;
   }
   const fileArg = flags.file ? path.resolve(app.cwd, flags.file) : undefined;
-  const sweepFile = fileArg ? await readSweepFile(fileArg) : undefined;
+  const sweepFile = fileArg ? await m.readSweepFile(fileArg) : undefined;
   const experimentFile = experiment ?? sweepFile?.experiment;
   if (experimentFile === undefined) {
     throw new ConfigError('sweep-missing-experiment', 'no experiment config given.', {
@@ -113,15 +146,15 @@ async function definitionFrom(app: CliApp, experimentArg: string | undefined, ar
     });
   }
   const name = flags.name ?? sweepFile?.name ?? (fileArg ? path.basename(fileArg).replace(/\.[^.]+$/, '') : path.basename(experimentFile).replace(/\.[^.]+$/, ''));
-  const metrics = flags.metrics ? flags.metrics.split(',').map((m) => m.trim()).filter(Boolean) : sweepFile?.metrics;
-  const datasets = normaliseDatasets(sweepFile?.datasets);
+  const metrics = flags.metrics ? flags.metrics.split(',').map((metric) => metric.trim()).filter(Boolean) : sweepFile?.metrics;
+  const datasets = m.normaliseDatasets(sweepFile?.datasets);
   const baseline = flags.baseline ?? sweepFile?.baseline;
   const alpha = flags.alpha !== undefined ? parseAlpha(flags.alpha) : sweepFile?.alpha;
   return {
     definition: {
       name,
       experimentFile,
-      grid: mergeGridArguments(sweepFile?.grid ?? [], positional),
+      grid: m.mergeGridArguments(sweepFile?.grid ?? [], positional),
       zip: [...(sweepFile?.zip ?? []), ...flags.zip.map((group) => group.split(',').map((k) => k.trim()).filter(Boolean))],
       ...(sweepFile?.rows ? { rows: sweepFile.rows } : {}),
       ...(datasets ? { datasets } : {}),
@@ -160,27 +193,28 @@ export function register(program: Command, app: CliApp): void {
       'Re-running the same command resumes: finished jobs are skipped, failed and missing ones run again.',
     ].join('\n'))
     .action(async (experimentArg: string | undefined, args: string[], flags: SweepFlags) => {
-      const { definition, sweepFile } = await definitionFrom(app, experimentArg, args, flags);
+      const m = await loadSweepModules();
+      const { definition, sweepFile } = await definitionFrom(m, app, experimentArg, args, flags);
       const registry = app.createRegistry();
       // The default executor is the sweep-file schema's default, so core names no executor plugin.
-      const executorRef = { ...(sweepFile ?? SweepFileSchema.parse({})).executor } as Record<string, unknown> & { name: string };
+      const executorRef = { ...(sweepFile ?? m.SweepFileSchema.parse({})).executor } as Record<string, unknown> & { name: string };
       if (flags.executor) {
         // A different executor on the CLI drops the file's options for the other one.
         if (flags.executor !== executorRef.name) for (const key of Object.keys(executorRef)) delete executorRef[key];
         executorRef.name = flags.executor;
       }
-      Object.assign(executorRef, parseExecutorOptions(flags.executorOption));
+      Object.assign(executorRef, parseExecutorOptions(m, flags.executorOption));
       if (flags.workers !== undefined) executorRef.workers = parseWorkers(flags.workers);
       const resolvedExecutor = await registry.resolve('executor', executorRef, { ...(definition.file ? { file: definition.file } : {}), key: 'executor' });
 
       const interactive = app.io.stdoutIsTTY && Boolean(process.stderr.isTTY);
       // Bars draw on the terminal; plain lines go through the CLI's diagnostics stream (stderr, or a test's capture).
-      const progress = createProgress({ stream: interactive ? process.stderr : { write: (text: string) => app.io.err(text.replace(/\n$/, '')) }, interactive, now: () => app.services.clock.now() });
-      const logger = progressLogger(progress, app.logger);
+      const progress = m.createProgress({ stream: interactive ? process.stderr : { write: (text: string) => app.io.err(text.replace(/\n$/, '')) }, interactive, now: () => app.services.clock.now() });
+      const logger = m.progressLogger(progress, app.logger);
       const executor = app.services.createExecutor(registry, resolvedExecutor, { logger, cwd: app.cwd, cores: os.availableParallelism(), env: app.env });
       const composed = new Map<string, ResolvedExperiment>();
       const compose: ComposeCell = async (file, overrides) => {
-        const resolved = await loadExperiment(file, overrides, { registry, cwd: app.cwd, env: app.env });
+        const resolved = await m.loadExperiment(file, overrides, { registry, cwd: app.cwd, env: app.env });
         composed.set(resolved.configHash, resolved);
         // With split.repeats every repeat's folds are jobs too (fold index = repeat · folds + fold).
         return { configHash: resolved.configHash, folds: resolved.config.split.folds * resolved.config.split.repeats, configYaml: resolved.toYaml() };
@@ -192,7 +226,7 @@ export function register(program: Command, app: CliApp): void {
           const first = composed.get(plan.cells[0]?.configHash ?? '');
           if (!first || !first.config.tracking.enabled) return new Map();
           const tracker = await app.services.createTracker(first.config.tracking, { registry, logger, cwd: app.cwd, env: app.env });
-          sweepTracking = createSweepTracking({
+          sweepTracking = m.createSweepTracking({
             tracker, experimentName: first.config.tracking.experimentName ?? first.config.name, logger, cwd: app.cwd,
             configOf: (hash) => composed.get(hash)?.config,
             // Hashed: the section may hold credentials, and tracking.json is written to disk.
@@ -208,10 +242,10 @@ export function register(program: Command, app: CliApp): void {
         const jobs = plan.cells.flatMap((cell) => {
           const resolved = composed.get(cell.configHash);
           if (!resolved) return [];
-          const outputs = [{ dir: stateDir, key: '--dir' }, ...trackingFolders(resolved, app.cwd, app.env)];
+          const outputs = [{ dir: stateDir, key: '--dir' }, ...m.trackingFolders(resolved, app.cwd, app.env)];
           return [{ resolved, label: cell.name, outputs }];
         });
-        await preflight(jobs, { registry, fs: app.services.fs });
+        await m.preflight(jobs, { registry, fs: app.services.fs });
       };
       const controller = new AbortController();
       // First Ctrl-C: stop launching, let the table of finished jobs be written; a second one exits at once.
@@ -221,9 +255,9 @@ export function register(program: Command, app: CliApp): void {
       };
       process.once('SIGINT', onInterrupt);
       try {
-        const report = await runSweep({
+        const report = await m.runSweep({
           definition,
-          expand: expander(definition.experimentFile, app.cwd, registry),
+          expand: expander(m, definition.experimentFile, app.cwd, registry),
           compose,
           executor,
           worker: { command: process.execPath, args: [...WORKER_NODE_FLAGS, MILKIT_BIN, 'worker'] },

@@ -7,14 +7,39 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError, DataError } from '../../errors.js';
-import { MilModel } from '../../engine/model.js';
-import { assertTorchNaming, exportMetadata, loadTrainedFold, locateFoldCheckpoint, RUN_CONFIG_FILE } from '../../engine/export.js';
-import { loadExperiment, ModelSection } from '../../config/index.js';
+import type { MilModel } from '../../engine/model.js';
 import { readSafetensors, writeSafetensors, SafetensorsFormatError, type SafetensorsFile, type TensorRecord } from '../../nn/safetensors.js';
-import { exportNativeState, exportTorchState, importNativeState, importTorchState } from '../../nn/state-dict.js';
-import { Rng } from '../../runtime/random.js';
 import type { Registry, ResolvedPlugin } from '../../../registry/registry.js';
-import type { CliApp } from '../app.js';
+import { loadActionCode, type CliApp } from '../app.js';
+
+/**
+ * The model, checkpoint and config code the actions need, loaded on first use: it pulls in tfjs and zod,
+ * which `milkit --help` must not pay (BENCHMARKS.md "coldstart"). The safetensors codec above has no imports.
+ */
+async function loadModelModules() {
+  const [model, exporting, config, stateDict, random] = await loadActionCode('weights', () => Promise.all([
+    import('../../engine/model.js'),
+    import('../../engine/export.js'),
+    import('../../config/index.js'),
+    import('../../nn/state-dict.js'),
+    import('../../runtime/random.js'),
+  ]));
+  return {
+    MilModel: model.MilModel,
+    assertTorchNaming: exporting.assertTorchNaming,
+    exportMetadata: exporting.exportMetadata,
+    loadTrainedFold: exporting.loadTrainedFold,
+    locateFoldCheckpoint: exporting.locateFoldCheckpoint,
+    RUN_CONFIG_FILE: exporting.RUN_CONFIG_FILE,
+    loadExperiment: config.loadExperiment,
+    ModelSection: config.ModelSection,
+    exportNativeState: stateDict.exportNativeState,
+    exportTorchState: stateDict.exportTorchState,
+    importNativeState: stateDict.importNativeState,
+    importTorchState: stateDict.importTorchState,
+    Rng: random.Rng,
+  };
+}
 
 /** Metadata key of a milkit weights file: the model it belongs to. */
 export const WEIGHTS_METADATA_KEY = 'milkit.weights';
@@ -77,9 +102,10 @@ function positiveInt(text: string | undefined, flag: string): number {
 
 /** The model (aggregator + classifier slot) a spec describes, with fresh weights. */
 async function buildModel(registry: Registry, spec: WeightsModelSpec): Promise<MilModel> {
+  const m = await loadModelModules();
   const aggregator = await registry.resolve('aggregator', spec.aggregator, { key: 'aggregator' });
   const classifier = await registry.resolve('classifier', spec.classifier, { key: 'classifier' });
-  return new MilModel(registry, { aggregator, classifier, losses: {} }, { inputDim: spec.inputDim, numClasses: spec.numClasses }, new Rng(0), { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} });
+  return new m.MilModel(registry, { aggregator, classifier, losses: {} }, { inputDim: spec.inputDim, numClasses: spec.numClasses }, new m.Rng(0), { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} });
 }
 
 function slotSpec(resolved: ResolvedPlugin): Readonly<Record<string, unknown>> & { readonly name: string } {
@@ -98,16 +124,17 @@ interface ImportFlags {
 }
 
 async function importSpec(app: CliApp, registry: Registry, flags: ImportFlags, overrides: readonly string[]): Promise<WeightsModelSpec> {
+  const m = await loadModelModules();
   const inputDim = positiveInt(flags.inputDim, '--input-dim');
   const numClasses = positiveInt(flags.numClasses, '--num-classes');
   if (flags.experiment) {
     if (flags.aggregator) throw new ConfigError('bad-option', '--experiment and --aggregator both given.', { hint: 'Describe the model either by an experiment config or by --aggregator/--classifier.' });
-    const resolved = await loadExperiment(flags.experiment, overrides, { registry, cwd: app.cwd, env: app.env });
+    const resolved = await m.loadExperiment(flags.experiment, overrides, { registry, cwd: app.cwd, env: app.env });
     return { format: 1, inputDim, numClasses, aggregator: slotSpec(resolved.slots.aggregator), classifier: slotSpec(resolved.slots.classifier) };
   }
   if (!flags.aggregator) throw new ConfigError('bad-option', 'no model given.', { hint: 'Pass --aggregator <name> (e.g. clam-sb) with its options, or --experiment <config>.' });
   const aggregator = await registry.resolve('aggregator', { name: flags.aggregator, ...parseJsonOption(flags.aggregatorOptions, '--aggregator-options') }, { key: 'aggregator' });
-  const classifier = await registry.resolve('classifier', { name: flags.classifier ?? ModelSection.shape.classifier.parse(undefined).name, ...parseJsonOption(flags.classifierOptions, '--classifier-options') }, { key: 'classifier' });
+  const classifier = await registry.resolve('classifier', { name: flags.classifier ?? m.ModelSection.shape.classifier.parse(undefined).name, ...parseJsonOption(flags.classifierOptions, '--classifier-options') }, { key: 'classifier' });
   return { format: 1, inputDim, numClasses, aggregator: slotSpec(aggregator), classifier: slotSpec(classifier) };
 }
 
@@ -160,13 +187,14 @@ export function register(program: Command, app: CliApp): void {
     .option('--input-dim <D>', 'feature width the checkpoint was trained on')
     .option('--num-classes <C>', 'number of classes')
     .action(async (torchFile: string, overrides: string[], flags: ImportFlags) => {
+      const m = await loadModelModules();
       const registry = app.createRegistry();
       const spec = await importSpec(app, registry, flags, overrides);
       const { tensors } = await readWeightsFile(torchFile, app.cwd);
       const model = await buildModel(registry, spec);
       try {
-        importTorchState(model, tensors, torchFile);
-        const native = await exportNativeState(model);
+        m.importTorchState(model, tensors, torchFile);
+        const native = await m.exportNativeState(model);
         await writeFile(path.resolve(app.cwd, flags.out), writeSafetensors(native, { [WEIGHTS_METADATA_KEY]: JSON.stringify(spec), source: path.basename(torchFile) }));
         app.io.out(`${flags.out}: ${Object.keys(native).length} tensors of ${spec.aggregator.name} + ${spec.classifier.name} imported from ${torchFile}`);
       } finally {
@@ -199,9 +227,10 @@ export function register(program: Command, app: CliApp): void {
       const spec = specOf(source, metadata);
       if (flags.out === undefined) throw new ConfigError('bad-option', 'no output file given.', { hint: 'Pass -o <file>.safetensors.' });
       const model = await buildModel(registry, spec);
+      const m = await loadModelModules();
       try {
-        importNativeState(model, tensors, source);
-        const torch = await exportTorchState(model);
+        m.importNativeState(model, tensors, source);
+        const torch = await m.exportTorchState(model);
         await writeFile(path.resolve(app.cwd, flags.out), writeSafetensors(torch, { format: 'pt' }));
         app.io.out(`${flags.out}: ${Object.keys(torch).length} tensors under the original ${spec.aggregator.name} keys; load with model.load_state_dict(safetensors.torch.load_file('${path.basename(flags.out)}'))`);
       } finally {
@@ -221,21 +250,22 @@ function nonNegativeInt(text: string, flag: string): number {
 
 /** `milkit weights export <run|fold|ckpt>`: the fold's selected checkpoint under the original PyTorch keys. */
 async function exportTrainedFold(app: CliApp, registry: Registry, source: string, options: { readonly fold?: number; readonly out?: string }): Promise<void> {
-  const located = await locateFoldCheckpoint(source, { cwd: app.cwd, ...(options.fold !== undefined ? { fold: options.fold } : {}) });
-  const trained = await loadTrainedFold(located, { registry, cwd: app.cwd, env: app.env });
+  const m = await loadModelModules();
+  const located = await m.locateFoldCheckpoint(source, { cwd: app.cwd, ...(options.fold !== undefined ? { fold: options.fold } : {}) });
+  const trained = await m.loadTrainedFold(located, { registry, cwd: app.cwd, env: app.env });
   try {
-    await assertTorchNaming(trained, registry);
-    const torch = await exportTorchState(trained.model);
+    await m.assertTorchNaming(trained, registry);
+    const torch = await m.exportTorchState(trained.model);
     const aggregator = trained.resolved.slots.aggregator.name;
     const out = options.out !== undefined ? path.resolve(app.cwd, options.out) : path.join(path.dirname(located.file), `${aggregator}.fold-${located.fold}.torch.safetensors`);
-    await writeFile(out, writeSafetensors(torch, exportMetadata(trained)));
+    await writeFile(out, writeSafetensors(torch, m.exportMetadata(trained)));
     const shown = path.relative(app.cwd, out) || out;
     const from = path.relative(app.cwd, located.file) || located.file;
     app.io.out(`${shown}: ${Object.keys(torch).length} tensors of fold ${located.fold} (${from}, epoch ${trained.meta.epoch + 1}) under the original ${aggregator} keys; load with model.load_state_dict(safetensors.torch.load_file('${path.basename(out)}'), strict=True)`);
     if (located.note) app.logger.info(`${from}: ${located.note}.`);
     if (trained.leftOut.length > 0) app.logger.warn(`left out ${trained.leftOut.length} checkpoint tensors of parts the original model does not have: ${trained.leftOut.slice(0, 5).join(', ')}${trained.leftOut.length > 5 ? ', ...' : ''}.`);
     if (trained.meta.configHash !== trained.resolved.configHash) {
-      app.logger.warn(`${from} was trained under config hash ${trained.meta.configHash.slice(0, 8)}, but the run's ${RUN_CONFIG_FILE} hashes to ${trained.resolved.configHash.slice(0, 8)}; the metadata records the checkpoint's.`);
+      app.logger.warn(`${from} was trained under config hash ${trained.meta.configHash.slice(0, 8)}, but the run's ${m.RUN_CONFIG_FILE} hashes to ${trained.resolved.configHash.slice(0, 8)}; the metadata records the checkpoint's.`);
     }
   } finally {
     trained.model.dispose();

@@ -5,9 +5,7 @@
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
-import { formatWorkerReport, WORKER_EXIT_BUSY } from '../../../registry/contracts/executor.js';
-import { runWorker, serveWorker } from '../../engine/sweep/worker.js';
-import type { CliApp } from '../app.js';
+import { loadActionCode, type CliApp } from '../app.js';
 
 function parseCount(value: string, flag: string): number {
   const parsed = Number(value);
@@ -27,8 +25,12 @@ export function register(program: Command, app: CliApp): void {
       const blasThreads = opts.blasThreads === undefined ? undefined : parseCount(opts.blasThreads, '--blas-threads');
       const threads = blasThreads !== undefined && blasThreads > 0 ? { blasThreads } : {};
       // Loaded here, not at the top: the job runner pulls in tfjs and every engine module.
-      const { runJob } = await import('../../engine/job.js');
-      const { SourcePool } = await import('../../data/source-pool.js');
+      const [{ runJob }, { SourcePool }, { runWorker, serveWorker }, { formatWorkerReport, WORKER_EXIT_BUSY }] = await loadActionCode('worker', () => Promise.all([
+        import('../../engine/job.js'),
+        import('../../data/source-pool.js'),
+        import('../../engine/sweep/worker.js'),
+        import('../../../registry/contracts/executor.js'),
+      ]));
       // Jobs served by this process that share a dataset config share its open source (generated/read once).
       const sources = new SourcePool(1);
       const deps = { runJob: (payload: Parameters<typeof runJob>[0]) => runJob(payload, { services: app.services, env: app.env, sources }), logger: app.logger };
