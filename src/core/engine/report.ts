@@ -35,7 +35,8 @@ export function renderRunReport(result: ExperimentResult, options: ReportOptions
         return v === undefined ? 'n/a' : v.value === null ? `undefined (${v.reason})` : fmt(v.value);
       }),
       fold.instanceAuc ? (fold.instanceAuc.value === null ? 'n/a' : fmt(fold.instanceAuc.value)) : '-',
-      String((fold.bestEpoch ?? 0) + 1),
+      // The same number as metrics.json and MLflow's best_epoch: epochs count from 0, as MLflow's step axis does.
+      String(fold.bestEpoch ?? 0),
       fmt((fold.secondsPerSlide ?? 0) * 1000, 2),
     ].join('\t'));
   }

@@ -18,10 +18,11 @@ import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
 import type { Tracker } from '../../registry/contracts/tracker.js';
 import { validateSource } from '../data/bags.js';
 import { makeSplits, writeSplits, type Fold } from '../data/splits.js';
+import { checkSplitSense } from '../data/split-checks.js';
 import { bootstrapMetrics, summarizeFolds } from '../eval/metrics.js';
 import { writePredictionsCsv } from '../eval/predictions.js';
 import { writeCurvePlots, type CurveFiles } from '../eval/plots.js';
-import { createTracker, flattenParams, redactConfig, systemTags } from '../tracking/index.js';
+import { createTracker, flattenParams, redactConfig, secretEnvExpressions, systemTags } from '../tracking/index.js';
 import YAML from 'yaml';
 import { MilModel } from './model.js';
 import type { EpochRecord, TrainEvents } from './trainer.js';
@@ -77,9 +78,10 @@ export interface ExperimentResult {
 }
 
 /** The resolved config as YAML with secret-looking keys redacted, under the same provenance header. */
-function resolvedYamlRedacted(resolved: ResolvedExperiment): string {
+function resolvedYamlRedacted(resolved: ResolvedExperiment, env: Readonly<Record<string, string | undefined>>): string {
   const header = resolved.toYaml().split('\n').filter((line) => line.startsWith('#')).join('\n');
-  return `${header}\n\n${YAML.stringify(redactConfig(resolved.config))}`;
+  // A secret that came from ${env:VAR} is written back as that expression: the file re-runs, the secret stays out.
+  return `${header}\n\n${YAML.stringify(redactConfig(resolved.config, '', secretEnvExpressions(env)))}`;
 }
 
 /** Output folder of a resolved experiment: `<output.dir or outputs/<name>>/<configHash[0:8]>`. */
@@ -96,7 +98,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   const outDir = options.outDir ?? experimentOutDir(resolved, options.cwd);
   await mkdir(outDir, { recursive: true });
   // Secrets (keys like *token, *password) never reach disk or the tracker, even in the saved config.
-  await writeFile(path.join(outDir, 'config.resolved.yaml'), resolvedYamlRedacted(resolved));
+  await writeFile(path.join(outDir, 'config.resolved.yaml'), resolvedYamlRedacted(resolved, options.env));
 
   const sourceContext = {
     seed: config.seed,
@@ -113,6 +115,9 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   const numClasses = source.classNames.length;
   const splitSeed = config.split.seed ?? config.seed;
   const folds = makeSplits(slides, config.split, splitSeed, { baseDir: resolved.baseDir, logger });
+  // Leakage and one-class training sets stop the run (the preflight already refused them); one-class evaluation sets
+  // and a validation set equal to the test set are warned about here, where the user reads the run's log.
+  checkSplitSense(folds, slides, { classNames: source.classNames, logger, ...(config.split.file !== undefined ? { file: config.split.file } : {}) });
   const splitsDir = path.join(outDir, 'splits');
   // splits.json + CLAM's splits_{k}.csv / _bool / _descriptor, so the exact partitions can be reused.
   await writeSplits(splitsDir, folds, slides, source.classNames, { mode: config.split.mode, seed: splitSeed });

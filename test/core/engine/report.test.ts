@@ -17,7 +17,8 @@ describe('renderRunReport', () => {
   it('lists every metric per fold by default', () => {
     const lines = renderRunReport(result).split('\n');
     expect(lines[0]).toBe('fold\ttest/auc\ttest/accuracy\ttest/all_auc\ttest/time_total_ms\tinstance_auc\tbest_epoch\tms/slide');
-    expect(lines[1]).toBe('0\t0.9000\t0.8000\t0.9500\t12.5000\t-\t4\t2.00');
+    // best_epoch as in metrics.json and MLflow (0-based), not shifted by one.
+    expect(lines[1]).toBe('0\t0.9000\t0.8000\t0.9500\t12.5000\t-\t3\t2.00');
     expect(lines[2]).toBe('1\tFAILED: features/slide_7.h5 is corrupt');
   });
 
@@ -25,7 +26,7 @@ describe('renderRunReport', () => {
     const text = renderRunReport(result, { primaryMetrics: ['auc', 'accuracy'] });
     const lines = text.split('\n');
     expect(lines[0]).toBe('fold\ttest/auc\ttest/accuracy\tinstance_auc\tbest_epoch\tms/slide');
-    expect(lines[3]).toBe('2\t0.7000\tundefined (one class)\t-\t1\t4.00');
+    expect(lines[3]).toBe('2\t0.7000\tundefined (one class)\t-\t0\t4.00');
     expect(lines[4]).toBe('(2 more metrics per fold in the summary below and in summary.json)');
     expect(text).toContain('summary over 2 fold(s) (mean ± sample std, ddof=1):\n  test/auc: 0.8000 ± 0.1414  (n=2)\n  test/all_auc: 0.9000 ± 0.0707  (n=2)\n  test/time_total_ms: 13.5000 ± 1.4142  (n=2)');
     expect(text).toContain('  time per slide (forward): 3.00 ms\noutputs: /tmp/out');
