@@ -4,6 +4,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { KIND_FOLDERS } from '../../plugins/index.js';
+import gateDistillation from '../../plugins/strategies/gate-distillation.js';
+import { definePlugin, type Strategy, type StrategyStep } from '../../src/index.js';
 import {
   checkClassifierGolden, checkDatasetGolden, checkLossGolden, checkMetricGolden, checkPrescreenerGolden, checkStrategyGolden, readGolden,
   type ClassifierGolden, type DatasetGolden, type LossGolden, type MetricGolden, type PrescreenerGolden, type StrategyGolden,
@@ -85,5 +87,28 @@ describe('a perturbed golden expectation is reported', () => {
     const logits = (g.expected.logits ?? []).map((row) => row.map((v, i) => (i === 1 ? v - 0.01 : v)));
     const report = await checkStrategyGolden(await registry.get('strategy', 'standard'), { ...g, expected: { ...g.expected, logits, lossTerms: { extra: 0 } } }, registry);
     expect(report.mismatches).toEqual([expect.stringMatching(/^logits: element 1 is/), 'lossTerms: keys [], expected [extra]']);
+  });
+});
+
+describe('a strategy golden catches a wrong strategy', () => {
+  /** gate-distillation with the pre-screener scored in eval mode (running statistics) instead of the stage's train mode. */
+  const evalModeMutant = definePlugin({
+    ...gateDistillation,
+    create: (options, ctx) => {
+      const inner = gateDistillation.create(options, ctx) as Strategy;
+      const evalPrescreener = (step: StrategyStep): StrategyStep => ({ ...step, isTraining: (part) => part !== 'prescreener' && step.isTraining(part) });
+      return {
+        replacesModelLosses: true,
+        lossTerms: (step, output) => inner.lossTerms?.(evalPrescreener(step), output) ?? {},
+        stepMetrics: (step, output) => inner.stepMetrics?.(evalPrescreener(step), output) ?? {},
+      };
+    },
+  });
+
+  it('passes for the real gate-distillation and reports the eval-mode mutant\'s imitation term', async () => {
+    const g = readGolden(path.join(goldenDirOf('strategy'), 'gate-distillation.golden.json'), 'strategy') as StrategyGolden;
+    expect((await checkStrategyGolden(gateDistillation, g, registry)).mismatches).toEqual([]);
+    const report = await checkStrategyGolden(evalModeMutant, g, registry);
+    expect(report.mismatches).toEqual([expect.stringMatching(/^lossTerms "imitation": element 0 is/)]);
   });
 });
