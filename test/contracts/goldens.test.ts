@@ -4,19 +4,18 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { KIND_FOLDERS } from '../../plugins/index.js';
+import gateDistillation from '../../plugins/strategies/gate-distillation.js';
+import { definePlugin, type Strategy, type StrategyStep } from '../../src/index.js';
 import {
-  checkClassifierGolden, checkDatasetGolden, checkLossGolden, checkMetricGolden, checkPrescreenerGolden, readGolden,
-  type ClassifierGolden, type DatasetGolden, type LossGolden, type MetricGolden, type PrescreenerGolden,
+  checkClassifierGolden, checkDatasetGolden, checkLossGolden, checkMetricGolden, checkPrescreenerGolden, checkStrategyGolden, readGolden,
+  type ClassifierGolden, type DatasetGolden, type LossGolden, type MetricGolden, type PrescreenerGolden, type StrategyGolden,
 } from '../../src/testing/contracts/index.js';
 import type { PluginKind } from '../../src/registry/index.js';
 import { builtinRegistry, goldenDirOf, REPO_ROOT } from './builtins.js';
 
 const registry = builtinRegistry();
-/**
- * Kinds whose suites check golden cases: every kind with a plugin folder except `strategy`, whose suite has no
- * golden format yet (a strategy's output is a training trajectory, not one forward).
- */
-const GOLDEN_KINDS = (Object.values(KIND_FOLDERS) as string[]).filter((kind) => kind !== 'strategy') as PluginKind[];
+/** Kinds whose suites check golden cases: every kind with a plugin folder (a strategy's golden is one training step). */
+const GOLDEN_KINDS = Object.values(KIND_FOLDERS) as PluginKind[];
 const MAX_GOLDEN_BYTES = 8_000;
 
 describe('golden cases of the built-in plugins', () => {
@@ -73,5 +72,43 @@ describe('a perturbed golden expectation is reported', () => {
     const bags = g.expected.fingerprint.bags.map((b, i) => (i === 1 ? { ...b, featureSum: b.featureSum + 0.5 } : b));
     const report = await checkDatasetGolden(await registry.get('dataset', 'synthetic-camelyon'), { ...g, expected: { fingerprint: { ...g.expected.fingerprint, bags } } }, { baseDir: REPO_ROOT });
     expect(report.mismatches).toEqual([expect.stringMatching(/^bag \S+ featureSum: element 0/)]);
+  });
+
+  it('strategy: the imitation term and a keep fraction off (gate-distillation)', async () => {
+    const g = golden<StrategyGolden>('strategy', 'gate-distillation');
+    const lossTerms = { imitation: (g.expected.lossTerms['imitation'] ?? 0) + 0.01 };
+    const stepMetrics = { ...g.expected.stepMetrics, target_kept: 0.875 }; // the union over classes 0 and 1 only
+    const report = await checkStrategyGolden(await registry.get('strategy', 'gate-distillation'), { ...g, expected: { ...g.expected, lossTerms, stepMetrics } }, registry);
+    expect(report.mismatches).toEqual([expect.stringMatching(/^lossTerms "imitation": element 0 is/), expect.stringMatching(/^stepMetrics "target_kept": element 0 is 1,/)]);
+  });
+
+  it('strategy: a logit off, and a loss term standard never adds (standard)', async () => {
+    const g = golden<StrategyGolden>('strategy', 'standard');
+    const logits = (g.expected.logits ?? []).map((row) => row.map((v, i) => (i === 1 ? v - 0.01 : v)));
+    const report = await checkStrategyGolden(await registry.get('strategy', 'standard'), { ...g, expected: { ...g.expected, logits, lossTerms: { extra: 0 } } }, registry);
+    expect(report.mismatches).toEqual([expect.stringMatching(/^logits: element 1 is/), 'lossTerms: keys [], expected [extra]']);
+  });
+});
+
+describe('a strategy golden catches a wrong strategy', () => {
+  /** gate-distillation with the pre-screener scored in eval mode (running statistics) instead of the stage's train mode. */
+  const evalModeMutant = definePlugin({
+    ...gateDistillation,
+    create: (options, ctx) => {
+      const inner = gateDistillation.create(options, ctx) as Strategy;
+      const evalPrescreener = (step: StrategyStep): StrategyStep => ({ ...step, isTraining: (part) => part !== 'prescreener' && step.isTraining(part) });
+      return {
+        replacesModelLosses: true,
+        lossTerms: (step, output) => inner.lossTerms?.(evalPrescreener(step), output) ?? {},
+        stepMetrics: (step, output) => inner.stepMetrics?.(evalPrescreener(step), output) ?? {},
+      };
+    },
+  });
+
+  it('passes for the real gate-distillation and reports the eval-mode mutant\'s imitation term', async () => {
+    const g = readGolden(path.join(goldenDirOf('strategy'), 'gate-distillation.golden.json'), 'strategy') as StrategyGolden;
+    expect((await checkStrategyGolden(gateDistillation, g, registry)).mismatches).toEqual([]);
+    const report = await checkStrategyGolden(evalModeMutant, g, registry);
+    expect(report.mismatches).toEqual([expect.stringMatching(/^lossTerms "imitation": element 0 is/)]);
   });
 });

@@ -1,13 +1,12 @@
-// Runs the strategy contract over every registered strategy (none until the `strategy` kind is registered, in
-// which case the suite reports itself skipped). Strategies carry no golden cases yet: see the suite's header.
+// Runs the strategy contract over every registered strategy, golden cases required (each built-in ships
+// plugins/strategies/<name>.golden.json, written by test/reference/goldens_strategies.py).
 import { strategyContract } from '../../src/testing/contracts/index.js';
 import type { PluginKind } from '../../src/registry/index.js';
-import { builtinRegistry } from './builtins.js';
+import { builtinRegistry, goldenDirOf } from './builtins.js';
 
 const registry = builtinRegistry();
-// 'strategy' joins PluginKind when the kind lands; until then the registry simply has none.
 const kind = 'strategy' as PluginKind;
 const definitions = registry.kinds().includes(kind) ? await registry.list(kind) : [];
 if (definitions.length === 0) console.warn('\n*** strategy contract SKIPPED: no plugin of kind "strategy" is registered ***\n');
 
-strategyContract(definitions, { registry });
+strategyContract(definitions, { registry, goldenDir: goldenDirOf(kind), requireGolden: true });

@@ -1,6 +1,7 @@
 // Strategy contract (the `strategy` kind: how a training stage drives the model). Kept small on purpose: the
-// default strategy `standard` changes nothing, every hook returns fresh tensors and leaks none, and a strategy's
-// state survives JSON. The kind is defined in src/registry/contracts/strategy.ts where it is registered; the shapes
+// default strategy `standard` changes nothing, every hook returns fresh tensors and leaks none, a strategy's
+// state survives JSON, and its golden case (one training step of a pattern-v1 model on a fixed bag: the step's
+// logits, loss terms and step metrics, computed independently in PyTorch) matches. The kind is defined in src/registry/contracts/strategy.ts where it is registered; the shapes
 // below are the subset this suite calls, typed structurally so the suite builds whether or not the kind exists,
 // and the run is skipped with a visible message when no `strategy` kind is registered.
 import * as tf from '@tensorflow/tfjs';
@@ -11,14 +12,18 @@ import type { AnyPluginDefinition } from '../../registry/define-plugin.js';
 import type { Registry } from '../../registry/registry.js';
 import type { AggregatorCapabilities, Bag, ForwardIO } from '../../registry/contracts/model.js';
 import type { ModelOutput } from '../../registry/contracts/loss.js';
+import { MilModel } from '../../core/engine/model.js';
+import { torchEntries } from '../../core/nn/state-dict.js';
 import { buildAggregatorModel } from './aggregator.js';
-import { expectNoTensorLeak } from './shared.js';
+import { compareTensor, compareValues, fillPattern, readGolden, tensorOf, type GoldenFile, type GoldenReport } from './golden.js';
+import { expectNoTensorLeak, goldenPath, missingGolden, type SuiteOptions } from './shared.js';
 
 /** The composed model as a strategy sees it (subset of the kind's StageModel). */
 export interface StrategyModelView {
   readonly aggregator: unknown;
   readonly classifier: unknown;
-  readonly prescreener: undefined;
+  /** The pre-screener part, when the model has one (typed loosely: the suite only passes it through). */
+  readonly prescreener: unknown;
   readonly capabilities: AggregatorCapabilities;
   forward(bag: Bag, io: ForwardIO): ModelOutput;
   classify(output: Omit<ModelOutput, 'logits'> & { readonly logits?: tf.Tensor2D }, io: ForwardIO): ModelOutput;
@@ -54,7 +59,7 @@ export interface StrategyHooks {
 
 const HOOKS = ['transformBag', 'forward', 'lossTerms', 'stepMetrics', 'afterUpdate'] as const;
 
-export interface StrategySuiteOptions {
+export interface StrategySuiteOptions extends SuiteOptions {
   /** Registry with the classifier slot, the losses and the aggregator the probe model uses. */
   readonly registry: Registry;
   /** Aggregator of the probe model (default `mean-pool`); strategies whose requirements it misses are skipped. */
@@ -82,6 +87,118 @@ function modelView(model: Awaited<ReturnType<typeof buildAggregatorModel>>): Str
     forward: (bag, io) => model.forward(bag, io),
     classify: (output, io) => (output.logits ? { ...output, logits: output.logits } : { ...output, logits: model.classifier?.forward(output.embedding, io) as tf.Tensor2D }),
   };
+}
+
+/** A plugin slot of the golden model: its name and options, as in a config. */
+type SlotSpec = { readonly name: string } & Readonly<Record<string, unknown>>;
+
+export interface StrategyGoldenCase {
+  /** Strategy options (over its defaults). */
+  readonly options: Readonly<Record<string, unknown>>;
+  /** The composed model of the step; every weight from the shared pattern (golden.ts `patternValues`). */
+  readonly model: {
+    readonly aggregator: SlotSpec;
+    readonly classifier: SlotSpec;
+    readonly prescreener?: SlotSpec;
+    readonly inputDim: number;
+    readonly numClasses: number;
+    readonly weights: 'pattern-v1';
+  };
+  /** Which parts run in training mode in the stage (`step.isTraining(part)`); a part not listed runs in eval mode. */
+  readonly training: Readonly<Record<string, boolean>>;
+  readonly label: number;
+  /** [N, D] instance features. */
+  readonly x: number[][];
+  /** The bag's thumbs view, drawn from a formula instead of stored (see `formulaThumbs`). */
+  readonly thumbs?: { readonly formula: 'thumbs-quadratic-v1'; readonly shape: readonly [number, number, number, number] };
+}
+
+export interface StrategyGoldenExpected {
+  /** [1, C] logits of the step's forward; absent when the strategy replaces the model's losses (no forward runs). */
+  readonly logits?: number[][];
+  /** Every loss term the strategy adds, by key; exactly these keys. */
+  readonly lossTerms: Readonly<Record<string, number>>;
+  /** Every step metric the strategy reports, by key; exactly these keys. */
+  readonly stepMetrics: Readonly<Record<string, number>>;
+}
+
+export type StrategyGolden = GoldenFile<StrategyGoldenCase, StrategyGoldenExpected>;
+
+/**
+ * "thumbs-quadratic-v1": uint8 value i of the row-major block is (7i² + 13i + 5) mod 251, scaled by 1/255.
+ * Thumbnails are a formula so a golden with a few dozen 16×16×3 thumbnails stays a few KB; the integers are
+ * exact in both languages (i² < 2^53), and the quadratic keeps neighbouring pixels from repeating.
+ */
+export function formulaThumbs(shape: readonly [number, number, number, number]): tf.Tensor4D {
+  const size = shape.reduce((a, b) => a * b, 1);
+  const values = new Float32Array(size);
+  for (let i = 0; i < size; i += 1) values[i] = ((7 * i * i + 13 * i + 5) % 251) / 255;
+  return tf.tensor4d(values, [...shape]);
+}
+
+/** Compares a record of host numbers with the expected record: same keys, each value within tolerance. */
+function compareRecord(what: string, actual: Readonly<Record<string, number>>, expected: Readonly<Record<string, number>>, tolerance: StrategyGolden['tolerance']): string[] {
+  const actualKeys = Object.keys(actual).sort();
+  const expectedKeys = Object.keys(expected).sort();
+  if (actualKeys.join() !== expectedKeys.join()) return [`${what}: keys [${actualKeys.join(', ')}], expected [${expectedKeys.join(', ')}]`];
+  return expectedKeys.flatMap((key) => compareValues(`${what} "${key}"`, [actual[key] as number], [], expected[key], tolerance));
+}
+
+/**
+ * Runs one training step of the golden case the way the engine's trainer does (transformBag, then the
+ * strategy's forward or the composed model's unless the strategy replaces the model's losses, then lossTerms
+ * and stepMetrics on the same step) and compares the logits, the loss terms and the step metrics. Returns the
+ * mismatches (empty = pass); never throws on a numeric mismatch, so a test can show a wrong strategy is caught.
+ */
+export async function checkStrategyGolden(definition: AnyPluginDefinition, golden: StrategyGolden, registry: Registry): Promise<GoldenReport> {
+  const { case: c, expected, tolerance } = golden;
+  const { aggregator, classifier, prescreener, inputDim, numClasses } = c.model;
+  const model = new MilModel(registry, {
+    aggregator: await registry.resolve('aggregator', aggregator, { key: 'model.aggregator' }),
+    classifier: await registry.resolve('classifier', classifier, { key: 'model.classifier' }),
+    ...(prescreener ? { prescreener: await registry.resolve('prescreener', prescreener, { key: 'model.prescreener' }) } : {}),
+    losses: {},
+  }, { inputDim, numClasses }, new Rng(0), silentLogger);
+  fillPattern(torchEntries(model));
+  // The pre-screener's torch keys are its own (no part prefix), as in its PyTorch module and its golden case.
+  if (model.prescreener) fillPattern(model.prescreener.namedTensors().map(([torchKey, entry]) => ({ torchKey, entry })));
+  const isTraining = (part: string): boolean => c.training[part] === true;
+  model.setTraining(true);
+  model.setEvalParts(model.partNames().filter((part) => !isTraining(part)));
+
+  const features = tensorOf(c.x) as tf.Tensor2D;
+  const thumbs = c.thumbs ? formulaThumbs(c.thumbs.shape) : undefined;
+  const input: Bag = { slideId: 'golden', features, label: c.label, views: thumbs ? { thumbs } : {} };
+  const create = definition.create as (options: unknown, ctx: unknown) => StrategyHooks & { readonly replacesModelLosses?: boolean };
+  const strategy = create(definition.options.parse(c.options), { model, numClasses, rng: new Rng(0), logger: silentLogger });
+  const plugin = `strategy/${definition.name}`;
+  try {
+    strategy.init?.(model);
+    const stepOf = (bag: Bag): StrategyStepView => ({
+      model, bag, label: c.label, numClasses, io: { training: true, rng: new Rng(1) }, isTraining,
+      epoch: 0, stepInEpoch: 0, globalStep: 0, stepsPerEpoch: 1, totalEpochs: 1,
+    });
+    const mismatches: string[] = [];
+    let lossTerms: Record<string, number> = {};
+    let stepMetrics: Readonly<Record<string, number>> = {};
+    // One scope for the step, as the engine's gradient tape gives it: whatever the hooks leave is freed here.
+    tf.tidy(() => {
+      const bag = strategy.transformBag?.(stepOf(input)) ?? input;
+      const step = stepOf(bag);
+      const output = strategy.replacesModelLosses ? undefined : (strategy.forward?.(step) ?? model.forward(bag, step.io));
+      if (expected.logits) mismatches.push(...compareTensor('logits', output?.logits, expected.logits, tolerance));
+      else if (output) mismatches.push('logits: the step ran a forward, but the golden expects none (the strategy replaces the model\'s losses)');
+      const terms = strategy.lossTerms?.(step, output) ?? {};
+      lossTerms = Object.fromEntries(Object.entries(terms).map(([key, term]) => [key, term.dataSync()[0] as number]));
+      stepMetrics = strategy.stepMetrics?.(step, output) ?? {};
+    });
+    mismatches.push(...compareRecord('lossTerms', lossTerms, expected.lossTerms, tolerance), ...compareRecord('stepMetrics', stepMetrics, expected.stepMetrics, tolerance));
+    return { plugin, mismatches };
+  } finally {
+    strategy.dispose?.();
+    tf.dispose([features, ...(thumbs ? [thumbs] : [])]);
+    model.dispose();
+  }
 }
 
 /**
@@ -173,6 +290,13 @@ export function strategyContract(definitions: readonly AnyPluginDefinition[], su
       }
       expect(HOOKS.every((hook) => strategy[hook] === undefined || typeof strategy[hook] === 'function')).toBe(true);
       close();
+    });
+
+    const golden = goldenPath(suite, name);
+    it.skipIf(!golden && !suite.requireGolden)('matches its golden case', async () => {
+      if (!golden) throw new Error(missingGolden(suite, 'strategy', name));
+      const report = await checkStrategyGolden(definition, readGolden<StrategyGoldenCase, StrategyGoldenExpected>(golden, 'strategy'), suite.registry);
+      expect(report.mismatches, `${report.plugin} golden case`).toEqual([]);
     });
   });
 }
