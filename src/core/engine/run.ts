@@ -290,7 +290,8 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
         return stageRunId;
       },
       onEpochEnd: async (_stage, stageRunId, record) => {
-        if (stageRunId) await logEpoch(stageRunId, record);
+        // A lone stage's epochs go to the fold run through `events` below; logging them here too doubled every point.
+        if (stageRunId && perStageRuns) await logEpoch(stageRunId, record);
       },
       endStage: async (_stage, stageRunId, result) => {
         if (!tracker || !stageRunId || !perStageRuns) return;
