@@ -1,7 +1,8 @@
 // `milkit runs`: runs from the local store or a server as rows, filtered and sorted, and rendered as a
 // terminal table or a paper-style comparison (one row per run, differing params, metrics as mean ± std).
 import { stringify as csvStringify } from 'csv-stringify/sync';
-import { TrackingError } from '../errors.js';
+import { ConfigError, TrackingError } from '../errors.js';
+import { didYouMean } from '../util/suggest.js';
 import type { Metric } from '../../registry/contracts/metric.js';
 import { Rng } from '../runtime/random.js';
 import { compareWithBaseline, type ComparisonResult, type FoldPredictionSet, type FoldRecord, type RowRecord } from '../stats/compare.js';
@@ -257,6 +258,17 @@ export function compareColumns(rows: readonly RunRow[], options: Pick<CompareOpt
   const keys = metricKeys(rows);
   const means = keys.filter((k) => k.endsWith('_mean')).map((k) => k.slice(0, -5));
   const metrics = options.metrics ? [...options.metrics] : means.length > 0 ? means.sort() : keys.filter((k) => !k.startsWith('time/')).sort();
+  // A column that no run has would print empty and look like missing data: name it instead, with what exists.
+  const knownMetrics = [...new Set([...keys, ...means])].sort();
+  const unknownMetrics = (options.metrics ?? []).filter((m) => !knownMetrics.includes(m));
+  const unknownParams = (options.params ?? []).filter((p) => !allParams.includes(p));
+  if (rows.length > 0 && (unknownMetrics.length > 0 || unknownParams.length > 0)) {
+    const describe = (flag: string, unknown: readonly string[], known: readonly string[]): string =>
+      unknown.map((name) => `${flag} "${name}" is not logged by any of these runs.${didYouMean(name, known)}`).join(' ');
+    throw new ConfigError('unknown-compare-column', [describe('--metrics', unknownMetrics, knownMetrics), describe('--params', unknownParams, allParams)].filter(Boolean).join(' '), {
+      hint: `Metrics these runs have: ${knownMetrics.slice(0, 20).join(', ') || 'none'}${knownMetrics.length > 20 ? ', …' : ''}. Params: ${allParams.slice(0, 20).join(', ') || 'none'}${allParams.length > 20 ? ', …' : ''}.`,
+    });
+  }
   return { params, metrics };
 }
 

@@ -93,6 +93,9 @@ describe('runs query', () => {
     expect(renderTable(losses, 'md').split('\n')[0]).toBe('| run       | train/loss |');
     expect(renderTable(losses, 'csv')).toBe('run,train/loss\nabmil,0.310\nmean-pool,0.450\ntransmil,0.280 *');
     expect(JSON.parse(renderTable(losses, 'json'))).toEqual([{ run: 'abmil', 'train/loss': '0.310' }, { run: 'mean-pool', 'train/loss': '0.450' }, { run: 'transmil', 'train/loss': '0.280 *' }]);
+    // A column no run has is an error naming it (with the closest one), not an empty column.
+    expect(() => compareTable(rows, { metrics: ['test/aux'] })).toThrow(/--metrics "test\/aux" is not logged by any of these runs\. Did you mean "test\/auc"\?/);
+    expect(() => compareTable(rows, { params: ['train.lrr'] })).toThrow(/--params "train\.lrr" is not logged by any of these runs\. Did you mean "train\.lr"\?/);
   });
 });
 
