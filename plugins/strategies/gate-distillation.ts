@@ -44,7 +44,10 @@ class GateDistillation implements Strategy {
     const gateIo = { training: step.isTraining('aggregator'), rng: step.io.rng.fork('targets') };
     const targets = stepGate(this.gateLogits({ slideId: step.bag.slideId, features: step.bag.features }, gateIo), 0) as tf.Tensor2D; // [N, K]  M_HR
     const scores = this.branchScores(thumbs, { training: step.isTraining('prescreener'), rng: step.io.rng.fork('prescreener') }); // [N, K]  O
-    this.last = { scores, targets };
+    // Kept past the step's scope so stepMetrics may read them wherever it is called; freed at the next step (the
+    // previous step's gradients are done by then; freeing them inside the tape would break its backward) or at dispose().
+    this.release();
+    this.last = { scores: tf.keep(scores), targets: tf.keep(targets) };
     return { imitation: this.imitationLoss(scores, targets) };
   }
 
@@ -52,9 +55,16 @@ class GateDistillation implements Strategy {
     if (!this.last) return {};
     const { scores, targets } = this.last;
     const [rows = 0, branches = 1] = targets.shape;
-    const result = { target_kept: unionFraction(targets.dataSync(), rows, branches), kept: unionFraction(tf.tidy(() => stepGate(scores, 0).dataSync()), rows, branches) };
+    return { target_kept: unionFraction(targets.dataSync(), rows, branches), kept: unionFraction(tf.tidy(() => stepGate(scores, 0).dataSync()), rows, branches) };
+  }
+
+  dispose(): void {
+    this.release();
+  }
+
+  private release(): void {
+    if (this.last) tf.dispose([this.last.scores, this.last.targets]);
     this.last = undefined;
-    return result;
   }
 }
 
