@@ -43,9 +43,12 @@ export function renderRunReport(result: ExperimentResult, options: ReportOptions
   if (hidden > 0) lines.push(`(${hidden} more metric${hidden === 1 ? '' : 's'} per fold in the summary below and in summary.json)`);
   lines.push('');
   const okCount = result.folds.filter((f) => f.ok).length;
-  lines.push(`summary over ${okCount} fold(s) (mean ± sample std, ddof=1):`);
+  const repeats = Math.max(0, ...Object.values(result.summary).map((s) => s.repeats ?? 0));
+  lines.push(repeats > 1
+    ? `summary over ${okCount} fold(s) in ${repeats} repeats (mean ± sample std of the per-repeat means, ddof=1):`
+    : `summary over ${okCount} fold(s) (mean ± sample std, ddof=1):`);
   for (const [name, s] of Object.entries(result.summary)) {
-    lines.push(`  test/${name}: ${fmt(s.mean)} ± ${fmt(s.std)}  (n=${s.n})`);
+    lines.push(`  test/${name}: ${fmt(s.mean)} ± ${fmt(s.std)}  (n=${s.n}${s.repeats !== undefined && s.repeats > 1 ? `, ${s.repeats} repeats` : ''})`);
   }
   const times = result.folds.filter((f) => f.ok && f.secondsPerSlide !== undefined).map((f) => (f.secondsPerSlide as number) * 1000);
   if (times.length) lines.push(`  time per slide (forward): ${fmt(times.reduce((a, b) => a + b, 0) / times.length, 2)} ms`);

@@ -20,6 +20,7 @@ import { validateSource } from '../data/bags.js';
 import { makeSplits, writeSplits, type Fold } from '../data/splits.js';
 import { checkSplitSense } from '../data/split-checks.js';
 import { bootstrapMetrics, summarizeFolds } from '../eval/metrics.js';
+import { summarizeRepeats } from '../stats/repeats.js';
 import { writePredictionsCsv } from '../eval/predictions.js';
 import { writeCurvePlots, type CurveFiles } from '../eval/plots.js';
 import { createTracker, flattenParams, redactConfig, secretEnvExpressions, systemTags } from '../tracking/index.js';
@@ -73,8 +74,22 @@ export interface ExperimentResult {
   readonly outDir: string;
   readonly runtime: RuntimeInfo;
   readonly folds: FoldOutcome[];
-  readonly summary: Record<string, { mean: number | null; std: number | null; n: number }>;
+  /** Per metric: mean ± sample std over folds, or with repeats (`repeats` set) over the per-repeat means. */
+  readonly summary: Record<string, { mean: number | null; std: number | null; n: number; repeats?: number }>;
   readonly runId?: string;
+}
+
+/** Per metric, mean ± std of the per-repeat means; `n` counts the folds where the metric is defined. */
+function summarizeByRepeat(
+  succeeded: readonly FoldOutcome[], values: ReadonlyArray<Readonly<Record<string, MetricValue>>>, repeatOf: ReadonlyMap<number, number>,
+): ExperimentResult['summary'] {
+  const names = [...new Set(values.flatMap((v) => Object.keys(v)))];
+  return Object.fromEntries(names.map((name) => {
+    const tagged = succeeded.map((o, i) => ({ repeat: repeatOf.get(o.fold) ?? 0, value: values[i]?.[name]?.value }));
+    const s = summarizeRepeats(tagged);
+    const n = tagged.filter((t) => typeof t.value === 'number' && Number.isFinite(t.value)).length;
+    return [name, { mean: s.mean, std: s.std, n, repeats: s.repeats }];
+  }));
 }
 
 /** The resolved config as YAML with secret-looking keys redacted, under the same provenance header. */
@@ -178,8 +193,14 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   if (!options.sources) await source.close?.();
 
   const succeeded = outcomes.filter((o) => o.ok);
-  const summary = summarizeFolds(succeeded.map((o) => ({ ...o.metrics, ...(o.instanceAuc ? { instance_auc: o.instanceAuc } : {}) })));
-  await writeFile(path.join(outDir, 'summary.json'), JSON.stringify({ folds: outcomes, summary, std: 'sample standard deviation (ddof=1)' }, null, 2));
+  const foldValues = succeeded.map((o) => ({ ...o.metrics, ...(o.instanceAuc ? { instance_auc: o.instanceAuc } : {}) }));
+  // With repeated CV the ± is the spread of the per-repeat means (as MHIM-MIL reports it); over all folds it would mix
+  // fold-to-fold and repeat-to-repeat variance.
+  const repeatOf = new Map(folds.map((f) => [f.index, f.repeat ?? 0]));
+  const repeated = new Set(succeeded.map((o) => repeatOf.get(o.fold) ?? 0)).size > 1;
+  const summary: ExperimentResult['summary'] = repeated ? summarizeByRepeat(succeeded, foldValues, repeatOf) : summarizeFolds(foldValues);
+  const stdMeaning = repeated ? 'sample standard deviation (ddof=1) of the per-repeat means' : 'sample standard deviation (ddof=1)';
+  await writeFile(path.join(outDir, 'summary.json'), JSON.stringify({ folds: outcomes, summary, std: stdMeaning }, null, 2));
   await writePredictionsCsv(path.join(outDir, 'predictions.csv'), allPredictions, source.classNames);
   // ROC/PR per fold and the mean ROC; a rendering failure is reported but never costs the computed results.
   const curveFolds = succeeded.map((o) => {
