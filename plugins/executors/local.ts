@@ -1,6 +1,6 @@
 /**
  * Local executor: sweep jobs in parallel worker processes on this machine (executor/local)
- * Paper: none — infrastructure. Implements issue 4 item 6 (`--workers N`, default = CPU cores).
+ * Paper: none — infrastructure. Implements `--workers N` (default = CPU cores): jobs spread over long-lived local workers.
  * Implements: N lanes, each feeding job indices to a long-lived `milkit worker --manifest M --serve --blas-threads T`
  *   process (execa) and reading its per-job report lines; a lane starts a fresh process after a failed job, after a
  *   crash, and (with `reuseWorkers: false`) before every job.

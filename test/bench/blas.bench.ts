@@ -1,4 +1,4 @@
-// ABMIL train steps on tfjs-wasm with and without the OpenBLAS kernels (issue 8), against the PyTorch reference step
+// ABMIL train steps on tfjs-wasm with and without the OpenBLAS kernels, against the PyTorch reference step
 // (test/bench/torch_abmil_step.py) in the same run. Rounds interleave torch and both tfjs configs because the
 // machine's speed drifts; each round reports the median of its steps, ratios are taken within a round.
 import { availableParallelism, loadavg } from 'node:os';

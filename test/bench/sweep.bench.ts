@@ -1,4 +1,4 @@
-// Sweep throughput with 1 vs 2 local workers (issue 4: goal ≥ 1.8× on 2 cores). Each configuration runs the same
+// Sweep throughput with 1 vs 2 local workers (goal: ≥ 1.8× on 2 cores). Each configuration runs the same
 // real `milkit sweep` (long-lived worker processes that compose, train and evaluate one fold per job) into fresh
 // state and output folders. Two workloads: a training-bound one (ABMIL, jobs of several seconds, the shape of a real
 // sweep) and an overhead-bound one (tiny jobs of under a second). A control measures what this machine allows at

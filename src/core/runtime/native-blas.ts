@@ -2,6 +2,7 @@
 // the wasm heap, with no copy. Any failure (no koffi, no library, a slow reference BLAS) means "not available".
 import { availableParallelism } from 'node:os';
 import type { Logger } from '../logger.js';
+import { importKoffi, type KoffiFunction, type KoffiLibrary, type KoffiModule } from './koffi.js';
 
 /** Library names tried in order; the first one that loads and exports cblas_sgemm wins. */
 export const BLAS_CANDIDATES: readonly string[] = [
@@ -58,15 +59,6 @@ export interface LoadBlasOptions {
   readonly logger?: Logger;
 }
 
-interface KoffiFunction {
-  (...args: unknown[]): unknown;
-}
-interface KoffiLibrary {
-  func(definition: string): KoffiFunction;
-}
-interface KoffiModule {
-  load(path: string): KoffiLibrary;
-}
 
 const SGEMM_SIGNATURE =
   'void cblas_sgemm(int order, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, ' +
@@ -102,8 +94,7 @@ export function loadNativeBlas(options: LoadBlasOptions = {}): Promise<BlasProbe
 async function probe(candidates: readonly string[]): Promise<BlasProbe> {
   let koffi: KoffiModule;
   try {
-    const imported = (await import('koffi')) as { default?: KoffiModule } & Partial<KoffiModule>;
-    koffi = imported.default ?? (imported as KoffiModule);
+    koffi = await importKoffi();
   } catch (error) {
     return { available: false, reason: `the koffi FFI package cannot be loaded: ${messageOf(error)}` };
   }

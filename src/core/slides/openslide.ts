@@ -3,6 +3,7 @@
 // ARGB, which is composited on white here; coordinates are level-0 pixels, as in OpenSlide.
 import { existsSync } from 'node:fs';
 import { BackendError, DataError } from '../errors.js';
+import { importKoffi, type KoffiFunction, type KoffiLibrary, type KoffiModule } from '../runtime/koffi.js';
 import {
   checkRegion,
   positiveNumber,
@@ -18,17 +19,6 @@ import {
 export const OPENSLIDE_LIBRARIES: readonly string[] = ['libopenslide.so.0', 'libopenslide.so.1', 'libopenslide.so', 'libopenslide.0.dylib'];
 
 type Handle = unknown;
-interface KoffiFunction {
-  (...args: unknown[]): unknown;
-}
-interface KoffiLibrary {
-  func(definition: string): KoffiFunction;
-}
-interface KoffiModule {
-  load(path: string): KoffiLibrary;
-  decode(value: unknown, offset: number, type: string): unknown;
-  sizeof(type: string): number;
-}
 
 interface OpenSlideApi {
   readonly version: string;
@@ -57,8 +47,7 @@ export function loadOpenSlide(libraries: readonly string[] = OPENSLIDE_LIBRARIES
 }
 
 async function bind(libraries: readonly string[]): Promise<OpenSlideApi> {
-  const imported = (await import('koffi')) as { default?: KoffiModule } & Partial<KoffiModule>;
-  const koffi = imported.default ?? (imported as KoffiModule);
+  const koffi = await importKoffi();
   const failures: string[] = [];
   for (const name of libraries) {
     let lib: KoffiLibrary;

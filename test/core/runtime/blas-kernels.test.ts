@@ -6,7 +6,7 @@ import { initRuntime, loadNativeBlas, restoreStockWasmKernels, type RuntimeInfo 
 import { Rng } from '../../../src/core/runtime/random.js';
 import { on, randomData, relativeMaxDiff, type Values } from './compare.js';
 
-// CI installs libopenblas0-pthread (issue 8); with MILKIT_BLAS_LIBRARY=none only the fallback block runs.
+// CI installs libopenblas0-pthread (.ci/run); with MILKIT_BLAS_LIBRARY=none only the fallback block runs.
 const probe = await loadNativeBlas();
 
 type Activation = 'linear' | 'relu' | 'relu6' | 'elu' | 'sigmoid' | 'leakyrelu' | 'prelu';
@@ -114,7 +114,7 @@ const FUSED_ROWS = (['linear', 'relu', 'relu6', 'elu', 'sigmoid', 'leakyrelu', '
   ([[false, false], [false, true], [true, false], [true, true]] as const).map(([tA, tB]) => ({ activation, tA, tB })),
 );
 
-describe.skipIf(!probe.available)('wasm BLAS kernels (issue 8)', () => {
+describe.skipIf(!probe.available)('wasm BLAS kernels (OpenBLAS, docs/runtime.md)', () => {
   let info: RuntimeInfo;
   beforeAll(async () => {
     info = await initRuntime({ backend: 'wasm', blas: 'on', blasThreads: 2 }, { logger: silentLogger });

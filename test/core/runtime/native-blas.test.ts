@@ -29,7 +29,7 @@ describe('loadNativeBlas', () => {
   });
 });
 
-// CI installs libopenblas0-pthread (issue 8), so this block runs there.
+// CI installs libopenblas0-pthread (.ci/run), so this block runs there.
 describe.skipIf(!probe.available)('the loaded BLAS', () => {
   const blas = probe.available ? probe.blas : undefined;
 
