@@ -9,6 +9,6 @@ export const RuntimeSection = z.strictObject({
     .union([z.number().positive(), z.string().regex(/^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB)?\s*$/i, 'a size such as "3.5GB" or "512MB"')])
     .optional()
     .describe('peak tensor memory a bag may plan to use (bytes or "3.5GB"); default 85 % of the wasm heap ceiling on wasm, of RAM elsewhere'),
-  memoryCheckFrom: z.int().nonnegative().default(4096).describe('bags with fewer instances are run without a memory estimate'),
+  memoryCheckFrom: z.int().nonnegative().optional().describe('bags with fewer instances are run without a memory estimate (default 4096)'),
 });
 export type RuntimeSection = z.output<typeof RuntimeSection>;
