@@ -88,7 +88,8 @@ export function youdenThreshold(labels: readonly number[], positive: readonly nu
   let threshold: number | undefined;
   for (let i = 1; i < roc.thresholds.length; i += 1) {
     const j = (roc.tpr[i] as number) - (roc.fpr[i] as number);
-    if (j > best) {
+    // Ties (within rounding: 1 − 1/3 vs 2/3) keep the higher threshold.
+    if (j > best + 1e-12) {
       best = j;
       threshold = roc.thresholds[i];
     }

@@ -25,10 +25,10 @@ const SMALL = [
 ];
 const TINY_DMIN = [
   'name: tiny-dmin', 'seed: 0', 'data:', '  dataset: { name: synthetic-camelyon }', 'model:',
-  '  aggregator: { name: dmin, hiddenDim: 8, attnDim: 6, kSample: 2 }', '  classifier: { name: cka, degree: 3 }', '  losses:',
+  '  aggregator: { name: dmin, hiddenDim: 16, attnDim: 6, kSample: 2 }', '  classifier: { name: cka, degree: 3 }', '  losses:',
   '    ce: { name: cross-entropy, weight: 0.7 }', '    instance: { name: clam-instance, weight: 0.3 }', '    mse: { name: embedding-mse, weight: 0.5 }',
   '    kl: { name: logit-kl, weight: 0.5 }', '    rate: { name: keep-rate, target: 0.6, weight: 2 }',
-  'train:', '  optimizer: { name: adam, lr: 0.002, weightDecay: 0.00001 }', 'split: { mode: kfold, folds: 2, valFraction: 0.2 }', 'eval: { metrics: [auc, accuracy] }',
+  'train:', '  optimizer: { name: adam, lr: 0.005, weightDecay: 0.00001 }', 'split: { mode: kfold, folds: 2, valFraction: 0.2 }', 'eval: { metrics: [auc, accuracy] }',
 ].join('\n');
 
 let cwd: string;
@@ -53,7 +53,7 @@ beforeAll(async () => {
   const abmil = await runCli(['run', QUICKSTART, 'name=abmil', 'model/aggregator=abmil', 'model.aggregator.projectDim=16', 'model.aggregator.attnDim=8', 'train.epochs=6', ...SMALL], cwd);
   expect(abmil.code, abmil.err).toBe(0);
   runs.abmil = onlyRunDir('abmil');
-  const dmin = await runCli(['run', path.join(cwd, 'tiny-dmin.yaml'), 'train.epochs=6', ...SMALL], cwd);
+  const dmin = await runCli(['run', path.join(cwd, 'tiny-dmin.yaml'), 'train.epochs=10', ...SMALL], cwd);
   expect(dmin.code, dmin.err).toBe(0);
   runs.dmin = onlyRunDir('tiny-dmin');
 }, 600_000);
@@ -160,7 +160,9 @@ describe('milkit predict', () => {
 
 describe('thresholds and intervals', () => {
   it("Youden's J picks the score that maximises TPR − FPR", () => {
-    // Positives 0.9, 0.6, 0.4; negatives 0.5, 0.3, 0.1: at t = 0.6, TPR 2/3, FPR 0 (J 0.667); at t = 0.4, TPR 1, FPR 1/3 (J 0.667); the first (higher) wins.
+    // Positives 0.9, 0.6, 0.4; negatives 0.5, 0.45, 0.1: t = 0.6 gives TPR 2/3, FPR 0 (J 0.667); t = 0.4 gives TPR 1, FPR 2/3 (J 0.333).
+    expect(youdenThreshold([1, 1, 1, 0, 0, 0], [0.9, 0.6, 0.4, 0.5, 0.45, 0.1])).toBe(0.6);
+    // A tie in J (t = 0.6 and t = 0.4 both 2/3 here) takes the higher threshold.
     expect(youdenThreshold([1, 1, 1, 0, 0, 0], [0.9, 0.6, 0.4, 0.5, 0.3, 0.1])).toBe(0.6);
     expect(youdenThreshold([1, 1], [0.2, 0.3])).toBeUndefined();
     expect(predictClass([0.45, 0.55], 0.6)).toBe(0);
