@@ -30,8 +30,9 @@ export interface PatchScores {
 }
 
 /**
- * Percentile rank of every score among the slide's scores, in [0, 1]: scipy's `percentileofscore(kind='rank')`
- * / 100, as CLAM converts attention before drawing (ties share the mean of their weak and strict ranks).
+ * Percentile rank of every score among the slide's scores, in (0, 1]: scipy's `percentileofscore(kind='rank')`
+ * / 100, as CLAM converts attention before drawing. With L scores below and R at or below, it is
+ * (L + R + [L < R]) / 2N: the k-th smallest of distinct scores gets k/N, tied scores the mean of their ranks.
  */
 export function toPercentiles(scores: ArrayLike<number>): Float32Array {
   const n = scores.length;
@@ -59,7 +60,9 @@ export function toPercentiles(scores: ArrayLike<number>): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i += 1) {
     const v = scores[i] as number;
-    out[i] = (lowerBound(v) + upperBound(v)) / 2 / n;
+    const below = lowerBound(v);
+    const atOrBelow = upperBound(v);
+    out[i] = (below + atOrBelow + (below < atOrBelow ? 1 : 0)) / (2 * n);
   }
   return out;
 }
