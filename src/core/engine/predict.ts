@@ -6,6 +6,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
 import { ConfigError, DataError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { loadExperiment, type ResolvedExperiment } from '../config/index.js';
@@ -18,7 +19,8 @@ import { assignVariables, loadCheckpoint } from './checkpoint.js';
 import { evaluate, type SlidePrediction } from './evaluate.js';
 import { loadTrainedFold, locateFoldCheckpoint, RUN_CONFIG_FILE } from './export.js';
 import { MilModel, type ModelDims } from './model.js';
-import type { SlidePass } from './screening.js';
+import { buildViews } from '../data/bags.js';
+import { fullPass, type SlidePass } from './screening.js';
 import { resolveStages, stageStreams, type ResolvedStage } from './stages.js';
 
 const FOLD_DIR = /^fold-(\d+)$/;
@@ -223,6 +225,21 @@ export async function predictSlides(run: TrainedRun, options: PredictSlidesOptio
           } }
         : {}),
     });
+    // A screened model's pass scores only the patches its pre-screener keeps; heatmaps need every patch, so its
+    // instance scores come from the full pass (the aggregator on all patches, HDMIL's all-patches mode).
+    if (options.instanceScores && fold.model.capabilities.instanceScores && fold.model.screening) {
+      const rng = fold.testRng().fork('instance-scores');
+      for (const slide of slides) {
+        const data = await options.source.load(slide.slideId);
+        const pass = fullPass(fold.model, data, { io: { training: false, rng }, views: fold.model.capabilities.needsViews, makeViews: buildViews });
+        try {
+          const copied = copyScores(slide, data, pass);
+          if (copied) instanceScores.set(slide.slideId, copied);
+        } finally {
+          tf.dispose(pass.output as unknown as tf.TensorContainer);
+        }
+      }
+    }
     out.push({ fold: fold.fold, predictions: result.predictions, metrics: result.metrics, instanceScores });
   }
   return out;

@@ -86,4 +86,16 @@ describe('milkit weights export of an HDMIL fold', () => {
     expect(reference.shape).toEqual([n, 2]);
     reference.scores.forEach((s, i) => expect(Math.abs(s - (milkit[i] as number)), `score ${i}`).toBeLessThan(1e-5));
   }, 300_000);
+
+  it('predict: the screened model gets class-wise heatmaps from the full pass (every patch scored)', async () => {
+    const out = path.join(cwd, 'predict-hdmil');
+    const result = await runCli(['predict', runDir, '--split', 'test', '--bootstrap', '0', '--heatmaps', '-o', out], cwd);
+    expect(result.code, result.err).toBe(0);
+    const files = readdirSync(path.join(out, 'heatmaps'));
+    const slide = files.find((f) => f.endsWith('.scores.csv'))?.replace('.scores.csv', '') as string;
+    expect(files).toEqual(expect.arrayContaining([`${slide}.heatmap.normal_tissue.png`, `${slide}.heatmap.tumor_tissue.png`, `${slide}.geojson`]));
+    const [header, ...rows] = readFileSync(path.join(out, 'heatmaps', `${slide}.scores.csv`), 'utf8').trim().split('\n');
+    expect(header).toBe('patch,x,y,patch_size,score,score_normal_tissue,score_tumor_tissue');
+    expect(rows.length).toBeGreaterThanOrEqual(8); // every patch of the slide (8–12 instances), not only the kept ones
+  }, 300_000);
 });

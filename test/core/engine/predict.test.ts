@@ -10,7 +10,8 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTrainedRun, predictSlides } from '../../../src/core/engine/predict.js';
 import { openCohort } from '../../../src/core/engine/predict-cohort.js';
-import { caseBootstrap, predictClass, youdenThreshold } from '../../../src/core/engine/predict-run.js';
+import { caseBootstrap, DEFAULT_HEATMAP_OPTIONS, predictClass, runPredict, youdenThreshold } from '../../../src/core/engine/predict-run.js';
+import type { Tracker } from '../../../src/registry/contracts/tracker.js';
 import { binaryAuc } from '../../../src/core/eval/classification.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { Rng } from '../../../src/core/runtime/random.js';
@@ -131,6 +132,52 @@ describe('milkit predict', () => {
     expect(result.err).toMatch(/lymphoma/);
     expect(result.err).toMatch(/normal_tissue, tumor_tissue/);
   }, 120_000);
+
+  it("--threshold youden takes Youden's J of the fold's validation predictions", async () => {
+    const runDir = runs.abmil as string;
+    const val = await runCli(['predict', runDir, '--split', 'val', '--fold', '0', '--bootstrap', '0', '-o', path.join(cwd, 'predict-val')], cwd);
+    expect(val.code, val.err).toBe(0);
+    const rows = csvRows(path.join(cwd, 'predict-val', 'predictions.csv'));
+    const expected = youdenThreshold(rows.map((r) => Number(r.label)), rows.map((r) => Number(r.p_tumor_tissue)));
+    const out = path.join(cwd, 'predict-youden');
+    const result = await runCli(['predict', runDir, '--split', 'test', '--fold', '0', '--threshold', 'youden', '--bootstrap', '0', '-o', out], cwd);
+    expect(expected).toBeDefined(); // fold 0's stratified validation split has both classes
+    expect(result.code, result.err).toBe(0);
+    const summary = JSON.parse(readFileSync(path.join(out, 'metrics.json'), 'utf8')) as { threshold: { rule: string; value: number } };
+    expect(summary.threshold).toEqual({ rule: 'youden', value: expected });
+    expect(expected).not.toBe(0.5);
+    for (const r of csvRows(path.join(out, 'predictions.csv'))) expect(Number(r.prediction)).toBe(Number(r.p_tumor_tissue) >= expected ? 1 : 0);
+  }, 300_000);
+
+  it('logs the prediction as its own tracker run, tagged with the training run', async () => {
+    const calls: Array<{ call: string; args: unknown[] }> = [];
+    const tracker: Tracker = {
+      startRun: async (spec) => { calls.push({ call: 'startRun', args: [spec] }); return 'predict-run-1'; },
+      logParams: async (...args) => { calls.push({ call: 'logParams', args }); },
+      logMetrics: async (...args) => { calls.push({ call: 'logMetrics', args }); },
+      setTags: async (...args) => { calls.push({ call: 'setTags', args }); },
+      logArtifact: async (...args) => { calls.push({ call: 'logArtifact', args }); },
+      endRun: async (...args) => { calls.push({ call: 'endRun', args }); },
+      flush: async () => {},
+    };
+    const registry = builtinRegistry();
+    const result = await runPredict({
+      runDir: runs.abmil as string, split: 'test', threshold: { rule: 'fixed', value: 0.5 }, bootstrap: 20, outDir: path.join(cwd, 'predict-tracked'),
+      heatmaps: { options: DEFAULT_HEATMAP_OPTIONS, topK: 4 }, track: true, registry, logger: silentLogger, cwd, env: {}, createTracker: async () => tracker,
+    });
+    expect(result.runId).toBe('predict-run-1');
+    const start = calls.find((c) => c.call === 'startRun')?.args[0] as { experimentName: string; runName: string; tags: Record<string, string> };
+    expect(start.experimentName).toBe('abmil');
+    expect(start.tags['milkit.level']).toBe('predict');
+    expect(start.tags['milkit.predict.trainingRunDir']).toBe(runs.abmil);
+    expect(start.tags['milkit.predict.trainingConfigHash']?.slice(0, 8)).toBe(path.basename(runs.abmil as string));
+    const points = calls.filter((c) => c.call === 'logMetrics').flatMap((c) => c.args[1] as Array<{ key: string; value: number }>);
+    expect(points.find((p) => p.key === 'predict/auc')?.value).toBe(result.metrics.auc?.value);
+    expect(points.some((p) => p.key === 'predict/auc_ci_low')).toBe(true);
+    const artifacts = calls.filter((c) => c.call === 'logArtifact').map((c) => path.basename(c.args[1] as string));
+    expect(artifacts).toEqual(expect.arrayContaining(['predictions.csv', 'metrics.json', 'roc.png', 'heatmaps']));
+    expect(calls[calls.length - 1]).toEqual({ call: 'endRun', args: ['predict-run-1', 'FINISHED'] });
+  }, 300_000);
 
   for (const name of ['abmil', 'dmin'] as const) {
     it(`${name}: instance scores find the planted tumour instances (instance AUC ≥ 0.9 on positive slides)`, async () => {
