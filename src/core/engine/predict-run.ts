@@ -21,8 +21,10 @@ import { rocCurve } from '../eval/classification.js';
 import { computeMetrics, quantileSorted } from '../eval/metrics.js';
 import { curveSpec, rocSeries, writePng } from '../eval/plots.js';
 import {
-  DEFAULT_HEATMAP_OPTIONS, instanceScoresCsv, instanceScoresGeoJson, thumbnailPatch, topK, writeHeatmapPng, writeMontagePng, writeText, type HeatmapOptions,
+  DEFAULT_HEATMAP_OPTIONS, instanceScoresCsv, instanceScoresGeoJson, thumbnailPatch, topK, writeHeatmapPng, writeMontagePng, writeText, type HeatmapCanvas, type HeatmapOptions,
 } from '../eval/heatmap.js';
+import type { SlideReader } from '../slides/reader.js';
+import { readPatchTile, readSlideThumbnail, SLIDE_EXTENSIONS } from '../slides/slide-images.js';
 import { drawCaseResamples, slidesByCase } from '../stats/paired-bootstrap.js';
 import { checkCohort, firstFileIdentity, openCohort } from './predict-cohort.js';
 import { ensembleInstanceScores, ensembleProbabilities, loadTrainedRun, predictSlides, type FoldPredictions, type SlideInstanceScores, type TrainedRun } from './predict.js';
@@ -41,7 +43,17 @@ export interface PredictOptions {
   /** Patient-bootstrap resamples for the CIs (0 = none). */
   readonly bootstrap: number;
   readonly outDir: string;
-  readonly heatmaps?: { readonly options: HeatmapOptions; readonly topK: number; readonly patchSize?: number; readonly thumbnails?: string };
+  readonly heatmaps?: {
+    readonly options: HeatmapOptions;
+    readonly topK: number;
+    readonly patchSize?: number;
+    /** Folder of `<slide_id>.png|jpg` thumbnails to draw over. */
+    readonly thumbnails?: string;
+    /** Folder of the slides (`<slide_id>.svs|tif|…`): thumbnail, level-0 extent and montage patches are read from them. */
+    readonly slides?: string;
+    /** Slide-reader plugin for `slides` (default openslide). */
+    readonly slideReader?: string;
+  };
   readonly track: boolean;
   readonly registry: Registry;
   readonly logger: Logger;
@@ -162,38 +174,68 @@ function safeName(text: string): string {
 }
 
 async function writeHeatmaps(
-  dir: string, scores: Map<string, SlideInstanceScores>, rows: readonly PredictRow[], run: TrainedRun, source: BagSource, options: NonNullable<PredictOptions['heatmaps']>, logger: Logger,
+  dir: string, scores: Map<string, SlideInstanceScores>, rows: readonly PredictRow[], run: TrainedRun, source: BagSource, options: NonNullable<PredictOptions['heatmaps']>,
+  registry: Registry, logger: Logger,
 ): Promise<number> {
   let written = 0;
   const predicted = new Map(rows.map((r) => [r.slideId, r.prediction]));
+  const opener = options.slides !== undefined
+    ? await registry.create(await registry.resolve('slide-reader', { name: options.slideReader ?? 'openslide' }, { key: '--slide-reader' }), { logger })
+    : undefined;
   for (const [slideId, slide] of scores) {
-    const k = slide.scores.length;
-    const branchNames = k === run.classNames.length ? run.classNames : Array.from({ length: k }, (_, i) => `branch${i}`);
-    // Class-wise attention: the table and GeoJSON's `score` is the predicted class's branch; every branch gets its PNG.
-    const drawn = k > 1 ? Math.min(k - 1, predicted.get(slideId) ?? 0) : 0;
-    const file = (source as Partial<{ fileOf(id: string): string }>).fileOf?.call(source, slideId);
-    const identity = file ? await readFeatureFileIdentity(file) : undefined;
-    const patchSize = patchSizeOf(slide, identity ? recordedPatchSize(identity) : undefined, options.patchSize);
-    const base = path.join(dir, safeName(slideId));
-    await writeText(`${base}.scores.csv`, instanceScoresCsv(slide.coords, slide.scores, branchNames, patchSize, drawn));
-    if (slide.coords) {
-      await writeText(`${base}.geojson`, JSON.stringify(instanceScoresGeoJson(slideId, slide.coords, slide.scores, branchNames, patchSize, drawn)));
-      const thumbnail = options.thumbnails ? [`${slideId}.png`, `${slideId}.jpg`].map((n) => path.join(options.thumbnails as string, n)).find((f) => existsSync(f)) : undefined;
-      for (let branch = 0; branch < k; branch += 1) {
-        const png = k > 1 ? `${base}.heatmap.${safeName(branchNames[branch] as string)}.png` : `${base}.heatmap.png`;
-        await writeHeatmapPng(png, { coords: slide.coords, scores: slide.scores[branch] as Float32Array, patchSize }, thumbnail ? { thumbnail } : {}, options.options);
-      }
-    } else {
-      logger.warn(`${slideId}: the bag has no coordinates, so only the scores table is written (no heatmap or GeoJSON).`);
+    const slideFile = options.slides !== undefined ? SLIDE_EXTENSIONS.map((ext) => path.join(options.slides as string, `${slideId}${ext}`)).find((f) => existsSync(f)) : undefined;
+    if (options.slides !== undefined && !slideFile) logger.warn(`${slideId}: no slide file in ${options.slides} (looked for ${SLIDE_EXTENSIONS.join(', ')}), so its heatmap has no thumbnail.`);
+    const reader = slideFile && opener ? await opener.open(slideFile) : undefined;
+    try {
+      written += await writeSlideHeatmaps(dir, slideId, slide, reader, predicted.get(slideId), run, source, options);
+    } finally {
+      await reader?.close();
     }
-    if (slide.thumbs) {
-      const top = topK(slide.scores[drawn] as Float32Array, options.topK);
-      await writeMontagePng(`${base}.topk.png`, top.map((i) => thumbnailPatch(slide.thumbs as Uint8Array, i)));
-    }
-    written += 1;
   }
   return written;
 }
+
+/** Every output of one slide: scores CSV, GeoJSON, heatmap PNG(s) and the top-k montage. */
+async function writeSlideHeatmaps(
+  dir: string, slideId: string, slide: SlideInstanceScores, reader: SlideReader | undefined, prediction: number | undefined, run: TrainedRun, source: BagSource,
+  options: NonNullable<PredictOptions['heatmaps']>,
+): Promise<number> {
+  const k = slide.scores.length;
+  const branchNames = k === run.classNames.length ? run.classNames : Array.from({ length: k }, (_, i) => `branch${i}`);
+  // Class-wise attention: the table and GeoJSON's `score` is the predicted class's branch; every branch gets its PNG.
+  const drawn = k > 1 ? Math.min(k - 1, prediction ?? 0) : 0;
+  const file = (source as Partial<{ fileOf(id: string): string }>).fileOf?.call(source, slideId);
+  const identity = file ? await readFeatureFileIdentity(file) : undefined;
+  const patchSize = patchSizeOf(slide, identity ? recordedPatchSize(identity) : undefined, options.patchSize);
+  const base = path.join(dir, safeName(slideId));
+  await writeText(`${base}.scores.csv`, instanceScoresCsv(slide.coords, slide.scores, branchNames, patchSize, drawn));
+  if (slide.coords) {
+    await writeText(`${base}.geojson`, JSON.stringify(instanceScoresGeoJson(slideId, slide.coords, slide.scores, branchNames, patchSize, drawn)));
+    const thumbnailFile = options.thumbnails ? [`${slideId}.png`, `${slideId}.jpg`].map((n) => path.join(options.thumbnails as string, n)).find((f) => existsSync(f)) : undefined;
+    const fromSlide = reader && !thumbnailFile ? await readSlideThumbnail(reader, options.options.maxSize) : undefined;
+    const thumbnail = thumbnailFile ?? fromSlide;
+    // With the slide, the canvas is the whole scan (level 0), not only the patches' extent.
+    const level0 = reader?.levels[0];
+    const canvas: HeatmapCanvas = { ...(thumbnail ? { thumbnail } : {}), ...(level0 ? { width0: level0.width, height0: level0.height } : {}) };
+    for (let branch = 0; branch < k; branch += 1) {
+      const png = k > 1 ? `${base}.heatmap.${safeName(branchNames[branch] as string)}.png` : `${base}.heatmap.png`;
+      await writeHeatmapPng(png, { coords: slide.coords, scores: slide.scores[branch] as Float32Array, patchSize }, canvas, options.options);
+    }
+  }
+  const top = topK(slide.scores[drawn] as Float32Array, options.topK);
+  if (reader && slide.coords) {
+    const coords = slide.coords;
+    const tiles = [];
+    for (const i of top) tiles.push(await readPatchTile(reader, coords[2 * i] as number, coords[2 * i + 1] as number, patchSize, MONTAGE_TILE));
+    await writeMontagePng(`${base}.topk.png`, tiles, { tile: MONTAGE_TILE });
+  } else if (slide.thumbs) {
+    await writeMontagePng(`${base}.topk.png`, top.map((i) => thumbnailPatch(slide.thumbs as Uint8Array, i)));
+  }
+  return 1;
+}
+
+/** Side of a montage tile in pixels. */
+const MONTAGE_TILE = 128;
 
 /** Per fold: the slides it predicts (a split of the run, or every slide of the cohort). */
 function slidesFor(run: TrainedRun, slides: readonly SlideRecord[], split: PredictOptions['split']): (fold: number) => SlideRecord[] {
@@ -279,7 +321,7 @@ export async function runPredict(options: PredictOptions): Promise<PredictResult
         logger.warn(`aggregator "${run.resolved.slots.aggregator.name}" declares no instance scores, so there are no heatmaps (milkit plugins aggregator lists the capability).`);
       } else {
         const scores = separate ? new Map(perFold.flatMap((f) => [...f.instanceScores])) : ensembleInstanceScores(perFold);
-        heatmapSlides = await writeHeatmaps(path.join(options.outDir, 'heatmaps'), scores, rows, run, cohort.source, options.heatmaps, logger);
+        heatmapSlides = await writeHeatmaps(path.join(options.outDir, 'heatmaps'), scores, rows, run, cohort.source, options.heatmaps, registry, logger);
       }
     }
     const summaryFile = path.join(options.outDir, 'metrics.json');

@@ -110,8 +110,8 @@ export interface HeatmapCanvas {
   /** Level-0 size of the slide (default: the patches' extent). */
   readonly width0?: number;
   readonly height0?: number;
-  /** Thumbnail image (PNG/JPEG bytes or a file) the colours are drawn over; default a white canvas. */
-  readonly thumbnail?: Buffer | string;
+  /** Thumbnail (PNG/JPEG bytes, a file, or RGB pixels read from the slide) the colours are drawn over; default a white canvas. */
+  readonly thumbnail?: Buffer | string | { readonly width: number; readonly height: number; readonly data: Uint8Array };
 }
 
 /**
@@ -157,7 +157,10 @@ export async function renderHeatmap(patches: PatchScores, canvas: HeatmapCanvas,
   if (options.blur > 0) layer = layer.blur(Math.max(0.3, options.blur));
   const blurred = await layer.raw().toBuffer();
   const base = canvas.thumbnail !== undefined
-    ? await sharp(canvas.thumbnail).resize(width, height, { fit: 'fill' }).removeAlpha().raw().toBuffer()
+    ? await (typeof canvas.thumbnail === 'string' || Buffer.isBuffer(canvas.thumbnail)
+      ? sharp(canvas.thumbnail)
+      : sharp(Buffer.from(canvas.thumbnail.data), { raw: { width: canvas.thumbnail.width, height: canvas.thumbnail.height, channels: 3 } })
+    ).resize(width, height, { fit: 'fill' }).removeAlpha().raw().toBuffer()
     : Buffer.alloc(width * height * 3, 255);
   const out = Buffer.alloc(width * height * 3);
   for (let p = 0; p < width * height; p += 1) {

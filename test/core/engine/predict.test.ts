@@ -146,7 +146,7 @@ describe('milkit predict', () => {
     const summary = JSON.parse(readFileSync(path.join(out, 'metrics.json'), 'utf8')) as { threshold: { rule: string; value: number } };
     expect(summary.threshold).toEqual({ rule: 'youden', value: expected });
     expect(expected).not.toBe(0.5);
-    for (const r of csvRows(path.join(out, 'predictions.csv'))) expect(Number(r.prediction)).toBe(Number(r.p_tumor_tissue) >= expected ? 1 : 0);
+    for (const r of csvRows(path.join(out, 'predictions.csv'))) expect(Number(r.prediction)).toBe(Number(r.p_tumor_tissue) >= (expected as number) ? 1 : 0);
   }, 300_000);
 
   it('logs the prediction as its own tracker run, tagged with the training run', async () => {

@@ -17,6 +17,8 @@ interface PredictFlags {
   readonly topK?: string;
   readonly patchSize?: string;
   readonly thumbnails?: string;
+  readonly slides?: string;
+  readonly slideReader?: string;
   readonly percentiles?: boolean;
   readonly blur?: string;
   readonly alpha?: string;
@@ -52,6 +54,8 @@ export function register(program: Command, app: CliApp): void {
     .option('--top-k <k>', 'patches in the montage (default 16)')
     .option('--patch-size <px>', 'level-0 patch side for heatmaps (default: from the feature files, else the coordinate step)')
     .option('--thumbnails <dir>', 'folder of <slide_id>.png/.jpg thumbnails to draw heatmaps over (default: a blank canvas)')
+    .option('--slides <dir>', 'folder of the slides (<slide_id>.svs/.tif/...): heatmaps over their thumbnail and the montage from their level-0 patches')
+    .option('--slide-reader <name>', 'slide reader plugin for --slides: openslide or tiff (default openslide)')
     .option('--no-percentiles', 'colour raw (min-max scaled) scores instead of percentile ranks')
     .option('--blur <sigma>', 'Gaussian blur of the heat layer in output pixels (default 0)')
     .option('--alpha <a>', 'opacity of the heat colours (default 0.5)')
@@ -75,6 +79,7 @@ export function register(program: Command, app: CliApp): void {
         ...(flags.heatmaps ? { heatmaps: {
           options: { ...DEFAULT_HEATMAP_OPTIONS, percentiles: flags.percentiles !== false, blur, alpha }, topK,
           ...(patchSize !== undefined ? { patchSize } : {}), ...(flags.thumbnails !== undefined ? { thumbnails: path.resolve(app.cwd, flags.thumbnails) } : {}),
+          ...(flags.slides !== undefined ? { slides: path.resolve(app.cwd, flags.slides) } : {}), ...(flags.slideReader !== undefined ? { slideReader: flags.slideReader } : {}),
         } } : {}),
         track: flags.track !== false, registry, logger: app.logger, cwd: app.cwd, env: app.env,
         createTracker: async (run) => (run.resolved.config.tracking.enabled ? app.services.createTracker(run.resolved.config.tracking, { registry, logger: app.logger, cwd: app.cwd, env: app.env }) : undefined),
