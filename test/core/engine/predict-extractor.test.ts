@@ -1,46 +1,17 @@
 // `milkit predict` on h5 feature folders: a cohort whose files name another extractor than the training cohort's
 // is refused before any compute even at equal width (both names in the message); the same extractor, or files
 // that record none, are scored. Also the feature-file identity reader on CLAM-style attributes.
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { extractorDifferences, readFeatureFileIdentity, recordedPatchSize } from '../../../src/core/data/feature-identity.js';
-import { Rng } from '../../../src/core/runtime/random.js';
 import { runCli } from '../../e2e/helpers.js';
+import { writeH5Cohort as writeCohort } from '../../helpers/h5-cohort.js';
 
-const D = 6;
 let cwd: string;
-
-/** A folder of h5 feature files (features, coords with CLAM's patch attributes) and slides.csv. */
-async function writeCohort(dir: string, seed: number, extractor: string | undefined, slides = 10): Promise<void> {
-  const h5 = (await import('h5wasm/node')).default;
-  await h5.ready;
-  mkdirSync(dir, { recursive: true });
-  const rng = new Rng(seed);
-  const rows = ['slide_id,case_id,label'];
-  for (let s = 0; s < slides; s += 1) {
-    const label = s % 2;
-    const n = 6;
-    const features = rng.uniformArray(n * D, -1, 1).map((v, i) => (label === 1 && i % D === 0 ? v + 2 : v));
-    const coords = Float32Array.from({ length: n * 2 }, (_, i) => (i % 2 === 0 ? (Math.floor(i / 2) % 3) * 256 : Math.floor(i / 6) * 256));
-    const f = new h5.File(path.join(dir, `s${seed}-${s}.h5`), 'w');
-    f.create_dataset({ name: 'features', data: features, shape: [n, D] });
-    f.create_dataset({ name: 'coords', data: coords, shape: [n, 2] });
-    const coordsNode = f.get('coords') as unknown as { create_attribute(name: string, value: number): void };
-    coordsNode.create_attribute('patch_size', 256);
-    coordsNode.create_attribute('patch_level', 0);
-    if (extractor !== undefined) {
-      f.create_attribute('extractor', extractor);
-      f.create_attribute('extractor_input_size', 224);
-    }
-    f.close();
-    rows.push(`s${seed}-${s},c${seed}-${s},${label === 1 ? 'tumor' : 'normal'}`);
-  }
-  writeFileSync(path.join(dir, 'slides.csv'), `${rows.join('\n')}\n`);
-}
 
 let runDir: string;
 beforeAll(async () => {
