@@ -27,12 +27,14 @@ import type { SlideReader } from '../slides/reader.js';
 import { readPatchTile, readSlideThumbnail, SLIDE_EXTENSIONS } from '../slides/slide-images.js';
 import { drawCaseResamples, slidesByCase } from '../stats/paired-bootstrap.js';
 import { checkCohort, firstFileIdentity, openCohort } from './predict-cohort.js';
-import { ensembleInstanceScores, ensembleProbabilities, loadTrainedRun, predictSlides, type FoldPredictions, type SlideInstanceScores, type TrainedRun } from './predict.js';
+import { ensembleInstanceScores, ensembleProbabilities, loadTrainedRun, predictSlides, resolveRunDir, type FoldPredictions, type SlideInstanceScores, type TrainedRun } from './predict.js';
 
 export type ThresholdRule = 'fixed' | 'youden';
 
 export interface PredictOptions {
   readonly runDir: string;
+  /** Job id when `runDir` is a sweep folder. */
+  readonly job?: string;
   /** Dataset config file or feature folder; undefined = the run's own dataset. */
   readonly data?: string;
   /** One fold; default every trained fold (ensemble, or each fold on its own split with `split`). */
@@ -263,7 +265,7 @@ async function validationThreshold(run: TrainedRun, own: BagSource, metrics: Rea
 export async function runPredict(options: PredictOptions): Promise<PredictResult> {
   const { registry, logger } = options;
   const started = Date.now();
-  const run = await loadTrainedRun(options.runDir, {
+  const run = await loadTrainedRun(resolveRunDir(options.runDir, options.cwd, options.job), {
     registry, cwd: options.cwd, env: options.env, logger, ...(options.fold !== undefined ? { folds: [options.fold] } : {}),
   });
   const sources: BagSource[] = [];

@@ -75,6 +75,29 @@ function trainedFolds(runDir: string, entries: readonly string[]): number[] {
   return entries.map((name) => FOLD_DIR.exec(name)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1])).sort((a, b) => a - b);
 }
 
+/**
+ * The run folder of `target`: itself when it holds a run config; in a sweep folder (`jobs/<id>/`), the job named
+ * by `job`, or its only trained job. Several jobs and no `job` is an error listing them.
+ */
+export function resolveRunDir(target: string, cwd: string, job?: string): string {
+  const full = path.resolve(cwd, target);
+  const jobsDir = path.join(full, 'jobs');
+  if (job === undefined && existsSync(path.join(full, RUN_CONFIG_FILE))) return full;
+  if (!existsSync(jobsDir)) {
+    if (job !== undefined) throw new ConfigError('bad-option', `--job ${job}: ${target} is not a sweep folder (no jobs/).`, { hint: 'Drop --job, or pass the sweep folder.' });
+    return full; // loadTrainedRun reports what is missing
+  }
+  const trained = readdirSync(jobsDir).filter((id) => existsSync(path.join(jobsDir, id, RUN_CONFIG_FILE))).sort();
+  if (job !== undefined) {
+    if (!trained.includes(job)) throw new ConfigError('bad-option', `--job ${job}: the sweep has no trained job of that id (trained: ${trained.slice(0, 10).join(', ') || 'none'}${trained.length > 10 ? ', ...' : ''}).`, { hint: 'milkit sweep status <sweep> lists the jobs.' });
+    return path.join(jobsDir, job);
+  }
+  if (trained.length === 1) return path.join(jobsDir, trained[0] as string);
+  throw new ConfigError('job-required', `${target} is a sweep with ${trained.length} trained jobs; say which one predicts.`, {
+    hint: `Pass --job <id> (${trained.slice(0, 5).join(', ')}${trained.length > 5 ? ', ...' : ''}), e.g. the best row of the sweep's table.`,
+  });
+}
+
 export interface LoadRunOptions {
   readonly registry: Registry;
   readonly cwd: string;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadTrainedRun, predictSlides } from '../../../src/core/engine/predict.js';
+import { loadTrainedRun, predictSlides, resolveRunDir } from '../../../src/core/engine/predict.js';
 import { openCohort } from '../../../src/core/engine/predict-cohort.js';
 import { caseBootstrap, DEFAULT_HEATMAP_OPTIONS, predictClass, runPredict, youdenThreshold } from '../../../src/core/engine/predict-run.js';
 import type { Tracker } from '../../../src/registry/contracts/tracker.js';
@@ -204,6 +204,30 @@ describe('milkit predict', () => {
       }
     }, 300_000);
   }
+});
+
+describe('run folders', () => {
+  it('a sweep folder resolves to the job named, or its only trained job; several jobs need --job', async () => {
+    const { mkdirSync } = await import('node:fs');
+    const sweep = await mkdtemp(path.join(tmpdir(), 'milkit-predict-sweep-'));
+    try {
+      const job = (id: string): string => {
+        mkdirSync(path.join(sweep, 'jobs', id), { recursive: true });
+        writeFileSync(path.join(sweep, 'jobs', id, 'config.resolved.yaml'), 'name: x\n');
+        return path.join(sweep, 'jobs', id);
+      };
+      const first = job('a1');
+      mkdirSync(path.join(sweep, 'jobs', 'b2'), { recursive: true }); // not trained yet: no run config
+      expect(resolveRunDir(sweep, '/', undefined)).toBe(first);
+      expect(resolveRunDir(first, '/', undefined)).toBe(first);
+      const second = job('c3');
+      expect(() => resolveRunDir(sweep, '/', undefined)).toThrow(/2 trained jobs/);
+      expect(resolveRunDir(sweep, '/', 'c3')).toBe(second);
+      expect(() => resolveRunDir(sweep, '/', 'b2')).toThrow(/trained: a1, c3/);
+    } finally {
+      rmSync(sweep, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('thresholds and intervals', () => {

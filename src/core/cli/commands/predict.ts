@@ -8,6 +8,7 @@ import { loadActionCode, type CliApp } from '../app.js';
 
 interface PredictFlags {
   readonly data?: string;
+  readonly job?: string;
   readonly fold?: string;
   readonly split?: string;
   readonly threshold?: string;
@@ -43,8 +44,9 @@ export function register(program: Command, app: CliApp): void {
   program
     .command('predict')
     .description('score a cohort with a trained run (one fold or the fold ensemble): predictions.csv, metrics with CIs, ROC, heatmaps')
-    .argument('<run>', 'run folder written by milkit run (outputs/<name>/<hash>), or a sweep job folder')
+    .argument('<run>', 'run folder written by milkit run (outputs/<name>/<hash>), or a sweep folder with --job')
     .option('--data <config-or-folder>', 'dataset config (YAML/JSON with data.dataset, dataset, or a plugin reference) or a folder of feature files with slides.csv; default: the run\'s own dataset')
+    .option('--job <id>', 'with a sweep folder: the job (jobs/<id>) whose run predicts; needed when the sweep has several')
     .option('--fold <k>', 'use this fold only (default: every trained fold, probabilities averaged)')
     .option('--split <part>', 'with the run\'s own dataset: each fold scores its own train, val or test partition')
     .option('--threshold <t>', 'decision threshold on the positive class (binary): a probability (default 0.5) or "youden" (Youden\'s J on the folds\' validation predictions)')
@@ -70,10 +72,10 @@ export function register(program: Command, app: CliApp): void {
       const blur = number(flags.blur, '--blur', (v) => v >= 0, 'a sigma ≥ 0') ?? DEFAULT_HEATMAP_OPTIONS.blur;
       const alpha = number(flags.alpha, '--alpha', (v) => v >= 0 && v <= 1, 'an opacity in [0, 1]') ?? DEFAULT_HEATMAP_OPTIONS.alpha;
       const cohortName = flags.data === undefined ? (flags.split ?? 'own-data') : path.basename(flags.data).replace(/\.(ya?ml|json)$/i, '');
-      const outDir = path.resolve(app.cwd, flags.out ?? path.join(runDir, 'predict', cohortName));
+      const outDir = path.resolve(app.cwd, flags.out ?? path.join(runDir, ...(flags.job !== undefined ? ['jobs', flags.job] : []), 'predict', cohortName));
       const registry = app.createRegistry();
       const result = await runPredict({
-        runDir, ...(flags.data !== undefined ? { data: flags.data } : {}), ...(fold !== undefined ? { fold } : {}),
+        runDir, ...(flags.job !== undefined ? { job: flags.job } : {}), ...(flags.data !== undefined ? { data: flags.data } : {}), ...(fold !== undefined ? { fold } : {}),
         ...(flags.split !== undefined ? { split: flags.split as 'train' | 'val' | 'test' } : {}),
         threshold: thresholdOf(flags.threshold), bootstrap: bootstrapFlag ?? 1000, outDir,
         ...(flags.heatmaps ? { heatmaps: {
