@@ -11,6 +11,8 @@ import { ConfigError, DataError, renderError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { Rng } from '../runtime/random.js';
 import { initRuntime } from '../runtime/index.js';
+import { loadExperiment } from '../config/index.js';
+import { RUN_CONFIG_FILE } from './export.js';
 import type { Registry } from '../../registry/registry.js';
 import type { BagSource, SlideRecord } from '../../registry/contracts/data.js';
 import type { Metric, MetricInput, MetricValue } from '../../registry/contracts/metric.js';
@@ -265,12 +267,18 @@ async function validationThreshold(run: TrainedRun, own: BagSource, metrics: Rea
 export async function runPredict(options: PredictOptions): Promise<PredictResult> {
   const { registry, logger } = options;
   const started = Date.now();
-  const run = await loadTrainedRun(resolveRunDir(options.runDir, options.cwd, options.job), {
+  const runDir = resolveRunDir(options.runDir, options.cwd, options.job);
+  // The run's backend is set before any model tensor exists (loading the run builds the models).
+  const runConfig = path.join(runDir, RUN_CONFIG_FILE);
+  if (existsSync(runConfig)) {
+    const resolved = await loadExperiment(runConfig, [], { registry, cwd: options.cwd, env: options.env }).catch(() => undefined); // loadTrainedRun reports a bad config
+    if (resolved) await initRuntime(resolved.config.runtime, { logger });
+  }
+  const run = await loadTrainedRun(runDir, {
     registry, cwd: options.cwd, env: options.env, logger, ...(options.fold !== undefined ? { folds: [options.fold] } : {}),
   });
   const sources: BagSource[] = [];
   try {
-    await initRuntime(run.resolved.config.runtime, { logger });
     const cohort = await openCohort(options.data, run, { registry, cwd: options.cwd, logger });
     sources.push(cohort.source);
     if (options.split && !cohort.own) throw new ConfigError('bad-option', `--split ${options.split} applies to the run's own dataset, not to --data ${options.data}.`, { hint: 'Drop --split to score every slide of the cohort.' });
