@@ -38,6 +38,10 @@ function readOnlyFs(): FileSystem & { writes: string[] } {
       writes.push(file);
       throw Object.assign(new Error(`EROFS: read-only file system, open '${file}'`), { code: 'EROFS' });
     },
+    appendFile: async (file) => {
+      writes.push(file);
+      throw Object.assign(new Error(`EROFS: read-only file system, open '${file}'`), { code: 'EROFS' });
+    },
     rename: async () => {},
     remove: async () => {},
   };
