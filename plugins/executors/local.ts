@@ -16,6 +16,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { finished } from 'node:stream/promises';
 import { execa } from 'execa';
 import { z } from 'zod';
 import {
@@ -201,11 +202,9 @@ class WorkerProcess {
     const log = this.log;
     this.log = undefined;
     if (!log) return Promise.resolve();
-    // 'close' follows both a clean end and a write error (the stream destroys itself), so this always settles.
-    return new Promise((resolve) => {
-      log.once('close', () => resolve());
-      log.end();
-    });
+    // finished() settles for a clean end and for a stream a write error already destroyed (full disk), so this never hangs.
+    log.end();
+    return finished(log).then(() => undefined, () => undefined);
   }
 }
 
