@@ -71,7 +71,8 @@ export interface TissueGeoJson {
   readonly type: 'FeatureCollection';
   readonly features: ReadonlyArray<{
     readonly type: 'Feature';
-    readonly properties: { readonly areaPixels: number; readonly holes: number };
+    /** objectType and classification are what QuPath reads when importing GeoJSON (an annotation classed Tissue). */
+    readonly properties: { readonly objectType: 'annotation'; readonly classification: { readonly name: 'Tissue' }; readonly areaPixels: number; readonly holes: number };
     readonly geometry: { readonly type: 'Polygon'; readonly coordinates: number[][][] };
   }>;
 }
@@ -337,7 +338,7 @@ export function segmentTissue(image: RgbImage, level: number, downsample: number
     const scale = (ring: number[][]): number[][] => ring.map(([x, y]) => [(x as number) * downsample, (y as number) * downsample]);
     const outer = scale(traceRing(tissue.labels, width, height, t, firstPixel.get(t) as number, true));
     const inner = kept.map((h) => scale(traceRing(holes.labels, width, height, h, firstPixel.get(-2 - h) as number, false)).reverse());
-    features.push({ type: 'Feature', properties: { areaPixels: area, holes: kept.length }, geometry: { type: 'Polygon', coordinates: [outer, ...inner] } });
+    features.push({ type: 'Feature', properties: { objectType: 'annotation', classification: { name: 'Tissue' }, areaPixels: area, holes: kept.length }, geometry: { type: 'Polygon', coordinates: [outer, ...inner] } });
   }
   // The mask: kept pieces filled, minus their kept holes (small holes are filled, as CLAM's contours do).
   for (let p = 0; p < closed.length; p += 1) {

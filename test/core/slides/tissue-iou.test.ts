@@ -79,8 +79,10 @@ describe('tissue detection against the synthetic ground truth', () => {
 
   it('tells marker ink from H&E colours', () => {
     // Blue, green and black ink blended over glass or stroma; stroma, tumour, faint tissue and glass.
-    for (const ink of [[90, 113, 187], [83, 150, 112], [91, 91, 98], [88, 95, 177]] as const) expect(isPenInk(...ink)).toBe(true);
-    for (const stain of [[234, 170, 198], [206, 136, 192], [180, 110, 175], [240, 226, 234], [242, 242, 240]] as const) expect(isPenInk(...stain)).toBe(false);
+    const inks: Array<[number, number, number]> = [[90, 113, 187], [83, 150, 112], [91, 91, 98], [88, 95, 177]];
+    const stains: Array<[number, number, number]> = [[234, 170, 198], [206, 136, 192], [180, 110, 175], [240, 226, 234], [242, 242, 240]];
+    for (const [r, g, b] of inks) expect(isPenInk(r, g, b)).toBe(true);
+    for (const [r, g, b] of stains) expect(isPenInk(r, g, b)).toBe(false);
   });
 });
 
