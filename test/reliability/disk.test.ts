@@ -168,6 +168,33 @@ describe('cv on a failing disk (fs seam)', () => {
   }, 120_000);
 });
 
+describe('cv on a really full disk (tmpfs; skipped where mounting is not allowed)', () => {
+  it('output folder on a 64 kB tmpfs: exit 8 saying the disk is full, no 0-byte or temporary file, no run RUNNING', async (ctx) => {
+    const cwd = await tempDir('milkit-disk-real-');
+    const outputs = path.join(cwd, 'small-disk');
+    mkdirSync(outputs);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', outputs], { stdio: 'ignore' });
+    } catch {
+      ctx.skip();
+      return;
+    }
+    try {
+      const result = await cli(['cv', QUICKSTART, ...TINY, `output.dir=${outputs}`], cwd);
+      expect(result.code, result.err).toBe(8);
+      expect(result.err).toMatch(new RegExp(`^error \\[disk-full\\]: ${outputs.replace(/[/.]/g, '\\$&')}/.*: could not .*: the disk is full \\(ENOSPC\\)\\. Free space on that disk`, 'm'));
+      expect(result.err).not.toMatch(/\n\s+at /);
+      expect(brokenFiles(outputs)).toEqual([]);
+      const statuses = runStatuses(path.join(cwd, 'mlruns'));
+      expect(statuses.length).toBeGreaterThan(0);
+      expect(statuses.filter((s) => s.endsWith('RUNNING'))).toEqual([]);
+      expect(statuses).toContain('quickstart-<hash>: FAILED');
+    } finally {
+      execFileSync('umount', [outputs]);
+    }
+  }, 120_000);
+});
+
 describe('tracking on a failing disk (fs seam)', () => {
   it('a metric append on a full disk names the metric file; a partial line never stays behind', async () => {
     const root = path.join(await tempDir('milkit-disk-store-'), 'mlruns');
