@@ -1,5 +1,6 @@
 // HDMIL-style patch thumbnails from a slide: exact pixels when a level matches the thumbnail scale, box
-// averages otherwise (close to averaging level 0 itself), white beyond the slide.
+// averages otherwise (close to averaging level 0 itself), white beyond the slide; and on a generated 20× slide,
+// every tissue patch's thumbnail against its level-0 patch box-averaged, within stated JPEG tolerances.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
