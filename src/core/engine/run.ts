@@ -3,10 +3,12 @@
 // stage of a multi-stage config as a child of that); a fold that fails is reported and the others finish.
 // Writes resolved config, splits, per-fold metrics and predictions, and a cross-fold summary.
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { MilkitError, renderError } from '../errors.js';
+import { MilkitError, renderError, StorageError } from '../errors.js';
+import { makeFolder, writeFileDurably } from '../io/disk.js';
+import type { FileSystem } from '../io/file-system.js';
 import type { Logger } from '../logger.js';
 import { Rng } from '../runtime/random.js';
 import { initRuntime, runtimeTags, type RuntimeInfo } from '../runtime/index.js';
@@ -56,6 +58,8 @@ export interface RunOptions {
   readonly runtime?: { readonly blasThreads?: number };
   /** Open bag sources shared with other runs of this process (a sweep worker's jobs); default: open and close one. */
   readonly sources?: SourcePool;
+  /** The file-system seam every output file is written through (default: the real one). */
+  readonly fs?: FileSystem;
 }
 
 export interface FoldOutcome {
@@ -111,9 +115,16 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   const runtimeSection = options.runtime?.blasThreads !== undefined ? { ...config.runtime, blasThreads: options.runtime.blasThreads } : config.runtime;
   const runtime = await initRuntime(runtimeSection, { logger });
   const outDir = options.outDir ?? experimentOutDir(resolved, options.cwd);
-  await mkdir(outDir, { recursive: true });
+  // Once this run's parent run is open, a failed write marks it FAILED before the error goes up (never left RUNNING).
+  let failParentRun = async (): Promise<void> => undefined;
+  const failing = async (error: unknown): Promise<never> => {
+    await failParentRun().catch(() => undefined);
+    throw error;
+  };
+  const write = (file: string, text: string): Promise<void> => writeFileDurably(file, text, { ...(options.fs ? { fs: options.fs } : {}), action: `write ${path.relative(outDir, file)}` }).catch(failing);
+  await makeFolder(outDir, { ...(options.fs ? { fs: options.fs } : {}), action: 'create the output folder' });
   // Secrets (keys like *token, *password) never reach disk or the tracker, even in the saved config.
-  await writeFile(path.join(outDir, 'config.resolved.yaml'), resolvedYamlRedacted(resolved, options.env));
+  await write(path.join(outDir, 'config.resolved.yaml'), resolvedYamlRedacted(resolved, options.env));
 
   const sourceContext = {
     seed: config.seed,
@@ -135,7 +146,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   checkSplitSense(folds, slides, { classNames: source.classNames, logger, ...(config.split.file !== undefined ? { file: config.split.file } : {}) });
   const splitsDir = path.join(outDir, 'splits');
   // splits.json + CLAM's splits_{k}.csv / _bool / _descriptor, so the exact partitions can be reused.
-  await writeSplits(splitsDir, folds, slides, source.classNames, { mode: config.split.mode, seed: splitSeed });
+  await writeSplits(splitsDir, folds, slides, source.classNames, { mode: config.split.mode, seed: splitSeed }, options.fs);
 
   const metrics = await Promise.all(resolved.slots.metrics.map(async (slot) => ({ name: slot.name, metric: registry.create(slot, { numClasses }) })));
   // The attention's instance-level score: a metric plugin named by config (eval.instanceMetric), never by core.
@@ -162,11 +173,16 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
       })
     : undefined;
   if (tracker && parentRunId && !foldsOnly) {
+    failParentRun = async () => {
+      await tracker.setTags(parentRunId, { 'milkit.error.code': 'storage' });
+      await tracker.endRun(parentRunId, 'FAILED');
+      await tracker.flush();
+    };
     const { params, oversized } = flattenParams(config);
     await tracker.logParams(parentRunId, params);
     if (Object.keys(oversized).length > 0) {
       const file = path.join(outDir, 'params.oversized.json');
-      await writeFile(file, JSON.stringify(oversized, null, 2));
+      await write(file, JSON.stringify(oversized, null, 2));
       await tracker.logArtifact(parentRunId, file);
     }
     await tracker.logArtifact(parentRunId, path.join(outDir, 'config.resolved.yaml'));
@@ -185,9 +201,11 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     const outcome = await runOneFold({
       ...options, fold, pick, source, numClasses, metrics, instanceMetric, outDir, tracker, parentRunId, experimentName, allPredictions, stages,
     }).catch((error: unknown): FoldOutcome => {
+      // A full or read-only disk fails every later fold too: stop here (the parent run is marked FAILED below).
+      if (error instanceof StorageError) throw error;
       logger.error(`fold ${fold.index} failed:\n${renderError(error, false)}`);
       return { fold: fold.index, ok: false, error: error instanceof MilkitError ? error.render() : String(error), metrics: {} };
-    });
+    }).catch(failing);
     outcomes.push(outcome);
   }
   if (!options.sources) await source.close?.();
@@ -200,8 +218,8 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   const repeated = new Set(succeeded.map((o) => repeatOf.get(o.fold) ?? 0)).size > 1;
   const summary: ExperimentResult['summary'] = repeated ? summarizeByRepeat(succeeded, foldValues, repeatOf) : summarizeFolds(foldValues);
   const stdMeaning = repeated ? 'sample standard deviation (ddof=1) of the per-repeat means' : 'sample standard deviation (ddof=1)';
-  await writeFile(path.join(outDir, 'summary.json'), JSON.stringify({ folds: outcomes, summary, std: stdMeaning }, null, 2));
-  await writePredictionsCsv(path.join(outDir, 'predictions.csv'), allPredictions, source.classNames);
+  await write(path.join(outDir, 'summary.json'), JSON.stringify({ folds: outcomes, summary, std: stdMeaning }, null, 2));
+  await writePredictionsCsv(path.join(outDir, 'predictions.csv'), allPredictions, source.classNames, options.fs).catch(failing);
   // ROC/PR per fold and the mean ROC; a rendering failure is reported but never costs the computed results.
   const curveFolds = succeeded.map((o) => {
     const rows = allPredictions.filter((p) => p.fold === o.fold);
@@ -216,7 +234,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   if (config.eval.bootstrap > 0) {
     const rng = new Rng(`bootstrap/${config.seed}`);
     const folds = Object.fromEntries(curveFolds.map(({ fold, input }) => [String(fold), bootstrapMetrics(metrics, input, { resamples: config.eval.bootstrap, rng: rng.fork(`fold-${fold}`) })]));
-    await writeFile(bootstrapFile, JSON.stringify({ level: 0.95, resamples: config.eval.bootstrap, method: 'percentile bootstrap over test slides', folds }, null, 2));
+    await write(bootstrapFile, JSON.stringify({ level: 0.95, resamples: config.eval.bootstrap, method: 'percentile bootstrap over test slides', folds }, null, 2));
   }
   if (tracker && parentRunId && !foldsOnly) {
     const now = Date.now();
@@ -254,12 +272,12 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
   const { resolved, registry, logger, fold, tracker, source, numClasses } = job;
   const { config } = resolved;
   const foldDir = path.join(job.outDir, `fold-${fold.index}`);
-  await mkdir(foldDir, { recursive: true });
+  await makeFolder(foldDir, { ...(job.fs ? { fs: job.fs } : {}), action: 'create the fold folder' });
   const foldRng = new Rng(config.seed).fork(`fold-${fold.index}`);
   // Run ids of the fold and its stages are kept beside the checkpoints, so a resumed fold logs into the same runs.
   const runsFile = path.join(foldDir, 'runs.json');
   const knownRuns: FoldRuns = job.resume && existsSync(runsFile) ? (JSON.parse(await readFile(runsFile, 'utf8')) as FoldRuns) : { stages: {} };
-  const saveRuns = (): Promise<void> => writeFile(runsFile, JSON.stringify(knownRuns, null, 2));
+  const saveRuns = (): Promise<void> => writeFileDurably(runsFile, JSON.stringify(knownRuns, null, 2), job.fs ? { fs: job.fs } : {});
   const foldRunKey = `${resolved.configHash}:${fold.index}`;
   let runId: string | undefined;
   if (tracker) {
@@ -273,7 +291,11 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
       knownRuns.fold = { runId, runKey: foldRunKey };
       knownRuns.stages = {};
     } else await tracker.reopenRun?.(runId); // a resumed fold continues in its run, RUNNING again
-    await saveRuns();
+    const openRunId = runId;
+    await saveRuns().catch(async (error: unknown) => {
+      await tracker.endRun(openRunId, 'FAILED').catch(() => undefined);
+      throw error;
+    });
   }
   const model = new MilModel(
     registry, { ...resolved.slots }, { inputDim: source.featureDim, numClasses }, foldRng.fork('init'), logger, { prescreenerRng: foldRng.fork('prescreener-init') },
@@ -346,13 +368,13 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
     const metrics = foldMetrics(results);
     const predictions = last.test.predictions.map((p) => ({ slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: p.prediction, fold: fold.index }));
     job.allPredictions.push(...predictions);
-    await writePredictionsCsv(path.join(foldDir, 'predictions.csv'), predictions, source.classNames);
+    await writePredictionsCsv(path.join(foldDir, 'predictions.csv'), predictions, source.classNames, job.fs);
     const outcome: FoldOutcome = {
       fold: fold.index, ok: true, metrics, bestEpoch: last.bestEpoch, epochsRun: last.epochsRun,
       secondsPerSlide: last.test.msPerSlide / 1000, ...(instanceAuc ? { instanceAuc } : {}), ...(runId ? { runId } : {}),
     };
     const stageRecords = Object.fromEntries(results.map((r) => [r.name, { bestEpoch: r.bestEpoch, epochsRun: r.epochsRun, stoppedEarly: r.stoppedEarly, history: r.history }]));
-    await writeFile(path.join(foldDir, 'metrics.json'), JSON.stringify({ ...outcome, history: last.history, stages: stageRecords }, null, 2));
+    await writeFileDurably(path.join(foldDir, 'metrics.json'), JSON.stringify({ ...outcome, history: last.history, stages: stageRecords }, null, 2), job.fs ? { fs: job.fs } : {});
     if (tracker && runId) {
       const now = Date.now();
       const finals = Object.entries(metrics).filter((e): e is [string, { value: number }] => e[1].value !== null);

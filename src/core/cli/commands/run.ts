@@ -44,7 +44,7 @@ async function execute(app: CliApp, file: string, overrides: string[], flags: Ru
   const { tracking } = resolved.config;
   const tracker = tracking.enabled ? await app.services.createTracker(tracking, { registry, logger: app.logger, cwd: app.cwd, env: app.env }) : undefined;
   const result = await runExperiment({
-    resolved, registry, logger: app.logger, cwd: app.cwd, env: app.env,
+    resolved, registry, logger: app.logger, cwd: app.cwd, env: app.env, fs: app.services.fs,
     ...(tracker ? { tracking: { tracker } } : {}),
     ...(flags.resume ? { resume: true } : {}),
     ...(flags.folds !== undefined ? { folds: parseFolds(flags.folds) as number[] } : {}),

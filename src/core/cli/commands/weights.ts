@@ -3,7 +3,8 @@
 // export: a trained fold (run folder, fold folder or checkpoint; src/core/engine/export.ts) or a milkit weights
 // file → .safetensors that `model.load_state_dict(..., strict=True)` accepts, with provenance metadata.
 import { existsSync, statSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileDurably } from '../../io/disk.js';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError, DataError } from '../../errors.js';
@@ -196,7 +197,7 @@ export function register(program: Command, app: CliApp): void {
       try {
         m.importTorchState(model, tensors, torchFile);
         const native = await m.exportNativeState(model);
-        await writeFile(path.resolve(app.cwd, flags.out), writeSafetensors(native, { [WEIGHTS_METADATA_KEY]: JSON.stringify(spec), source: path.basename(torchFile) }));
+        await writeFileDurably(path.resolve(app.cwd, flags.out), writeSafetensors(native, { [WEIGHTS_METADATA_KEY]: JSON.stringify(spec), source: path.basename(torchFile) }), { fs: app.services.fs });
         app.io.out(`${flags.out}: ${Object.keys(native).length} tensors of ${spec.aggregator.name} + ${spec.classifier.name} imported from ${torchFile}`);
       } finally {
         model.dispose();
@@ -232,7 +233,7 @@ export function register(program: Command, app: CliApp): void {
       try {
         m.importNativeState(model, tensors, source);
         const torch = await m.exportTorchState(model);
-        await writeFile(path.resolve(app.cwd, flags.out), writeSafetensors(torch, { format: 'pt' }));
+        await writeFileDurably(path.resolve(app.cwd, flags.out), writeSafetensors(torch, { format: 'pt' }), { fs: app.services.fs });
         app.io.out(`${flags.out}: ${Object.keys(torch).length} tensors under the original ${spec.aggregator.name} keys; load with model.load_state_dict(safetensors.torch.load_file('${path.basename(flags.out)}'))`);
       } finally {
         model.dispose();
@@ -265,7 +266,7 @@ async function exportTrainedFold(app: CliApp, registry: Registry, source: string
     const torch = await m.exportTorchState(trained.model);
     const aggregator = trained.resolved.slots.aggregator.name;
     const out = options.out !== undefined ? path.resolve(app.cwd, options.out) : path.join(path.dirname(located.file), `${aggregator}.fold-${located.fold}.torch.safetensors`);
-    await writeFile(out, writeSafetensors(torch, m.exportMetadata(trained)));
+    await writeFileDurably(out, writeSafetensors(torch, m.exportMetadata(trained)), { fs: app.services.fs });
     const shown = path.relative(app.cwd, out) || out;
     const from = path.relative(app.cwd, located.file) || located.file;
     app.io.out(`${shown}: ${Object.keys(torch).length} tensors of fold ${located.fold} (${from}, epoch ${trained.meta.epoch + 1}) under the original ${aggregator} keys; load with model.load_state_dict(safetensors.torch.load_file('${path.basename(out)}'), strict=True)`);
