@@ -237,11 +237,18 @@ class Mhim implements Strategy {
     const instanceLogits = out.extras?.['instanceLogits'] as tf.Tensor2D | undefined;
     if (instanceLogits) return tf.max(instanceLogits, 1).reshape([1, -1]) as tf.Tensor2D; // DSMIL, both versions: max over classes
     if (this.options.version === 'v1') {
+      const perHead = out.extras?.['classTokenAttention'] as tf.Tensor2D | undefined; // TransMIL: first-layer class-token attention per head
+      if (perHead) return perHead;
       if (!out.instanceScores) throw new PluginError('mhim-unmet', 'strategy "mhim": the aggregator returned no instance scores to mask by.', { hint: 'Use abmil, transmil or dsmil.' });
       return out.instanceScores; // [H, N]
     }
     // v2: u_n = a_n h_n (or the aggregator's own class-aware features), logits W u_n, p_n = softmax over classes, score = max_c p_n.
     const own = out.extras?.['classAwareFeatures'] as tf.Tensor2D | undefined;
+    if (!own && out.extras?.['classTokenAttention']) {
+      throw new PluginError('mhim-unmet', 'strategy "mhim" v2 on transmil scores instances by the first layer\'s class-aware features, which transmil computes only with classAwareScores.', {
+        hint: 'Set model.aggregator.classAwareScores: true.',
+      });
+    }
     let u: tf.Tensor2D;
     if (own) u = own;
     else {
