@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { definePlugin, Module, PluginError, type Aggregator, type AggregatorOutput, type AggregatorParts, type Bag, type Classifier, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
 import type { Rng } from 'milkit';
-import { activate, initBias, initWeight, Linear, dropout, softmaxOverInstances, constantOf } from 'milkit/nn';
+import { activate, initBias, initWeight, Linear, dropout, selectionMatrix, softmaxOverInstances, constantOf } from 'milkit/nn';
 
 export const DsmilOptions = z.strictObject({
   queryDim: z.int().positive().default(128).describe('width of the query network q (128 in DSMIL)'),
@@ -124,8 +124,10 @@ class DsmilAggregator extends Module implements Aggregator {
       const x = h; // [N, E]
       const c = this.instanceClassifier.forward(x, io); // [N, K]  Eq. 1 instance logits
       const cMax = tf.max(c, 0, true) as tf.Tensor2D; // [1, K]  ĉ_j = max_n c_{n,j}
-      // Critical instances m_j = argmax_n c_{n,j}: a selection, no gradient through the argmax (x is constant).
-      const critical = constantOf((scores) => tf.gather(x, tf.argMax(scores, 0)), c) as tf.Tensor2D; // [K, D]
+      // Critical instances m_j = argmax_n c_{n,j}: the argmax is a constant selection, but the selected rows carry
+      // the gradient to x, which matters once x is a projection (torch indexes x[argmax] differentiably).
+      const select = constantOf((scores) => selectionMatrix(tf.argMax(scores, 0) as tf.Tensor1D, x.shape[0]), c) as tf.Tensor2D; // [K, N]
+      const critical = tf.matMul(select, x) as tf.Tensor2D; // [K, D]
       const q = this.bagClassifier.query(x); // [N, Q]
       const qMax = this.bagClassifier.query(critical); // [K, Q]
       const similarity = tf.div(tf.matMul(q, tf.transpose(qMax)), Math.sqrt(this.options.queryDim)) as tf.Tensor2D; // [N, K]  ⟨q_n, q_m⟩ / √Q

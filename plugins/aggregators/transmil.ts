@@ -15,7 +15,7 @@
  *   read; under the pinned alignment the class token (row 0) reads the output of a zero padding row, so layer 2's
  *   value-residual conv gets no gradient unless the padding is ≤ 16 rows (declared in `inertParameters`). PyTorch
  *   default init, class token N(0, 1). Dims are options so reference fixtures stay small. MHIM-MIL's variant
- *   (docs/methods/mhim-mil.md#shared-network): `projectActivation: gelu`, `projectDropout: 0.25`,
+ *   (docs/methods/mhim-mil.md#networks): `projectActivation: gelu`, `projectDropout: 0.25`,
  *   `ppegPadding: inside` (no square padding; PPEG pads its own grid, ≥ 7 × 7, and drops the padding again),
  *   `nystromAlignment: fixed`. Split at h for strategies (capability `parts`); the first layer's class-token attention
  *   per head is `extras.classTokenAttention`, its clipped head mean the instance scores.

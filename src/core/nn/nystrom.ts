@@ -119,7 +119,7 @@ export class NystromAttention extends Module {
           const mergedTokens = tf.reshape(tf.transpose(perToken, [1, 0, 2]), [total, heads * dimHead]) as tf.Tensor2D; // [L', inner]
           weighted = tf.slice(dropout(this.toOut.forward(mergedTokens), this.options.dropout, io.training, io.rng.fork('weighted')) as tf.Tensor2D, [pad, 0], [length, -1]); // [L, dim]
         }
-        observer.take(tf.slice(row, [0, pad], [heads, length]), weighted);
+        observer.take(tf.slice(row, [0, pad], [heads, length]) as tf.Tensor2D, weighted);
       }
       if (this.resConv) {
         // Conv2d(h, h, (k, 1), groups=h) on v seen as [h, L', d]: a per-head conv along the sequence.
