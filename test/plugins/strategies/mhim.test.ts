@@ -252,6 +252,32 @@ describe('mhim strategy on an abmil student', () => {
     model.dispose();
   });
 
+  it('leaks no tensors across steps (teacher pass, masking, GRN, EMA and bank updates)', async () => {
+    const model = await studentModel(abmil);
+    const strategy = makeStrategy(model, { version: 'v2', grn: true, grnTokens: 2, grnHeads: 2, grnKeepRatio: 0.5, maskRatio: 0.3, maskRatioHigh: 0.2, maskRatioHighRandom: 0.5 });
+    strategy.init?.(model);
+    const x = tf.tensor2d(Array.from({ length: 12 * 6 }, (_, i) => Math.sin(i * 0.5)), [12, 6]);
+    const oneStep = (i: number): void => {
+      const step = stepOf(model, x, i);
+      const { value, grads } = tf.variableGrads(() => {
+        const out = strategy.forward?.(step) as NonNullable<ReturnType<NonNullable<Strategy['forward']>>>;
+        strategy.stepMetrics?.(step, out);
+        return tf.add(model.losses(out, 1, 2).total, strategy.lossTerms?.(step, out)['consistency'] as tf.Scalar) as tf.Scalar;
+      });
+      tf.dispose([value, ...Object.values(grads)]);
+      strategy.afterUpdate?.({ globalStep: i, epoch: 0 });
+    };
+    oneStep(0);
+    const before = tf.memory().numTensors;
+    oneStep(1);
+    oneStep(2);
+    expect(tf.memory().numTensors).toBe(before);
+    strategy.dispose?.();
+    for (const module of Object.values(strategy.modules)) module.dispose();
+    x.dispose();
+    model.dispose();
+  });
+
   it('needs an aggregator with parts', async () => {
     const model = await studentModel({ name: 'mean-pool', projectDim: 4 });
     expect(() => makeStrategy(model, {})).toThrow(/capability parts/);
