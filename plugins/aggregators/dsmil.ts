@@ -126,8 +126,10 @@ class DsmilAggregator extends Module implements Aggregator {
       const cMax = tf.max(c, 0, true) as tf.Tensor2D; // [1, K]  ĉ_j = max_n c_{n,j}
       // Critical instances m_j = argmax_n c_{n,j}: the argmax is a constant selection, but the selected rows carry
       // the gradient to x, which matters once x is a projection (torch indexes x[argmax] differentiably).
-      const select = constantOf((scores) => selectionMatrix(tf.argMax(scores, 0) as tf.Tensor1D, x.shape[0]), c) as tf.Tensor2D; // [K, N]
-      const critical = tf.matMul(select, x) as tf.Tensor2D; // [K, D]
+      // (A one-instance bag selects its only row for every class; tfjs's oneHot needs a depth of 2 or more.)
+      const critical = x.shape[0] === 1
+        ? (tf.tile(x, [this.heads, 1]) as tf.Tensor2D)
+        : (tf.matMul(constantOf((scores) => selectionMatrix(tf.argMax(scores, 0) as tf.Tensor1D, x.shape[0]), c) as tf.Tensor2D, x) as tf.Tensor2D); // [K, D]
       const q = this.bagClassifier.query(x); // [N, Q]
       const qMax = this.bagClassifier.query(critical); // [K, Q]
       const similarity = tf.div(tf.matMul(q, tf.transpose(qMax)), Math.sqrt(this.options.queryDim)) as tf.Tensor2D; // [N, K]  ⟨q_n, q_m⟩ / √Q
