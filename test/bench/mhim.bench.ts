@@ -116,7 +116,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     '|---|---|---|---|---|---|---|',
     ...rows,
     '',
-    'Why below 1×: the student trains on the kept rows only (about half of N for AB-MIL's ratios, about a fifth for TransMIL's β_l 0.8), and the teacher's forward runs without a backward pass; the MHIM step is cheaper than a standard step on the full bag, as the paper's Table 2 reports for TransMIL.',
+    "Why below 1×: the student trains on the kept rows only (about half of N for AB-MIL's ratios, about a fifth for TransMIL's β_l 0.8), and the teacher's forward runs without a backward pass; the MHIM step is cheaper than a standard step on the full bag, as the paper's Table 2 reports for TransMIL.",
     '',
   ].join('\n');
   return { markdown };
