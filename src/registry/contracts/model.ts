@@ -3,6 +3,7 @@ import type * as tf from '@tensorflow/tfjs';
 import type { Module } from '../../core/nn/module.js';
 import type { Rng } from '../../core/runtime/random.js';
 import type { Logger } from '../../core/logger.js';
+import type { LabelHierarchy } from './data.js';
 
 /**
  * Well-known bag views (per-instance tensors beside the features). Datasets declare the views they provide
@@ -60,7 +61,21 @@ export interface ModelContext {
    * (CLAM-MB per-class heads, DMIN's bag and instance classifiers) call it so `model.classifier` stays swappable.
    */
   readonly makeClassifier: (inDim: number, outDim: number, rng: Rng) => Classifier;
+  /**
+   * The data's label hierarchy (fine labels = the C classes, each under one coarse class), when it has one;
+   * hierarchical aggregators (hmil) need it for their coarse heads.
+   */
+  readonly hierarchy?: LabelHierarchy;
 }
+
+/**
+ * Well-known `extras` of hierarchical aggregators (docs/methods/hmil.md#network), read by hierarchical losses,
+ * evaluation (coarse metrics) and heatmaps:
+ *  - `coarseLogits`          [1, Kc] coarse-class logits (evaluation prefers them to summed fine probabilities)
+ *  - `classEmbeddings`       [C, E] L2-normalised per-class bag embeddings (SupCon's views)
+ *  - `coarseInstanceScores`  [Kc, N] coarse-level attention
+ */
+export const HIERARCHY_EXTRAS = { coarseLogits: 'coarseLogits', classEmbeddings: 'classEmbeddings', coarseInstanceScores: 'coarseInstanceScores' } as const;
 
 /** Named outputs of a forward pass; loss plugins read what they declare they need. */
 export interface AggregatorOutput {
