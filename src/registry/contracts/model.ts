@@ -194,6 +194,11 @@ export interface AggregatorCapabilities {
   readonly branchKeepMask: boolean;
   /** Implements `parts` (projection and pooling as separate calls), so a training strategy can act in between. */
   readonly parts: boolean;
+  /**
+   * Its training is the mean of independent per-bag losses, so `train.bagsPerStep > 1` may batch bags into one
+   * optimizer step. False for methods whose update is defined per bag (DTFD-MIL's tiered per-bag updates).
+   */
+  readonly batchedSteps: boolean;
 }
 
 export const DEFAULT_AGGREGATOR_CAPABILITIES: AggregatorCapabilities = {
@@ -205,4 +210,5 @@ export const DEFAULT_AGGREGATOR_CAPABILITIES: AggregatorCapabilities = {
   gateLogits: false,
   branchKeepMask: false,
   parts: false,
+  batchedSteps: true,
 };
