@@ -199,6 +199,11 @@ export interface AggregatorCapabilities {
    * optimizer step. False for methods whose update is defined per bag (DTFD-MIL's tiered per-bag updates).
    */
   readonly batchedSteps: boolean;
+  /**
+   * `instanceScores` has one row per class (row c = the attention of class c's branch), so heatmaps can show
+   * each class; hierarchical aggregators give the coarse level's rows as extra `coarseInstanceScores`.
+   */
+  readonly classwiseInstanceScores: boolean;
 }
 
 export const DEFAULT_AGGREGATOR_CAPABILITIES: AggregatorCapabilities = {
@@ -211,4 +216,5 @@ export const DEFAULT_AGGREGATOR_CAPABILITIES: AggregatorCapabilities = {
   branchKeepMask: false,
   parts: false,
   batchedSteps: true,
+  classwiseInstanceScores: false,
 };
