@@ -23,8 +23,8 @@ import { AlphaSchedule, alphaAt, epochOf, TemperatureSchedule, temperatureAt } f
 export const SupconOptions = z.strictObject({
   temperature: TemperatureSchedule.prefault({}).describe('τ over epochs (HMIL: cosine from 1 to 0.1 and back)'),
   baseTemperature: z.number().positive().default(0.1).describe('τ_b: the loss is scaled by τ/τ_b'),
-  weight: z.enum(['one-minus-alpha', 'constant']).default('one-minus-alpha').describe('epoch weight: 1 − α(e) (HMIL curriculum) or 1'),
-  alpha: AlphaSchedule.default('quadratic').describe('α(e) for weight one-minus-alpha (same options as hmil-hierarchy)'),
+  epochWeight: z.enum(['one-minus-alpha', 'constant']).default('one-minus-alpha').describe('epoch weight: 1 − α(e) (HMIL curriculum) or 1'),
+  alpha: AlphaSchedule.default('quadratic').describe('α(e) for epochWeight one-minus-alpha (same options as hmil-hierarchy)'),
   divideByBatch: z.boolean().default(true).describe('divide by the number of bags B once more, as the original does'),
   embeddings: z.string().min(1).default(HIERARCHY_EXTRAS.classEmbeddings).describe('extras key of the [K, E] L2-normalised rows of each bag'),
 });
@@ -59,7 +59,7 @@ class SupconLoss implements Loss {
     const first = targets[0] as LossTarget;
     const { epoch, totalEpochs } = epochOf(first);
     const tau = temperatureAt(this.options.temperature, epoch, totalEpochs);
-    const weight = this.options.weight === 'constant' ? 1 : 1 - alphaAt(this.options.alpha, epoch, totalEpochs);
+    const weight = this.options.epochWeight === 'constant' ? 1 : 1 - alphaAt(this.options.alpha, epoch, totalEpochs);
     const perBag = rows as tf.Tensor2D[];
     const rowLabels = perBag.flatMap((r, i) => Array.from({ length: r.shape[0] }, () => (targets[i] as LossTarget).label));
     return {

@@ -9,6 +9,7 @@ import type { Rng } from '../runtime/random.js';
 import { buildViews } from '../data/bags.js';
 import { computeMetrics } from '../eval/metrics.js';
 import { coarseProbabilities } from '../data/labels.js';
+import { levelReport, perClassMetrics } from '../eval/levels.js';
 import type { LossSchedule, MilModel } from './model.js';
 import type { LabelHierarchy } from '../../registry/contracts/data.js';
 import { HIERARCHY_EXTRAS } from '../../registry/contracts/model.js';
@@ -121,10 +122,13 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
     }
   }
   const metrics = computeMetrics([...options.metrics], { labels: predictions.map((p) => p.label), probs: predictions.map((p) => p.probs), numClasses });
-  // Hierarchical tasks: every configured metric again at the coarse level, as `coarse_<metric>`.
+  // Hierarchical tasks: every configured metric again at the coarse level (`coarse_<metric>`), and per-class
+  // precision, recall and F1 at both levels (`fine_f1_<class>`, `coarse_recall_<class>`, ...).
   if (hierarchy && predictions.length > 0) {
     const coarseInput = { labels: predictions.map((p) => p.coarse?.label ?? -1), probs: predictions.map((p) => [...(p.coarse?.probs ?? [])]), numClasses: hierarchy.coarseNames.length };
     for (const [name, value] of Object.entries(computeMetrics([...options.metrics], coarseInput))) metrics[`coarse_${name}`] = value;
+    Object.assign(metrics, perClassMetrics(levelReport({ labels: predictions.map((p) => p.label), probs: predictions.map((p) => p.probs), classNames: source.classNames }), 'fine_'));
+    Object.assign(metrics, perClassMetrics(levelReport({ ...coarseInput, classNames: hierarchy.coarseNames }), 'coarse_'));
   }
   const stageMean = (key: keyof StageTimes): number => mean(times.map((t) => t[key])) ?? 0;
   const keptPrescreener = mean(prescreenerKept);

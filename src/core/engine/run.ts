@@ -15,6 +15,7 @@ import type { ResolvedExperiment } from '../config/index.js';
 import type { Registry } from '../../registry/registry.js';
 import type { BagSource, LabelHierarchy, SlideRecord } from '../../registry/contracts/data.js';
 import { hierarchyFromConfig } from '../data/labels.js';
+import { levelReport, type LevelReport } from '../eval/levels.js';
 import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
 import type { Tracker } from '../../registry/contracts/tracker.js';
 import { validateSource } from '../data/bags.js';
@@ -206,6 +207,9 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   const stdMeaning = repeated ? 'sample standard deviation (ddof=1) of the per-repeat means' : 'sample standard deviation (ddof=1)';
   await writeFile(path.join(outDir, 'summary.json'), JSON.stringify({ folds: outcomes, summary, std: stdMeaning }, null, 2));
   await writePredictionsCsv(path.join(outDir, 'predictions.csv'), allPredictions, source.classNames);
+  // Two-level labels: confusion matrices and per-class scores of both levels, pooled over folds and per fold.
+  const hierarchyFile = path.join(outDir, 'hierarchy.json');
+  if (hierarchy) await writeFile(hierarchyFile, JSON.stringify(hierarchyReport(allPredictions, source.classNames, hierarchy), null, 2));
   // ROC/PR per fold and the mean ROC; a rendering failure is reported but never costs the computed results.
   const curveFolds = succeeded.map((o) => {
     const rows = allPredictions.filter((p) => p.fold === o.fold);
@@ -233,6 +237,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     await tracker.logArtifact(parentRunId, path.join(outDir, 'predictions.csv'));
     if (plots.roc.length > 0) await tracker.logArtifact(parentRunId, path.join(outDir, 'plots'), 'plots');
     if (config.eval.bootstrap > 0) await tracker.logArtifact(parentRunId, bootstrapFile);
+    if (hierarchy) await tracker.logArtifact(parentRunId, hierarchyFile);
     await tracker.endRun(parentRunId, succeeded.length === outcomes.length ? 'FINISHED' : 'FAILED');
   }
   await tracker?.flush();
@@ -388,4 +393,19 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
 interface FoldRuns {
   fold?: { runId: string; runKey: string };
   stages: Record<string, { runId: string; runKey: string }>;
+}
+
+/** hierarchy.json: the label hierarchy, and each level's confusion matrix and per-class scores, pooled and per fold. */
+function hierarchyReport(predictions: ReadonlyArray<SlidePrediction & { fold: number }>, classNames: readonly string[], hierarchy: LabelHierarchy): Record<string, unknown> {
+  const levels = (rows: ReadonlyArray<SlidePrediction>): { fine: LevelReport; coarse: LevelReport } => ({
+    fine: levelReport({ labels: rows.map((p) => p.label), probs: rows.map((p) => p.probs), classNames }),
+    coarse: levelReport({ labels: rows.map((p) => p.coarse?.label ?? -1), probs: rows.map((p) => p.coarse?.probs ?? []), classNames: hierarchy.coarseNames }),
+  });
+  const folds = [...new Set(predictions.map((p) => p.fold))].sort((a, b) => a - b);
+  return {
+    hierarchy: { coarseNames: hierarchy.coarseNames, fineToCoarse: Object.fromEntries(classNames.map((name, f) => [name, hierarchy.coarseNames[hierarchy.fineToCoarse[f] as number] ?? null])) },
+    confusionRows: 'true class', confusionColumns: 'predicted class (argmax)',
+    pooled: levels(predictions),
+    folds: folds.map((fold) => ({ fold, ...levels(predictions.filter((p) => p.fold === fold)) })),
+  };
 }

@@ -53,7 +53,7 @@ async function buildModel(scenario: Scenario): Promise<MilModel> {
     losses: {
       ce: await loss('cross-entropy', {}, 1),
       hier: await loss('hmil-hierarchy', {}, 1),
-      supcon: await loss('supcon', { weight: scenario.supconWeight }, 1),
+      supcon: await loss('supcon', { epochWeight: scenario.supconWeight }, 1),
       // Weight 0: logged as a term, not trained on (the original computes it without adding it).
       alignment: await loss('hmil-attention-alignment', {}, 0),
     },
