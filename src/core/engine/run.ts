@@ -354,7 +354,7 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
     const last = results[results.length - 1] as StageResult;
     const instanceAuc = [...results].reverse().find((r) => r.test.instanceAuc !== undefined)?.test.instanceAuc;
     const metrics = foldMetrics(results);
-    const predictions = last.test.predictions.map((p) => ({ slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: p.prediction, fold: fold.index }));
+    const predictions = last.test.predictions.map((p) => ({ slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: p.prediction, ...(p.coarse ? { coarse: p.coarse } : {}), fold: fold.index }));
     job.allPredictions.push(...predictions);
     await writePredictionsCsv(path.join(foldDir, 'predictions.csv'), predictions, source.classNames);
     const outcome: FoldOutcome = {
