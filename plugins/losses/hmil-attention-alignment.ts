@@ -13,7 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { definePlugin, HIERARCHY_EXTRAS, PluginError, z, type LabelHierarchy, type Loss, type ModelOutput } from 'milkit';
-import { hierarchyMatrix } from './hmil-hierarchy.js';
+import { hierarchyMatrix } from './_shared/hierarchy.js';
 
 export const HmilAttentionAlignmentOptions = z.strictObject({});
 export type HmilAttentionAlignmentOptions = z.output<typeof HmilAttentionAlignmentOptions>;

@@ -16,6 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { definePlugin, HIERARCHY_EXTRAS, PluginError, z, type LabelHierarchy, type Loss, type LossTarget, type ModelOutput } from 'milkit';
+import { hierarchyMatrix } from './_shared/hierarchy.js';
 import { AlphaSchedule, alphaAt, epochOf } from './_shared/hmil-schedules.js';
 
 export const HmilHierarchyOptions = z.strictObject({
@@ -23,13 +24,6 @@ export const HmilHierarchyOptions = z.strictObject({
   reg: z.enum(['as-code', 'nll', 'off']).default('as-code').describe('bag-level hierarchy term: CE on summed probabilities as the code (as-code), −log of them (nll), or none'),
 });
 export type HmilHierarchyOptions = z.output<typeof HmilHierarchyOptions>;
-
-/** [Kf, Kc] 0/1 map matrix M of a hierarchy (M[f, c] = 1 iff c is f's parent). */
-export function hierarchyMatrix(hierarchy: LabelHierarchy): tf.Tensor2D {
-  const numCoarse = hierarchy.coarseNames.length;
-  const values = hierarchy.fineToCoarse.flatMap((c) => Array.from({ length: numCoarse }, (_, k) => (k === c ? 1 : 0)));
-  return tf.tensor2d(values, [hierarchy.fineToCoarse.length, numCoarse]);
-}
 
 class HmilHierarchyLoss implements Loss {
   constructor(private readonly options: HmilHierarchyOptions, private readonly hierarchy: LabelHierarchy) {}
