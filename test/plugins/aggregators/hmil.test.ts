@@ -170,3 +170,22 @@ describe('hmil against test/reference/hmil.py', () => {
     expect(temperatureAt({ schedule: 'constant', max: 0.5, min: 0.1 }, 100, 200)).toBe(0.5);
   });
 });
+
+describe('hmil training memory', () => {
+  it('keeps live tensors flat across epochs with SupCon spanning the bags of each step', async () => {
+    const scenario = fixture.scenarios.schedule;
+    const model = await buildModel(scenario);
+    const dir = await mkdtemp(path.join(tmpdir(), 'milkit-hmil-mem-'));
+    const source = bagSource();
+    const counts: number[] = [];
+    const result = await trainFold({
+      model, source, train: source.slides, val: source.slides.slice(0, 2), numClasses: 4, metrics: [],
+      section: TrainSection.parse({ epochs: 4, bagsPerStep: 2, earlyStopping: { patience: 10 } }),
+      rng: new Rng(1).fork('fold-0'), logger: silentLogger, checkpointDir: dir, configHash: 'h', fold: 0, resume: false,
+      events: { onEpochEnd: () => void counts.push(tf.memory().numTensors) },
+    });
+    expect(result.history.every((h) => Number.isFinite(h.metrics['train/loss_supcon'] as number))).toBe(true);
+    expect(new Set(counts.slice(1)).size).toBe(1);
+    model.dispose();
+  });
+});
