@@ -101,7 +101,7 @@ export default definePlugin({
   paper: { cite: 'Jin et al., Hierarchical multiple-instance learning for fine-grained whole-slide image classification, IEEE TMI 2025' },
   options: HmilOptions,
   capabilities: {
-    instanceScores: true, permutationInvariant: true, ownsClassifier: true, classwiseInstanceScores: true,
+    instanceScores: true, permutationInvariant: true, ownsClassifier: true, classwiseInstanceScores: true, needsHierarchy: true,
     provides: [HIERARCHY_EXTRAS.coarseLogits, HIERARCHY_EXTRAS.classEmbeddings, HIERARCHY_EXTRAS.coarseInstanceScores],
   },
   create: (options, ctx) => new HmilAggregator(options, ctx),

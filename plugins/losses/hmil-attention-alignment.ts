@@ -42,7 +42,7 @@ export default definePlugin({
   summary: 'HMIL instance-level alignment: 1 − cosine between coarse attention and fine attention summed into coarse classes',
   paper: { cite: 'Jin et al., Hierarchical multiple-instance learning for fine-grained whole-slide image classification, IEEE TMI 2025' },
   options: HmilAttentionAlignmentOptions,
-  capabilities: { requires: [HIERARCHY_EXTRAS.coarseInstanceScores] },
+  capabilities: { requires: [HIERARCHY_EXTRAS.coarseInstanceScores], needsHierarchy: true },
   create: (_options, ctx) => {
     if (!ctx.hierarchy) {
       throw new PluginError('missing-hierarchy', 'loss "hmil-attention-alignment" needs two-level labels, but the data has no label hierarchy.', {

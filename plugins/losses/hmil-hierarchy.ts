@@ -55,7 +55,7 @@ export default definePlugin({
   summary: 'HMIL coarse cross-entropy (weighted α(e)) and the bag-level hierarchy term on fine probabilities summed into coarse classes',
   paper: { cite: 'Jin et al., Hierarchical multiple-instance learning for fine-grained whole-slide image classification, IEEE TMI 2025' },
   options: HmilHierarchyOptions,
-  capabilities: { requires: [HIERARCHY_EXTRAS.coarseLogits] },
+  capabilities: { requires: [HIERARCHY_EXTRAS.coarseLogits], needsHierarchy: true },
   create: (options, ctx) => {
     if (!ctx.hierarchy) {
       throw new PluginError('missing-hierarchy', 'loss "hmil-hierarchy" needs two-level labels, but the data has no label hierarchy.', {

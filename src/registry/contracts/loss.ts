@@ -38,9 +38,11 @@ export interface Loss {
 export interface LossCapabilities {
   /** Names of `extras` this loss reads; the engine checks the aggregator provides them before training. */
   readonly requires: readonly string[];
+  /** Reads the label hierarchy (`LossContext.hierarchy`, coarse labels); the preflight checks the data has one. */
+  readonly needsHierarchy?: boolean;
 }
 
-export const DEFAULT_LOSS_CAPABILITIES: LossCapabilities = { requires: [] };
+export const DEFAULT_LOSS_CAPABILITIES: LossCapabilities = { requires: [], needsHierarchy: false };
 
 export interface LossContext {
   readonly numClasses: number;

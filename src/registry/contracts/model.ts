@@ -204,6 +204,8 @@ export interface AggregatorCapabilities {
    * each class; hierarchical aggregators give the coarse level's rows as extra `coarseInstanceScores`.
    */
   readonly classwiseInstanceScores: boolean;
+  /** Builds its heads from the data's label hierarchy (`ModelContext.hierarchy`); the preflight checks the data has one. */
+  readonly needsHierarchy: boolean;
 }
 
 export const DEFAULT_AGGREGATOR_CAPABILITIES: AggregatorCapabilities = {
@@ -217,4 +219,5 @@ export const DEFAULT_AGGREGATOR_CAPABILITIES: AggregatorCapabilities = {
   parts: false,
   batchedSteps: true,
   classwiseInstanceScores: false,
+  needsHierarchy: false,
 };
