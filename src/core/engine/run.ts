@@ -15,6 +15,7 @@ import type { ResolvedExperiment } from '../config/index.js';
 import type { Registry } from '../../registry/registry.js';
 import type { BagSource, LabelHierarchy, SlideRecord } from '../../registry/contracts/data.js';
 import { hierarchyFromConfig } from '../data/labels.js';
+import { LABEL_HIERARCHY_FILE } from './export.js';
 import { levelReport, type LevelReport } from '../eval/levels.js';
 import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
 import type { Tracker } from '../../registry/contracts/tracker.js';
@@ -138,6 +139,8 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   // Leakage and one-class training sets stop the run (the preflight already refused them); one-class evaluation sets
   // and a validation set equal to the test set are warned about here, where the user reads the run's log.
   checkSplitSense(folds, slides, { classNames: source.classNames, logger, ...(config.split.file !== undefined ? { file: config.split.file } : {}) });
+  // The hierarchy the models are built with, beside the config: exporting a fold rebuilds the model from both.
+  if (hierarchy) await writeFile(path.join(outDir, LABEL_HIERARCHY_FILE), JSON.stringify({ classNames: source.classNames, ...hierarchy }, null, 2));
   const splitsDir = path.join(outDir, 'splits');
   // splits.json + CLAM's splits_{k}.csv / _bool / _descriptor, so the exact partitions can be reused.
   await writeSplits(splitsDir, folds, slides, source.classNames, { mode: config.split.mode, seed: splitSeed });
