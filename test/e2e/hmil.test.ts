@@ -29,7 +29,9 @@ describe('experiments/hmil from the CLI', () => {
     const total = (m: number[][]): number => m.flat().reduce((a, b) => a + b, 0);
     expect(report.pooled.fine.confusion).toHaveLength(7);
     expect(report.pooled.coarse.confusion).toHaveLength(3);
-    const predictions = (await readFile(path.join(dir, 'predictions.csv'), 'utf8')).trim().split('\n').length - 1;
+    const csv = (await readFile(path.join(dir, 'predictions.csv'), 'utf8')).trim().split('\n');
+    expect(csv[0]).toContain(',fold,coarse_label,coarse_label_name,pc_benign,pc_atypical,pc_malignant,coarse_prediction,coarse_prediction_name');
+    const predictions = csv.length - 1;
     expect(total(report.pooled.fine.confusion)).toBe(predictions);
     expect(total(report.pooled.coarse.confusion)).toBe(predictions);
     // Coarse truth = fine truth grouped: the row sums of the coarse matrix are the fine row sums per parent.

@@ -209,7 +209,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   const summary: ExperimentResult['summary'] = repeated ? summarizeByRepeat(succeeded, foldValues, repeatOf) : summarizeFolds(foldValues);
   const stdMeaning = repeated ? 'sample standard deviation (ddof=1) of the per-repeat means' : 'sample standard deviation (ddof=1)';
   await writeFile(path.join(outDir, 'summary.json'), JSON.stringify({ folds: outcomes, summary, std: stdMeaning }, null, 2));
-  await writePredictionsCsv(path.join(outDir, 'predictions.csv'), allPredictions, source.classNames);
+  await writePredictionsCsv(path.join(outDir, 'predictions.csv'), allPredictions, source.classNames, hierarchy?.coarseNames);
   // Two-level labels: confusion matrices and per-class scores of both levels, pooled over folds and per fold.
   const hierarchyFile = path.join(outDir, 'hierarchy.json');
   if (hierarchy) await writeFile(hierarchyFile, JSON.stringify(hierarchyReport(allPredictions, source.classNames, hierarchy), null, 2));
@@ -359,7 +359,7 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
     const metrics = foldMetrics(results);
     const predictions = last.test.predictions.map((p) => ({ slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: p.prediction, ...(p.coarse ? { coarse: p.coarse } : {}), fold: fold.index }));
     job.allPredictions.push(...predictions);
-    await writePredictionsCsv(path.join(foldDir, 'predictions.csv'), predictions, source.classNames);
+    await writePredictionsCsv(path.join(foldDir, 'predictions.csv'), predictions, source.classNames, hierarchy?.coarseNames);
     const outcome: FoldOutcome = {
       fold: fold.index, ok: true, metrics, bestEpoch: last.bestEpoch, epochsRun: last.epochsRun,
       secondsPerSlide: last.test.msPerSlide / 1000, ...(instanceAuc ? { instanceAuc } : {}), ...(runId ? { runId } : {}),
