@@ -16,9 +16,12 @@ import { Rng } from '../runtime/random.js';
 import type { Registry, ResolvedPlugin } from '../../registry/registry.js';
 import { assignVariables, loadCheckpoint, type CheckpointMeta } from './checkpoint.js';
 import { MilModel, type ModelDims } from './model.js';
+import type { LabelHierarchy } from '../../registry/contracts/data.js';
 
 /** The run's resolved config, written by every run into its output folder. */
 export const RUN_CONFIG_FILE = 'config.resolved.yaml';
+/** The label hierarchy of a hierarchical run (`{ classNames, coarseNames, fineToCoarse }`), written before the folds. */
+export const LABEL_HIERARCHY_FILE = 'label-hierarchy.json';
 /** Weights in a checkpoint live under this prefix (optimizer state under `optim/`). */
 const MODEL_PREFIX = 'model/';
 /** Model parts `milkit weights export` rebuilds; other parts a checkpoint may hold (pre-screener, strategy modules) are left out. */
@@ -281,9 +284,11 @@ export async function loadTrainedFold(
     else leftOut.push(key);
   }
   const slots = resolved.slots;
+  const hierarchyFile = path.join(checkpoint.runDir, LABEL_HIERARCHY_FILE);
+  const hierarchy = existsSync(hierarchyFile) ? (JSON.parse(await readFile(hierarchyFile, 'utf8')) as LabelHierarchy) : undefined;
   const build = (dims: ModelDims): MilModel => {
     try {
-      return buildSlotModel(registry, slots, dims, options.logger);
+      return buildSlotModel(registry, slots, hierarchy ? { ...dims, hierarchy: { coarseNames: hierarchy.coarseNames, fineToCoarse: hierarchy.fineToCoarse } } : dims, options.logger);
     } catch (error) {
       return unbuildable(configFile, error);
     }
@@ -296,7 +301,7 @@ export async function loadTrainedFold(
   if (inputDim === undefined) {
     throw new DataError('unknown-dims', `${checkpoint.file}: cannot tell the input feature width from the checkpoint's shapes.`, { hint: 'The checkpoint may not belong to this run\'s config; check the run folder.' });
   }
-  const dims = { inputDim, numClasses };
+  const dims = { inputDim, numClasses, ...(hierarchy ? { hierarchy: { coarseNames: hierarchy.coarseNames, fineToCoarse: hierarchy.fineToCoarse } } : {}) };
   const model = build(dims);
   try {
     importNativeState(model, weights, checkpoint.file);

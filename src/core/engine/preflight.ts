@@ -9,6 +9,7 @@ import { silentLogger } from '../logger.js';
 import type { ResolvedExperiment } from '../config/index.js';
 import type { FileSystem } from '../services.js';
 import { makeSplits } from '../data/splits.js';
+import { hierarchyFromConfig } from '../data/labels.js';
 import { checkSplitSense } from '../data/split-checks.js';
 import { resolveTrackingTarget } from '../tracking/create-tracker.js';
 import type { Registry } from '../../registry/registry.js';
@@ -146,7 +147,9 @@ export const checkMonitoredMetric: PreflightCheck = ({ job }) => {
   });
   for (const [monitor, key] of [[config.train.earlyStopping.monitor, 'train.earlyStopping.monitor'] as const, ...stageMonitors]) {
     const name = monitor.startsWith('val/') ? monitor.slice('val/'.length) : undefined;
-    if (name === undefined || name === 'loss' || name.startsWith('loss_') || config.eval.metrics.includes(name)) continue;
+    // Hierarchical runs compute every metric at the coarse level too (`coarse_<metric>`).
+    const metric = name?.startsWith('coarse_') ? name.slice('coarse_'.length) : name;
+    if (name === undefined || name === 'loss' || name.startsWith('loss_') || config.eval.metrics.includes(metric as string)) continue;
     problems.push({
       class: 'config',
       code: 'unknown-monitor',
@@ -238,6 +241,39 @@ export const checkOutputsWritable: PreflightCheck = async ({ job, writable }) =>
   return problems;
 };
 
+/**
+ * Two-level labels: `data.hierarchy` names only classes of the slide table and maps all of them, and plugins that
+ * need a hierarchy (hmil and its losses, by capability) get one — from data.hierarchy or a `coarse_label` column.
+ */
+export const checkHierarchy: PreflightCheck = async ({ job, registry, source }) => {
+  const { config, slots } = job.resolved;
+  const needing = [
+    ...(registry.capabilities(slots.aggregator, DEFAULT_AGGREGATOR_CAPABILITIES).needsHierarchy ? [['model.aggregator', `aggregator "${slots.aggregator.name}"`] as const] : []),
+    ...Object.entries(slots.losses).flatMap(([slot, loss]) => (registry.capabilities(loss, DEFAULT_LOSS_CAPABILITIES).needsHierarchy === true ? [[`model.losses.${slot}`, `loss "${loss.name}"`] as const] : [])),
+  ];
+  if (needing.length === 0 && config.data.hierarchy === undefined) return [];
+  const opened = await source();
+  if ('problem' in opened) return [];
+  const classNames = classNamesOf(opened.slides);
+  if (config.data.hierarchy !== undefined) {
+    try {
+      hierarchyFromConfig(classNames, config.data.hierarchy);
+      return [];
+    } catch (error) {
+      if (!(error instanceof MilkitError)) throw error;
+      return [problemFromError(error)];
+    }
+  }
+  if (opened.slides.some((s) => (s.meta['coarse_label'] ?? '') !== '')) return [];
+  return [{
+    class: 'config',
+    code: 'missing-hierarchy',
+    keys: [...needing.map(([key]) => key), 'data.hierarchy'],
+    message: `${needing.map(([, what]) => what).join(' and ')} ${needing.length > 1 ? 'need' : 'needs'} two-level labels, but the data has no label hierarchy (no data.hierarchy, no coarse_label column).`,
+    fix: `Declare data.hierarchy (fine label → coarse label, classes: ${classNames.join(', ')}), add a coarse_label column to the slide table, or use a flat model.`,
+  }];
+};
+
 /** The checks every job goes through, in report order. */
 export const preflightChecks: PreflightCheck[] = [
   checkLossRequirements,
@@ -246,6 +282,7 @@ export const preflightChecks: PreflightCheck[] = [
   checkSelectableEpochs,
   checkDataSource,
   checkSplit,
+  checkHierarchy,
   checkOutputsWritable,
 ];
 

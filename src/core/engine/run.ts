@@ -15,7 +15,10 @@ import { initRuntime, runtimeTags, type RuntimeInfo } from '../runtime/index.js'
 import type { SourcePool } from '../data/source-pool.js';
 import type { ResolvedExperiment } from '../config/index.js';
 import type { Registry } from '../../registry/registry.js';
-import type { BagSource, SlideRecord } from '../../registry/contracts/data.js';
+import type { BagSource, LabelHierarchy, SlideRecord } from '../../registry/contracts/data.js';
+import { hierarchyFromConfig } from '../data/labels.js';
+import { LABEL_HIERARCHY_FILE } from './export.js';
+import { levelReport, type LevelReport } from '../eval/levels.js';
 import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
 import type { Tracker } from '../../registry/contracts/tracker.js';
 import { validateSource } from '../data/bags.js';
@@ -139,11 +142,16 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     : await openSource();
   const { slides } = await validateSource(source, { onBadSlide: config.data.onBadSlide, logger });
   const numClasses = source.classNames.length;
+  // Two-level labels: declared in the config, else the source's own (a coarse_label column, synthetic-hierarchical).
+  const hierarchy = config.data.hierarchy !== undefined ? hierarchyFromConfig(source.classNames, config.data.hierarchy) : source.hierarchy;
+  if (hierarchy) logger.info(`label hierarchy: ${hierarchy.coarseNames.map((coarse, c) => `${coarse} = {${source.classNames.filter((_, f) => hierarchy.fineToCoarse[f] === c).join(', ')}}`).join('; ')}`);
   const splitSeed = config.split.seed ?? config.seed;
   const folds = makeSplits(slides, config.split, splitSeed, { baseDir: resolved.baseDir, logger });
   // Leakage and one-class training sets stop the run (the preflight already refused them); one-class evaluation sets
   // and a validation set equal to the test set are warned about here, where the user reads the run's log.
   checkSplitSense(folds, slides, { classNames: source.classNames, logger, ...(config.split.file !== undefined ? { file: config.split.file } : {}) });
+  // The hierarchy the models are built with, beside the config: exporting a fold rebuilds the model from both.
+  if (hierarchy) await write(path.join(outDir, LABEL_HIERARCHY_FILE), JSON.stringify({ classNames: source.classNames, ...hierarchy }, null, 2));
   const splitsDir = path.join(outDir, 'splits');
   // splits.json + CLAM's splits_{k}.csv / _bool / _descriptor, so the exact partitions can be reused.
   await writeSplits(splitsDir, folds, slides, source.classNames, { mode: config.split.mode, seed: splitSeed }, options.fs);
@@ -199,7 +207,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   const allPredictions: Array<SlidePrediction & { fold: number }> = [];
   for (const fold of selected) {
     const outcome = await runOneFold({
-      ...options, fold, pick, source, numClasses, metrics, instanceMetric, outDir, tracker, parentRunId, experimentName, allPredictions, stages,
+      ...options, fold, pick, source, numClasses, hierarchy, metrics, instanceMetric, outDir, tracker, parentRunId, experimentName, allPredictions, stages,
     }).catch((error: unknown): FoldOutcome => {
       // A full or read-only disk fails every later fold too: stop here (the parent run is marked FAILED below).
       if (error instanceof StorageError) throw error;
@@ -219,7 +227,10 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   const summary: ExperimentResult['summary'] = repeated ? summarizeByRepeat(succeeded, foldValues, repeatOf) : summarizeFolds(foldValues);
   const stdMeaning = repeated ? 'sample standard deviation (ddof=1) of the per-repeat means' : 'sample standard deviation (ddof=1)';
   await write(path.join(outDir, 'summary.json'), JSON.stringify({ folds: outcomes, summary, std: stdMeaning }, null, 2));
-  await writePredictionsCsv(path.join(outDir, 'predictions.csv'), allPredictions, source.classNames, options.fs).catch(failing);
+  await writePredictionsCsv(path.join(outDir, 'predictions.csv'), allPredictions, source.classNames, options.fs, hierarchy?.coarseNames).catch(failing);
+  // Two-level labels: confusion matrices and per-class scores of both levels, pooled over folds and per fold.
+  const hierarchyFile = path.join(outDir, 'hierarchy.json');
+  if (hierarchy) await write(hierarchyFile, JSON.stringify(hierarchyReport(allPredictions, source.classNames, hierarchy), null, 2));
   // ROC/PR per fold and the mean ROC; a rendering failure is reported but never costs the computed results.
   const curveFolds = succeeded.map((o) => {
     const rows = allPredictions.filter((p) => p.fold === o.fold);
@@ -247,6 +258,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     await tracker.logArtifact(parentRunId, path.join(outDir, 'predictions.csv'));
     if (plots.roc.length > 0) await tracker.logArtifact(parentRunId, path.join(outDir, 'plots'), 'plots');
     if (config.eval.bootstrap > 0) await tracker.logArtifact(parentRunId, bootstrapFile);
+    if (hierarchy) await tracker.logArtifact(parentRunId, hierarchyFile);
     await tracker.endRun(parentRunId, succeeded.length === outcomes.length ? 'FINISHED' : 'FAILED');
   }
   await tracker?.flush();
@@ -258,6 +270,7 @@ interface FoldJob extends RunOptions {
   readonly pick: (ids: readonly string[]) => SlideRecord[];
   readonly source: BagSource;
   readonly numClasses: number;
+  readonly hierarchy: LabelHierarchy | undefined;
   readonly metrics: ReadonlyArray<{ name: string; metric: Metric }>;
   readonly instanceMetric: Metric | undefined;
   readonly outDir: string;
@@ -269,7 +282,7 @@ interface FoldJob extends RunOptions {
 }
 
 async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
-  const { resolved, registry, logger, fold, tracker, source, numClasses } = job;
+  const { resolved, registry, logger, fold, tracker, source, numClasses, hierarchy } = job;
   const { config } = resolved;
   const foldDir = path.join(job.outDir, `fold-${fold.index}`);
   await makeFolder(foldDir, { ...(job.fs ? { fs: job.fs } : {}), action: 'create the fold folder' });
@@ -298,7 +311,7 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
     });
   }
   const model = new MilModel(
-    registry, { ...resolved.slots }, { inputDim: source.featureDim, numClasses }, foldRng.fork('init'), logger, { prescreenerRng: foldRng.fork('prescreener-init') },
+    registry, { ...resolved.slots }, { inputDim: source.featureDim, numClasses, ...(hierarchy ? { hierarchy } : {}) }, foldRng.fork('init'), logger, { prescreenerRng: foldRng.fork('prescreener-init') },
   );
   try {
     if (tracker && runId) await tracker.logParams(runId, { fold: String(fold.index), 'split.train': String(fold.train.length), 'split.val': String(fold.val.length), 'split.test': String(fold.test.length) });
@@ -366,9 +379,9 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
     const last = results[results.length - 1] as StageResult;
     const instanceAuc = [...results].reverse().find((r) => r.test.instanceAuc !== undefined)?.test.instanceAuc;
     const metrics = foldMetrics(results);
-    const predictions = last.test.predictions.map((p) => ({ slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: p.prediction, fold: fold.index }));
+    const predictions = last.test.predictions.map((p) => ({ slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: p.prediction, ...(p.coarse ? { coarse: p.coarse } : {}), fold: fold.index }));
     job.allPredictions.push(...predictions);
-    await writePredictionsCsv(path.join(foldDir, 'predictions.csv'), predictions, source.classNames, job.fs);
+    await writePredictionsCsv(path.join(foldDir, 'predictions.csv'), predictions, source.classNames, job.fs, hierarchy?.coarseNames);
     const outcome: FoldOutcome = {
       fold: fold.index, ok: true, metrics, bestEpoch: last.bestEpoch, epochsRun: last.epochsRun,
       secondsPerSlide: last.test.msPerSlide / 1000, ...(instanceAuc ? { instanceAuc } : {}), ...(runId ? { runId } : {}),
@@ -405,4 +418,19 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
 interface FoldRuns {
   fold?: { runId: string; runKey: string };
   stages: Record<string, { runId: string; runKey: string }>;
+}
+
+/** hierarchy.json: the label hierarchy, and each level's confusion matrix and per-class scores, pooled and per fold. */
+function hierarchyReport(predictions: ReadonlyArray<SlidePrediction & { fold: number }>, classNames: readonly string[], hierarchy: LabelHierarchy): Record<string, unknown> {
+  const levels = (rows: ReadonlyArray<SlidePrediction>): { fine: LevelReport; coarse: LevelReport } => ({
+    fine: levelReport({ labels: rows.map((p) => p.label), probs: rows.map((p) => p.probs), classNames }),
+    coarse: levelReport({ labels: rows.map((p) => p.coarse?.label ?? -1), probs: rows.map((p) => p.coarse?.probs ?? []), classNames: hierarchy.coarseNames }),
+  });
+  const folds = [...new Set(predictions.map((p) => p.fold))].sort((a, b) => a - b);
+  return {
+    hierarchy: { coarseNames: hierarchy.coarseNames, fineToCoarse: Object.fromEntries(classNames.map((name, f) => [name, hierarchy.coarseNames[hierarchy.fineToCoarse[f] as number] ?? null])) },
+    confusionRows: 'true class', confusionColumns: 'predicted class (argmax)',
+    pooled: levels(predictions),
+    folds: folds.map((fold) => ({ fold, ...levels(predictions.filter((p) => p.fold === fold)) })),
+  };
 }

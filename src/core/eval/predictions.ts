@@ -14,6 +14,8 @@ export interface PredictionRow {
   /** Predicted class index (argmax). */
   readonly prediction: number;
   readonly fold?: number;
+  /** The coarse level of a hierarchical task: coarse label, coarse-class probabilities and argmax. */
+  readonly coarse?: { readonly label: number; readonly probs: readonly number[]; readonly prediction: number };
 }
 
 /** Column-safe class name for `p_<class>` headers (spaces and punctuation become "_"). */
@@ -21,9 +23,20 @@ function columnName(name: string): string {
   return name.replace(/[^A-Za-z0-9_.-]+/g, '_');
 }
 
-/** CSV text: slide_id, case_id, label, label_name, p_<class>..., prediction, prediction_name, fold. */
-export function predictionsCsv(rows: readonly PredictionRow[], classNames: readonly string[]): string {
-  const header = ['slide_id', 'case_id', 'label', 'label_name', ...classNames.map((c) => `p_${columnName(c)}`), 'prediction', 'prediction_name', 'fold'];
+/**
+ * CSV text: slide_id, case_id, label, label_name, p_<class>..., prediction, prediction_name, fold; with `coarseNames`
+ * (hierarchical tasks) then coarse_label, coarse_label_name, pc_<coarse class>..., coarse_prediction,
+ * coarse_prediction_name, after the flat columns so their positions never change.
+ */
+export function predictionsCsv(rows: readonly PredictionRow[], classNames: readonly string[], coarseNames?: readonly string[]): string {
+  const coarseHeader = coarseNames ? ['coarse_label', 'coarse_label_name', ...coarseNames.map((c) => `pc_${columnName(c)}`), 'coarse_prediction', 'coarse_prediction_name'] : [];
+  const coarseCells = (r: PredictionRow): string[] => {
+    if (!coarseNames) return [];
+    const c = r.coarse;
+    if (!c) return coarseHeader.map(() => '');
+    return [String(c.label), coarseNames[c.label] ?? '', ...coarseNames.map((_, k) => String(c.probs[k] ?? '')), String(c.prediction), coarseNames[c.prediction] ?? ''];
+  };
+  const header = ['slide_id', 'case_id', 'label', 'label_name', ...classNames.map((c) => `p_${columnName(c)}`), 'prediction', 'prediction_name', 'fold', ...coarseHeader];
   const records = rows.map((r) => [
     r.slideId,
     r.caseId,
@@ -34,11 +47,14 @@ export function predictionsCsv(rows: readonly PredictionRow[], classNames: reado
     String(r.prediction),
     classNames[r.prediction] ?? '',
     r.fold === undefined ? '' : String(r.fold),
+    ...coarseCells(r),
   ]);
   return stringify([header, ...records]);
 }
 
 /** Writes the predictions table atomically. */
-export async function writePredictionsCsv(file: string, rows: readonly PredictionRow[], classNames: readonly string[], fs?: FileSystem): Promise<void> {
-  await writeFileDurably(file, predictionsCsv(rows, classNames), { ...(fs ? { fs } : {}), action: 'write the predictions table' });
+export async function writePredictionsCsv(
+  file: string, rows: readonly PredictionRow[], classNames: readonly string[], fs?: FileSystem, coarseNames?: readonly string[],
+): Promise<void> {
+  await writeFileDurably(file, predictionsCsv(rows, classNames, coarseNames), { ...(fs ? { fs } : {}), action: 'write the predictions table' });
 }
