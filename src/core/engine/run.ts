@@ -23,7 +23,7 @@ import { bootstrapMetrics, summarizeFolds } from '../eval/metrics.js';
 import { summarizeRepeats } from '../stats/repeats.js';
 import { writePredictionsCsv } from '../eval/predictions.js';
 import { writeCurvePlots, type CurveFiles } from '../eval/plots.js';
-import { createTracker, flattenParams, redactConfig, secretEnvExpressions, systemTags } from '../tracking/index.js';
+import { createTracker, flattenParams, MILKIT_TAGS, redactConfig, secretEnvExpressions, systemTags } from '../tracking/index.js';
 import YAML from 'yaml';
 import { MilModel } from './model.js';
 import type { EpochRecord, TrainEvents } from './trainer.js';
@@ -261,13 +261,18 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
   const knownRuns: FoldRuns = job.resume && existsSync(runsFile) ? (JSON.parse(await readFile(runsFile, 'utf8')) as FoldRuns) : { stages: {} };
   const saveRuns = (): Promise<void> => writeFile(runsFile, JSON.stringify(knownRuns, null, 2));
   const foldRunKey = `${resolved.configHash}:${fold.index}`;
+  // With split.repeats > 1 the fold index runs over repeats (repeat · folds + fold): the tags let MLflow filter and group by repeat.
+  const repeatTags: Record<string, string> = fold.repeat === undefined ? {} : {
+    [MILKIT_TAGS.repeat]: String(fold.repeat),
+    [MILKIT_TAGS.foldInRepeat]: String(fold.index - fold.repeat * config.split.folds),
+  };
   let runId: string | undefined;
   if (tracker) {
     runId = knownRuns.fold?.runKey === foldRunKey ? knownRuns.fold.runId : await tracker.startRun({
       experimentName: job.experimentName,
       runName: `fold-${fold.index}`,
       ...(job.parentRunId ? { parentRunId: job.parentRunId } : {}),
-      tags: { 'milkit.fold': String(fold.index), 'milkit.run_key': foldRunKey, 'milkit.level': 'fold' },
+      tags: { 'milkit.fold': String(fold.index), ...repeatTags, 'milkit.run_key': foldRunKey, 'milkit.level': 'fold' },
     });
     if (knownRuns.fold?.runId !== runId) {
       knownRuns.fold = { runId, runKey: foldRunKey };
@@ -304,7 +309,7 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
           experimentName: job.experimentName,
           runName: `fold-${fold.index}/${stage.name}`,
           parentRunId: runId,
-          tags: { 'milkit.fold': String(fold.index), 'milkit.stage': stage.name, 'milkit.run_key': stageKey, 'milkit.level': 'stage' },
+          tags: { 'milkit.fold': String(fold.index), ...repeatTags, 'milkit.stage': stage.name, 'milkit.run_key': stageKey, 'milkit.level': 'stage' },
         });
         knownRuns.stages[stage.name] = { runId: stageRunId, runKey: stageKey };
         await saveRuns();
