@@ -33,7 +33,7 @@ describe('renderRunReport', () => {
   });
 
   it('prints each metric on the pooled out-of-fold predictions with its bootstrap CI, and says when folds failed', () => {
-    const interval = (value: number, low: number, high: number, pooledFolds: number) => ({ value, ci: [low, high], units: 1, plannedFolds: 3, pooledFolds, resamples: 500, undefinedResamples: 0 });
+    const interval = (value: number, low: number, high: number, pooledFolds: number) => ({ value, ci: [low, high] as const, units: 1, plannedFolds: 3, pooledFolds, resamples: 500, undefinedResamples: 0 });
     const text = renderRunReport({ ...result, pooled: { resamples: 500, level: 0.95, stream: 'bootstrap/0/pooled', metrics: { auc: interval(0.81, 0.7, 0.9, 2), accuracy: null } } } as ExperimentResult);
     expect(text).toContain([
       'pooled out-of-fold test predictions (95% CI: patients resampled, 500 resamples, stream "bootstrap/0/pooled"):',
