@@ -15,6 +15,7 @@ const CASES: Readonly<Record<string, DatasetGoldenCase>> = {
   'synthetic-subtyping': { options: { slides: 6, instances: [5, 12], featureDim: 8 }, seed: 8 },
   'synthetic-hierarchical': { options: { slides: 14, instances: [5, 12], featureDim: 12 }, seed: 9 },
   'mnist-bags': { options: { trainBags: 4, testBags: 2 }, seed: 10 },
+  'synthetic-decoys': { options: { slides: 6, instances: [8, 14], featureDim: 8, signalDim: 2 }, seed: 11 },
 };
 
 const registry = new Registry(builtinManifest());

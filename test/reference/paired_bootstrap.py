@@ -4,6 +4,8 @@ Reads fixtures/paired-bootstrap-input.json (predictions of two models on the sam
 milkit drew), recomputes each resample's metric difference with its own metric code (AUC by the pairwise
 Mann-Whitney kernel, macro one-vs-rest for C > 2; accuracy), and writes fixtures/paired-bootstrap.json.
 Definitions: percentile CI with numpy's linear quantile; two-sided p = min(1, 2 (1 + min(#d<=0, #d>=0)) / (B' + 1)).
+Also the one-model bootstrap of model B alone on the same resamples ("single": metric, percentile CI), the
+interval of a table cell (src/core/stats/cell-interval.ts).
 Run: python3 test/reference/paired_bootstrap.py
 """
 import json
@@ -56,6 +58,16 @@ def run(case, confidence):
             diffs.append(mb - ma)
     diffs = np.array(diffs)
     tail = (1 - confidence) / 2
+    singles = []
+    single_skipped = 0
+    for draw in case["resamples"]:
+        idx = np.array([i for c in draw for i in order[c]])
+        mb = metric(case["metric"], labels[idx], b[idx], k)
+        if mb is None:
+            single_skipped += 1
+        else:
+            singles.append(mb)
+    singles = np.array(singles)
     below = int((diffs <= 0).sum())
     above = int((diffs >= 0).sum())
     return {
@@ -65,6 +77,12 @@ def run(case, confidence):
         "ciHigh": float(np.quantile(diffs, 1 - tail)),
         "p": min(1.0, 2 * (1 + min(below, above)) / (len(diffs) + 1)),
         "undefinedResamples": skipped,
+        "single": {
+            "value": metric(case["metric"], labels, b, k),
+            "ciLow": float(np.quantile(singles, tail)),
+            "ciHigh": float(np.quantile(singles, 1 - tail)),
+            "undefinedResamples": single_skipped,
+        },
     }
 
 

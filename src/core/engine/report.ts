@@ -50,7 +50,19 @@ export function renderRunReport(result: ExperimentResult, options: ReportOptions
   for (const [name, s] of Object.entries(result.summary)) {
     lines.push(`  test/${name}: ${fmt(s.mean)} ± ${fmt(s.std)}  (n=${s.n}${s.repeats !== undefined && s.repeats > 1 ? `, ${s.repeats} repeats` : ''})`);
   }
-  const times = result.folds.filter((f) => f.ok && f.secondsPerSlide !== undefined).map((f) => (f.secondsPerSlide as number) * 1000);
+  if (result.pooled) {
+    const pooled = result.pooled;
+    const entries = Object.entries(pooled.metrics).filter((e): e is [string, NonNullable<(typeof e)[1]>] => e[1] !== null);
+    if (entries.length > 0) {
+      const repeats = Math.max(...entries.map(([, i]) => i.units));
+      lines.push(`pooled out-of-fold test predictions (${Math.round(pooled.level * 100)}% CI: patients resampled, ${pooled.resamples} resamples, stream "${pooled.stream}"${repeats > 1 ? `; median over ${repeats} repeats` : ''}):`);
+      for (const [name, interval] of entries) {
+        const partial = interval.pooledFolds < interval.plannedFolds ? `  (${interval.pooledFolds}/${interval.plannedFolds} folds: failed folds left out)` : '';
+        lines.push(`  test/${name}: ${fmt(interval.value)} [${fmt(interval.ci[0])}, ${fmt(interval.ci[1])}]${partial}`);
+      }
+    }
+  }
+    const times = result.folds.filter((f) => f.ok && f.secondsPerSlide !== undefined).map((f) => (f.secondsPerSlide as number) * 1000);
   if (times.length) lines.push(`  time per slide (forward): ${fmt(times.reduce((a, b) => a + b, 0) / times.length, 2)} ms`);
   lines.push(`outputs: ${result.outDir}`);
   return lines.join('\n');

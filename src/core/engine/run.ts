@@ -25,10 +25,12 @@ import { validateSource } from '../data/bags.js';
 import { makeSplits, writeSplits, type Fold } from '../data/splits.js';
 import { checkSplitSense } from '../data/split-checks.js';
 import { bootstrapMetrics, summarizeFolds } from '../eval/metrics.js';
+import { cellInterval, type CellInterval } from '../stats/cell-interval.js';
+import type { FoldRecord } from '../stats/compare.js';
 import { summarizeRepeats } from '../stats/repeats.js';
 import { writePredictionsCsv } from '../eval/predictions.js';
 import { writeCurvePlots, type CurveFiles } from '../eval/plots.js';
-import { createTracker, flattenParams, redactConfig, secretEnvExpressions, systemTags } from '../tracking/index.js';
+import { createTracker, flattenParams, MILKIT_TAGS, redactConfig, secretEnvExpressions, systemTags } from '../tracking/index.js';
 import YAML from 'yaml';
 import { MilModel } from './model.js';
 import type { EpochRecord, TrainEvents } from './trainer.js';
@@ -83,7 +85,20 @@ export interface ExperimentResult {
   readonly folds: FoldOutcome[];
   /** Per metric: mean ± sample std over folds, or with repeats (`repeats` set) over the per-repeat means. */
   readonly summary: Record<string, { mean: number | null; std: number | null; n: number; repeats?: number }>;
+  /**
+   * Per configured metric: the metric on the pooled out-of-fold test predictions with a patient-bootstrap CI
+   * (eval.bootstrap resamples; median over repeats). Absent when eval.bootstrap is 0.
+   */
+  readonly pooled?: PooledIntervals;
   readonly runId?: string;
+}
+
+export interface PooledIntervals {
+  readonly resamples: number;
+  readonly level: number;
+  /** Name of the random stream the resamples come from. */
+  readonly stream: string;
+  readonly metrics: Readonly<Record<string, CellInterval | null>>;
 }
 
 /** Per metric, mean ± std of the per-repeat means; `n` counts the folds where the metric is defined. */
@@ -226,7 +241,6 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   const repeated = new Set(succeeded.map((o) => repeatOf.get(o.fold) ?? 0)).size > 1;
   const summary: ExperimentResult['summary'] = repeated ? summarizeByRepeat(succeeded, foldValues, repeatOf) : summarizeFolds(foldValues);
   const stdMeaning = repeated ? 'sample standard deviation (ddof=1) of the per-repeat means' : 'sample standard deviation (ddof=1)';
-  await write(path.join(outDir, 'summary.json'), JSON.stringify({ folds: outcomes, summary, std: stdMeaning }, null, 2));
   await writePredictionsCsv(path.join(outDir, 'predictions.csv'), allPredictions, source.classNames, options.fs, hierarchy?.coarseNames).catch(failing);
   // Two-level labels: confusion matrices and per-class scores of both levels, pooled over folds and per fold.
   const hierarchyFile = path.join(outDir, 'hierarchy.json');
@@ -247,12 +261,40 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     const folds = Object.fromEntries(curveFolds.map(({ fold, input }) => [String(fold), bootstrapMetrics(metrics, input, { resamples: config.eval.bootstrap, rng: rng.fork(`fold-${fold}`) })]));
     await write(bootstrapFile, JSON.stringify({ level: 0.95, resamples: config.eval.bootstrap, method: 'percentile bootstrap over test slides', folds }, null, 2));
   }
+  // The run's headline numbers with CIs: each metric on all out-of-fold test predictions, patients resampled.
+  let pooled: PooledIntervals | undefined;
+  if (config.eval.bootstrap > 0) {
+    const stream = `bootstrap/${config.seed}/pooled`;
+    const records: FoldRecord[] = succeeded.map((o) => {
+      const rows = allPredictions.filter((p) => p.fold === o.fold);
+      return {
+        index: o.fold, repeat: repeatOf.get(o.fold) ?? 0, metrics: {},
+        predictions: { slideIds: rows.map((p) => p.slideId), caseIds: rows.map((p) => p.caseId), labels: rows.map((p) => p.label), probs: rows.map((p) => p.probs), numClasses },
+      };
+    });
+    // Planned folds that failed are null, so the report can say the pool is incomplete.
+    const planned = selected.map((f) => records.find((r) => r.index === f.index) ?? null);
+    const root = new Rng(stream);
+    pooled = {
+      resamples: config.eval.bootstrap, level: 0.95, stream,
+      metrics: Object.fromEntries(metrics.map(({ name, metric }) => [name, cellInterval(planned, metric, { resamples: config.eval.bootstrap, rng: root.fork(name) })])),
+    };
+  }
+  await write(path.join(outDir, 'summary.json'), JSON.stringify({ folds: outcomes, summary, std: stdMeaning, ...(pooled ? { pooled } : {}) }, null, 2));
   if (tracker && parentRunId && !foldsOnly) {
     const now = Date.now();
     const points = Object.entries(summary).flatMap(([key, s]) => [
       ...(s.mean !== null ? [{ key: `test/${key}_mean`, value: s.mean, step: 0, timestamp: now }] : []),
       ...(s.std !== null ? [{ key: `test/${key}_std`, value: s.std, step: 0, timestamp: now }] : []),
     ]);
+    for (const [key, interval] of Object.entries(pooled?.metrics ?? {})) {
+      if (!interval) continue;
+      points.push(
+        { key: `test/${key}_pooled`, value: interval.value, step: 0, timestamp: now },
+        { key: `test/${key}_pooled_ci_low`, value: interval.ci[0], step: 0, timestamp: now },
+        { key: `test/${key}_pooled_ci_high`, value: interval.ci[1], step: 0, timestamp: now },
+      );
+    }
     await tracker.logMetrics(parentRunId, points);
     await tracker.logArtifact(parentRunId, path.join(outDir, 'summary.json'));
     await tracker.logArtifact(parentRunId, path.join(outDir, 'predictions.csv'));
@@ -262,7 +304,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     await tracker.endRun(parentRunId, succeeded.length === outcomes.length ? 'FINISHED' : 'FAILED');
   }
   await tracker?.flush();
-  return { outDir, runtime, folds: outcomes, summary, ...(parentRunId ? { runId: parentRunId } : {}) };
+  return { outDir, runtime, folds: outcomes, summary, ...(pooled ? { pooled } : {}), ...(parentRunId ? { runId: parentRunId } : {}) };
 }
 
 interface FoldJob extends RunOptions {
@@ -292,13 +334,18 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
   const knownRuns: FoldRuns = job.resume && existsSync(runsFile) ? (JSON.parse(await readFile(runsFile, 'utf8')) as FoldRuns) : { stages: {} };
   const saveRuns = (): Promise<void> => writeFileDurably(runsFile, JSON.stringify(knownRuns, null, 2), job.fs ? { fs: job.fs } : {});
   const foldRunKey = `${resolved.configHash}:${fold.index}`;
+  // With split.repeats > 1 the fold index runs over repeats (repeat · folds + fold): the tags let MLflow filter and group by repeat.
+  const repeatTags: Record<string, string> = fold.repeat === undefined ? {} : {
+    [MILKIT_TAGS.repeat]: String(fold.repeat),
+    [MILKIT_TAGS.foldInRepeat]: String(fold.index - fold.repeat * config.split.folds),
+  };
   let runId: string | undefined;
   if (tracker) {
     runId = knownRuns.fold?.runKey === foldRunKey ? knownRuns.fold.runId : await tracker.startRun({
       experimentName: job.experimentName,
       runName: `fold-${fold.index}`,
       ...(job.parentRunId ? { parentRunId: job.parentRunId } : {}),
-      tags: { 'milkit.fold': String(fold.index), 'milkit.run_key': foldRunKey, 'milkit.level': 'fold' },
+      tags: { 'milkit.fold': String(fold.index), ...repeatTags, 'milkit.run_key': foldRunKey, 'milkit.level': 'fold' },
     });
     if (knownRuns.fold?.runId !== runId) {
       knownRuns.fold = { runId, runKey: foldRunKey };
@@ -339,7 +386,7 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
           experimentName: job.experimentName,
           runName: `fold-${fold.index}/${stage.name}`,
           parentRunId: runId,
-          tags: { 'milkit.fold': String(fold.index), 'milkit.stage': stage.name, 'milkit.run_key': stageKey, 'milkit.level': 'stage' },
+          tags: { 'milkit.fold': String(fold.index), ...repeatTags, 'milkit.stage': stage.name, 'milkit.run_key': stageKey, 'milkit.level': 'stage' },
         });
         knownRuns.stages[stage.name] = { runId: stageRunId, runKey: stageKey };
         await saveRuns();

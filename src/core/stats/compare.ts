@@ -53,8 +53,8 @@ export interface CompareOptions {
   readonly alpha?: number;
   /** Confidence level of every interval. */
   readonly confidence?: number;
-  /** Metric plugins by name, for the bootstrap; a metric without one gets no bootstrap. */
-  readonly metricFor?: (name: string) => Metric | undefined;
+  /** Metric plugins by name and class count, for the bootstrap; a metric without one gets no bootstrap. */
+  readonly metricFor?: (name: string, numClasses: number) => Metric | undefined;
   /** Metric names whose binary-AUC DeLong test applies (default: `auc`). */
   readonly aucMetrics?: readonly string[];
   /** Bootstrap resamples per unit (0 = off). */
@@ -231,7 +231,7 @@ function compareMetric(metric: string, pairs: readonly Pair[], units: ReturnType
     delong = medianOf(tests);
   }
   let bootstrap: MedianTest | null = null;
-  const plugin = options.metricFor?.(metric);
+  const plugin = units[0] === undefined ? undefined : options.metricFor?.(metric, units[0].base.numClasses);
   const resamples = options.bootstrapResamples ?? 1000;
   if (plugin && resamples > 0 && units.length > 0) {
     const tests: PairedBootstrap[] = [];

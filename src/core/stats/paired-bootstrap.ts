@@ -86,3 +86,35 @@ export function pairedBootstrap(input: PairedPredictions, metric: Metric, resamp
     undefinedResamples,
   };
 }
+
+export interface CaseBootstrap {
+  /** metric on all slides. */
+  readonly value: number;
+  /** Percentile interval of the resampled metric. */
+  readonly ci: readonly [number, number];
+  readonly resamples: number;
+  /** Resamples where the metric was undefined (e.g. one class drawn for AUC); left out. */
+  readonly undefinedResamples: number;
+}
+
+/**
+ * The percentile bootstrap of one model's metric over patients: each resample (case indices, as for
+ * pairedBootstrap) carries all slides of its cases. Null when the metric is undefined on all slides or on every resample.
+ */
+export function caseBootstrap(input: { caseIds: readonly string[]; labels: readonly number[]; probs: ReadonlyArray<readonly number[]>; numClasses: number }, metric: Metric, resamples: ReadonlyArray<readonly number[]>, confidence = 0.95): CaseBootstrap | null {
+  const groups = slidesByCase(input.caseIds);
+  const pick = (slides: readonly number[]): MetricInput => ({ labels: slides.map((i) => input.labels[i] as number), probs: slides.map((i) => input.probs[i] as readonly number[]), numClasses: input.numClasses });
+  const observed = metric.compute(pick(groups.flat())).value;
+  if (observed === null) return null;
+  const values: number[] = [];
+  let undefinedResamples = 0;
+  for (const draw of resamples) {
+    const value = metric.compute(pick(draw.flatMap((c) => groups[c] ?? []))).value;
+    if (value === null) undefinedResamples += 1;
+    else values.push(value);
+  }
+  if (values.length === 0) return null;
+  values.sort((x, y) => x - y);
+  const tail = (1 - confidence) / 2;
+  return { value: observed, ci: [quantileSorted(values, tail), quantileSorted(values, 1 - tail)], resamples: resamples.length, undefinedResamples };
+}

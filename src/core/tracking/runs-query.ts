@@ -349,6 +349,13 @@ export interface BaselineComparison {
   readonly comparison: ComparisonResult;
 }
 
+/** A fold run's repeat: its `milkit.repeat` tag, or (runs logged before the tag) fold index ÷ folds per repeat. */
+function repeatOfFold(child: RunRow, index: number, foldsPerRepeat: number): number {
+  const tagged = Number(child.tags[MILKIT_TAGS.repeat]);
+  if (child.tags[MILKIT_TAGS.repeat] !== undefined && Number.isInteger(tagged) && tagged >= 0) return tagged;
+  return Number.isInteger(foldsPerRepeat) && foldsPerRepeat > 0 ? Math.floor(index / foldsPerRepeat) : 0;
+}
+
 /** The fold runs of `run` (children tagged milkit.level = fold) as comparison records, by fold index. */
 export async function foldRecordsOf(run: RunRow, all: readonly RunRow[], predictionsOf?: BaselineCompareOptions['predictionsOf']): Promise<Array<FoldRecord | null>> {
   const children = all.filter((r) => r.parentRunId === run.runId && r.tags[MILKIT_TAGS.level] === 'fold');
@@ -372,7 +379,7 @@ export async function foldRecordsOf(run: RunRow, all: readonly RunRow[], predict
     const predictions = predictionsOf ? await predictionsOf(child) : undefined;
     folds.push({
       index,
-      repeat: Number.isInteger(foldsPerRepeat) && foldsPerRepeat > 0 ? Math.floor(index / foldsPerRepeat) : 0,
+      repeat: repeatOfFold(child, index, foldsPerRepeat),
       metrics,
       ...(Number.isFinite(nTrain) && Number.isFinite(nTest) ? { nTrain, nTest } : {}),
       ...(predictions ? { predictions } : {}),

@@ -22,6 +22,9 @@ export const MILKIT_TAGS = {
   localRunId: 'milkit.local_run_id',
   /** `sweep` | `cell` | `experiment` | `fold`: where the run sits in a run tree. */
   level: 'milkit.level',
+  /** Fold runs of a repeated split (`split.repeats` > 1): the repeat, and the fold's position within it. */
+  repeat: 'milkit.repeat',
+  foldInRepeat: 'milkit.fold_in_repeat',
   /** Params that exceeded MLflow's limits and went to an artifact instead (comma-separated keys). */
   oversizedParams: 'milkit.params.oversized',
   /** Tags that exceeded MLflow's limits and went to an artifact instead (comma-separated keys). */

@@ -175,12 +175,12 @@ describe('preflight', () => {
     // With two slides per case, synthetic-camelyon's case-00 holds cam-00 and cam-01: one in train, one in test.
     const rows = [',train,val,test', '0,cam-00,cam-02,cam-01', '1,cam-03,cam-04,cam-05', '2,cam-06,,cam-07', '3,cam-08,,', '4,cam-09,,'];
     await writeFile(path.join(splits, 'splits_0.csv'), `${rows.join('\n')}\n`);
-    const error = await failure([await job(cwd, [`split.file=${splits}`, 'split.mode=kfold', 'split.folds=1', 'data.dataset.slidesPerCase=2'])]);
+    const error = await failure([await job(cwd, [`split.file=${splits}`, 'data=synthetic-camelyon', 'split.mode=kfold', 'split.folds=1', 'data.dataset.slidesPerCase=2'])]);
     expect(error.exitCode).toBe(4);
     expect(error.message).toContain('fold 0: 4 patient(s) have slides in more than one partition: case-00 (train + test), case-01 (train + val), case-02 (val + test), case-03 (train + test).');
     // A malformed file is named as such, not a parser stack.
     await writeFile(path.join(splits, 'splits_0.csv'), ',train,val,test\n0,cam-00,cam-01,cam-02,extra\n');
-    const malformed = await failure([await job(cwd, [`split.file=${splits}`, 'split.mode=kfold', 'split.folds=1', 'data.dataset.slidesPerCase=2'])]);
+    const malformed = await failure([await job(cwd, [`split.file=${splits}`, 'data=synthetic-camelyon', 'split.mode=kfold', 'split.folds=1', 'data.dataset.slidesPerCase=2'])]);
     expect(malformed.code).toBe('split-file-invalid');
     expect(malformed.message).toContain('splits_0.csv');
   });

@@ -31,4 +31,16 @@ describe('renderRunReport', () => {
     expect(text).toContain('summary over 2 fold(s) (mean ± sample std, ddof=1):\n  test/auc: 0.8000 ± 0.1414  (n=2)\n  test/all_auc: 0.9000 ± 0.0707  (n=2)\n  test/time_total_ms: 13.5000 ± 1.4142  (n=2)');
     expect(text).toContain('  time per slide (forward): 3.00 ms\noutputs: /tmp/out');
   });
+
+  it('prints each metric on the pooled out-of-fold predictions with its bootstrap CI, and says when folds failed', () => {
+    const interval = (value: number, low: number, high: number, pooledFolds: number) => ({ value, ci: [low, high] as const, units: 1, plannedFolds: 3, pooledFolds, resamples: 500, undefinedResamples: 0 });
+    const text = renderRunReport({ ...result, pooled: { resamples: 500, level: 0.95, stream: 'bootstrap/0/pooled', metrics: { auc: interval(0.81, 0.7, 0.9, 2), accuracy: null } } } as ExperimentResult);
+    expect(text).toContain([
+      'pooled out-of-fold test predictions (95% CI: patients resampled, 500 resamples, stream "bootstrap/0/pooled"):',
+      '  test/auc: 0.8100 [0.7000, 0.9000]  (2/3 folds: failed folds left out)',
+      '  time per slide',
+    ].join('\n'));
+    expect(text).not.toContain('test/accuracy: ');
+    expect(renderRunReport(result)).not.toContain('pooled out-of-fold');
+  });
 });

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { builtinManifest } from '../../../plugins/index.js';
 import { Rng } from '../../../src/core/runtime/random.js';
-import { drawCaseResamples, pairedBootstrap, slidesByCase } from '../../../src/core/stats/paired-bootstrap.js';
+import { caseBootstrap, drawCaseResamples, pairedBootstrap, slidesByCase } from '../../../src/core/stats/paired-bootstrap.js';
 import { Registry, type Metric } from '../../../src/registry/index.js';
 
 interface InputCase {
@@ -23,6 +23,8 @@ interface Expected {
   ciHigh: number;
   p: number;
   undefinedResamples: number;
+  /** Model B alone on the same resamples. */
+  single: { value: number; ciLow: number; ciHigh: number; undefinedResamples: number };
 }
 const input = JSON.parse(readFileSync(new URL('../../reference/fixtures/paired-bootstrap-input.json', import.meta.url), 'utf8')) as { confidence: number; cases: InputCase[] };
 const expected = JSON.parse(readFileSync(new URL('../../reference/fixtures/paired-bootstrap.json', import.meta.url), 'utf8')) as { results: Expected[] };
@@ -48,6 +50,16 @@ describe('stats/pairedBootstrap (against test/reference/paired_bootstrap.py)', (
     expect(result?.ci[1]).toBeCloseTo(want.ciHigh, 12);
     expect(result?.p).toBeCloseTo(want.p, 12);
     expect(result?.undefinedResamples).toBe(want.undefinedResamples);
+  });
+
+  it.each(input.cases.map((c, i) => [c.name, c, expected.results[i] as Expected] as const))('%s: one model alone (caseBootstrap) gives the reference value and CI', (_, c, want) => {
+    const metric = metrics.get(`${c.metric}/${c.numClasses}`) as Metric;
+    const result = caseBootstrap({ caseIds: c.caseIds, labels: c.labels, probs: c.probsB, numClasses: c.numClasses }, metric, c.resamples, input.confidence);
+    expect(result?.value).toBeCloseTo(want.single.value, 12);
+    expect(result?.ci[0]).toBeCloseTo(want.single.ciLow, 12);
+    expect(result?.ci[1]).toBeCloseTo(want.single.ciHigh, 12);
+    expect(result?.undefinedResamples).toBe(want.single.undefinedResamples);
+    expect(result?.resamples).toBe(c.resamples.length);
   });
 
   it('draws the fixture resamples from the seeded Rng', () => {

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Metric } from '../../../registry/contracts/metric.js';
 import { Rng } from '../../runtime/random.js';
+import { cellInterval, type CellInterval } from '../../stats/cell-interval.js';
 import { compareWithBaseline, type ComparisonResult, type FoldRecord, type MedianTest, type RowRecord } from '../../stats/compare.js';
 import { methodFootnote, readFoldPredictions } from '../../stats/report.js';
 import type { JobResult } from '../job.js';
@@ -18,8 +19,8 @@ export interface SweepStatsOptions {
   readonly alpha?: number;
   /** Paired-bootstrap resamples per repeat (default 1000; 0 = off). */
   readonly bootstrapResamples?: number;
-  /** Metric plugins by name, for the bootstrap (the CLI passes the registry's). */
-  readonly metricFor?: (name: string) => Metric | undefined;
+  /** Metric plugins by name and class count, for the bootstraps (the CLI passes the registry's). */
+  readonly metricFor?: (name: string, numClasses: number) => Metric | undefined;
 }
 
 /** The label a cell's row carries in comparisons: its name without the dataset (`row | k=v k2=v2`; datasets are groups). */
@@ -157,4 +158,68 @@ export function renderComparisonMarkdown(result: ComparisonResult): string {
 /** comparison.json: everything computed, for scripts. */
 export function comparisonJson(result: ComparisonResult): string {
   return `${JSON.stringify(result, (_key, value: unknown) => (typeof value === 'number' && !Number.isFinite(value) ? String(value) : value), 2)}\n`;
+}
+
+/** Per cell (index into the sweep's cells) and metric: the pooled out-of-fold estimate with its bootstrap CI. */
+export interface CellIntervals {
+  readonly byCell: ReadonlyMap<number, Readonly<Record<string, CellInterval | null>>>;
+  readonly resamples: number;
+  readonly confidence: number;
+}
+
+/**
+ * Each cell's metrics on its pooled out-of-fold predictions with percentile bootstrap CIs over patients. The stream
+ * is fixed (`sweep-stats`, forked per dataset, row and metric), so the same results give the same intervals.
+ */
+export function computeCellIntervals(record: SweepRecord, rows: readonly RowRecord[], metrics: readonly string[], options: SweepStatsOptions): CellIntervals {
+  const resamples = options.bootstrapResamples ?? 1000;
+  const byCell = new Map<number, Record<string, CellInterval | null>>();
+  const root = new Rng('sweep-stats');
+  record.cells.forEach((cell, i) => {
+    const row = rows[i];
+    if (!row || resamples <= 0) return;
+    const numClasses = row.folds.find((f) => f?.predictions !== undefined)?.predictions?.numClasses;
+    const entry: Record<string, CellInterval | null> = {};
+    for (const metric of metrics.filter((m) => m !== TIME_METRIC)) {
+      const plugin = numClasses === undefined ? undefined : options.metricFor?.(metric, numClasses);
+      entry[metric] = plugin ? cellInterval(row.folds, plugin, { resamples, rng: root.fork(`cell/${row.group ?? ''}/${row.label}/${metric}`) }) : null;
+    }
+    byCell.set(cell.index, entry);
+  });
+  return { byCell, resamples, confidence: 0.95 };
+}
+
+function intervalText(interval: CellInterval | null | undefined): string {
+  if (!interval) return '—';
+  const notes = [
+    ...(interval.units > 1 ? [`median of ${interval.units}`] : []),
+    ...(interval.pooledFolds < interval.plannedFolds ? [`${interval.pooledFolds}/${interval.plannedFolds} folds`] : []),
+  ];
+  return `${fmt(interval.value)} [${fmt(interval.ci[0])}, ${fmt(interval.ci[1])}]${notes.length ? ` (${notes.join(', ')})` : ''}`;
+}
+
+/** The per-cell interval table (one line per cell) and its footnote, as markdown for table.md and the CLI. */
+export function renderIntervalMarkdown(record: SweepRecord, intervals: CellIntervals, metrics: readonly string[]): string {
+  const shown = metrics.filter((m) => m !== TIME_METRIC && [...intervals.byCell.values()].some((e) => e[m]));
+  if (shown.length === 0) return '';
+  const hasDatasets = record.cells.some((c) => c.dataset !== undefined);
+  const level = `${Math.round(intervals.confidence * 100)}%`;
+  const header = ['row', ...(hasDatasets ? ['dataset'] : []), ...shown.map((m) => `${m} [${level} CI]`)];
+  const lines = ['', `#### Pooled out-of-fold estimates with bootstrap CIs [^ci]`, '', `| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`];
+  for (const cell of record.cells) {
+    const entry = intervals.byCell.get(cell.index);
+    const cells = [rowLabel(cell), ...(hasDatasets ? [cell.dataset ?? ''] : []), ...shown.map((m) => intervalText(entry?.[m]))];
+    lines.push(`| ${cells.map(escapeCell).join(' | ')} |`);
+  }
+  const incomplete = record.cells.filter((cell) => Object.values(intervals.byCell.get(cell.index) ?? {}).some((i) => i && i.pooledFolds < i.plannedFolds));
+  if (incomplete.length > 0) {
+    lines.push('', `**Warning**: ${incomplete.map((c) => c.name).join(', ')}: folds without predictions (failed or missing) are left out of the pool, so these intervals cover fewer slides than the other cells; the "k/n folds" note says how many.`);
+  }
+  lines.push('', [
+    `[^ci]: Each cell's metric recomputed on its pooled out-of-fold test predictions (every fold's test slides of one repeat together; each fold on its own when test sets overlap, as in monte-carlo splits),`,
+    `    with a ${level} percentile bootstrap over patients (all slides of a patient resampled together): ${intervals.resamples} resamples per repeat, drawn from the fixed random stream "sweep-stats" forked per dataset, row and metric, so a re-run gives the same interval.`,
+    `    With repeats the value and each bound are the medians over repeats. The metric is the configured metric plugin (eval.metrics) for the data's number of classes; resamples where it is undefined (one class drawn, for AUC) are left out.`,
+    `    The pooled value can differ from the mean over folds above (a pooled AUC also compares slides scored by different folds' models). It measures test-set noise for the trained models, not training variance.`,
+  ].join('\n'));
+  return lines.join('\n');
 }

@@ -19,7 +19,7 @@ import {
   exists, readJobError, readJobResult, STATE_VERSION, SweepLayout, writeAtomic,
   type JobErrorFile, type JobManifest, type SweepRecord,
 } from './state.js';
-import { compareSweepRows, comparisonJson, loadRowRecords, renderComparisonMarkdown, rowLabel, rowLabels } from './comparison.js';
+import { compareSweepRows, comparisonJson, computeCellIntervals, loadRowRecords, renderComparisonMarkdown, renderIntervalMarkdown, rowLabel, rowLabels } from './comparison.js';
 import { renderFoldsCsv, renderMarkdown, renderSummaryCsv, summarizeSweep, TIME_METRIC, type SweepTable } from './table.js';
 import type { SweepTracking } from './tracking.js';
 
@@ -191,15 +191,20 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
   let comparison: ComparisonResult | undefined;
   let comparisonMarkdown: string | undefined;
   let markdown: string;
+  const metricFor = await prepareMetrics(rows, table.metrics, options.metricFor);
+  const intervals = computeCellIntervals(record, rows, table.metrics, {
+    ...(options.bootstrapResamples !== undefined ? { bootstrapResamples: options.bootstrapResamples } : {}),
+    metricFor,
+  });
+  const intervalMarkdown = renderIntervalMarkdown(record, intervals, table.metrics);
   if (rowLabels(record.cells).length > 1) {
-    const metricFor = await prepareMetrics(rows, table.metrics, options.metricFor);
     comparison = compareSweepRows(rows, table.metrics, {
       ...(definition.baseline !== undefined ? { baseline: definition.baseline } : {}),
       ...(definition.alpha !== undefined ? { alpha: definition.alpha } : {}),
       ...(options.bootstrapResamples !== undefined ? { bootstrapResamples: options.bootstrapResamples } : {}),
       metricFor,
     });
-    markdown = renderMarkdown(table, { marks: marksByCell(record, comparison) });
+    markdown = `${renderMarkdown(table, { marks: marksByCell(record, comparison) })}${intervalMarkdown ? `\n${intervalMarkdown}` : ''}`;
     comparisonMarkdown = renderComparisonMarkdown(comparison);
     await writeState(layout.comparisonJsonPath, comparisonJson(comparison));
     artifacts.push(layout.comparisonJsonPath);
@@ -214,7 +219,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
     if (forest) artifacts.push(forest);
     for (const warning of comparison.warnings) logger.warn(warning);
   } else {
-    markdown = renderMarkdown(table);
+    markdown = `${renderMarkdown(table)}${intervalMarkdown ? `\n${intervalMarkdown}` : ''}`;
   }
   await writeState(layout.tableMarkdownPath, `${markdown}\n${comparisonMarkdown !== undefined ? `${comparisonMarkdown}\n` : ''}`);
   await writeState(layout.summaryCsvPath, renderSummaryCsv(table));
@@ -252,17 +257,19 @@ function checkBaseline(definition: SweepDefinition, cells: SweepPlan['cells']): 
   });
 }
 
-/** The metric plugins the bootstrap needs, resolved once per (metric, class count) seen in the predictions. */
-async function prepareMetrics(rows: Awaited<ReturnType<typeof loadRowRecords>>, metrics: readonly string[], resolve: SweepOptions['metricFor']): Promise<(name: string) => Metric | undefined> {
+/** The metric plugins the bootstraps need, resolved once per (metric, class count) seen in the predictions. */
+async function prepareMetrics(rows: Awaited<ReturnType<typeof loadRowRecords>>, metrics: readonly string[], resolve: SweepOptions['metricFor']): Promise<(name: string, numClasses: number) => Metric | undefined> {
   if (!resolve) return () => undefined;
-  const numClasses = rows.flatMap((r) => r.folds.map((f) => f?.predictions?.numClasses)).find((n): n is number => n !== undefined);
-  if (numClasses === undefined) return () => undefined;
-  const byName = new Map<string, Metric>();
-  for (const name of metrics.filter((m) => m !== TIME_METRIC)) {
-    const metric = await resolve(name, numClasses);
-    if (metric) byName.set(name, metric);
+  // Datasets of one sweep may differ in their number of classes: each gets the plugin created for its own.
+  const classCounts = [...new Set(rows.flatMap((r) => r.folds.map((f) => f?.predictions?.numClasses)).filter((n): n is number => n !== undefined))];
+  const byKey = new Map<string, Metric>();
+  for (const numClasses of classCounts) {
+    for (const name of metrics.filter((m) => m !== TIME_METRIC)) {
+      const metric = await resolve(name, numClasses);
+      if (metric) byKey.set(`${name}/${numClasses}`, metric);
+    }
   }
-  return (name) => byName.get(name);
+  return (name, numClasses) => byKey.get(`${name}/${numClasses}`);
 }
 
 /** The ▲/▼/≈ of each non-baseline cell, by cell index and metric. */

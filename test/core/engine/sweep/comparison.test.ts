@@ -4,7 +4,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import type { JobResult } from '../../../../src/core/engine/job.js';
-import { compareSweepRows, loadRowRecords, renderComparisonMarkdown, rowLabel, rowLabels } from '../../../../src/core/engine/sweep/comparison.js';
+import { compareSweepRows, computeCellIntervals, loadRowRecords, renderComparisonMarkdown, renderIntervalMarkdown, rowLabel, rowLabels } from '../../../../src/core/engine/sweep/comparison.js';
 import { readFoldPredictions } from '../../../../src/core/stats/report.js';
 import { SweepLayout, writeAtomic, type PlannedCellRecord, type SweepRecord } from '../../../../src/core/engine/sweep/state.js';
 import { renderMarkdown, summarizeSweep } from '../../../../src/core/engine/sweep/table.js';
@@ -13,6 +13,7 @@ import { predictionsCsv } from '../../../../src/core/eval/predictions.js';
 import { binaryAuc } from '../../../../src/core/eval/classification.js';
 import { Rng } from '../../../../src/core/runtime/random.js';
 import type { ComparisonResult } from '../../../../src/core/stats/compare.js';
+import { cellInterval } from '../../../../src/core/stats/cell-interval.js';
 import type { Metric } from '../../../../src/registry/index.js';
 
 const FOLDS = 3;
@@ -64,6 +65,30 @@ async function sweepState(options: { failBaselineFold?: number; valIsTest?: bool
 }
 
 describe('sweep comparison', () => {
+  it('gives every cell its pooled out-of-fold metric with a bootstrap CI from a fixed stream, and flags a failed fold', async () => {
+    const { layout, record, results } = await sweepState({ failBaselineFold: 2 });
+    const rows = await loadRowRecords(record, results, layout);
+    const intervals = computeCellIntervals(record, rows, ['auc', 's/slide'], { bootstrapResamples: 400, metricFor: (name) => (name === 'auc' ? AUC : undefined) });
+    // The same numbers as cellInterval on the row's folds with the stream forked for (dataset, row, metric).
+    const strong = intervals.byCell.get(2)?.auc;
+    const direct = cellInterval(rows[2]?.folds ?? [], AUC, { resamples: 400, rng: new Rng('sweep-stats').fork('cell//+ screening/auc') });
+    expect(strong).toEqual(direct);
+    // Pooled over the 24 slides: the value is the AUC of all out-of-fold predictions of the row.
+    const pooled = (rows[2]?.folds ?? []).flatMap((f) => (f?.predictions ? f.predictions.labels.map((y, i) => [y, f.predictions?.probs[i]?.[1] as number] as const) : []));
+    expect(strong?.value).toBeCloseTo(binaryAuc(pooled.map(([y]) => y === 1), pooled.map(([, p]) => p)) as number, 12);
+    expect(strong).toMatchObject({ units: 1, plannedFolds: 3, pooledFolds: 3, resamples: 400 });
+    expect(intervals.byCell.get(0)?.auc).toMatchObject({ plannedFolds: 3, pooledFolds: 2 });
+    const text = renderIntervalMarkdown(record, intervals, ['auc', 's/slide']);
+    const lines = text.split('\n');
+    expect(lines.slice(1, 5)).toEqual(['#### Pooled out-of-fold estimates with bootstrap CIs [^ci]', '', '| row | auc [95% CI] |', '| --- | --- |']);
+    expect(lines[5]).toMatch(/^\| ABMIL \| [01]\.\d{4} \[[01]\.\d{4}, [01]\.\d{4}\] \(2\/3 folds\) \|$/);
+    expect(lines[7]).toBe(`| + screening | ${strong?.value.toFixed(4)} [${strong?.ci[0].toFixed(4)}, ${strong?.ci[1].toFixed(4)}] |`);
+    expect(text).toContain('**Warning**: ABMIL: folds without predictions (failed or missing) are left out of the pool');
+    expect(text).toContain('400 resamples per repeat, drawn from the fixed random stream "sweep-stats"');
+    // Off with 0 resamples.
+    expect(renderIntervalMarkdown(record, computeCellIntervals(record, rows, ['auc'], { bootstrapResamples: 0, metricFor: () => AUC }), ['auc'])).toBe('');
+  });
+
   it('reads fold predictions back from predictions.csv', async () => {
     const { layout } = await sweepState();
     const set = await readFoldPredictions(path.join(layout.jobDir('job0f1'), 'fold-1', 'predictions.csv'));
