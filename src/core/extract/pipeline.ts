@@ -87,7 +87,7 @@ export interface ExtractSlideDeps {
 }
 
 /** Reads the patches of `coords` rows [start, end) at `geometry`. */
-async function readPatches(reader: SlideReader, coords: Int32Array, start: number, end: number, geometry: PatchGeometry): Promise<PatchBatch> {
+export async function readPatches(reader: SlideReader, coords: Int32Array, start: number, end: number, geometry: PatchGeometry): Promise<PatchBatch> {
   const side = geometry.readSize;
   const rgb = new Uint8Array((end - start) * side * side * 3);
   const regions = await Promise.all(
@@ -97,19 +97,16 @@ async function readPatches(reader: SlideReader, coords: Int32Array, start: numbe
   return { count: end - start, side, rgb };
 }
 
-/** Extracts one opened slide into `outFile` (written atomically). */
-export async function extractSlide(reader: SlideReader, outFile: string, options: PatchingOptions, deps: ExtractSlideDeps): Promise<SlideExtraction> {
-  const geometry = patchGeometry(reader, options);
-  const tissue = await deps.detector.detect(reader);
-  const base = reader.levels[0] as { width: number; height: number };
-  const coords = tissuePatchGrid(tissue, { patchSize: geometry.patchSizeLevel0, step: geometry.patchSizeLevel0, width: base.width, height: base.height });
+/**
+ * Features [N, dim] of the patches at `coords`, batch by batch. Double buffering: batch b + 1 is being read
+ * (libvips / OpenSlide work off the main thread) while batch b is embedded.
+ */
+export async function embedPatches(reader: SlideReader, coords: Int32Array, geometry: PatchGeometry, extractor: FeatureExtractor, onPatches?: (done: number, total: number) => void): Promise<Float32Array> {
   const n = coords.length / 2;
-  const { extractor } = deps;
   const dim = extractor.identity.dim;
   const features = new Float32Array(n * dim);
   const batchSize = Math.max(1, extractor.batchSize);
-  deps.onPatches?.(0, n);
-  // Double buffering: batch b + 1 is being read (libvips/OpenSlide work) while batch b is embedded.
+  onPatches?.(0, n);
   let next: Promise<PatchBatch> | undefined = n > 0 ? readPatches(reader, coords, 0, Math.min(n, batchSize), geometry) : undefined;
   for (let start = 0; start < n; start += batchSize) {
     const batch = await (next as Promise<PatchBatch>);
@@ -122,8 +119,20 @@ export async function extractSlide(reader: SlideReader, outFile: string, options
       throw new DataError('bad-extractor-output', `the extractor returned ${rows.length} numbers for ${batch.count} patches of width ${dim}.`, { where: { file: reader.file } });
     }
     features.set(rows, start * dim);
-    deps.onPatches?.(Math.min(n, following), n);
+    onPatches?.(Math.min(n, following), n);
   }
+  return features;
+}
+
+/** Extracts one opened slide into `outFile` (written atomically). */
+export async function extractSlide(reader: SlideReader, outFile: string, options: PatchingOptions, deps: ExtractSlideDeps): Promise<SlideExtraction> {
+  const geometry = patchGeometry(reader, options);
+  const tissue = await deps.detector.detect(reader);
+  const base = reader.levels[0] as { width: number; height: number };
+  const coords = tissuePatchGrid(tissue, { patchSize: geometry.patchSizeLevel0, step: geometry.patchSizeLevel0, width: base.width, height: base.height });
+  const features = await embedPatches(reader, coords, geometry, deps.extractor, deps.onPatches);
+  const n = coords.length / 2;
+  const dim = deps.extractor.identity.dim;
   let thumbs: Uint8Array | undefined;
   if (options.thumbs) {
     if (geometry.patchSizeLevel0 % 16 === 0) thumbs = await readPatchThumbnails(reader, coords, { patchSize: geometry.patchSizeLevel0, side: 16 });
@@ -135,7 +144,7 @@ export async function extractSlide(reader: SlideReader, outFile: string, options
     readLevel: geometry.readLevel,
     targetMpp: geometry.targetMpp,
     targetMagnification: geometry.targetMagnification,
-    extractor: extractor.identity,
+    extractor: deps.extractor.identity,
   };
   await writeFeatureFile(outFile, { features, dim, coords, thumbs, attributes });
   return { patches: n, dim, geometry };
