@@ -6,6 +6,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
+import { register } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { silentLogger } from '../../src/core/logger.js';
@@ -18,6 +19,10 @@ import type { FeatureExtractor, PatchBatch } from '../../src/core/extract/extrac
 import { createFeatureExtractor } from '../../src/testing/contracts/feature-extractor.js';
 import { builtinRegistry } from '../contracts/builtins.js';
 import type { BenchContext, BenchResult } from './run.js';
+
+// The built-in plugins import 'milkit' by name: resolve it to the sources, as `MILKIT_SOURCE=1 milkit` does (they
+// load lazily through the registry, after this hook is in place).
+register('../../bin/source-conditions.mjs', import.meta.url);
 
 const CACHE = path.join(tmpdir(), 'milkit-bench-extract');
 

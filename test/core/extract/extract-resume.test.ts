@@ -70,7 +70,10 @@ beforeAll(async () => {
   const files = ['small/synthetic-000.svs', 'small/synthetic-001.svs', 'large/synthetic-000.svs', 'small/synthetic-002.svs'];
   table = path.join(root, 'slides.csv');
   await writeFile(table, `slide_id,slide_file\n${IDS.map((id, i) => `${id},${files[i]}`).join('\n')}\n`);
-}, 240_000);
+  // The uninterrupted run every other run is compared with.
+  const reference = await milkit(['extract', table, '--out', path.join(root, 'reference'), ...COMMON], root).done;
+  if (reference.code !== 0) throw new Error(`reference extraction failed:\n${reference.out}`);
+}, 400_000);
 
 afterAll(async () => {
   if (root) await rm(root, { recursive: true, force: true });
@@ -78,8 +81,6 @@ afterAll(async () => {
 
 describe('milkit extract', () => {
   it('resumes after a SIGKILL during slide 3 without redoing slides 1–2, leaving no partial .h5, matching an uninterrupted run', async () => {
-    const reference = await milkit(['extract', table, '--out', path.join(root, 'reference'), ...COMMON], root).done;
-    expect(reference.code, reference.out).toBe(0);
     expect(processList(path.join(root, 'reference')).map((r) => r.status)).toEqual(['extracted', 'extracted', 'extracted', 'extracted']);
 
     const out = path.join(root, 'killed');
@@ -138,6 +139,20 @@ describe('milkit extract', () => {
     expect(rows[1]?.error).toContain('corrupt.svs');
     expect(readdirSync(path.join(out, 'h5_files')).sort()).toEqual(['slide-a.h5', 'slide-d.h5']);
   }, 120_000);
+
+  it('runs slides in parallel local worker processes (job kind extract-slide) with the same files as a run in one process', async () => {
+    const pair = path.join(root, 'pair.csv');
+    await writeFile(pair, `slide_id,slide_file\nslide-a,small/synthetic-000.svs\nslide-b,small/synthetic-001.svs\n`);
+    const out = path.join(root, 'parallel');
+    const run = await milkit(['extract', pair, '--out', out, '--workers', '2', ...COMMON], root).done;
+    expect(run.code, run.out).toBe(0);
+    expect(processList(out).map((r) => [r.slide_id, r.status, r.patches])).toEqual(processList(path.join(root, 'reference')).slice(0, 2).map((r) => [r.slide_id, r.status, r.patches]));
+    const manifests = readdirSync(path.join(out, '.extract')).filter((n) => n.startsWith('manifest-'));
+    expect(JSON.parse(readFileSync(path.join(out, '.extract', manifests[0] as string), 'utf8'))).toMatchObject({ jobKind: 'extract-slide', jobs: [{ label: 'slide-a' }, { label: 'slide-b' }] });
+    for (const id of ['slide-a', 'slide-b']) {
+      expect(await contents(path.join(out, 'h5_files', `${id}.h5`)), id).toEqual(await contents(path.join(root, 'reference', 'h5_files', `${id}.h5`)));
+    }
+  }, 300_000);
 
   it('writes the extractor identity and patch geometry, and the features-h5 dataset reads the files unchanged', async () => {
     const file = path.join(root, 'reference', 'h5_files', 'slide-a.h5');
