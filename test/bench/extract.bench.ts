@@ -1,5 +1,5 @@
 // `npm run bench -- extract`: throughput of `milkit extract`'s inner loop — patches per second reading only,
-// embedding only, and both with the next batch read while the current one is embedded — for the color-texture
+// embedding only, and both with the next batch read while the current one is embedded (median of three interleaved rounds) — for the color-texture
 // extractor and a ResNet-18-like ONNX encoder at 224 px (random weights, exported at set-up by
 // test/reference/onnx_encoder.py), and the peak RSS of `milkit extract` on a 50,000-px synthetic slide with
 // color-texture. BENCH_EXTRACT_SIZE changes the large slide's width; slides are cached under the OS temp folder.
@@ -58,17 +58,23 @@ async function rates(name: string, extractor: FeatureExtractor, file: string, pa
     const batch = extractor.batchSize;
     // Warm-up: first decode, first inference (kernel selection), first JIT.
     await extractor.embed(await readPatches(reader, coords, 0, Math.min(n, batch), geometry));
-    let t = performance.now();
-    const batches: PatchBatch[] = [];
-    for (let s = 0; s < n; s += batch) batches.push(await readPatches(reader, coords, s, Math.min(n, s + batch), geometry));
-    const read = n / ((performance.now() - t) / 1000);
-    t = performance.now();
-    for (const b of batches) await extractor.embed(b);
-    const embed = n / ((performance.now() - t) / 1000);
-    batches.length = 0;
-    t = performance.now();
-    await embedPatches(reader, coords, geometry, extractor);
-    const both = n / ((performance.now() - t) / 1000);
+    // Three interleaved rounds, the median of each: on a shared machine a load spike would otherwise land on one mode.
+    const samples: Record<'read' | 'embed' | 'both', number[]> = { read: [], embed: [], both: [] };
+    for (let round = 0; round < 3; round += 1) {
+      let t = performance.now();
+      const batches: PatchBatch[] = [];
+      for (let s = 0; s < n; s += batch) batches.push(await readPatches(reader, coords, s, Math.min(n, s + batch), geometry));
+      samples.read.push(n / ((performance.now() - t) / 1000));
+      t = performance.now();
+      for (const b of batches) await extractor.embed(b);
+      samples.embed.push(n / ((performance.now() - t) / 1000));
+      batches.length = 0;
+      t = performance.now();
+      await embedPatches(reader, coords, geometry, extractor);
+      samples.both.push(n / ((performance.now() - t) / 1000));
+    }
+    const median = (values: number[]): number => [...values].sort((a, b) => a - b)[1] as number;
+    const [read, embed, both] = [median(samples.read), median(samples.embed), median(samples.both)];
     return { name, patches: n, read, embed, both };
   } finally {
     await reader.close();
@@ -115,7 +121,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   results.push(await rates('color-texture (49-d, 256 px)', colour, small, ctx.quick ? 128 : 512));
   ctx.log(JSON.stringify(results.at(-1)));
   const onnx = await createFeatureExtractor(await registry.get('feature-extractor', 'onnx'), { model: onnxModel, batchSize: 16 }, ctx.root);
-  results.push(await rates('onnx ResNet-18-like (512-d, 224 px)', onnx, small, ctx.quick ? 32 : 128));
+  results.push(await rates('onnx ResNet-18-like (512-d, 224 px)', onnx, small, ctx.quick ? 32 : 64));
   ctx.log(JSON.stringify(results.at(-1)));
   await onnx.close();
 
