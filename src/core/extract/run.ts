@@ -200,8 +200,12 @@ export async function runExtraction(spec: ExtractSpec, deps: RunExtractionDeps):
     }
     rows.push(row);
   }
-  await writeProcessList(spec.outDir, rows);
   const todo = rows.filter((r) => r.status === 'pending');
+  // The plugins are built before anything is written, so a bad option (a missing model file) fails at once with its
+  // own error instead of once per slide. With an executor this process only checks them; the workers build their own.
+  const tools = todo.length > 0 ? await createExtractTools(deps.registry, spec, deps.logger) : undefined;
+  if (tools && deps.executor) await tools.extractor.close();
+  await writeProcessList(spec.outDir, rows);
   const skipped = rows.length - todo.length;
   if (skipped > 0) deps.logger.info(`${skipped} slide(s) already extracted in ${path.join(spec.outDir, 'h5_files')}: skipped (--force redoes them).`);
   const bar = deps.progress.bar('slides', todo.length, 'slides');
@@ -218,8 +222,7 @@ export async function runExtraction(spec: ExtractSpec, deps: RunExtractionDeps):
   };
   try {
     if (deps.executor && todo.length > 0) await runOnExecutor(spec, todo, deps.executor, record);
-    else if (todo.length > 0) {
-      const tools = await createExtractTools(deps.registry, spec, deps.logger);
+    else if (tools) {
       try {
         for (const row of todo) {
           const slide = { slideId: row.slideId, file: row.file };
