@@ -14,7 +14,7 @@ const BIN = path.join(REPO, 'bin/milkit.mjs');
 /** Small enough for seconds per fold, long enough (30 epochs) that a signal lands while a fold trains. */
 const SMALL = [
   'runtime.backend=cpu', 'data.dataset.slides=20', 'data.dataset.instances=[10,20]', 'data.dataset.featureDim=8', 'data.dataset.signalDim=2',
-  'data.dataset.thumbs=false', 'train.epochs=30', 'train.earlyStopping.patience=100', 'split.folds=5', 'eval.metrics=[auc,accuracy]', 'eval.bootstrap=0',
+  'data.dataset.thumbs=false', 'train.epochs=30', 'train.earlyStopping.patience=100', 'eval.metrics=[auc,accuracy]', 'eval.bootstrap=0',
 ];
 
 interface Ended {
@@ -40,7 +40,7 @@ function milkit(args: readonly string[], cwd: string): Child {
 }
 
 function cvArgs(cwd: string, name: string, extra: readonly string[] = []): string[] {
-  return ['cv', QUICKSTART, ...SMALL, `output.dir=${path.join(cwd, name)}`, `tracking.uri=${path.join(cwd, name, 'mlruns')}`, ...extra];
+  return ['cv', QUICKSTART, ...SMALL, 'split.folds=5', `output.dir=${path.join(cwd, name)}`, `tracking.uri=${path.join(cwd, name, 'mlruns')}`, ...extra];
 }
 
 function runDir(outRoot: string): string {
@@ -65,8 +65,9 @@ function fold1Checkpoint(root: string): string | undefined {
   return hash ? path.join(root, hash, 'fold-1', 'stage-main', 'last.ckpt') : undefined;
 }
 
+/** Runs of the file store beside the run folder (`tracking.uri=<name>/mlruns`). */
 function runs(dir: string): ParsedRun[] {
-  return parseMlruns(path.join(dir, 'mlruns')).flatMap((e) => e.runs);
+  return parseMlruns(path.join(path.dirname(dir), 'mlruns')).flatMap((e) => e.runs);
 }
 
 /** Test metrics of the summary (mean, std, n) without wall-clock ones. */
@@ -184,7 +185,9 @@ describe('sweep stopped by SIGINT', () => {
     expect(table).toMatch(/^> \*\*Partial\*\*: \d of 4 jobs have a result \(the sweep was stopped by SIGINT\)/);
     const all = parseMlruns(path.join(cwd, 'sweep-mlruns')).flatMap((e) => e.runs);
     expect(all.filter((r) => r.status === 'RUNNING')).toEqual([]);
-    expect(all.filter((r) => r.status === 'KILLED').length).toBeGreaterThanOrEqual(2);
+    // The sweep run, its unfinished cells and the fold run its worker was training.
+    const killed = all.filter((r) => r.status === 'KILLED').map((r) => r.tags['milkit.level'] ?? r.tags['mlflow.runName']);
+    expect(killed.length, JSON.stringify(all.map((r) => [r.status, r.tags]))).toBeGreaterThanOrEqual(3);
     // No worker process is left behind: every job lock's holder is gone.
     const pids = readdirSync(path.join(stateDir, 'jobs')).flatMap((id) => {
       const claims = path.join(stateDir, 'jobs', id, 'claims');

@@ -162,10 +162,20 @@ async function listFiles(dir: string): Promise<string[]> {
   return out.sort();
 }
 
+/** Option names that say they hold a path; other values count as paths only when they look like one. */
+const PATH_KEY = /(dir|file|path|table|root|folder|csv)$/i;
+
+/** A value that looks like a path on its own: a separator or a file extension (`features` alone is a key name). */
+function looksLikePath(value: string): boolean {
+  return value.includes('/') || value.includes(path.sep) || /\.[A-Za-z0-9]{1,8}$/.test(value);
+}
+
 /** String option values that name an existing file or folder (relative to the config's folder or the cwd). */
 function pathOptions(options: unknown, bases: readonly string[], prefix = ''): Array<{ key: string; path: string }> {
   if (typeof options === 'string') {
     if (options.length === 0 || options.length > 4096 || options.includes('\n')) return [];
+    const lastKey = prefix.split('.').pop()?.replace(/\[\d+\]$/, '') ?? '';
+    if (!PATH_KEY.test(lastKey) && !looksLikePath(options)) return [];
     for (const base of bases) {
       const candidate = path.resolve(base, options);
       if (existsSync(candidate)) return [{ key: prefix, path: candidate }];

@@ -235,7 +235,7 @@ export function register(program: Command, app: CliApp): void {
           });
           return sweepTracking.open(plan, stateDir, sweepName);
         },
-        close: async (table, stateDir, artifacts, comparison) => sweepTracking?.close(table, stateDir, artifacts, comparison),
+        close: async (table, stateDir, artifacts, comparison, interrupted) => sweepTracking?.close(table, stateDir, artifacts, comparison, interrupted),
       };
       // Every cell is checked before the state folder is written, any MLflow run opened or any job launched;
       // the state folder is named by --dir, the flag that moves it.
