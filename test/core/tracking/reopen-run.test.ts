@@ -52,7 +52,8 @@ describe('server mirror: reopenRun', () => {
     await earlier.endRun(runId, 'KILLED');
     await earlier.flush();
     // The resuming process: a mirror over the same local store, with no server (local only).
-    const mirror = new MirroredTracker({ local: new MlflowFileStore({ root, logger }), localRoot: root, logger });
+    const store = new MlflowFileStore({ root, logger });
+    const mirror = new MirroredTracker({ local: store, localRoot: root, localArtifactDir: (id) => store.localArtifactDir(id), logger });
     await mirror.reopenRun(runId);
     await mirror.flush();
     const run = (): ReturnType<typeof parseMlruns>[number]['runs'][number] | undefined => parseMlruns(root).flatMap((e) => e.runs).find((r) => r.runId === runId);
