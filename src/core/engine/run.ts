@@ -1,7 +1,10 @@
 // Runs an experiment: runtime, data (validated before any training), splits (persisted), then every fold
 // (its stages in order, each train → select → test; see stages.ts), each fold tracked as a child run (and each
 // stage of a multi-stage config as a child of that); a fold that fails is reported and the others finish.
-// Writes resolved config, splits, per-fold metrics and predictions, and a cross-fold summary.
+// Writes resolved config, splits, per-fold metrics and predictions, and a cross-fold summary recomputed from every
+// finished fold of the run folder. The lifecycle (docs/reliability.md): the folder is locked while a process works
+// in it, its identity (fold count, data fingerprint) is checked before results are merged or resumed, a stop
+// request ends the fold being trained KILLED and writes what finished, and --resume skips finished folds.
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
