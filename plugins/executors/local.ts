@@ -16,10 +16,11 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { finished } from 'node:stream/promises';
 import { execa } from 'execa';
 import { z } from 'zod';
 import {
-  definePlugin, parseWorkerReport,
+  definePlugin, MilkitError, parseWorkerReport, storageError,
   type Executor, type ExecutorBatch, type ExecutorContext, type ExecutorEvents, type ExecutorJob, type JobOutcome, type WorkerReport,
 } from 'milkit';
 
@@ -33,6 +34,12 @@ export type LocalExecutorOptions = z.output<typeof LocalExecutorOptions>;
 
 /** Starts the line the executor writes to a job's log before each attempt. */
 const ATTEMPT_HEADER = '--- ';
+
+/** One line for an error: a milkit error's own rendering, else its message. */
+function describe(error: unknown): string {
+  if (error instanceof MilkitError) return error.render();
+  return error instanceof Error ? error.message : String(error);
+}
 
 async function fileExists(file: string): Promise<boolean> {
   try {
@@ -73,6 +80,8 @@ interface SpawnSettings {
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly signal?: AbortSignal;
   readonly killAfterMs: number;
+  /** A job log that cannot be written (full or read-only disk): reported, never an unhandled 'error' event. */
+  readonly onLogError: (error: unknown) => void;
 }
 
 function spawnWorker(settings: SpawnSettings) {
@@ -106,7 +115,7 @@ class WorkerProcess {
   private endedAs: string | undefined;
   private readonly ended: Promise<string>;
 
-  constructor(settings: SpawnSettings) {
+  constructor(private readonly settings: SpawnSettings) {
     this.child = spawnWorker(settings);
     this.pid = this.child.pid;
     // A worker that is gone makes writes to its stdin fail; its end is reported through `ended` instead.
@@ -135,7 +144,12 @@ class WorkerProcess {
     if (!this.alive) return Promise.resolve({ ended: this.endedAs ?? 'worker ended' });
     this.jobsStarted += 1;
     return new Promise<Attempt>((resolve) => {
-      void this.switchLog(job.logPath, header).then(() => {
+      void this.switchLog(job.logPath, header).catch((error: unknown) => {
+        // The log folder cannot be made (full or read-only disk): the job is not started and says why.
+        resolve({ ended: `could not open the job log: ${describe(storageError(error, job.logPath, 'create the job log folder'))}` });
+        return 'failed' as const;
+      }).then((opened) => {
+        if (opened === 'failed') return;
         // Ended while the log was being opened: nothing will report this job.
         if (!this.alive) {
           void this.flush().then(() => resolve({ ended: this.endedAs ?? 'worker ended' }));
@@ -167,7 +181,12 @@ class WorkerProcess {
 
   /** Appends to the current job's log (between jobs: the previous job's, reopened). */
   private write(text: string): void {
-    if (!this.log && this.logPath) this.log = createWriteStream(this.logPath, { flags: 'a' });
+    if (!this.log && this.logPath) {
+      const file = this.logPath;
+      this.log = createWriteStream(file, { flags: 'a' });
+      // Without a listener a full disk would crash the sweep with an unhandled 'error' event.
+      this.log.on('error', (error) => this.settings.onLogError(storageError(error, file, 'write the job log')));
+    }
     this.log?.write(text);
   }
 
@@ -183,7 +202,9 @@ class WorkerProcess {
     const log = this.log;
     this.log = undefined;
     if (!log) return Promise.resolve();
-    return new Promise((resolve) => log.end(resolve));
+    // finished() settles for a clean end and for a stream a write error already destroyed (full disk), so this never hangs.
+    log.end();
+    return finished(log).then(() => undefined, () => undefined);
   }
 }
 
@@ -200,6 +221,7 @@ class LocalExecutor implements Executor {
     const outcomes: Array<JobOutcome | undefined> = new Array(batch.jobs.length);
     let next = 0;
     let running = 0;
+    let logErrorReported = false;
     const report = (): void => events.onStatus?.(`${running} running, ${batch.jobs.length - next} queued`);
     const spawn = (): WorkerProcess => new WorkerProcess({
       command: batch.worker.command,
@@ -208,6 +230,11 @@ class LocalExecutor implements Executor {
       env: this.ctx.env,
       ...(batch.signal ? { signal: batch.signal } : {}),
       killAfterMs: this.options.killAfterMs,
+      onLogError: (error) => {
+        if (logErrorReported) return;
+        logErrorReported = true;
+        this.ctx.logger.warn(`job logs are incomplete: ${describe(error)}`);
+      },
     });
     const runOne = async (worker: WorkerProcess, position: number): Promise<JobOutcome> => {
       const job = batch.jobs[position] as ExecutorJob;

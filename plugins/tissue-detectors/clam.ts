@@ -7,7 +7,8 @@
  *   a_h 16 in 512-px reference patches, max_n_holes 8), on the level nearest 64× downsample
  * Symbols: sthresh → saturationThreshold · mthresh → medianKernel · close → closeKernel · a_t → minTissueArea ·
  *   a_h → minHoleArea · max_n_holes → maxHoles · ref_patch_size → referencePatchSize
- * Choices: areas are pixel counts of 8-connected pieces and 4-connected holes (CLAM: cv2 contour areas); rings are
+ * Choices: penFilter (off by default, not in CLAM) drops marker-ink pixels before the threshold (docs/slides.md);
+ *   areas are pixel counts of 8-connected pieces and 4-connected holes (CLAM: cv2 contour areas); rings are
  *   pixel outlines in level-0 coordinates; the pixel steps are bit-exact with OpenCV (docs/slides.md)
  * Checked against: test/reference/tissue_opencv.py → test/reference/fixtures/slides/tissue-opencv.json
  *   (test/core/slides/tissue.test.ts)
@@ -26,6 +27,7 @@ export const ClamTissueOptions = z.strictObject({
   minHoleArea: z.number().min(0).default(d.minHoleArea).describe('a_h: minimum hole area, in reference patches'),
   maxHoles: z.int().min(0).default(d.maxHoles).describe('max_n_holes: holes kept per piece, largest first'),
   referencePatchSize: z.int().positive().default(d.referencePatchSize).describe('ref_patch_size: level-0 side of the reference patch the areas count'),
+  penFilter: z.boolean().default(false).describe('ignore blue, green and black marker ink before thresholding (not in CLAM, which keeps pen strokes as tissue)'),
 });
 export type ClamTissueOptions = z.output<typeof ClamTissueOptions>;
 

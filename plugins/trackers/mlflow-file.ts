@@ -21,5 +21,5 @@ export default definePlugin({
   summary: 'MLflow file store under ./mlruns (no server needed; `mlflow ui` reads it)',
   options: MlflowFileOptions,
   capabilities: {},
-  create: (options, ctx) => createFileStoreTracker({ root: options.root, cwd: ctx.cwd, logger: ctx.logger }),
+  create: (options, ctx) => createFileStoreTracker({ root: options.root, cwd: ctx.cwd, logger: ctx.logger, ...(ctx.fs ? { fs: ctx.fs } : {}) }),
 });

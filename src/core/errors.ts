@@ -100,3 +100,8 @@ export function renderError(error: unknown, withStack = false): string {
   }
   return lines.join('\n');
 }
+
+/** The file system refused a write or a folder (full disk, read-only mount, permissions, a file where a folder belongs). */
+export class StorageError extends MilkitError {
+  override readonly exitCode = 8;
+}

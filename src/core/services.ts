@@ -3,7 +3,7 @@
 // per process (src/core/cli/main.ts); a test swaps any service by passing an override. A plain typed object, not a
 // DI container: the esbuild-based runners (tsx, vitest) emit no decorator metadata, so a container could only
 // register by token, which is this object with casts.
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { nodeFileSystem, type FileSystem } from './io/file-system.js';
 import type { Logger } from './logger.js';
 import { createTracker, type CreateTrackerContext } from './tracking/create-tracker.js';
 import type { TrackingSection } from './tracking/schema.js';
@@ -18,27 +18,7 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => Date.now() };
 
-/**
- * The file-system calls milkit's writers go through, so a test can make them fail as a full disk (ENOSPC) or
- * a read-only mount (EROFS) would. Paths are absolute or relative to the process's working directory.
- */
-export interface FileSystem {
-  /** Creates the folder and its missing parents; an existing folder is fine. */
-  mkdir(dir: string): Promise<void>;
-  writeFile(file: string, data: string | Uint8Array): Promise<void>;
-  rename(from: string, to: string): Promise<void>;
-  /** Removes a file; a missing one is fine. */
-  remove(file: string): Promise<void>;
-}
-
-export const nodeFileSystem: FileSystem = {
-  mkdir: async (dir) => {
-    await mkdir(dir, { recursive: true });
-  },
-  writeFile: (file, data) => writeFile(file, data),
-  rename: (from, to) => rename(from, to),
-  remove: (file) => rm(file, { force: true }),
-};
+export { nodeFileSystem, type FileSystem } from './io/file-system.js';
 
 export interface Services {
   /** Built-in plugins (handed in by bin/, since core never imports plugins by path). */
@@ -65,7 +45,8 @@ export function createServices(roots: ServiceRoots, overrides: Partial<Omit<Serv
     clock: overrides.clock ?? systemClock,
     fs: overrides.fs ?? nodeFileSystem,
     createRegistry: overrides.createRegistry ?? (() => new Registry(roots.manifest)),
-    createTracker: overrides.createTracker ?? createTracker,
+    // The local store writes through the same seam as everything else (a full disk fails it too).
+    createTracker: overrides.createTracker ?? ((section, ctx) => createTracker(section, { fs: overrides.fs ?? nodeFileSystem, ...ctx })),
     createExecutor: overrides.createExecutor ?? ((registry, resolved, ctx) => registry.create(resolved, ctx)),
   };
 }

@@ -16,4 +16,6 @@ export * from '../core/slides/kit.js';
 export { Module, type TorchLayout, type NamedTensorEntry } from '../core/nn/module.js';
 export { Rng } from '../core/runtime/random.js';
 export type { Logger } from '../core/logger.js';
-export { DataError, ConfigError, PluginError, NumericsError, TrackingError } from '../core/errors.js';
+export { MilkitError, DataError, ConfigError, PluginError, NumericsError, TrackingError, StorageError } from '../core/errors.js';
+// Plugins that write files (executors' logs, trackers) report full or read-only disks the way core does.
+export { storageError } from '../core/io/storage-errors.js';

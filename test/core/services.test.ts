@@ -91,7 +91,7 @@ describe('createServices', () => {
     expect(result.code).toBe(2);
     expect(result.err).toContain('error [preflight-failed]: 2 problems in');
     expect(result.err).toContain(`output.dir: cannot write to ${path.join(cwd, 'outputs', 'quickstart')}`);
-    expect(result.err).toContain(`tracking.uri: cannot write to ${path.join(cwd, 'mlruns')} (ENOSPC)`);
+    expect(result.err).toContain(`tracking.uri: cannot write to ${path.join(cwd, 'mlruns')}: the disk is full (ENOSPC)`);
     expect(trackers).toBe(0);
   });
 });

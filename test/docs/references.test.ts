@@ -100,6 +100,8 @@ export function commentLines(text: string, ext: string): string[] {
 
 const docPath = /(?<![\w/.-])((?:\.{1,2}\/)*[\w.-]+(?:\/[\w.-]+)*\.md)(?:#([\w-]+)|\s+§([\w-]+))?/g;
 const outsidePath = /(?:\.\.\/)+shared\/|\bshared\/reference\b|(?<![\w.])\/work\//g;
+// Issue numbers mean nothing to a reader of the repository: the reason must be written where it is needed.
+const issueNumber = /\b(?:issue|ticket)s?\s+#?\d+\b|\bissue\s*#\d+/gi;
 
 /** Problems of one file's text: cited .md files that do not resolve inside the repository, unknown anchors, outside paths. */
 export function checkText(
@@ -133,6 +135,9 @@ export function checkText(
     for (const match of line.matchAll(docPath)) checkRef(index, match[1]!, match[2] ?? match[3], false);
     for (const match of line.matchAll(outsidePath)) {
       report(index, `cites a path outside the repository (${match[0]}); cite a document under docs/ instead`);
+    }
+    for (const match of line.matchAll(issueNumber)) {
+      report(index, `cites an issue number (${match[0]}); say the reason itself or cite a document under docs/`);
     }
   });
   if (source === 'code') {
@@ -227,6 +232,8 @@ describe('the reference checker itself', () => {
     expect(messages('test/s.sh', '# following /work/shared/reference/slurm-local.md\n')).toHaveLength(2);
     expect(messages('README.md', 'conventions from `../shared/reference/style.md`\n', 'markdown')).toHaveLength(2);
     expect(messages(join('docs', 'methods', 'hdmil.md'), '[gone](missing.md)\n', 'markdown')).toHaveLength(1);
+    expect(messages('src/a.ts', '// added for issue 14 (see Issue #7)\n')).toHaveLength(2);
+    expect(messages('README.md', 'A known issue: resume is per fold; 3 issues remain.\n', 'markdown')).toEqual([]);
   });
 
   it('reads comments, not code, except that docs/ paths in strings must exist', () => {

@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { MilkitError, renderError } from '../errors.js';
+import { asStorageError } from '../io/storage-errors.js';
 import { consoleLogger } from '../logger.js';
 import type { Services } from '../services.js';
 import type { PluginManifest } from '../../registry/registry.js';
@@ -95,6 +96,8 @@ export async function main(argv: readonly string[], options: MainOptions): Promi
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode;
+    // A file-system refusal that no writer translated still names its path, cause and fix (never a bare ENOSPC).
+    error = asStorageError(error);
     io.err(renderError(error, debug));
     if (!debug && !(error instanceof MilkitError)) io.err('(run with --debug for the stack trace)');
     return error instanceof MilkitError ? error.exitCode : 1;

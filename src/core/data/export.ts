@@ -4,7 +4,7 @@
 import { mkdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'csv-stringify/sync';
-import writeFileAtomic from 'write-file-atomic';
+import { storageError, writeFileDurably } from '../io/disk.js';
 import type { BagData, BagSource } from '../../registry/contracts/data.js';
 import type { Logger } from '../logger.js';
 import { INSTANCE_LABELS_KEY } from './readers.js';
@@ -34,7 +34,9 @@ export async function writeH5Bag(file: string, bag: BagData): Promise<void> {
   } finally {
     f.close();
   }
-  await rename(partial, file);
+  await rename(partial, file).catch((error: unknown) => {
+    throw storageError(error, file, 'write the feature file');
+  });
 }
 
 export interface ExportResult {
@@ -61,6 +63,6 @@ export async function exportDataset(source: BagSource, outDir: string, opts: { l
   const metaColumns = [...new Set(source.slides.flatMap((s) => Object.keys(s.meta)))];
   const records = [['slide_id', 'case_id', 'label', ...metaColumns], ...source.slides.map((s) => [s.slideId, s.caseId, s.labelName, ...metaColumns.map((c) => s.meta[c] ?? '')])];
   const slideTable = path.join(outDir, 'slides.csv');
-  await writeFileAtomic(slideTable, stringify(records));
+  await writeFileDurably(slideTable, stringify(records), { action: 'write the slide table' });
   return { slideTable, featuresDir, slides: done };
 }

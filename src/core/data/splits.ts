@@ -2,11 +2,11 @@
 // stratified by label, seeded. Modes: k-fold (disjoint, covering test folds), Monte-Carlo and holdout (CLAM's
 // independent per-fold draws), official-test (fixed test set, k train/val resplits, as HDMIL on Camelyon16).
 import { readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { stringify } from 'csv-stringify/sync';
-import writeFileAtomic from 'write-file-atomic';
+import { writeFileDurably } from '../io/disk.js';
+import type { FileSystem } from '../io/file-system.js';
 import type { SlideRecord } from '../../registry/contracts/data.js';
 import type { SplitSection } from '../engine/schema.js';
 import { ConfigError, DataError } from '../errors.js';
@@ -347,8 +347,8 @@ export function clamSplitsCsv(fold: Fold): string {
 }
 
 /** Writes one fold as CLAM's `splits_{k}.csv` (atomically: a crash never leaves half a split file). */
-export async function writeSplitsCsv(file: string, fold: Fold): Promise<void> {
-  await writeFileAtomic(file, clamSplitsCsv(fold));
+export async function writeSplitsCsv(file: string, fold: Fold, fs?: FileSystem): Promise<void> {
+  await writeFileDurably(file, clamSplitsCsv(fold), fs ? { fs } : {});
 }
 
 /** CLAM's `splits_{k}_bool.csv`: one row per slide with True/False in train, val, test. */
@@ -368,13 +368,13 @@ export function clamSplitsDescriptorCsv(fold: Fold, slides: readonly SlideRecord
 }
 
 /** The splits artifact saved with every run: splits.json (all folds) + CLAM's three CSVs per fold. */
-export async function writeSplits(dir: string, folds: readonly Fold[], slides: readonly SlideRecord[], classNames: readonly string[], provenance: Readonly<Record<string, unknown>> = {}): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await writeFileAtomic(path.join(dir, 'splits.json'), `${JSON.stringify({ ...provenance, folds }, null, 2)}\n`);
+export async function writeSplits(dir: string, folds: readonly Fold[], slides: readonly SlideRecord[], classNames: readonly string[], provenance: Readonly<Record<string, unknown>> = {}, fs?: FileSystem): Promise<void> {
+  const write = (file: string, text: string): Promise<void> => writeFileDurably(file, text, { ...(fs ? { fs } : {}), action: `write the split file ${path.basename(file)}` });
+  await write(path.join(dir, 'splits.json'), `${JSON.stringify({ ...provenance, folds }, null, 2)}\n`);
   for (const fold of folds) {
-    await writeSplitsCsv(path.join(dir, `splits_${fold.index}.csv`), fold);
-    await writeFileAtomic(path.join(dir, `splits_${fold.index}_bool.csv`), clamSplitsBoolCsv(fold, slides));
-    await writeFileAtomic(path.join(dir, `splits_${fold.index}_descriptor.csv`), clamSplitsDescriptorCsv(fold, slides, classNames));
+    await writeSplitsCsv(path.join(dir, `splits_${fold.index}.csv`), fold, fs);
+    await write(path.join(dir, `splits_${fold.index}_bool.csv`), clamSplitsBoolCsv(fold, slides));
+    await write(path.join(dir, `splits_${fold.index}_descriptor.csv`), clamSplitsDescriptorCsv(fold, slides, classNames));
   }
 }
 

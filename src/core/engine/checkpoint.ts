@@ -1,11 +1,12 @@
 // Fold checkpoints: model weights + optimizer state + epoch + early-stopping state + history, written
 // atomically so a killed run resumes from its last complete epoch. Per-epoch random streams are derived
 // from (seed, fold, epoch), so no generator state needs saving for an exact resume.
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { DataError } from '../errors.js';
+import { writeFileDurably } from '../io/disk.js';
 import { readSafetensors, toFloat32, toInt32, writeSafetensors, type TensorRecord } from '../nn/safetensors.js';
 
 export interface CheckpointMeta {
@@ -22,10 +23,7 @@ export async function saveCheckpoint(file: string, tensors: Readonly<Record<stri
   for (const [name, tensor] of Object.entries(tensors)) {
     records[name] = { dtype: tensor.dtype === 'int32' ? 'I32' : 'F32', shape: tensor.shape, data: await tensor.data() as Float32Array | Int32Array };
   }
-  await mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, writeSafetensors(records, { milkit: JSON.stringify(meta) }));
-  await rename(tmp, file);
+  await writeFileDurably(file, writeSafetensors(records, { milkit: JSON.stringify(meta) }), { action: `write the checkpoint ${path.basename(file)}` });
 }
 
 export interface LoadedCheckpoint {

@@ -3,7 +3,8 @@
 // the data source and the split, and the folders the job writes. Every problem of every job is collected and
 // reported together, once, with the exit code of its error class (ConfigError 2, PluginError 3, DataError 4).
 import path from 'node:path';
-import { ConfigError, DataError, MilkitError, PluginError } from '../errors.js';
+import { ConfigError, DataError, MilkitError, PluginError, StorageError } from '../errors.js';
+import { storageError } from '../io/storage-errors.js';
 import { silentLogger } from '../logger.js';
 import type { ResolvedExperiment } from '../config/index.js';
 import type { FileSystem } from '../services.js';
@@ -223,12 +224,14 @@ export const checkOutputsWritable: PreflightCheck = async ({ job, writable }) =>
   for (const output of job.outputs) {
     const failure = await writable(output.dir);
     if (!failure) continue;
-    const reason = (failure as NodeJS.ErrnoException).code ?? failure.message;
+    // Said as the disk's refusal (full, read-only, a file in the way), never a bare errno or a misleading ENOENT.
+    const described = storageError(failure, output.dir, 'write');
+    const reason = described instanceof StorageError ? (described.message.replace(/^could not write: /, '').replace(/\.$/, '')) : `(${(failure as NodeJS.ErrnoException).code ?? failure.message})`;
     problems.push({
       class: 'config',
       code: 'output-not-writable',
       keys: [output.key],
-      message: `cannot write to ${output.dir} (${reason}).`,
+      message: `cannot write to ${output.dir}: ${reason}.`,
       fix: `Point ${output.key} at a writable folder, or fix the folder's permissions and free space.`,
     });
   }

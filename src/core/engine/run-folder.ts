@@ -3,19 +3,22 @@
 // markers the summary is merged from. Every record is replaced atomically (temporary file + rename).
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { ConfigError } from '../errors.js';
+import { writeFileDurably } from '../io/disk.js';
+import type { FileSystem } from '../io/file-system.js';
 import type { Logger } from '../logger.js';
 import type { SlideRecord } from '../../registry/contracts/data.js';
 
-/** Writes JSON through a temporary file and a rename, so a reader never sees half a file. */
-export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`);
-  await rename(tmp, file);
+/**
+ * Writes JSON through the file-system seam's atomic replace, so a reader never sees half a file; a disk error
+ * becomes a StorageError naming the file.
+ */
+export async function writeJsonAtomic(file: string, value: unknown, fs?: FileSystem): Promise<void> {
+  await writeFileDurably(file, `${JSON.stringify(value, null, 2)}\n`, { ...(fs ? { fs } : {}), action: `write ${path.basename(file)}` });
 }
 
 /** Parsed JSON, or undefined when the file is missing or unreadable (a record from before it existed). */

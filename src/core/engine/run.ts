@@ -5,10 +5,12 @@
 // finished fold of the run folder. The lifecycle (docs/reliability.md): the folder is locked while a process works
 // in it, its identity (fold count, data fingerprint) is checked before results are merged or resumed, a stop
 // request ends the fold being trained KILLED and writes what finished, and --resume skips finished folds.
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { ConfigError, InterruptedError, MilkitError, renderError, type StopSignal } from '../errors.js';
+import { ConfigError, InterruptedError, MilkitError, renderError, StorageError, type StopSignal } from '../errors.js';
+import { makeFolder, writeFileDurably } from '../io/disk.js';
+import type { FileSystem } from '../io/file-system.js';
 import type { Logger } from '../logger.js';
 import { Rng } from '../runtime/random.js';
 import { initRuntime, runtimeTags, type RuntimeInfo } from '../runtime/index.js';
@@ -64,6 +66,8 @@ export interface RunOptions {
   readonly runtime?: { readonly blasThreads?: number };
   /** Open bag sources shared with other runs of this process (a sweep worker's jobs); default: open and close one. */
   readonly sources?: SourcePool;
+  /** The file-system seam every output file is written through (default: the real one). */
+  readonly fs?: FileSystem;
 }
 
 export interface FoldOutcome {
@@ -119,7 +123,7 @@ export function experimentOutDir(resolved: ResolvedExperiment, cwd: string): str
 
 export async function runExperiment(options: RunOptions): Promise<ExperimentResult> {
   const outDir = options.outDir ?? experimentOutDir(options.resolved, options.cwd);
-  await mkdir(outDir, { recursive: true });
+  await makeFolder(outDir, { ...(options.fs ? { fs: options.fs } : {}), action: 'create the output folder' });
   // One process per run folder: a second `run`/`cv` on it refuses, naming the holder (docs/reliability.md#lock).
   const release = await lockRunFolder(outDir, options.logger);
   try {
@@ -158,8 +162,15 @@ async function runInFolder(options: RunOptions, outDir: string): Promise<Experim
   const { config } = resolved;
   const runtimeSection = options.runtime?.blasThreads !== undefined ? { ...config.runtime, blasThreads: options.runtime.blasThreads } : config.runtime;
   const runtime = await initRuntime(runtimeSection, { logger });
+  // Once this run's parent run is open, a failed write marks it FAILED before the error goes up (never left RUNNING).
+  let failParentRun = async (): Promise<void> => undefined;
+  const failing = async (error: unknown): Promise<never> => {
+    await failParentRun().catch(() => undefined);
+    throw error;
+  };
+  const write = (file: string, text: string): Promise<void> => writeFileDurably(file, text, { ...(options.fs ? { fs: options.fs } : {}), action: `write ${path.relative(outDir, file)}` }).catch(failing);
   // Secrets (keys like *token, *password) never reach disk or the tracker, even in the saved config.
-  await writeFile(path.join(outDir, 'config.resolved.yaml'), resolvedYamlRedacted(resolved, options.env));
+  await write(path.join(outDir, 'config.resolved.yaml'), resolvedYamlRedacted(resolved, options.env));
 
   const sourceContext = {
     seed: config.seed,
@@ -199,7 +210,7 @@ async function runInFolder(options: RunOptions, outDir: string): Promise<Experim
   checkSplitSense(folds, slides, { classNames: source.classNames, logger, ...(config.split.file !== undefined ? { file: config.split.file } : {}) });
   const splitsDir = path.join(outDir, 'splits');
   // splits.json + CLAM's splits_{k}.csv / _bool / _descriptor, so the exact partitions can be reused.
-  await writeSplits(splitsDir, folds, slides, source.classNames, { mode: config.split.mode, seed: splitSeed });
+  await writeSplits(splitsDir, folds, slides, source.classNames, { mode: config.split.mode, seed: splitSeed }, options.fs);
 
   const metrics = await Promise.all(resolved.slots.metrics.map(async (slot) => ({ name: slot.name, metric: registry.create(slot, { numClasses }) })));
   // The attention's instance-level score: a metric plugin named by config (eval.instanceMetric), never by core.
@@ -229,7 +240,7 @@ async function runInFolder(options: RunOptions, outDir: string): Promise<Experim
     if (!parentUntouched) {
       await tracker.reopenRun?.(parentRunId);
       recordedRuns.experiment = { ...recordedParent, status: 'RUNNING' };
-      await writeJsonAtomic(runsFile, recordedRuns);
+      await writeJsonAtomic(runsFile, recordedRuns, options.fs).catch(failing);
     }
   } else if (tracker) {
     parentRunId = await tracker.startRun({
@@ -245,16 +256,25 @@ async function runInFolder(options: RunOptions, outDir: string): Promise<Experim
       },
     });
     recordedRuns.experiment = { runId: parentRunId, runKey: resolved.configHash, status: 'RUNNING' };
-    await writeJsonAtomic(runsFile, recordedRuns);
+    await writeJsonAtomic(runsFile, recordedRuns, options.fs).catch(failing);
     const { params, oversized } = flattenParams(config);
     await tracker.logParams(parentRunId, params);
     if (Object.keys(oversized).length > 0) {
       const file = path.join(outDir, 'params.oversized.json');
-      await writeFile(file, JSON.stringify(oversized, null, 2));
+      await write(file, JSON.stringify(oversized, null, 2));
       await tracker.logArtifact(parentRunId, file);
     }
     await tracker.logArtifact(parentRunId, path.join(outDir, 'config.resolved.yaml'));
     await tracker.logArtifact(parentRunId, splitsDir, 'splits');
+  }
+  if (tracker && parentRunId && !foldsOnly) {
+    const openParent = parentRunId;
+    failParentRun = async () => {
+      await tracker.setTags(openParent, { 'milkit.error.code': 'storage' });
+      await tracker.endRun(openParent, 'FAILED');
+      await writeJsonAtomic(runsFile, { experiment: { runId: openParent, runKey: resolved.configHash, status: 'FAILED' } } satisfies ExperimentRuns, options.fs).catch(() => undefined);
+      await tracker.flush();
+    };
   }
 
   // Stage problems fail before any fold trains (the preflight runs the same checks earlier).
@@ -271,9 +291,11 @@ async function runInFolder(options: RunOptions, outDir: string): Promise<Experim
       ...options, fold, pick, source, numClasses, metrics, instanceMetric, outDir, tracker, parentRunId, experimentName, stages,
     }).catch((error: unknown): FoldOutcome | StopSignal => {
       if (error instanceof InterruptedError) return error.signal;
+      // A full or read-only disk fails every later fold too: stop here (the parent run is marked FAILED below).
+      if (error instanceof StorageError) throw error;
       logger.error(`fold ${fold.index} failed:\n${renderError(error, false)}`);
       return { fold: fold.index, ok: false, error: error instanceof MilkitError ? error.render() : String(error), metrics: {} };
-    });
+    }).catch(failing);
     if (typeof outcome === 'string') {
       interrupted = outcome;
       break;
@@ -303,12 +325,12 @@ async function runInFolder(options: RunOptions, outDir: string): Promise<Experim
   const summary: ExperimentResult['summary'] = repeated ? summarizeByRepeat(succeeded, foldValues, repeatOf) : summarizeFolds(foldValues);
   const stdMeaning = repeated ? 'sample standard deviation (ddof=1) of the per-repeat means' : 'sample standard deviation (ddof=1)';
   const partial = missingFolds.length > 0;
-  await writeJsonAtomic(path.join(outDir, 'summary.json'), {
+  await write(path.join(outDir, 'summary.json'), JSON.stringify({
     folds: allOutcomes, summary, std: stdMeaning,
     // A summary over some folds only says so: which are missing and, after a signal, how to finish them.
     ...(partial ? { partial: true, missingFolds, ...(interrupted ? { interrupted } : {}) } : {}),
-  });
-  await writePredictionsCsv(path.join(outDir, 'predictions.csv'), allPredictions, source.classNames);
+  }, null, 2));
+  await writePredictionsCsv(path.join(outDir, 'predictions.csv'), allPredictions, source.classNames, options.fs).catch(failing);
   // ROC/PR per fold and the mean ROC; a rendering failure is reported but never costs the computed results.
   const curveFolds = succeeded.map((o) => {
     const rows = allPredictions.filter((p) => p.fold === o.fold);
@@ -323,7 +345,7 @@ async function runInFolder(options: RunOptions, outDir: string): Promise<Experim
   if (config.eval.bootstrap > 0) {
     const rng = new Rng(`bootstrap/${config.seed}`);
     const folds = Object.fromEntries(curveFolds.map(({ fold, input }) => [String(fold), bootstrapMetrics(metrics, input, { resamples: config.eval.bootstrap, rng: rng.fork(`fold-${fold}`) })]));
-    await writeFile(bootstrapFile, JSON.stringify({ level: 0.95, resamples: config.eval.bootstrap, method: 'percentile bootstrap over test slides', folds }, null, 2));
+    await write(bootstrapFile, JSON.stringify({ level: 0.95, resamples: config.eval.bootstrap, method: 'percentile bootstrap over test slides', folds }, null, 2));
   }
   if (tracker && parentRunId && !foldsOnly && !parentUntouched) {
     const now = Date.now();
@@ -341,7 +363,7 @@ async function runInFolder(options: RunOptions, outDir: string): Promise<Experim
     if (interrupted) await tracker.setTags(parentRunId, { 'milkit.interrupted': interrupted });
     await tracker.endRun(parentRunId, status);
     recordedRuns.experiment = { runId: parentRunId, runKey: resolved.configHash, status };
-    await writeJsonAtomic(runsFile, recordedRuns);
+    await writeJsonAtomic(runsFile, recordedRuns, options.fs).catch(failing);
   }
   await tracker?.flush();
   return {
@@ -397,7 +419,7 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
   const { resolved, registry, logger, fold, tracker, source, numClasses } = job;
   const { config } = resolved;
   const foldDir = path.join(job.outDir, `fold-${fold.index}`);
-  await mkdir(foldDir, { recursive: true });
+  await makeFolder(foldDir, { ...(job.fs ? { fs: job.fs } : {}), action: 'create the fold folder' });
   const foldRng = new Rng(config.seed).fork(`fold-${fold.index}`);
   // Run ids of the fold and its stages are kept beside the checkpoints, so a resumed fold logs into the same runs.
   const runsFile = path.join(foldDir, 'runs.json');
@@ -405,7 +427,7 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
   await rm(path.join(foldDir, DONE_FILE), { force: true });
   const recorded = await readJsonIfAny<FoldRuns>(runsFile);
   const knownRuns: FoldRuns = job.resume && recorded ? recorded : { stages: {} };
-  const saveRuns = (): Promise<void> => writeJsonAtomic(runsFile, knownRuns);
+  const saveRuns = (): Promise<void> => writeFileDurably(runsFile, JSON.stringify(knownRuns, null, 2), job.fs ? { fs: job.fs } : {});
   const foldRunKey = `${resolved.configHash}:${fold.index}`;
   let runId: string | undefined;
   // The stage run being trained, so a stop request can close it KILLED.
@@ -425,7 +447,11 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
       knownRuns.fold = { runId, runKey: foldRunKey };
       knownRuns.stages = {};
     } else await tracker.reopenRun?.(runId);
-    await saveRuns();
+    const openRunId = runId;
+    await saveRuns().catch(async (error: unknown) => {
+      await tracker.endRun(openRunId, 'FAILED').catch(() => undefined);
+      throw error;
+    });
   }
   const model = new MilModel(
     registry, { ...resolved.slots }, { inputDim: source.featureDim, numClasses }, foldRng.fork('init'), logger, { prescreenerRng: foldRng.fork('prescreener-init') },
@@ -499,13 +525,13 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
     const instanceAuc = [...results].reverse().find((r) => r.test.instanceAuc !== undefined)?.test.instanceAuc;
     const metrics = foldMetrics(results);
     const predictions = last.test.predictions.map((p) => ({ slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: p.prediction, fold: fold.index }));
-    await writePredictionsCsv(path.join(foldDir, 'predictions.csv'), predictions, source.classNames);
+    await writePredictionsCsv(path.join(foldDir, 'predictions.csv'), predictions, source.classNames, job.fs);
     const outcome: FoldOutcome = {
       fold: fold.index, ok: true, metrics, bestEpoch: last.bestEpoch, epochsRun: last.epochsRun,
       secondsPerSlide: last.test.msPerSlide / 1000, ...(instanceAuc ? { instanceAuc } : {}), ...(runId ? { runId } : {}),
     };
     const stageRecords = Object.fromEntries(results.map((r) => [r.name, { bestEpoch: r.bestEpoch, epochsRun: r.epochsRun, stoppedEarly: r.stoppedEarly, history: r.history }]));
-    await writeFile(path.join(foldDir, 'metrics.json'), JSON.stringify({ ...outcome, history: last.history, stages: stageRecords }, null, 2));
+    await writeFileDurably(path.join(foldDir, 'metrics.json'), JSON.stringify({ ...outcome, history: last.history, stages: stageRecords }, null, 2), job.fs ? { fs: job.fs } : {});
     if (tracker && runId) {
       const now = Date.now();
       const finals = Object.entries(metrics).filter((e): e is [string, { value: number }] => e[1].value !== null);
@@ -520,7 +546,7 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
       await tracker.endRun(runId, 'FINISHED');
     }
     // Last: a fold counts as finished only once its tracker run is closed, so a resume never skips a RUNNING run.
-    await writeJsonAtomic(path.join(foldDir, DONE_FILE), { configHash: resolved.configHash, outcome, predictions } satisfies FoldDone);
+    await writeJsonAtomic(path.join(foldDir, DONE_FILE), { configHash: resolved.configHash, outcome, predictions } satisfies FoldDone, job.fs);
     return outcome;
   } catch (error) {
     if (tracker && runId) {

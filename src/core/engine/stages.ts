@@ -5,10 +5,11 @@
 // interrupted one from its last epoch. This module resolves and checks the stages (checkStages is pure, for
 // the preflight) and runs them for one fold. Design: docs/stages.md.
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../errors.js';
+import { writeFileDurably } from '../io/disk.js';
 import type { Logger } from '../logger.js';
 import type { Rng } from '../runtime/random.js';
 import type { ResolvedExperiment, ResolvedLoss } from '../config/load.js';
@@ -371,7 +372,7 @@ export async function runFoldStages(options: FoldStagesOptions): Promise<StageRe
         },
         trainMs, reused: false,
       };
-      await writeFile(path.join(dir, DONE_FILE), JSON.stringify({ configHash: options.configHash, result } satisfies DoneMarker, null, 2));
+      await writeFileDurably(path.join(dir, DONE_FILE), JSON.stringify({ configHash: options.configHash, result } satisfies DoneMarker, null, 2), { action: `mark stage ${stage.name} done` });
       await options.tracking?.endStage(stage, runId, result);
       results.push(result);
     } finally {

@@ -1,7 +1,8 @@
 // The per-slide predictions table (CLAM's fold_{k}.csv, extended): slide, case, label, one probability
 // column per class, argmax prediction and fold, so any metric can be recomputed outside milkit.
 import { stringify } from 'csv-stringify/sync';
-import writeFileAtomic from 'write-file-atomic';
+import { writeFileDurably } from '../io/disk.js';
+import type { FileSystem } from '../io/file-system.js';
 
 export interface PredictionRow {
   readonly slideId: string;
@@ -38,6 +39,6 @@ export function predictionsCsv(rows: readonly PredictionRow[], classNames: reado
 }
 
 /** Writes the predictions table atomically. */
-export async function writePredictionsCsv(file: string, rows: readonly PredictionRow[], classNames: readonly string[]): Promise<void> {
-  await writeFileAtomic(file, predictionsCsv(rows, classNames));
+export async function writePredictionsCsv(file: string, rows: readonly PredictionRow[], classNames: readonly string[], fs?: FileSystem): Promise<void> {
+  await writeFileDurably(file, predictionsCsv(rows, classNames), { ...(fs ? { fs } : {}), action: 'write the predictions table' });
 }

@@ -17,4 +17,5 @@ export { OpenSlideReader, OPENSLIDE_LIBRARIES } from './openslide.js';
 export { TiffSlideReader } from './tiff-reader.js';
 export { readPatchThumbnails, type PatchThumbnailOptions } from './patch-thumbnails.js';
 export { tissuePatchGrid, type PatchGridOptions } from './patch-grid.js';
+export { readPatchCoordsH5, type PatchCoords } from './patch-coords.js';
 export { CLAM_TISSUE_DEFAULTS, detectTissue, tissuePreview, type TissueDetector, type TissueOptions, type TissueResult, type TissueGeoJson } from './tissue.js';

@@ -2,7 +2,8 @@
 // plus ground-truth masks and a slide table. Level 0 is never held in memory: it is painted in full-width
 // strips streamed into a deflated stripped TIFF, which libvips reads sequentially while writing the tiled
 // JPEG pyramid, so memory is one strip plus libvips' buffers whatever the slide size (50,000² included).
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
+import { writeFileDurably } from '../io/disk.js';
 import path from 'node:path';
 import sharp from 'sharp';
 import { stringify } from 'csv-stringify/sync';
@@ -277,6 +278,6 @@ export async function writeSyntheticSlides(options: SyntheticSlidesOptions): Pro
     rows.push({ slide_id: slideId, case_id: `case-${String(i).padStart(3, '0')}`, label: tumour ? TUMOUR_LABEL : NORMAL_LABEL, slide_file: path.basename(files[files.length - formats.length] as string), mask_downsample: Math.max(1, Math.round(options.maskDownsample / CELL)) * CELL, tumour_cells: Array.from(map.classes).filter((c) => c === CLASS.tumour).length });
   }
   const slideTable = path.join(options.outDir, 'slides.csv');
-  await writeFile(slideTable, stringify(rows, { header: true, columns: ['slide_id', 'case_id', 'label', 'slide_file', 'mask_downsample', 'tumour_cells'] }));
+  await writeFileDurably(slideTable, stringify(rows, { header: true, columns: ['slide_id', 'case_id', 'label', 'slide_file', 'mask_downsample', 'tumour_cells'] }));
   return { slideTable, files };
 }

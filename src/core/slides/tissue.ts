@@ -24,6 +24,11 @@ export interface TissueOptions {
   readonly maxHoles: number;
   /** Level-0 patch side the areas are counted in (CLAM: 512). */
   readonly referencePatchSize: number;
+  /**
+   * Ignore pen ink before thresholding (not in CLAM, whose saturation threshold keeps blue, green and black marker
+   * strokes as tissue): see {@link isPenInk}. Off by default so the defaults stay CLAM's.
+   */
+  readonly penFilter?: boolean;
 }
 
 /** What a `tissue-detector` plugin's create() returns. */
@@ -66,7 +71,8 @@ export interface TissueGeoJson {
   readonly type: 'FeatureCollection';
   readonly features: ReadonlyArray<{
     readonly type: 'Feature';
-    readonly properties: { readonly areaPixels: number; readonly holes: number };
+    /** objectType and classification are what QuPath reads when importing GeoJSON (an annotation classed Tissue). */
+    readonly properties: { readonly objectType: 'annotation'; readonly classification: { readonly name: 'Tissue' }; readonly areaPixels: number; readonly holes: number };
     readonly geometry: { readonly type: 'Polygon'; readonly coordinates: number[][][] };
   }>;
 }
@@ -85,6 +91,17 @@ export function saturation(image: RgbImage): Uint8Array {
     out[q] = ((max - Math.min(r, g, b)) * (SATURATION_DIVISORS[max] as number) + 2048) >> 12;
   }
   return out;
+}
+
+/**
+ * Marker ink, told from H&E by colour: stained tissue is red-dominant (eosin pink, haematoxylin purple averaged
+ * with it at low resolution), so clearly blue-dominant (B − R > 40) or green-dominant (G − R > 20) pixels, and dark
+ * grey ones (max < 130 with little colour: black ink over the glass), are ink. Thresholds leave the darkest
+ * tumour-nucleus purple (B − R ≈ 45 only where a single nucleus fills a pixel) to the median blur that follows.
+ */
+export function isPenInk(r: number, g: number, b: number): boolean {
+  const max = Math.max(r, g, b);
+  return b - r > 40 || g - r > 20 || (max < 130 && max - Math.min(r, g, b) < 30);
 }
 
 /** Median over a k×k window with replicated borders (cv2.medianBlur). */
@@ -273,7 +290,11 @@ export async function detectTissue(reader: SlideReader, options: TissueOptions =
 
 /** The pixel steps before any contour logic: saturation → median blur → threshold → closing. */
 export function tissueBinary(image: RgbImage, options: TissueOptions): { threshold: number; blurred: Uint8Array; closed: Uint8Array } {
-  const blurred = medianBlur(saturation(image), image.width, image.height, options.medianKernel);
+  const sat = saturation(image);
+  if (options.penFilter === true) {
+    for (let q = 0, p = 0; q < sat.length; q += 1, p += 3) if (isPenInk(image.data[p] as number, image.data[p + 1] as number, image.data[p + 2] as number)) sat[q] = 0;
+  }
+  const blurred = medianBlur(sat, image.width, image.height, options.medianKernel);
   const threshold = options.otsu ? otsuThreshold(blurred) : options.saturationThreshold;
   const binary = blurred.map((v) => (v > threshold ? 255 : 0));
   return { threshold, blurred, closed: close(binary, image.width, image.height, options.closeKernel) };
@@ -317,7 +338,7 @@ export function segmentTissue(image: RgbImage, level: number, downsample: number
     const scale = (ring: number[][]): number[][] => ring.map(([x, y]) => [(x as number) * downsample, (y as number) * downsample]);
     const outer = scale(traceRing(tissue.labels, width, height, t, firstPixel.get(t) as number, true));
     const inner = kept.map((h) => scale(traceRing(holes.labels, width, height, h, firstPixel.get(-2 - h) as number, false)).reverse());
-    features.push({ type: 'Feature', properties: { areaPixels: area, holes: kept.length }, geometry: { type: 'Polygon', coordinates: [outer, ...inner] } });
+    features.push({ type: 'Feature', properties: { objectType: 'annotation', classification: { name: 'Tissue' }, areaPixels: area, holes: kept.length }, geometry: { type: 'Polygon', coordinates: [outer, ...inner] } });
   }
   // The mask: kept pieces filled, minus their kept holes (small holes are filled, as CLAM's contours do).
   for (let p = 0; p < closed.length; p += 1) {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { TrackingError } from '../errors.js';
+import type { FileSystem } from '../io/file-system.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { Registry } from '../../registry/registry.js';
 import type { MetricPoint, RunStatus, StartRunSpec, Tracker } from '../../registry/contracts/tracker.js';
@@ -87,6 +88,8 @@ export interface CreateTrackerContext {
   readonly logger: Logger;
   readonly cwd: string;
   readonly env: Record<string, string | undefined>;
+  /** The file-system seam the local store writes through (default: the real one). */
+  readonly fs?: FileSystem;
 }
 
 /**
@@ -97,7 +100,7 @@ export interface CreateTrackerContext {
 export async function createTracker(section: TrackingSection, ctx: CreateTrackerContext): Promise<Tracker> {
   if (!section.enabled) return new DisabledTracker();
   const target = resolveTrackingTarget(section.uri ?? ctx.env.MLFLOW_TRACKING_URI, ctx.cwd);
-  const trackerCtx = { logger: ctx.logger, cwd: ctx.cwd };
+  const trackerCtx = { logger: ctx.logger, cwd: ctx.cwd, ...(ctx.fs ? { fs: ctx.fs } : {}) };
   // The plugins are config defaults (tracking.local / tracking.remote); core only fills in where they write.
   const local = ctx.registry.create(await ctx.registry.resolve('tracker', { ...section.local, root: target.root }, { key: 'tracking.local' }), trackerCtx);
   let remote: Tracker | undefined;

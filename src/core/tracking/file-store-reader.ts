@@ -57,7 +57,7 @@ async function readKeyFiles(dir: string, prefix = ''): Promise<Array<[string, st
   for (const entry of await listDir(dir)) {
     const key = prefix ? `${prefix}/${entry.name}` : entry.name;
     if (entry.isDir) out.push(...(await readKeyFiles(path.join(dir, entry.name), key)));
-    // write-file-atomic's temp files end in `.<digits>`; a crash can leave one behind.
+    // Atomic writes go through a temp file ending in `.<digits>` (src/core/io/file-system.ts); a crash can leave one behind.
     else if (!/\.\d{6,}$/.test(entry.name)) out.push([key, await readFile(path.join(dir, entry.name), 'utf8')]);
   }
   return out;
@@ -184,7 +184,7 @@ export class FileStoreReader {
       for (const entry of await listDir(dir)) {
         const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
         if (entry.isDir) await walk(path.join(dir, entry.name), rel);
-        else if (!/\.tmp-\d+-[0-9a-f]+$/.test(entry.name)) out.push({ path: rel, size: (await stat(path.join(dir, entry.name))).size });
+        else if (!/\.tmp-\d+-[0-9a-f]+$|\.\d{10}$/.test(entry.name)) out.push({ path: rel, size: (await stat(path.join(dir, entry.name))).size });
       }
     };
     await walk(path.join(run.dir, 'artifacts'), '');

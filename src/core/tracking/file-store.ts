@@ -2,14 +2,15 @@
 // ./mlruns, so `mlflow ui` reads it. Files are replaced atomically (temp + rename) and metrics are appended,
 // so a crash leaves either the old or the new state of a run, never a half-written one.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { appendFile, copyFile, mkdir, readdir, readFile, rename, stat, truncate, unlink } from 'node:fs/promises';
+import { readdir, readFile, stat, truncate } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import lockfile from 'proper-lockfile';
-import writeFileAtomic from 'write-file-atomic';
 import YAML from 'yaml';
 import { TrackingError } from '../errors.js';
+import { appendToFile, makeFolder, writeFileDurably } from '../io/disk.js';
+import { nodeFileSystem, type FileSystem } from '../io/file-system.js';
 import type { Logger } from '../logger.js';
 import type { MetricPoint, RunStatus, StartRunSpec, Tracker } from '../../registry/contracts/tracker.js';
 import { assertValidKey, metricValueToFileText, MLFLOW_LIMITS, RUN_STATUS_CODES, splitOversized, type EntityKind } from './limits.js';
@@ -26,6 +27,8 @@ export interface MlflowFileStoreOptions {
   readonly logger: Logger;
   /** Clock in ms (tests pin it). */
   readonly now?: () => number;
+  /** The file-system seam every write goes through (default: the real one). */
+  readonly fs?: FileSystem;
 }
 
 /** YAML as MLflow writes it (PyYAML safe_dump, sorted keys, block style). */
@@ -80,6 +83,7 @@ export class MlflowFileStore implements Tracker {
   readonly root: string;
   private readonly logger: Logger;
   private readonly now: () => number;
+  private readonly fs: FileSystem;
   private readonly runs = new Map<string, RunLocation>();
   private readonly experimentIds = new Map<string, string>();
   private readonly checkedMetricFiles = new Set<string>();
@@ -93,12 +97,13 @@ export class MlflowFileStore implements Tracker {
     this.root = options.root;
     this.logger = options.logger;
     this.now = options.now ?? Date.now;
+    this.fs = options.fs ?? nodeFileSystem;
   }
 
   /** Creates the root, `.trash` and the Default experiment as MLflow would (once). */
   init(): Promise<void> {
     this.initialised ??= (async () => {
-      await mkdir(path.join(this.root, TRASH_FOLDER), { recursive: true });
+      await this.folder(path.join(this.root, TRASH_FOLDER));
       const defaultDir = path.join(this.root, DEFAULT_EXPERIMENT_ID);
       if (!(await exists(path.join(defaultDir, 'meta.yaml'))) && !(await exists(path.join(this.root, TRASH_FOLDER, DEFAULT_EXPERIMENT_ID)))) {
         await this.writeExperiment(DEFAULT_EXPERIMENT_ID, 'Default');
@@ -109,9 +114,8 @@ export class MlflowFileStore implements Tracker {
 
   private async writeExperiment(id: string, name: string): Promise<void> {
     const dir = path.join(this.root, id);
-    await mkdir(dir, { recursive: true });
     const time = this.now();
-    await writeFileAtomic(path.join(dir, 'meta.yaml'), toMetaYaml({
+    await this.write(path.join(dir, 'meta.yaml'), toMetaYaml({
       artifact_location: pathToFileURL(dir).href,
       creation_time: time,
       experiment_id: id,
@@ -180,7 +184,7 @@ export class MlflowFileStore implements Tracker {
       const experimentId = await this.experimentId(spec.experimentName);
       const runId = randomUUID().replace(/-/g, '');
       const dir = path.join(this.root, experimentId, runId);
-      await Promise.all(['metrics', 'params', 'tags', 'artifacts'].map((sub) => mkdir(path.join(dir, sub), { recursive: true })));
+      await Promise.all(['metrics', 'params', 'tags', 'artifacts'].map((sub) => this.folder(path.join(dir, sub))));
       const location = { experimentId, dir };
       const tags: Record<string, string> = {
         ...spec.tags,
@@ -189,7 +193,7 @@ export class MlflowFileStore implements Tracker {
       };
       await this.writeTags(runId, location, tags);
       // meta.yaml is the commit point: MLflow (and our reader) skip a run folder without it.
-      await writeFileAtomic(path.join(dir, 'meta.yaml'), toMetaYaml({
+      await this.write(path.join(dir, 'meta.yaml'), toMetaYaml({
         artifact_uri: pathToFileURL(path.join(dir, 'artifacts')).href,
         deleted_time: null,
         end_time: null,
@@ -226,8 +230,7 @@ export class MlflowFileStore implements Tracker {
             hint: 'Log the changing value as a metric or a tag, or start a new run.',
           });
         }
-        await mkdir(path.dirname(file), { recursive: true });
-        await writeFileAtomic(file, value);
+        await this.write(file, value);
       }
       await this.divertOversized(runId, location, 'param', oversized);
     });
@@ -248,8 +251,7 @@ export class MlflowFileStore implements Tracker {
     const { fitting, oversized } = splitOversized(tags, MLFLOW_LIMITS.tagValueLength);
     for (const [key, value] of Object.entries(fitting)) {
       const file = entityPath(path.join(location.dir, 'tags'), key);
-      await mkdir(path.dirname(file), { recursive: true });
-      await writeFileAtomic(file, value);
+      await this.write(file, value);
     }
     await this.divertOversized(runId, location, 'tag', oversized);
   }
@@ -261,13 +263,12 @@ export class MlflowFileStore implements Tracker {
     const folder = path.join(location.dir, 'artifacts', 'oversized', `${kind}s`);
     for (const [key, value] of Object.entries(values)) {
       const file = `${entityPath(folder, key)}.txt`;
-      await mkdir(path.dirname(file), { recursive: true });
-      await writeFileAtomic(file, value);
+      await this.write(file, value);
     }
     const listKey = kind === 'param' ? MILKIT_TAGS.oversizedParams : MILKIT_TAGS.oversizedTags;
     const listFile = path.join(location.dir, 'tags', listKey);
     const listed = (await readFile(listFile, 'utf8').catch(() => '')).split(',').filter(Boolean);
-    await writeFileAtomic(listFile, [...new Set([...listed, ...keys])].sort().join(','));
+    await this.write(listFile, [...new Set([...listed, ...keys])].sort().join(','));
     this.logger.warn(`run ${runId}: ${kind} ${keys.map((k) => `"${k}"`).join(', ')} exceed MLflow's ${kind === 'param' ? MLFLOW_LIMITS.paramValueLength : MLFLOW_LIMITS.tagValueLength}-character limit; full values are in artifacts/oversized/${kind}s/.`);
   }
 
@@ -289,12 +290,16 @@ export class MlflowFileStore implements Tracker {
       for (const [key, lines] of byKey) {
         const file = entityPath(path.join(location.dir, 'metrics'), key);
         if (!this.checkedMetricFiles.has(file)) {
-          await mkdir(path.dirname(file), { recursive: true });
+          await this.folder(path.dirname(file));
           if (await repairTornTail(file)) this.logger.warn(`run ${runId}: metric file ${file} ended in a partial line (an earlier crash); the partial line was removed.`);
           this.checkedMetricFiles.add(file);
         }
         // One append per key: each line is complete when it lands (the file is append-only).
-        await appendFile(file, lines.join(''));
+        await appendToFile(file, lines.join(''), { fs: this.fs, action: `append metric "${key}" of run ${runId}` }).catch(async (error: unknown) => {
+          // A full disk can land part of a line: cut it now, so the file holds whole points only.
+          await repairTornTail(file).catch(() => undefined);
+          throw error;
+        });
       }
     });
   }
@@ -306,8 +311,8 @@ export class MlflowFileStore implements Tracker {
       const info = await stat(localPath).catch((cause: unknown) => {
         throw new TrackingError('artifact-missing', `artifact "${localPath}" for run ${runId} does not exist.`, { cause });
       });
-      if (info.isDirectory()) await copyTreeAtomic(localPath, target);
-      else await copyFileAtomic(localPath, path.join(target, path.basename(localPath)));
+      if (info.isDirectory()) await copyTreeAtomic(localPath, target, this.fs);
+      else await copyFileAtomic(localPath, path.join(target, path.basename(localPath)), this.fs);
     });
   }
 
@@ -340,7 +345,7 @@ export class MlflowFileStore implements Tracker {
       const file = path.join(location.dir, 'meta.yaml');
       const meta = await readMeta(file);
       if (!meta) throw new TrackingError('run-meta-unreadable', `cannot read ${file}.`, { hint: 'The run folder is damaged; check the disk, then start a new run.' });
-      await writeFileAtomic(file, toMetaYaml({ ...meta, ...patch }));
+      await this.write(file, toMetaYaml({ ...meta, ...patch }));
     });
     this.runLocks.set(runId, next);
     await next;
@@ -361,6 +366,15 @@ export class MlflowFileStore implements Tracker {
       }
     }
     throw new TrackingError('unknown-run', `run ${runId} is not in the store ${this.root}.`, { hint: 'Use the id returned by startRun (or listed by `milkit runs list`).' });
+  }
+
+  /** Replaces a store file atomically through the seam; a full or read-only disk is a StorageError naming it. */
+  private write(file: string, data: string | Uint8Array): Promise<void> {
+    return writeFileDurably(file, data, { fs: this.fs, action: `write the MLflow store file ${path.basename(file)}` });
+  }
+
+  private folder(dir: string): Promise<void> {
+    return makeFolder(dir, { fs: this.fs, action: 'create an MLflow store folder' });
   }
 
   private track<T>(work: () => Promise<T>): Promise<T> {
@@ -387,24 +401,17 @@ function safeArtifactDir(artifactsRoot: string, artifactPath: string): string {
   return normalised === '.' || normalised === '' ? artifactsRoot : path.join(artifactsRoot, ...normalised.split('/'));
 }
 
-async function copyFileAtomic(source: string, target: string): Promise<void> {
-  await mkdir(path.dirname(target), { recursive: true });
-  const temp = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    await copyFile(source, temp);
-    await rename(temp, target);
-  } catch (error) {
-    await unlink(temp).catch(() => undefined);
-    throw error;
-  }
+/** Copies an artifact file as one atomic write through the seam (artifacts are run outputs: small files). */
+async function copyFileAtomic(source: string, target: string, fs: FileSystem): Promise<void> {
+  await writeFileDurably(target, await readFile(source), { fs, action: `copy the artifact ${path.basename(source)} into the MLflow store` });
 }
 
-async function copyTreeAtomic(sourceDir: string, targetDir: string): Promise<void> {
-  await mkdir(targetDir, { recursive: true });
+async function copyTreeAtomic(sourceDir: string, targetDir: string, fs: FileSystem): Promise<void> {
+  await makeFolder(targetDir, { fs, action: 'create an MLflow artifact folder' });
   for (const entry of await readdir(sourceDir, { withFileTypes: true })) {
     const from = path.join(sourceDir, entry.name);
     const to = path.join(targetDir, entry.name);
-    if (entry.isDirectory()) await copyTreeAtomic(from, to);
-    else if (entry.isFile()) await copyFileAtomic(from, to);
+    if (entry.isDirectory()) await copyTreeAtomic(from, to, fs);
+    else if (entry.isFile()) await copyFileAtomic(from, to, fs);
   }
 }

@@ -1,4 +1,5 @@
 // Tracker plugins: where runs, params, metrics and artifacts go (MLflow file store by default).
+import type { FileSystem } from '../../core/io/file-system.js';
 import type { Logger } from '../../core/logger.js';
 
 export type RunStatus = 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED';
@@ -48,6 +49,8 @@ export interface TrackerContext {
   readonly logger: Logger;
   /** Working directory the local store path resolves against. */
   readonly cwd: string;
+  /** The file-system seam a local store writes through (default: the real one; tests inject a full disk here). */
+  readonly fs?: FileSystem;
 }
 
 export type TrackerCapabilities = Readonly<Record<string, never>>;

@@ -38,6 +38,10 @@ function readOnlyFs(): FileSystem & { writes: string[] } {
       writes.push(file);
       throw Object.assign(new Error(`EROFS: read-only file system, open '${file}'`), { code: 'EROFS' });
     },
+    appendFile: async (file) => {
+      writes.push(file);
+      throw Object.assign(new Error(`EROFS: read-only file system, open '${file}'`), { code: 'EROFS' });
+    },
     rename: async () => {},
     remove: async () => {},
   };
@@ -135,7 +139,7 @@ describe('preflight', () => {
     const error = await failure([await job(cwd, [])], fs);
     expect(error).toBeInstanceOf(ConfigError);
     expect(error.code).toBe('output-not-writable');
-    expect(error.message).toBe(`output.dir: cannot write to ${path.join(cwd, 'outputs')} (EROFS). Point output.dir at a writable folder, or fix the folder's permissions and free space. (experiments/quickstart.yaml)`);
+    expect(error.message).toBe(`output.dir: cannot write to ${path.join(cwd, 'outputs')}: the file system is mounted read-only (EROFS). Point output.dir at a writable folder, or fix the folder's permissions and free space. (experiments/quickstart.yaml)`);
     expect(fs.writes).toHaveLength(1);
   });
 

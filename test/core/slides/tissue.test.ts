@@ -57,7 +57,7 @@ describe('slides/tissue', () => {
     const result = segmentTissue(image, 0, 1, { ...CLAM_TISSUE_DEFAULTS, medianKernel: 1, closeKernel: 0, referencePatchSize: 1, minTissueArea: 2, minHoleArea: 1 });
     expect(result.geojson.features).toHaveLength(1);
     const feature = result.geojson.features[0];
-    expect(feature?.properties).toEqual({ areaPixels: 30 - 5, holes: 1 });
+    expect(feature?.properties).toEqual({ objectType: 'annotation', classification: { name: 'Tissue' }, areaPixels: 30 - 5, holes: 1 });
     expect(feature?.geometry.coordinates).toEqual([
       [[2, 1], [8, 1], [8, 6], [2, 6], [2, 1]],
       [[4, 2], [4, 4], [6, 4], [6, 2], [4, 2]],

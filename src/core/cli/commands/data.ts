@@ -6,10 +6,11 @@
 //
 // What the actions need (yaml, sharp, h5 writing, the slide code) loads inside them, not at the top, so that
 // `milkit --help` does not pay for it (BENCHMARKS.md "coldstart").
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
+import { writeFileDurably } from '../../io/disk.js';
 import type { BagSource } from '../../../registry/contracts/data.js';
 import { loadActionCode, type CliApp } from '../app.js';
 
@@ -134,7 +135,7 @@ export function register(program: Command, app: CliApp): void {
         try {
           const result = await detector.detect(reader);
           const id = path.basename(slide).replace(/\.[^.]+$/, '');
-          await writeFile(path.join(outDir, `${id}.geojson`), `${JSON.stringify(result.geojson)}\n`);
+          await writeFileDurably(path.join(outDir, `${id}.geojson`), `${JSON.stringify(result.geojson)}\n`, { fs: app.services.fs, action: 'write the tissue contours' });
           const preview = tissuePreview(result);
           await sharp(preview.data, { raw: { width: preview.width, height: preview.height, channels: 3 } }).png().toFile(path.join(outDir, `${id}_tissue.png`));
           app.io.out(`${id}: ${result.geojson.features.length} tissue piece(s) at level ${result.level} (downsample ${result.downsample.toFixed(2)}, saturation threshold ${result.threshold})`);

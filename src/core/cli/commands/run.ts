@@ -61,7 +61,7 @@ async function execute(app: CliApp, file: string, overrides: string[], flags: Ru
   let result: Awaited<ReturnType<typeof runExperiment>>;
   try {
     result = await runExperiment({
-      resolved, registry, logger: app.logger, cwd: app.cwd, env: app.env,
+      resolved, registry, logger: app.logger, cwd: app.cwd, env: app.env, fs: app.services.fs,
       ...(tracker ? { tracking: { tracker } } : {}),
       ...(flags.resume ? { resume: true } : {}),
       ...(flags.force ? { force: true } : {}),

@@ -1,6 +1,5 @@
 // `milkit schema [--out file]`: the JSON Schema of experiment configs (every registered plugin with its own
 // options, discriminated on `name`), so YAML editors autocomplete and check experiments.
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
@@ -26,7 +25,7 @@ export function register(program: Command, app: CliApp): void {
         throw new ConfigError('bad-option', `--variant: expected auto, complete or partial, got "${flags.variant}".`);
       }
       // Loaded here, not at the top: the config modules pull in zod, which `milkit --help` must not pay.
-      const [{ experimentJsonSchema, findProjectSettings }, { default: writeFileAtomic }] = await loadActionCode('schema', () => Promise.all([import('../../config/index.js'), import('write-file-atomic')]));
+      const [{ experimentJsonSchema, findProjectSettings }, { writeFileDurably }] = await loadActionCode('schema', () => Promise.all([import('../../config/index.js'), import('../../io/disk.js')]));
       const registry = app.createRegistry();
       const project = await findProjectSettings(app.cwd);
       if (project?.plugins?.length) await registry.loadUserPlugins(project.plugins, path.dirname(project.file ?? app.cwd));
@@ -37,8 +36,7 @@ export function register(program: Command, app: CliApp): void {
         return;
       }
       const target = path.resolve(app.cwd, flags.out);
-      await mkdir(path.dirname(target), { recursive: true });
-      await writeFileAtomic(target, text);
+      await writeFileDurably(target, text, { fs: app.services.fs, action: 'write the JSON schema' });
       app.io.err(`wrote ${flags.out}; add "# yaml-language-server: $schema=<path to it from the YAML>" at the top of experiment files.`);
     });
 }

@@ -270,6 +270,7 @@ export function register(program: Command, app: CliApp): void {
           signal: controller.signal,
           tracking,
           preflight: checkCells,
+          fs: app.services.fs,
           metricFor: async (name, numClasses) => {
             // Result metrics that are not plugins (stage or instance metrics) get no bootstrap.
             if (!registry.ids('metric').includes(`metric/${name}`)) return undefined;

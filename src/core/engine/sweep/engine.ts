@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { ConfigError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
+import type { FileSystem } from '../../io/file-system.js';
 import { writeForestPlot, type ForestRow } from '../../eval/plots.js';
 import type { ComparisonResult } from '../../stats/compare.js';
 import { didYouMean } from '../../util/suggest.js';
@@ -55,6 +56,8 @@ export interface SweepOptions {
   readonly includeTime?: boolean;
   /** The metric plugin of a result metric, for the paired bootstrap (the CLI resolves it from the registry). */
   readonly metricFor?: (name: string, numClasses: number) => Promise<Metric | undefined>;
+  /** The file-system seam the state folder (table.md, summary.csv, ...) is written through (default: the real one). */
+  readonly fs?: FileSystem;
   /** Paired-bootstrap resamples per repeat (default 1000; 0 = off). */
   readonly bootstrapResamples?: number;
 }
@@ -103,18 +106,19 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
   logger.info(`sweep ${definition.name}: ${cells.length} cell${cells.length === 1 ? '' : 's'}; composing and validating each before any job starts.`);
   const plan = await planSweep(definition, cells, options.compose, options.cwd);
   checkBaseline(definition, plan.cells.map((c) => c));
+  const writeState = (file: string, content: string): Promise<void> => writeAtomic(file, content, options.fs);
   const layout = new SweepLayout(options.stateDir ?? defaultStateDir(options.cwd, definition.name, plan.specHash));
   await options.preflight?.(plan, layout.dir);
   const experimentFile = path.resolve(options.cwd, definition.experimentFile);
-  await writeRecord(layout, definition, plan, experimentFile, options.cwd);
+  await writeRecord(layout, definition, plan, experimentFile, options.cwd, options.fs);
 
   const finished = new Set<string>();
   let previouslyFailed = 0;
   for (const job of plan.jobs) {
     // Each job folder carries its resolved config and overrides (Hydra's .hydra/ lesson), written once.
     if (!(await exists(path.join(layout.jobDir(job.id), 'config.yaml')))) {
-      await writeAtomic(path.join(layout.jobDir(job.id), 'config.yaml'), job.configYaml);
-      await writeAtomic(path.join(layout.jobDir(job.id), 'overrides.yaml'), `${job.overrides.map((o) => `- ${JSON.stringify(o)}`).join('\n')}\n`);
+      await writeState(path.join(layout.jobDir(job.id), 'config.yaml'), job.configYaml);
+      await writeState(path.join(layout.jobDir(job.id), 'overrides.yaml'), `${job.overrides.map((o) => `- ${JSON.stringify(o)}`).join('\n')}\n`);
     }
     if (await exists(layout.resultPath(job.id))) finished.add(job.id);
     else if (await exists(layout.errorPath(job.id))) previouslyFailed += 1;
@@ -141,7 +145,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
     // Content-addressed, so a manifest never changes under a queued Slurm task that still reads it.
     const text = `${JSON.stringify(manifest, null, 2)}\n`;
     const manifestPath = layout.manifestPath(createHash('sha256').update(text).digest('hex').slice(0, 12));
-    if (!(await exists(manifestPath))) await writeAtomic(manifestPath, text);
+    if (!(await exists(manifestPath))) await writeState(manifestPath, text);
     const executorJobs: ExecutorJob[] = manifest.jobs.map((job) => ({
       index: job.index, id: job.id, label: job.label,
       resultPath: layout.resultPath(job.id), errorPath: layout.errorPath(job.id), logPath: layout.logPath(job.id),
@@ -199,7 +203,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
     });
     markdown = renderMarkdown(table, { marks: marksByCell(record, comparison) });
     comparisonMarkdown = renderComparisonMarkdown(comparison);
-    await writeAtomic(layout.comparisonJsonPath, comparisonJson(comparison));
+    await writeState(layout.comparisonJsonPath, comparisonJson(comparison));
     artifacts.push(layout.comparisonJsonPath);
     const forest = await writeForestPlot(layout.forestPlotPath, forestRows(comparison, table.metrics[0]), {
       title: `${definition.name}: ${table.metrics[0] ?? ''} difference from the baseline`,
@@ -220,9 +224,9 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
   const partialNote = missing > 0 && !options.dryRun
     ? `> **Partial**: ${results.size} of ${plan.jobs.length} jobs have a result${interrupted ? ` (the sweep was stopped${typeof options.signal?.reason === 'string' ? ` by ${options.signal.reason}` : ''})` : ''}; run the same sweep command again to run the missing ones.\n\n`
     : '';
-  await writeAtomic(layout.tableMarkdownPath, `${partialNote}${markdown}\n${comparisonMarkdown !== undefined ? `${comparisonMarkdown}\n` : ''}`);
-  await writeAtomic(layout.summaryCsvPath, renderSummaryCsv(table));
-  await writeAtomic(layout.foldsCsvPath, renderFoldsCsv(table, results, errors));
+  await writeState(layout.tableMarkdownPath, `${partialNote}${markdown}\n${comparisonMarkdown !== undefined ? `${comparisonMarkdown}\n` : ''}`);
+  await writeState(layout.summaryCsvPath, renderSummaryCsv(table));
+  await writeState(layout.foldsCsvPath, renderFoldsCsv(table, results, errors));
   if (cellRuns) await options.tracking?.close(table, layout.dir, artifacts, comparison, interrupted);
 
   const failed: SweepFailure[] = outcomes
@@ -312,7 +316,7 @@ function buildRecordObject(definition: SweepDefinition, plan: SweepPlan, experim
   };
 }
 
-async function writeRecord(layout: SweepLayout, definition: SweepDefinition, plan: SweepPlan, experimentFile: string, cwd: string): Promise<void> {
+async function writeRecord(layout: SweepLayout, definition: SweepDefinition, plan: SweepPlan, experimentFile: string, cwd: string, fs?: FileSystem): Promise<void> {
   const record = buildRecordObject(definition, plan, experimentFile, cwd);
-  await writeAtomic(layout.recordPath, `${JSON.stringify(record, null, 2)}\n`);
+  await writeAtomic(layout.recordPath, `${JSON.stringify(record, null, 2)}\n`, fs);
 }

@@ -2,9 +2,10 @@
 // manifests the workers read, and one folder per job id holding its config, result, error and log. A job is
 // finished exactly when its result.json exists; every file is written atomically, so concurrent workers and
 // killed processes never leave a half-written result.
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import writeFileAtomic from 'write-file-atomic';
+import { writeFileDurably } from '../../io/disk.js';
+import type { FileSystem } from '../../io/file-system.js';
 import { z } from 'zod';
 import { ConfigError } from '../../errors.js';
 import type { JobResult } from '../job.js';
@@ -128,10 +129,9 @@ export class SweepLayout {
   }
 }
 
-/** Writes a file atomically (temp file + rename), creating its folder. */
-export async function writeAtomic(file: string, content: string): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  await writeFileAtomic(file, content);
+/** Writes a file atomically (temp file + rename) through the file-system seam, creating its folder; a full or read-only disk is a StorageError naming it. */
+export async function writeAtomic(file: string, content: string, fs?: FileSystem): Promise<void> {
+  await writeFileDurably(file, content, { ...(fs ? { fs } : {}), action: `write the sweep file ${path.basename(file)}` });
 }
 
 export async function exists(file: string): Promise<boolean> {
