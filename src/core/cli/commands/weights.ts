@@ -276,7 +276,7 @@ async function exportTrainedFold(app: CliApp, registry: Registry, source: string
     let leftOut = trained.leftOut;
     if (prescreener) {
       const file = prescreenerExportFile(out, prescreener.name);
-      await writeFile(file, writeSafetensors(prescreener.tensors, { ...m.exportMetadata(trained), 'milkit.part': 'prescreener', 'milkit.prescreener': prescreener.name }));
+      await writeFileDurably(file, writeSafetensors(prescreener.tensors, { ...m.exportMetadata(trained), 'milkit.part': 'prescreener', 'milkit.prescreener': prescreener.name }), { fs: app.services.fs });
       const shownFile = path.relative(app.cwd, file) || file;
       app.io.out(`${shownFile}: ${Object.keys(prescreener.tensors).length} tensors of the ${prescreener.name} pre-screener under its original keys; load with model.load_state_dict(safetensors.torch.load_file('${path.basename(file)}'), strict=True)`);
       leftOut = leftOut.filter((key) => !key.startsWith('prescreener.'));
