@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { ConfigError } from '../errors.js';
-import { writeFileDurably } from '../io/disk.js';
+import { storageError, writeFileDurably } from '../io/disk.js';
 import type { FileSystem } from '../io/file-system.js';
 import type { Logger } from '../logger.js';
 import type { SlideRecord } from '../../registry/contracts/data.js';
@@ -88,7 +88,8 @@ export async function lockRunFolder(outDir: string, logger: Logger, command = pr
         await release().catch(() => undefined);
       };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
+      // A folder that cannot hold the lock (read-only, full, a file in the way) is a disk error naming it.
+      if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw storageError(error, lockPath, 'lock the run folder');
       const holder = await readJsonIfAny<LockHolder>(holderPath);
       const gone = holder !== undefined && holder.host === hostname() && holder.pid !== process.pid && !isAlive(holder.pid);
       if (!gone || attempt > 0) {
