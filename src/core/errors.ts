@@ -66,6 +66,24 @@ export class BackendError extends MilkitError {
   override readonly exitCode = 7;
 }
 
+/** The signals that stop a run at its next safe point (docs/reliability.md#signals). */
+export type StopSignal = 'SIGINT' | 'SIGTERM';
+
+/** Shell convention: 128 + the signal number (SIGINT 2 → 130, SIGTERM 15 → 143). */
+export const SIGNAL_EXIT_CODES: Readonly<Record<StopSignal, number>> = { SIGINT: 130, SIGTERM: 143 };
+
+/** A run stopped by SIGINT/SIGTERM after writing what it had finished; the message says how to resume. */
+export class InterruptedError extends MilkitError {
+  override readonly exitCode: number;
+  readonly signal: StopSignal;
+
+  constructor(signal: StopSignal, message: string, options: MilkitErrorOptions = {}) {
+    super('interrupted', message, options);
+    this.signal = signal;
+    this.exitCode = SIGNAL_EXIT_CODES[signal];
+  }
+}
+
 /** Renders an error and its causes, one indented line per level (no stack unless asked). */
 export function renderError(error: unknown, withStack = false): string {
   const lines: string[] = [];

@@ -1,7 +1,7 @@
 // One sweep/CV job = one fold of one resolved config, run in whatever process an executor chose.
 // Writes `${outDir}/result.json` atomically, and only on success, so a re-run knows what is finished.
 import path from 'node:path';
-import { MilkitError } from '../errors.js';
+import { InterruptedError, MilkitError } from '../errors.js';
 import { loadExperiment } from '../config/index.js';
 import type { Services } from '../services.js';
 import { runExperiment } from './run.js';
@@ -57,7 +57,9 @@ export async function runJob(payload: JobPayload, deps: JobDeps): Promise<JobRes
       : {}),
     events: (fold) => epochProgress({ fold, stdoutIsTTY: false, logger: services.logger }),
   });
-  const outcome = result.folds[0];
+  // A stop request (the executor's SIGTERM) leaves the fold's runs KILLED and no result.json: the job runs again.
+  if (result.interrupted) throw new InterruptedError(result.interrupted, `job ${payload.id} (fold ${payload.fold}) stopped by ${result.interrupted}; it runs again when the sweep is resumed.`);
+  const outcome = result.folds.find((f) => f.fold === payload.fold);
   if (!outcome) throw new MilkitError('fold-not-found', `job ${payload.id}: the experiment has no fold ${payload.fold}.`, { hint: 'Check split.folds.' });
   if (!outcome.ok) throw new MilkitError('job-failed', `job ${payload.id} (fold ${payload.fold}) failed: ${outcome.error ?? 'unknown error'}`);
   const metrics: Record<string, number | null> = {};

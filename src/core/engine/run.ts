@@ -1,12 +1,14 @@
 // Runs an experiment: runtime, data (validated before any training), splits (persisted), then every fold
 // (its stages in order, each train → select → test; see stages.ts), each fold tracked as a child run (and each
 // stage of a multi-stage config as a child of that); a fold that fails is reported and the others finish.
-// Writes resolved config, splits, per-fold metrics and predictions, and a cross-fold summary.
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+// Writes resolved config, splits, per-fold metrics and predictions, and a cross-fold summary recomputed from every
+// finished fold of the run folder. The lifecycle (docs/reliability.md): the folder is locked while a process works
+// in it, its identity (fold count, data fingerprint) is checked before results are merged or resumed, a stop
+// request ends the fold being trained KILLED and writes what finished, and --resume skips finished folds.
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { MilkitError, renderError, StorageError } from '../errors.js';
+import { ConfigError, InterruptedError, MilkitError, renderError, StorageError, type StopSignal } from '../errors.js';
 import { makeFolder, writeFileDurably } from '../io/disk.js';
 import type { FileSystem } from '../io/file-system.js';
 import type { Logger } from '../logger.js';
@@ -28,14 +30,16 @@ import { bootstrapMetrics, summarizeFolds } from '../eval/metrics.js';
 import { cellInterval, type CellInterval } from '../stats/cell-interval.js';
 import type { FoldRecord } from '../stats/compare.js';
 import { summarizeRepeats } from '../stats/repeats.js';
-import { writePredictionsCsv } from '../eval/predictions.js';
+import { writePredictionsCsv, type PredictionRow } from '../eval/predictions.js';
 import { writeCurvePlots, type CurveFiles } from '../eval/plots.js';
 import { createTracker, flattenParams, MILKIT_TAGS, redactConfig, secretEnvExpressions, systemTags } from '../tracking/index.js';
 import YAML from 'yaml';
 import { MilModel } from './model.js';
-import type { EpochRecord, TrainEvents } from './trainer.js';
 import type { SlidePrediction } from './evaluate.js';
+import type { EpochRecord, TrainEvents } from './trainer.js';
 import { assertStages, foldMetrics, resolveStages, runFoldStages, type ResolvedStage, type StageResult, type StageTracking } from './stages.js';
+import { stopRequested } from './lifecycle.js';
+import { checkIdentity, dataFingerprint, discardResults, lockRunFolder, readJsonIfAny, writeIdentity, writeJsonAtomic } from './run-folder.js';
 
 export interface RunOptions {
   readonly resolved: ResolvedExperiment;
@@ -47,6 +51,11 @@ export interface RunOptions {
   readonly resume?: boolean;
   /** Run only these fold indices (default: all). */
   readonly folds?: readonly number[];
+  /**
+   * Discard the results already in the run folder when its recorded identity (fold count, data) differs from this
+   * run's, instead of refusing (docs/reliability.md#identity).
+   */
+  readonly force?: boolean;
   /** Progress/reporting hooks per fold. */
   readonly events?: (fold: number) => TrainEvents;
   /**
@@ -91,6 +100,10 @@ export interface ExperimentResult {
    */
   readonly pooled?: PooledIntervals;
   readonly runId?: string;
+  /** Folds of the split without a finished result (the summary covers the others); empty when complete. */
+  readonly missingFolds: readonly number[];
+  /** Set when SIGINT/SIGTERM stopped the run: what finished is written, the rest needs --resume. */
+  readonly interrupted?: StopSignal;
 }
 
 export interface PooledIntervals {
@@ -128,11 +141,46 @@ export function experimentOutDir(resolved: ResolvedExperiment, cwd: string): str
 }
 
 export async function runExperiment(options: RunOptions): Promise<ExperimentResult> {
+  const outDir = options.outDir ?? experimentOutDir(options.resolved, options.cwd);
+  await makeFolder(outDir, { ...(options.fs ? { fs: options.fs } : {}), action: 'create the output folder' });
+  // One process per run folder: a second `run`/`cv` on it refuses, naming the holder (docs/reliability.md#lock).
+  const release = await lockRunFolder(outDir, options.logger);
+  try {
+    return await runInFolder(options, outDir);
+  } finally {
+    await release();
+  }
+}
+
+/** fold-<k>/done.json: a fold's finished result, written after its tracker run ended FINISHED. */
+interface FoldDone {
+  readonly configHash: string;
+  readonly outcome: FoldOutcome;
+  readonly predictions: Array<PredictionRow & { fold: number }>;
+}
+
+/** outDir/runs.json: the experiment-level tracker run of this folder, reused by later invocations. */
+interface ExperimentRuns {
+  experiment?: { runId: string; runKey: string; status: 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED' };
+}
+
+const DONE_FILE = 'done.json';
+
+async function readFoldDone(outDir: string, fold: number, configHash: string): Promise<FoldDone | undefined> {
+  const done = await readJsonIfAny<FoldDone>(path.join(outDir, `fold-${fold}`, DONE_FILE));
+  return done?.configHash === configHash && done.outcome.ok ? done : undefined;
+}
+
+/** Range text of the fold indices, for messages: 0–4. */
+function foldRange(count: number): string {
+  return count === 1 ? '0' : `0–${count - 1}`;
+}
+
+async function runInFolder(options: RunOptions, outDir: string): Promise<ExperimentResult> {
   const { resolved, registry, logger } = options;
   const { config } = resolved;
   const runtimeSection = options.runtime?.blasThreads !== undefined ? { ...config.runtime, blasThreads: options.runtime.blasThreads } : config.runtime;
   const runtime = await initRuntime(runtimeSection, { logger });
-  const outDir = options.outDir ?? experimentOutDir(resolved, options.cwd);
   // Once this run's parent run is open, a failed write marks it FAILED before the error goes up (never left RUNNING).
   let failParentRun = async (): Promise<void> => undefined;
   const failing = async (error: unknown): Promise<never> => {
@@ -140,7 +188,6 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     throw error;
   };
   const write = (file: string, text: string): Promise<void> => writeFileDurably(file, text, { ...(options.fs ? { fs: options.fs } : {}), action: `write ${path.relative(outDir, file)}` }).catch(failing);
-  await makeFolder(outDir, { ...(options.fs ? { fs: options.fs } : {}), action: 'create the output folder' });
   // Secrets (keys like *token, *password) never reach disk or the tracker, even in the saved config.
   await write(path.join(outDir, 'config.resolved.yaml'), resolvedYamlRedacted(resolved, options.env));
 
@@ -162,6 +209,24 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   if (hierarchy) logger.info(`label hierarchy: ${hierarchy.coarseNames.map((coarse, c) => `${coarse} = {${source.classNames.filter((_, f) => hierarchy.fineToCoarse[f] === c).join(', ')}}`).join('; ')}`);
   const splitSeed = config.split.seed ?? config.seed;
   const folds = makeSplits(slides, config.split, splitSeed, { baseDir: resolved.baseDir, logger });
+  const outOfRange = (options.folds ?? []).filter((f) => !folds.some((fold) => fold.index === f));
+  if (outOfRange.length > 0) {
+    throw new ConfigError('fold-out-of-range', `--folds ${options.folds?.join(',') ?? ''}: fold ${outOfRange.join(', ')} does not exist; the split has ${folds.length} fold${folds.length === 1 ? '' : 's'} (${foldRange(folds.length)}).`, {
+      where: { file: resolved.file, key: 'split.folds' },
+      hint: `Pick fold indices in ${foldRange(folds.length)}, or change split.folds.`,
+    });
+  }
+  // Identity: results already in this folder must come from the same folds and the same data.
+  const identity = {
+    configHash: resolved.configHash,
+    folds: folds.length,
+    splitSeed,
+    data: await dataFingerprint({
+      slides, featureDim: source.featureDim, classNames: source.classNames, datasetOptions: resolved.slots.dataset.options, bases: [resolved.baseDir, options.cwd],
+    }),
+  };
+  await checkRunIdentity(options, outDir, identity);
+  await writeIdentity(outDir, identity);
   // Leakage and one-class training sets stop the run (the preflight already refused them); one-class evaluation sets
   // and a validation set equal to the test set are warned about here, where the user reads the run's log.
   checkSplitSense(folds, slides, { classNames: source.classNames, logger, ...(config.split.file !== undefined ? { file: config.split.file } : {}) });
@@ -176,31 +241,46 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   const instanceMetricName = config.eval.instanceMetric;
   const instanceMetric = instanceMetricName === null ? undefined : registry.create(await registry.resolve('metric', instanceMetricName, { file: resolved.file, key: 'eval.instanceMetric' }), { numClasses: 2 });
 
+  const selected = folds.filter((f) => options.folds === undefined || options.folds.includes(f.index));
+  // With --resume a fold whose result is on disk is not run again (nor its tracker run touched).
+  const finishedBefore = new Set<number>();
+  if (options.resume) for (const fold of selected) if (await readFoldDone(outDir, fold.index, resolved.configHash)) finishedBefore.add(fold.index);
+  const toRun = selected.filter((f) => !finishedBefore.has(f.index));
+  if (finishedBefore.size > 0) logger.info(`resume: fold${finishedBefore.size === 1 ? '' : 's'} ${[...finishedBefore].join(', ')} finished in an earlier run; not run again.`);
+
   const tracker = options.tracking?.tracker ?? (config.tracking.enabled ? await createTracker(config.tracking, { registry, logger, cwd: options.cwd, env: options.env }) : undefined);
   const experimentName = config.tracking.experimentName ?? config.name;
   const foldsOnly = options.tracking?.foldsOnly === true && options.tracking.parentRunId !== undefined;
-  const parentRunId = foldsOnly
-    ? options.tracking?.parentRunId
-    : tracker
-    ? await tracker.startRun({
-        experimentName,
-        runName: `${config.name}-${resolved.configHash.slice(0, 8)}`,
-        ...(options.tracking?.parentRunId ? { parentRunId: options.tracking.parentRunId } : {}),
-        tags: {
-          ...systemTags({ runName: `${config.name}-${resolved.configHash.slice(0, 8)}`, cwd: options.cwd, ...(resolved.overrides.length ? { note: `overrides: ${resolved.overrides.join(' ')}` } : {}) }),
-          ...runtimeTags(runtime),
-          'milkit.configHash': resolved.configHash,
-          'milkit.run_key': resolved.configHash,
-          'milkit.level': 'experiment',
-        },
-      })
-    : undefined;
-  if (tracker && parentRunId && !foldsOnly) {
-    failParentRun = async () => {
-      await tracker.setTags(parentRunId, { 'milkit.error.code': 'storage' });
-      await tracker.endRun(parentRunId, 'FAILED');
-      await tracker.flush();
-    };
+  // The experiment run of this folder is recorded in runs.json and reused by every later invocation, so resuming
+  // or refreshing folds never adds a second parent run; nothing to run and a finished parent: left as it is.
+  const runsFile = path.join(outDir, 'runs.json');
+  const recordedRuns: ExperimentRuns = (await readJsonIfAny<ExperimentRuns>(runsFile)) ?? {};
+  const recordedParent = recordedRuns.experiment?.runKey === resolved.configHash ? recordedRuns.experiment : undefined;
+  const parentUntouched = recordedParent?.status === 'FINISHED' && toRun.length === 0;
+  let parentRunId: string | undefined;
+  if (foldsOnly) parentRunId = options.tracking?.parentRunId;
+  else if (tracker && recordedParent) {
+    parentRunId = recordedParent.runId;
+    if (!parentUntouched) {
+      await tracker.reopenRun?.(parentRunId);
+      recordedRuns.experiment = { ...recordedParent, status: 'RUNNING' };
+      await writeJsonAtomic(runsFile, recordedRuns, options.fs).catch(failing);
+    }
+  } else if (tracker) {
+    parentRunId = await tracker.startRun({
+      experimentName,
+      runName: `${config.name}-${resolved.configHash.slice(0, 8)}`,
+      ...(options.tracking?.parentRunId ? { parentRunId: options.tracking.parentRunId } : {}),
+      tags: {
+        ...systemTags({ runName: `${config.name}-${resolved.configHash.slice(0, 8)}`, cwd: options.cwd, ...(resolved.overrides.length ? { note: `overrides: ${resolved.overrides.join(' ')}` } : {}) }),
+        ...runtimeTags(runtime),
+        'milkit.configHash': resolved.configHash,
+        'milkit.run_key': resolved.configHash,
+        'milkit.level': 'experiment',
+      },
+    });
+    recordedRuns.experiment = { runId: parentRunId, runKey: resolved.configHash, status: 'RUNNING' };
+    await writeJsonAtomic(runsFile, recordedRuns, options.fs).catch(failing);
     const { params, oversized } = flattenParams(config);
     await tracker.logParams(parentRunId, params);
     if (Object.keys(oversized).length > 0) {
@@ -211,29 +291,56 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     await tracker.logArtifact(parentRunId, path.join(outDir, 'config.resolved.yaml'));
     await tracker.logArtifact(parentRunId, splitsDir, 'splits');
   }
+  if (tracker && parentRunId && !foldsOnly) {
+    const openParent = parentRunId;
+    failParentRun = async () => {
+      await tracker.setTags(openParent, { 'milkit.error.code': 'storage' });
+      await tracker.endRun(openParent, 'FAILED');
+      await writeJsonAtomic(runsFile, { experiment: { runId: openParent, runKey: resolved.configHash, status: 'FAILED' } } satisfies ExperimentRuns, options.fs).catch(() => undefined);
+      await tracker.flush();
+    };
+  }
 
   // Stage problems fail before any fold trains (the preflight runs the same checks earlier).
   const stages = await resolveStages(resolved, registry);
   assertStages(resolved, stages, registry);
   const slideById = new Map(slides.map((s) => [s.slideId, s]));
   const pick = (ids: readonly string[]): SlideRecord[] => ids.map((id) => slideById.get(id)).filter((s): s is SlideRecord => s !== undefined);
-  const selected = folds.filter((f) => options.folds === undefined || options.folds.includes(f.index));
   const outcomes: FoldOutcome[] = [];
-  const allPredictions: Array<SlidePrediction & { fold: number }> = [];
-  for (const fold of selected) {
+  let interrupted: StopSignal | undefined;
+  for (const fold of toRun) {
+    interrupted = stopRequested();
+    if (interrupted) break;
     const outcome = await runOneFold({
-      ...options, fold, pick, source, numClasses, hierarchy, metrics, instanceMetric, outDir, tracker, parentRunId, experimentName, allPredictions, stages,
-    }).catch((error: unknown): FoldOutcome => {
+      ...options, fold, pick, source, numClasses, hierarchy, metrics, instanceMetric, outDir, tracker, parentRunId, experimentName, stages,
+    }).catch((error: unknown): FoldOutcome | StopSignal => {
+      if (error instanceof InterruptedError) return error.signal;
       // A full or read-only disk fails every later fold too: stop here (the parent run is marked FAILED below).
       if (error instanceof StorageError) throw error;
       logger.error(`fold ${fold.index} failed:\n${renderError(error, false)}`);
       return { fold: fold.index, ok: false, error: error instanceof MilkitError ? error.render() : String(error), metrics: {} };
     }).catch(failing);
+    if (typeof outcome === 'string') {
+      interrupted = outcome;
+      break;
+    }
     outcomes.push(outcome);
   }
   if (!options.sources) await source.close?.();
 
-  const succeeded = outcomes.filter((o) => o.ok);
+  // Results keyed by fold: the summary is recomputed from every finished fold on disk (earlier invocations' and
+  // this one's), so a fold subset or a resume adds or refreshes folds and never drops the others.
+  const failedNow = new Map(outcomes.filter((o) => !o.ok).map((o) => [o.fold, o]));
+  const finished: FoldDone[] = [];
+  for (const fold of folds) {
+    if (failedNow.has(fold.index)) continue;
+    const done = await readFoldDone(outDir, fold.index, resolved.configHash);
+    if (done) finished.push(done);
+  }
+  const succeeded = finished.map((d) => d.outcome);
+  const allOutcomes = [...succeeded, ...failedNow.values()].sort((a, b) => a.fold - b.fold);
+  const allPredictions = finished.flatMap((d) => d.predictions);
+  const missingFolds = folds.map((f) => f.index).filter((index) => !succeeded.some((o) => o.fold === index));
   const foldValues = succeeded.map((o) => ({ ...o.metrics, ...(o.instanceAuc ? { instance_auc: o.instanceAuc } : {}) }));
   // With repeated CV the ± is the spread of the per-repeat means (as MHIM-MIL reports it); over all folds it would mix
   // fold-to-fold and repeat-to-repeat variance.
@@ -241,6 +348,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   const repeated = new Set(succeeded.map((o) => repeatOf.get(o.fold) ?? 0)).size > 1;
   const summary: ExperimentResult['summary'] = repeated ? summarizeByRepeat(succeeded, foldValues, repeatOf) : summarizeFolds(foldValues);
   const stdMeaning = repeated ? 'sample standard deviation (ddof=1) of the per-repeat means' : 'sample standard deviation (ddof=1)';
+  const partial = missingFolds.length > 0;
   await writePredictionsCsv(path.join(outDir, 'predictions.csv'), allPredictions, source.classNames, options.fs, hierarchy?.coarseNames).catch(failing);
   // Two-level labels: confusion matrices and per-class scores of both levels, pooled over folds and per fold.
   const hierarchyFile = path.join(outDir, 'hierarchy.json');
@@ -273,15 +381,19 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
       };
     });
     // Planned folds that failed are null, so the report can say the pool is incomplete.
-    const planned = selected.map((f) => records.find((r) => r.index === f.index) ?? null);
+    const planned = folds.map((f) => records.find((r) => r.index === f.index) ?? null);
     const root = new Rng(stream);
     pooled = {
       resamples: config.eval.bootstrap, level: 0.95, stream,
       metrics: Object.fromEntries(metrics.map(({ name, metric }) => [name, cellInterval(planned, metric, { resamples: config.eval.bootstrap, rng: root.fork(name) })])),
     };
   }
-  await write(path.join(outDir, 'summary.json'), JSON.stringify({ folds: outcomes, summary, std: stdMeaning, ...(pooled ? { pooled } : {}) }, null, 2));
-  if (tracker && parentRunId && !foldsOnly) {
+  await write(path.join(outDir, 'summary.json'), JSON.stringify({
+    folds: allOutcomes, summary, std: stdMeaning, ...(pooled ? { pooled } : {}),
+    // A summary over some folds only says so: which are missing and, after a signal, how to finish them.
+    ...(partial ? { partial: true, missingFolds, ...(interrupted ? { interrupted } : {}) } : {}),
+  }, null, 2));
+  if (tracker && parentRunId && !foldsOnly && !parentUntouched) {
     const now = Date.now();
     const points = Object.entries(summary).flatMap(([key, s]) => [
       ...(s.mean !== null ? [{ key: `test/${key}_mean`, value: s.mean, step: 0, timestamp: now }] : []),
@@ -301,10 +413,47 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     if (plots.roc.length > 0) await tracker.logArtifact(parentRunId, path.join(outDir, 'plots'), 'plots');
     if (config.eval.bootstrap > 0) await tracker.logArtifact(parentRunId, bootstrapFile);
     if (hierarchy) await tracker.logArtifact(parentRunId, hierarchyFile);
-    await tracker.endRun(parentRunId, succeeded.length === outcomes.length ? 'FINISHED' : 'FAILED');
+    // KILLED: stopped by a signal (resumable); FAILED: a fold of this invocation failed; FINISHED otherwise.
+    const status = interrupted ? 'KILLED' : failedNow.size > 0 ? 'FAILED' : 'FINISHED';
+    if (interrupted) await tracker.setTags(parentRunId, { 'milkit.interrupted': interrupted });
+    await tracker.endRun(parentRunId, status);
+    recordedRuns.experiment = { runId: parentRunId, runKey: resolved.configHash, status };
+    await writeJsonAtomic(runsFile, recordedRuns, options.fs).catch(failing);
   }
   await tracker?.flush();
-  return { outDir, runtime, folds: outcomes, summary, ...(pooled ? { pooled } : {}), ...(parentRunId ? { runId: parentRunId } : {}) };
+  return {
+    outDir, runtime, folds: allOutcomes, summary, missingFolds, ...(pooled ? { pooled } : {}), ...(parentRunId ? { runId: parentRunId } : {}), ...(interrupted ? { interrupted } : {}),
+  };
+}
+
+/**
+ * Refuses results that would mix: a folder recorded with another fold count, or (with --resume or a fold subset)
+ * other data. A full run without --resume over changed data starts the folder afresh; --force always does.
+ */
+async function checkRunIdentity(options: RunOptions, outDir: string, identity: Parameters<typeof checkIdentity>[1]): Promise<void> {
+  const check = await checkIdentity(outDir, identity);
+  if (!check.recorded || (!check.folds && check.dataChanges.length === 0)) return;
+  const command = options.resume ? '--resume' : options.folds !== undefined ? `--folds ${options.folds.join(',')}` : undefined;
+  if (options.force) {
+    options.logger.warn(`${outDir}: ${check.folds ? `recorded with ${check.folds.before} folds, this run has ${check.folds.now}` : 'the data changed'}; --force discards the results there and starts afresh.`);
+    await discardResults(outDir);
+    return;
+  }
+  if (check.folds) {
+    throw new ConfigError('run-folds-changed', `${outDir} holds a run with ${check.folds.before} folds; this run has ${check.folds.now}. Merging them would mix two splits.`, {
+      where: { file: options.resolved.file, key: 'split.folds' },
+      hint: 'Give this run another output.dir or name, or pass --force to discard the results in that folder.',
+    });
+  }
+  if (command === undefined) {
+    options.logger.warn(`${outDir}: the data changed since the results there were computed (${check.dataChanges[0] ?? ''}); every fold runs afresh.`);
+    await discardResults(outDir);
+    return;
+  }
+  throw new ConfigError('run-data-changed', `${command}: the data changed since ${outDir} was computed:\n  ${check.dataChanges.join('\n  ')}`, {
+    where: { file: options.resolved.file, key: 'data.dataset' },
+    hint: 'To start afresh with the new data, run again without --resume (all folds) or add --force; to keep the old results, restore the data or use another output.dir.',
+  });
 }
 
 interface FoldJob extends RunOptions {
@@ -319,7 +468,6 @@ interface FoldJob extends RunOptions {
   readonly tracker: Tracker | undefined;
   readonly parentRunId: string | undefined;
   readonly experimentName: string;
-  readonly allPredictions: Array<SlidePrediction & { fold: number }>;
   readonly stages: readonly ResolvedStage[];
 }
 
@@ -331,7 +479,10 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
   const foldRng = new Rng(config.seed).fork(`fold-${fold.index}`);
   // Run ids of the fold and its stages are kept beside the checkpoints, so a resumed fold logs into the same runs.
   const runsFile = path.join(foldDir, 'runs.json');
-  const knownRuns: FoldRuns = job.resume && existsSync(runsFile) ? (JSON.parse(await readFile(runsFile, 'utf8')) as FoldRuns) : { stages: {} };
+  // A fold that runs again loses its old result until it finishes; the summary then has it as missing, not stale.
+  await rm(path.join(foldDir, DONE_FILE), { force: true });
+  const recorded = await readJsonIfAny<FoldRuns>(runsFile);
+  const knownRuns: FoldRuns = job.resume && recorded ? recorded : { stages: {} };
   const saveRuns = (): Promise<void> => writeFileDurably(runsFile, JSON.stringify(knownRuns, null, 2), job.fs ? { fs: job.fs } : {});
   const foldRunKey = `${resolved.configHash}:${fold.index}`;
   // With split.repeats > 1 the fold index runs over repeats (repeat · folds + fold): the tags let MLflow filter and group by repeat.
@@ -340,7 +491,10 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
     [MILKIT_TAGS.foldInRepeat]: String(fold.index - fold.repeat * config.split.folds),
   };
   let runId: string | undefined;
+  // The stage run being trained, so a stop request can close it KILLED.
+  let currentStageRunId: string | undefined;
   if (tracker) {
+    // A resumed fold continues in its recorded run (RUNNING after kill -9, KILLED after a signal), reopened.
     runId = knownRuns.fold?.runKey === foldRunKey ? knownRuns.fold.runId : await tracker.startRun({
       experimentName: job.experimentName,
       runName: `fold-${fold.index}`,
@@ -348,9 +502,12 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
       tags: { 'milkit.fold': String(fold.index), ...repeatTags, 'milkit.run_key': foldRunKey, 'milkit.level': 'fold' },
     });
     if (knownRuns.fold?.runId !== runId) {
+      // Refreshed without --resume: the earlier run of this fold stays, marked as replaced (filter on this tag).
+      const previous = recorded?.fold?.runId;
+      if (previous !== undefined && previous !== runId) await tracker.setTags(previous, { 'milkit.superseded_by': runId });
       knownRuns.fold = { runId, runKey: foldRunKey };
       knownRuns.stages = {};
-    } else await tracker.reopenRun?.(runId); // a resumed fold continues in its run, RUNNING again
+    } else await tracker.reopenRun?.(runId);
     const openRunId = runId;
     await saveRuns().catch(async (error: unknown) => {
       await tracker.endRun(openRunId, 'FAILED').catch(() => undefined);
@@ -380,9 +537,10 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
         const known = knownRuns.stages[stage.name];
         if (known?.runKey === stageKey) {
           await tracker.reopenRun?.(known.runId);
+          currentStageRunId = known.runId;
           return known.runId;
         }
-        const stageRunId = await tracker.startRun({
+        const stageRunId = currentStageRunId = await tracker.startRun({
           experimentName: job.experimentName,
           runName: `fold-${fold.index}/${stage.name}`,
           parentRunId: runId,
@@ -408,6 +566,7 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
           { key: 'best_epoch', value: result.bestEpoch, step: result.bestEpoch, timestamp: now },
         ]);
         await tracker.endRun(stageRunId, 'FINISHED');
+        currentStageRunId = undefined;
       },
     };
     const results = await runFoldStages({
@@ -427,7 +586,6 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
     const instanceAuc = [...results].reverse().find((r) => r.test.instanceAuc !== undefined)?.test.instanceAuc;
     const metrics = foldMetrics(results);
     const predictions = last.test.predictions.map((p) => ({ slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: p.prediction, ...(p.coarse ? { coarse: p.coarse } : {}), fold: fold.index }));
-    job.allPredictions.push(...predictions);
     await writePredictionsCsv(path.join(foldDir, 'predictions.csv'), predictions, source.classNames, job.fs, hierarchy?.coarseNames);
     const outcome: FoldOutcome = {
       fold: fold.index, ok: true, metrics, bestEpoch: last.bestEpoch, epochsRun: last.epochsRun,
@@ -448,11 +606,22 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
       await tracker.logArtifact(runId, path.join(foldDir, 'metrics.json'));
       await tracker.endRun(runId, 'FINISHED');
     }
+    // Last: a fold counts as finished only once its tracker run is closed, so a resume never skips a RUNNING run.
+    await writeJsonAtomic(path.join(foldDir, DONE_FILE), { configHash: resolved.configHash, outcome, predictions } satisfies FoldDone, job.fs);
     return outcome;
   } catch (error) {
     if (tracker && runId) {
-      await tracker.setTags(runId, { 'milkit.error.code': error instanceof MilkitError ? error.code : 'internal' });
-      await tracker.endRun(runId, 'FAILED');
+      if (error instanceof InterruptedError) {
+        // Stopped by a signal: KILLED with an end time; --resume reopens these runs and continues in them.
+        for (const id of [currentStageRunId, runId]) {
+          if (id === undefined) continue;
+          await tracker.setTags(id, { 'milkit.interrupted': error.signal });
+          await tracker.endRun(id, 'KILLED');
+        }
+      } else {
+        await tracker.setTags(runId, { 'milkit.error.code': error instanceof MilkitError ? error.code : 'internal' });
+        await tracker.endRun(runId, 'FAILED');
+      }
     }
     throw error;
   } finally {

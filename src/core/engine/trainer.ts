@@ -23,6 +23,7 @@ import { epochOrder } from './sampling.js';
 import { assignVariables, loadCheckpoint, recordToTensor, saveCheckpoint } from './checkpoint.js';
 import { evaluate, type EvaluationResult } from './evaluate.js';
 import type { MilModel } from './model.js';
+import { stopRequested, throwIfStopped } from './lifecycle.js';
 
 export interface EpochRecord {
   readonly epoch: number;
@@ -129,41 +130,51 @@ export async function trainFold(options: TrainFoldOptions): Promise<TrainFoldRes
   }
 
   let stoppedEarly = stopper.stopped;
-  for (let epoch = startEpoch; epoch < section.epochs && !stoppedEarly; epoch += 1) {
-    options.events?.onEpochStart?.(epoch, section.epochs);
-    const lr = learningRateAt(section, epoch);
-    const epochRng = epochStream(epoch);
-    const trainMetrics = await trainEpoch(options, params, optimizer, epoch, lr, epochRng);
-    const val = options.val.length > 0
-      ? await evaluate({ model, source, slides: options.val, numClasses, metrics: options.metrics, rng: epochRng.fork('val'), views: model.capabilities.needsViews, schedule: { epoch, totalEpochs: section.epochs } })
-      : undefined;
-    const metrics: Record<string, number | null> = { ...trainMetrics, ...(val ? validationMetrics(val) : {}) };
-    const monitored = metrics[section.earlyStopping.monitor];
-    const decision = stopper.update(epoch, monitored ?? Number.NaN);
-    stoppedEarly = decision.stop;
-    const record: EpochRecord = { epoch, lr, metrics, improved: decision.improved };
-    history.push(record);
-    if (decision.improved) await saveModel(bestFile, allTensors, undefined, { epoch, configHash: options.configHash, fold: options.fold });
-    const strategyState = options.strategy?.state?.();
-    await saveModel(lastFile, allTensors, optimizer, {
-      epoch, configHash: options.configHash, fold: options.fold, earlyStopping: stopper.state(), history, ...(strategyState !== undefined ? { strategyState } : {}),
-    });
-    await options.events?.onEpochEnd?.(record);
+  try {
+    return await trainEpochs();
+  } finally {
+    optimizer.dispose();
   }
 
-  // Restore the selected epoch's weights for testing. With `select: last`, without a validation set, or when
-  // no epoch was eligible/finite under the rule, the last epoch's weights are kept (the latter is said).
-  const selectLast = section.earlyStopping.select === 'last';
-  const selected = options.val.length > 0 && !selectLast ? stopper.bestEpoch : null;
-  if (selected !== null) {
-    const best = await loadCheckpoint(bestFile);
-    if (best) assignVariables(allTensors, best.tensors, MODEL_PREFIX, bestFile);
-  } else if (options.val.length > 0 && !selectLast) {
-    logger.warn(`${label}: no epoch qualified under train.earlyStopping (${section.earlyStopping.monitor}); testing the last epoch's weights.`);
+  // Its own function so that the optimizer is disposed however training ends (a stop request throws).
+  async function trainEpochs(): Promise<TrainFoldResult> {
+    for (let epoch = startEpoch; epoch < section.epochs && !stoppedEarly; epoch += 1) {
+      // A stop request (SIGINT/SIGTERM) ends training here or between steps; last.ckpt holds the last whole epoch.
+      throwIfStopped(`before ${label} epoch ${epoch + 1}`);
+      options.events?.onEpochStart?.(epoch, section.epochs);
+      const lr = learningRateAt(section, epoch);
+      const epochRng = epochStream(epoch);
+      const trainMetrics = await trainEpoch(options, params, optimizer, epoch, lr, epochRng);
+      const val = options.val.length > 0
+        ? await evaluate({ model, source, slides: options.val, numClasses, metrics: options.metrics, rng: epochRng.fork('val'), views: model.capabilities.needsViews, schedule: { epoch, totalEpochs: section.epochs } })
+        : undefined;
+      const metrics: Record<string, number | null> = { ...trainMetrics, ...(val ? validationMetrics(val) : {}) };
+      const monitored = metrics[section.earlyStopping.monitor];
+      const decision = stopper.update(epoch, monitored ?? Number.NaN);
+      stoppedEarly = decision.stop;
+      const record: EpochRecord = { epoch, lr, metrics, improved: decision.improved };
+      history.push(record);
+      if (decision.improved) await saveModel(bestFile, allTensors, undefined, { epoch, configHash: options.configHash, fold: options.fold });
+      const strategyState = options.strategy?.state?.();
+      await saveModel(lastFile, allTensors, optimizer, {
+        epoch, configHash: options.configHash, fold: options.fold, earlyStopping: stopper.state(), history, ...(strategyState !== undefined ? { strategyState } : {}),
+      });
+      await options.events?.onEpochEnd?.(record);
+    }
+
+    // Restore the selected epoch's weights for testing. With `select: last`, without a validation set, or when
+    // no epoch was eligible/finite under the rule, the last epoch's weights are kept (the latter is said).
+    const selectLast = section.earlyStopping.select === 'last';
+    const selected = options.val.length > 0 && !selectLast ? stopper.bestEpoch : null;
+    if (selected !== null) {
+      const best = await loadCheckpoint(bestFile);
+      if (best) assignVariables(allTensors, best.tensors, MODEL_PREFIX, bestFile);
+    } else if (options.val.length > 0 && !selectLast) {
+      logger.warn(`${label}: no epoch qualified under train.earlyStopping (${section.earlyStopping.monitor}); testing the last epoch's weights.`);
+    }
+    const bestEpoch = selected ?? history.length - 1;
+    return { history, bestEpoch, epochsRun: history.length, stoppedEarly, ...(resumedFromEpoch !== undefined ? { resumedFromEpoch } : {}) };
   }
-  optimizer.dispose();
-  const bestEpoch = selected ?? history.length - 1;
-  return { history, bestEpoch, epochsRun: history.length, stoppedEarly, ...(resumedFromEpoch !== undefined ? { resumedFromEpoch } : {}) };
 }
 
 function validationMetrics(val: EvaluationResult): Record<string, number | null> {
@@ -197,6 +208,11 @@ async function trainEpoch(
   let pendingCount = 0;
   const stepMetricSums = new Map<string, number>();
   for (let step = 0; step < numSteps; step += 1) {
+    // Between steps nothing is pending but this epoch's partial sums, which a resume recomputes from last.ckpt.
+    if (step > 0 && stopRequested()) {
+      tf.dispose([...termSums.values(), ...(pending ?? [])]);
+      throwIfStopped(`during ${options.label ?? `fold ${options.fold}`} epoch ${epoch + 1} (step ${step} of ${numSteps})`);
+    }
     const members: Array<{ readonly slide: SlideRecord; readonly loaded: Bag; readonly bag: Bag; readonly info: StrategyStep }> = [];
     for (let position = step * bagsPerStep; position < Math.min((step + 1) * bagsPerStep, order.length); position += 1) {
       const slide = options.train[order[position] as number] as SlideRecord;

@@ -208,6 +208,24 @@ export class MirroredTracker implements Tracker {
     void this.refreshState(runId, run);
   }
 
+  /**
+   * A resumed fold's or experiment's run, RUNNING again in the local store (the record `--resume` continues in).
+   * A run this process mirrors is reopened on the server too; one from an earlier process reaches the server with
+   * its final state through the next sync, as every run the mirror did not start does.
+   */
+  async reopenRun(runId: string): Promise<void> {
+    await this.beforeLocalWrite(runId);
+    await this.local.reopenRun?.(runId);
+    const run = this.runs.get(runId);
+    if (!run) {
+      // Changed after its last sync: `milkit mlflow sync` (or the next run's flush) must send it again.
+      await this.local.setTags(runId, { [SYNC_TAGS.state]: 'unsynced' });
+      return;
+    }
+    run.ended = false;
+    this.enqueue(runId, 'reopen run', (remote, remoteId) => remote.reopenRun?.(remoteId) ?? Promise.resolve());
+  }
+
   async flush(): Promise<void> {
     await this.local.flush();
     if (!this.remote) return;

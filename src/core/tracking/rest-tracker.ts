@@ -170,6 +170,11 @@ export class MlflowRestTracker implements Tracker {
     await this.client.updateRun(runId, { status, endTime: endTime ?? this.now() });
   }
 
+  /** RUNNING again; MLflow's update API cannot clear an end time, the next endRun sets a new one. */
+  async reopenRun(runId: string): Promise<void> {
+    await this.client.updateRun(runId, { status: 'RUNNING' });
+  }
+
   async flush(): Promise<void> {
     // Every call above completes before it returns; nothing is buffered.
   }

@@ -7,7 +7,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import type { Command } from 'commander';
-import { ConfigError } from '../../errors.js';
+import { ConfigError, InterruptedError } from '../../errors.js';
+import { clearStopRequest, installSignalHandlers, stopRequested } from '../../engine/lifecycle.js';
 import type { ResolvedExperiment } from '../../config/index.js';
 import type { Registry } from '../../../registry/registry.js';
 import type { SweepTracking } from '../../engine/sweep/tracking.js';
@@ -234,7 +235,7 @@ export function register(program: Command, app: CliApp): void {
           });
           return sweepTracking.open(plan, stateDir, sweepName);
         },
-        close: async (table, stateDir, artifacts, comparison) => sweepTracking?.close(table, stateDir, artifacts, comparison),
+        close: async (table, stateDir, artifacts, comparison, interrupted) => sweepTracking?.close(table, stateDir, artifacts, comparison, interrupted),
       };
       // Every cell is checked before the state folder is written, any MLflow run opened or any job launched;
       // the state folder is named by --dir, the flag that moves it.
@@ -248,12 +249,14 @@ export function register(program: Command, app: CliApp): void {
         await m.preflight(jobs, { registry, fs: app.services.fs });
       };
       const controller = new AbortController();
-      // First Ctrl-C: stop launching, let the table of finished jobs be written; a second one exits at once.
-      const onInterrupt = (): void => {
-        logger.warn('interrupted: no new jobs start; finished results are kept (run the same command to resume).');
-        controller.abort();
-      };
-      process.once('SIGINT', onInterrupt);
+      // First Ctrl-C/SIGTERM: stop launching, workers are signalled (their fold runs end KILLED) and reaped, the table
+      // of finished jobs is written marked partial; a second signal exits at once (docs/reliability.md#signals).
+      clearStopRequest();
+      const removeHandlers = installSignalHandlers({
+        logger,
+        firstMessage: (signal) => `${signal}: no new jobs start, running workers are stopped; finished results are kept (run the same command to resume).`,
+        onFirst: (signal) => controller.abort(signal),
+      });
       try {
         const report = await m.runSweep({
           definition,
@@ -283,10 +286,16 @@ export function register(program: Command, app: CliApp): void {
         app.io.out(`${report.cells} cells, ${report.jobs} jobs: ${report.alreadyDone} already finished, ${report.succeeded} finished now, ${report.failed.length} failed, ${report.busy} running elsewhere, ${report.missing} without a result.`);
         app.io.out(`table: ${path.join(report.stateDir, 'table.md')} · ${path.join(report.stateDir, 'summary.csv')} · per fold: ${path.join(report.stateDir, 'folds.csv')}`);
         for (const failure of report.failed) app.io.err(`failed: ${failure.label} [${failure.id}]: ${failure.error.split('\n')[0] ?? ''}`);
+        const stoppedBy = stopRequested();
+        if (stoppedBy && !flags.dryRun) {
+          throw new InterruptedError(stoppedBy, `sweep stopped by ${stoppedBy}: ${report.jobs - report.missing} of ${report.jobs} jobs have a result; table.md is marked partial.`, {
+            hint: 'Run the same sweep command again to run the missing jobs (finished ones are kept).',
+          });
+        }
         if (!flags.dryRun && report.missing > 0) process.exitCode = 1;
       } finally {
         progress.stop();
-        process.removeListener('SIGINT', onInterrupt);
+        removeHandlers();
       }
     });
 }

@@ -4,7 +4,8 @@
 // executor's long-lived workers), writing a report line per job to stderr.
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
-import { ConfigError } from '../../errors.js';
+import { ConfigError, SIGNAL_EXIT_CODES } from '../../errors.js';
+import { clearStopRequest, installSignalHandlers, stopRequested } from '../../engine/lifecycle.js';
 import { loadActionCode, type CliApp } from '../app.js';
 
 function parseCount(value: string, flag: string): number {
@@ -42,6 +43,15 @@ export function register(program: Command, app: CliApp): void {
         return runJob(payload, { services: app.services, env: app.env, sources });
       };
       const deps = { runJob: runAny, logger: app.logger };
+      // The executor stops a worker with SIGTERM (Ctrl-C reaches it as SIGINT): the job stops at a safe point,
+      // its fold runs end KILLED, it leaves no result (so a resumed sweep runs it again), and the worker exits.
+      clearStopRequest();
+      const removeHandlers = installSignalHandlers({ logger: app.logger, firstMessage: (signal) => `${signal}: stopping the current job at its next safe point.` });
+      const exitAsStopped = (): void => {
+        removeHandlers();
+        const signal = stopRequested();
+        if (signal) process.exitCode = SIGNAL_EXIT_CODES[signal];
+      };
       if (opts.serve) {
         if (opts.index !== undefined) throw new ConfigError('worker-serve-with-index', '--serve reads job indices from stdin; do not pass --index as well.', { hint: 'Drop --index, or drop --serve to run one job.' });
         const requests = createInterface({ input: process.stdin, crlfDelay: Infinity });
@@ -51,6 +61,7 @@ export function register(program: Command, app: CliApp): void {
           requests.close();
           process.stdin.destroy();
           await sources.close();
+          exitAsStopped();
         }
         return;
       }
@@ -59,7 +70,10 @@ export function register(program: Command, app: CliApp): void {
         throw new ConfigError('worker-missing-index', 'no job index: pass --index, or run as a Slurm array task (SLURM_ARRAY_TASK_ID), or use --serve.', { hint: 'Example: milkit worker --manifest M --index 0.' });
       }
       const index = parseCount(indexText, '--index');
-      const outcome = await runWorker({ manifestPath: opts.manifest, index, ...threads }, deps).finally(() => sources.close());
+      const outcome = await runWorker({ manifestPath: opts.manifest, index, ...threads }, deps).finally(async () => {
+        await sources.close();
+        exitAsStopped();
+      });
       if (outcome.status === 'busy') process.exitCode = WORKER_EXIT_BUSY;
     });
 }

@@ -83,6 +83,8 @@ export interface SweepReport {
   readonly busy: number;
   /** Jobs still without a result at the end. */
   readonly missing: number;
+  /** The signal stopped the sweep (table.md is marked partial when jobs are missing). */
+  readonly interrupted?: boolean;
   readonly table: SweepTable;
   /** The result table (with ▲/▼/≈ marks when rows are compared). */
   readonly markdown: string;
@@ -221,10 +223,16 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
   } else {
     markdown = `${renderMarkdown(table)}${intervalMarkdown ? `\n${intervalMarkdown}` : ''}`;
   }
-  await writeState(layout.tableMarkdownPath, `${markdown}\n${comparisonMarkdown !== undefined ? `${comparisonMarkdown}\n` : ''}`);
+  // A table over some jobs only says so at the top, with why (a signal, failures) and how to complete it.
+  const missing = plan.jobs.length - results.size;
+  const interrupted = options.signal?.aborted === true && !options.dryRun;
+  const partialNote = missing > 0 && !options.dryRun
+    ? `> **Partial**: ${results.size} of ${plan.jobs.length} jobs have a result${interrupted ? ` (the sweep was stopped${typeof options.signal?.reason === 'string' ? ` by ${options.signal.reason}` : ''})` : ''}; run the same sweep command again to run the missing ones.\n\n`
+    : '';
+  await writeState(layout.tableMarkdownPath, `${partialNote}${markdown}\n${comparisonMarkdown !== undefined ? `${comparisonMarkdown}\n` : ''}`);
   await writeState(layout.summaryCsvPath, renderSummaryCsv(table));
   await writeState(layout.foldsCsvPath, renderFoldsCsv(table, results, errors));
-  if (cellRuns) await options.tracking?.close(table, layout.dir, artifacts, comparison);
+  if (cellRuns) await options.tracking?.close(table, layout.dir, artifacts, comparison, interrupted);
 
   const failed: SweepFailure[] = outcomes
     .filter((o) => o.status === 'failed')
@@ -238,7 +246,8 @@ export async function runSweep(options: SweepOptions): Promise<SweepReport> {
     succeeded: outcomes.filter((o) => o.status === 'succeeded').length,
     failed,
     busy: outcomes.filter((o) => o.status === 'busy').length,
-    missing: plan.jobs.length - results.size,
+    missing,
+    ...(interrupted ? { interrupted: true } : {}),
     table,
     markdown,
     ...(comparison ? { comparison } : {}),

@@ -19,7 +19,8 @@ export interface SweepTracking {
   /** Returns the run each cell's fold runs nest under, by cell index. */
   open(plan: SweepPlan, stateDir: string, sweepName: string): Promise<ReadonlyMap<number, string>>;
   /** Logs the cells' summaries, the comparison with the baseline (when there is one) and the table artifacts. */
-  close(table: SweepTable, stateDir: string, artifacts: readonly string[], comparison?: ComparisonResult): Promise<void>;
+  /** `interrupted`: stopped by a signal, so unfinished cells and the sweep run end KILLED rather than FAILED. */
+  close(table: SweepTable, stateDir: string, artifacts: readonly string[], comparison?: ComparisonResult, interrupted?: boolean): Promise<void>;
 }
 
 interface TrackingFile {
@@ -97,7 +98,7 @@ export function createSweepTracking(options: SweepTrackingOptions): SweepTrackin
       await tracker.flush();
       return byCell;
     },
-    async close(table, _stateDir, artifacts, comparison) {
+    async close(table, _stateDir, artifacts, comparison, interrupted) {
       if (!state || !plan) return;
       const now = Date.now();
       let allDone = true;
@@ -112,7 +113,7 @@ export function createSweepTracking(options: SweepTrackingOptions): SweepTrackin
         if (points.length) await tracker.logMetrics(runId, points);
         const complete = summary.done === summary.cell.folds;
         allDone &&= complete;
-        await tracker.endRun(runId, complete ? 'FINISHED' : 'FAILED');
+        await tracker.endRun(runId, complete ? 'FINISHED' : interrupted ? 'KILLED' : 'FAILED');
       }
       if (comparison) {
         const baselines = [...new Set(comparison.rows.filter((r) => r.isBaseline).map((r) => r.label))];
@@ -128,7 +129,7 @@ export function createSweepTracking(options: SweepTrackingOptions): SweepTrackin
         if (sweepPoints.length) await tracker.logMetrics(state.sweepRunId, sweepPoints);
       }
       for (const artifact of artifacts) await tracker.logArtifact(state.sweepRunId, artifact);
-      await tracker.endRun(state.sweepRunId, allDone ? 'FINISHED' : 'FAILED');
+      await tracker.endRun(state.sweepRunId, allDone ? 'FINISHED' : interrupted ? 'KILLED' : 'FAILED');
       await tracker.flush();
     },
   };
