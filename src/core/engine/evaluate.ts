@@ -11,6 +11,7 @@ import { computeMetrics } from '../eval/metrics.js';
 import { coarseProbabilities } from '../data/labels.js';
 import { levelReport, perClassMetrics } from '../eval/levels.js';
 import type { LossSchedule, MilModel } from './model.js';
+import type { MemoryBudget } from './memory-budget.js';
 import type { LabelHierarchy } from '../../registry/contracts/data.js';
 import { HIERARCHY_EXTRAS } from '../../registry/contracts/model.js';
 import { fullPass, screenedPass, type InstanceReader, type PassOptions, type SlidePass, type StageTimes } from './screening.js';
@@ -62,6 +63,8 @@ export interface EvaluateOptions {
    * scores for heatmaps (`milkit predict`); the output is disposed after it returns.
    */
   readonly onSlide?: (slide: SlideRecord, data: BagData, pass: SlidePass) => void;
+  /** Checks each bag against the memory limit before its forward pass (docs/runtime.md#memory-budget). */
+  readonly memoryBudget?: MemoryBudget;
   /** Training epoch of a validation pass (scheduled losses); absent at test. */
   readonly schedule?: LossSchedule;
 }
@@ -87,7 +90,11 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
   };
   const pass = (data: Awaited<ReturnType<BagSource['load']>>): SlidePass => (model.screening ? screenedPass(model, data, passOptions) : fullPass(model, data, passOptions));
   const first = slides[0];
-  if (options.warmup === true && first) tf.dispose(pass(await source.load(first.slideId)).output as unknown as tf.TensorContainer);
+  if (options.warmup === true && first) {
+    const data = await source.load(first.slideId);
+    await options.memoryBudget?.check(data, 'eval', `slide ${first.slideId}`);
+    tf.dispose(pass(data).output as unknown as tf.TensorContainer);
+  }
 
   const predictions: SlidePrediction[] = [];
   const instanceScores: number[] = [];
@@ -98,6 +105,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
   let lossSum = 0;
   for (const slide of slides) {
     const data = await source.load(slide.slideId);
+    await options.memoryBudget?.check(data, 'eval', `slide ${slide.slideId}`);
     const result = pass(data);
     options.onSlide?.(slide, data, result);
     const { probs, loss, attention, coarseFromModel } = tf.tidy(() => {

@@ -96,7 +96,7 @@ export class MemoryBudget {
         `About ${largest.toLocaleString('en-US')} instances fit.`,
       {
         hint:
-          `Cap the bag with train.maxInstances (instance sampling), choose a smaller model, or run on the tensorflow backend ` +
+          `Cap bags with data.maxInstances (instance sampling), choose a smaller model, or run on the tensorflow backend ` +
           `(npm install @tensorflow/tfjs-node; its limit is the machine's memory); runtime.memoryLimit sets the limit. Nothing was computed for this bag.`,
       },
     );

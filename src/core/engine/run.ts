@@ -8,7 +8,7 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { ConfigError, InterruptedError, MilkitError, renderError, StorageError, type StopSignal } from '../errors.js';
+import { BackendError, ConfigError, InterruptedError, MilkitError, renderError, StorageError, type StopSignal } from '../errors.js';
 import { makeFolder, writeFileDurably } from '../io/disk.js';
 import type { FileSystem } from '../io/file-system.js';
 import type { Logger } from '../logger.js';
@@ -36,6 +36,7 @@ import { createTracker, flattenParams, MILKIT_TAGS, redactConfig, secretEnvExpre
 import YAML from 'yaml';
 import { MilModel } from './model.js';
 import type { SlidePrediction } from './evaluate.js';
+import { defaultMemoryLimit, parseByteSize, type MemoryLimit } from './memory-budget.js';
 import type { EpochRecord, TrainEvents } from './trainer.js';
 import { assertStages, foldMetrics, resolveStages, runFoldStages, type ResolvedStage, type StageResult, type StageTracking } from './stages.js';
 import { stopRequested } from './lifecycle.js';
@@ -304,6 +305,10 @@ async function runInFolder(options: RunOptions, outDir: string): Promise<Experim
   // Stage problems fail before any fold trains (the preflight runs the same checks earlier).
   const stages = await resolveStages(resolved, registry);
   assertStages(resolved, stages, registry);
+  const memory = {
+    limit: defaultMemoryLimit(runtime.backend, config.runtime.memoryLimit !== undefined ? parseByteSize(config.runtime.memoryLimit) : undefined),
+    ...(config.runtime.memoryCheckFrom !== undefined ? { checkFrom: config.runtime.memoryCheckFrom } : {}),
+  };
   const slideById = new Map(slides.map((s) => [s.slideId, s]));
   const pick = (ids: readonly string[]): SlideRecord[] => ids.map((id) => slideById.get(id)).filter((s): s is SlideRecord => s !== undefined);
   const outcomes: FoldOutcome[] = [];
@@ -312,11 +317,13 @@ async function runInFolder(options: RunOptions, outDir: string): Promise<Experim
     interrupted = stopRequested();
     if (interrupted) break;
     const outcome = await runOneFold({
-      ...options, fold, pick, source, numClasses, hierarchy, metrics, instanceMetric, outDir, tracker, parentRunId, experimentName, stages,
+      ...options, fold, pick, source, numClasses, hierarchy, metrics, instanceMetric, outDir, tracker, parentRunId, experimentName, stages, memory,
     }).catch((error: unknown): FoldOutcome | StopSignal => {
       if (error instanceof InterruptedError) return error.signal;
       // A full or read-only disk fails every later fold too: stop here (the parent run is marked FAILED below).
       if (error instanceof StorageError) throw error;
+      // So does a bag over the memory budget (the same bags and model come back in every fold).
+      if (error instanceof BackendError && error.code === 'memory-budget-exceeded') throw error;
       logger.error(`fold ${fold.index} failed:\n${renderError(error, false)}`);
       return { fold: fold.index, ok: false, error: error instanceof MilkitError ? error.render() : String(error), metrics: {} };
     }).catch(failing);
@@ -469,6 +476,7 @@ interface FoldJob extends RunOptions {
   readonly parentRunId: string | undefined;
   readonly experimentName: string;
   readonly stages: readonly ResolvedStage[];
+  readonly memory: { readonly limit: MemoryLimit; readonly checkFrom?: number };
 }
 
 async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
@@ -575,7 +583,7 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
       source, train: job.pick(fold.train), val: job.pick(fold.val), test: job.pick(fold.test), numClasses,
       metrics: job.metrics, ...(job.instanceMetric ? { instanceMetric: job.instanceMetric } : {}),
       ...(config.data.maxInstances !== undefined ? { maxInstances: config.data.maxInstances } : {}),
-      foldRng, foldDir, configHash: resolved.configHash, fold: fold.index, resume: job.resume ?? false, logger,
+      foldRng, foldDir, configHash: resolved.configHash, fold: fold.index, resume: job.resume ?? false, logger, memory: job.memory,
       events: { ...userEvents, onEpochEnd: async (record: EpochRecord) => {
         await userEvents?.onEpochEnd?.(record);
         if (!perStageRuns && runId) await logEpoch(runId, record);

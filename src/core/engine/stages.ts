@@ -11,7 +11,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../errors.js';
 import { writeFileDurably } from '../io/disk.js';
 import type { Logger } from '../logger.js';
-import type { Rng } from '../runtime/random.js';
+import { Rng } from '../runtime/random.js';
 import type { ResolvedExperiment, ResolvedLoss } from '../config/load.js';
 import type { Registry, ResolvedPlugin } from '../../registry/registry.js';
 import { DEFAULT_DATASET_CAPABILITIES, datasetViews, type BagSource, type SlideRecord } from '../../registry/contracts/data.js';
@@ -24,6 +24,7 @@ import { TrainSection, type StageSection } from './schema.js';
 import { assignVariables, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { evaluate, type EvaluationResult, type SlidePrediction } from './evaluate.js';
 import type { MilModel } from './model.js';
+import { MemoryBudget, modelStepProbe, type MemoryLimit } from './memory-budget.js';
 import { trainFold, type EpochRecord, type TrainEvents, type TrainFoldResult } from './trainer.js';
 
 /** Parts every composed model may have; strategies add their modules by name. */
@@ -241,6 +242,8 @@ export interface FoldStagesOptions {
   readonly logger: Logger;
   readonly events?: TrainEvents;
   readonly tracking?: StageTracking;
+  /** Memory limit each stage checks its bags against before compute (docs/runtime.md#memory-budget). */
+  readonly memory?: { readonly limit: MemoryLimit; readonly checkFrom?: number };
 }
 
 /**
@@ -350,6 +353,19 @@ export async function runFoldStages(options: FoldStagesOptions): Promise<StageRe
       for (const key of heldModules) strategy.modules?.[key]?.setTraining(!evalParts.includes(key));
       strategy.init?.(model);
       const views = neededViews(model, stage, strategyCaps);
+      // One budget per stage: its trained variables and views shape the step whose peak is probed.
+      const memoryBudget = options.memory
+        ? new MemoryBudget({
+          limit: options.memory.limit,
+          ...(options.memory.checkFrom !== undefined ? { checkFrom: options.memory.checkFrom } : {}),
+          model: options.lossSlots.aggregator.name,
+          probe: modelStepProbe({
+            model, label: 0, numClasses: options.numClasses, views,
+            variables: trainableOf(model, strategy, stage.trains).map(([, variable]) => variable),
+            rng: new Rng(`memory-probe/${stage.name}`),
+          }),
+        })
+        : undefined;
       const started = performance.now();
       const trained: TrainFoldResult = await trainFold({
         model, source: options.source, train: options.train, val: options.val, numClasses: options.numClasses, section: stage.train,
@@ -358,6 +374,7 @@ export async function runFoldStages(options: FoldStagesOptions): Promise<StageRe
         configHash: options.configHash, fold: options.fold, resume: options.resume, strategy,
         tensors: stageTensors(model, strategy), trainable: trainableOf(model, strategy, stage.trains), views,
         label: stages.length > 1 ? `fold ${options.fold} stage ${stage.name}` : `fold ${options.fold}`,
+        ...(memoryBudget ? { memoryBudget } : {}),
         events: {
           ...options.events,
           onEpochEnd: async (record) => {
@@ -374,6 +391,7 @@ export async function runFoldStages(options: FoldStagesOptions): Promise<StageRe
       const test = await evaluate({
         model, source: options.source, slides: options.test, numClasses: options.numClasses, metrics: options.metrics, rng: streams.test,
         views: model.capabilities.needsViews, warmup: true, ...(options.instanceMetric ? { instanceMetric: options.instanceMetric } : {}),
+        ...(memoryBudget ? { memoryBudget } : {}),
       });
       const result: StageResult = {
         name: stage.name, history: trained.history, bestEpoch: trained.bestEpoch, epochsRun: trained.epochsRun, stoppedEarly: trained.stoppedEarly,

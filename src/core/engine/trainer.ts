@@ -23,6 +23,7 @@ import { epochOrder } from './sampling.js';
 import { assignVariables, loadCheckpoint, recordToTensor, saveCheckpoint } from './checkpoint.js';
 import { evaluate, type EvaluationResult } from './evaluate.js';
 import type { MilModel } from './model.js';
+import type { MemoryBudget } from './memory-budget.js';
 import { stopRequested, throwIfStopped } from './lifecycle.js';
 
 export interface EpochRecord {
@@ -75,6 +76,8 @@ export interface TrainFoldOptions {
   readonly views?: readonly string[];
   /** How logs name what is trained (`fold 0`, `fold 0 stage lipn`). */
   readonly label?: string;
+  /** Checks each step's bags against the memory limit before compute (docs/runtime.md#memory-budget). */
+  readonly memoryBudget?: MemoryBudget;
 }
 
 export interface TrainFoldResult {
@@ -146,7 +149,7 @@ export async function trainFold(options: TrainFoldOptions): Promise<TrainFoldRes
       const epochRng = epochStream(epoch);
       const trainMetrics = await trainEpoch(options, params, optimizer, epoch, lr, epochRng);
       const val = options.val.length > 0
-        ? await evaluate({ model, source, slides: options.val, numClasses, metrics: options.metrics, rng: epochRng.fork('val'), views: model.capabilities.needsViews, schedule: { epoch, totalEpochs: section.epochs } })
+        ? await evaluate({ model, source, slides: options.val, numClasses, metrics: options.metrics, rng: epochRng.fork('val'), views: model.capabilities.needsViews, schedule: { epoch, totalEpochs: section.epochs }, ...(options.memoryBudget ? { memoryBudget: options.memoryBudget } : {}) })
         : undefined;
       const metrics: Record<string, number | null> = { ...trainMetrics, ...(val ? validationMetrics(val) : {}) };
       const monitored = metrics[section.earlyStopping.monitor];
@@ -214,10 +217,25 @@ async function trainEpoch(
       throwIfStopped(`during ${options.label ?? `fold ${options.fold}`} epoch ${epoch + 1} (step ${step} of ${numSteps})`);
     }
     const members: Array<{ readonly slide: SlideRecord; readonly loaded: Bag; readonly bag: Bag; readonly info: StrategyStep }> = [];
+    // Every bag of a step keeps its activations until the backward pass: the budget covers their sum.
+    let instancesInStep = 0;
     for (let position = step * bagsPerStep; position < Math.min((step + 1) * bagsPerStep, order.length); position += 1) {
       const slide = options.train[order[position] as number] as SlideRecord;
       const stepRng = epochRng.fork(`step-${position}`);
       const data = await source.load(slide.slideId);
+      instancesInStep += Math.min(data.n, options.maxInstances ?? data.n);
+      if (options.memoryBudget) {
+        try {
+          await options.memoryBudget.check(data, 'train', `${options.label ?? `fold ${options.fold}`} epoch ${epoch + 1}, slide ${slide.slideId}`, instancesInStep);
+        } catch (error) {
+          for (const member of members) {
+            if (member.bag !== member.loaded) disposeBag(member.bag);
+            disposeBag(member.loaded);
+          }
+          tf.dispose([...termSums.values(), ...(pending ?? [])]);
+          throw error;
+        }
+      }
       const loaded = {
         ...bagToTensors(data, {
           ...(options.maxInstances !== undefined ? { maxInstances: options.maxInstances } : {}),

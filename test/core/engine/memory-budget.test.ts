@@ -49,7 +49,7 @@ describe('engine/memory-budget: the arithmetic', () => {
     expect(e.exitCode).toBe(7);
     expect(e.code).toBe('memory-budget-exceeded');
     const text = e.render();
-    for (const part of ['fold 0, slide c', 'toy-agg', 'N = 10,001', '30 MB', 'runtime.memoryLimit', 'About 10,000 instances fit', 'train.maxInstances', 'tensorflow backend', 'smaller model']) {
+    for (const part of ['fold 0, slide c', 'toy-agg', 'N = 10,001', '30 MB', 'runtime.memoryLimit', 'About 10,000 instances fit', 'data.maxInstances', 'tensorflow backend', 'smaller model']) {
       expect(text).toContain(part);
     }
   });
