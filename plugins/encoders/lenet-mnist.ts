@@ -69,6 +69,6 @@ export default definePlugin({
   summary: 'Ilse et al. 2018 LeNet-style digit encoder (28×28×1 → 500), trained end to end with the aggregator',
   paper: { cite: 'Ilse, Tomczak, Welling, Attention-based Deep Multiple Instance Learning, ICML 2018', arxiv: '1802.04712' },
   options: LenetMnistOptions,
-  capabilities: { inputView: 'images', trainable: true },
+  capabilities: { inputView: 'images', trainable: true, instanceShape: [SIDE, SIDE, 1] },
   create: (options, ctx) => new LenetMnistEncoder(options, ctx),
 });

@@ -1,8 +1,8 @@
 // Fixed (non-learned) pooling over instances with an optional ReLU projection, shared by the mean-pool and
-// max-pool baselines.
+// max-pool baselines, at the embedding level (pool, then classify) or the instance level (classify, then pool).
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import type { Aggregator, AggregatorOutput, Bag, ForwardIO, ModelContext } from '../../registry/contracts/model.js';
+import type { Aggregator, AggregatorOutput, Bag, Classifier, ForwardIO, ModelContext } from '../../registry/contracts/model.js';
 import { hostFloatValues } from './host-values.js';
 import { Module } from './module.js';
 import { Linear, dropout } from './layers.js';
@@ -10,6 +10,7 @@ import { Linear, dropout } from './layers.js';
 export const ProjectedPoolOptions = z.strictObject({
   projectDim: z.int().min(0).default(0).describe('E: width of a ReLU projection before pooling (0 = pool the raw features)'),
   dropout: z.number().min(0).lt(1).default(0).describe('dropout on projected instances while training'),
+  level: z.enum(['embedding', 'instance']).default('embedding').describe('embedding: pool the instances, then classify the bag; instance: classify every instance (the classifier slot), then pool the instance probabilities (mi-Net style, Ilse et al.\'s instance+mean / instance+max)'),
 });
 export type ProjectedPoolOptions = z.output<typeof ProjectedPoolOptions>;
 
@@ -76,21 +77,52 @@ export function maxOverInstances(h: tf.Tensor2D): tf.Tensor2D {
 }
 
 /** Pools [N, E] → [1, E] with `reduce` after an optional projection h = dropout(ReLU(x W + b)). */
+/**
+ * Instance-level pooling (docs/methods/pooling.md#instance-level-pooling): per-instance class probabilities
+ * p [N, C] (softmax of the instance logits) pooled into bag probabilities, returned as bag logits log p_bag
+ * (softmax(log p_bag) = p_bag). Mean: p_bag = (1/N) Σ_n p_n. Max: for C = 2 the positive-class probability is
+ * θ = max_n p_n1 and p_bag = [1 − θ, θ] (Ilse et al.'s instance+max); for C > 2 each class takes its maximum
+ * over instances and the vector is renormalised. Probabilities are clamped to [1e-7, 1] before the log.
+ */
+export function poolInstanceProbabilities(instanceLogits: tf.Tensor2D, reduce: 'mean' | 'max'): tf.Tensor2D {
+  return tf.tidy(() => {
+    const [, classes] = instanceLogits.shape;
+    const p = tf.softmax(instanceLogits) as tf.Tensor2D; // [N, C]
+    let bag: tf.Tensor2D;
+    if (reduce === 'mean') bag = meanOverInstances(p); // [1, C]
+    else if (classes === 2) {
+      const theta = maxOverInstances(tf.slice(p, [0, 1], [-1, 1]) as tf.Tensor2D); // [1, 1]
+      bag = tf.concat([tf.sub(1, theta), theta], 1) as tf.Tensor2D; // [1, 2]
+    } else {
+      const maxima = maxOverInstances(p); // [1, C]
+      bag = tf.div(maxima, tf.sum(maxima, 1, true)) as tf.Tensor2D;
+    }
+    return tf.log(tf.clipByValue(bag, 1e-7, 1)) as tf.Tensor2D; // [1, C]
+  });
+}
+
 export class ProjectedPool extends Module implements Aggregator {
   /** The reductions of the mean-pool and max-pool plugins (reachable through the class they already import). */
   static readonly mean = meanOverInstances;
   static readonly max = maxOverInstances;
   readonly embeddingDim: number;
   private readonly fc: Linear | undefined;
+  /** The instance classifier at `level: instance` (the classifier slot's plugin, torch key `classifier`). */
+  private readonly instanceClassifier: Classifier | undefined;
 
   constructor(
     private readonly options: ProjectedPoolOptions,
     ctx: ModelContext,
     private readonly reduce: (h: tf.Tensor2D) => tf.Tensor2D,
+    /** Which reduction `reduce` is, for the instance level (it pools probabilities, not embeddings). */
+    private readonly reduction: 'mean' | 'max' = 'mean',
   ) {
     super();
     this.fc = options.projectDim > 0 ? this.addModule('fc', new Linear(ctx.inputDim, options.projectDim, ctx.rng)) : undefined;
     this.embeddingDim = options.projectDim > 0 ? options.projectDim : ctx.inputDim;
+    this.instanceClassifier = options.level === 'instance'
+      ? this.addModule('classifier', ctx.makeClassifier(this.embeddingDim, ctx.numClasses, ctx.rng.fork('classifier')))
+      : undefined;
   }
 
   forward(bag: Bag, io: ForwardIO): AggregatorOutput {
@@ -98,7 +130,10 @@ export class ProjectedPool extends Module implements Aggregator {
       const h = this.fc
         ? (dropout(tf.relu(this.fc.forward(bag.features)), this.options.dropout, io.training, io.rng) as tf.Tensor2D)
         : bag.features; // [N, E]
-      return { embedding: this.reduce(h) }; // [1, E]
+      const embedding = this.reduce(h); // [1, E]
+      if (!this.instanceClassifier) return { embedding };
+      const instanceLogits = this.instanceClassifier.forward(h, io); // [N, C]
+      return { embedding, logits: poolInstanceProbabilities(instanceLogits, this.reduction) }; // logits [1, C]
     });
   }
 }

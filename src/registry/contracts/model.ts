@@ -170,6 +170,8 @@ export interface EncoderCapabilities {
   readonly inputView: string;
   /** Builds an encoder with weights (false for `none`, whose create returns null). */
   readonly trainable: boolean;
+  /** The shape of one instance it accepts, when fixed (lenet-mnist: [28, 28, 1]); the contract suite feeds it. */
+  readonly instanceShape?: readonly number[];
 }
 
 export const DEFAULT_ENCODER_CAPABILITIES: EncoderCapabilities = { inputView: 'images', trainable: true };
