@@ -17,6 +17,9 @@
  */
 import { z } from 'zod';
 import { applyDeclaredLabels, definePlugin, GeneratedBagSource, loadMnistDigits, MNIST_PIXELS, MNIST_SIDE, Rng, type BagData, type SlideRecord } from 'milkit';
+import { bagLength, digitPools, writeNormalisedDigit } from './_shared/mnist.js';
+
+export { digitPools } from './_shared/mnist.js';
 
 export const MnistBagsOptions = z.strictObject({
   targetDigit: z.int().min(0).max(9).default(9).describe('digit whose presence makes a bag positive'),
@@ -30,8 +33,6 @@ export const MnistBagsOptions = z.strictObject({
 });
 export type MnistBagsOptions = z.output<typeof MnistBagsOptions>;
 
-const MNIST_MEAN = 0.1307;
-const MNIST_STD = 0.3081;
 
 export interface BagPlan {
   readonly id: string;
@@ -41,23 +42,6 @@ export interface BagPlan {
   readonly label: number;
 }
 
-/** Splits every digit class into disjoint train/test pools (seeded shuffle per class). */
-export function digitPools(labels: Uint8Array, testFraction: number, rng: Rng): { train: number[]; test: number[] } {
-  const train: number[] = [];
-  const test: number[] = [];
-  for (let digit = 0; digit < 10; digit += 1) {
-    const rows = rng.fork(`pool/${digit}`).shuffle(Array.from(labels.keys()).filter((i) => labels[i] === digit));
-    const nTest = Math.round(rows.length * testFraction);
-    test.push(...rows.slice(0, nTest));
-    train.push(...rows.slice(nTest));
-  }
-  return { train: train.sort((a, b) => a - b), test: test.sort((a, b) => a - b) };
-}
-
-function bagLength(options: MnistBagsOptions, rng: Rng): number {
-  return Math.max(1, Math.trunc(options.meanBagSize + options.stdBagSize * rng.normal()));
-}
-
 /** The bags of one split: which digits each holds and its label (Ilse et al.'s two generators). */
 export function planBags(pool: readonly number[], labels: Uint8Array, count: number, split: 'train' | 'test', options: MnistBagsOptions, rng: Rng): BagPlan[] {
   const isTarget = (row: number): boolean => labels[row] === options.targetDigit;
@@ -65,7 +49,7 @@ export function planBags(pool: readonly number[], labels: Uint8Array, count: num
   const plans: BagPlan[] = [];
   const digits = String(Math.max(count - 1, 0)).length;
   for (let b = 0; b < count; b += 1) {
-    const length = bagLength(options, rng);
+    const length = bagLength(options.meanBagSize, options.stdBagSize, rng);
     let rows: number[];
     if (options.generator === 'quick') rows = Array.from({ length }, () => pool[rng.int(pool.length)] as number);
     else if (b % 2 === 0) {
@@ -107,7 +91,7 @@ export default definePlugin({
       const n = plan.rows.length;
       const features = new Float32Array(n * MNIST_PIXELS);
       plan.rows.forEach((row, i) => {
-        for (let p = 0; p < MNIST_PIXELS; p += 1) features[i * MNIST_PIXELS + p] = ((digits.images[row * MNIST_PIXELS + p] as number) - MNIST_MEAN) / MNIST_STD;
+        writeNormalisedDigit(digits, row, features, i);
       });
       const instanceLabels = Uint8Array.from(plan.rows, (r) => (digits.labels[r] === options.targetDigit ? 1 : 0));
       const images = { data: features, shape: [n, MNIST_SIDE, MNIST_SIDE, 1] };

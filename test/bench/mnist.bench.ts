@@ -7,8 +7,8 @@
 //
 // Every finished (bags, repetition, model) result is appended to a JSON-lines file as it lands
 // (MILKIT_MNIST_BENCH_LOG, default outputs/bench-mnist/results.jsonl), and a rerun skips what it finds there, so a
-// run cut short by the deadline still tables what finished and can be continued. MNIST_BENCH_REPS, _EPOCHS and
-// _BAGS (comma list) shrink the grid; BENCH_QUICK=1 is a smoke run.
+// run cut short by the deadline still tables what finished and can be continued. MNIST_BENCH_REPS, _EPOCHS,
+// _BAGS and _MODELS (comma lists) shrink the grid; BENCH_QUICK=1 is a smoke run.
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -65,7 +65,9 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   const epochs = ctx.quick ? 1 : envInt('MNIST_BENCH_EPOCHS', 20);
   const bagCounts = ctx.quick ? [10] : (process.env['MNIST_BENCH_BAGS'] ?? '50,150,500').split(',').map(Number);
   const testBags = ctx.quick ? 50 : 1000;
-  const models = ctx.quick ? MNIST_MODELS.slice(4, 5) : MNIST_MODELS;
+  // MNIST_BENCH_MODELS (comma list of keys) lets two processes share the grid; each skips what the log already has.
+  const only = process.env['MNIST_BENCH_MODELS']?.split(',');
+  const models = ctx.quick ? MNIST_MODELS.slice(4, 5) : MNIST_MODELS.filter((m) => only === undefined || only.includes(m.key));
   const logFile = process.env['MILKIT_MNIST_BENCH_LOG'] ?? join(ctx.root, 'outputs', 'bench-mnist', ctx.quick ? 'quick.jsonl' : 'results.jsonl');
   mkdirSync(dirname(logFile), { recursive: true });
   const done: ResultLine[] = existsSync(logFile)

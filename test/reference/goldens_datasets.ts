@@ -1,4 +1,4 @@
-// Golden fingerprints of the generated datasets (synthetic-*, mnist-bags): the data a fixed seed and small options
+// Golden fingerprints of the generated datasets (synthetic-*, mnist-bags, mnist-hierarchical): the data a fixed seed and small options
 // produce, pinned so any change to a generator is a visible, reviewed golden update. (The file-backed datasets'
 // fingerprints are computed independently by goldens_datasets.py.)
 //
@@ -15,6 +15,7 @@ const CASES: Readonly<Record<string, DatasetGoldenCase>> = {
   'synthetic-subtyping': { options: { slides: 6, instances: [5, 12], featureDim: 8 }, seed: 8 },
   'synthetic-hierarchical': { options: { slides: 14, instances: [5, 12], featureDim: 12 }, seed: 9 },
   'mnist-bags': { options: { trainBags: 4, testBags: 2 }, seed: 10 },
+  'mnist-hierarchical': { options: { trainBags: 4, testBags: 2, meanBagSize: 4, stdBagSize: 1 }, seed: 11 },
 };
 
 const registry = new Registry(builtinManifest());

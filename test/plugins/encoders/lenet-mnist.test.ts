@@ -72,7 +72,7 @@ function runCase(): { h: Float32Array; loss: number; grads: Map<string, Float32A
   for (const [key, entry] of named) {
     const g = grads[entry.variable.name] as tf.Tensor;
     const perm = entry.torch.perm;
-    torchGrads.set(key, tf.tidy(() => (perm ? tf.transpose(g, perm) : g).dataSync() as Float32Array));
+    torchGrads.set(key, tf.tidy(() => (perm ? tf.transpose(g, [...perm]) : g).dataSync() as Float32Array));
   }
   const out = { h: h.dataSync() as Float32Array, loss: value.dataSync()[0] as number, grads: torchGrads };
   tf.dispose([x, r, h, value, ...Object.values(grads)]);
