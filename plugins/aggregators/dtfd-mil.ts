@@ -172,6 +172,6 @@ export default definePlugin({
   summary: 'DTFD-MIL: pseudo-bag tier-1 attention MIL with distilled features (AFS / MaxS / MaxMinS) pooled by tier 2',
   paper: { cite: 'Zhang et al., DTFD-MIL: Double-Tier Feature Distillation Multiple Instance Learning for Histopathology Whole Slide Image Classification, CVPR 2022', arxiv: '2203.12081' },
   options: DtfdMilOptions,
-  capabilities: { instanceScores: true, permutationInvariant: false, ownsClassifier: true, provides: ['pseudoBagLogits'] },
+  capabilities: { instanceScores: true, permutationInvariant: false, ownsClassifier: true, provides: ['pseudoBagLogits'], batchedSteps: false },
   create: (options, ctx) => new DtfdMilAggregator(options, ctx),
 });

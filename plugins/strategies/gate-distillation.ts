@@ -74,6 +74,6 @@ export default definePlugin({
   summary: 'HDMIL stage 2: train the pre-screener to reproduce the aggregator\'s per-branch instance gates (imitation loss)',
   paper: { cite: 'Dong et al., Fast and Accurate Gigapixel Pathological Image Classification with Hierarchical Distillation Multi-Instance Learning, CVPR 2025' },
   options: z.strictObject({}),
-  capabilities: { needsViews: ['thumbs'], requiresAggregator: ['gateLogits'], requiresTrainedPrescreener: true },
+  capabilities: { needsViews: ['thumbs'], requiresAggregator: ['gateLogits'], requiresTrainedPrescreener: true, batchedSteps: false },
   create: (_options, ctx) => new GateDistillation(ctx),
 });

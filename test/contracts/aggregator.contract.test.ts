@@ -21,6 +21,7 @@ const SMALL: Readonly<Record<string, Record<string, unknown>>> = {
   transmil: { embedDim: 16, heads: 2, landmarks: 4 },
   'max-pool': { projectDim: 8 },
   'mean-pool': { projectDim: 8 },
+  hmil: { bottleneckDim: 8, featureDim: 16, reducedDim: 8, coarseAttnDim: 8, fineAttnDim: 4 },
 };
 
 beforeAll(async () => {

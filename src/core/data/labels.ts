@@ -98,3 +98,38 @@ export function deriveHierarchy(
   const coarseNames = [...new Set([...coarseOf.values()].map((v) => v.name))].sort();
   return { coarseNames, fineToCoarse: classNames.map((_, c) => (coarseOf.has(c) ? coarseNames.indexOf((coarseOf.get(c) as { name: string }).name) : -1)) };
 }
+
+/**
+ * The hierarchy declared in the config (`data.hierarchy`: fine label name → coarse label name). Coarse classes
+ * are numbered in the order they first appear in the mapping, so the config fixes their order (benign before
+ * malignant). Every class must be mapped; names that are not classes are refused with the known ones.
+ */
+export function hierarchyFromConfig(classNames: readonly string[], declared: Readonly<Record<string, string>>): { coarseNames: string[]; fineToCoarse: number[] } {
+  const unknown = Object.keys(declared).filter((name) => !classNames.includes(name));
+  if (unknown.length > 0) {
+    const first = unknown[0] as string;
+    throw new ConfigError('unknown-hierarchy-class', `data.hierarchy maps "${first}", which is not a class of the dataset (classes: ${classNames.join(', ')}).${didYouMean(first, [...classNames])}`, {
+      where: { key: `data.hierarchy.${first}` },
+      hint: 'Key data.hierarchy by the fine class names the dataset uses.',
+    });
+  }
+  const unmapped = classNames.filter((name) => declared[name] === undefined || declared[name] === '');
+  if (unmapped.length > 0) {
+    throw new ConfigError('incomplete-hierarchy', `data.hierarchy gives no coarse class for ${unmapped.map((n) => `"${n}"`).join(', ')}.`, {
+      where: { key: 'data.hierarchy' },
+      hint: 'Map every fine class to its coarse class, e.g. {N: benign, PB: benign, DCIS: malignant, ...}.',
+    });
+  }
+  const coarseNames = [...new Set(Object.values(declared))];
+  return { coarseNames, fineToCoarse: classNames.map((name) => coarseNames.indexOf(declared[name] as string)) };
+}
+
+/** Coarse class probabilities from fine ones: each coarse class gets the sum of its children's. */
+export function coarseProbabilities(fineProbs: readonly number[], fineToCoarse: readonly number[], numCoarse: number): number[] {
+  const out = new Array<number>(numCoarse).fill(0);
+  fineProbs.forEach((p, f) => {
+    const c = fineToCoarse[f];
+    if (c !== undefined && c >= 0) out[c] = (out[c] as number) + p;
+  });
+  return out;
+}

@@ -8,7 +8,10 @@ import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
 import type { Rng } from '../runtime/random.js';
 import { buildViews } from '../data/bags.js';
 import { computeMetrics } from '../eval/metrics.js';
-import type { MilModel } from './model.js';
+import { coarseProbabilities } from '../data/labels.js';
+import type { LossSchedule, MilModel } from './model.js';
+import type { LabelHierarchy } from '../../registry/contracts/data.js';
+import { HIERARCHY_EXTRAS } from '../../registry/contracts/model.js';
 import { fullPass, screenedPass, type InstanceReader, type PassOptions, type SlidePass, type StageTimes } from './screening.js';
 
 export interface SlidePrediction {
@@ -17,6 +20,8 @@ export interface SlidePrediction {
   readonly label: number;
   readonly probs: readonly number[];
   readonly prediction: number;
+  /** Coarse level of a hierarchical task: the coarse label and coarse-class probabilities. */
+  readonly coarse?: { readonly label: number; readonly probs: readonly number[]; readonly prediction: number };
 }
 
 export interface EvaluationResult {
@@ -51,6 +56,12 @@ export interface EvaluateOptions {
   readonly warmup?: boolean;
   /** How instance features are read (timed as the `read` stage); default: precomputed feature rows. */
   readonly read?: InstanceReader;
+  /** Training epoch of a validation pass (scheduled losses); absent at test. */
+  readonly schedule?: LossSchedule;
+}
+
+function coarsePrediction(hierarchy: LabelHierarchy, label: number, probs: readonly number[]): NonNullable<SlidePrediction['coarse']> {
+  return { label: hierarchy.fineToCoarse[label] ?? -1, probs, prediction: probs.indexOf(Math.max(...probs)) };
 }
 
 function mean(values: readonly number[]): number | undefined {
@@ -60,6 +71,7 @@ function mean(values: readonly number[]): number | undefined {
 /** Runs the model in eval mode over `slides`. One host sync per slide (its probabilities). */
 export async function evaluate(options: EvaluateOptions): Promise<EvaluationResult> {
   const { model, source, slides, numClasses } = options;
+  const hierarchy = model.hierarchy;
   model.setTraining(false);
   const passOptions: PassOptions = {
     io: { training: false, rng: options.rng },
@@ -81,13 +93,16 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
   for (const slide of slides) {
     const data = await source.load(slide.slideId);
     const result = pass(data);
-    const { probs, loss, attention } = tf.tidy(() => {
+    const { probs, loss, attention, coarseFromModel } = tf.tidy(() => {
       const out = result.output;
-      const { total } = model.losses(out, slide.label, numClasses);
+      const { total } = model.losses(out, slide.label, numClasses, options.schedule);
       const p = tf.softmax(out.logits).dataSync(); // [C]
+      // A hierarchical aggregator's own coarse head; other models' coarse probabilities are their fine ones summed.
+      const coarseLogits = hierarchy ? out.extras?.[HIERARCHY_EXTRAS.coarseLogits] : undefined;
+      const coarseP = coarseLogits ? Array.from(tf.softmax(coarseLogits).dataSync()) : undefined;
       // Attention of the predicted-positive branch (last column for per-class attention), for instance AUC.
       const scores = result.allInstances && out.instanceScores ? out.instanceScores.slice([out.instanceScores.shape[0] - 1, 0], [1, -1]).dataSync() : undefined;
-      return { probs: Array.from(p), loss: total.dataSync()[0] ?? Number.NaN, attention: scores ? Float32Array.from(scores) : undefined };
+      return { probs: Array.from(p), loss: total.dataSync()[0] ?? Number.NaN, attention: scores ? Float32Array.from(scores) : undefined, coarseFromModel: coarseP };
     });
     tf.dispose(result.output as unknown as tf.TensorContainer);
     times.push(result.times);
@@ -95,7 +110,8 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
     if (result.aggregatorKept !== undefined) aggregatorKept.push(result.aggregatorKept);
     lossSum += loss;
     const prediction = probs.indexOf(Math.max(...probs));
-    predictions.push({ slideId: slide.slideId, caseId: slide.caseId, label: slide.label, probs, prediction });
+    const coarse = hierarchy ? coarsePrediction(hierarchy, slide.label, coarseFromModel ?? coarseProbabilities(probs, hierarchy.fineToCoarse, hierarchy.coarseNames.length)) : undefined;
+    predictions.push({ slideId: slide.slideId, caseId: slide.caseId, label: slide.label, probs, prediction, ...(coarse ? { coarse } : {}) });
     // Instance AUC is only defined within positive slides' instances (where tumour instances exist).
     if (attention && data.instanceLabels && slide.label > 0) {
       for (let i = 0; i < attention.length; i += 1) {
@@ -105,6 +121,11 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
     }
   }
   const metrics = computeMetrics([...options.metrics], { labels: predictions.map((p) => p.label), probs: predictions.map((p) => p.probs), numClasses });
+  // Hierarchical tasks: every configured metric again at the coarse level, as `coarse_<metric>`.
+  if (hierarchy && predictions.length > 0) {
+    const coarseInput = { labels: predictions.map((p) => p.coarse?.label ?? -1), probs: predictions.map((p) => [...(p.coarse?.probs ?? [])]), numClasses: hierarchy.coarseNames.length };
+    for (const [name, value] of Object.entries(computeMetrics([...options.metrics], coarseInput))) metrics[`coarse_${name}`] = value;
+  }
   const stageMean = (key: keyof StageTimes): number => mean(times.map((t) => t[key])) ?? 0;
   const keptPrescreener = mean(prescreenerKept);
   const keptAggregator = mean(aggregatorKept);

@@ -23,7 +23,8 @@ import {
 } from '../../registry/contracts/model.js';
 import { DEFAULT_PRESCREENER_CAPABILITIES, type PrescreenerCapabilities } from '../../registry/kinds.js';
 import type { StageModel } from '../../registry/contracts/strategy.js';
-import { DEFAULT_LOSS_CAPABILITIES, type Loss, type LossCapabilities, type ModelOutput } from '../../registry/contracts/loss.js';
+import { DEFAULT_LOSS_CAPABILITIES, type Loss, type LossCapabilities, type LossTarget, type ModelOutput } from '../../registry/contracts/loss.js';
+import type { LabelHierarchy } from '../../registry/contracts/data.js';
 
 export interface ModelSlots {
   readonly aggregator: ResolvedPlugin<'aggregator'>;
@@ -38,6 +39,14 @@ export interface ModelSlots {
 export interface ModelDims {
   readonly inputDim: number;
   readonly numClasses: number;
+  /** The data's label hierarchy (the C classes are its fine level), handed to model parts and losses. */
+  readonly hierarchy?: LabelHierarchy;
+}
+
+/** Where in training a loss is computed (epoch schedules); absent outside training. */
+export interface LossSchedule {
+  readonly epoch: number;
+  readonly totalEpochs: number;
 }
 
 interface LossSlot {
@@ -69,12 +78,15 @@ export class MilModel extends Module implements StageModel {
   screening = false;
   private lossSlots: readonly LossSlot[];
   private readonly numClasses: number;
+  /** The label hierarchy the model was built for, if any. */
+  readonly hierarchy: LabelHierarchy | undefined;
   /** Parts held in eval mode while the model trains (a stage's `modes`); empty = every part trains. */
   private evalParts: ReadonlySet<string> = new Set();
 
   constructor(registry: Registry, slots: ModelSlots, dims: ModelDims, rng: Rng, logger: Logger, options: MilModelOptions = {}) {
     super();
     this.numClasses = dims.numClasses;
+    this.hierarchy = dims.hierarchy;
     const aggregatorCapabilities = registry.capabilities(slots.aggregator, DEFAULT_AGGREGATOR_CAPABILITIES);
     checkLossRequirements(registry, slots, aggregatorCapabilities);
     // Built first so its initial weights do not depend on the aggregator's draws; absent → the model is unchanged.
@@ -86,7 +98,10 @@ export class MilModel extends Module implements StageModel {
       : { ...aggregatorCapabilities, needsViews: [...new Set([...aggregatorCapabilities.needsViews, this.encoderView])] };
     const makeClassifier = (inDim: number, outDim: number, classifierRng: Rng): Classifier =>
       registry.create(slots.classifier, { inputDim: inDim, numClasses: dims.numClasses, outputDim: outDim, rng: classifierRng, logger, makeClassifier });
-    const aggregatorCtx: ModelContext = { inputDim: this.encoder ? this.encoder.outputDim : dims.inputDim, numClasses: dims.numClasses, outputDim: dims.numClasses, rng: rng.fork('aggregator'), logger, makeClassifier };
+    const aggregatorCtx: ModelContext = {
+      inputDim: this.encoder ? this.encoder.outputDim : dims.inputDim, numClasses: dims.numClasses, outputDim: dims.numClasses, rng: rng.fork('aggregator'), logger, makeClassifier,
+      ...(dims.hierarchy ? { hierarchy: dims.hierarchy } : {}),
+    };
     this.aggregator = this.addModule('aggregator', registry.create(slots.aggregator, aggregatorCtx));
     this.classifier = this.capabilities.ownsClassifier
       ? undefined
@@ -96,7 +111,7 @@ export class MilModel extends Module implements StageModel {
       ? registry.create(slots.prescreener, { ...aggregatorCtx, rng: options.prescreenerRng ?? rng.fork('prescreener') })
       : null;
     this.prescreener = prescreener ? this.addModule('prescreener', prescreener) : undefined;
-    this.lossSlots = makeLossSlots(registry, slots.losses, dims.numClasses);
+    this.lossSlots = makeLossSlots(registry, slots.losses, dims.numClasses, dims.hierarchy);
   }
 
   /** Names of the parts this model has (`aggregator`, `classifier` unless the aggregator owns its heads, `prescreener` when configured). */
@@ -107,7 +122,7 @@ export class MilModel extends Module implements StageModel {
   /** Replaces the loss slots (a stage's `losses`), after checking their requirements as at construction. */
   useLosses(registry: Registry, slots: ModelSlots): void {
     checkLossRequirements(registry, slots, this.capabilities);
-    this.lossSlots = makeLossSlots(registry, slots.losses, this.numClasses);
+    this.lossSlots = makeLossSlots(registry, slots.losses, this.numClasses, this.hierarchy);
   }
 
   /** Keeps these parts in eval mode while training (a stage's `modes`). */
@@ -170,11 +185,40 @@ export class MilModel extends Module implements StageModel {
    * Weighted loss terms of one output. Keys are `<slot>` or `<slot>_<term>`; `total` is their weighted sum.
    * Terms are returned unweighted (for logging) along with the weighted total.
    */
-  losses(output: ModelOutput, label: number, numClasses: number): { total: tf.Scalar; terms: Record<string, tf.Scalar> } {
+  losses(output: ModelOutput, label: number, numClasses: number, schedule?: LossSchedule): { total: tf.Scalar; terms: Record<string, tf.Scalar> } {
+    const target = this.target(label, numClasses, schedule);
+    return this.weighted((loss) => loss.compute(output, target));
+  }
+
+  /** True when some active loss slot has terms spanning the bags of a step (`computeBatch`). */
+  hasBatchLosses(): boolean {
+    return this.lossSlots.some(({ loss }) => loss.computeBatch !== undefined);
+  }
+
+  /**
+   * Weighted batch-level terms over the bags of one optimizer step (`train.bagsPerStep`), keyed like `losses`;
+   * only slots whose loss implements `computeBatch` contribute.
+   */
+  batchLosses(outputs: readonly ModelOutput[], labels: readonly number[], numClasses: number, schedule?: LossSchedule): { total: tf.Scalar; terms: Record<string, tf.Scalar> } {
+    const targets = labels.map((label) => this.target(label, numClasses, schedule));
+    return this.weighted((loss) => loss.computeBatch?.(outputs, targets) ?? {});
+  }
+
+  /** The loss target of a slide label: its coarse class when the model has a hierarchy, the schedule in training. */
+  target(label: number, numClasses: number, schedule?: LossSchedule): LossTarget {
+    const coarse = this.hierarchy?.fineToCoarse[label];
+    return {
+      label, numClasses,
+      ...(coarse !== undefined && coarse >= 0 ? { coarseLabel: coarse } : {}),
+      ...(schedule ? { epoch: schedule.epoch, totalEpochs: schedule.totalEpochs } : {}),
+    };
+  }
+
+  private weighted(computeTerms: (loss: Loss) => Record<string, tf.Scalar>): { total: tf.Scalar; terms: Record<string, tf.Scalar> } {
     const terms: Record<string, tf.Scalar> = {};
     let total: tf.Scalar = tf.scalar(0);
     for (const { slot, weight, loss } of this.lossSlots) {
-      for (const [term, value] of Object.entries(loss.compute(output, { label, numClasses }))) {
+      for (const [term, value] of Object.entries(computeTerms(loss))) {
         const key = term === '' ? slot : `${slot}_${term}`;
         terms[key] = value;
         if (weight !== 0) {
@@ -195,8 +239,8 @@ export class MilModel extends Module implements StageModel {
   }
 }
 
-function makeLossSlots(registry: Registry, losses: ModelSlots['losses'], numClasses: number): LossSlot[] {
-  return Object.entries(losses).map(([slot, resolved]) => ({ slot, weight: resolved.weight, loss: registry.create(resolved, { numClasses }) }));
+function makeLossSlots(registry: Registry, losses: ModelSlots['losses'], numClasses: number, hierarchy: LabelHierarchy | undefined): LossSlot[] {
+  return Object.entries(losses).map(([slot, resolved]) => ({ slot, weight: resolved.weight, loss: registry.create(resolved, { numClasses, ...(hierarchy ? { hierarchy } : {}) }) }));
 }
 
 function checkLossRequirements(registry: Registry, slots: ModelSlots, capabilities: AggregatorCapabilities): void {

@@ -13,7 +13,8 @@ import { initRuntime, runtimeTags, type RuntimeInfo } from '../runtime/index.js'
 import type { SourcePool } from '../data/source-pool.js';
 import type { ResolvedExperiment } from '../config/index.js';
 import type { Registry } from '../../registry/registry.js';
-import type { BagSource, SlideRecord } from '../../registry/contracts/data.js';
+import type { BagSource, LabelHierarchy, SlideRecord } from '../../registry/contracts/data.js';
+import { hierarchyFromConfig } from '../data/labels.js';
 import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
 import type { Tracker } from '../../registry/contracts/tracker.js';
 import { validateSource } from '../data/bags.js';
@@ -128,6 +129,9 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
     : await openSource();
   const { slides } = await validateSource(source, { onBadSlide: config.data.onBadSlide, logger });
   const numClasses = source.classNames.length;
+  // Two-level labels: declared in the config, else the source's own (a coarse_label column, synthetic-hierarchical).
+  const hierarchy = config.data.hierarchy !== undefined ? hierarchyFromConfig(source.classNames, config.data.hierarchy) : source.hierarchy;
+  if (hierarchy) logger.info(`label hierarchy: ${hierarchy.coarseNames.map((coarse, c) => `${coarse} = {${source.classNames.filter((_, f) => hierarchy.fineToCoarse[f] === c).join(', ')}}`).join('; ')}`);
   const splitSeed = config.split.seed ?? config.seed;
   const folds = makeSplits(slides, config.split, splitSeed, { baseDir: resolved.baseDir, logger });
   // Leakage and one-class training sets stop the run (the preflight already refused them); one-class evaluation sets
@@ -183,7 +187,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentResu
   const allPredictions: Array<SlidePrediction & { fold: number }> = [];
   for (const fold of selected) {
     const outcome = await runOneFold({
-      ...options, fold, pick, source, numClasses, metrics, instanceMetric, outDir, tracker, parentRunId, experimentName, allPredictions, stages,
+      ...options, fold, pick, source, numClasses, hierarchy, metrics, instanceMetric, outDir, tracker, parentRunId, experimentName, allPredictions, stages,
     }).catch((error: unknown): FoldOutcome => {
       logger.error(`fold ${fold.index} failed:\n${renderError(error, false)}`);
       return { fold: fold.index, ok: false, error: error instanceof MilkitError ? error.render() : String(error), metrics: {} };
@@ -240,6 +244,7 @@ interface FoldJob extends RunOptions {
   readonly pick: (ids: readonly string[]) => SlideRecord[];
   readonly source: BagSource;
   readonly numClasses: number;
+  readonly hierarchy: LabelHierarchy | undefined;
   readonly metrics: ReadonlyArray<{ name: string; metric: Metric }>;
   readonly instanceMetric: Metric | undefined;
   readonly outDir: string;
@@ -251,7 +256,7 @@ interface FoldJob extends RunOptions {
 }
 
 async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
-  const { resolved, registry, logger, fold, tracker, source, numClasses } = job;
+  const { resolved, registry, logger, fold, tracker, source, numClasses, hierarchy } = job;
   const { config } = resolved;
   const foldDir = path.join(job.outDir, `fold-${fold.index}`);
   await mkdir(foldDir, { recursive: true });
@@ -276,7 +281,7 @@ async function runOneFold(job: FoldJob): Promise<FoldOutcome> {
     await saveRuns();
   }
   const model = new MilModel(
-    registry, { ...resolved.slots }, { inputDim: source.featureDim, numClasses }, foldRng.fork('init'), logger, { prescreenerRng: foldRng.fork('prescreener-init') },
+    registry, { ...resolved.slots }, { inputDim: source.featureDim, numClasses, ...(hierarchy ? { hierarchy } : {}) }, foldRng.fork('init'), logger, { prescreenerRng: foldRng.fork('prescreener-init') },
   );
   try {
     if (tracker && runId) await tracker.logParams(runId, { fold: String(fold.index), 'split.train': String(fold.train.length), 'split.val': String(fold.val.length), 'split.test': String(fold.test.length) });

@@ -47,7 +47,8 @@ export const TrainSection = z.strictObject({
   milestones: z.array(z.int().positive()).optional().describe('step schedule: multiply by gamma at each of these epochs instead of every stepSize epochs (torch MultiStepLR; DTFD-MIL: [100])'),
   minLr: z.number().min(0).default(0).describe('cosine schedule: learning rate reached at the last epoch (eta_min; MHIM-MIL v2: 1e-7)'),
   gradClip: z.number().positive().optional().describe('clip the global gradient norm to this value'),
-  accumulate: z.int().min(1).default(1).describe('bags per optimizer step (gradient accumulation)'),
+  accumulate: z.int().min(1).default(1).describe('optimizer steps whose gradients are averaged before one update (gradient accumulation)'),
+  bagsPerStep: z.int().min(1).default(1).describe('bags forwarded in one step: the step loss is the mean of their per-bag losses plus batch-level terms spanning them (SupCon; HMIL: 64)'),
   balancedSampling: z.boolean().default(false).describe('sample bags with replacement, weights N/N_class (CLAM, HDMIL)'),
   earlyStopping: EarlyStoppingSection.prefault({}).describe('model selection and early stopping rule'),
 });

@@ -162,6 +162,17 @@ export function checkStages(resolved: ResolvedExperiment, stages: readonly Resol
       fail('strategy-requirement', `${stage.key}.strategy`, `strategy "${stage.strategy.name}" trains a pre-screener, but ${prescreener.trainable ? 'the stage does not train it' : `pre-screener "${resolved.slots.prescreener.name}" is not trainable`}.`,
         prescreener.trainable ? `Add prescreener to ${stage.key}.trains.` : 'Set model/prescreener to a trainable pre-screener (lipn), or drop this stage.');
     }
+    if (stage.train.bagsPerStep > 1) {
+      const refusers = [
+        ...(aggregator.batchedSteps ? [] : [`aggregator "${resolved.slots.aggregator.name}" updates once per bag`]),
+        ...(strategyCaps.batchedSteps === false ? [`strategy "${stage.strategy.name}" keeps per-step state for one bag`] : []),
+      ];
+      if (refusers.length > 0) {
+        const stageSets = isMapping(stage.section.train) && stage.section.train['bagsPerStep'] !== undefined;
+        fail('bags-per-step-unsupported', stageSets ? `${stage.key}.train.bagsPerStep` : 'train.bagsPerStep', `bagsPerStep is ${stage.train.bagsPerStep}, but ${refusers.join(' and ')}, so its bags cannot share an optimizer step.`,
+          'Set train.bagsPerStep: 1 (train.accumulate averages gradients over bags without batch-level terms).');
+      }
+    }
     const needed = new Set([...stage.section.views, ...strategyCaps.needsViews, ...aggregator.needsViews, ...encoderViews, ...(prescreenerTrained ? prescreener.needsViews : [])]);
     const missing = [...needed].filter((view) => !provided.includes(view));
     if (missing.length > 0) {

@@ -1,4 +1,5 @@
-// The one training loop every stage runs through: one bag per step (optional gradient accumulation), the
+// The one training loop every stage runs through: one bag per step, or `bagsPerStep` bags whose mean loss plus
+// batch-level terms make one step (optional gradient accumulation over steps), the
 // stage's losses and strategy hooks, optimizer and schedule over the stage's trained parts only, validation
 // every epoch with the early-stopping rule, a resumable checkpoint each epoch (model, strategy modules and
 // state, optimizer), and the selected epoch's weights restored at the end.
@@ -134,7 +135,7 @@ export async function trainFold(options: TrainFoldOptions): Promise<TrainFoldRes
     const epochRng = epochStream(epoch);
     const trainMetrics = await trainEpoch(options, params, optimizer, epoch, lr, epochRng);
     const val = options.val.length > 0
-      ? await evaluate({ model, source, slides: options.val, numClasses, metrics: options.metrics, rng: epochRng.fork('val'), views: model.capabilities.needsViews })
+      ? await evaluate({ model, source, slides: options.val, numClasses, metrics: options.metrics, rng: epochRng.fork('val'), views: model.capabilities.needsViews, schedule: { epoch, totalEpochs: section.epochs } })
       : undefined;
     const metrics: Record<string, number | null> = { ...trainMetrics, ...(val ? validationMetrics(val) : {}) };
     const monitored = metrics[section.earlyStopping.monitor];
@@ -184,53 +185,84 @@ async function trainEpoch(
   })).filter((group) => group.indices.length > 0);
   model.setTraining(true);
   const order = epochOrder(options.train.map((s) => s.label), { balanced: section.balancedSampling, rng: epochRng.fork('order') });
+  // A step forwards `bagsPerStep` consecutive bags of the epoch order. Streams, strategy steps and global steps stay
+  // numbered by the bag's position in the order, so bagsPerStep 1 is exactly the one-bag-per-step loop.
+  const bagsPerStep = section.bagsPerStep;
+  const numSteps = Math.ceil(order.length / bagsPerStep);
+  const schedule = { epoch, totalEpochs: section.epochs };
+  const withBatchTerms = !strategy.replacesModelLosses && model.hasBatchLosses();
   const termSums = new Map<string, tf.Scalar>();
   let lossSum = 0;
   let pending: tf.Tensor[] | undefined;
   let pendingCount = 0;
   const stepMetricSums = new Map<string, number>();
-  for (let step = 0; step < order.length; step += 1) {
-    const slide = options.train[order[step] as number] as SlideRecord;
-    const stepRng = epochRng.fork(`step-${step}`);
-    const data = await source.load(slide.slideId);
-    const loaded = {
-      ...bagToTensors(data, {
-        ...(options.maxInstances !== undefined ? { maxInstances: options.maxInstances } : {}),
-        rng: stepRng.fork('subset'),
-        views: options.views ?? [],
-      }),
-      label: slide.label,
-    };
-    const stepInfo = (bag: Bag): StrategyStep => ({
-      model, bag, label: slide.label, numClasses, io: { training: true, rng: stepRng },
-      isTraining: (part: string) => model.partTraining(part, true),
-      epoch, stepInEpoch: step, globalStep: epoch * order.length + step, stepsPerEpoch: order.length, totalEpochs: section.epochs,
-    });
-    const bag = strategy.transformBag ? strategy.transformBag(stepInfo(loaded)) : loaded;
-    const info = stepInfo(bag);
+  for (let step = 0; step < numSteps; step += 1) {
+    const members: Array<{ readonly slide: SlideRecord; readonly loaded: Bag; readonly bag: Bag; readonly info: StrategyStep }> = [];
+    for (let position = step * bagsPerStep; position < Math.min((step + 1) * bagsPerStep, order.length); position += 1) {
+      const slide = options.train[order[position] as number] as SlideRecord;
+      const stepRng = epochRng.fork(`step-${position}`);
+      const data = await source.load(slide.slideId);
+      const loaded = {
+        ...bagToTensors(data, {
+          ...(options.maxInstances !== undefined ? { maxInstances: options.maxInstances } : {}),
+          rng: stepRng.fork('subset'),
+          views: options.views ?? [],
+        }),
+        label: slide.label,
+      };
+      const stepInfo = (bag: Bag): StrategyStep => ({
+        model, bag, label: slide.label, numClasses, io: { training: true, rng: stepRng },
+        isTraining: (part: string) => model.partTraining(part, true),
+        epoch, stepInEpoch: position, globalStep: epoch * order.length + position, stepsPerEpoch: order.length, totalEpochs: section.epochs,
+      });
+      const bag = strategy.transformBag ? strategy.transformBag(stepInfo(loaded)) : loaded;
+      members.push({ slide, loaded, bag, info: stepInfo(bag) });
+    }
     const keptTerms: Record<string, tf.Scalar> = {};
-    let stepNumbers: Readonly<Record<string, number>> = {};
+    const stepNumbers: Array<Readonly<Record<string, number>>> = [];
     const { value, grads } = tf.variableGrads(() => {
-      const out: ModelOutput | undefined = strategy.replacesModelLosses ? undefined : strategy.forward ? strategy.forward(info) : model.forward(bag, info.io);
-      const { total, terms } = out ? model.losses(out, slide.label, numClasses) : { total: tf.scalar(0), terms: {} as Record<string, tf.Scalar> };
-      let objective: tf.Scalar = total;
-      for (const [k, t] of Object.entries(strategy.lossTerms?.(info, out) ?? {})) {
-        terms[k] = t;
-        objective = tf.add(objective, t) as tf.Scalar;
+      const perBag: tf.Scalar[] = [];
+      const perBagTerms: Array<Record<string, tf.Scalar>> = [];
+      const outputs: ModelOutput[] = [];
+      for (const { slide, bag, info } of members) {
+        const out: ModelOutput | undefined = strategy.replacesModelLosses ? undefined : strategy.forward ? strategy.forward(info) : model.forward(bag, info.io);
+        const { total, terms } = out ? model.losses(out, slide.label, numClasses, schedule) : { total: tf.scalar(0), terms: {} as Record<string, tf.Scalar> };
+        let objective: tf.Scalar = total;
+        for (const [k, t] of Object.entries(strategy.lossTerms?.(info, out) ?? {})) {
+          terms[k] = t;
+          objective = tf.add(objective, t) as tf.Scalar;
+        }
+        if (strategy.stepMetrics) stepNumbers.push(strategy.stepMetrics(info, out));
+        perBag.push(objective);
+        perBagTerms.push(terms);
+        if (out) outputs.push(out);
       }
-      for (const [k, t] of Object.entries(terms)) keptTerms[k] = tf.keep(t);
-      if (strategy.stepMetrics) stepNumbers = strategy.stepMetrics(info, out);
+      // The step's loss is the mean of the per-bag losses (a single bag's is used as is, bit for bit) ...
+      let objective: tf.Scalar = perBag.length === 1 ? (perBag[0] as tf.Scalar) : (tf.div(tf.addN(perBag), perBag.length) as tf.Scalar);
+      for (const k of new Set(perBagTerms.flatMap((terms) => Object.keys(terms)))) {
+        const values = perBagTerms.flatMap((terms) => (terms[k] ? [terms[k]] : []));
+        keptTerms[k] = tf.keep(values.length === 1 ? (values[0] as tf.Scalar) : (tf.div(tf.addN(values), values.length) as tf.Scalar));
+      }
+      // ... plus the terms that span the step's bags (SupCon), added once.
+      if (withBatchTerms && outputs.length === members.length) {
+        const batch = model.batchLosses(outputs, members.map((m) => m.slide.label), numClasses, schedule);
+        for (const [k, t] of Object.entries(batch.terms)) keptTerms[k] = tf.keep(t);
+        objective = tf.add(objective, batch.total) as tf.Scalar;
+      }
       return objective;
     }, variables);
-    if (bag !== loaded) disposeBag(bag);
-    disposeBag(loaded);
-    for (const [k, v] of Object.entries(stepNumbers)) stepMetricSums.set(k, (stepMetricSums.get(k) ?? 0) + v);
+    for (const { loaded, bag } of members) {
+      if (bag !== loaded) disposeBag(bag);
+      disposeBag(loaded);
+    }
+    for (const numbers of stepNumbers) for (const [k, v] of Object.entries(numbers)) stepMetricSums.set(k, (stepMetricSums.get(k) ?? 0) + v);
     const loss = value.dataSync()[0] as number; // the one host sync per step
     value.dispose();
     if (!Number.isFinite(loss)) {
       tf.dispose(Object.values(grads));
       tf.dispose(Object.values(keptTerms));
-      throw new NumericsError('non-finite-loss', `epoch ${epoch + 1}, step ${step + 1}, slide ${slide.slideId}: loss is ${loss}.`, {
+      const where = members.length === 1 ? `slide ${members[0]?.slide.slideId}` : `slides ${members.map((m) => m.slide.slideId).join(', ')}`;
+      throw new NumericsError('non-finite-loss', `epoch ${epoch + 1}, step ${step + 1}, ${where}: loss is ${loss}.`, {
         hint: 'Lower train.optimizer.lr, enable train.gradClip, or check the slide\'s features for extreme values.',
       });
     }
@@ -250,17 +282,17 @@ async function trainEpoch(
       pending = summed;
     } else pending = ordered;
     pendingCount += 1;
-    if (pendingCount === section.accumulate || step === order.length - 1) {
+    if (pendingCount === section.accumulate || step === numSteps - 1) {
       applyUpdate(optimizer, pending, pendingCount, lr, section.gradClip, clipGroups);
       pending = undefined;
       pendingCount = 0;
-      strategy.afterUpdate?.({ globalStep: epoch * order.length + step, epoch });
+      strategy.afterUpdate?.({ globalStep: epoch * order.length + Math.min((step + 1) * bagsPerStep, order.length) - 1, epoch });
     }
-    options.events?.onStep?.(step + 1, order.length);
+    options.events?.onStep?.(step + 1, numSteps);
   }
-  const metrics: Record<string, number> = { 'train/loss': order.length ? lossSum / order.length : Number.NaN };
+  const metrics: Record<string, number> = { 'train/loss': numSteps ? lossSum / numSteps : Number.NaN };
   for (const [k, t] of termSums) {
-    metrics[`train/loss_${k}`] = (t.dataSync()[0] as number) / order.length;
+    metrics[`train/loss_${k}`] = (t.dataSync()[0] as number) / numSteps;
     t.dispose();
   }
   for (const [k, sum] of stepMetricSums) metrics[`train/${k}`] = sum / Math.max(order.length, 1);

@@ -2,6 +2,7 @@
 // loss slot by its configured weight, sums them, and logs every term per epoch.
 import type * as tf from '@tensorflow/tfjs';
 import type { AggregatorOutput } from './model.js';
+import type { LabelHierarchy } from './data.js';
 
 /** The composed model's outputs: the aggregator's, with `logits` always present. */
 export interface ModelOutput extends AggregatorOutput {
@@ -10,14 +11,28 @@ export interface ModelOutput extends AggregatorOutput {
 }
 
 export interface LossTarget {
-  /** Slide label in [0, C). */
+  /** Slide label in [0, C) (the fine label of a hierarchical task). */
   readonly label: number;
   readonly numClasses: number;
+  /** Coarse class of the label, when the data has a label hierarchy (docs/methods/hmil.md#label-hierarchy). */
+  readonly coarseLabel?: number;
+  /**
+   * 0-based training epoch and the stage's epoch count, for losses with epoch schedules (HMIL's α and SupCon
+   * temperature). Absent outside training (test evaluation): scheduled losses then use epoch 0.
+   */
+  readonly epoch?: number;
+  readonly totalEpochs?: number;
 }
 
 export interface Loss {
   /** Named scalar terms (unweighted); one term is usual, `{ '': ce }` is logged under the slot name. */
   compute(output: ModelOutput, target: LossTarget): Record<string, tf.Scalar>;
+  /**
+   * Terms over every bag of one optimizer step (`train.bagsPerStep`), e.g. SupCon, whose positives span bags.
+   * Added once per step on top of the mean of the per-bag terms; training only (validation and test losses are
+   * per bag). Outputs and targets are in the same order.
+   */
+  computeBatch?(outputs: readonly ModelOutput[], targets: readonly LossTarget[]): Record<string, tf.Scalar>;
 }
 
 export interface LossCapabilities {
@@ -29,4 +44,6 @@ export const DEFAULT_LOSS_CAPABILITIES: LossCapabilities = { requires: [] };
 
 export interface LossContext {
   readonly numClasses: number;
+  /** The data's label hierarchy, when it has one (hierarchical losses need the fine → coarse map). */
+  readonly hierarchy?: LabelHierarchy;
 }

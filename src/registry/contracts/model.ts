@@ -3,6 +3,7 @@ import type * as tf from '@tensorflow/tfjs';
 import type { Module } from '../../core/nn/module.js';
 import type { Rng } from '../../core/runtime/random.js';
 import type { Logger } from '../../core/logger.js';
+import type { LabelHierarchy } from './data.js';
 
 /**
  * Well-known bag views (per-instance tensors beside the features). Datasets declare the views they provide
@@ -61,7 +62,21 @@ export interface ModelContext {
    * (CLAM-MB per-class heads, DMIN's bag and instance classifiers) call it so `model.classifier` stays swappable.
    */
   readonly makeClassifier: (inDim: number, outDim: number, rng: Rng) => Classifier;
+  /**
+   * The data's label hierarchy (fine labels = the C classes, each under one coarse class), when it has one;
+   * hierarchical aggregators (hmil) need it for their coarse heads.
+   */
+  readonly hierarchy?: LabelHierarchy;
 }
+
+/**
+ * Well-known `extras` of hierarchical aggregators (docs/methods/hmil.md#network), read by hierarchical losses,
+ * evaluation (coarse metrics) and heatmaps:
+ *  - `coarseLogits`          [1, Kc] coarse-class logits (evaluation prefers them to summed fine probabilities)
+ *  - `classEmbeddings`       [C, E] L2-normalised per-class bag embeddings (SupCon's views)
+ *  - `coarseInstanceScores`  [Kc, N] coarse-level attention
+ */
+export const HIERARCHY_EXTRAS = { coarseLogits: 'coarseLogits', classEmbeddings: 'classEmbeddings', coarseInstanceScores: 'coarseInstanceScores' } as const;
 
 /** Named outputs of a forward pass; loss plugins read what they declare they need. */
 export interface AggregatorOutput {
@@ -209,6 +224,16 @@ export interface AggregatorCapabilities {
   readonly branchKeepMask: boolean;
   /** Implements `parts` (projection and pooling as separate calls), so a training strategy can act in between. */
   readonly parts: boolean;
+  /**
+   * Its training is the mean of independent per-bag losses, so `train.bagsPerStep > 1` may batch bags into one
+   * optimizer step. False for methods whose update is defined per bag (DTFD-MIL's tiered per-bag updates).
+   */
+  readonly batchedSteps: boolean;
+  /**
+   * `instanceScores` has one row per class (row c = the attention of class c's branch), so heatmaps can show
+   * each class; hierarchical aggregators give the coarse level's rows as extra `coarseInstanceScores`.
+   */
+  readonly classwiseInstanceScores: boolean;
 }
 
 export const DEFAULT_AGGREGATOR_CAPABILITIES: AggregatorCapabilities = {
@@ -220,4 +245,6 @@ export const DEFAULT_AGGREGATOR_CAPABILITIES: AggregatorCapabilities = {
   gateLogits: false,
   branchKeepMask: false,
   parts: false,
+  batchedSteps: true,
+  classwiseInstanceScores: false,
 };

@@ -92,6 +92,11 @@ export interface StrategyCapabilities {
   readonly requiresAggregator: ReadonlyArray<keyof AggregatorCapabilities>;
   /** Needs a trainable pre-screener that the stage trains. */
   readonly requiresTrainedPrescreener: boolean;
+  /**
+   * Its hooks still hold when several bags share one optimizer step (`train.bagsPerStep > 1`: hooks run per
+   * bag, `afterUpdate` once per step). False for strategies whose per-step state assumes one bag.
+   */
+  readonly batchedSteps?: boolean;
 }
 
-export const DEFAULT_STRATEGY_CAPABILITIES: StrategyCapabilities = { needsViews: [], requiresAggregator: [], requiresTrainedPrescreener: false };
+export const DEFAULT_STRATEGY_CAPABILITIES: StrategyCapabilities = { needsViews: [], requiresAggregator: [], requiresTrainedPrescreener: false, batchedSteps: true };

@@ -13,6 +13,7 @@ import type { AnyPluginDefinition } from '../../registry/define-plugin.js';
 import type { Registry, ResolvedPlugin } from '../../registry/registry.js';
 import { DEFAULT_AGGREGATOR_CAPABILITIES, type AggregatorCapabilities, type Bag, type ForwardIO } from '../../registry/contracts/model.js';
 import { DEFAULT_LOSS_CAPABILITIES, type LossCapabilities, type ModelOutput } from '../../registry/contracts/loss.js';
+import type { LabelHierarchy } from '../../registry/contracts/data.js';
 import { compareTensor, fillPattern, readGolden, tensorOf, type GoldenFile, type GoldenReport } from './golden.js';
 import { allFinite, expectDefaultsParse, expectNoTensorLeak, goldenPath, maxAbsDiff, missingGolden, type SuiteOptions } from './shared.js';
 
@@ -29,6 +30,8 @@ export interface AggregatorGoldenCase {
   readonly x: number[][];
   /** Integer tensors injected into `io.injected` (e.g. DTFD's pseudo-bag permutation). */
   readonly injected?: Readonly<Record<string, number[]>>;
+  /** The label hierarchy the model is built with (hierarchical aggregators); default: the suite's. */
+  readonly hierarchy?: LabelHierarchy;
 }
 
 export interface AggregatorGoldenExpected {
@@ -69,6 +72,13 @@ interface BuildSpec {
   /** Attach the bag loss and every loss the aggregator's extras satisfy. */
   readonly withLosses?: boolean;
   readonly bagLoss?: string;
+  /** Label hierarchy of the data (default: each class its own coarse class, so hierarchical aggregators build). */
+  readonly hierarchy?: LabelHierarchy;
+}
+
+/** The suite's default hierarchy: C fine classes, each alone in its coarse class. */
+export function flatHierarchy(numClasses: number): LabelHierarchy {
+  return { coarseNames: Array.from({ length: numClasses }, (_, c) => `coarse-${c}`), fineToCoarse: Array.from({ length: numClasses }, (_, c) => c) };
 }
 
 /** The model the engine would build around this aggregator (classifier slot and losses from `registry`). */
@@ -84,7 +94,9 @@ export async function buildAggregatorModel(definition: AnyPluginDefinition, regi
       if (requires.length > 0 && requires.every((r) => provides.has(r))) losses[name] = { ...(await registry.resolve('loss', { name }, { key: `model.losses.${name}` })), weight: 1 };
     }
   }
-  return new MilModel(registry, { aggregator: resolvedOf(definition, spec.options), classifier, losses }, { inputDim: spec.inputDim, numClasses: spec.numClasses }, new Rng(spec.seed ?? 0), silentLogger);
+  return new MilModel(registry, { aggregator: resolvedOf(definition, spec.options), classifier, losses }, {
+    inputDim: spec.inputDim, numClasses: spec.numClasses, hierarchy: spec.hierarchy ?? flatHierarchy(spec.numClasses),
+  }, new Rng(spec.seed ?? 0), silentLogger);
 }
 
 /** Per-instance tensors beside the features, by view name (`coords`, `thumbs`, `keepMask`). */
@@ -155,7 +167,7 @@ function logitsOf(model: MilModel, bag: Bag, io: ForwardIO): number[] {
  */
 export async function checkAggregatorGolden(definition: AnyPluginDefinition, golden: AggregatorGolden, registry: Registry): Promise<GoldenReport> {
   const { case: c, expected, tolerance } = golden;
-  const model = await buildAggregatorModel(definition, registry, { options: c.options, inputDim: c.inputDim, numClasses: c.numClasses, classifier: c.classifier });
+  const model = await buildAggregatorModel(definition, registry, { options: c.options, inputDim: c.inputDim, numClasses: c.numClasses, classifier: c.classifier, ...(c.hierarchy ? { hierarchy: c.hierarchy } : {}) });
   fillPattern(torchEntries(model));
   const x = tensorOf(c.x) as tf.Tensor2D;
   const injected = c.injected ? Object.fromEntries(Object.entries(c.injected).map(([k, v]) => [k, tensorOf(v, 'int32')])) : undefined;
