@@ -78,26 +78,26 @@ export function maxOverInstances(h: tf.Tensor2D): tf.Tensor2D {
 
 /** Pools [N, E] → [1, E] with `reduce` after an optional projection h = dropout(ReLU(x W + b)). */
 /**
- * Instance-level pooling (docs/methods/pooling.md#instance-level-pooling): per-instance class probabilities
- * p [N, C] (softmax of the instance logits) pooled into bag probabilities, returned as bag logits log p_bag
- * (softmax(log p_bag) = p_bag). Mean: p_bag = (1/N) Σ_n p_n. Max: for C = 2 the positive-class probability is
- * θ = max_n p_n1 and p_bag = [1 − θ, θ] (Ilse et al.'s instance+max); for C > 2 each class takes its maximum
- * over instances and the vector is renormalised. Probabilities are clamped to [1e-7, 1] before the log.
+ * Instance-level pooling (docs/methods/pooling.md#instance-level-pooling): per-instance class log-probabilities
+ * log p [N, C] (log-softmax of the instance logits) pooled into bag log-probabilities, returned as bag logits
+ * (softmax(log p_bag) = p_bag). Mean: p_bag = (1/N) Σ_n p_n, as log Σ_n exp(log p_n) − log N. Max: for C = 2 the
+ * positive-class probability is θ = max_n p_n1 and p_bag = [1 − θ, θ] (Ilse et al.'s instance+max); since
+ * 1 − max_n p_n1 = min_n p_n0, both entries are taken in log space, log p_bag = [min_n log p_n0, max_n log p_n1].
+ * For C > 2 each class takes its maximum over instances and the vector is renormalised (log-sum-exp). Working in
+ * log space keeps a gradient where a probability rounds to 0 or 1 in float32 (a clamp there would stop training).
  */
 export function poolInstanceProbabilities(instanceLogits: tf.Tensor2D, reduce: 'mean' | 'max'): tf.Tensor2D {
   return tf.tidy(() => {
-    const [, classes] = instanceLogits.shape;
-    const p = tf.softmax(instanceLogits) as tf.Tensor2D; // [N, C]
-    let bag: tf.Tensor2D;
-    if (reduce === 'mean') bag = meanOverInstances(p); // [1, C]
-    else if (classes === 2) {
-      const theta = maxOverInstances(tf.slice(p, [0, 1], [-1, 1]) as tf.Tensor2D); // [1, 1]
-      bag = tf.concat([tf.sub(1, theta), theta], 1) as tf.Tensor2D; // [1, 2]
-    } else {
-      const maxima = maxOverInstances(p); // [1, C]
-      bag = tf.div(maxima, tf.sum(maxima, 1, true)) as tf.Tensor2D;
+    const [rows, classes] = instanceLogits.shape;
+    const logP = tf.logSoftmax(instanceLogits) as tf.Tensor2D; // [N, C]
+    if (reduce === 'mean') return tf.sub(tf.logSumExp(logP, 0, true), Math.log(rows)) as tf.Tensor2D; // [1, C]
+    if (classes === 2) {
+      const positive = maxOverInstances(tf.slice(logP, [0, 1], [-1, 1]) as tf.Tensor2D); // [1, 1]  log θ
+      const negative = tf.neg(maxOverInstances(tf.neg(tf.slice(logP, [0, 0], [-1, 1])) as tf.Tensor2D)); // [1, 1]  log(1 − θ)
+      return tf.concat([negative, positive], 1) as tf.Tensor2D; // [1, 2]
     }
-    return tf.log(tf.clipByValue(bag, 1e-7, 1)) as tf.Tensor2D; // [1, C]
+    const maxima = maxOverInstances(logP); // [1, C]
+    return tf.sub(maxima, tf.logSumExp(maxima, 1, true)) as tf.Tensor2D;
   });
 }
 

@@ -140,6 +140,20 @@ describe('instance-level pooling (mean-pool / max-pool level: instance)', () => 
     tf.dispose([logits, three]);
   });
 
+  it('keeps a gradient when an instance is saturated (float32 softmax = 1), where a clamp would stop training', () => {
+    // A negative bag whose first instance is confidently positive: p_11 rounds to 1, yet the loss must push it down.
+    const logits = tf.variable(tf.tensor2d([[0, 40], [0, -3]]));
+    const { value, grads } = tf.variableGrads(() => {
+      const bag = poolInstanceProbabilities(logits, 'max'); // [1, 2]
+      return tf.neg(tf.slice(tf.logSoftmax(bag), [0, 0], [1, 1]).reshape([])) as tf.Scalar; // CE with label 0
+    }, [logits]);
+    expect(value.dataSync()[0]).toBeCloseTo(40, 3); // −log(1 − θ) = −log p_10 = log(1 + e^40) ≈ 40
+    const g = Array.from((grads[logits.name] as tf.Tensor).dataSync());
+    expect(g[1]).toBeGreaterThan(0.99); // d/dl_11 of log(1 + e^(l_11 − l_10)) = σ(40) ≈ 1
+    expect(g[3]).toBe(0); // the other instance is not the arg-max
+    tf.dispose([logits, value, ...Object.values(grads)]);
+  });
+
   it('owns its classifier only at the instance level: one instance classifier, no bag classifier part', async () => {
     const registry = builtinRegistry();
     const instance = await registry.resolve('aggregator', { name: 'max-pool', level: 'instance' }, { key: 'model.aggregator' });
