@@ -163,7 +163,7 @@ export async function report(results: readonly ResultLine[], settings: ReportSet
     const { mean, half } = meanCi(values);
     return Number.isNaN(half) ? `${mean.toFixed(3)} (n=1)` : `${mean.toFixed(3)} ± ${half.toFixed(3)} (n=${values.length})`;
   };
-  const figure = settings.quick ? 'BENCHMARKS-mnist-quick.png' : 'BENCHMARKS-mnist.png';
+  const figure = settings.quick ? 'docs/benchmarks/mnist-bags-quick.png' : 'docs/benchmarks/mnist-bags.png';
   const points = MNIST_MODELS.flatMap((m) => settings.bagCounts.flatMap((bags) => {
     const values = results.filter((r) => r.model === m.key && r.bags === bags).map((r) => r.auc);
     if (values.length === 0) return [];
@@ -171,6 +171,7 @@ export async function report(results: readonly ResultLine[], settings: ReportSet
     return [{ model: m.label, bags, auc: mean, low: Number.isNaN(half) ? mean : mean - half, high: Number.isNaN(half) ? mean : mean + half }];
   }));
   if (points.length > 0) {
+    mkdirSync(join(settings.root, 'docs', 'benchmarks'), { recursive: true });
     await writePng({
       $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
       width: 420, height: 280, title: 'MNIST-bags (mean bag size 10): test AUC vs training bags, mean and 95% CI',
