@@ -145,6 +145,12 @@ export function trendLine(results: readonly ResultLine[], bags: number): string 
   return `${bags} bags: ${attention.m.label} ${ci(attention)} vs ${fixed.m.label} ${ci(fixed)}, Δ = ${gap >= 0 ? '+' : ''}${gap.toFixed(3)}: ${verdict}${unfinished > 0 ? ` (${unfinished} model(s) not run at this size)` : ''}.`;
 }
 
+/** The environment settings that differ from the protocol's defaults, as ` with A=1 B=2`. */
+function envText(settings: ReportSettings): string {
+  const set = [...(settings.reps !== 3 ? [`MNIST_BENCH_REPS=${settings.reps}`] : []), ...(settings.epochs !== 20 ? [`MNIST_BENCH_EPOCHS=${settings.epochs}`] : [])];
+  return set.length > 0 ? ` with ${set.join(' ')}` : '';
+}
+
 interface ReportSettings {
   readonly reps: number;
   readonly epochs: number;
@@ -178,7 +184,7 @@ export async function report(results: readonly ResultLine[], settings: ReportSet
       data: { values: points },
       layer: [
         { mark: { type: 'line', point: true }, encoding: { x: { field: 'bags', type: 'quantitative', title: 'training bags', scale: { type: 'log' } }, y: { field: 'auc', type: 'quantitative', title: 'test AUC', scale: { zero: false } }, color: { field: 'model', type: 'nominal' } } },
-        { mark: 'errorbar', encoding: { x: { field: 'bags', type: 'quantitative' }, y: { field: 'low', type: 'quantitative' }, y2: { field: 'high' }, color: { field: 'model', type: 'nominal' } } },
+        { mark: 'errorbar', encoding: { x: { field: 'bags', type: 'quantitative' }, y: { field: 'low', type: 'quantitative', title: 'test AUC' }, y2: { field: 'high' }, color: { field: 'model', type: 'nominal' } } },
       ],
     }, join(settings.root, figure));
   }
@@ -206,7 +212,7 @@ export async function report(results: readonly ResultLine[], settings: ReportSet
     ...trend.map((line) => `- ${line}`),
     '',
     `Compute: ${(seconds / 60).toFixed(0)} min of training and testing in the finished cells (this invocation ${settings.minutes.toFixed(0)} min), at nice 10 on a 2-core machine shared with other jobs.`,
-    `Command: \`nice -n 10 npm run bench -- mnist\`${settings.quick ? ' (BENCH_QUICK=1)' : ''}${settings.reps !== 3 ? ` with MNIST_BENCH_REPS=${settings.reps}` : ''}${settings.epochs !== 20 ? ` and MNIST_BENCH_EPOCHS=${settings.epochs}` : ''}.`,
+    `Command: \`nice -n 10 npm run bench -- mnist\`${settings.quick ? ' (BENCH_QUICK=1)' : ''}${envText(settings)}.`,
     // How this particular table was produced when it differs from the plain command (cuts, parallel workers).
     ...(process.env['MNIST_BENCH_NOTE'] ? ['', process.env['MNIST_BENCH_NOTE']] : []),
   ].join('\n');
