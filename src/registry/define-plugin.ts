@@ -21,6 +21,11 @@ export interface PluginDefinition<K extends PluginKind = PluginKind, O extends z
   /** The only source of truth for options: types, defaults, ranges and docs. */
   readonly options: O;
   readonly capabilities: Partial<PluginKindMap[K]['capabilities']>;
+  /**
+   * Capability flags that depend on the options, merged over `capabilities` once the options are parsed (mean-pool
+   * with `level: instance` classifies each instance itself, so it owns its classifier only then).
+   */
+  readonly capabilitiesFor?: (options: z.output<O>) => Partial<PluginKindMap[K]['capabilities']>;
   create(options: z.output<O>, ctx: PluginKindMap[K]['context']): PluginKindMap[K]['instance'];
 }
 
@@ -32,6 +37,7 @@ export interface AnyPluginDefinition {
   readonly paper?: PaperRef;
   readonly options: z.ZodType;
   readonly capabilities: Readonly<Record<string, unknown>>;
+  readonly capabilitiesFor?: (options: never) => Readonly<Record<string, unknown>>;
   create(options: never, ctx: never): unknown;
 }
 

@@ -1,6 +1,6 @@
 // The plugin kinds and, for each, what its factory receives and returns. Later issues add kinds by
 // augmenting PluginKindMap (strategy, slide-reader, feature-extractor...) without touching core.
-import type { AggregatorCapabilities, Aggregator, Classifier, ModelContext, Prescreener } from './contracts/model.js';
+import type { AggregatorCapabilities, Aggregator, Classifier, Encoder, EncoderCapabilities, EncoderContext, ModelContext, Prescreener } from './contracts/model.js';
 import type { Loss, LossCapabilities, LossContext } from './contracts/loss.js';
 import type { BagSource, DatasetCapabilities, DatasetContext } from './contracts/data.js';
 import type { Metric, MetricCapabilities } from './contracts/metric.js';
@@ -30,6 +30,8 @@ export interface PluginKindMap {
   classifier: { context: ModelContext; instance: Classifier; capabilities: Readonly<Record<string, never>> };
   loss: { context: LossContext; instance: Loss; capabilities: LossCapabilities };
   prescreener: { context: ModelContext; instance: Prescreener | null; capabilities: PrescreenerCapabilities };
+  /** Trainable instance encoder (raw instances → features, trained with the aggregator); `none` returns null. */
+  encoder: { context: EncoderContext; instance: Encoder | null; capabilities: EncoderCapabilities };
   dataset: { context: DatasetContext; instance: Promise<BagSource>; capabilities: DatasetCapabilities };
   metric: { context: MetricContext; instance: Metric; capabilities: MetricCapabilities };
   tracker: { context: TrackerContext; instance: Tracker; capabilities: TrackerCapabilities };
@@ -43,7 +45,7 @@ export interface PluginKindMap {
 export type PluginKind = keyof PluginKindMap;
 
 /** Runtime list of the built-in kinds, in the order `milkit plugins` prints them. */
-export const PLUGIN_KINDS: readonly PluginKind[] = ['aggregator', 'classifier', 'loss', 'prescreener', 'strategy', 'dataset', 'metric', 'tracker', 'executor', 'slide-reader', 'tissue-detector', 'feature-extractor'];
+export const PLUGIN_KINDS: readonly PluginKind[] = ['aggregator', 'classifier', 'loss', 'prescreener', 'encoder', 'strategy', 'dataset', 'metric', 'tracker', 'executor', 'slide-reader', 'tissue-detector', 'feature-extractor'];
 
 export function isPluginKind(value: string): value is PluginKind {
   return (PLUGIN_KINDS as readonly string[]).includes(value);

@@ -135,9 +135,10 @@ export class Registry {
     return create(resolved.options, ctx);
   }
 
-  /** The capability flags of a resolved plugin merged over the kind's defaults. */
+  /** The capability flags of a resolved plugin (static, then those its options decide) merged over the kind's defaults. */
   capabilities<K extends PluginKind>(resolved: ResolvedPlugin<K>, defaults: PluginKindMap[K]['capabilities']): PluginKindMap[K]['capabilities'] {
-    return { ...defaults, ...resolved.definition.capabilities } as PluginKindMap[K]['capabilities'];
+    const optionDependent = resolved.definition.capabilitiesFor as ((options: unknown) => Readonly<Record<string, unknown>>) | undefined;
+    return { ...defaults, ...resolved.definition.capabilities, ...(optionDependent ? optionDependent(resolved.options) : {}) } as PluginKindMap[K]['capabilities'];
   }
 
   /** Options, types, defaults and docs of one plugin, read from its schema. */

@@ -78,7 +78,9 @@ async function runChild(file: string): Promise<void> {
 
 function spawnChild(file: string, out: string): Promise<number> {
   return new Promise((resolveExit, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', file], {
+    // The bench modules import src/ directly; `milkit-source` makes the plugins' `import 'milkit'` reach the same
+    // sources (not a possibly stale dist/), so one module graph serves both.
+    const child = spawn(process.execPath, ['--conditions=milkit-source', '--import', 'tsx', fileURLToPath(import.meta.url), '--child', file], {
       cwd: root,
       stdio: 'inherit',
       env: { ...process.env, MILKIT_BENCH_OUT: out },

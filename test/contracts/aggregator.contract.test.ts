@@ -32,3 +32,8 @@ afterAll(async () => {
 });
 
 aggregatorContract(definitions, { registry, goldenDir: goldenDirOf('aggregator'), requireGolden: true, optionsFor: (name) => SMALL[name] ?? {} });
+
+// mean-pool and max-pool again at the instance level (classify each instance, then pool): the capabilities follow
+// the option (they own their classifier there); their golden cases pin the embedding level above.
+const instanceLevel = definitions.filter((d) => d.name === 'mean-pool' || d.name === 'max-pool');
+aggregatorContract(instanceLevel, { registry, optionsFor: (name) => ({ ...SMALL[name], level: 'instance' }) });

@@ -1,4 +1,4 @@
-// Golden fingerprints of the generated datasets (synthetic-*, mnist-bags): the data a fixed seed and small options
+// Golden fingerprints of the generated datasets (synthetic-*, mnist-bags, mnist-hierarchical): the data a fixed seed and small options
 // produce, pinned so any change to a generator is a visible, reviewed golden update. (The file-backed datasets'
 // fingerprints are computed independently by goldens_datasets.py.)
 //
@@ -16,6 +16,7 @@ const CASES: Readonly<Record<string, DatasetGoldenCase>> = {
   'synthetic-hierarchical': { options: { slides: 14, instances: [5, 12], featureDim: 12 }, seed: 9 },
   'mnist-bags': { options: { trainBags: 4, testBags: 2 }, seed: 10 },
   'synthetic-decoys': { options: { slides: 6, instances: [8, 14], featureDim: 8, signalDim: 2 }, seed: 11 },
+  'mnist-hierarchical': { options: { trainBags: 4, testBags: 2, meanBagSize: 4, stdBagSize: 1 }, seed: 11 },
 };
 
 const registry = new Registry(builtinManifest());

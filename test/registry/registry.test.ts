@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { PluginError, ConfigError } from '../../src/core/errors.js';
-import { definePlugin, Registry, type AnyPluginDefinition } from '../../src/registry/index.js';
+import { DEFAULT_AGGREGATOR_CAPABILITIES, definePlugin, Registry, type AnyPluginDefinition } from '../../src/registry/index.js';
 import { builtinRegistry } from '../helpers/registry.js';
 
 const toyLoss = definePlugin({
@@ -26,7 +26,7 @@ describe('registry', () => {
 
   it('resolves a slot, filling defaults from the plugin schema', async () => {
     const resolved = await builtinRegistry().resolve('aggregator', { name: 'mean-pool', projectDim: 8 }, { key: 'model.aggregator' });
-    expect(resolved.options).toEqual({ projectDim: 8, dropout: 0 });
+    expect(resolved.options).toEqual({ projectDim: 8, dropout: 0, level: 'embedding' });
     expect(resolved.definition.name).toBe('mean-pool');
   });
 
@@ -54,7 +54,7 @@ describe('registry', () => {
 
   it('rejects an unknown option key with did-you-mean', async () => {
     await expect(builtinRegistry().resolve('aggregator', { name: 'mean-pool', projectdim: 4 }, { key: 'model.aggregator' })).rejects.toThrowErrorMatchingInlineSnapshot(
-      `[ConfigError: model.aggregator.projectdim: unknown key (got 4). Allowed: projectDim, dropout. Did you mean "projectDim"?]`,
+      `[ConfigError: model.aggregator.projectdim: unknown key (got 4). Allowed: projectDim, dropout, level. Did you mean "projectDim"?]`,
     );
   });
 
@@ -69,7 +69,16 @@ describe('registry', () => {
     expect(d.options).toEqual([
       { key: 'projectDim', type: 'integer ≥0', default: 0, description: expect.stringContaining('projection'), required: false },
       { key: 'dropout', type: 'number ≥0 <1', default: 0, description: expect.stringContaining('dropout'), required: false },
+      { key: 'level', type: expect.stringContaining('embedding'), default: 'embedding', description: expect.stringContaining('instance'), required: false },
     ]);
+  });
+
+  it('merges capabilities that depend on the options over the declared ones', async () => {
+    const registry = builtinRegistry();
+    const instance = await registry.resolve('aggregator', { name: 'mean-pool', level: 'instance' }, { key: 'model.aggregator' });
+    const embedding = await registry.resolve('aggregator', { name: 'mean-pool' }, { key: 'model.aggregator' });
+    expect(registry.capabilities(instance, DEFAULT_AGGREGATOR_CAPABILITIES)).toMatchObject({ ownsClassifier: true, permutationInvariant: true });
+    expect(registry.capabilities(embedding, DEFAULT_AGGREGATOR_CAPABILITIES)).toMatchObject({ ownsClassifier: false, permutationInvariant: true });
   });
 
   it('merges declared capabilities over the kind defaults', async () => {

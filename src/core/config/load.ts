@@ -32,6 +32,8 @@ export interface ResolvedSlots {
   readonly aggregator: ResolvedPlugin<'aggregator'>;
   readonly classifier: ResolvedPlugin<'classifier'>;
   readonly prescreener: ResolvedPlugin<'prescreener'>;
+  /** `model.encoder` (default `none`); optional so slots built by hand (tests, export) may leave it out. */
+  readonly encoder?: ResolvedPlugin<'encoder'>;
   readonly losses: Readonly<Record<string, ResolvedLoss>>;
   readonly dataset: ResolvedPlugin<'dataset'>;
   /** `eval.metrics` names resolved as metric plugins. */
@@ -106,6 +108,7 @@ export async function loadExperiment(file: string, overrides: readonly string[],
   const aggregator = await resolveAt('aggregator', 'model.aggregator', experiment.model.aggregator);
   const classifier = await resolveAt('classifier', 'model.classifier', experiment.model.classifier);
   const prescreener = await resolveAt('prescreener', 'model.prescreener', experiment.model.prescreener);
+  const encoder = await resolveAt('encoder', 'model.encoder', experiment.model.encoder);
   const losses: Record<string, ResolvedLoss> = {};
   for (const [slot, { weight, ...ref }] of Object.entries(experiment.model.losses)) {
     losses[slot] = { ...(await resolveAt('loss', `model.losses.${slot}`, ref)), weight };
@@ -129,6 +132,7 @@ export async function loadExperiment(file: string, overrides: readonly string[],
   setAt(config, ['model', 'aggregator'], withOptions(aggregator), false);
   setAt(config, ['model', 'classifier'], withOptions(classifier), false);
   setAt(config, ['model', 'prescreener'], withOptions(prescreener), false);
+  setAt(config, ['model', 'encoder'], withOptions(encoder), false);
   for (const [slot, loss] of Object.entries(losses)) setAt(config, ['model', 'losses', slot], { name: loss.name, weight: loss.weight, ...loss.options }, false);
   setAt(config, ['data', 'dataset'], withOptions(dataset), false);
   deepFreeze(config);
@@ -138,6 +142,7 @@ export async function loadExperiment(file: string, overrides: readonly string[],
     aggregator: frozen(aggregator),
     classifier: frozen(classifier),
     prescreener: frozen(prescreener),
+    encoder: frozen(encoder),
     losses: Object.freeze(Object.fromEntries(Object.entries(losses).map(([k, v]) => [k, frozen(v)]))),
     dataset: frozen(dataset),
     metrics: Object.freeze(metrics.map(frozen)),

@@ -14,6 +14,7 @@ export const PLUGIN_SLOTS: readonly PluginSlot[] = [
   { key: 'model.aggregator', kind: 'aggregator', record: false },
   { key: 'model.classifier', kind: 'classifier', record: false },
   { key: 'model.prescreener', kind: 'prescreener', record: false },
+  { key: 'model.encoder', kind: 'encoder', record: false },
   { key: 'model.losses', kind: 'loss', record: true },
   { key: 'data.dataset', kind: 'dataset', record: false },
 ];

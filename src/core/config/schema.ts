@@ -26,6 +26,7 @@ export const ModelSection = z.strictObject({
   aggregator: PluginRef.describe('aggregator plugin: mean-pool, abmil, clam-sb, dmin, ...'),
   classifier: PluginRef.prefault({ name: 'linear' }).describe('classifier plugin: linear, mlp, cka'),
   prescreener: PluginRef.prefault({ name: 'none' }).describe('pre-screener plugin: none, lipn'),
+  encoder: PluginRef.prefault({ name: 'none' }).describe('trainable instance encoder run before the aggregator on raw instances: none, lenet-mnist'),
   losses: z.record(z.string(), LossRef).prefault({ ce: { name: 'cross-entropy' } }).describe('named loss slots, each {name, weight, ...options}'),
 });
 export type ModelSection = z.output<typeof ModelSection>;

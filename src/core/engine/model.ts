@@ -11,10 +11,12 @@ import type { Rng } from '../runtime/random.js';
 import type { Registry, ResolvedPlugin } from '../../registry/registry.js';
 import {
   DEFAULT_AGGREGATOR_CAPABILITIES,
+  DEFAULT_ENCODER_CAPABILITIES,
   type Aggregator,
   type AggregatorCapabilities,
   type Bag,
   type Classifier,
+  type Encoder,
   type ForwardIO,
   type ModelContext,
   type Prescreener,
@@ -29,6 +31,8 @@ export interface ModelSlots {
   readonly classifier: ResolvedPlugin<'classifier'>;
   /** Optional: a pre-screener part (built when the plugin returns one). */
   readonly prescreener?: ResolvedPlugin<'prescreener'>;
+  /** Optional: a trainable instance encoder before the aggregator (built when the plugin returns one). */
+  readonly encoder?: ResolvedPlugin<'encoder'>;
   readonly losses: Readonly<Record<string, ResolvedPlugin<'loss'> & { readonly weight: number }>>;
 }
 
@@ -57,10 +61,14 @@ export interface MilModelOptions {
 }
 
 /**
- * The trainable model of one fold. State-dict paths are prefixed by part: `aggregator.…`, `classifier.…`,
- * `prescreener.…`.
+ * The trainable model of one fold. State-dict paths are prefixed by part: `encoder.…`, `aggregator.…`,
+ * `classifier.…`, `prescreener.…`. With an encoder, the aggregator reads the encoded instances (width E of the
+ * encoder) in place of the dataset's features, and gradients flow through both (docs/encoders.md).
  */
 export class MilModel extends Module implements StageModel {
+  readonly encoder: Encoder | undefined;
+  /** The bag view the encoder reads (undefined without an encoder). */
+  readonly encoderView: string | undefined;
   readonly aggregator: Aggregator;
   readonly classifier: Classifier | undefined;
   readonly prescreener: Prescreener | undefined;
@@ -79,12 +87,19 @@ export class MilModel extends Module implements StageModel {
     super();
     this.numClasses = dims.numClasses;
     this.hierarchy = dims.hierarchy;
-    this.capabilities = registry.capabilities(slots.aggregator, DEFAULT_AGGREGATOR_CAPABILITIES);
-    checkLossRequirements(registry, slots, this.capabilities);
+    const aggregatorCapabilities = registry.capabilities(slots.aggregator, DEFAULT_AGGREGATOR_CAPABILITIES);
+    checkLossRequirements(registry, slots, aggregatorCapabilities);
+    // Built first so its initial weights do not depend on the aggregator's draws; absent → the model is unchanged.
+    const encoder = slots.encoder ? registry.create(slots.encoder, { rng: rng.fork('encoder'), logger }) : null;
+    this.encoder = encoder ? this.addModule('encoder', encoder) : undefined;
+    this.encoderView = encoder && slots.encoder ? registry.capabilities(slots.encoder, DEFAULT_ENCODER_CAPABILITIES).inputView : undefined;
+    // The views the forward reads: the aggregator's, plus the encoder's raw instances.
+    this.capabilities = this.encoderView === undefined ? aggregatorCapabilities
+      : { ...aggregatorCapabilities, needsViews: [...new Set([...aggregatorCapabilities.needsViews, this.encoderView])] };
     const makeClassifier = (inDim: number, outDim: number, classifierRng: Rng): Classifier =>
       registry.create(slots.classifier, { inputDim: inDim, numClasses: dims.numClasses, outputDim: outDim, rng: classifierRng, logger, makeClassifier });
     const aggregatorCtx: ModelContext = {
-      inputDim: dims.inputDim, numClasses: dims.numClasses, outputDim: dims.numClasses, rng: rng.fork('aggregator'), logger, makeClassifier,
+      inputDim: this.encoder ? this.encoder.outputDim : dims.inputDim, numClasses: dims.numClasses, outputDim: dims.numClasses, rng: rng.fork('aggregator'), logger, makeClassifier,
       ...(dims.hierarchy ? { hierarchy: dims.hierarchy } : {}),
     };
     this.aggregator = this.addModule('aggregator', registry.create(slots.aggregator, aggregatorCtx));
@@ -101,7 +116,7 @@ export class MilModel extends Module implements StageModel {
 
   /** Names of the parts this model has (`aggregator`, `classifier` unless the aggregator owns its heads, `prescreener` when configured). */
   partNames(): string[] {
-    return ['aggregator', ...(this.classifier ? ['classifier'] : []), ...(this.prescreener ? ['prescreener'] : [])];
+    return [...(this.encoder ? ['encoder'] : []), 'aggregator', ...(this.classifier ? ['classifier'] : []), ...(this.prescreener ? ['prescreener'] : [])];
   }
 
   /** Replaces the loss slots (a stage's `losses`), after checking their requirements as at construction. */
@@ -128,6 +143,7 @@ export class MilModel extends Module implements StageModel {
 
   /** A part by name. */
   part(name: string): Module | undefined {
+    if (name === 'encoder') return this.encoder;
     if (name === 'aggregator') return this.aggregator;
     if (name === 'classifier') return this.classifier;
     if (name === 'prescreener') return this.prescreener;
@@ -136,7 +152,18 @@ export class MilModel extends Module implements StageModel {
 
   /** Forward pass of one bag; `logits` is always [1, C]. Each part runs in its stage mode. */
   forward(bag: Bag, io: ForwardIO): ModelOutput {
-    return tf.tidy(() => ({ ...this.classify(this.aggregator.forward(bag, this.partIo('aggregator', io)), io) })) as unknown as ModelOutput;
+    return tf.tidy(() => ({ ...this.classify(this.aggregator.forward(this.encode(bag, io), this.partIo('aggregator', io)), io) })) as unknown as ModelOutput;
+  }
+
+  /**
+   * The bag the aggregator reads: with an encoder, `features` are the encoded raw instances [N, E] (a new tensor,
+   * to be freed by the caller's tidy); without one, the bag itself.
+   */
+  encode(bag: Bag, io: ForwardIO): Bag {
+    if (!this.encoder || this.encoderView === undefined) return bag;
+    const instances = bag.views?.[this.encoderView];
+    if (instances === undefined) throw new Error(`encoder: bag ${bag.slideId} has no "${this.encoderView}" view (the engine builds the views in capabilities.needsViews)`);
+    return { ...bag, features: this.encoder.forward(instances, this.partIo('encoder', io)) };
   }
 
   /** Logits of an aggregator output: its own, or the classifier slot's on its embedding. */

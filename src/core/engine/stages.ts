@@ -16,7 +16,7 @@ import type { ResolvedExperiment, ResolvedLoss } from '../config/load.js';
 import type { Registry, ResolvedPlugin } from '../../registry/registry.js';
 import { DEFAULT_DATASET_CAPABILITIES, datasetViews, type BagSource, type SlideRecord } from '../../registry/contracts/data.js';
 import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
-import { DEFAULT_AGGREGATOR_CAPABILITIES } from '../../registry/contracts/model.js';
+import { DEFAULT_AGGREGATOR_CAPABILITIES, DEFAULT_ENCODER_CAPABILITIES } from '../../registry/contracts/model.js';
 import { DEFAULT_STRATEGY_CAPABILITIES, type Strategy, type StrategyCapabilities } from '../../registry/contracts/strategy.js';
 import { DEFAULT_PRESCREENER_CAPABILITIES } from '../../registry/kinds.js';
 import { parseOrThrow } from '../config/zod-issues.js';
@@ -28,7 +28,7 @@ import { MemoryBudget, modelStepProbe, type MemoryLimit } from './memory-budget.
 import { trainFold, type EpochRecord, type TrainEvents, type TrainFoldResult } from './trainer.js';
 
 /** Parts every composed model may have; strategies add their modules by name. */
-const MODEL_PARTS = ['aggregator', 'classifier', 'prescreener'] as const;
+const MODEL_PARTS = ['encoder', 'aggregator', 'classifier', 'prescreener'] as const;
 const DEFAULT_TRAINS = ['aggregator', 'classifier'] as const;
 const STRATEGY_PREFIX = 'strategy.';
 
@@ -82,11 +82,18 @@ export async function resolveStages(resolved: ResolvedExperiment, registry: Regi
     const from = section.from === undefined ? undefined : typeof section.from === 'string' ? { stage: section.from } : { stage: section.from.stage, ...(section.from.parts ? { parts: section.from.parts } : {}) };
     stages.push({
       index, key, name: section.name, section, train, strategy, ...(losses ? { losses } : {}),
-      trains: section.trains ?? [...DEFAULT_TRAINS], explicitTrains: section.trains !== undefined,
+      // A configured encoder trains end to end with the aggregator unless the stage says otherwise.
+      trains: section.trains ?? [...(hasEncoder(resolved, registry) ? ['encoder'] : []), ...DEFAULT_TRAINS], explicitTrains: section.trains !== undefined,
       ...(from ? { from } : {}), stream: section.stream ?? section.name,
     });
   }
   return stages;
+}
+
+/** Whether `model.encoder` builds an encoder with weights (capability trainable; `none` builds nothing). */
+function hasEncoder(resolved: ResolvedExperiment, registry: Registry): boolean {
+  const encoder = resolved.slots.encoder;
+  return encoder !== undefined && registry.capabilities(encoder, DEFAULT_ENCODER_CAPABILITIES).trainable;
 }
 
 /** The parts a stage may name: the composed model's plus its strategy's declared modules are not known before creation. */
@@ -97,6 +104,8 @@ function modelParts(resolved: ResolvedExperiment, registry: Registry): { exists:
   const why: Record<string, string> = {};
   if (aggregator.ownsClassifier) why.classifier = `aggregator "${resolved.slots.aggregator.name}" owns its classifier heads (they are part of the aggregator)`;
   else exists.add('classifier');
+  if (hasEncoder(resolved, registry)) exists.add('encoder');
+  else why.encoder = `encoder "${resolved.slots.encoder?.name ?? 'none'}" has no weights (model.encoder builds none)`;
   if (prescreener.trainable) exists.add('prescreener');
   else why.prescreener = `pre-screener "${resolved.slots.prescreener.name}" has nothing to train (capability trainable)`;
   return { exists, why };
@@ -117,6 +126,7 @@ export function checkStages(resolved: ResolvedExperiment, stages: readonly Resol
   const aggregator = registry.capabilities(resolved.slots.aggregator, DEFAULT_AGGREGATOR_CAPABILITIES);
   const prescreener = registry.capabilities(resolved.slots.prescreener, DEFAULT_PRESCREENER_CAPABILITIES);
   const provided = datasetViews(registry.capabilities(resolved.slots.dataset, DEFAULT_DATASET_CAPABILITIES));
+  const encoderViews = hasEncoder(resolved, registry) && resolved.slots.encoder ? [registry.capabilities(resolved.slots.encoder, DEFAULT_ENCODER_CAPABILITIES).inputView] : [];
   const seen = new Map<string, number>();
   let prescreenerTrained = false;
   for (const stage of stages) {
@@ -165,7 +175,7 @@ export function checkStages(resolved: ResolvedExperiment, stages: readonly Resol
           'Set train.bagsPerStep: 1 (train.accumulate averages gradients over bags without batch-level terms).');
       }
     }
-    const needed = new Set([...stage.section.views, ...strategyCaps.needsViews, ...aggregator.needsViews, ...(prescreenerTrained ? prescreener.needsViews : [])]);
+    const needed = new Set([...stage.section.views, ...strategyCaps.needsViews, ...aggregator.needsViews, ...encoderViews, ...(prescreenerTrained ? prescreener.needsViews : [])]);
     const missing = [...needed].filter((view) => !provided.includes(view));
     if (missing.length > 0) {
       fail('view-not-provided', `${stage.key}.views`, `the stage reads bag view(s) ${missing.map((v) => `"${v}"`).join(', ')}, but dataset "${resolved.slots.dataset.name}" provides ${provided.length ? provided.map((v) => `"${v}"`).join(', ') : 'none'}.`,

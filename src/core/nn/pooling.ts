@@ -1,8 +1,8 @@
 // Fixed (non-learned) pooling over instances with an optional ReLU projection, shared by the mean-pool and
-// max-pool baselines.
+// max-pool baselines, at the embedding level (pool, then classify) or the instance level (classify, then pool).
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import type { Aggregator, AggregatorOutput, Bag, ForwardIO, ModelContext } from '../../registry/contracts/model.js';
+import type { Aggregator, AggregatorOutput, Bag, Classifier, ForwardIO, ModelContext } from '../../registry/contracts/model.js';
 import { hostFloatValues } from './host-values.js';
 import { Module } from './module.js';
 import { Linear, dropout } from './layers.js';
@@ -10,6 +10,7 @@ import { Linear, dropout } from './layers.js';
 export const ProjectedPoolOptions = z.strictObject({
   projectDim: z.int().min(0).default(0).describe('E: width of a ReLU projection before pooling (0 = pool the raw features)'),
   dropout: z.number().min(0).lt(1).default(0).describe('dropout on projected instances while training'),
+  level: z.enum(['embedding', 'instance']).default('embedding').describe('embedding: pool the instances, then classify the bag; instance: classify every instance (the classifier slot), then pool the instance probabilities (mi-Net style, Ilse et al.\'s instance+mean / instance+max)'),
 });
 export type ProjectedPoolOptions = z.output<typeof ProjectedPoolOptions>;
 
@@ -76,21 +77,52 @@ export function maxOverInstances(h: tf.Tensor2D): tf.Tensor2D {
 }
 
 /** Pools [N, E] → [1, E] with `reduce` after an optional projection h = dropout(ReLU(x W + b)). */
+/**
+ * Instance-level pooling (docs/methods/pooling.md#instance-level-pooling): per-instance class log-probabilities
+ * log p [N, C] (log-softmax of the instance logits) pooled into bag log-probabilities, returned as bag logits
+ * (softmax(log p_bag) = p_bag). Mean: p_bag = (1/N) Σ_n p_n, as log Σ_n exp(log p_n) − log N. Max: for C = 2 the
+ * positive-class probability is θ = max_n p_n1 and p_bag = [1 − θ, θ] (Ilse et al.'s instance+max); since
+ * 1 − max_n p_n1 = min_n p_n0, both entries are taken in log space, log p_bag = [min_n log p_n0, max_n log p_n1].
+ * For C > 2 each class takes its maximum over instances and the vector is renormalised (log-sum-exp). Working in
+ * log space keeps a gradient where a probability rounds to 0 or 1 in float32 (a clamp there would stop training).
+ */
+export function poolInstanceProbabilities(instanceLogits: tf.Tensor2D, reduce: 'mean' | 'max'): tf.Tensor2D {
+  return tf.tidy(() => {
+    const [rows, classes] = instanceLogits.shape;
+    const logP = tf.logSoftmax(instanceLogits) as tf.Tensor2D; // [N, C]
+    if (reduce === 'mean') return tf.sub(tf.logSumExp(logP, 0, true), Math.log(rows)) as tf.Tensor2D; // [1, C]
+    if (classes === 2) {
+      const positive = maxOverInstances(tf.slice(logP, [0, 1], [-1, 1]) as tf.Tensor2D); // [1, 1]  log θ
+      const negative = tf.neg(maxOverInstances(tf.neg(tf.slice(logP, [0, 0], [-1, 1])) as tf.Tensor2D)); // [1, 1]  log(1 − θ)
+      return tf.concat([negative, positive], 1) as tf.Tensor2D; // [1, 2]
+    }
+    const maxima = maxOverInstances(logP); // [1, C]
+    return tf.sub(maxima, tf.logSumExp(maxima, 1, true)) as tf.Tensor2D;
+  });
+}
+
 export class ProjectedPool extends Module implements Aggregator {
   /** The reductions of the mean-pool and max-pool plugins (reachable through the class they already import). */
   static readonly mean = meanOverInstances;
   static readonly max = maxOverInstances;
   readonly embeddingDim: number;
   private readonly fc: Linear | undefined;
+  /** The instance classifier at `level: instance` (the classifier slot's plugin, torch key `classifier`). */
+  private readonly instanceClassifier: Classifier | undefined;
 
   constructor(
     private readonly options: ProjectedPoolOptions,
     ctx: ModelContext,
     private readonly reduce: (h: tf.Tensor2D) => tf.Tensor2D,
+    /** Which reduction `reduce` is, for the instance level (it pools probabilities, not embeddings). */
+    private readonly reduction: 'mean' | 'max' = 'mean',
   ) {
     super();
     this.fc = options.projectDim > 0 ? this.addModule('fc', new Linear(ctx.inputDim, options.projectDim, ctx.rng)) : undefined;
     this.embeddingDim = options.projectDim > 0 ? options.projectDim : ctx.inputDim;
+    this.instanceClassifier = options.level === 'instance'
+      ? this.addModule('classifier', ctx.makeClassifier(this.embeddingDim, ctx.numClasses, ctx.rng.fork('classifier')))
+      : undefined;
   }
 
   forward(bag: Bag, io: ForwardIO): AggregatorOutput {
@@ -98,7 +130,10 @@ export class ProjectedPool extends Module implements Aggregator {
       const h = this.fc
         ? (dropout(tf.relu(this.fc.forward(bag.features)), this.options.dropout, io.training, io.rng) as tf.Tensor2D)
         : bag.features; // [N, E]
-      return { embedding: this.reduce(h) }; // [1, E]
+      const embedding = this.reduce(h); // [1, E]
+      if (!this.instanceClassifier) return { embedding };
+      const instanceLogits = this.instanceClassifier.forward(h, io); // [N, C]
+      return { embedding, logits: poolInstanceProbabilities(instanceLogits, this.reduction) }; // logits [1, C]
     });
   }
 }

@@ -14,8 +14,9 @@ import type { LabelHierarchy } from './data.js';
  *  - `keepMask` [N, K] 0/1 per-branch selection from a pre-screener (HDMIL, docs/methods/hdmil.md#inference-modes): branch k pools only rows
  *    marked 1, with no further gating. Set by the engine's screened pass; read by aggregators with capability
  *    `branchKeepMask`, others never see it.
+ *  - `images`   [N, H, W, C] raw instances (MNIST digits [N, 28, 28, 1], normalised) that a trainable encoder reads.
  */
-export const BAG_VIEWS = { coords: 'coords', thumbs: 'thumbs', keepMask: 'keepMask' } as const;
+export const BAG_VIEWS = { coords: 'coords', thumbs: 'thumbs', keepMask: 'keepMask', images: 'images' } as const;
 
 /** One slide as tensors. Rows of every per-instance tensor are in the same order. */
 export interface Bag {
@@ -160,6 +161,35 @@ export interface Classifier extends Module {
   /** [M, in] → [M, out] logits. */
   forward(x: tf.Tensor2D, io: ForwardIO): tf.Tensor2D;
 }
+
+/**
+ * Trainable instance encoder (kind `encoder`): raw instances of one bag (a bag view such as `images`
+ * [N, H, W, C]) → instance features [N, E] inside the model, trained end to end with the aggregator (its
+ * parameters are the `encoder.` part of the state dict and the optimizer's). The aggregator then sees `E` as
+ * its input width and the encoded rows as `bag.features`.
+ */
+export interface Encoder extends Module {
+  /** E: width of the features it produces. */
+  readonly outputDim: number;
+  /** [N, ...instance shape] raw instances → [N, E] features. */
+  forward(instances: tf.Tensor, io: ForwardIO): tf.Tensor2D;
+}
+
+export interface EncoderContext {
+  readonly rng: Rng;
+  readonly logger: Logger;
+}
+
+export interface EncoderCapabilities {
+  /** The bag view holding the raw instances it encodes (see BAG_VIEWS); the dataset must provide it. */
+  readonly inputView: string;
+  /** Builds an encoder with weights (false for `none`, whose create returns null). */
+  readonly trainable: boolean;
+  /** The shape of one instance it accepts, when fixed (lenet-mnist: [28, 28, 1]); the contract suite feeds it. */
+  readonly instanceShape?: readonly number[];
+}
+
+export const DEFAULT_ENCODER_CAPABILITIES: EncoderCapabilities = { inputView: 'images', trainable: true };
 
 /** Pre-screener: low-resolution instances → one keep logit per instance (keep where logit > 0). */
 export interface Prescreener extends Module {

@@ -12,7 +12,7 @@ import type { ModelOutput } from './loss.js';
 import type { Aggregator, AggregatorCapabilities, Bag, Classifier, ForwardIO, Prescreener } from './model.js';
 
 /** A model part a stage can train, freeze or set to a mode; strategies add their own modules by name. */
-export type ModelPartName = 'aggregator' | 'classifier' | 'prescreener';
+export type ModelPartName = 'encoder' | 'aggregator' | 'classifier' | 'prescreener';
 
 /** The composed model as a strategy sees it. */
 export interface StageModel {

@@ -59,8 +59,12 @@ function resolvedOf(definition: AnyPluginDefinition, options: Readonly<Record<st
   return { kind: 'aggregator', name: definition.name, options: definition.options.parse(options) as Record<string, unknown>, definition };
 }
 
-function capabilitiesOf(definition: AnyPluginDefinition): AggregatorCapabilities {
-  return { ...DEFAULT_AGGREGATOR_CAPABILITIES, ...(definition.capabilities as Partial<AggregatorCapabilities>) };
+/** Declared capabilities, plus those the options decide (`capabilitiesFor`) when options are given. */
+function capabilitiesOf(definition: AnyPluginDefinition, options?: Readonly<Record<string, unknown>>): AggregatorCapabilities {
+  const optionDependent = options && definition.capabilitiesFor
+    ? (definition.capabilitiesFor as (parsed: unknown) => Partial<AggregatorCapabilities>)(definition.options.parse(options))
+    : {};
+  return { ...DEFAULT_AGGREGATOR_CAPABILITIES, ...(definition.capabilities as Partial<AggregatorCapabilities>), ...optionDependent };
 }
 
 interface BuildSpec {
@@ -195,9 +199,9 @@ export function aggregatorContract(definitions: readonly AnyPluginDefinition[], 
   const numClasses = 2;
 
   describe.each(definitions.map((d) => [d.name, d] as const))('aggregator/%s contract', (name, definition) => {
-    const caps = capabilitiesOf(definition);
-    const views = neededViews(definition);
     const options = suite.optionsFor?.(name) ?? {};
+    const caps = capabilitiesOf(definition, options);
+    const views = neededViews(definition);
     const build = (seed = 0, withLosses = true): Promise<MilModel> =>
       buildAggregatorModel(definition, suite.registry, { options, inputDim, numClasses, seed, withLosses, ...(suite.bagLoss ? { bagLoss: suite.bagLoss } : {}) });
     const features = (n: number, seed: number): tf.Tensor2D => tf.randomNormal([n, inputDim], 0, 1, 'float32', seed) as tf.Tensor2D;

@@ -16,6 +16,7 @@ export * from './shared.js';
 export * from './aggregator.js';
 export * from './classifier.js';
 export * from './prescreener.js';
+export * from './encoder.js';
 export * from './loss.js';
 export * from './metric.js';
 export * from './dataset.js';

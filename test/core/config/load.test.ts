@@ -50,9 +50,10 @@ describe('loadExperiment', () => {
     expect(resolved.file).toBe('experiments/x.yaml');
     expect(path.basename(resolved.baseDir)).toBe('experiments');
     expect(resolved.config.model).toEqual({
-      aggregator: { name: 'mean-pool', projectDim: 4, dropout: 0 },
+      aggregator: { name: 'mean-pool', projectDim: 4, dropout: 0, level: 'embedding' },
       classifier: { name: 'linear', init: 'torch-default', bias: true },
       prescreener: { name: 'none' },
+      encoder: { name: 'none' },
       losses: { ce: { name: 'cross-entropy', weight: 1, ...resolved.slots.losses.ce?.options } },
     });
     expect(resolved.config.data.dataset).toEqual({ name: 'toy-bags', slides: 12, featureDim: 8 });
@@ -105,7 +106,7 @@ describe('loadExperiment', () => {
 
   it('applies group and key overrides from the command line', async () => {
     const resolved = await load({ 'experiments/x.yaml': X }, ['model/aggregator=max-pool', 'train.epochs=7', 'model.aggregator.dropout=0.5']);
-    expect(resolved.config.model.aggregator).toEqual({ name: 'max-pool', projectDim: 4, dropout: 0.5 });
+    expect(resolved.config.model.aggregator).toEqual({ name: 'max-pool', projectDim: 4, dropout: 0.5, level: 'embedding' });
     expect(resolved.config.train.epochs).toBe(7);
     expect(resolved.overrides).toEqual(['model/aggregator=max-pool', 'train.epochs=7', 'model.aggregator.dropout=0.5']);
   });
@@ -167,7 +168,7 @@ describe('loadExperiment', () => {
       registry: testRegistry(), cwd, env: {},
       project: { searchPath: [path.join(cwd, 'shared')], tracking: { uri: 'http://mlflow:5000', experimentName: 'project-default' } },
     });
-    expect(resolved.config.model.aggregator).toEqual({ name: 'mean-pool', projectDim: 4, dropout: 0.3 });
+    expect(resolved.config.model.aggregator).toEqual({ name: 'mean-pool', projectDim: 4, dropout: 0.3, level: 'embedding' });
     expect(resolved.config.tracking).toMatchObject({ uri: 'http://mlflow:5000', experimentName: 'mine' });
   });
 
@@ -225,7 +226,7 @@ describe('loadExperiment: error messages', () => {
     const text = (error as ConfigError).render();
     expect(text).toContain('no config group "modle/aggregator". Did you mean "model/aggregator"?');
     const groups = /Groups: ([^.]*)\./.exec(text)?.[1]?.split(', ');
-    expect(groups).toEqual(['data', 'data/dataset', 'model/aggregator', 'model/classifier', 'model/losses/<name>', 'model/prescreener', 'recipe']);
+    expect(groups).toEqual(['data', 'data/dataset', 'model/aggregator', 'model/classifier', 'model/encoder', 'model/losses/<name>', 'model/prescreener', 'recipe']);
     expect(text).toContain('Searched: experiments/, experiments/groups/.');
   });
 
@@ -259,10 +260,10 @@ describe('loadExperiment: error messages', () => {
 
   it('rejects an unknown option key with did-you-mean and the allowed keys', async () => {
     await expect(load({ 'experiments/x.yaml': X }, ['model.aggregator.bogus=1'])).rejects.toThrowErrorMatchingInlineSnapshot(
-      `[ConfigError: model.aggregator.bogus: unknown key (got 1). Allowed: projectDim, dropout (override model.aggregator.bogus=1)]`,
+      `[ConfigError: model.aggregator.bogus: unknown key (got 1). Allowed: projectDim, dropout, level (override model.aggregator.bogus=1)]`,
     );
     await expect(load({ 'experiments/x.yaml': X.replace('{ projectDim: 4 }', '{ projectdim: 4 }') })).rejects.toThrowErrorMatchingInlineSnapshot(
-      `[ConfigError: model.aggregator.projectdim: unknown key (got 4). Allowed: projectDim, dropout. Did you mean "projectDim"? (experiments/x.yaml)]`,
+      `[ConfigError: model.aggregator.projectdim: unknown key (got 4). Allowed: projectDim, dropout, level. Did you mean "projectDim"? (experiments/x.yaml)]`,
     );
   });
 

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { builtinManifest } from '../../../plugins/index.js';
 import { definePlugin, Registry, type AnyPluginDefinition, type PluginManifest } from '../../../src/registry/index.js';
 
-const FIXED_IDS = ['aggregator/max-pool', 'aggregator/mean-pool', 'classifier/linear', 'loss/cross-entropy', 'prescreener/none'];
+const FIXED_IDS = ['aggregator/max-pool', 'aggregator/mean-pool', 'classifier/linear', 'loss/cross-entropy', 'prescreener/none', 'encoder/none'];
 
 export const toyBags = definePlugin({
   kind: 'dataset',

@@ -138,6 +138,9 @@ describe('dataset/mnist-bags', () => {
     expect(Array.from(bag.instanceLabels ?? [])).toEqual(digitsInBag.map((d) => (d === 9 ? 1 : 0)));
     // Background pixels are 0 → (0 − 0.1307) / 0.3081.
     expect(Math.min(...bag.features)).toBeCloseTo(-0.1307 / 0.3081, 5);
+    // The same pixels as digits for an encoder (view `images`), sharing the features' buffer.
+    expect(bag.views?.['images']?.shape).toEqual([bag.n, 28, 28, 1]);
+    expect(bag.views?.['images']?.data).toBe(bag.features);
     expect((await validateSource(src, { inputDim: 784, onBadSlide: 'error', logger: new MemoryLogger() })).slides).toHaveLength(30);
   });
 });
