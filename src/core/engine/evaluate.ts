@@ -3,7 +3,7 @@
 // and the model gives instance scores over every instance, the instance-level metric of the attention. A
 // model that screens (its pre-screener trained by a stage) is evaluated through the screened pass.
 import * as tf from '@tensorflow/tfjs';
-import type { BagSource, SlideRecord } from '../../registry/contracts/data.js';
+import type { BagData, BagSource, SlideRecord } from '../../registry/contracts/data.js';
 import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
 import type { Rng } from '../runtime/random.js';
 import { buildViews } from '../data/bags.js';
@@ -51,6 +51,11 @@ export interface EvaluateOptions {
   readonly warmup?: boolean;
   /** How instance features are read (timed as the `read` stage); default: precomputed feature rows. */
   readonly read?: InstanceReader;
+  /**
+   * Called once per evaluated slide (not for the warm-up pass) while its output is alive, e.g. to copy instance
+   * scores for heatmaps (`milkit predict`); the output is disposed after it returns.
+   */
+  readonly onSlide?: (slide: SlideRecord, data: BagData, pass: SlidePass) => void;
 }
 
 function mean(values: readonly number[]): number | undefined {
@@ -81,6 +86,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
   for (const slide of slides) {
     const data = await source.load(slide.slideId);
     const result = pass(data);
+    options.onSlide?.(slide, data, result);
     const { probs, loss, attention } = tf.tidy(() => {
       const out = result.output;
       const { total } = model.losses(out, slide.label, numClasses);

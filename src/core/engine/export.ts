@@ -10,11 +10,11 @@ import YAML from 'yaml';
 import { ConfigError, DataError, MilkitError, PluginError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { loadExperiment, type ResolvedExperiment } from '../config/index.js';
-import { importNativeState } from '../nn/state-dict.js';
+import { exportPartTorchState, importNativeState } from '../nn/state-dict.js';
 import type { TensorRecord } from '../nn/safetensors.js';
 import { Rng } from '../runtime/random.js';
 import type { Registry, ResolvedPlugin } from '../../registry/registry.js';
-import { loadCheckpoint, type CheckpointMeta } from './checkpoint.js';
+import { assignVariables, loadCheckpoint, type CheckpointMeta } from './checkpoint.js';
 import { MilModel, type ModelDims } from './model.js';
 
 /** The run's resolved config, written by every run into its output folder. */
@@ -24,6 +24,8 @@ const MODEL_PREFIX = 'model/';
 /** Model parts `milkit weights export` rebuilds; other parts a checkpoint may hold (pre-screener, strategy modules) are left out. */
 const EXPORTED_PARTS = ['aggregator.', 'classifier.'] as const;
 const FOLD_DIR = /^fold-(\d+)$/;
+/** Checkpoint key prefix of the pre-screener part (exported to its own file under its original keys). */
+const PRESCREENER_PART = 'prescreener.';
 const STAGE_DIR = /^stage-(.+)$/;
 
 /** Where a fold's selected checkpoint is, and which run it belongs to. */
@@ -353,4 +355,45 @@ export function exportMetadata(trained: TrainedFold): Record<string, string> {
     'milkit.inputDim': String(dims.inputDim),
     'milkit.numClasses': String(dims.numClasses),
   };
+}
+
+/** A trained pre-screener's weights under the original key names, when the fold's checkpoint holds one. */
+export interface PrescreenerExport {
+  readonly name: string;
+  readonly tensors: Record<string, TensorRecord>;
+}
+
+/**
+ * The fold's trained pre-screener (HDMIL's LIPN, trained in its own stage) in torch layout under its original
+ * keys: rebuilt from the run's prescreener slot and loaded from the same checkpoint, all tensors or an error.
+ * Undefined when the run has no pre-screener or the checkpoint holds none of its tensors (a run stopped before
+ * the stage that trains it).
+ */
+export async function trainedPrescreenerExport(trained: TrainedFold, registry: Registry): Promise<PrescreenerExport | undefined> {
+  const slot = trained.resolved.slots.prescreener;
+  if (!slot || !trained.leftOut.some((key) => key.startsWith(PRESCREENER_PART))) return undefined;
+  const loaded = await loadCheckpoint(trained.checkpoint.file);
+  if (!loaded) return undefined;
+  const model = new MilModel(registry, { aggregator: trained.resolved.slots.aggregator, classifier: trained.resolved.slots.classifier, prescreener: slot, losses: {} }, trained.dims, new Rng(0), silentLogger);
+  try {
+    const prescreener = model.prescreener;
+    if (!prescreener) return undefined;
+    const weights: Record<string, TensorRecord> = {};
+    for (const [name, record] of Object.entries(loaded.tensors)) {
+      if (name.startsWith(`${MODEL_PREFIX}${PRESCREENER_PART}`)) weights[name.slice(MODEL_PREFIX.length + PRESCREENER_PART.length)] = record;
+    }
+    // The part's own tensor names are the original ones; the native import checks every key and shape.
+    const expected = prescreener.namedTensors();
+    const missing = expected.filter(([key]) => weights[key] === undefined).map(([key]) => key);
+    const unexpected = Object.keys(weights).filter((key) => !expected.some(([name]) => name === key));
+    if (missing.length + unexpected.length > 0) {
+      throw new DataError('state-dict-mismatch', `${trained.checkpoint.file}: the pre-screener's tensors do not fit "${slot.name}" (missing ${missing.length}: ${missing.slice(0, 3).join(', ')}; unexpected ${unexpected.length}: ${unexpected.slice(0, 3).join(', ')}).`, {
+        hint: 'The checkpoint belongs to another pre-screener configuration; export from the run folder it was trained in.',
+      });
+    }
+    assignVariables(expected.map(([key, entry]) => [key, entry.variable] as const), weights, '', trained.checkpoint.file);
+    return { name: slot.name, tensors: await exportPartTorchState(prescreener) };
+  } finally {
+    model.dispose();
+  }
 }

@@ -80,13 +80,14 @@ export function meanRoc(folds: readonly FoldPredictions[], gridPoints = 101): Me
   return { fpr, meanTpr, stdTpr, foldAucs };
 }
 
-type VegaLiteSpec = Record<string, unknown>;
+export type VegaLiteSpec = Record<string, unknown>;
 
 const WIDTH = 360;
 /** DejaVu Sans ships with fontconfig on Debian; unflushed labels keep 0.0 under its tick. */
 const CONFIG = { font: 'DejaVu Sans', axis: { labelFlush: false, tickCount: 5 } };
 
-function curveSpec(title: string, xTitle: string, yTitle: string, series: readonly CurveSeries[], diagonal: boolean): VegaLiteSpec {
+/** A curve figure (ROC with its chance diagonal, or PR) as a Vega-Lite spec. */
+export function curveSpec(title: string, xTitle: string, yTitle: string, series: readonly CurveSeries[], diagonal: boolean): VegaLiteSpec {
   const values = series.flatMap((s) => s.x.map((x, i) => ({ series: s.name, x, y: s.y[i], order: i })));
   const axis = (t: string) => ({ title: t, scale: { domain: [0, 1] }, axis: { tickCount: 5, grid: true } });
   const layers: VegaLiteSpec[] = [];

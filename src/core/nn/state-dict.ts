@@ -160,3 +160,13 @@ export function importNativeState(parts: ModelParts, tensors: Readonly<Record<st
   const expected = torchEntries(parts).map(({ milkitKey, entry }) => ({ key: milkitKey, shape: [...entry.variable.shape], variable: entry.variable, perm: undefined }));
   apply(plan(expected, tensors, source, 'milkit'));
 }
+
+/**
+ * One model part's weights under its own tensor names in torch layout, for parts whose names are the original
+ * implementation's by construction (HDMIL's LIPN: `extractor.…` of ImageProcessor, docs/methods/state-dict-keys.md#lipn).
+ */
+export async function exportPartTorchState(part: { namedTensors(): Array<readonly [string, NamedTensorEntry]> }): Promise<Record<string, TensorRecord>> {
+  const out: Record<string, TensorRecord> = {};
+  for (const [key, entry] of part.namedTensors()) out[key] = await record(entry.variable, entry.torch.perm, 'I64');
+  return out;
+}

@@ -30,6 +30,7 @@ async function loadModelModules() {
     exportMetadata: exporting.exportMetadata,
     loadTrainedFold: exporting.loadTrainedFold,
     locateFoldCheckpoint: exporting.locateFoldCheckpoint,
+    trainedPrescreenerExport: exporting.trainedPrescreenerExport,
     RUN_CONFIG_FILE: exporting.RUN_CONFIG_FILE,
     loadExperiment: config.loadExperiment,
     ModelSection: config.ModelSection,
@@ -248,6 +249,12 @@ function nonNegativeInt(text: string, flag: string): number {
   return value;
 }
 
+/** The pre-screener's file beside the aggregator's: `<stem>.<prescreener>.safetensors` (stem without `.torch`). */
+export function prescreenerExportFile(aggregatorFile: string, prescreener: string): string {
+  const stem = aggregatorFile.replace(/\.safetensors$/i, '').replace(/\.torch$/i, '');
+  return `${stem}.${prescreener}.torch.safetensors`;
+}
+
 /** `milkit weights export <run|fold|ckpt>`: the fold's selected checkpoint under the original PyTorch keys. */
 async function exportTrainedFold(app: CliApp, registry: Registry, source: string, options: { readonly fold?: number; readonly out?: string }): Promise<void> {
   const m = await loadModelModules();
@@ -263,7 +270,17 @@ async function exportTrainedFold(app: CliApp, registry: Registry, source: string
     const from = path.relative(app.cwd, located.file) || located.file;
     app.io.out(`${shown}: ${Object.keys(torch).length} tensors of fold ${located.fold} (${from}, epoch ${trained.meta.epoch + 1}) under the original ${aggregator} keys; load with model.load_state_dict(safetensors.torch.load_file('${path.basename(out)}'), strict=True)`);
     if (located.note) app.logger.info(`${from}: ${located.note}.`);
-    if (trained.leftOut.length > 0) app.logger.warn(`left out ${trained.leftOut.length} checkpoint tensors of parts the original model does not have: ${trained.leftOut.slice(0, 5).join(', ')}${trained.leftOut.length > 5 ? ', ...' : ''}.`);
+    // A trained pre-screener (HDMIL's LIPN) is a separate network in the original code, so it gets its own file.
+    const prescreener = await m.trainedPrescreenerExport(trained, registry);
+    let leftOut = trained.leftOut;
+    if (prescreener) {
+      const file = prescreenerExportFile(out, prescreener.name);
+      await writeFile(file, writeSafetensors(prescreener.tensors, { ...m.exportMetadata(trained), 'milkit.part': 'prescreener', 'milkit.prescreener': prescreener.name }));
+      const shownFile = path.relative(app.cwd, file) || file;
+      app.io.out(`${shownFile}: ${Object.keys(prescreener.tensors).length} tensors of the ${prescreener.name} pre-screener under its original keys; load with model.load_state_dict(safetensors.torch.load_file('${path.basename(file)}'), strict=True)`);
+      leftOut = leftOut.filter((key) => !key.startsWith('prescreener.'));
+    }
+    if (leftOut.length > 0) app.logger.warn(`left out ${leftOut.length} checkpoint tensors of parts the original model does not have: ${leftOut.slice(0, 5).join(', ')}${leftOut.length > 5 ? ', ...' : ''}.`);
     if (trained.meta.configHash !== trained.resolved.configHash) {
       app.logger.warn(`${from} was trained under config hash ${trained.meta.configHash.slice(0, 8)}, but the run's ${m.RUN_CONFIG_FILE} hashes to ${trained.resolved.configHash.slice(0, 8)}; the metadata records the checkpoint's.`);
     }

@@ -1,0 +1,391 @@
+// `milkit predict`: a trained run (one fold, or all folds as an ensemble) scores a cohort of feature files.
+// Order: load the run → open the cohort → check width, classes and extractor (before any model compute) →
+// predict → threshold → predictions.csv, metrics with patient-bootstrap CIs and the ROC figure when labels
+// exist → optional heatmaps/instance scores → an MLflow run of its own, tagged with the training run.
+// User-facing description: docs/predict.md.
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { stringify } from 'csv-stringify/sync';
+import { ConfigError, DataError, renderError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { Rng } from '../runtime/random.js';
+import { initRuntime } from '../runtime/index.js';
+import { loadExperiment } from '../config/index.js';
+import { RUN_CONFIG_FILE } from './export.js';
+import type { Registry } from '../../registry/registry.js';
+import type { BagSource, SlideRecord } from '../../registry/contracts/data.js';
+import type { Metric, MetricInput, MetricValue } from '../../registry/contracts/metric.js';
+import type { Tracker } from '../../registry/contracts/tracker.js';
+import { validateSource } from '../data/bags.js';
+import { recordedPatchSize, readFeatureFileIdentity } from '../data/feature-identity.js';
+import { rocCurve } from '../eval/classification.js';
+import { computeMetrics, quantileSorted } from '../eval/metrics.js';
+import { curveSpec, rocSeries, writePng } from '../eval/plots.js';
+import {
+  DEFAULT_HEATMAP_OPTIONS, instanceScoresCsv, instanceScoresGeoJson, thumbnailPatch, topK, writeHeatmapPng, writeMontagePng, writeText, type HeatmapCanvas, type HeatmapOptions,
+} from '../eval/heatmap.js';
+import type { SlideReader } from '../slides/reader.js';
+import { readPatchTile, readSlideThumbnail, SLIDE_EXTENSIONS } from '../slides/slide-images.js';
+import { drawCaseResamples, slidesByCase } from '../stats/paired-bootstrap.js';
+import { checkCohort, firstFileIdentity, openCohort } from './predict-cohort.js';
+import { ensembleInstanceScores, ensembleProbabilities, loadTrainedRun, predictSlides, resolveRunDir, type FoldPredictions, type SlideInstanceScores, type TrainedRun } from './predict.js';
+
+export type ThresholdRule = 'fixed' | 'youden';
+
+export interface PredictOptions {
+  readonly runDir: string;
+  /** Job id when `runDir` is a sweep folder. */
+  readonly job?: string;
+  /** Dataset config file or feature folder; undefined = the run's own dataset. */
+  readonly data?: string;
+  /** One fold; default every trained fold (ensemble, or each fold on its own split with `split`). */
+  readonly fold?: number;
+  /** Score each fold's own partition of the run's splits (only with the run's own dataset). */
+  readonly split?: 'train' | 'val' | 'test';
+  readonly threshold: { readonly rule: ThresholdRule; readonly value: number };
+  /** Patient-bootstrap resamples for the CIs (0 = none). */
+  readonly bootstrap: number;
+  readonly outDir: string;
+  readonly heatmaps?: {
+    readonly options: HeatmapOptions;
+    readonly topK: number;
+    readonly patchSize?: number;
+    /** Folder of `<slide_id>.png|jpg` thumbnails to draw over. */
+    readonly thumbnails?: string;
+    /** Folder of the slides (`<slide_id>.svs|tif|…`): thumbnail, level-0 extent and montage patches are read from them. */
+    readonly slides?: string;
+    /** Slide-reader plugin for `slides` (default openslide). */
+    readonly slideReader?: string;
+  };
+  readonly track: boolean;
+  readonly registry: Registry;
+  readonly logger: Logger;
+  readonly cwd: string;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly createTracker?: (run: TrainedRun) => Promise<Tracker | undefined>;
+}
+
+export interface PredictRow {
+  readonly slideId: string;
+  readonly caseId: string;
+  readonly label: number;
+  readonly probs: readonly number[];
+  readonly prediction: number;
+  /** Fold index, or `ensemble`. */
+  readonly fold: string;
+}
+
+export interface CaseBootstrapInterval {
+  readonly low: number;
+  readonly high: number;
+}
+
+export interface PredictResult {
+  readonly outDir: string;
+  readonly rows: PredictRow[];
+  /** Threshold applied to the positive class's probability (binary tasks). */
+  readonly threshold: number;
+  /** Metrics over all rows (the ensemble, or the pooled folds with --split). */
+  readonly metrics: Record<string, MetricValue>;
+  /** Per fold (its own rows) when folds were scored separately or --fold was given. */
+  readonly foldMetrics: Record<string, Record<string, MetricValue>>;
+  readonly intervals: Record<string, CaseBootstrapInterval | null>;
+  readonly runId?: string;
+  readonly heatmapSlides: number;
+}
+
+/** Youden's J threshold on the positive class: the score maximising TPR − FPR (the highest such score). */
+export function youdenThreshold(labels: readonly number[], positive: readonly number[]): number | undefined {
+  const isPositive = labels.map((l) => l === 1);
+  if (!isPositive.some(Boolean) || isPositive.every(Boolean)) return undefined;
+  const roc = rocCurve(isPositive, [...positive]);
+  let best = -Infinity;
+  let threshold: number | undefined;
+  for (let i = 1; i < roc.thresholds.length; i += 1) {
+    const j = (roc.tpr[i] as number) - (roc.fpr[i] as number);
+    // Ties (within rounding: 1 − 1/3 vs 2/3) keep the higher threshold.
+    if (j > best + 1e-12) {
+      best = j;
+      threshold = roc.thresholds[i];
+    }
+  }
+  return threshold;
+}
+
+/** Predicted class: binary by the threshold on class 1 (p ≥ t), otherwise the argmax. */
+export function predictClass(probs: readonly number[], threshold: number): number {
+  if (probs.length === 2) return (probs[1] as number) >= threshold ? 1 : 0;
+  return probs.indexOf(Math.max(...probs));
+}
+
+/** Binary metrics at the applied threshold (the plugin metrics use their own rules on the probabilities). */
+function thresholdMetrics(rows: readonly PredictRow[]): Record<string, MetricValue> {
+  const tp = rows.filter((r) => r.label === 1 && r.prediction === 1).length;
+  const fn = rows.filter((r) => r.label === 1 && r.prediction === 0).length;
+  const tn = rows.filter((r) => r.label === 0 && r.prediction === 0).length;
+  const fp = rows.filter((r) => r.label === 0 && r.prediction === 1).length;
+  const ratio = (a: number, b: number): MetricValue => (b === 0 ? { value: null, reason: 'no slides of that class' } : { value: a / b });
+  return { sensitivity_at_threshold: ratio(tp, tp + fn), specificity_at_threshold: ratio(tn, tn + fp), accuracy_at_threshold: ratio(tp + tn, rows.length) };
+}
+
+/**
+ * Percentile CI of each metric with patients resampled with replacement (all of a patient's slides together),
+ * as the paired comparison does; one stream per metric so adding a metric changes no other interval.
+ */
+export function caseBootstrap(
+  metrics: ReadonlyArray<{ name: string; metric: Metric }>, input: MetricInput, caseIds: readonly string[], resamples: number, rng: Rng, level = 0.95,
+): Record<string, CaseBootstrapInterval | null> {
+  const cases = slidesByCase(caseIds);
+  const out: Record<string, CaseBootstrapInterval | null> = {};
+  for (const { name, metric } of metrics) {
+    const draws = drawCaseResamples(cases.length, resamples, rng.fork(name));
+    const values: number[] = [];
+    for (const draw of draws) {
+      const slides = draw.flatMap((c) => cases[c] as number[]);
+      const v = metric.compute({ labels: slides.map((i) => input.labels[i] as number), probs: slides.map((i) => input.probs[i] as readonly number[]), numClasses: input.numClasses });
+      if (v.value !== null) values.push(v.value);
+    }
+    values.sort((a, b) => a - b);
+    const alpha = (1 - level) / 2;
+    out[name] = values.length ? { low: quantileSorted(values, alpha), high: quantileSorted(values, 1 - alpha) } : null;
+  }
+  return out;
+}
+
+function predictionsCsvText(rows: readonly PredictRow[], classNames: readonly string[]): string {
+  const column = (name: string): string => name.replace(/[^A-Za-z0-9_.-]+/g, '_');
+  const header = ['slide_id', 'case_id', 'label', 'label_name', ...classNames.map((c) => `p_${column(c)}`), 'prediction', 'prediction_name', 'fold'];
+  return stringify([header, ...rows.map((r) => [
+    r.slideId, r.caseId, String(r.label), classNames[r.label] ?? '', ...classNames.map((_, c) => String(r.probs[c] ?? '')), String(r.prediction), classNames[r.prediction] ?? '', r.fold,
+  ])]);
+}
+
+/** The patch side at level 0 for a slide's heatmap: given, recorded in its file, or the coordinate grid's step. */
+function patchSizeOf(scores: SlideInstanceScores, recorded: number | undefined, given: number | undefined): number {
+  if (given !== undefined) return given;
+  if (recorded !== undefined) return recorded;
+  const coords = scores.coords;
+  if (!coords) return 1;
+  const xs = [...new Set(Array.from({ length: coords.length / 2 }, (_, i) => coords[2 * i] as number))].sort((a, b) => a - b);
+  let step = Infinity;
+  for (let i = 1; i < xs.length; i += 1) step = Math.min(step, (xs[i] as number) - (xs[i - 1] as number));
+  return Number.isFinite(step) && step > 0 ? step : 1;
+}
+
+function safeName(text: string): string {
+  return text.replace(/[^A-Za-z0-9_.-]+/g, '_');
+}
+
+async function writeHeatmaps(
+  dir: string, scores: Map<string, SlideInstanceScores>, rows: readonly PredictRow[], run: TrainedRun, source: BagSource, options: NonNullable<PredictOptions['heatmaps']>,
+  registry: Registry, logger: Logger,
+): Promise<number> {
+  let written = 0;
+  const predicted = new Map(rows.map((r) => [r.slideId, r.prediction]));
+  const opener = options.slides !== undefined
+    ? await registry.create(await registry.resolve('slide-reader', { name: options.slideReader ?? 'openslide' }, { key: '--slide-reader' }), { logger })
+    : undefined;
+  for (const [slideId, slide] of scores) {
+    const slideFile = options.slides !== undefined ? SLIDE_EXTENSIONS.map((ext) => path.join(options.slides as string, `${slideId}${ext}`)).find((f) => existsSync(f)) : undefined;
+    if (options.slides !== undefined && !slideFile) logger.warn(`${slideId}: no slide file in ${options.slides} (looked for ${SLIDE_EXTENSIONS.join(', ')}), so its heatmap has no thumbnail.`);
+    const reader = slideFile && opener ? await opener.open(slideFile) : undefined;
+    try {
+      written += await writeSlideHeatmaps(dir, slideId, slide, reader, predicted.get(slideId), run, source, options);
+    } finally {
+      await reader?.close();
+    }
+  }
+  return written;
+}
+
+/** Every output of one slide: scores CSV, GeoJSON, heatmap PNG(s) and the top-k montage. */
+async function writeSlideHeatmaps(
+  dir: string, slideId: string, slide: SlideInstanceScores, reader: SlideReader | undefined, prediction: number | undefined, run: TrainedRun, source: BagSource,
+  options: NonNullable<PredictOptions['heatmaps']>,
+): Promise<number> {
+  const k = slide.scores.length;
+  const branchNames = k === run.classNames.length ? run.classNames : Array.from({ length: k }, (_, i) => `branch${i}`);
+  // Class-wise attention: the table and GeoJSON's `score` is the predicted class's branch; every branch gets its PNG.
+  const drawn = k > 1 ? Math.min(k - 1, prediction ?? 0) : 0;
+  const file = (source as Partial<{ fileOf(id: string): string }>).fileOf?.call(source, slideId);
+  const identity = file ? await readFeatureFileIdentity(file) : undefined;
+  const patchSize = patchSizeOf(slide, identity ? recordedPatchSize(identity) : undefined, options.patchSize);
+  const base = path.join(dir, safeName(slideId));
+  await writeText(`${base}.scores.csv`, instanceScoresCsv(slide.coords, slide.scores, branchNames, patchSize, drawn));
+  if (slide.coords) {
+    await writeText(`${base}.geojson`, JSON.stringify(instanceScoresGeoJson(slideId, slide.coords, slide.scores, branchNames, patchSize, drawn)));
+    const thumbnailFile = options.thumbnails ? [`${slideId}.png`, `${slideId}.jpg`].map((n) => path.join(options.thumbnails as string, n)).find((f) => existsSync(f)) : undefined;
+    const fromSlide = reader && !thumbnailFile ? await readSlideThumbnail(reader, options.options.maxSize) : undefined;
+    const thumbnail = thumbnailFile ?? fromSlide;
+    // With the slide, the canvas is the whole scan (level 0), not only the patches' extent.
+    const level0 = reader?.levels[0];
+    const canvas: HeatmapCanvas = { ...(thumbnail ? { thumbnail } : {}), ...(level0 ? { width0: level0.width, height0: level0.height } : {}) };
+    for (let branch = 0; branch < k; branch += 1) {
+      const png = k > 1 ? `${base}.heatmap.${safeName(branchNames[branch] as string)}.png` : `${base}.heatmap.png`;
+      await writeHeatmapPng(png, { coords: slide.coords, scores: slide.scores[branch] as Float32Array, patchSize }, canvas, options.options);
+    }
+  }
+  const top = topK(slide.scores[drawn] as Float32Array, options.topK);
+  if (reader && slide.coords) {
+    const coords = slide.coords;
+    const tiles = [];
+    for (const i of top) tiles.push(await readPatchTile(reader, coords[2 * i] as number, coords[2 * i + 1] as number, patchSize, MONTAGE_TILE));
+    await writeMontagePng(`${base}.topk.png`, tiles, { tile: MONTAGE_TILE });
+  } else if (slide.thumbs) {
+    await writeMontagePng(`${base}.topk.png`, top.map((i) => thumbnailPatch(slide.thumbs as Uint8Array, i)));
+  }
+  return 1;
+}
+
+/** Side of a montage tile in pixels. */
+const MONTAGE_TILE = 128;
+
+/** Per fold: the slides it predicts (a split of the run, or every slide of the cohort). */
+function slidesFor(run: TrainedRun, slides: readonly SlideRecord[], split: PredictOptions['split']): (fold: number) => SlideRecord[] {
+  if (split === undefined) return () => [...slides];
+  const byId = new Map(slides.map((s) => [s.slideId, s]));
+  return (fold) => {
+    const entry = run.splits?.find((f) => f.index === fold);
+    if (!entry) throw new DataError('no-splits', `${run.runDir}: no splits for fold ${fold} (splits/splits.json).`, { hint: 'Predict without --split, or pass a complete run folder.' });
+    return entry[split].map((id) => byId.get(id)).filter((s): s is SlideRecord => s !== undefined);
+  };
+}
+
+/** Youden threshold per fold from its validation split (the run's own data), averaged over the folds. */
+async function validationThreshold(run: TrainedRun, own: BagSource, metrics: ReadonlyArray<{ name: string; metric: Metric }>, logger: Logger): Promise<number> {
+  if (run.dims.numClasses !== 2) throw new ConfigError('bad-option', `--threshold youden: Youden's J needs a binary task; the run has ${run.dims.numClasses} classes.`, { hint: 'Drop --threshold (multi-class predictions take the argmax).' });
+  const { slides } = await validateSource(own, { onBadSlide: 'skip', logger });
+  const perFold = await predictSlides(run, { source: own, slidesOf: slidesFor(run, slides, 'val'), metrics });
+  const thresholds = perFold.map((f) => youdenThreshold(f.predictions.map((p) => p.label), f.predictions.map((p) => p.probs[1] as number))).filter((t): t is number => t !== undefined);
+  if (thresholds.length === 0) {
+    throw new DataError('no-validation', `${run.runDir}: no fold has a validation split with both classes, so Youden's threshold is undefined.`, { hint: 'Use the default threshold (0.5), or a run trained with a validation split (split.valFraction > 0).' });
+  }
+  return thresholds.reduce((a, b) => a + b, 0) / thresholds.length;
+}
+
+export async function runPredict(options: PredictOptions): Promise<PredictResult> {
+  const { registry, logger } = options;
+  const started = Date.now();
+  const runDir = resolveRunDir(options.runDir, options.cwd, options.job);
+  // The run's backend is set before any model tensor exists (loading the run builds the models).
+  const runConfig = path.join(runDir, RUN_CONFIG_FILE);
+  if (existsSync(runConfig)) {
+    const resolved = await loadExperiment(runConfig, [], { registry, cwd: options.cwd, env: options.env }).catch(() => undefined); // loadTrainedRun reports a bad config
+    if (resolved) await initRuntime(resolved.config.runtime, { logger });
+  }
+  const run = await loadTrainedRun(runDir, {
+    registry, cwd: options.cwd, env: options.env, logger, ...(options.fold !== undefined ? { folds: [options.fold] } : {}),
+  });
+  const sources: BagSource[] = [];
+  try {
+    const cohort = await openCohort(options.data, run, { registry, cwd: options.cwd, logger });
+    sources.push(cohort.source);
+    if (options.split && !cohort.own) throw new ConfigError('bad-option', `--split ${options.split} applies to the run's own dataset, not to --data ${options.data}.`, { hint: 'Drop --split to score every slide of the cohort.' });
+    let ownSource: BagSource | undefined = cohort.own ? cohort.source : undefined;
+    const openOwn = async (): Promise<BagSource> => {
+      if (!ownSource) {
+        ownSource = (await openCohort(undefined, run, { registry, cwd: options.cwd, logger })).source;
+        sources.push(ownSource);
+      }
+      return ownSource;
+    };
+    // Every check runs before the first forward pass.
+    await checkCohort(cohort, run, async () => firstFileIdentity(await openOwn()));
+    const { slides } = await validateSource(cohort.source, { onBadSlide: run.resolved.config.data.onBadSlide, logger });
+    const numClasses = run.dims.numClasses;
+    const metrics = run.resolved.slots.metrics.map((slot) => ({ name: slot.name, metric: registry.create(slot, { numClasses }) as Metric }));
+
+    const threshold = options.threshold.rule === 'youden' ? await validationThreshold(run, await openOwn(), metrics, logger) : options.threshold.value;
+    const perFold: FoldPredictions[] = await predictSlides(run, {
+      source: cohort.source, slidesOf: slidesFor(run, slides, options.split), metrics, instanceScores: options.heatmaps !== undefined,
+      onFold: (fold, n) => logger.info(`fold ${fold}: predicting ${n} slides`),
+    });
+    const separate = options.split !== undefined || perFold.length === 1;
+    const rows: PredictRow[] = separate
+      ? perFold.flatMap((f) => f.predictions.map((p) => ({ slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: predictClass(p.probs, threshold), fold: String(f.fold) })))
+      : ensembleProbabilities(perFold).map((p) => ({ ...p, prediction: predictClass(p.probs, threshold), fold: 'ensemble' }));
+    const input: MetricInput = { labels: rows.map((r) => r.label), probs: rows.map((r) => r.probs), numClasses };
+    const withThreshold = (part: readonly PredictRow[], m: Record<string, MetricValue>): Record<string, MetricValue> => (numClasses === 2 ? { ...m, ...thresholdMetrics(part) } : m);
+    const allMetrics = withThreshold(rows, computeMetrics(metrics, input));
+    const foldMetrics = Object.fromEntries(separate ? perFold.map((f) => [String(f.fold), withThreshold(rows.filter((r) => r.fold === String(f.fold)), f.metrics)]) : []);
+    const intervals = options.bootstrap > 0 ? caseBootstrap(metrics, input, rows.map((r) => r.caseId), options.bootstrap, new Rng(`predict-bootstrap/${run.resolved.config.seed}`)) : {};
+
+    await mkdir(options.outDir, { recursive: true });
+    const predictionsFile = path.join(options.outDir, 'predictions.csv');
+    await writeFile(predictionsFile, predictionsCsvText(rows, run.classNames));
+    const rocFile = path.join(options.outDir, 'roc.png');
+    let roc = false;
+    try {
+      const series = rocSeries(input, run.classNames);
+      if (series.length > 0) {
+        await writePng(curveSpec(`ROC · ${path.basename(run.runDir)} on ${cohort.label}`, 'False positive rate', 'True positive rate', series, true), rocFile);
+        roc = true;
+      }
+    } catch (error) {
+      logger.warn(`could not draw the ROC figure: ${renderError(error, false)}`);
+    }
+    let heatmapSlides = 0;
+    if (options.heatmaps) {
+      if (!run.folds.some((f) => f.model.capabilities.instanceScores)) {
+        logger.warn(`aggregator "${run.resolved.slots.aggregator.name}" declares no instance scores, so there are no heatmaps (milkit plugins aggregator lists the capability).`);
+      } else {
+        const scores = separate ? new Map(perFold.flatMap((f) => [...f.instanceScores])) : ensembleInstanceScores(perFold);
+        heatmapSlides = await writeHeatmaps(path.join(options.outDir, 'heatmaps'), scores, rows, run, cohort.source, options.heatmaps, registry, logger);
+      }
+    }
+    const summaryFile = path.join(options.outDir, 'metrics.json');
+    const summary = {
+      run: run.runDir, cohort: cohort.label, folds: run.folds.map((f) => f.fold), mode: separate ? (options.split ? `each fold on its ${options.split} split` : `fold ${run.folds[0]?.fold}`) : 'ensemble (mean probability over folds)',
+      threshold: { rule: options.threshold.rule, value: threshold }, slides: rows.length, metrics: allMetrics, foldMetrics,
+      bootstrap: options.bootstrap > 0 ? { level: 0.95, resamples: options.bootstrap, method: 'percentile bootstrap over patients (cases)', intervals } : undefined,
+    };
+    await writeFile(summaryFile, `${JSON.stringify(summary, null, 2)}\n`);
+
+    let runId: string | undefined;
+    const tracker = options.track ? await options.createTracker?.(run) : undefined;
+    if (tracker) {
+      const config = run.resolved.config;
+      const trainingRuns = await trainingRunIds(run);
+      runId = await tracker.startRun({
+        experimentName: config.tracking.experimentName ?? config.name,
+        runName: `predict-${safeName(path.basename(options.data ?? 'own-data'))}`,
+        tags: {
+          'milkit.level': 'predict', 'milkit.predict.trainingRunDir': run.runDir, 'milkit.predict.trainingConfigHash': run.resolved.configHash,
+          ...(trainingRuns.length ? { 'milkit.predict.trainingRuns': trainingRuns.join(',') } : {}), 'milkit.predict.cohort': cohort.label,
+        },
+      });
+      await tracker.logParams(runId, { folds: run.folds.map((f) => f.fold).join(','), threshold_rule: options.threshold.rule, threshold: String(threshold), ...(options.split ? { split: options.split } : {}) });
+      const now = Date.now();
+      await tracker.logMetrics(runId, [
+        ...Object.entries(allMetrics).filter((e): e is [string, { value: number }] => e[1].value !== null).map(([key, v]) => ({ key: `predict/${key}`, value: v.value, step: 0, timestamp: now })),
+        ...Object.entries(intervals).flatMap(([key, ci]) => (ci ? [{ key: `predict/${key}_ci_low`, value: ci.low, step: 0, timestamp: now }, { key: `predict/${key}_ci_high`, value: ci.high, step: 0, timestamp: now }] : [])),
+        { key: 'predict/seconds', value: (Date.now() - started) / 1000, step: 0, timestamp: now },
+      ]);
+      await tracker.logArtifact(runId, predictionsFile);
+      await tracker.logArtifact(runId, summaryFile);
+      if (roc) await tracker.logArtifact(runId, rocFile);
+      if (heatmapSlides > 0) await tracker.logArtifact(runId, path.join(options.outDir, 'heatmaps'), 'heatmaps');
+      await tracker.endRun(runId, 'FINISHED');
+      await tracker.flush();
+    }
+    return { outDir: options.outDir, rows, threshold, metrics: allMetrics, foldMetrics, intervals, heatmapSlides, ...(runId ? { runId } : {}) };
+  } finally {
+    for (const source of sources) await source.close?.();
+    run.dispose();
+  }
+}
+
+/** Tracker run ids of the training folds (fold-<k>/runs.json), to link the prediction run to them. */
+async function trainingRunIds(run: TrainedRun): Promise<string[]> {
+  const ids: string[] = [];
+  for (const fold of run.folds) {
+    const file = path.join(run.runDir, `fold-${fold.fold}`, 'runs.json');
+    if (!existsSync(file)) continue;
+    const parsed = JSON.parse(await readFile(file, 'utf8')) as { fold?: { runId?: string } };
+    if (parsed.fold?.runId) ids.push(parsed.fold.runId);
+  }
+  return ids;
+}
+
+export { DEFAULT_HEATMAP_OPTIONS };
