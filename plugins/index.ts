@@ -20,6 +20,7 @@ export const KIND_FOLDERS = {
   strategies: 'strategy',
   'slide-readers': 'slide-reader',
   'tissue-detectors': 'tissue-detector',
+  'feature-extractors': 'feature-extractor',
 } as const;
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -13,6 +13,7 @@ export * from '../core/tracking/plugin-kit.js';
 export * from './contracts/executor.js';
 export * from './contracts/strategy.js';
 export * from '../core/slides/kit.js';
+export * from '../core/extract/kit.js';
 export { Module, type TorchLayout, type NamedTensorEntry } from '../core/nn/module.js';
 export { Rng } from '../core/runtime/random.js';
 export type { Logger } from '../core/logger.js';

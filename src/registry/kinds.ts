@@ -9,6 +9,7 @@ import type { Executor, ExecutorCapabilities, ExecutorContext } from './contract
 import type { Strategy, StrategyCapabilities, StrategyContext } from './contracts/strategy.js';
 import type { SlideOpener, SlideReaderCapabilities, SlideReaderContext } from '../core/slides/reader.js';
 import type { TissueDetector, TissueDetectorCapabilities } from '../core/slides/tissue.js';
+import type { FeatureExtractor, FeatureExtractorCapabilities, FeatureExtractorContext } from '../core/extract/extractor.js';
 
 export interface MetricContext {
   readonly numClasses: number;
@@ -36,12 +37,13 @@ export interface PluginKindMap {
   strategy: { context: StrategyContext; instance: Strategy; capabilities: StrategyCapabilities };
   'slide-reader': { context: SlideReaderContext; instance: SlideOpener; capabilities: SlideReaderCapabilities };
   'tissue-detector': { context: SlideReaderContext; instance: TissueDetector; capabilities: TissueDetectorCapabilities };
+  'feature-extractor': { context: FeatureExtractorContext; instance: Promise<FeatureExtractor>; capabilities: FeatureExtractorCapabilities };
 }
 
 export type PluginKind = keyof PluginKindMap;
 
 /** Runtime list of the built-in kinds, in the order `milkit plugins` prints them. */
-export const PLUGIN_KINDS: readonly PluginKind[] = ['aggregator', 'classifier', 'loss', 'prescreener', 'strategy', 'dataset', 'metric', 'tracker', 'executor', 'slide-reader', 'tissue-detector'];
+export const PLUGIN_KINDS: readonly PluginKind[] = ['aggregator', 'classifier', 'loss', 'prescreener', 'strategy', 'dataset', 'metric', 'tracker', 'executor', 'slide-reader', 'tissue-detector', 'feature-extractor'];
 
 export function isPluginKind(value: string): value is PluginKind {
   return (PLUGIN_KINDS as readonly string[]).includes(value);

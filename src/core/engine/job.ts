@@ -17,6 +17,8 @@ export interface JobPayload {
   readonly cwd: string;
   readonly parentRunId?: string;
   readonly blasThreads?: number;
+  /** The manifest's job kind (absent: an experiment fold); the worker command picks the runner by it. */
+  readonly jobKind?: 'experiment-fold' | 'extract-slide';
 }
 
 export interface JobResult {

@@ -24,3 +24,4 @@ export * from './executor.js';
 export * from './strategy.js';
 export * from './slide-reader.js';
 export * from './tissue-detector.js';
+export * from './feature-extractor.js';

@@ -33,7 +33,15 @@ export function register(program: Command, app: CliApp): void {
       ]));
       // Jobs served by this process that share a dataset config share its open source (generated/read once).
       const sources = new SourcePool(1);
-      const deps = { runJob: (payload: Parameters<typeof runJob>[0]) => runJob(payload, { services: app.services, env: app.env, sources }), logger: app.logger };
+      // The manifest's job kind picks the runner: experiment folds (sweep, CV) or one slide of `milkit extract`.
+      const runAny = async (payload: Parameters<typeof runJob>[0]): Promise<Awaited<ReturnType<typeof runJob>>> => {
+        if (payload.jobKind === 'extract-slide') {
+          const { runExtractSlideJob } = await loadActionCode('worker', () => import('../../extract/run.js'));
+          return runExtractSlideJob(payload, { registry: app.createRegistry(), logger: app.logger });
+        }
+        return runJob(payload, { services: app.services, env: app.env, sources });
+      };
+      const deps = { runJob: runAny, logger: app.logger };
       if (opts.serve) {
         if (opts.index !== undefined) throw new ConfigError('worker-serve-with-index', '--serve reads job indices from stdin; do not pass --index as well.', { hint: 'Drop --index, or drop --serve to run one job.' });
         const requests = createInterface({ input: process.stdin, crlfDelay: Infinity });

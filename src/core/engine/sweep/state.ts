@@ -36,6 +36,11 @@ export const JobManifest = z.strictObject({
   parentRunId: z.string().optional(),
   /** Milliseconds after which a job lock whose holder stopped refreshing it counts as abandoned. */
   lockStaleMs: z.int().min(2000),
+  /**
+   * What the worker runs for each job: absent = a fold of an experiment (sweep, CV); `extract-slide` = one slide
+   * of `milkit extract`, whose spec file stands in `experimentFile` and whose slide is the `slide=<id>` override.
+   */
+  jobKind: z.enum(['experiment-fold', 'extract-slide']).optional(),
   jobs: z.array(ManifestJob),
 });
 export type JobManifest = z.output<typeof JobManifest>;

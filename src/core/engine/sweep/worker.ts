@@ -86,6 +86,7 @@ export async function runWorker(options: WorkerOptions, deps: WorkerDeps): Promi
       fold: job.fold,
       outDir: paths.dir,
       cwd: manifest.cwd,
+      ...(manifest.jobKind !== undefined ? { jobKind: manifest.jobKind } : {}),
       ...((job.parentRunId ?? manifest.parentRunId) !== undefined ? { parentRunId: (job.parentRunId ?? manifest.parentRunId) as string } : {}),
       ...(options.blasThreads !== undefined ? { blasThreads: options.blasThreads } : {}),
     };
