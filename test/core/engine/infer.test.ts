@@ -2,16 +2,18 @@
 // 49-d color-texture features of 64-px patches at 20×, trained through the stages dmin → lipn):
 // - a counting slide reader shows that mode screened reads at 20× (level 0 here) exactly the patches LIPN keeps,
 //   computed here from the slide's thumbnails and the run's own pre-screener, and mode all reads every tissue patch;
+// - both modes give the probabilities predict's evaluation gives on the same slides' extracted feature files;
 // - a run without a trained pre-screener is refused in mode screened before any slide is opened (exit code 2).
-import { cp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, cp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/core/errors.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { runInfer, type InferOptions } from '../../../src/core/engine/infer.js';
-import { loadTrainedRun } from '../../../src/core/engine/predict.js';
-import { prescreen } from '../../../src/core/engine/screening.js';
+import { loadTrainedRun, predictSlides } from '../../../src/core/engine/predict.js';
+import { fullPass, prescreen } from '../../../src/core/engine/screening.js';
+import { buildViews } from '../../../src/core/data/bags.js';
 import { patchGeometry } from '../../../src/core/extract/pipeline.js';
 import { tissuePatchGrid } from '../../../src/core/slides/patch-grid.js';
 import { readPatchThumbnails } from '../../../src/core/slides/patch-thumbnails.js';
@@ -117,6 +119,35 @@ describe('milkit infer on slides', () => {
     expect(screened.table).toMatch(/\| slide \| Tissue \| LIPN \| Crop \| Fea \| DMIN \| Total \(s\) \| patches read \|/);
     const predictions = await readFile(path.join(cwd, 'screened', 'predictions.csv'), 'utf8');
     expect(predictions.split('\n')[0]).toBe('slide_id,case_id,label,label_name,p_normal_tissue,p_tumor_tissue,prediction,prediction_name,fold');
+    // The same slides through `milkit extract` and predict's evaluation (the screened pipeline on the feature files'
+    // thumbnails, DMIN alone on every row): infer gives the same probabilities in both modes.
+    const extract = await runCli(['extract', path.join(cwd, 'slides', 'slides.csv'), '--out', path.join(cwd, 'feats'), '--reader', 'tiff', '--detector-set', 'downsample=16',
+      '--detector-set', 'minTissueArea=0.5', '--patch-size', '64', '--base-magnification', '20', '--extractor', 'color-texture'], cwd);
+    expect(extract.code, extract.err).toBe(0);
+    await copyFile(path.join(cwd, 'slides', 'slides.csv'), path.join(cwd, 'feats', 'h5_files', 'slides.csv'));
+    const registry = builtinRegistry();
+    const trained = await loadTrainedRun(runDir, { registry, cwd, env: {} });
+    try {
+      const dataset = await registry.resolve('dataset', { name: 'features-dir', slideTable: 'slides.csv', featuresDir: '.' }, { key: 'test' });
+      const source = await registry.create(dataset, { seed: 0, baseDir: path.join(cwd, 'feats', 'h5_files'), cacheBytes: 0, labelMap: { normal_tissue: 0, tumor_tissue: 1 }, logger: silentLogger });
+      const [screenedFold] = await predictSlides(trained, { source, slidesOf: () => source.slides, metrics: [] });
+      const fold = trained.folds[0];
+      if (!fold || !screenedFold) throw new Error('fixture run has no fold');
+      for (const row of screened.rows) {
+        const expected = screenedFold.predictions.find((p) => p.slideId === row.slideId);
+        expect(row.probs[1]).toBeCloseTo(expected?.probs[1] as number, 5);
+      }
+      for (const row of all.rows) {
+        const data = await source.load(row.slideId);
+        const pass = fullPass(fold.model, data, { io: { training: false, rng: fold.testRng() }, views: [], makeViews: buildViews });
+        const probs = tf.tidy(() => tf.softmax(pass.output.logits).dataSync());
+        tf.dispose(pass.output as unknown as tf.TensorContainer);
+        expect(row.probs[1]).toBeCloseTo(probs[1] as number, 5);
+      }
+      await source.close?.();
+    } finally {
+      trained.dispose();
+    }
   }, 600_000);
 
   it('refuses --mode screened for a run without a trained pre-screener, before opening any slide (exit 2)', async () => {
