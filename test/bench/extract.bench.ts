@@ -138,7 +138,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   const markdown = [
     '## extract: patches per second and peak memory of `milkit extract`',
     '',
-    `Command: \`npm run bench -- extract\`${ctx.quick ? ' (BENCH_QUICK=1: smaller slides, fewer patches)' : ''}. 256-px 20× patches of a generated ${ctx.quick ? 4096 : 8192}-px Aperio slide, read with the \`tiff\` reader (libvips). "read + embed" is the extraction loop, which reads batch b + 1 while batch b is embedded; the target is at least 0.8× the slower of the two alone.`,
+    `Command: \`npm run bench -- extract\`${ctx.quick ? ' (BENCH_QUICK=1: smaller slides, fewer patches)' : ''}. 256-px 20× patches of a generated ${ctx.quick ? 4096 : 8192}-px Aperio slide, read with the \`tiff\` reader (libvips). "read + embed" is the extraction loop, which reads batch b + 1 while batch b is embedded. Each rate is the median of three interleaved rounds; the target is at least 0.8× the slower of the two alone.`,
     '',
     '| extractor | patches | read only (patches/s) | embed only (patches/s) | read + embed (patches/s) | combined ÷ slower |',
     '| --- | --- | --- | --- | --- | --- |',
