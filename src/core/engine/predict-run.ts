@@ -178,7 +178,7 @@ function safeName(text: string): string {
 }
 
 async function writeHeatmaps(
-  dir: string, scores: Map<string, SlideInstanceScores>, rows: readonly PredictRow[], run: TrainedRun, source: BagSource, options: NonNullable<PredictOptions['heatmaps']>,
+  dir: string, scores: Map<string, SlideInstanceScores>, rows: readonly PredictRow[], run: TrainedRun, source: BagSource | undefined, options: NonNullable<PredictOptions['heatmaps']>,
   registry: Registry, logger: Logger,
 ): Promise<number> {
   let written = 0;
@@ -201,14 +201,14 @@ async function writeHeatmaps(
 
 /** Every output of one slide: scores CSV, GeoJSON, heatmap PNG(s) and the top-k montage. */
 async function writeSlideHeatmaps(
-  dir: string, slideId: string, slide: SlideInstanceScores, reader: SlideReader | undefined, prediction: number | undefined, run: TrainedRun, source: BagSource,
+  dir: string, slideId: string, slide: SlideInstanceScores, reader: SlideReader | undefined, prediction: number | undefined, run: TrainedRun, source: BagSource | undefined,
   options: NonNullable<PredictOptions['heatmaps']>,
 ): Promise<number> {
   const k = slide.scores.length;
   const branchNames = k === run.classNames.length ? run.classNames : Array.from({ length: k }, (_, i) => `branch${i}`);
   // Class-wise attention: the table and GeoJSON's `score` is the predicted class's branch; every branch gets its PNG.
   const drawn = k > 1 ? Math.min(k - 1, prediction ?? 0) : 0;
-  const file = (source as Partial<{ fileOf(id: string): string }>).fileOf?.call(source, slideId);
+  const file = source ? (source as Partial<{ fileOf(id: string): string }>).fileOf?.call(source, slideId) : undefined;
   const identity = file ? await readFeatureFileIdentity(file) : undefined;
   const patchSize = patchSizeOf(slide, identity ? recordedPatchSize(identity) : undefined, options.patchSize);
   const base = path.join(dir, safeName(slideId));
@@ -253,7 +253,7 @@ function slidesFor(run: TrainedRun, slides: readonly SlideRecord[], split: Predi
 }
 
 /** Youden threshold per fold from its validation split (the run's own data), averaged over the folds. */
-async function validationThreshold(run: TrainedRun, own: BagSource, metrics: ReadonlyArray<{ name: string; metric: Metric }>, logger: Logger): Promise<number> {
+export async function validationThreshold(run: TrainedRun, own: BagSource, metrics: ReadonlyArray<{ name: string; metric: Metric }>, logger: Logger): Promise<number> {
   if (run.dims.numClasses !== 2) throw new ConfigError('bad-option', `--threshold youden: Youden's J needs a binary task; the run has ${run.dims.numClasses} classes.`, { hint: 'Drop --threshold (multi-class predictions take the argmax).' });
   const { slides } = await validateSource(own, { onBadSlide: 'skip', logger });
   const perFold = await predictSlides(run, { source: own, slidesOf: slidesFor(run, slides, 'val'), metrics });
@@ -264,9 +264,13 @@ async function validationThreshold(run: TrainedRun, own: BagSource, metrics: Rea
   return thresholds.reduce((a, b) => a + b, 0) / thresholds.length;
 }
 
-export async function runPredict(options: PredictOptions): Promise<PredictResult> {
+
+/**
+ * The trained run a prediction uses: the run (or sweep job) folder resolved, the run's backend initialised before any
+ * model tensor exists, then every requested fold loaded.
+ */
+export async function openTrainedRun(options: Pick<PredictOptions, 'runDir' | 'job' | 'fold' | 'registry' | 'logger' | 'cwd' | 'env'>): Promise<TrainedRun> {
   const { registry, logger } = options;
-  const started = Date.now();
   const runDir = resolveRunDir(options.runDir, options.cwd, options.job);
   // The run's backend is set before any model tensor exists (loading the run builds the models).
   const runConfig = path.join(runDir, RUN_CONFIG_FILE);
@@ -277,6 +281,13 @@ export async function runPredict(options: PredictOptions): Promise<PredictResult
   const run = await loadTrainedRun(runDir, {
     registry, cwd: options.cwd, env: options.env, logger, ...(options.fold !== undefined ? { folds: [options.fold] } : {}),
   });
+  return run;
+}
+
+export async function runPredict(options: PredictOptions): Promise<PredictResult> {
+  const { registry, logger } = options;
+  const started = Date.now();
+  const run = await openTrainedRun(options);
   const sources: BagSource[] = [];
   try {
     const cohort = await openCohort(options.data, run, { registry, cwd: options.cwd, logger });
@@ -301,75 +312,11 @@ export async function runPredict(options: PredictOptions): Promise<PredictResult
       source: cohort.source, slidesOf: slidesFor(run, slides, options.split), metrics, instanceScores: options.heatmaps !== undefined,
       onFold: (fold, n) => logger.info(`fold ${fold}: predicting ${n} slides`),
     });
-    const separate = options.split !== undefined || perFold.length === 1;
-    const rows: PredictRow[] = separate
-      ? perFold.flatMap((f) => f.predictions.map((p) => ({ slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: predictClass(p.probs, threshold), fold: String(f.fold) })))
-      : ensembleProbabilities(perFold).map((p) => ({ ...p, prediction: predictClass(p.probs, threshold), fold: 'ensemble' }));
-    const input: MetricInput = { labels: rows.map((r) => r.label), probs: rows.map((r) => r.probs), numClasses };
-    const withThreshold = (part: readonly PredictRow[], m: Record<string, MetricValue>): Record<string, MetricValue> => (numClasses === 2 ? { ...m, ...thresholdMetrics(part) } : m);
-    const allMetrics = withThreshold(rows, computeMetrics(metrics, input));
-    const foldMetrics = Object.fromEntries(separate ? perFold.map((f) => [String(f.fold), withThreshold(rows.filter((r) => r.fold === String(f.fold)), f.metrics)]) : []);
-    const intervals = options.bootstrap > 0 ? caseBootstrap(metrics, input, rows.map((r) => r.caseId), options.bootstrap, new Rng(`predict-bootstrap/${run.resolved.config.seed}`)) : {};
-
-    await mkdir(options.outDir, { recursive: true });
-    const predictionsFile = path.join(options.outDir, 'predictions.csv');
-    await writeFile(predictionsFile, predictionsCsvText(rows, run.classNames));
-    const rocFile = path.join(options.outDir, 'roc.png');
-    let roc = false;
-    try {
-      const series = rocSeries(input, run.classNames);
-      if (series.length > 0) {
-        await writePng(curveSpec(`ROC · ${path.basename(run.runDir)} on ${cohort.label}`, 'False positive rate', 'True positive rate', series, true), rocFile);
-        roc = true;
-      }
-    } catch (error) {
-      logger.warn(`could not draw the ROC figure: ${renderError(error, false)}`);
-    }
-    let heatmapSlides = 0;
-    if (options.heatmaps) {
-      if (!run.folds.some((f) => f.model.capabilities.instanceScores)) {
-        logger.warn(`aggregator "${run.resolved.slots.aggregator.name}" declares no instance scores, so there are no heatmaps (milkit plugins aggregator lists the capability).`);
-      } else {
-        const scores = separate ? new Map(perFold.flatMap((f) => [...f.instanceScores])) : ensembleInstanceScores(perFold);
-        heatmapSlides = await writeHeatmaps(path.join(options.outDir, 'heatmaps'), scores, rows, run, cohort.source, options.heatmaps, registry, logger);
-      }
-    }
-    const summaryFile = path.join(options.outDir, 'metrics.json');
-    const summary = {
-      run: run.runDir, cohort: cohort.label, folds: run.folds.map((f) => f.fold), mode: separate ? (options.split ? `each fold on its ${options.split} split` : `fold ${run.folds[0]?.fold}`) : 'ensemble (mean probability over folds)',
-      threshold: { rule: options.threshold.rule, value: threshold }, slides: rows.length, metrics: allMetrics, foldMetrics,
-      bootstrap: options.bootstrap > 0 ? { level: 0.95, resamples: options.bootstrap, method: 'percentile bootstrap over patients (cases)', intervals } : undefined,
-    };
-    await writeFile(summaryFile, `${JSON.stringify(summary, null, 2)}\n`);
-
-    let runId: string | undefined;
-    const tracker = options.track ? await options.createTracker?.(run) : undefined;
-    if (tracker) {
-      const config = run.resolved.config;
-      const trainingRuns = await trainingRunIds(run);
-      runId = await tracker.startRun({
-        experimentName: config.tracking.experimentName ?? config.name,
-        runName: `predict-${safeName(path.basename(options.data ?? 'own-data'))}`,
-        tags: {
-          'milkit.level': 'predict', 'milkit.predict.trainingRunDir': run.runDir, 'milkit.predict.trainingConfigHash': run.resolved.configHash,
-          ...(trainingRuns.length ? { 'milkit.predict.trainingRuns': trainingRuns.join(',') } : {}), 'milkit.predict.cohort': cohort.label,
-        },
-      });
-      await tracker.logParams(runId, { folds: run.folds.map((f) => f.fold).join(','), threshold_rule: options.threshold.rule, threshold: String(threshold), ...(options.split ? { split: options.split } : {}) });
-      const now = Date.now();
-      await tracker.logMetrics(runId, [
-        ...Object.entries(allMetrics).filter((e): e is [string, { value: number }] => e[1].value !== null).map(([key, v]) => ({ key: `predict/${key}`, value: v.value, step: 0, timestamp: now })),
-        ...Object.entries(intervals).flatMap(([key, ci]) => (ci ? [{ key: `predict/${key}_ci_low`, value: ci.low, step: 0, timestamp: now }, { key: `predict/${key}_ci_high`, value: ci.high, step: 0, timestamp: now }] : [])),
-        { key: 'predict/seconds', value: (Date.now() - started) / 1000, step: 0, timestamp: now },
-      ]);
-      await tracker.logArtifact(runId, predictionsFile);
-      await tracker.logArtifact(runId, summaryFile);
-      if (roc) await tracker.logArtifact(runId, rocFile);
-      if (heatmapSlides > 0) await tracker.logArtifact(runId, path.join(options.outDir, 'heatmaps'), 'heatmaps');
-      await tracker.endRun(runId, 'FINISHED');
-      await tracker.flush();
-    }
-    return { outDir: options.outDir, rows, threshold, metrics: allMetrics, foldMetrics, intervals, heatmapSlides, ...(runId ? { runId } : {}) };
+    return await reportPredictions({
+      run, perFold, separate: options.split !== undefined || perFold.length === 1, threshold, metrics, source: cohort.source, cohortLabel: cohort.label,
+      ...(options.split ? { mode: `each fold on its ${options.split} split` } : {}), runName: `predict-${safeName(path.basename(options.data ?? 'own-data'))}`,
+      params: options.split ? { split: options.split } : {}, started, options,
+    });
   } finally {
     for (const source of sources) await source.close?.();
     run.dispose();
@@ -389,3 +336,109 @@ async function trainingRunIds(run: TrainedRun): Promise<string[]> {
 }
 
 export { DEFAULT_HEATMAP_OPTIONS };
+
+/** What `reportPredictions` writes from: per-fold predictions of a trained run on a cohort (feature files or slides). */
+export interface PredictionReport {
+  readonly run: TrainedRun;
+  readonly perFold: readonly FoldPredictions[];
+  /** Rows per fold (each fold scored separately, or one fold) instead of the ensemble mean. */
+  readonly separate: boolean;
+  readonly threshold: number;
+  readonly metrics: ReadonlyArray<{ name: string; metric: Metric }>;
+  /** The bag source, when the slides came from feature files (heatmaps read the recorded patch size). */
+  readonly source?: BagSource;
+  readonly cohortLabel: string;
+  /** metrics.json's `mode` when not the default (fold k / ensemble). */
+  readonly mode?: string;
+  readonly runName: string;
+  /** MLflow tag milkit.level (default predict). */
+  readonly level?: string;
+  readonly params: Readonly<Record<string, string>>;
+  /** Written into metrics.json beside the metrics. */
+  readonly summaryExtra?: Readonly<Record<string, unknown>>;
+  /** Further MLflow metrics (full key) and artifact files of the same tracker run. */
+  readonly extraMetrics?: ReadonlyArray<{ readonly key: string; readonly value: number; readonly step?: number }>;
+  readonly extraArtifacts?: readonly string[];
+  readonly started: number;
+  readonly options: Pick<PredictOptions, 'outDir' | 'bootstrap' | 'heatmaps' | 'track' | 'createTracker' | 'registry' | 'logger'> & { readonly threshold: PredictOptions['threshold']; readonly data?: string };
+}
+
+/**
+ * The outputs every prediction writes, whatever produced the per-fold predictions: predictions.csv, metrics.json
+ * with patient-bootstrap CIs, roc.png, heatmaps, and a tracker run linked to the training run (docs/predict.md#outputs).
+ */
+export async function reportPredictions(report: PredictionReport): Promise<PredictResult> {
+  const { run, perFold, separate, threshold, metrics, options, started } = report;
+  const { registry, logger } = options;
+  const numClasses = run.dims.numClasses;
+  const rows: PredictRow[] = separate
+    ? perFold.flatMap((f) => f.predictions.map((p) => ({ slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: predictClass(p.probs, threshold), fold: String(f.fold) })))
+    : ensembleProbabilities(perFold).map((p) => ({ ...p, prediction: predictClass(p.probs, threshold), fold: 'ensemble' }));
+  const input: MetricInput = { labels: rows.map((r) => r.label), probs: rows.map((r) => r.probs), numClasses };
+  const withThreshold = (part: readonly PredictRow[], m: Record<string, MetricValue>): Record<string, MetricValue> => (numClasses === 2 ? { ...m, ...thresholdMetrics(part) } : m);
+  const allMetrics = withThreshold(rows, computeMetrics(metrics, input));
+  const foldMetrics = Object.fromEntries(separate ? perFold.map((f) => [String(f.fold), withThreshold(rows.filter((r) => r.fold === String(f.fold)), f.metrics)]) : []);
+  const intervals = options.bootstrap > 0 ? caseBootstrap(metrics, input, rows.map((r) => r.caseId), options.bootstrap, new Rng(`predict-bootstrap/${run.resolved.config.seed}`)) : {};
+
+  await mkdir(options.outDir, { recursive: true });
+  const predictionsFile = path.join(options.outDir, 'predictions.csv');
+  await writeFile(predictionsFile, predictionsCsvText(rows, run.classNames));
+  const rocFile = path.join(options.outDir, 'roc.png');
+  let roc = false;
+  try {
+    const series = rocSeries(input, run.classNames);
+    if (series.length > 0) {
+      await writePng(curveSpec(`ROC · ${path.basename(run.runDir)} on ${report.cohortLabel}`, 'False positive rate', 'True positive rate', series, true), rocFile);
+      roc = true;
+    }
+  } catch (error) {
+    logger.warn(`could not draw the ROC figure: ${renderError(error, false)}`);
+  }
+  let heatmapSlides = 0;
+  if (options.heatmaps) {
+    if (!run.folds.some((f) => f.model.capabilities.instanceScores)) {
+      logger.warn(`aggregator "${run.resolved.slots.aggregator.name}" declares no instance scores, so there are no heatmaps (milkit plugins aggregator lists the capability).`);
+    } else {
+      const scores = separate ? new Map(perFold.flatMap((f) => [...f.instanceScores])) : ensembleInstanceScores(perFold);
+      heatmapSlides = await writeHeatmaps(path.join(options.outDir, 'heatmaps'), scores, rows, run, report.source, options.heatmaps, registry, logger);
+    }
+  }
+  const summaryFile = path.join(options.outDir, 'metrics.json');
+  const summary = {
+    run: run.runDir, cohort: report.cohortLabel, folds: run.folds.map((f) => f.fold), mode: report.mode ?? (separate ? `fold ${run.folds[0]?.fold}` : 'ensemble (mean probability over folds)'), ...(report.summaryExtra ?? {}),
+    threshold: { rule: options.threshold.rule, value: threshold }, slides: rows.length, metrics: allMetrics, foldMetrics,
+    bootstrap: options.bootstrap > 0 ? { level: 0.95, resamples: options.bootstrap, method: 'percentile bootstrap over patients (cases)', intervals } : undefined,
+  };
+  await writeFile(summaryFile, `${JSON.stringify(summary, null, 2)}\n`);
+
+  let runId: string | undefined;
+  const tracker = options.track ? await options.createTracker?.(run) : undefined;
+  if (tracker) {
+    const config = run.resolved.config;
+    const trainingRuns = await trainingRunIds(run);
+    runId = await tracker.startRun({
+      experimentName: config.tracking.experimentName ?? config.name,
+      runName: report.runName,
+      tags: {
+        'milkit.level': report.level ?? 'predict', 'milkit.predict.trainingRunDir': run.runDir, 'milkit.predict.trainingConfigHash': run.resolved.configHash,
+        ...(trainingRuns.length ? { 'milkit.predict.trainingRuns': trainingRuns.join(',') } : {}), 'milkit.predict.cohort': report.cohortLabel,
+      },
+    });
+    await tracker.logParams(runId, { folds: run.folds.map((f) => f.fold).join(','), threshold_rule: options.threshold.rule, threshold: String(threshold), ...report.params });
+    const now = Date.now();
+    await tracker.logMetrics(runId, [
+      ...Object.entries(allMetrics).filter((e): e is [string, { value: number }] => e[1].value !== null).map(([key, v]) => ({ key: `predict/${key}`, value: v.value, step: 0, timestamp: now })),
+      ...Object.entries(intervals).flatMap(([key, ci]) => (ci ? [{ key: `predict/${key}_ci_low`, value: ci.low, step: 0, timestamp: now }, { key: `predict/${key}_ci_high`, value: ci.high, step: 0, timestamp: now }] : [])),
+      { key: 'predict/seconds', value: (Date.now() - started) / 1000, step: 0, timestamp: now },
+      ...(report.extraMetrics ?? []).map((m) => ({ key: m.key, value: m.value, step: m.step ?? 0, timestamp: now })),
+    ]);
+    await tracker.logArtifact(runId, predictionsFile);
+    await tracker.logArtifact(runId, summaryFile);
+    if (roc) await tracker.logArtifact(runId, rocFile);
+    if (heatmapSlides > 0) await tracker.logArtifact(runId, path.join(options.outDir, 'heatmaps'), 'heatmaps');
+    for (const file of report.extraArtifacts ?? []) await tracker.logArtifact(runId, file);
+    await tracker.endRun(runId, 'FINISHED');
+    await tracker.flush();
+  }
+  return { outDir: options.outDir, rows, threshold, metrics: allMetrics, foldMetrics, intervals, heatmapSlides, ...(runId ? { runId } : {}) };
+}

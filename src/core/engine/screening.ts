@@ -88,13 +88,24 @@ export function fullPass(model: MilModel, data: BagData, options: PassOptions): 
   };
 }
 
+/** What the pre-screener decided for one slide: per-branch scores and the instances some branch keeps. */
+export interface PrescreenDecision {
+  /** [N, K] pre-screener scores (kept where > 0). */
+  readonly scores: Float32Array;
+  readonly branches: number;
+  /** Instances kept by any branch, ascending (slide order). */
+  readonly kept: readonly number[];
+  /** The best-scored instance (read alone when nothing is kept). */
+  readonly best: number;
+  readonly n: number;
+}
+
 /**
- * HDMIL (docs/methods/hdmil.md#inference-modes): per-branch keep masks from the pre-screener, features read for their union only, and the model
- * run on those rows — with the per-branch mask as the `keepMask` view when the aggregator honours it
- * (`branchKeepMask`), otherwise on the union. When no instance is kept, aggregators with per-branch masks get one
- * row with an all-zero mask (every branch empty: the zero embedding of docs/methods/hdmil.md#dmin-inference); others get the best-scored instance.
+ * The pre-screener on a slide's [N, 16, 16, 3] thumbnails (HDMIL's LIPN step, docs/methods/hdmil.md#inference-modes):
+ * which instances to read. Needs nothing but the thumbnails, so a slide pipeline can call it before any patch is
+ * read at full resolution.
  */
-export function screenedPass(model: MilModel, data: BagData, options: PassOptions): SlidePass {
+export function prescreen(model: MilModel, slideId: string, thumbs: Uint8Array | undefined, n: number, io: ForwardIO): PrescreenDecision {
   const prescreener = model.prescreener;
   const branchScores = prescreener?.branchScores;
   if (!prescreener || !branchScores) {
@@ -102,55 +113,92 @@ export function screenedPass(model: MilModel, data: BagData, options: PassOption
       hint: 'Implement branchScores in the pre-screener plugin, or do not train it in a stage.',
     });
   }
-  const read = options.read ?? precomputedFeatures;
-  const start = performance.now();
-  if (!data.thumbs) {
-    throw new DataError('missing-thumbnails', `slide ${data.slideId}: the pre-screener needs 16×16 thumbnails, but the dataset provides none.`, {
+  if (!thumbs) {
+    throw new DataError('missing-thumbnails', `slide ${slideId}: the pre-screener needs 16×16 thumbnails, but the dataset provides none.`, {
       hint: 'Use a dataset with thumbnails (synthetic datasets: thumbs on; files: a thumbs array aligned with the features), or set model.prescreener: none.',
     });
   }
-  const thumbs = thumbsToTensor(data.thumbs, data.n);
-  const prescreenIo = model.partIo('prescreener', options.io);
-  const scoreTensor = tf.tidy(() => branchScores.call(prescreener, thumbs, prescreenIo)); // [N, K]
+  const thumbTensor = thumbsToTensor(thumbs, n);
+  const prescreenIo = model.partIo('prescreener', io);
+  const scoreTensor = tf.tidy(() => branchScores.call(prescreener, thumbTensor, prescreenIo)); // [N, K]
   const [, branches = 1] = scoreTensor.shape;
-  const scores = scoreTensor.dataSync();
-  tf.dispose([thumbs, scoreTensor]);
+  const scores = scoreTensor.dataSync() as Float32Array;
+  tf.dispose([thumbTensor, scoreTensor]);
   const kept: number[] = [];
   let best = 0;
   let bestScore = Number.NEGATIVE_INFINITY;
-  for (let n = 0; n < data.n; n += 1) {
+  for (let i = 0; i < n; i += 1) {
     let any = false;
     for (let k = 0; k < branches; k += 1) {
-      const s = scores[n * branches + k] as number;
+      const s = scores[i * branches + k] as number;
       if (s > 0) any = true;
       if (s > bestScore) {
         bestScore = s;
-        best = n;
+        best = i;
       }
     }
-    if (any) kept.push(n);
+    if (any) kept.push(i);
   }
-  const screened = performance.now();
+  return { scores, branches, kept, best, n };
+}
 
+/**
+ * The rows the screened model reads (the kept ones, or the best-scored one alone when none is kept) and their
+ * per-branch [rows, K] keep mask (all zero when nothing is kept: every branch empty).
+ */
+export function screenedRows(decision: PrescreenDecision): { readonly rows: readonly number[]; readonly mask: Float32Array } {
+  const { kept, best, branches, scores } = decision;
   const rows = kept.length > 0 ? kept : [best];
   const mask = new Float32Array(rows.length * branches);
   if (kept.length > 0) rows.forEach((row, i) => {
     for (let k = 0; k < branches; k += 1) mask[i * branches + k] = (scores[row * branches + k] as number) > 0 ? 1 : 0;
   });
-  const features = tf.tensor2d(read(data, rows), [rows.length, data.d]); // [M, D]  only the instances read
-  const views = options.makeViews(data, options.views.filter((name) => name !== BAG_VIEWS.keepMask), rows);
-  if (model.capabilities.branchKeepMask) views[BAG_VIEWS.keepMask] = tf.tensor2d(mask, [rows.length, branches]); // [M, K]
-  features.dataSync();
-  const readDone = performance.now();
+  return { rows, mask };
+}
 
-  const output = model.forward({ slideId: data.slideId, features, views }, options.io);
+/**
+ * The model on the screened rows only: `features` are those rows' [rows × D] features, the per-branch mask goes in
+ * as the `keepMask` view when the aggregator honours it (`branchKeepMask`), otherwise the model sees the union.
+ * Returns the output (the caller's to dispose) and the milliseconds of building the inputs and of the forward pass.
+ */
+export function classifyScreened(
+  model: MilModel, data: BagData, decision: PrescreenDecision, features: Float32Array, options: Omit<PassOptions, 'read'>,
+): { readonly output: ModelOutput; readonly inputMs: number; readonly forwardMs: number } {
+  const start = performance.now();
+  const { rows, mask } = screenedRows(decision);
+  const featureTensor = tf.tensor2d(features, [rows.length, data.d]); // [M, D]  only the instances read
+  const views = options.makeViews(data, options.views.filter((name) => name !== BAG_VIEWS.keepMask), rows);
+  if (model.capabilities.branchKeepMask) views[BAG_VIEWS.keepMask] = tf.tensor2d(mask, [rows.length, decision.branches]); // [M, K]
+  featureTensor.dataSync();
+  const inputDone = performance.now();
+  const output = model.forward({ slideId: data.slideId, features: featureTensor, views }, options.io);
   output.logits.dataSync(); // [1, C]
   const done = performance.now();
-  tf.dispose([features, ...Object.values(views)]);
+  tf.dispose([featureTensor, ...Object.values(views)]);
+  return { output, inputMs: inputDone - start, forwardMs: done - inputDone };
+}
+
+/**
+ * HDMIL (docs/methods/hdmil.md#inference-modes): per-branch keep masks from the pre-screener, features read for their union only, and the model
+ * run on those rows — with the per-branch mask as the `keepMask` view when the aggregator honours it
+ * (`branchKeepMask`), otherwise on the union. When no instance is kept, aggregators with per-branch masks get one
+ * row with an all-zero mask (every branch empty: the zero embedding of docs/methods/hdmil.md#dmin-inference); others get the best-scored instance.
+ */
+export function screenedPass(model: MilModel, data: BagData, options: PassOptions): SlidePass {
+  const read = options.read ?? precomputedFeatures;
+  const start = performance.now();
+  const decision = prescreen(model, data.slideId, data.thumbs, data.n, options.io);
+  const screened = performance.now();
+  const { rows } = screenedRows(decision);
+  const features = read(data, rows);
+  const readMs = performance.now() - screened;
+  const { output, inputMs, forwardMs } = classifyScreened(model, data, decision, features, options);
+  const done = performance.now();
   return {
     output,
     allInstances: false,
-    prescreenerKept: data.n > 0 ? kept.length / data.n : 0,
-    times: { prescreen: screened - start, read: readDone - screened, aggregate: done - readDone, total: done - start },
+    prescreenerKept: data.n > 0 ? decision.kept.length / data.n : 0,
+    // Building the feature tensor belongs to the read stage, as in the full pass.
+    times: { prescreen: screened - start, read: readMs + inputMs, aggregate: forwardMs, total: done - start },
   };
 }

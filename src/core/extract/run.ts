@@ -113,7 +113,7 @@ export interface ExtractTools {
   readonly extractor: FeatureExtractor;
 }
 
-export async function createExtractTools(registry: Registry, spec: ExtractSpec, logger: Logger): Promise<ExtractTools> {
+export async function createExtractTools(registry: Registry, spec: Pick<ExtractSpec, 'reader' | 'detector' | 'extractor' | 'cwd'>, logger: Logger): Promise<ExtractTools> {
   const ctx = { logger };
   const opener = registry.create(await registry.resolve('slide-reader', spec.reader, { key: 'reader' }), ctx);
   const detector = registry.create(await registry.resolve('tissue-detector', spec.detector, { key: 'detector' }), ctx);

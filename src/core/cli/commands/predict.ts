@@ -26,14 +26,14 @@ interface PredictFlags {
   readonly track?: boolean;
 }
 
-function number(text: string | undefined, flag: string, check: (v: number) => boolean, expected: string): number | undefined {
+export function number(text: string | undefined, flag: string, check: (v: number) => boolean, expected: string): number | undefined {
   if (text === undefined) return undefined;
   const value = Number(text);
   if (text.trim() === '' || !Number.isFinite(value) || !check(value)) throw new ConfigError('bad-option', `${flag}: expected ${expected}, got ${JSON.stringify(text)}.`);
   return value;
 }
 
-function thresholdOf(text: string | undefined): { rule: 'fixed' | 'youden'; value: number } {
+export function thresholdOf(text: string | undefined): { rule: 'fixed' | 'youden'; value: number } {
   if (text === undefined) return { rule: 'fixed', value: 0.5 };
   if (text === 'youden') return { rule: 'youden', value: Number.NaN };
   const value = number(text, '--threshold', (v) => v >= 0 && v <= 1, 'a probability in [0, 1] or "youden"') as number;
