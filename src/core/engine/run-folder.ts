@@ -80,7 +80,9 @@ export async function lockRunFolder(outDir: string, logger: Logger, command = pr
   };
   for (let attempt = 0; attempt < 2; attempt += 1) {
     try {
-      const release = await lockfile.lock(outDir, options);
+      // proper-lockfile keys its in-process locks by the locked path, not the lock file: a sweep worker holds the
+      // same folder (its job folder) under another lock file, so the run lock is keyed by its own lock path.
+      const release = await lockfile.lock(lockPath, options);
       const holder: LockHolder = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), command };
       await writeJsonAtomic(holderPath, holder);
       return async () => {
