@@ -16,7 +16,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { definePlugin, Module, type Aggregator, type AggregatorOutput, type AggregatorParts, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
-import { Linear, dropout, attentionScores, buildAttentionLayers, softmaxOverInstances, type AttentionLayers } from 'milkit/nn';
+import { activate, Linear, dropout, attentionScores, buildAttentionLayers, softmaxOverInstances, type AttentionLayers } from 'milkit/nn';
 
 export const AbmilOptions = z.strictObject({
   projectDim: z.int().min(0).default(512).describe('E: width of the ReLU projection of the features (0 = attend over the raw features)'),
@@ -27,6 +27,7 @@ export const AbmilOptions = z.strictObject({
   dropout: z.number().min(0).lt(1).default(0.25).describe('dropout on the projected instances h while training'),
   attnDropout: z.number().min(0).lt(1).default(0).describe('dropout after act(V h) and sigm(U h) while training (CLAM-style ABMIL: 0.25)'),
   init: z.enum(['torch-default', 'xavier-normal', 'kaiming-normal', 'orthogonal']).default('torch-default').describe('weight initialisation of every layer (non-default schemes start biases at 0)'),
+  projectActivation: z.enum(['relu', 'gelu']).default('relu').describe('activation of the projection (MHIM-MIL v2\'s baseline: gelu)'),
 });
 export type AbmilOptions = z.output<typeof AbmilOptions>;
 
@@ -60,7 +61,7 @@ class AbmilAggregator extends Module implements Aggregator {
   /** The forward split at the projected instances h (capability `parts`): a strategy may mask or add rows of h. */
   readonly parts: AggregatorParts = {
     project: (bag, io) => tf.tidy(() => (this.projection
-      ? (dropout(tf.relu(this.projection.forward(bag.features)), this.options.dropout, io.training, io.rng) as tf.Tensor2D)
+      ? (dropout(activate(this.projection.forward(bag.features), this.options.projectActivation), this.options.dropout, io.training, io.rng) as tf.Tensor2D)
       : tf.clone(bag.features))), // [N, E]
     pool: (h, _bag, io) => tf.tidy(() => {
       const a = softmaxOverInstances(attentionScores(this.attention, { activation: this.options.attnActivation, dropout: this.options.attnDropout }, h, io)); // [1, M]  Eq. 7-9, softmax over rows

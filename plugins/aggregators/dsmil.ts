@@ -10,15 +10,17 @@
  * Choices: the instance classifier i_classifier is the classifier slot (linear reproduces DSMIL); value net V = x by
  *   default (current code) or Dropout-Linear-ReLU (`passingV`, MHIM's variant); orthogonal weights with zero bias
  *   (current code). `binarySingleLogit` reproduces the 1-output binary setting (Camelyon16): heads of width 1 and
- *   logits [0, s], so softmax gives sigmoid(s) and cross-entropy equals BCE on s. The original's patch dropout
+ *   logits [0, s], so softmax gives sigmoid(s) and cross-entropy equals BCE on s. `projectDim` adds MHIM-MIL's
+ *   student projection (Linear-activation-dropout) before both streams; the forward is split there (capability
+ *   `parts`), and pool also returns the instance logits. The original's patch dropout
  *   (default 0) is not implemented. Losses: binary-cross-entropy (weight 0.5) + dsmil-max-instance (0.5).
  * Checked against: test/reference/dsmil.py → test/reference/fixtures/dsmil*.safetensors
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, Module, PluginError, type Aggregator, type AggregatorOutput, type Bag, type Classifier, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
+import { definePlugin, Module, PluginError, type Aggregator, type AggregatorOutput, type AggregatorParts, type Bag, type Classifier, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
 import type { Rng } from 'milkit';
-import { initBias, initWeight, Linear, dropout, softmaxOverInstances, constantOf } from 'milkit/nn';
+import { activate, initBias, initWeight, Linear, dropout, selectionMatrix, softmaxOverInstances, constantOf } from 'milkit/nn';
 
 export const DsmilOptions = z.strictObject({
   queryDim: z.int().positive().default(128).describe('width of the query network q (128 in DSMIL)'),
@@ -27,6 +29,9 @@ export const DsmilOptions = z.strictObject({
   dropoutV: z.number().min(0).lt(1).default(0).describe('dropout before the value Linear while training (passingV only)'),
   binarySingleLogit: z.boolean().default(false).describe('binary task with one output per stream (DSMIL on Camelyon16): logits [0, s]'),
   init: z.enum(['orthogonal', 'xavier-normal', 'torch-default']).default('orthogonal').describe('weight initialisation (non-default schemes start biases at 0)'),
+  projectDim: z.int().min(0).default(0).describe('width of a projection Linear-activation-dropout before both streams (0 = none, DSMIL; MHIM-MIL\'s student: 512)'),
+  projectActivation: z.enum(['relu', 'gelu']).default('relu').describe('activation of the projection (MHIM-MIL v1 relu, v2 gelu)'),
+  projectDropout: z.number().min(0).lt(1).default(0.25).describe('dropout on the projected instances while training (projection only)'),
 });
 export type DsmilOptions = z.output<typeof DsmilOptions>;
 
@@ -71,6 +76,7 @@ class DsmilAggregator extends Module implements Aggregator {
   private readonly heads: number;
   private readonly instanceClassifier: Classifier;
   private readonly bagClassifier: DsmilBagClassifier;
+  private readonly projection: Linear | undefined;
 
   constructor(private readonly options: DsmilOptions, ctx: ModelContext) {
     super();
@@ -78,10 +84,15 @@ class DsmilAggregator extends Module implements Aggregator {
       throw new PluginError('invalid-option', `aggregator "dsmil": binarySingleLogit needs a binary task (got ${ctx.numClasses} classes).`, { hint: 'Set binarySingleLogit: false for multi-class tasks.' });
     }
     this.heads = options.binarySingleLogit ? 1 : ctx.numClasses;
-    this.embeddingDim = ctx.inputDim;
+    this.embeddingDim = options.projectDim > 0 ? options.projectDim : ctx.inputDim;
+    // MHIM-MIL's DSMIL student projects first (torch key patch_to_emb.0); the projection rng fork is new, so the
+    // other layers draw the same initial weights with or without it.
+    this.projection = options.projectDim > 0
+      ? this.addModule('patch_to_emb.0', new Linear(ctx.inputDim, options.projectDim, ctx.rng.fork('patch_to_emb'), { init: options.init === 'orthogonal' ? 'xavier-normal' : options.init }))
+      : undefined;
     // FCLayer keeps its Linear in a Sequential `fc`: torch key i_classifier.fc.0.
-    this.instanceClassifier = this.addModule('i_classifier.fc.0', ctx.makeClassifier(ctx.inputDim, this.heads, ctx.rng.fork('i_classifier')));
-    this.bagClassifier = this.addModule('b_classifier', new DsmilBagClassifier(options, ctx.inputDim, this.heads, ctx.rng.fork('b_classifier')));
+    this.instanceClassifier = this.addModule('i_classifier.fc.0', ctx.makeClassifier(this.embeddingDim, this.heads, ctx.rng.fork('i_classifier')));
+    this.bagClassifier = this.addModule('b_classifier', new DsmilBagClassifier(options, this.embeddingDim, this.heads, ctx.rng.fork('b_classifier')));
   }
 
   /** [1, K] → [1, 2] as [0, s] in single-logit mode, unchanged otherwise. */
@@ -89,13 +100,36 @@ class DsmilAggregator extends Module implements Aggregator {
     return this.options.binarySingleLogit ? (tf.concat([tf.zeros([1, 1]), x], 1) as tf.Tensor2D) : x;
   }
 
+  /**
+   * The forward split at the instances both streams read (capability `parts`): h = x without a projection, or the
+   * projected x (Linear, activation, dropout). pool(h) is everything after; it also returns the instance logits c
+   * (`extras.instanceLogits`, [N, K]) that MHIM-MIL masks by.
+   */
+  readonly parts: AggregatorParts = {
+    project: (bag, io) => tf.tidy(() => (this.projection
+      ? (dropout(activate(this.projection.forward(bag.features), this.options.projectActivation), this.options.projectDropout, io.training, io.rng) as tf.Tensor2D)
+      : tf.clone(bag.features))), // [N, E]
+    pool: (h, _bag, io) => this.pool(h, io),
+  };
+
   forward(bag: Bag, io: ForwardIO): AggregatorOutput {
     return tf.tidy(() => {
-      const x = bag.features; // [N, D]
+      const h = this.parts.project(bag, io); // [N, E]
+      return { ...this.pool(h, io) };
+    });
+  }
+
+  private pool(h: tf.Tensor2D, io: ForwardIO): AggregatorOutput {
+    return tf.tidy(() => {
+      const x = h; // [N, E]
       const c = this.instanceClassifier.forward(x, io); // [N, K]  Eq. 1 instance logits
       const cMax = tf.max(c, 0, true) as tf.Tensor2D; // [1, K]  ĉ_j = max_n c_{n,j}
-      // Critical instances m_j = argmax_n c_{n,j}: a selection, no gradient through the argmax (x is constant).
-      const critical = constantOf((scores) => tf.gather(x, tf.argMax(scores, 0)), c) as tf.Tensor2D; // [K, D]
+      // Critical instances m_j = argmax_n c_{n,j}: the argmax is a constant selection, but the selected rows carry
+      // the gradient to x, which matters once x is a projection (torch indexes x[argmax] differentiably).
+      // (A one-instance bag selects its only row for every class; tfjs's oneHot needs a depth of 2 or more.)
+      const critical = x.shape[0] === 1
+        ? (tf.tile(x, [this.heads, 1]) as tf.Tensor2D)
+        : (tf.matMul(constantOf((scores) => selectionMatrix(tf.argMax(scores, 0) as tf.Tensor1D, x.shape[0]), c) as tf.Tensor2D, x) as tf.Tensor2D); // [K, D]
       const q = this.bagClassifier.query(x); // [N, Q]
       const qMax = this.bagClassifier.query(critical); // [K, Q]
       const similarity = tf.div(tf.matMul(q, tf.transpose(qMax)), Math.sqrt(this.options.queryDim)) as tf.Tensor2D; // [N, K]  ⟨q_n, q_m⟩ / √Q
@@ -111,7 +145,7 @@ class DsmilAggregator extends Module implements Aggregator {
         embedding: b,
         logits: this.asLogits(bagLogits),
         instanceScores: a,
-        extras: { maxInstanceLogits: this.asLogits(cMax) },
+        extras: { maxInstanceLogits: this.asLogits(cMax), instanceLogits: c },
       };
     });
   }
@@ -123,6 +157,6 @@ export default definePlugin({
   summary: 'dual-stream MIL: max-instance stream and critical-instance attention stream with a Conv1d bag head',
   paper: { cite: 'Li, Li, Eliceiri, Dual-stream Multiple Instance Learning Network for Whole Slide Image Classification with Self-supervised Contrastive Learning, CVPR 2021', arxiv: '2011.08939' },
   options: DsmilOptions,
-  capabilities: { instanceScores: true, permutationInvariant: true, ownsClassifier: true, provides: ['maxInstanceLogits'] },
+  capabilities: { instanceScores: true, permutationInvariant: true, ownsClassifier: true, provides: ['maxInstanceLogits', 'instanceLogits'], parts: true },
   create: (options, ctx) => new DsmilAggregator(options, ctx),
 });

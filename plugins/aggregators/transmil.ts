@@ -14,14 +14,18 @@
  *   identity at the centre (equal in exact arithmetic). Padding tokens stay in the sequence; only the class token is
  *   read; under the pinned alignment the class token (row 0) reads the output of a zero padding row, so layer 2's
  *   value-residual conv gets no gradient unless the padding is ≤ 16 rows (declared in `inertParameters`). PyTorch
- *   default init, class token N(0, 1). Dims are options so reference fixtures stay small.
+ *   default init, class token N(0, 1). Dims are options so reference fixtures stay small. MHIM-MIL's variant
+ *   (docs/methods/mhim-mil.md#networks): `projectActivation: gelu`, `projectDropout: 0.25`,
+ *   `ppegPadding: inside` (no square padding; PPEG pads its own grid, ≥ 7 × 7, and drops the padding again),
+ *   `nystromAlignment: fixed`. Split at h for strategies (capability `parts`); the first layer's class-token attention
+ *   per head is `extras.classTokenAttention`, its clipped head mean the instance scores.
  * Checked against: test/reference/transmil.py → test/reference/fixtures/transmil*.safetensors
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { definePlugin, Module, type Aggregator, type AggregatorOutput, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
+import { definePlugin, Module, type Aggregator, type AggregatorOutput, type AggregatorParts, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
 import type { Rng } from 'milkit';
-import { checkpointed, depthwiseConvSame, initBias, initWeight, type InitScheme, LayerNorm, Linear, NystromAttention, type NystromOptions } from 'milkit/nn';
+import { activate, checkpointed, depthwiseConvSame, dropout, initBias, initWeight, type InitScheme, LayerNorm, Linear, NystromAttention, type NystromObserver, type NystromOptions } from 'milkit/nn';
 
 export const TransmilOptions = z
   .strictObject({
@@ -34,6 +38,10 @@ export const TransmilOptions = z
     nystromAlignment: z.enum(['pinned-0.0.9', 'fixed']).default('pinned-0.0.9').describe('rows kept after Nyström un-padding: first L (nystrom-attention 0.0.9, as TransMIL ran) or last L (0.0.10+)'),
     checkpointLayers: z.boolean().default(true).describe('recompute each TransLayer in the backward pass instead of keeping its activations (same numbers, ~1.3× compute, a fraction of the memory: wasm\'s 4 GB heap otherwise caps bags near 4,000 instances)'),
     init: z.enum(['torch-default', 'xavier-normal']).default('torch-default').describe('weight initialisation of Linear and conv layers (class token is always N(0, 1))'),
+    projectActivation: z.enum(['relu', 'gelu']).default('relu').describe('activation of the fc1 projection (MHIM-MIL v2\'s variant: gelu)'),
+    projectDropout: z.number().min(0).lt(1).default(0).describe('dropout on the projected instances while training (MHIM-MIL\'s variant: 0.25)'),
+    ppegPadding: z.enum(['square', 'inside']).default('square').describe('square: pad the sequence to a square before layer 1 (TransMIL); inside: PPEG pads its own grid and removes the padding again (MHIM-MIL\'s variant)'),
+    classAwareScores: z.boolean().default(false).describe('also return the first layer\'s class-token-weighted values through its output projection (extras.classAwareFeatures, MHIM-MIL v2 scoring)'),
   })
   .refine((o) => o.embedDim % o.heads === 0, { message: 'embedDim must be a multiple of heads', path: ['heads'] })
   .refine((o) => o.residualKernel === 0 || o.residualKernel % 2 === 1, { message: 'residualKernel must be odd (or 0)', path: ['residualKernel'] });
@@ -50,10 +58,20 @@ class TransLayer extends Module {
     this.attn = this.addModule('attn', new NystromAttention(nystrom, rng.fork('attn')));
   }
 
-  forward(x: tf.Tensor2D, io: ForwardIO): tf.Tensor2D {
+  /** `observer` sees the class-token attention of the first call only (a backward recomputation repeats the block). */
+  forward(x: tf.Tensor2D, io: ForwardIO, observer?: NystromObserver): tf.Tensor2D {
     // A fixed-label stream, so a recomputation in the backward pass draws the same dropout masks.
     const stream = io.rng.fork(this.name);
-    const block = (input: tf.Tensor): tf.Tensor => tf.add(input, this.attn.forward(this.norm.forward(input as tf.Tensor2D), { training: io.training, rng: stream.fork('call') })); // [L, E]
+    let observed = false;
+    const once: NystromObserver | undefined = observer && {
+      row: observer.row, weightedValues: observer.weightedValues,
+      take: (attention, weighted) => {
+        if (observed) return;
+        observed = true;
+        observer.take(attention, weighted);
+      },
+    };
+    const block = (input: tf.Tensor): tf.Tensor => tf.add(input, this.attn.forward(this.norm.forward(input as tf.Tensor2D), { training: io.training, rng: stream.fork('call') }, observed ? undefined : once)); // [L, E]
     return tf.tidy(() => (this.recompute ? checkpointed(block, x, this.trainableVariables()) : block(x)) as tf.Tensor2D);
   }
 }
@@ -71,6 +89,25 @@ class PositionalEncoding extends Module {
       torchWeight.dispose();
       const bias = this.addParameter(`${name}.bias`, initBias(init, dim, kernel * kernel, rng.fork(`${name}.bias`)));
       return { weight, bias, kernel };
+    });
+  }
+
+  /**
+   * MHIM-MIL's variant: the instance tokens [n, E] padded inside PPEG (copies of the first side² − n tokens, then
+   * zeros up to a 7 × 7 grid when side < 7), mixed, and the padding rows removed again.
+   */
+  forwardInside(tokens: tf.Tensor2D): tf.Tensor2D {
+    return tf.tidy(() => {
+      const n = tokens.shape[0] - 1;
+      const side = Math.ceil(Math.sqrt(n));
+      const grid = Math.max(side, 7);
+      const instances = tf.slice(tokens, [1, 0], [-1, -1]); // [n, E]
+      const copies = side * side - n;
+      const parts: tf.Tensor[] = [tf.slice(tokens, [0, 0], [1, -1]), instances];
+      if (copies > 0) parts.push(tf.slice(instances, [0, 0], [copies, -1]));
+      if (grid * grid > side * side) parts.push(tf.zeros([grid * grid - side * side, this.dim]));
+      const mixed = this.forward(tf.concat(parts, 0) as tf.Tensor2D, grid); // [1 + grid², E]
+      return tf.slice(mixed, [0, 0], [1 + n, -1]) as tf.Tensor2D; // [1 + n, E]
     });
   }
 
@@ -102,7 +139,7 @@ class TransmilAggregator extends Module implements Aggregator {
   private readonly positional: PositionalEncoding;
   private readonly norm: LayerNorm;
 
-  constructor(options: TransmilOptions, ctx: ModelContext) {
+  constructor(private readonly options: TransmilOptions, ctx: ModelContext) {
     super();
     const { embedDim, heads, init } = options;
     this.embeddingDim = embedDim;
@@ -121,21 +158,70 @@ class TransmilAggregator extends Module implements Aggregator {
     this.inertParameters = options.nystromAlignment === 'pinned-0.0.9' && options.residualKernel > 0 ? ['layer2.attn.res_conv.weight'] : [];
   }
 
+  /**
+   * The forward split at the projected instances (capability `parts`): h = dropout(act(fc1 x)); pool(h) pads,
+   * runs both TransLayers around PPEG and reads the class token. pool also returns the first layer's class-token
+   * attention per head over the instances (`extras.classTokenAttention` [heads, N], what MHIM-MIL v1 masks by,
+   * docs/methods/mhim-mil.md#instance-scores) and its clipped, renormalised head mean as `instanceScores` [1, N].
+   */
+  readonly parts: AggregatorParts = {
+    project: (bag, io) => tf.tidy(() => dropout(activate(this.fc1.forward(bag.features), this.options.projectActivation), this.options.projectDropout, io.training, io.rng.fork('project')) as tf.Tensor2D), // [N, E]
+    pool: (h, _bag, io) => this.pool(h, io),
+  };
+
   forward(bag: Bag, io: ForwardIO): AggregatorOutput {
-    return tf.tidy(() => {
-      const h = tf.relu(this.fc1.forward(bag.features)) as tf.Tensor2D; // [N, E]
-      const n = h.shape[0];
-      const side = Math.ceil(Math.sqrt(n));
-      const extra = side * side - n;
-      // Square padding repeats the FIRST `extra` tokens (copies, not zeros; docs/methods/transmil.md#forward-pass).
-      const square = extra > 0 ? tf.concat([h, tf.slice(h, [0, 0], [extra, -1])], 0) : h; // [side², E]
-      let tokens = tf.concat([tf.reshape(this.clsToken, [1, this.embeddingDim]), square], 0) as tf.Tensor2D; // [1 + side², E]
-      tokens = this.layer1.forward(tokens, io); // [1 + side², E]
-      tokens = this.positional.forward(tokens, side); // [1 + side², E]
-      tokens = this.layer2.forward(tokens, io); // [1 + side², E]
-      const cls = this.norm.forward(tf.slice(tokens, [0, 0], [1, -1]) as tf.Tensor2D); // [1, E]  LN is per token: only the class token is needed
-      return { embedding: cls };
-    });
+    return tf.tidy(() => ({ ...this.pool(this.parts.project(bag, io), io) }));
+  }
+
+  private pool(h: tf.Tensor2D, io: ForwardIO): AggregatorOutput {
+    const observed: { attention?: tf.Tensor2D; weighted?: tf.Tensor2D } = {};
+    // The observer's tensors are kept past the layer's scope and handed back to this scope (cloned, then freed).
+    const observer: NystromObserver = {
+      row: 0, weightedValues: this.options.classAwareScores,
+      take: (attention, weighted) => {
+        observed.attention = tf.keep(attention);
+        if (weighted) observed.weighted = tf.keep(weighted);
+      },
+    };
+    try {
+      return tf.tidy(() => {
+        const n = h.shape[0];
+        const cls0 = tf.reshape(this.clsToken, [1, this.embeddingDim]);
+        let embedding: tf.Tensor2D;
+        if (this.options.ppegPadding === 'square') {
+          const side = Math.ceil(Math.sqrt(n));
+          const extra = side * side - n;
+          // Square padding repeats the FIRST `extra` tokens (copies, not zeros; docs/methods/transmil.md#forward-pass).
+          const square = extra > 0 ? tf.concat([h, tf.slice(h, [0, 0], [extra, -1])], 0) : h; // [side², E]
+          let tokens = tf.concat([cls0, square], 0) as tf.Tensor2D; // [1 + side², E]
+          tokens = this.layer1.forward(tokens, io, observer); // [1 + side², E]
+          tokens = this.positional.forward(tokens, side); // [1 + side², E]
+          tokens = this.layer2.forward(tokens, io); // [1 + side², E]
+          embedding = this.norm.forward(tf.slice(tokens, [0, 0], [1, -1]) as tf.Tensor2D); // [1, E]  LN is per token: only the class token is needed
+        } else {
+          let tokens = tf.concat([cls0, h], 0) as tf.Tensor2D; // [1 + N, E]  no padding before layer 1
+          tokens = this.layer1.forward(tokens, io, observer); // [1 + N, E]
+          tokens = this.positional.forwardInside(tokens); // [1 + N, E]
+          tokens = this.layer2.forward(tokens, io); // [1 + N, E]
+          embedding = this.norm.forward(tf.slice(tokens, [0, 0], [1, -1]) as tf.Tensor2D); // [1, E]
+        }
+        const out: { embedding: tf.Tensor2D; instanceScores?: tf.Tensor2D; extras?: Record<string, tf.Tensor> } = { embedding };
+        const extras: Record<string, tf.Tensor> = {};
+        if (observed.attention) {
+          const perHead = tf.slice(observed.attention, [0, 1], [-1, n]) as tf.Tensor2D; // [heads, N]  instance columns only (raw, Nyström-approximate)
+          extras['classTokenAttention'] = perHead;
+          // Heatmaps read one distribution: the head mean, clipped at 0 (Nyström rows can dip below) and renormalised.
+          const mean = tf.relu(tf.mean(perHead, 0, true)); // [1, N]
+          out.instanceScores = tf.div(mean, tf.maximum(tf.sum(mean), 1e-12)) as tf.Tensor2D; // [1, N]
+        }
+        // Only with classAwareScores (MHIM-MIL v2's teacher), so not among `provides`, which every forward must produce.
+        if (observed.weighted) extras['classAwareFeatures'] = tf.slice(observed.weighted, [1, 0], [n, -1]); // [N, E]
+        out.extras = extras;
+        return out;
+      });
+    } finally {
+      tf.dispose([observed.attention, observed.weighted].filter((t): t is tf.Tensor2D => t !== undefined));
+    }
   }
 }
 
@@ -145,6 +231,6 @@ export default definePlugin({
   summary: 'TransMIL: Nyström transformer layers with the PPEG positional encoder, class-token readout',
   paper: { cite: 'Shao et al., TransMIL: Transformer based Correlated Multiple Instance Learning for Whole Slide Image Classification, NeurIPS 2021', arxiv: '2106.00908' },
   options: TransmilOptions,
-  capabilities: { instanceScores: false, permutationInvariant: false },
+  capabilities: { instanceScores: true, permutationInvariant: false, parts: true, provides: ['classTokenAttention'] },
   create: (options, ctx) => new TransmilAggregator(options, ctx),
 });

@@ -12,6 +12,9 @@
  *   log-uniform); class names follow HDMIL's Camelyon16 map (normal_tissue=0, tumor_tissue=1); an
  *   official train/test column (`split`) is stratified by label so `split.mode: official-test` works;
  *   every slide is drawn from its own named random stream, so bags do not depend on load order.
+ *   `plantedDifficulty` (MHIM-MIL's situation, docs/methods/mhim-mil.md#planted-difficulty): positives carry many subtle
+ *   instances (signalStrength on signal axes 2..s) and, in 1 − subtleOnlyFraction of them, a few very salient ones
+ *   on axis 1 alone, a shortcut that subtle-only positives lack.
  * Checked against: statistical properties (lesion fraction, contiguity, subspace shift, determinism) in
  *   test/plugins/datasets/synthetic-camelyon.test.ts
  */
@@ -43,10 +46,21 @@ export const SyntheticCamelyonOptions = z
     signalStrength: z.number().min(0).default(5).describe('a: norm of the tumour shift, in units of the instance noise std'),
     tumorFraction: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.005, 0.1]).describe('[min, max] lesion fraction f of a positive slide (log-uniform)'),
     officialTestFraction: z.number().min(0).lt(1).default(0.3).describe('fraction of cases marked split=test in the slide table (Camelyon16: 130 of 399)'),
+    plantedDifficulty: z.strictObject({
+      salientInstances: z.tuple([z.int().min(0), z.int().min(0)]).default([1, 3]).describe('[min, max] very salient tumour instances of a positive slide that has them'),
+      salientStrength: z.number().min(0).default(8).describe('norm of the salient instances\' shift, along a direction of its own (the first signal axis)'),
+      subtleOnlyFraction: z.number().min(0).max(1).default(0.5).describe('fraction of positive slides whose tumour instances are all subtle (no salient ones)'),
+    }).optional().describe('MHIM-MIL\'s situation: a few very salient positives on a shortcut direction plus many subtle ones (signalStrength, on the other signal axes); some positive slides hold only subtle ones'),
   })
   .check((ctx) => {
     ctx.issues.push(...minMaxIssues(ctx.value, ['instances', 'tumorFraction']));
     ctx.issues.push(...bagBudgetIssues(ctx.value));
+    if (ctx.value.plantedDifficulty && ctx.value.signalDim < 2) {
+      ctx.issues.push({ code: 'custom', input: ctx.value.signalDim, path: ['signalDim'], message: 'plantedDifficulty needs signalDim ≥ 2 (one axis for the salient shortcut, the rest for the subtle signal)' });
+    }
+    if (ctx.value.plantedDifficulty && ctx.value.plantedDifficulty.salientInstances[0] > ctx.value.plantedDifficulty.salientInstances[1]) {
+      ctx.issues.push({ code: 'custom', input: ctx.value.plantedDifficulty.salientInstances, path: ['plantedDifficulty', 'salientInstances'], message: 'min exceeds max' });
+    }
     if (ctx.value.signalDim > ctx.value.featureDim) {
       ctx.issues.push({ code: 'custom', input: ctx.value.signalDim, path: ['signalDim'], message: `signalDim ${ctx.value.signalDim} exceeds featureDim ${ctx.value.featureDim}` });
     }
@@ -75,19 +89,28 @@ function makeTable(options: SyntheticCamelyonOptions, root: Rng): SlideRecord[] 
     const n = drawCount(options.instances[0], options.instances[1], slideRng);
     const fraction = label === 1 ? logUniform(options.tumorFraction[0], options.tumorFraction[1], slideRng) : 0;
     const tumorInstances = label === 1 ? Math.min(n, Math.max(1, Math.round(fraction * n))) : 0;
+    // Planted difficulty draws from a stream of its own, so the table above is the same with or without it.
+    const planted = options.plantedDifficulty;
+    let salient: Record<string, string> = {};
+    if (planted && label === 1) {
+      const plantRng = slideRng.fork('salient');
+      const subtleOnly = plantRng.next() < planted.subtleOnlyFraction;
+      const count = subtleOnly ? 0 : Math.min(tumorInstances, drawCount(planted.salientInstances[0], planted.salientInstances[1], plantRng));
+      salient = { salient_instances: String(count) };
+    }
     slides.push({
       slideId: `cam-${String(s).padStart(digits, '0')}`,
       caseId: `case-${String(caseIndex).padStart(digits, '0')}`,
       label,
       labelName: CLASS_NAMES[label] as string,
-      meta: { split: testCases.has(caseIndex) ? 'test' : 'train', num_instances: String(n), tumor_instances: String(tumorInstances) },
+      meta: { split: testCases.has(caseIndex) ? 'test' : 'train', num_instances: String(n), tumor_instances: String(tumorInstances), ...salient },
     });
   }
   return slides;
 }
 
-function generateSlide(slide: SlideRecord, options: SyntheticCamelyonOptions, structure: LesionStructure, tumorShift: Float32Array, root: Rng): BagData {
-  return generateLesionBag(
+function generateSlide(slide: SlideRecord, options: SyntheticCamelyonOptions, structure: LesionStructure, tumorShift: Float32Array, root: Rng, salientShift?: Float32Array): BagData {
+  const bag = generateLesionBag(
     {
       slideId: slide.slideId,
       n: Number(slide.meta['num_instances']),
@@ -100,6 +123,15 @@ function generateSlide(slide: SlideRecord, options: SyntheticCamelyonOptions, st
     structure,
     root.fork(`bag/${slide.slideId}`),
   );
+  const salientCount = Number(slide.meta['salient_instances'] ?? 0);
+  if (salientShift && salientCount > 0 && bag.instanceLabels) {
+    // A random `salientCount` of the lesion's instances trade the subtle shift for the salient shortcut.
+    const lesion = Array.from(bag.instanceLabels).flatMap((y, i) => (y === 1 ? [i] : []));
+    const picked = root.fork(`salient/${slide.slideId}`).shuffle(lesion).slice(0, salientCount);
+    const d = bag.d;
+    for (const i of picked) for (let j = 0; j < d; j += 1) bag.features[i * d + j] = (bag.features[i * d + j] as number) - (tumorShift[j] as number) + (salientShift[j] as number);
+  }
+  return bag;
 }
 
 export default definePlugin({
@@ -114,7 +146,12 @@ export default definePlugin({
     const table = applyDeclaredLabels(makeTable(options, root), CLASS_NAMES, ctx.labelMap, ctx.logger);
     const structure = lesionStructure(options.featureDim, options.signalDim, options.backgroundTypes, root);
     // Tumour shift: a along the unit diagonal of the signal subspace.
-    const tumorShift = combineBasis(structure.basis, structure.basis.map(() => 1 / Math.sqrt(options.signalDim)), options.signalStrength);
-    return new GeneratedBagSource(table.slides, options.featureDim, table.classNames, (slide) => generateSlide(slide, options, structure, tumorShift, root), ctx.cacheBytes ?? 512 * 1024 ** 2, 'synthetic-camelyon');
+    const planted = options.plantedDifficulty;
+    // Planted difficulty: the subtle signal lives on axes 2..s, the salient shortcut on axis 1 alone.
+    const tumorShift = planted
+      ? combineBasis(structure.basis, structure.basis.map((_, k) => (k === 0 ? 0 : 1 / Math.sqrt(options.signalDim - 1))), options.signalStrength)
+      : combineBasis(structure.basis, structure.basis.map(() => 1 / Math.sqrt(options.signalDim)), options.signalStrength);
+    const salientShift = planted ? combineBasis(structure.basis, structure.basis.map((_, k) => (k === 0 ? 1 : 0)), planted.salientStrength) : undefined;
+    return new GeneratedBagSource(table.slides, options.featureDim, table.classNames, (slide) => generateSlide(slide, options, structure, tumorShift, root, salientShift), ctx.cacheBytes ?? 512 * 1024 ** 2, 'synthetic-camelyon');
   },
 });

@@ -103,9 +103,63 @@ def gate_distillation():
     print('  expected', expected)
 
 
+def mhim():
+    """MHIM-MIL v1 one step (docs/methods/mhim-mil.md): an ungated bias-free AB-MIL student, the teacher a copy of it
+    (the strategy's init), dropout 0 so no draw is needed; low masking then HAM (beta_hr = 1, deterministic), union,
+    the student pools the kept rows in ascending order; consistency alpha * H(softmax(F_t / 0.1), softmax(F_s))."""
+    d, e, l, c, n = 8, 6, 4, 2, 10
+    model = nn.Module()
+    model.feature_extractor_part2 = nn.Sequential(nn.Linear(d, e))
+    model.attention = nn.Sequential(nn.Linear(e, l, bias=False), nn.ReLU(), nn.Linear(l, 1, bias=False))
+    model.classifier = nn.Sequential(nn.Linear(e, c))
+    fill_pattern(model)
+    ratio_low, ratio_high, alpha = 0.2, 0.2, 0.5
+
+    def pool(h):
+        a = torch.softmax(model.attention(h).T, dim=1)  # [1, M]
+        return a, a @ h
+
+    for seed in range(410, 600):  # an input whose masked sets are unambiguous (no near-ties at either boundary)
+        x = f32_inputs((n, d), seed)
+        with torch.no_grad():
+            h = torch.relu(model.feature_extractor_part2(x))
+            a, _ = pool(h)
+        s = torch.sort(a[0]).values
+        k = int(np.ceil(n * ratio_low))
+        if (s[k] - s[k - 1]) > 1e-3 and (s[n - k] - s[n - k - 1]) > 1e-3:
+            break
+    else:
+        raise SystemExit('mhim: no input with unambiguous masked sets')
+    with torch.no_grad():
+        h = torch.relu(model.feature_extractor_part2(x))
+        a, f_t = pool(h)  # teacher = student at this step
+        low = torch.topk(a[0], int(np.ceil(n * ratio_low)), largest=False).indices.tolist()
+        high = torch.topk(a[0], int(np.ceil(n * ratio_high)), largest=True).indices.tolist()
+        masked = sorted(set(low) | set(high))
+        kept = [i for i in range(n) if i not in masked]
+        _, f_s = pool(h[kept])
+        logits = model.classifier(f_s)
+        target = torch.softmax(f_t / 0.1, dim=-1)
+        consistency = alpha * float(-(target * torch.log_softmax(f_s / 1.0, dim=-1)).sum(-1).mean())
+    case = {'options': {'maskRatioLow': ratio_low, 'maskRatioHigh': ratio_high, 'alpha': alpha},
+            'model': {'aggregator': {'name': 'abmil', 'projectDim': e, 'attnDim': l, 'gated': False, 'attnActivation': 'relu', 'attnBias': False, 'dropout': 0},
+                      'classifier': {'name': 'linear'}, 'inputDim': d, 'numClasses': c, 'weights': 'pattern-v1'},
+            'training': {'aggregator': True, 'classifier': True}, 'label': 1, 'x': nested(x)}
+    expected = {'logits': nested(logits), 'lossTerms': {'consistency': float(f'{consistency:.9g}')},
+                'stepMetrics': {'masked_random': 0, 'masked_low': len(low), 'masked_high': len(high), 'masked': len(masked),
+                                'ratio_high': ratio_high, 'teacher_rate': 0.9999}}
+    write_golden('strategies', 'mhim', {
+        'kind': 'strategy', 'plugin': 'mhim', 'generator': GENERATOR, 'torch': torch.__version__,
+        'note': 'independent torch computation of one MHIM-MIL v1 step: teacher (= student copy) attention, low + high '
+                'masking by topk, union, student AB-MIL on the kept rows, consistency loss with tau_t 0.1, tau_s 1',
+        'case': case, 'expected': expected})
+    print('  masked', masked, 'expected', expected)
+
+
 def main():
     standard()
     gate_distillation()
+    mhim()
 
 
 if __name__ == '__main__':

@@ -30,6 +30,20 @@ export interface NystromOptions {
   readonly init: InitScheme;
 }
 
+/**
+ * Side outputs of one Nyström call for one query row (TransMIL's class token): the row of the attention matrix
+ * (K1 K2⁺) K3 per head, and optionally each head's attention-weighted values Σ… per token before summation,
+ * merged and passed through the output projection (MHIM-MIL v2's class-aware instance features).
+ */
+export interface NystromObserver {
+  /** Query row in the un-padded sequence. */
+  readonly row: number;
+  /** Also compute the per-token weighted values a_{h,n} v_{h,n}, heads merged, through to_out (with its dropout). */
+  readonly weightedValues: boolean;
+  /** Receives [heads, L] attention of the row over every token, and [L, dim] weighted values when asked. */
+  take(attention: tf.Tensor2D, weighted: tf.Tensor2D | undefined): void;
+}
+
 /** Iterative Moore-Penrose pseudo-inverse of a batch of square matrices x [B, m, m] (docs/methods/transmil.md#nystrom-attention). */
 export function moorePenrosePinv(x: tf.Tensor3D, iterations: number): tf.Tensor3D {
   return tf.tidy(() => {
@@ -71,7 +85,7 @@ export class NystromAttention extends Module {
     }
   }
 
-  forward(x: tf.Tensor2D, io: ForwardIO): tf.Tensor2D {
+  forward(x: tf.Tensor2D, io: ForwardIO, observer?: NystromObserver): tf.Tensor2D {
     return tf.tidy(() => {
       const { heads, dimHead, landmarks: m, pinvIterations, alignment } = this.options;
       const length = x.shape[0]; // L
@@ -96,6 +110,17 @@ export class NystromAttention extends Module {
       // (K1 K2⁺)(K3 V) evaluated as K1 (K2⁺ (K3 V)): the same product without the [h, L', m] intermediate, whose
       // activation and gradient dominate memory for large bags (results agree to float rounding).
       let out = tf.matMul(attn1, tf.matMul(attn2Inv, tf.matMul(attn3, v))); // [h, L', d]
+      if (observer) {
+        const query = tf.slice(attn1, [0, pad + observer.row, 0], [heads, 1, m]); // [h, 1, m]
+        const row = tf.reshape(tf.matMul(tf.matMul(query, attn2Inv), attn3), [heads, total]); // [h, L']  row of (K1 K2⁺) K3
+        let weighted: tf.Tensor2D | undefined;
+        if (observer.weightedValues) {
+          const perToken = tf.mul(tf.expandDims(row, 2), v); // [h, L', d]  a_{h,n} v_{h,n}
+          const mergedTokens = tf.reshape(tf.transpose(perToken, [1, 0, 2]), [total, heads * dimHead]) as tf.Tensor2D; // [L', inner]
+          weighted = tf.slice(dropout(this.toOut.forward(mergedTokens), this.options.dropout, io.training, io.rng.fork('weighted')) as tf.Tensor2D, [pad, 0], [length, -1]); // [L, dim]
+        }
+        observer.take(tf.slice(row, [0, pad], [heads, length]) as tf.Tensor2D, weighted);
+      }
       if (this.resConv) {
         // Conv2d(h, h, (k, 1), groups=h) on v seen as [h, L', d]: a per-head conv along the sequence.
         out = tf.add(out, sequenceConvSame(v, this.resConv as tf.Tensor4D)); // [h, L', d]
