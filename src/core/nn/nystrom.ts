@@ -4,6 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardIO } from '../../registry/contracts/model.js';
 import type { Rng } from '../runtime/random.js';
+import { landmarkLogSumExp, landmarkSoftmaxProduct, rowSoftmaxProduct, SOFTMAX_BLOCK_ROWS } from './chunked-softmax.js';
 import { sequenceConvSame } from './depthwise-conv.js';
 import { initWeight, type InitScheme } from './init.js';
 import { Linear, dropout } from './layers.js';
@@ -103,16 +104,24 @@ export class NystromAttention extends Module {
       const qLand = tf.div(tf.sum(tf.reshape(q, [heads, m, segment, dimHead]), 2), segment) as tf.Tensor3D; // [h, m, d]  segment means
       const kLand = tf.div(tf.sum(tf.reshape(k, [heads, m, segment, dimHead]), 2), segment) as tf.Tensor3D; // [h, m, d]
       const kLandT = tf.transpose(kLand, [0, 2, 1]); // [h, d, m]
-      const attn1 = tf.softmax(tf.matMul(q, kLandT)) as tf.Tensor3D; // [h, L', m]
       const attn2 = tf.softmax(tf.matMul(qLand, kLandT)) as tf.Tensor3D; // [h, m, m]
-      const attn3 = tf.softmax(tf.matMul(qLand, tf.transpose(k, [0, 2, 1]))) as tf.Tensor3D; // [h, m, L']
       const attn2Inv = moorePenrosePinv(attn2, pinvIterations); // [h, m, m]
-      // (K1 K2⁺)(K3 V) evaluated as K1 (K2⁺ (K3 V)): the same product without the [h, L', m] intermediate, whose
-      // activation and gradient dominate memory for large bags (results agree to float rounding).
-      let out = tf.matMul(attn1, tf.matMul(attn2Inv, tf.matMul(attn3, v))); // [h, L', d]
+      // (K1 K2⁺)(K3 V) evaluated as K1 (K2⁺ (K3 V)), K1 = softmax(Q K̃ᵀ) [h, L', m] and K3 = softmax(Q̃ Kᵀ) [h, m, L']
+      // taken in blocks of rows with a recomputing backward (chunked-softmax.ts): neither map nor its gradient is
+      // ever whole, which is what dominated a layer's memory for large bags (results agree to float rounding).
+      const mixedValues = tf.matMul(attn2Inv, landmarkSoftmaxProduct(qLand, k, v)) as tf.Tensor3D; // [h, m, d]  K2⁺ (K3 V)
+      let out = rowSoftmaxProduct(q, kLandT as tf.Tensor3D, mixedValues); // [h, L', d]
       if (observer) {
-        const query = tf.slice(attn1, [0, pad + observer.row, 0], [heads, 1, m]); // [h, 1, m]
-        const row = tf.reshape(tf.matMul(tf.matMul(query, attn2Inv), attn3), [heads, total]); // [h, L']  row of (K1 K2⁺) K3
+        const query = tf.softmax(tf.matMul(tf.slice(q, [0, pad + observer.row, 0], [heads, 1, dimHead]), kLandT)); // [h, 1, m]  the row of K1
+        const lse = landmarkLogSumExp(qLand, k); // [h, m, 1]
+        const queryMix = tf.matMul(query, attn2Inv); // [h, 1, m]
+        // Row of (K1 K2⁺) K3 [h, L'], K3 built block by block from its log-normaliser.
+        const rowBlocks: tf.Tensor[] = [];
+        for (let start = 0; start < total; start += SOFTMAX_BLOCK_ROWS) {
+          const size = Math.min(SOFTMAX_BLOCK_ROWS, total - start);
+          rowBlocks.push(tf.matMul(queryMix, tf.exp(tf.sub(tf.matMul(qLand, tf.slice(k, [0, start, 0], [heads, size, dimHead]), false, true), lse)))); // [h, 1, b]
+        }
+        const row = tf.reshape(rowBlocks.length === 1 ? rowBlocks[0]! : tf.concat(rowBlocks, 2), [heads, total]); // [h, L']
         let weighted: tf.Tensor2D | undefined;
         if (observer.weightedValues) {
           const perToken = tf.mul(tf.expandDims(row, 2), v); // [h, L', d]  a_{h,n} v_{h,n}
