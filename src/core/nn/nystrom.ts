@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { ForwardIO } from '../../registry/contracts/model.js';
 import type { Rng } from '../runtime/random.js';
 import { landmarkLogSumExp, landmarkSoftmaxProduct, rowSoftmaxProduct, SOFTMAX_BLOCK_ROWS } from './chunked-softmax.js';
+import { checkpointed } from './checkpoint.js';
 import { sequenceConvSame } from './depthwise-conv.js';
 import { initWeight, type InitScheme } from './init.js';
 import { Linear, dropout } from './layers.js';
@@ -132,7 +133,10 @@ export class NystromAttention extends Module {
       }
       if (this.resConv) {
         // Conv2d(h, h, (k, 1), groups=h) on v seen as [h, L', d]: a per-head conv along the sequence.
-        out = tf.add(out, sequenceConvSame(v, this.resConv as tf.Tensor4D)); // [h, L', d]
+        // Recomputed in the backward pass: its padded, shifted and stacked copies of v (≈ 13 × [h, L', d]) are
+        // never all kept for the gradient, only v itself.
+        const resConv = this.resConv as tf.Tensor4D;
+        out = tf.add(out, checkpointed((values) => sequenceConvSame(values as tf.Tensor3D, resConv), v, [this.resConv])); // [h, L', d]
       }
       const merged = tf.reshape(tf.transpose(out, [1, 0, 2]), [total, inner]) as tf.Tensor2D; // [L', inner]  heads merged
       const projected = dropout(this.toOut.forward(merged), this.options.dropout, io.training, io.rng) as tf.Tensor2D; // [L', dim]
