@@ -10,8 +10,8 @@ export class TorchReference {
   private readonly pending: Array<{ resolve: (line: string) => void; reject: (error: Error) => void }> = [];
   version = '';
 
-  constructor(python: string, script: string) {
-    this.child = spawn(python, [script], { stdio: ['pipe', 'pipe', 'pipe'] });
+  constructor(python: string, script: string, args: readonly string[] = []) {
+    this.child = spawn(python, [script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stderr.on('data', (chunk: Buffer) => process.stderr.write(`[torch] ${chunk.toString()}`));
     this.lines = createInterface({ input: this.child.stdout });
     this.lines.on('line', (line) => this.pending.shift()?.resolve(line));
