@@ -25,7 +25,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { definePlugin, Module, type Aggregator, type AggregatorOutput, type AggregatorParts, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
 import type { Rng } from 'milkit';
-import { activate, checkpointed, depthwiseConvSame, dropout, initBias, initWeight, type InitScheme, LayerNorm, Linear, NystromAttention, type NystromObserver, type NystromOptions } from 'milkit/nn';
+import { activate, checkpointed, releaseDuringBackward, depthwiseConvSame, dropout, initBias, initWeight, type InitScheme, LayerNorm, Linear, NystromAttention, type NystromObserver, type NystromOptions } from 'milkit/nn';
 
 export const TransmilOptions = z
   .strictObject({
@@ -217,6 +217,9 @@ class TransmilAggregator extends Module implements Aggregator {
         // Only with classAwareScores (MHIM-MIL v2's teacher), so not among `provides`, which every forward must produce.
         if (observed.weighted) extras['classAwareFeatures'] = tf.slice(observed.weighted, [1, 0], [n, -1]); // [N, E]
         out.extras = extras;
+        // While training, the backward pass frees this forward's saved tensors and gradients (and those recorded
+        // before it, fc1's) as it passes them, so the recomputed first layer does not meet them all alive.
+        if (this.options.checkpointLayers) releaseDuringBackward();
         return out;
       });
     } finally {
