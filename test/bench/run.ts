@@ -78,7 +78,8 @@ async function runChild(file: string): Promise<void> {
 
 function spawnChild(file: string, out: string): Promise<number> {
   return new Promise((resolveExit, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', file], {
+    // milkit-source: the plugins' `import 'milkit'` must reach src/ (this checkout), not a possibly stale dist/.
+    const child = spawn(process.execPath, ['--conditions=milkit-source', '--import', 'tsx', fileURLToPath(import.meta.url), '--child', file], {
       cwd: root,
       stdio: 'inherit',
       env: { ...process.env, MILKIT_BENCH_OUT: out },
