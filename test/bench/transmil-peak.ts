@@ -1,6 +1,7 @@
-// `node --import tsx test/bench/transmil-peak.ts N [N ...]`: peak tensor bytes (tf.profile) of one TransMIL training
+// `node --conditions=milkit-source --import tsx test/bench/transmil-peak.ts N [N ...]` (AGG=name for another aggregator, defaults): peak tensor bytes (tf.profile) of one TransMIL training
 // step (forward, CE, gradients; defaults, dropout off) at each N on tfjs-wasm, and bytes per instance between sizes.
 // Used for BENCHMARKS.md's TransMIL memory section; a measurement tool, not a timing.
+import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { builtinManifest } from '../../plugins/index.js';
 import { MilModel } from '../../src/core/engine/model.js';
@@ -28,8 +29,9 @@ for (const n of sizes) {
     return [value, ...Object.values(grads)];
   });
   const heap = (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8?.length ?? 0;
+  const rss = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) * 1024;
   const slope = previous ? ` · ${((peak - previous.peak) / (n - previous.n) / 1024).toFixed(1)} KB per instance since N=${previous.n}` : '';
-  console.log(`N=${n}: peak ${(peak / 2 ** 20).toFixed(0)} MB (${(peak / n / 1024).toFixed(1)} KB/instance overall)${slope}; wasm heap ${(heap / 2 ** 20).toFixed(0)} MB; ${((performance.now() - start) / 1000).toFixed(1)} s; tensors ${tf.memory().numTensors}`);
+  console.log(`N=${n}: peak ${(peak / 2 ** 20).toFixed(0)} MB (${(peak / n / 1024).toFixed(1)} KB/instance overall)${slope}; wasm heap ${(heap / 2 ** 20).toFixed(0)} MB; peak RSS ${(rss / 2 ** 20).toFixed(0)} MB; ${((performance.now() - start) / 1000).toFixed(1)} s; tensors ${tf.memory().numTensors}`);
   previous = { n, peak };
   x.dispose();
 }
