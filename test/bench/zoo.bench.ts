@@ -36,8 +36,8 @@ const MODELS: ZooModel[] = [
   { name: 'clam-mb', aggregator: { dropout: 0, attnDropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 0.7 }, instance: { name: 'clam-instance', weight: 0.3 } } },
   { name: 'dsmil', aggregator: {}, losses: { bag: { name: 'binary-cross-entropy', weight: 0.5 }, max: { name: 'dsmil-max-instance', weight: 0.5 } } },
   { name: 'dtfd-mil', aggregator: {}, losses: { bag: { name: 'cross-entropy', weight: 1 }, tier1: { name: 'dtfd-tier1', weight: 1 } } },
-  { name: 'mean-pool', aggregator: { dropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } } },
-  { name: 'max-pool', aggregator: { dropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } } },
+  { name: 'mean-pool', aggregator: { projectDim: 512, dropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } } },
+  { name: 'max-pool', aggregator: { projectDim: 512, dropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } } },
   {
     name: 'dmin', aggregator: { dropout: 0 }, classifier: { name: 'cka' },
     losses: { ce: { name: 'cross-entropy', weight: 0.7 }, clu: { name: 'clam-instance', weight: 0.3 }, mse: { name: 'embedding-mse', weight: 0.5 }, kl: { name: 'logit-kl', weight: 0.5 }, rate: { name: 'keep-rate', weight: 2 } },
