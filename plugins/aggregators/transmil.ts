@@ -71,7 +71,8 @@ class TransLayer extends Module {
         observer.take(attention, weighted);
       },
     };
-    const block = (input: tf.Tensor): tf.Tensor => tf.add(input, this.attn.forward(this.norm.forward(input as tf.Tensor2D), { training: io.training, rng: stream.fork('call') }, observed ? undefined : once)); // [L, E]
+    // LayerNorm in its own tidy: its statistics and centred copies are gone before the attention runs (large N).
+    const block = (input: tf.Tensor): tf.Tensor => tf.add(input, this.attn.forward(tf.tidy(() => this.norm.forward(input as tf.Tensor2D)), { training: io.training, rng: stream.fork('call') }, observed ? undefined : once)); // [L, E]
     return tf.tidy(() => (this.recompute ? checkpointed(block, x, this.trainableVariables()) : block(x)) as tf.Tensor2D);
   }
 }
