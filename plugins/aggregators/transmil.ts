@@ -25,7 +25,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { definePlugin, Module, type Aggregator, type AggregatorOutput, type AggregatorParts, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
 import type { Rng } from 'milkit';
-import { activate, checkpointed, depthwiseConvSame, dropout, initBias, initWeight, type InitScheme, LayerNorm, Linear, NystromAttention, type NystromObserver, type NystromOptions } from 'milkit/nn';
+import { activate, checkpointed, releaseDuringBackward, depthwiseConvSame, dropout, initBias, initWeight, type InitScheme, LayerNorm, Linear, NystromAttention, type NystromObserver, type NystromOptions } from 'milkit/nn';
 
 export const TransmilOptions = z
   .strictObject({
@@ -71,7 +71,8 @@ class TransLayer extends Module {
         observer.take(attention, weighted);
       },
     };
-    const block = (input: tf.Tensor): tf.Tensor => tf.add(input, this.attn.forward(this.norm.forward(input as tf.Tensor2D), { training: io.training, rng: stream.fork('call') }, observed ? undefined : once)); // [L, E]
+    // LayerNorm in its own tidy: its statistics and centred copies are gone before the attention runs (large N).
+    const block = (input: tf.Tensor): tf.Tensor => tf.add(input, this.attn.forward(tf.tidy(() => this.norm.forward(input as tf.Tensor2D)), { training: io.training, rng: stream.fork('call') }, observed ? undefined : once)); // [L, E]
     return tf.tidy(() => (this.recompute ? checkpointed(block, x, this.trainableVariables()) : block(x)) as tf.Tensor2D);
   }
 }
@@ -217,6 +218,9 @@ class TransmilAggregator extends Module implements Aggregator {
         // Only with classAwareScores (MHIM-MIL v2's teacher), so not among `provides`, which every forward must produce.
         if (observed.weighted) extras['classAwareFeatures'] = tf.slice(observed.weighted, [1, 0], [n, -1]); // [N, E]
         out.extras = extras;
+        // While training, the backward pass frees this forward's saved tensors and gradients (and those recorded
+        // before it, fc1's) as it passes them, so the recomputed first layer does not meet them all alive.
+        if (this.options.checkpointLayers) releaseDuringBackward();
         return out;
       });
     } finally {

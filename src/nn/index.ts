@@ -21,3 +21,5 @@ export * from '../core/nn/gradients.js';
 export * from '../core/nn/no-grad.js';
 export * from '../core/nn/keep-rate.js';
 export * from '../core/nn/checkpoint.js';
+export * from '../core/nn/backward-release.js';
+export * from '../core/nn/chunked-softmax.js';

@@ -2,7 +2,7 @@
 //
 // Module contract (add a file, nothing else to register):
 //   export async function run(ctx: BenchContext): Promise<BenchResult>
-//   - `ctx.log(line)` prints progress to stderr; `ctx.quick` asks for a short smoke run (BENCH_QUICK=1);
+//   - `ctx.log(line)` prints progress to stderr; `ctx.quick` asks for a short smoke run (`--quick` or BENCH_QUICK=1);
 //     `ctx.python` is Debian's /usr/bin/python3 (torch, h5py, sklearn); `ctx.root` is the repository root.
 //   - return `{ markdown }`: the whole body of the module's section (tables, notes, the command that produced it).
 //   - each module runs in its own Node process (tfjs backends, kernels and BLAS threads are process-global), so a
@@ -128,8 +128,10 @@ async function runAll(filters: readonly string[]): Promise<number> {
 }
 
 const args = process.argv.slice(2);
+// `npm run bench -- zoo --quick`: the modules' short smoke runs (same as BENCH_QUICK=1; children inherit it).
+if (args.includes('--quick')) process.env['BENCH_QUICK'] = '1';
 if (args[0] === '--child' && args[1]) {
   await runChild(args[1]);
 } else if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  process.exitCode = await runAll(args);
+  process.exitCode = await runAll(args.filter((a) => a !== '--quick'));
 }

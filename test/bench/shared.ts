@@ -8,17 +8,25 @@ export class TorchReference {
   private readonly child: ChildProcessWithoutNullStreams;
   private readonly lines: Interface;
   private readonly pending: Array<{ resolve: (line: string) => void; reject: (error: Error) => void }> = [];
+  private readonly early: string[] = [];
   version = '';
 
-  constructor(python: string, script: string) {
-    this.child = spawn(python, [script], { stdio: ['pipe', 'pipe', 'pipe'] });
+  constructor(python: string, script: string, args: readonly string[] = []) {
+    this.child = spawn(python, [script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stderr.on('data', (chunk: Buffer) => process.stderr.write(`[torch] ${chunk.toString()}`));
     this.lines = createInterface({ input: this.child.stdout });
-    this.lines.on('line', (line) => this.pending.shift()?.resolve(line));
+    // A line that arrives before anyone waits for it (the hello of a second process started alongside) is kept.
+    this.lines.on('line', (line) => {
+      const waiter = this.pending.shift();
+      if (waiter) waiter.resolve(line);
+      else this.early.push(line);
+    });
     this.child.once('exit', (code) => this.pending.splice(0).forEach(({ reject }) => reject(new Error(`torch reference exited with ${code}`))));
   }
 
   private next(): Promise<string> {
+    const line = this.early.shift();
+    if (line !== undefined) return Promise.resolve(line);
     return new Promise((resolve, reject) => this.pending.push({ resolve, reject }));
   }
 

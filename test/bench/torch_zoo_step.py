@@ -2,8 +2,11 @@
 MIL-zoo reference model from test/reference/ at full size (D = 1024, the milkit defaults), float32.
 
 Protocol: one JSON request per stdin line, {"model": name, "n": N, "warmup": W, "steps": S}; one JSON reply per line,
-{"model": name, "n": N, "ms": [S step times]} (or {"error": text}). The first line printed is {"ready": true, "torch": version}.
-Threads: torch.set_num_threads(1) with OpenBLAS's default threads (the fastest setting here: torch threads 2 oversubscribe the cores together with OpenBLAS's).
+{"model": name, "n": N, "ms": [S step times], "peakRss": bytes} (or {"error": text}); peakRss is the process's
+high-water RSS during the request (VmHWM, reset through /proc/self/clear_refs before it).
+The first line printed is {"ready": true, "torch": version, "threads": T}.
+Threads: argv[1] = torch intra-op threads (default 1; OpenBLAS keeps its default pool). The bench runs two of these
+processes, threads 1 and threads 2, and takes the faster as the reference.
 The networks are the parity references (same maths as the milkit plugins), with dropout off on both sides.
 """
 import json
@@ -20,6 +23,7 @@ import abmil as abmil_ref  # noqa: E402
 import clam as clam_ref  # noqa: E402
 import dsmil as dsmil_ref  # noqa: E402
 import dtfd as dtfd_ref  # noqa: E402
+import hdmil_reference as hdmil_ref  # noqa: E402
 import transmil as transmil_ref  # noqa: E402
 
 torch.set_default_dtype(torch.float32)  # the reference modules default to float64 for parity
@@ -58,14 +62,72 @@ def build(name):
             tier1, logits, _, _ = m(x, rng.permutation(x.shape[0]), 4, 'afs', 1)
             return F.cross_entropy(tier1, label.repeat(tier1.shape[0])) + F.cross_entropy(logits, label)
         return model, dtfd_loss
+    if name in ('mean-pool', 'max-pool'):
+        fc, head = torch.nn.Linear(D, 512), torch.nn.Linear(512, C)
+        model = torch.nn.ModuleList([fc, head])
+
+        def pool_loss(m, x):
+            h = torch.relu(m[0](x))
+            z = h.mean(0, keepdim=True) if name == 'mean-pool' else h.max(0, keepdim=True).values
+            return F.cross_entropy(m[1](z), label)
+        return model, pool_loss
+    if name == 'dmin':
+        model = hdmil_ref.Dmin(D, 512, 256, C, 12)
+        return model, dmin_loss
     raise ValueError(f'unknown model {name}')
+
+
+def dmin_loss(m, x):
+    """HDMIL's DMIN training objective at milkit's defaults (tau 0.7, gamma 0.5, r 0.6, k 32), in float32 (the
+    parity reference's train_forward mixes in float64 gates); logistic gate noise as in the plugin."""
+    h, s = m.attend(x)
+    a_tea = torch.softmax(s.t(), dim=1)
+    e_tea = a_tea @ h
+    z_tea = m.bag_logits(e_tea)
+    u1, u2 = torch.rand_like(s), torch.rand_like(s)
+    g1, g2 = -torch.log(-torch.log(u1 + 1e-20) + 1e-20), -torch.log(-torch.log(u2 + 1e-20) + 1e-20)
+    p = torch.sigmoid((s + g1 - g2) / 0.7)
+    hard = (p > 0.5).float()
+    gate = hard - p.detach() + p
+    w = torch.exp(s) * gate
+    e_stu = (w / w.sum()).t() @ h
+    z_stu = m.bag_logits(e_stu)
+    sel = gate[:, 0] + gate[:, 1]
+    rate = ((sel > 0).float() - sel.detach() + sel).mean()
+    label = torch.tensor([LABEL])
+    ce = F.cross_entropy(z_tea, label)
+    k = 32
+    row = a_tea[LABEL]
+    ids = torch.cat([torch.topk(row, k)[1], torch.topk(-row, k)[1]])
+    targets = torch.cat([torch.ones(k, dtype=torch.long), torch.zeros(k, dtype=torch.long)])
+    inst = hdmil_ref.smooth_top1_svm(m.instance_classifiers[LABEL](h[ids]), targets)
+    logp_tea, logp_stu = F.log_softmax(z_tea, dim=1), F.log_softmax(z_stu, dim=1)
+    kl = (logp_tea.exp() * (logp_tea - logp_stu)).sum()
+    return 0.7 * ce + 0.3 * inst + 0.5 * F.mse_loss(e_stu, e_tea) + 0.5 * kl + 2.0 * (rate - 0.6) ** 2
+
+
+def reset_peak_rss():
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        pass
+
+
+def peak_rss():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def main():
     torch.manual_seed(0)
-    torch.set_num_threads(1)
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    torch.set_num_threads(threads)
     models, bags = {}, {}
-    print(json.dumps({'ready': True, 'torch': torch.__version__}), flush=True)
+    print(json.dumps({'ready': True, 'torch': torch.__version__, 'threads': threads}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
         name, n = request['model'], int(request['n'])
@@ -76,7 +138,9 @@ def main():
             model, loss_fn, optimizer = models[name]
             model.train()
             if n not in bags:
+                bags.clear()  # one bag at a time: the 50k bag alone is 200 MB
                 bags[n] = torch.randn(n, D)
+            reset_peak_rss()
             x = bags[n]
             times = []
             for i in range(int(request['warmup']) + int(request['steps'])):
@@ -88,7 +152,7 @@ def main():
                 loss.item()
                 if i >= int(request['warmup']):
                     times.append((time.perf_counter() - start) * 1000)
-            print(json.dumps({'model': name, 'n': n, 'ms': times}), flush=True)
+            print(json.dumps({'model': name, 'n': n, 'ms': times, 'peakRss': peak_rss()}), flush=True)
         except Exception as error:  # reported in the table, the run goes on
             print(json.dumps({'model': name, 'n': n, 'error': f'{type(error).__name__}: {error}'}), flush=True)
 

@@ -1,11 +1,16 @@
 // One training step of every MIL-zoo aggregator on tfjs-wasm with milkit's runtime (the training configuration)
-// against the same step of its PyTorch reference (test/bench/torch_zoo_step.py → test/reference/*.py) in the same
-// run, at N = 1,000 / 8,000 / 30,000 instances of D = 1,024. Also profiles where each model's step goes.
+// against the same step of its PyTorch reference (test/bench/torch_zoo_step.py → test/reference/*.py), interleaved:
+// each round runs every cell (torch threads 1, torch threads 2, milkit) once, so a load change on this shared
+// machine hits all sides alike; 3 rounds at N = 1,000 / 8,000 / 30,000 and 1 at 50,000, D = 1,024. Per cell also
+// the peak RSS of each process, the wasm heap, the measured peak tensor bytes and the memory budget's estimate
+// (docs/runtime.md#memory-budget). `--quick` (BENCH_QUICK=1): one round at N = 1,000.
+import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { builtinManifest } from '../../plugins/index.js';
 import { MilModel } from '../../src/core/engine/model.js';
+import { defaultMemoryLimit, formatBytes, MemoryBudget, modelStepProbe, profilePeakBytes } from '../../src/core/engine/memory-budget.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { initRuntime, RuntimeSection, type RuntimeInfo } from '../../src/core/runtime/index.js';
 import { Rng } from '../../src/core/runtime/random.js';
@@ -19,11 +24,10 @@ const LABEL = 1;
 
 interface ZooModel {
   readonly name: string;
+  readonly classifier?: Record<string, unknown>;
   /** Options that make the milkit network the reference network (dropout off on both sides). */
   readonly aggregator: Record<string, unknown>;
   readonly losses: Record<string, { name: string; weight: number; [k: string]: unknown }>;
-  /** Largest N whose tfjs step fits wasm's 4 GB heap (a wasm abort kills the process, so larger cells are not run). */
-  readonly maxTfjsN?: number;
 }
 
 const MODELS: ZooModel[] = [
@@ -32,28 +36,37 @@ const MODELS: ZooModel[] = [
   { name: 'clam-mb', aggregator: { dropout: 0, attnDropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 0.7 }, instance: { name: 'clam-instance', weight: 0.3 } } },
   { name: 'dsmil', aggregator: {}, losses: { bag: { name: 'binary-cross-entropy', weight: 0.5 }, max: { name: 'dsmil-max-instance', weight: 0.5 } } },
   { name: 'dtfd-mil', aggregator: {}, losses: { bag: { name: 'cross-entropy', weight: 1 }, tier1: { name: 'dtfd-tier1', weight: 1 } } },
-  // Last, as the heaviest. Peak tensor memory of one step (layers recomputed): 0.9 GB at N=1k, 2.2 GB at 4k, 3.8 GB at 8k,
-  // ≈ 0.43 MB per instance, so ≈ 13 GB at 30k: beyond wasm32's 4 GB.
-  { name: 'transmil', aggregator: { attnDropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } }, maxTfjsN: 8000 },
+  { name: 'mean-pool', aggregator: { projectDim: 512, dropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } } },
+  { name: 'max-pool', aggregator: { projectDim: 512, dropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } } },
+  {
+    name: 'dmin', aggregator: { dropout: 0 }, classifier: { name: 'cka' },
+    losses: { ce: { name: 'cross-entropy', weight: 0.7 }, clu: { name: 'clam-instance', weight: 0.3 }, mse: { name: 'embedding-mse', weight: 0.5 }, kl: { name: 'logit-kl', weight: 0.5 }, rate: { name: 'keep-rate', weight: 2 } },
+  },
+  // Last, as the heaviest. Cells whose budget estimate exceeds the wasm limit are not run (a wasm abort would end
+  // the process): the layers' recomputation frees as it goes, but ≈ 120 KB of wasm heap per instance remain.
+  { name: 'transmil', aggregator: { attnDropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } } },
 ];
 
 interface SizePlan {
   readonly n: number;
   readonly warmup: number;
   readonly steps: number;
+  readonly rounds: number;
 }
 
 const FULL: SizePlan[] = [
-  { n: 1000, warmup: 1, steps: 3 },
-  { n: 8000, warmup: 1, steps: 2 },
-  { n: 30000, warmup: 1, steps: 1 },
+  { n: 1000, warmup: 1, steps: 3, rounds: 3 },
+  { n: 8000, warmup: 1, steps: 2, rounds: 3 },
+  { n: 30000, warmup: 1, steps: 1, rounds: 3 },
+  { n: 50000, warmup: 1, steps: 1, rounds: 1 },
 ];
-const QUICK: SizePlan[] = [{ n: 1000, warmup: 1, steps: 1 }];
+const QUICK: SizePlan[] = [{ n: 1000, warmup: 1, steps: 1, rounds: 1 }];
+const TORCH_THREADS = [1, 2] as const;
 const PROFILE_N = 8000;
 
 async function buildModel(registry: Registry, zoo: ZooModel): Promise<MilModel> {
   const aggregator = await registry.resolve('aggregator', { name: zoo.name, ...zoo.aggregator }, { key: 'model.aggregator' });
-  const classifier = await registry.resolve('classifier', { name: 'linear' }, { key: 'model.classifier' });
+  const classifier = await registry.resolve('classifier', zoo.classifier ?? { name: 'linear' }, { key: 'model.classifier' });
   const losses: Record<string, Awaited<ReturnType<Registry['resolve']>> & { weight: number }> = {};
   for (const [slot, { weight, ...ref }] of Object.entries(zoo.losses)) losses[slot] = { ...(await registry.resolve('loss', ref, { key: `model.losses.${slot}` })), weight };
   return new MilModel(registry, { aggregator, classifier, losses: losses as never }, { inputDim: D, numClasses: CLASSES }, new Rng(`bench/${zoo.name}`), silentLogger);
@@ -90,73 +103,163 @@ async function topKernels(model: MilModel, optimizer: tf.Optimizer, x: tf.Tensor
   return `${total.toFixed(0)} ms in ${info.kernels.length} kernel calls; top: ${shares.slice(0, 6).map(([name, k]) => `${name} ${k.ms.toFixed(0)} ms (${((100 * k.ms) / total).toFixed(0)}%, ×${k.calls})`).join(', ')}`;
 }
 
+/** High-water RSS of this process since the last reset (Linux; 0 elsewhere). */
+function resetPeakRss(): void {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+  } catch {
+    // not Linux: the column reads the process-lifetime peak
+  }
+}
+function peakRss(): number {
+  try {
+    const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    return match ? Number(match[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+function wasmHeapBytes(): number {
+  return (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8?.length ?? 0;
+}
+
+interface Cell {
+  torch: Record<number, { ms: number[]; peakRss: number; error?: string }>;
+  milkit: number[];
+  milkitError?: string;
+  peakRss: number;
+  wasmHeap: number;
+  measuredPeak?: number;
+  estimate?: number;
+}
+
 export async function run(ctx: BenchContext): Promise<BenchResult> {
   const plans = ctx.quick ? QUICK : FULL;
   const loadStart = loadavg()[0] ?? 0;
   const info: RuntimeInfo = await initRuntime(RuntimeSection.parse({ backend: 'wasm' }), { logger: silentLogger });
   const registry = new Registry(builtinManifest());
-  const torch = new TorchReference(ctx.python, join(ctx.root, 'test', 'bench', 'torch_zoo_step.py'));
-  await torch.ready();
+  const script = join(ctx.root, 'test', 'bench', 'torch_zoo_step.py');
+  const torches = TORCH_THREADS.map((threads) => ({ threads, ref: new TorchReference(ctx.python, script, [String(threads)]) }));
+  for (const { ref } of torches) await ref.ready();
   const rng = new Rng('bench/zoo');
-  const bags = new Map(plans.map((plan) => [plan.n, tf.tidy(() => tf.randomNormal([plan.n, D], 0, 1, 'float32', rng.seed()) as tf.Tensor2D)]));
-
-  const rows: string[] = [];
-  const profiles: string[] = [];
+  const limit = defaultMemoryLimit('wasm');
+  const models = new Map<string, { model: MilModel; optimizer: tf.Optimizer; params: number; budget: MemoryBudget }>();
   for (const zoo of MODELS) {
     const model = await buildModel(registry, zoo);
-    const optimizer = tf.train.adam(1e-4);
-    const params = model.trainableVariables().reduce((s, v) => s + v.size, 0);
-    for (const plan of plans) {
-      const x = bags.get(plan.n) as tf.Tensor2D;
-      const reply = await torch.request<{ ms?: number[]; error?: string }>({ model: zoo.name, n: plan.n, warmup: plan.warmup, steps: plan.steps });
-      const torchTimes: number[] | string = reply.error ?? reply.ms ?? 'no reply';
-      let tfjsCell: string;
-      let ratioCell: string;
-      try {
-        if (zoo.maxTfjsN !== undefined && plan.n > zoo.maxTfjsN) throw new Error(`not run: the step needs more than wasm's 4 GB heap (fits up to N=${zoo.maxTfjsN.toLocaleString('en-US')})`);
-        const times = timedSteps(model, optimizer, x, plan, rng);
-        const ms = median(times);
-        tfjsCell = ms.toFixed(0);
-        ratioCell = typeof torchTimes === 'string' ? 'n/a' : `**${(ms / median(torchTimes)).toFixed(1)}×**`;
-      } catch (error) {
-        tfjsCell = (error as Error).message.startsWith('not run') ? (error as Error).message : `failed: ${(error as Error).message.slice(0, 80)}`;
-        ratioCell = 'n/a';
+    const probe = modelStepProbe({ model, label: LABEL, numClasses: CLASSES, views: [], variables: model.trainableVariables(), rng: rng.fork(`probe/${zoo.name}`) });
+    models.set(zoo.name, { model, optimizer: tf.train.adam(1e-4), params: model.trainableVariables().reduce((s, v) => s + v.size, 0), budget: new MemoryBudget({ limit, model: zoo.name, probe, checkFrom: 0 }) });
+  }
+  const cells = new Map<string, Cell>();
+  const maxRounds = Math.max(...plans.map((p) => p.rounds));
+  for (let round = 0; round < maxRounds; round += 1) {
+    for (const plan of plans.filter((p) => p.rounds > round)) {
+      // One bag at a time: the 50k bag is 200 MB on each side.
+      const data = { slideId: 'bench', n: plan.n, d: D, features: tf.tidy(() => tf.randomNormal([plan.n, D], 0, 1, 'float32', rng.fork(`bag/${plan.n}`).seed()).dataSync() as Float32Array) };
+      const x = tf.tensor2d(data.features, [plan.n, D]);
+      // Alternate the order of the sides between rounds.
+      const order = round % 2 === 0 ? MODELS : [...MODELS].reverse();
+      for (const zoo of order) {
+        const key = `${zoo.name}/${plan.n}`;
+        const entry = models.get(zoo.name)!;
+        const cell = cells.get(key) ?? { torch: {}, milkit: [], peakRss: 0, wasmHeap: 0 };
+        cells.set(key, cell);
+        for (const { threads, ref } of round % 2 === 0 ? torches : [...torches].reverse()) {
+          const reply = await ref.request<{ ms?: number[]; error?: string; peakRss?: number }>({ model: zoo.name, n: plan.n, warmup: plan.warmup, steps: plan.steps });
+          const side = cell.torch[threads] ?? { ms: [], peakRss: 0 };
+          side.ms.push(...(reply.ms ?? []));
+          side.peakRss = Math.max(side.peakRss, reply.peakRss ?? 0);
+          if (reply.error) side.error = reply.error;
+          cell.torch[threads] = side;
+        }
+        if (cell.milkitError) continue;
+        try {
+          if (round === 0) {
+            // The budget's estimate (two probes on cuts of this bag, extrapolated) before anything runs at N.
+            cell.estimate = await entry.budget.estimate(data, 'train', plan.n);
+            if (cell.estimate > limit.bytes) throw new Error(`not run: estimated ${formatBytes(cell.estimate)} > limit ${formatBytes(limit.bytes)}`);
+          }
+          resetPeakRss();
+          cell.milkit.push(...timedSteps(entry.model, entry.optimizer, x, plan, rng));
+          if (round === 0) {
+            cell.measuredPeak = await profilePeakBytes(() => {
+              const { value, grads } = tf.variableGrads(() => entry.model.losses(entry.model.forward({ slideId: 'bench', features: x, label: LABEL }, { training: true, rng: rng.fork('peak') }), LABEL, CLASSES).total, entry.model.trainableVariables());
+              return [value, ...Object.values(grads)];
+            });
+          }
+          cell.peakRss = Math.max(cell.peakRss, peakRss());
+          cell.wasmHeap = Math.max(cell.wasmHeap, wasmHeapBytes());
+        } catch (error) {
+          cell.milkitError = (error as Error).message.startsWith('not run') ? (error as Error).message : `failed: ${(error as Error).message.slice(0, 80)}`;
+        }
+        const torchLine = TORCH_THREADS.map((t) => `torch/${t} ${cell.torch[t]?.ms.length ? median(cell.torch[t]!.ms).toFixed(0) : cell.torch[t]?.error ?? '-'}`).join(', ');
+        ctx.log(`round ${round + 1} ${zoo.name} N=${plan.n}: ${torchLine}, milkit ${cell.milkit.length ? median(cell.milkit).toFixed(0) : cell.milkitError} ms`);
       }
-      const torchCell = typeof torchTimes === 'string' ? `failed: ${torchTimes.slice(0, 80)}` : median(torchTimes).toFixed(0);
-      ctx.log(`${zoo.name} N=${plan.n}: torch ${torchCell} ms, tfjs ${tfjsCell} ms`);
-      rows.push(`| ${zoo.name} | ${params.toLocaleString('en-US')} | ${plan.n.toLocaleString('en-US')} | ${plan.warmup}+${plan.steps} | ${torchCell} | ${tfjsCell} | ${ratioCell} |`);
+      x.dispose();
     }
-    if (!ctx.quick && bags.has(PROFILE_N)) {
+  }
+
+  const profiles: string[] = [];
+  if (!ctx.quick) {
+    const x = tf.tidy(() => tf.randomNormal([PROFILE_N, D], 0, 1, 'float32', rng.seed()) as tf.Tensor2D);
+    for (const zoo of MODELS) {
+      const entry = models.get(zoo.name)!;
       try {
-        profiles.push(`- **${zoo.name}** (N=${PROFILE_N}): ${await topKernels(model, optimizer, bags.get(PROFILE_N) as tf.Tensor2D, rng)}`);
+        profiles.push(`- **${zoo.name}** (N=${PROFILE_N}): ${await topKernels(entry.model, entry.optimizer, x, rng)}`);
       } catch (error) {
         profiles.push(`- **${zoo.name}**: profile failed (${(error as Error).message.slice(0, 80)})`);
       }
     }
+    x.dispose();
+  }
+  for (const { ref } of torches) ref.close();
+  models.forEach(({ model, optimizer }) => {
     optimizer.dispose();
     model.dispose();
+  });
+
+  const mb = (bytes: number): string => (bytes > 0 ? formatBytes(bytes) : '-');
+  const rows: string[] = [];
+  for (const zoo of MODELS) {
+    for (const plan of plans) {
+      const cell = cells.get(`${zoo.name}/${plan.n}`);
+      if (!cell) continue;
+      const torchMs = TORCH_THREADS.map((t) => (cell.torch[t]?.ms.length ? median(cell.torch[t]!.ms) : undefined));
+      const finite = torchMs.filter((v): v is number => v !== undefined);
+      const reference = finite.length ? Math.min(...finite) : undefined;
+      const referenceThreads = reference === undefined ? undefined : TORCH_THREADS[torchMs.indexOf(reference)];
+      const milkitMs = cell.milkit.length ? median(cell.milkit) : undefined;
+      const torchCells = TORCH_THREADS.map((t, i) => (torchMs[i] !== undefined ? torchMs[i]!.toFixed(0) : `failed: ${(cell.torch[t]?.error ?? 'no reply').slice(0, 60)}`));
+      const torchRss = referenceThreads === undefined ? '-' : mb(cell.torch[referenceThreads]?.peakRss ?? 0);
+      const ratio = milkitMs !== undefined && reference !== undefined ? `**${(milkitMs / reference).toFixed(2)}×**` : 'n/a';
+      const estimate = cell.estimate !== undefined ? formatBytes(cell.estimate) : '-';
+      const versus = cell.estimate !== undefined && cell.measuredPeak ? `${mb(cell.measuredPeak)} (${(((cell.estimate - cell.measuredPeak) / cell.measuredPeak) * 100).toFixed(0)} %)` : '-';
+      rows.push(`| ${zoo.name} | ${paramsOf(models, zoo.name)} | ${plan.n.toLocaleString('en-US')} | ${plan.rounds}×(${plan.warmup}+${plan.steps}) | ${torchCells.join(' | ')} | ${milkitMs !== undefined ? milkitMs.toFixed(0) : cell.milkitError ?? '-'} | ${ratio} | ${torchRss} | ${mb(cell.peakRss)} | ${mb(cell.wasmHeap)} | ${estimate} | ${versus} |`);
+    }
   }
-  torch.close();
-  bags.forEach((x) => x.dispose());
 
   const loadEnd = loadavg()[0] ?? 0;
   const noisy = Math.max(loadStart, loadEnd) > availableParallelism();
   const markdown = [
-    '## MIL zoo: one training step per aggregator, tfjs-wasm vs PyTorch',
+    '## MIL zoo: one training step per aggregator, tfjs-wasm vs PyTorch, interleaved',
     '',
     `One step = forward, the method's weighted losses, backward and Adam (lr 1e-4) on one bag [N, ${D}] with label 1, C = ${CLASSES}, ` +
-      'default (paper) sizes with dropout off on both sides; `loss.dataSync()` inside the timing. ' +
-      `PyTorch: the parity references of test/reference/ (Debian torch ${torch.version}, float32, \`test/bench/torch_zoo_step.py\`, torch threads 1, OpenBLAS default threads). ` +
+      'default (paper) sizes with dropout off on both sides; `loss.dataSync()` inside the timing. Rounds are interleaved (every cell once per round, the order reversed every other round); times are medians over rounds and steps. ' +
+      `PyTorch: the parity references of test/reference/ (Debian torch ${torches[0]!.ref.version}, float32, \`test/bench/torch_zoo_step.py\`), run twice, torch threads 1 and 2 (OpenBLAS default threads); the ratio is against the faster. ` +
       `milkit: tfjs ${info.tfjsVersion} ${info.backend}${info.wasm ? ` (SIMD ${info.wasm.simd ? 'on' : 'off'}, ${info.wasm.threads} thread)` : ''}, ` +
       `BLAS ${info.blas.active ? `on (${info.blas.library}, ${info.blas.threads} threads; kernels ${info.kernelOverrides.join(', ')})` : `off (${info.blas.reason})`}, matMul gradient ${info.matmulGrad}. ` +
-      'Losses: abmil/transmil CE; clam 0.7·CE + 0.3·instance (SVM, k = 8); dsmil 0.5·BCE + 0.5·max-instance BCE; dtfd-mil (AFS, G = 4) tier-1 + tier-2 CE, no clipping on either side.',
+      'Losses: abmil/transmil/pooling CE; clam 0.7·CE + 0.3·instance (SVM, k = 8); dsmil 0.5·BCE + 0.5·max-instance BCE; dtfd-mil (AFS, G = 4) tier-1 + tier-2 CE; dmin (CKA classifier, K = 12) 0.7·CE + 0.3·clustering + 0.5·MSE + 0.5·KL + 2·rate. ' +
+      'Peak RSS: each process\'s high-water RSS during the cell (VmHWM after a reset); wasm heap: the module\'s memory size after the cell (it never shrinks); measured peak: `tf.profile` peak tensor bytes of one step; estimate: the memory budget (probes at two cuts of the bag, extrapolated linearly) and its error against the measured peak.',
     '',
-    ...(noisy ? [`**Noisy run:** 1-minute load average ${loadStart.toFixed(1)} → ${loadEnd.toFixed(1)} on ${availableParallelism()} cores (other processes shared the machine); ratios are indicative.`, ''] : []),
-    '| aggregator | parameters | N | warmup+steps | torch ms | milkit ms | milkit ÷ torch |',
-    '|---|---|---|---|---|---|---|',
+    ...(noisy ? [`**Noisy run:** 1-minute load average ${loadStart.toFixed(1)} → ${loadEnd.toFixed(1)} on ${availableParallelism()} cores (other processes shared the machine); times and ratios are not meaningful, memory columns are.`, ''] : []),
+    '| aggregator | parameters | N | rounds×(warmup+steps) | torch/1 ms | torch/2 ms | milkit ms | milkit ÷ faster torch | torch peak RSS | milkit peak RSS | wasm heap | measured peak tensors | budget estimate (error) |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
     ...(profiles.length ? ['Where the milkit step goes (one `tf.profile`d step, kernel time summed per kernel):', ...profiles, ''] : []),
   ].join('\n');
   return { markdown };
+}
+
+function paramsOf(models: Map<string, { params: number }>, name: string): string {
+  return (models.get(name)?.params ?? 0).toLocaleString('en-US');
 }

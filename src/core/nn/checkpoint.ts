@@ -3,6 +3,7 @@
 // ends; inside wasm's 4 GB heap that caps TransMIL near 4,000 instances. With its layers checkpointed, only their
 // inputs stay alive and one layer's recomputation exists at a time.
 import * as tf from '@tensorflow/tfjs';
+import { releaseDuringBackward } from './backward-release.js';
 
 type GradSave = (tensors: tf.Tensor[]) => void;
 
@@ -27,7 +28,13 @@ export function checkpointed(block: (x: tf.Tensor) => tf.Tensor, x: tf.Tensor, v
         const outerTape = state.activeTape;
         let grads: tf.Tensor[];
         try {
-          grads = tf.grads((inp: tf.Tensor, ..._vars: tf.Tensor[]) => tf.sum(tf.mul(block(inp), upstream)) as tf.Scalar)([savedInput, ...variables]);
+          grads = tf.grads((inp: tf.Tensor, ..._vars: tf.Tensor[]) => {
+            const projected = tf.sum(tf.mul(block(inp), upstream)) as tf.Scalar;
+            // The recomputed block's activations and gradients go as the backward pass passes them, so the
+            // block's peak is its forward plus a moving window of its backward, not both whole.
+            releaseDuringBackward();
+            return projected;
+          })([savedInput, ...variables]);
         } finally {
           state.activeTape = outerTape;
         }

@@ -4,6 +4,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardIO } from '../../registry/contracts/model.js';
 import type { Rng } from '../runtime/random.js';
+import { landmarkLogSumExp, landmarkSoftmaxProduct, rowSoftmaxProduct, SOFTMAX_BLOCK_ROWS } from './chunked-softmax.js';
+import { checkpointed } from './checkpoint.js';
 import { sequenceConvSame } from './depthwise-conv.js';
 import { initWeight, type InitScheme } from './init.js';
 import { Linear, dropout } from './layers.js';
@@ -90,29 +92,41 @@ export class NystromAttention extends Module {
       const { heads, dimHead, landmarks: m, pinvIterations, alignment } = this.options;
       const length = x.shape[0]; // L
       const pad = (m - (length % m)) % m;
-      const padded = pad > 0 ? (tf.concat([tf.zeros([pad, x.shape[1]]), x], 0) as tf.Tensor2D) : x; // [L', dim]  zeros on the LEFT
       const total = length + pad; // L' = m·l
       const segment = Math.ceil(length / m); // l
-      const qkv = this.toQkv.forward(padded); // [L', 3·inner]
       const inner = heads * dimHead;
-      const split = (offset: number): tf.Tensor3D =>
-        tf.transpose(tf.reshape(tf.slice(qkv, [0, offset], [total, inner]), [total, heads, dimHead]), [1, 0, 2]) as tf.Tensor3D; // [h, L', d]
-      const q = tf.mul(split(0), dimHead ** -0.5) as tf.Tensor3D; // [h, L', d]  scaled queries
-      const k = split(inner); // [h, L', d]
-      const v = split(2 * inner); // [h, L', d]
-      const qLand = tf.div(tf.sum(tf.reshape(q, [heads, m, segment, dimHead]), 2), segment) as tf.Tensor3D; // [h, m, d]  segment means
-      const kLand = tf.div(tf.sum(tf.reshape(k, [heads, m, segment, dimHead]), 2), segment) as tf.Tensor3D; // [h, m, d]
-      const kLandT = tf.transpose(kLand, [0, 2, 1]); // [h, d, m]
-      const attn1 = tf.softmax(tf.matMul(q, kLandT)) as tf.Tensor3D; // [h, L', m]
-      const attn2 = tf.softmax(tf.matMul(qLand, kLandT)) as tf.Tensor3D; // [h, m, m]
-      const attn3 = tf.softmax(tf.matMul(qLand, tf.transpose(k, [0, 2, 1]))) as tf.Tensor3D; // [h, m, L']
-      const attn2Inv = moorePenrosePinv(attn2, pinvIterations); // [h, m, m]
-      // (K1 K2⁺)(K3 V) evaluated as K1 (K2⁺ (K3 V)): the same product without the [h, L', m] intermediate, whose
-      // activation and gradient dominate memory for large bags (results agree to float rounding).
-      let out = tf.matMul(attn1, tf.matMul(attn2Inv, tf.matMul(attn3, v))); // [h, L', d]
+      // Nested tidies free each stage's [L', ·] intermediates as soon as the next stage has its inputs: in a
+      // checkpointed layer's forward nothing is on the tape, so this is the forward's whole peak at large N.
+      const [q, k, v] = tf.tidy(() => {
+        const padded = pad > 0 ? (tf.concat([tf.zeros([pad, x.shape[1]]), x], 0) as tf.Tensor2D) : x; // [L', dim]  zeros on the LEFT
+        const qkv = this.toQkv.forward(padded); // [L', 3·inner]
+        const split = (offset: number): tf.Tensor3D =>
+          tf.transpose(tf.reshape(tf.slice(qkv, [0, offset], [total, inner]), [total, heads, dimHead]), [1, 0, 2]) as tf.Tensor3D; // [h, L', d]
+        return [tf.mul(split(0), dimHead ** -0.5) as tf.Tensor3D, split(inner), split(2 * inner)]; // [h, L', d] each; queries scaled
+      });
+      const [qLand, kLandT, attn2Inv] = tf.tidy(() => {
+        const landmarksOf = (t: tf.Tensor3D): tf.Tensor3D => tf.div(tf.sum(tf.reshape(t, [heads, m, segment, dimHead]), 2), segment) as tf.Tensor3D; // [h, m, d]  segment means
+        const qL = landmarksOf(q);
+        const kLT = tf.transpose(landmarksOf(k), [0, 2, 1]) as tf.Tensor3D; // [h, d, m]
+        const attn2 = tf.softmax(tf.matMul(qL, kLT)) as tf.Tensor3D; // [h, m, m]
+        return [qL, kLT, moorePenrosePinv(attn2, pinvIterations)]; // attn2⁺ [h, m, m]
+      });
+      // (K1 K2⁺)(K3 V) evaluated as K1 (K2⁺ (K3 V)), K1 = softmax(Q K̃ᵀ) [h, L', m] and K3 = softmax(Q̃ Kᵀ) [h, m, L']
+      // taken in blocks of rows with a recomputing backward (chunked-softmax.ts): neither map nor its gradient is
+      // ever whole, which is what dominated a layer's memory for large bags (results agree to float rounding).
+      const mixedValues = tf.matMul(attn2Inv, landmarkSoftmaxProduct(qLand, k, v)) as tf.Tensor3D; // [h, m, d]  K2⁺ (K3 V)
+      let out = rowSoftmaxProduct(q, kLandT, mixedValues); // [h, L', d]
       if (observer) {
-        const query = tf.slice(attn1, [0, pad + observer.row, 0], [heads, 1, m]); // [h, 1, m]
-        const row = tf.reshape(tf.matMul(tf.matMul(query, attn2Inv), attn3), [heads, total]); // [h, L']  row of (K1 K2⁺) K3
+        const query = tf.softmax(tf.matMul(tf.slice(q, [0, pad + observer.row, 0], [heads, 1, dimHead]), kLandT)); // [h, 1, m]  the row of K1
+        const lse = landmarkLogSumExp(qLand, k); // [h, m, 1]
+        const queryMix = tf.matMul(query, attn2Inv); // [h, 1, m]
+        // Row of (K1 K2⁺) K3 [h, L'], K3 built block by block from its log-normaliser.
+        const rowBlocks: tf.Tensor[] = [];
+        for (let start = 0; start < total; start += SOFTMAX_BLOCK_ROWS) {
+          const size = Math.min(SOFTMAX_BLOCK_ROWS, total - start);
+          rowBlocks.push(tf.tidy(() => tf.matMul(queryMix, tf.exp(tf.sub(tf.matMul(qLand, tf.slice(k, [0, start, 0], [heads, size, dimHead]), false, true), lse))))); // [h, 1, b]
+        }
+        const row = tf.reshape(rowBlocks.length === 1 ? rowBlocks[0]! : tf.concat(rowBlocks, 2), [heads, total]); // [h, L']
         let weighted: tf.Tensor2D | undefined;
         if (observer.weightedValues) {
           const perToken = tf.mul(tf.expandDims(row, 2), v); // [h, L', d]  a_{h,n} v_{h,n}
@@ -123,12 +137,20 @@ export class NystromAttention extends Module {
       }
       if (this.resConv) {
         // Conv2d(h, h, (k, 1), groups=h) on v seen as [h, L', d]: a per-head conv along the sequence.
-        out = tf.add(out, sequenceConvSame(v, this.resConv as tf.Tensor4D)); // [h, L', d]
+        // Recomputed in the backward pass: its padded, shifted and stacked copies of v (≈ 13 × [h, L', d]) are
+        // never all kept for the gradient, only v itself.
+        const resVar = this.resConv;
+        const resConv = resVar as tf.Tensor4D;
+        const attended = out;
+        out = tf.tidy(() => tf.add(attended, checkpointed((values) => sequenceConvSame(values as tf.Tensor3D, resConv), v, [resVar]))); // [h, L', d]
       }
-      const merged = tf.reshape(tf.transpose(out, [1, 0, 2]), [total, inner]) as tf.Tensor2D; // [L', inner]  heads merged
-      const projected = dropout(this.toOut.forward(merged), this.options.dropout, io.training, io.rng) as tf.Tensor2D; // [L', dim]
       const start = alignment === 'fixed' ? pad : 0;
-      return tf.slice(projected, [start, 0], [length, -1]) as tf.Tensor2D; // [L, dim]
+      const heads3 = out;
+      return tf.tidy(() => {
+        const merged = tf.reshape(tf.transpose(heads3, [1, 0, 2]), [total, inner]) as tf.Tensor2D; // [L', inner]  heads merged
+        const projected = dropout(this.toOut.forward(merged), this.options.dropout, io.training, io.rng) as tf.Tensor2D; // [L', dim]
+        return tf.slice(projected, [start, 0], [length, -1]) as tf.Tensor2D; // [L, dim]
+      });
     });
   }
 }
