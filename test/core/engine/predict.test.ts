@@ -51,7 +51,7 @@ beforeAll(async () => {
   await tf.setBackend('cpu');
   cwd = await mkdtemp(path.join(tmpdir(), 'milkit-predict-'));
   writeFileSync(path.join(cwd, 'tiny-dmin.yaml'), `${TINY_DMIN}\n`);
-  const abmil = await runCli(['run', QUICKSTART, 'name=abmil', 'model/aggregator=abmil', 'model.aggregator.projectDim=16', 'model.aggregator.attnDim=8', 'train.epochs=6', ...SMALL], cwd);
+  const abmil = await runCli(['run', QUICKSTART, 'data=synthetic-camelyon', 'name=abmil', 'model/aggregator=abmil', 'model.aggregator.projectDim=16', 'model.aggregator.attnDim=8', 'train.epochs=6', ...SMALL], cwd);
   expect(abmil.code, abmil.err).toBe(0);
   runs.abmil = onlyRunDir('abmil');
   // DMIN's gated class-wise attention needs more slides than ABMIL to learn in a few epochs.
@@ -109,7 +109,7 @@ describe('milkit predict', () => {
   }, 300_000);
 
   it('refuses a 768-d cohort against a 1024-d model before any compute, naming both widths', async () => {
-    const run = await runCli(['run', QUICKSTART, 'name=wide', 'train.epochs=1', 'runtime.backend=cpu', 'data.dataset.slides=8', 'data.dataset.instances=[4,6]', 'data.dataset.featureDim=1024', 'data.dataset.signalDim=2', 'split.folds=2', 'tracking.enabled=false', '--folds', '0'], cwd);
+    const run = await runCli(['run', QUICKSTART, 'data=synthetic-camelyon', 'name=wide', 'train.epochs=1', 'runtime.backend=cpu', 'data.dataset.slides=8', 'data.dataset.instances=[4,6]', 'data.dataset.featureDim=1024', 'data.dataset.signalDim=2', 'split.folds=2', 'tracking.enabled=false', '--folds', '0'], cwd);
     expect(run.code, run.err).toBe(0);
     const config = path.join(cwd, 'narrow.yaml');
     writeFileSync(config, 'data:\n  dataset: { name: synthetic-camelyon, slides: 8, instances: [4, 6], featureDim: 768, signalDim: 2 }\n');
