@@ -3,7 +3,9 @@
 // and the h5 file written atomically (docs/slides.md#feature-extraction).
 import { DataError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import path from 'node:path';
 import { tissuePatchGrid } from '../slides/patch-grid.js';
+import { readPatchCoordsH5 } from '../slides/patch-coords.js';
 import { readPatchThumbnails } from '../slides/patch-thumbnails.js';
 import { bestLevelForDownsample, type SlideReader } from '../slides/reader.js';
 import type { TissueDetector } from '../slides/tissue.js';
@@ -22,6 +24,11 @@ export interface PatchingOptions {
   readonly baseMpp?: number;
   /** Write HDMIL's `thumbs` [N, 16, 16, 3] (needs a level-0 patch side divisible by 16). */
   readonly thumbs: boolean;
+  /**
+   * A folder of CLAM or TRIDENT `patches/<slide_id>.h5` coordinate files: their grid is used instead of segmenting
+   * (docs/slides.md#patch-coordinates-from-clam-or-trident).
+   */
+  readonly patchesDir?: string;
 }
 
 export interface PatchGeometry {
@@ -124,12 +131,34 @@ export async function embedPatches(reader: SlideReader, coords: Int32Array, geom
   return features;
 }
 
+/** CLAM's grid over the slide's own tissue mask. */
+async function segmentedPatchGrid(reader: SlideReader, geometry: PatchGeometry, detector: TissueDetector): Promise<Int32Array> {
+  const tissue = await detector.detect(reader);
+  const base = reader.levels[0] as { width: number; height: number };
+  return tissuePatchGrid(tissue, { patchSize: geometry.patchSizeLevel0, step: geometry.patchSizeLevel0, width: base.width, height: base.height });
+}
+
+/**
+ * The grid of an existing CLAM/TRIDENT patch file (same row order). Its patch side must be the one this run reads:
+ * features of another patch size would be mislabelled by the file's attributes.
+ */
+async function givenPatchGrid(file: string, geometry: PatchGeometry): Promise<Int32Array> {
+  const given = await readPatchCoordsH5(file);
+  if (given.patchSizeLevel0 !== undefined && given.patchSizeLevel0 !== geometry.patchSizeLevel0) {
+    throw new DataError('patch-size-mismatch', `the patch file's patches are ${given.patchSizeLevel0} px at level 0, but this extraction reads ${geometry.patchSizeLevel0} px patches.`, {
+      where: { file },
+      hint: 'Set --patch-size and --magnification (or --mpp) to the ones the patch file was made with, or drop --patches to segment the slide.',
+    });
+  }
+  return given.coords;
+}
+
 /** Extracts one opened slide into `outFile` (written atomically). */
 export async function extractSlide(reader: SlideReader, outFile: string, options: PatchingOptions, deps: ExtractSlideDeps): Promise<SlideExtraction> {
   const geometry = patchGeometry(reader, options);
-  const tissue = await deps.detector.detect(reader);
-  const base = reader.levels[0] as { width: number; height: number };
-  const coords = tissuePatchGrid(tissue, { patchSize: geometry.patchSizeLevel0, step: geometry.patchSizeLevel0, width: base.width, height: base.height });
+  const coords = options.patchesDir !== undefined
+    ? await givenPatchGrid(path.join(options.patchesDir, path.basename(outFile)), geometry)
+    : await segmentedPatchGrid(reader, geometry, deps.detector);
   const features = await embedPatches(reader, coords, geometry, deps.extractor, deps.onPatches);
   const n = coords.length / 2;
   const dim = deps.extractor.identity.dim;

@@ -26,6 +26,7 @@ interface ExtractFlags {
   readonly baseMagnification?: string;
   readonly baseMpp?: string;
   readonly thumbs: boolean;
+  readonly patches?: string;
   readonly force?: boolean;
   readonly executor?: string;
   readonly executorSet: string[];
@@ -68,6 +69,7 @@ export function register(program: Command, app: CliApp): void {
     .option('--base-magnification <x>', 'objective power of slides whose file does not record it (generic TIFF)')
     .option('--base-mpp <um>', 'microns per pixel of slides whose file does not record it')
     .option('--no-thumbs', 'leave the 16×16 thumbnails out')
+    .option('--patches <dir>', 'use the CLAM/TRIDENT patches/<slide_id>.h5 coordinate files in this folder instead of segmenting')
     .option('--force', 'redo slides whose feature file exists')
     .option('--executor <name>', 'run slides as parallel jobs: local (worker processes) or slurm (array job)')
     .option('--executor-set <key=value>', 'an executor option (repeatable), e.g. partition=cpu', collect, [] as string[])
@@ -94,6 +96,7 @@ export function register(program: Command, app: CliApp): void {
           ...(mpp !== undefined ? { mpp } : {}),
           ...(baseMagnification !== undefined ? { baseMagnification } : {}),
           ...(baseMpp !== undefined ? { baseMpp } : {}),
+          ...(flags.patches !== undefined ? { patchesDir: path.resolve(app.cwd, flags.patches) } : {}),
         },
         slides: await listSlides(inputs, app.cwd),
       };
