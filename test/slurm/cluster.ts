@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import lockfile from 'proper-lockfile';
 
 const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'local-slurm.sh');
 
@@ -18,10 +19,21 @@ export interface LocalSlurm {
   stop(): Promise<void>;
 }
 
+/**
+ * One local cluster at a time on this machine: test files run in parallel, and two clusters starting together
+ * could pick the same free port. The lock is held from start to stop (other files wait for it).
+ */
+async function clusterTurn(): Promise<() => Promise<void>> {
+  const anchor = path.join(tmpdir(), 'milkit-local-slurm');
+  return lockfile.lock(anchor, { realpath: false, stale: 60_000, update: 10_000, retries: { retries: 600, minTimeout: 1000, maxTimeout: 1000 } });
+}
+
 export async function startLocalSlurm(): Promise<LocalSlurm> {
+  const release = await clusterTurn();
   const dir = await mkdtemp(path.join(tmpdir(), 'milkit-slurm-'));
   const stop = async (): Promise<void> => {
     await execa('bash', [script, 'stop', dir], { reject: false });
+    await release().catch(() => undefined);
   };
   const started = await execa('bash', [script, 'start', dir], { reject: false, timeout: 60_000 });
   const out = String(started.stdout).trim();
