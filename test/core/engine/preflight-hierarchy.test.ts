@@ -11,7 +11,7 @@ import { QUICKSTART, tempDir } from '../../e2e/helpers.js';
 
 async function job(overrides: string[]): Promise<PreflightJob> {
   const cwd = await tempDir();
-  const resolved = await loadExperiment(QUICKSTART, ['data.dataset.slides=16', ...overrides], { registry: builtinRegistry(), cwd, env: {}, project: {} });
+  const resolved = await loadExperiment(QUICKSTART, ['data=synthetic-camelyon', 'data.dataset.slides=16', ...overrides], { registry: builtinRegistry(), cwd, env: {}, project: {} });
   return { resolved, label: 'experiments/quickstart.yaml', outputs: [{ dir: path.join(cwd, 'outputs'), key: 'output.dir' }] };
 }
 
