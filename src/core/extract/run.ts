@@ -10,7 +10,7 @@ import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { stringify } from 'csv-stringify/sync';
-import writeFileAtomic from 'write-file-atomic';
+import { writeFileDurably } from '../io/disk.js';
 import { ConfigError, DataError, MilkitError, renderError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Registry } from '../../registry/registry.js';
@@ -169,7 +169,7 @@ export async function writeProcessList(outDir: string, rows: readonly ProcessRow
     ['slide_id', 'slide_file', 'status', 'patches', 'seconds', 'error'],
     ...rows.map((r) => [r.slideId, r.file, r.status, r.patches === undefined ? '' : String(r.patches), r.seconds === undefined ? '' : r.seconds.toFixed(2), r.error]),
   ];
-  await writeFileAtomic(processListPath(outDir), stringify(records));
+  await writeFileDurably(processListPath(outDir), stringify(records), { action: 'write the process list' });
 }
 
 export interface RunExtractionDeps {
@@ -259,7 +259,7 @@ async function runOnExecutor(spec: ExtractSpec, todo: readonly ProcessRow[], run
   const specHash = createHash('sha256').update(specText).digest('hex').slice(0, 12);
   const specPath = path.join(stateDir, `spec-${specHash}.json`);
   await mkdir(stateDir, { recursive: true });
-  await writeFileAtomic(specPath, specText);
+  await writeFileDurably(specPath, specText, { action: 'write the extraction spec' });
   const jobs = todo.map((row, index) => {
     const id = createHash('sha256').update(`${specHash}\0${row.slideId}`).digest('hex').slice(0, 16);
     return { index, id, fold: 0, label: row.slideId, overrides: [`slide=${row.slideId}`], dir: path.join('jobs', id) };
@@ -269,7 +269,7 @@ async function runOnExecutor(spec: ExtractSpec, todo: readonly ProcessRow[], run
   const manifest = { version: 1, sweep: 'extract', jobKind: EXTRACT_JOB_KIND, experimentFile: specPath, cwd: spec.cwd, lockStaleMs: 600_000, jobs };
   const manifestText = `${JSON.stringify(manifest, null, 2)}\n`;
   const manifestPath = path.join(stateDir, `manifest-${createHash('sha256').update(manifestText).digest('hex').slice(0, 12)}.json`);
-  await writeFileAtomic(manifestPath, manifestText);
+  await writeFileDurably(manifestPath, manifestText, { action: 'write the job manifest' });
   const executorJobs: ExecutorJob[] = jobs.map((job) => {
     const dir = path.join(stateDir, job.dir);
     return { index: job.index, id: job.id, label: job.label, resultPath: path.join(dir, 'result.json'), errorPath: path.join(dir, 'error.json'), logPath: path.join(dir, 'log.txt') };
