@@ -225,7 +225,7 @@ class Mhim implements Strategy {
       return tf.concat([tf.reshape(out.embedding, [-1]), tf.reshape(scores, [-1])]);
     })), bag.features);
     const featureSize = featureShape[0] * featureShape[1];
-    const feature = tf.reshape(tf.slice(packed, [0], [featureSize]), featureShape) as tf.Tensor2D;
+    const feature = tf.tidy(() => tf.reshape(tf.slice(packed, [0], [featureSize]), featureShape) as tf.Tensor2D);
     const flat = tf.tidy(() => tf.slice(packed, [featureSize], [-1]).dataSync());
     packed.dispose();
     const scores = Array.from({ length: scoreShape[0] }, (_, row) => Array.from(flat.subarray(row * scoreShape[1], (row + 1) * scoreShape[1])));
@@ -280,21 +280,25 @@ class Mhim implements Strategy {
     const studentIo: ForwardIO = { ...step.io, training: step.isTraining('aggregator') };
     const rowsOf = (indices: readonly number[]): tf.Tensor2D => tf.tidy(() => this.parts.project({ ...bag, features: tf.gather(bag.features, tf.tensor1d(indices as number[], 'int32')) as tf.Tensor2D }, studentIo)); // [M, E]
     let recycled: tf.Tensor2D | undefined;
-    let input: tf.Tensor2D;
-    const kept = mask.kept.length > 0 ? mask.kept : [0]; // never an empty bag (a ratio of 1 would otherwise mask everything)
-    if (this.grn) {
-      // Random split of the kept rows: the first ⌊N'ρ⌋ of a permutation pass (in that random order), the rest is recycled.
-      const order = permutationOf(step.io.rng.fork('grn'), injected['mhim.grn'])(kept.length).map((i) => kept[i] as number);
-      const passed = Math.floor(kept.length * this.options.grnKeepRatio);
-      if (passed < kept.length && passed > 0) {
-        const grnIo: ForwardIO = { training: step.isTraining('grn') || studentIo.training, rng: step.io.rng.fork('grn-forward') };
-        const z = this.grn.forward(rowsOf(order.slice(passed)), grnIo); // [k, E]
-        recycled = tf.keep(constantOf((t) => tf.clone(t), z) as tf.Tensor2D);
-        input = tf.concat([rowsOf(order.slice(0, passed)), z], 0) as tf.Tensor2D;
+    // The student's intermediates are scoped here, so a call outside the trainer's tape (the contract's leak check,
+    // a debugging script) leaves only what it returns and what it keeps on purpose (the recycled rows).
+    const out = tf.tidy(() => {
+      let input: tf.Tensor2D;
+      const kept = mask.kept.length > 0 ? mask.kept : [0]; // never an empty bag (a ratio of 1 would otherwise mask everything)
+      if (this.grn) {
+        // Random split of the kept rows: the first ⌊N'ρ⌋ of a permutation pass (in that random order), the rest is recycled.
+        const order = permutationOf(step.io.rng.fork('grn'), injected['mhim.grn'])(kept.length).map((i) => kept[i] as number);
+        const passed = Math.floor(kept.length * this.options.grnKeepRatio);
+        if (passed < kept.length && passed > 0) {
+          const grnIo: ForwardIO = { training: step.isTraining('grn') || studentIo.training, rng: step.io.rng.fork('grn-forward') };
+          const z = this.grn.forward(rowsOf(order.slice(passed)), grnIo); // [k, E]
+          recycled = tf.keep(constantOf((t) => tf.clone(t), z) as tf.Tensor2D);
+          input = tf.concat([rowsOf(order.slice(0, passed)), z], 0) as tf.Tensor2D;
+        } else input = rowsOf(kept);
       } else input = rowsOf(kept);
-    } else input = rowsOf(kept);
-    const out = model.classify(this.parts.pool(input, bag, studentIo), studentIo);
-    const consistency = tf.keep(tf.mul(consistencyLoss(teacher.feature, out.embedding, this.options.tempTeacher, this.options.tempStudent), this.options.alpha) as tf.Scalar);
+      return model.classify(this.parts.pool(input, bag, studentIo), studentIo) as unknown as tf.TensorContainer;
+    }) as unknown as ModelOutput;
+    const consistency = tf.keep(tf.tidy(() => tf.mul(consistencyLoss(teacher.feature, out.embedding, this.options.tempTeacher, this.options.tempStudent), this.options.alpha) as tf.Scalar));
     teacher.feature.dispose();
     this.last = { consistency, recycled, mask, ratioHigh, momentum: this.momentumAt(step.globalStep) };
     return out;
