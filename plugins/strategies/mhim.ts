@@ -226,7 +226,10 @@ class Mhim implements Strategy {
     })), bag.features);
     const featureSize = featureShape[0] * featureShape[1];
     const feature = tf.tidy(() => tf.reshape(tf.slice(packed, [0], [featureSize]), featureShape) as tf.Tensor2D);
-    const flat = tf.tidy(() => tf.slice(packed, [featureSize], [-1]).dataSync());
+    // Read outside tf.tidy: tidy walks a returned typed array value by value into a Set (slow at large N).
+    const scoreSlice = tf.slice(packed, [featureSize], [-1]);
+    const flat = scoreSlice.dataSync();
+    scoreSlice.dispose();
     packed.dispose();
     const scores = Array.from({ length: scoreShape[0] }, (_, row) => Array.from(flat.subarray(row * scoreShape[1], (row + 1) * scoreShape[1])));
     return { feature, scores };

@@ -154,7 +154,11 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   for (let round = 0; round < maxRounds; round += 1) {
     for (const plan of plans.filter((p) => p.rounds > round)) {
       // One bag at a time: the 50k bag is 200 MB on each side.
-      const data = { slideId: 'bench', n: plan.n, d: D, features: tf.tidy(() => tf.randomNormal([plan.n, D], 0, 1, 'float32', rng.fork(`bag/${plan.n}`).seed()).dataSync() as Float32Array) };
+      // Not through tf.tidy: tidy walks a returned typed array element by element into a Set, which overflows at
+      // 2^24 values (N = 30,000 × 1,024 did).
+      const drawn = tf.randomNormal([plan.n, D], 0, 1, 'float32', rng.fork(`bag/${plan.n}`).seed());
+      const data = { slideId: 'bench', n: plan.n, d: D, features: new Float32Array(drawn.dataSync()) };
+      drawn.dispose();
       const x = tf.tensor2d(data.features, [plan.n, D]);
       // Alternate the order of the sides between rounds.
       const order = round % 2 === 0 ? MODELS : [...MODELS].reverse();
