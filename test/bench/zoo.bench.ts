@@ -3,7 +3,8 @@
 // each round runs every cell (torch threads 1, torch threads 2, milkit) once, so a load change on this shared
 // machine hits all sides alike; 3 rounds at N = 1,000 / 8,000 / 30,000 and 1 at 50,000, D = 1,024. Per cell also
 // the peak RSS of each process, the wasm heap, the measured peak tensor bytes and the memory budget's estimate
-// (docs/runtime.md#memory-budget). `--quick` (BENCH_QUICK=1): one round at N = 1,000.
+// (docs/runtime.md#memory-budget). `--quick` (BENCH_QUICK=1): one round at N = 1,000. BENCH_ZOO_ROUNDS=k caps the
+// rounds per size at k (e.g. 1 on a loaded machine, where only the memory columns mean anything).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -134,7 +135,8 @@ interface Cell {
 }
 
 export async function run(ctx: BenchContext): Promise<BenchResult> {
-  const plans = ctx.quick ? QUICK : FULL;
+  const roundCap = Number(process.env['BENCH_ZOO_ROUNDS'] ?? Infinity);
+  const plans = (ctx.quick ? QUICK : FULL).map((p) => ({ ...p, rounds: Math.max(1, Math.min(p.rounds, roundCap)) }));
   const loadStart = loadavg()[0] ?? 0;
   const info: RuntimeInfo = await initRuntime(RuntimeSection.parse({ backend: 'wasm' }), { logger: silentLogger });
   const registry = new Registry(builtinManifest());
