@@ -3,7 +3,7 @@
 // and the model gives instance scores over every instance, the instance-level metric of the attention. A
 // model that screens (its pre-screener trained by a stage) is evaluated through the screened pass.
 import * as tf from '@tensorflow/tfjs';
-import type { BagData, BagSource, SlideRecord } from '../../registry/contracts/data.js';
+import { isLabelled, type BagData, type BagSource, type SlideRecord } from '../../registry/contracts/data.js';
 import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
 import type { Rng } from '../runtime/random.js';
 import { buildViews } from '../data/bags.js';
@@ -110,14 +110,15 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
     options.onSlide?.(slide, data, result);
     const { probs, loss, attention, coarseFromModel } = tf.tidy(() => {
       const out = result.output;
-      const { total } = model.losses(out, slide.label, numClasses, options.schedule);
+      // An unlabelled slide (a prediction cohort without labels) has no loss; its probabilities are unaffected.
+      const total = isLabelled(slide) ? model.losses(out, slide.label, numClasses, options.schedule).total : undefined;
       const p = tf.softmax(out.logits).dataSync(); // [C]
       // A hierarchical aggregator's own coarse head; other models' coarse probabilities are their fine ones summed.
       const coarseLogits = hierarchy ? out.extras?.[HIERARCHY_EXTRAS.coarseLogits] : undefined;
       const coarseP = coarseLogits ? Array.from(tf.softmax(coarseLogits).dataSync()) : undefined;
       // Attention of the predicted-positive branch (last column for per-class attention), for instance AUC.
       const scores = result.allInstances && out.instanceScores ? out.instanceScores.slice([out.instanceScores.shape[0] - 1, 0], [1, -1]).dataSync() : undefined;
-      return { probs: Array.from(p), loss: total.dataSync()[0] ?? Number.NaN, attention: scores ? Float32Array.from(scores) : undefined, coarseFromModel: coarseP };
+      return { probs: Array.from(p), loss: total?.dataSync()[0] ?? Number.NaN, attention: scores ? Float32Array.from(scores) : undefined, coarseFromModel: coarseP };
     });
     tf.dispose(result.output as unknown as tf.TensorContainer);
     times.push(result.times);
@@ -135,10 +136,12 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
       }
     }
   }
-  const metrics = computeMetrics([...options.metrics], { labels: predictions.map((p) => p.label), probs: predictions.map((p) => p.probs), numClasses });
+  // Metrics need every slide's label: a cohort predicted without labels gets none.
+  const labelled = slides.every(isLabelled);
+  const metrics = labelled ? computeMetrics([...options.metrics], { labels: predictions.map((p) => p.label), probs: predictions.map((p) => p.probs), numClasses }) : {};
   // Hierarchical tasks: every configured metric again at the coarse level (`coarse_<metric>`), and per-class
   // precision, recall and F1 at both levels (`fine_f1_<class>`, `coarse_recall_<class>`, ...).
-  if (hierarchy && predictions.length > 0) {
+  if (labelled && hierarchy && predictions.length > 0) {
     const coarseInput = { labels: predictions.map((p) => p.coarse?.label ?? -1), probs: predictions.map((p) => [...(p.coarse?.probs ?? [])]), numClasses: hierarchy.coarseNames.length };
     for (const [name, value] of Object.entries(computeMetrics([...options.metrics], coarseInput))) metrics[`coarse_${name}`] = value;
     Object.assign(metrics, perClassMetrics(levelReport({ labels: predictions.map((p) => p.label), probs: predictions.map((p) => p.probs), classNames: source.classNames }), 'fine_'));
