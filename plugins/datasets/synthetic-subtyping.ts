@@ -17,9 +17,7 @@ import {
   balancedLabels,
   combineBasis,
   definePlugin,
-  bagBudgetIssues,
-  minMaxIssues,
-  syntheticOptionFields,
+  syntheticOptions,
   drawCount,
   GeneratedBagSource,
   generateLesionBag,
@@ -28,20 +26,17 @@ import {
   type SlideRecord,
 } from 'milkit';
 
-export const SyntheticSubtypingOptions = z
-  .strictObject({
-    ...syntheticOptionFields({ slides: 80, minSlides: 4, instances: [100, 500], minFeatureDim: 2, slideShift: 0.2, thumbs: true, officialTestFraction: 0.2 }),
+export const SyntheticSubtypingOptions = syntheticOptions(
+  { slides: 80, minSlides: 4, instances: [100, 500], minFeatureDim: 2, slideShift: 0.2, thumbs: true, officialTestFraction: 0.2 },
+  {
     luadFraction: z.number().gt(0).lt(1).default(0.5).describe('fraction of cases of subtype TCGA-LUAD (class 1)'),
     signalDim: z.int().min(2).default(4).describe('s: rank of the signal subspace (≥ 2: tumour and subtype axes)'),
     signalStrength: z.number().min(0).default(2).describe('a: shift of tumour instances along the tumour axis'),
     subtypeStrength: z.number().min(0).default(1.5).describe('σ_s: ± shift of tumour instances along the subtype axis'),
     tumorFraction: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.4, 0.9]).describe('[min, max] tumour fraction of a slide (uniform)'),
-  })
-  .check((ctx) => {
-    ctx.issues.push(...minMaxIssues(ctx.value, ['instances', 'tumorFraction']));
-    ctx.issues.push(...bagBudgetIssues(ctx.value));
-    if (ctx.value.signalDim > ctx.value.featureDim) ctx.issues.push({ code: 'custom', input: ctx.value.signalDim, path: ['signalDim'], message: `signalDim ${ctx.value.signalDim} exceeds featureDim ${ctx.value.featureDim}` });
-  });
+  },
+  { ranges: ['tumorFraction'], signalWithinFeatures: true },
+);
 export type SyntheticSubtypingOptions = z.output<typeof SyntheticSubtypingOptions>;
 
 const CLASS_NAMES = ['TCGA-LUSC', 'TCGA-LUAD'] as const;

@@ -40,6 +40,33 @@ export function syntheticOptionFields(defaults: SyntheticOptionDefaults) {
   };
 }
 
+/** Cross-field rules of a synthetic dataset's options beyond the ones every synthetic dataset has. */
+export interface SyntheticOptionRules<Key extends string = string> {
+  /** Its own [min, max] options (besides the shared `instances`) whose min must not exceed the max. */
+  readonly ranges?: readonly Key[];
+  /** It has a `signalDim` option, which must not exceed `featureDim`. */
+  readonly signalWithinFeatures?: boolean;
+}
+
+/**
+ * The options schema of a synthetic dataset: the shared fields extended by the dataset's own (a field of the
+ * same name replaces the shared one where it stands, so the key order, and with it the JSON schema, does not
+ * change), checked as every synthetic dataset is: [min, max] pairs ordered, the largest bag within the byte
+ * budget, and `signalDim ≤ featureDim` when asked. A dataset chains `.check` for rules of its own.
+ */
+export function syntheticOptions<const Fields extends z.core.$ZodLooseShape>(defaults: SyntheticOptionDefaults, fields: Fields, rules: SyntheticOptionRules<keyof Fields & string> = {}) {
+  return z.strictObject(syntheticOptionFields(defaults)).extend(fields).check((ctx) => {
+    const value = ctx.value as Readonly<Record<string, unknown>>;
+    ctx.issues.push(...minMaxIssues(value, ['instances', ...(rules.ranges ?? [])]));
+    ctx.issues.push(...bagBudgetIssues(value));
+    const signalDim = value['signalDim'] as number;
+    const featureDim = value['featureDim'] as number;
+    if (rules.signalWithinFeatures === true && signalDim > featureDim) {
+      ctx.issues.push({ code: 'custom', input: signalDim, path: ['signalDim'], message: `signalDim ${signalDim} exceeds featureDim ${featureDim}` });
+    }
+  });
+}
+
 /**
  * Upper bounds of the synthetic sizes, checked when the config is read so that a typo (`slides: 1e12`) is a config
  * error naming the key instead of an allocation that crashes or swaps. The largest real slides hold ~150,000 patches
