@@ -67,6 +67,25 @@ export interface EvaluateOptions {
   readonly memoryBudget?: MemoryBudget;
   /** Training epoch of a validation pass (scheduled losses); absent at test. */
   readonly schedule?: LossSchedule;
+  /**
+   * Add the model's batch-level loss terms (`computeBatch`, e.g. SupCon) to the loss, over groups of bags formed as
+   * training steps form them: the slides in an order drawn from `rng` (pass one stream for every epoch, so each
+   * validation pass scores the same groups), cut into groups of `bagsPerGroup` (the last may be smaller).
+   * Ignored when the model has no such terms or a slide has no label.
+   */
+  readonly batchTerms?: { readonly bagsPerGroup: number; readonly rng: Rng };
+}
+
+/**
+ * The evaluation order when batch terms are computed: slides shuffled by `rng` and cut into groups of
+ * `bagsPerGroup`, as an epoch order is cut into steps; undefined when there are no batch terms to compute.
+ */
+function batchGroupsOf(options: EvaluateOptions): SlideRecord[][] | undefined {
+  const { batchTerms, slides, model } = options;
+  if (!batchTerms || !model.hasBatchLosses() || !slides.every(isLabelled)) return undefined;
+  const order = batchTerms.rng.shuffle([...slides]);
+  const size = Math.max(1, batchTerms.bagsPerGroup);
+  return Array.from({ length: Math.ceil(order.length / size) }, (_, g) => order.slice(g * size, (g + 1) * size));
 }
 
 function coarsePrediction(hierarchy: LabelHierarchy, label: number, probs: readonly number[]): NonNullable<SlidePrediction['coarse']> {
@@ -103,7 +122,13 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
   const prescreenerKept: number[] = [];
   const aggregatorKept: number[] = [];
   let lossSum = 0;
-  for (const slide of slides) {
+  // With batch terms the slides go group by group, and a group's outputs live until its batch term is computed
+  // (as a training step's do); predictions are put back in the slides' order at the end.
+  const groups = batchGroupsOf(options);
+  const lastOfGroup = new Set(groups?.map((group) => group[group.length - 1] as SlideRecord));
+  let groupOutputs: Array<{ readonly output: SlidePass['output']; readonly label: number }> = [];
+  let batchSum = 0;
+  for (const slide of groups ? groups.flat() : slides) {
     const data = await source.load(slide.slideId);
     await options.memoryBudget?.check(data, 'eval', `slide ${slide.slideId}`);
     const result = pass(data);
@@ -120,7 +145,15 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
       const scores = result.allInstances && out.instanceScores ? out.instanceScores.slice([out.instanceScores.shape[0] - 1, 0], [1, -1]).dataSync() : undefined;
       return { probs: Array.from(p), loss: total?.dataSync()[0] ?? Number.NaN, attention: scores ? Float32Array.from(scores) : undefined, coarseFromModel: coarseP };
     });
-    tf.dispose(result.output as unknown as tf.TensorContainer);
+    if (groups) {
+      groupOutputs.push({ output: result.output, label: slide.label });
+      if (lastOfGroup.has(slide)) {
+        const outputs = groupOutputs;
+        batchSum += tf.tidy(() => model.batchLosses(outputs.map((o) => o.output), outputs.map((o) => o.label), numClasses, options.schedule).total.dataSync()[0] ?? Number.NaN);
+        for (const { output } of outputs) tf.dispose(output as unknown as tf.TensorContainer);
+        groupOutputs = [];
+      }
+    } else tf.dispose(result.output as unknown as tf.TensorContainer);
     times.push(result.times);
     if (result.prescreenerKept !== undefined) prescreenerKept.push(result.prescreenerKept);
     if (result.aggregatorKept !== undefined) aggregatorKept.push(result.aggregatorKept);
@@ -135,6 +168,10 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
         instanceTruth.push(data.instanceLabels[i] as number);
       }
     }
+  }
+  if (groups) {
+    const position = new Map(slides.map((slide, i) => [slide.slideId, i]));
+    predictions.sort((a, b) => (position.get(a.slideId) as number) - (position.get(b.slideId) as number));
   }
   // Metrics need every slide's label: a cohort predicted without labels gets none.
   const labelled = slides.every(isLabelled);
@@ -152,7 +189,8 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
   const keptAggregator = mean(aggregatorKept);
   return {
     predictions,
-    loss: slides.length ? lossSum / slides.length : Number.NaN,
+    // The mean bag loss, plus the mean batch term per group: a training step's loss, averaged as train/loss is.
+    loss: slides.length ? lossSum / slides.length + (groups ? batchSum / groups.length : 0) : Number.NaN,
     metrics,
     msPerSlide: stageMean('total'),
     stageMs: { prescreen: stageMean('prescreen'), read: stageMean('read'), aggregate: stageMean('aggregate'), total: stageMean('total') },
