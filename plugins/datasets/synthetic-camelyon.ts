@@ -24,6 +24,7 @@ import {
   balancedLabels,
   combineBasis,
   definePlugin,
+  officialTestCases,
   syntheticOptions,
   drawCount,
   GeneratedBagSource,
@@ -68,12 +69,7 @@ function makeTable(options: SyntheticCamelyonOptions, root: Rng): SlideRecord[] 
   const rng = root.fork('table');
   const numCases = Math.ceil(options.slides / options.slidesPerCase);
   const caseLabels = balancedLabels(numCases, [1 - options.positiveFraction, options.positiveFraction], rng.fork('labels'));
-  const testCases = new Set<number>();
-  for (let label = 0; label < 2; label += 1) {
-    const ofLabel = caseLabels.flatMap((l, i) => (l === label ? [i] : []));
-    const take = Math.round(ofLabel.length * options.officialTestFraction);
-    for (const i of rng.fork(`official-test/${label}`).shuffle(ofLabel).slice(0, take)) testCases.add(i);
-  }
+  const testCases = officialTestCases(caseLabels, CLASS_NAMES.length, options.officialTestFraction, rng);
   const digits = String(options.slides - 1).length;
   const slides: SlideRecord[] = [];
   for (let s = 0; s < options.slides; s += 1) {

@@ -18,6 +18,7 @@ import {
   combineBasis,
   definePlugin,
   SYNTHETIC_LIMITS,
+  officialTestCases,
   syntheticOptions,
   drawCount,
   GeneratedBagSource,
@@ -49,11 +50,7 @@ function makeTable(options: SyntheticHierarchicalOptions, root: Rng): SlideRecor
   const rng = root.fork('table');
   const numCases = Math.ceil(options.slides / options.slidesPerCase);
   const caseLabels = balancedLabels(numCases, options.classFractions ?? FINE_CLASSES.map(() => 1), rng.fork('labels'));
-  const testCases = new Set<number>();
-  FINE_CLASSES.forEach((_, label) => {
-    const ofLabel = caseLabels.flatMap((l, i) => (l === label ? [i] : []));
-    for (const i of rng.fork(`official-test/${label}`).shuffle(ofLabel).slice(0, Math.round(ofLabel.length * options.officialTestFraction))) testCases.add(i);
-  });
+  const testCases = officialTestCases(caseLabels, FINE_CLASSES.length, options.officialTestFraction, rng);
   const digits = String(options.slides - 1).length;
   return Array.from({ length: options.slides }, (_, s) => {
     const caseIndex = Math.floor(s / options.slidesPerCase);

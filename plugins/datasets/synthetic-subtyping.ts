@@ -17,6 +17,7 @@ import {
   balancedLabels,
   combineBasis,
   definePlugin,
+  officialTestCases,
   syntheticOptions,
   drawCount,
   GeneratedBagSource,
@@ -45,11 +46,7 @@ function makeTable(options: SyntheticSubtypingOptions, root: Rng): SlideRecord[]
   const rng = root.fork('table');
   const numCases = Math.ceil(options.slides / options.slidesPerCase);
   const caseLabels = balancedLabels(numCases, [1 - options.luadFraction, options.luadFraction], rng.fork('labels'));
-  const testCases = new Set<number>();
-  for (let label = 0; label < 2; label += 1) {
-    const ofLabel = caseLabels.flatMap((l, i) => (l === label ? [i] : []));
-    for (const i of rng.fork(`official-test/${label}`).shuffle(ofLabel).slice(0, Math.round(ofLabel.length * options.officialTestFraction))) testCases.add(i);
-  }
+  const testCases = officialTestCases(caseLabels, CLASS_NAMES.length, options.officialTestFraction, rng);
   const digits = String(options.slides - 1).length;
   return Array.from({ length: options.slides }, (_, s) => {
     const caseIndex = Math.floor(s / options.slidesPerCase);

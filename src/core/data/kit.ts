@@ -21,6 +21,7 @@ export {
   combineBasis,
   syntheticOptionFields,
   syntheticOptions,
+  officialTestCases,
   minMaxIssues,
   bagBudgetIssues,
   SYNTHETIC_LIMITS,

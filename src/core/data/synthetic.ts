@@ -40,6 +40,19 @@ export function syntheticOptionFields(defaults: SyntheticOptionDefaults) {
   };
 }
 
+/**
+ * The cases a synthetic dataset marks split=test (its official test set): per class, round(cases × fraction) of the
+ * class's cases, drawn from the stream `official-test/<class>` of `rng`, so the set is stratified by label.
+ */
+export function officialTestCases(caseLabels: readonly number[], numClasses: number, fraction: number, rng: Rng): Set<number> {
+  const testCases = new Set<number>();
+  for (let label = 0; label < numClasses; label += 1) {
+    const ofLabel = caseLabels.flatMap((l, i) => (l === label ? [i] : []));
+    for (const i of rng.fork(`official-test/${label}`).shuffle(ofLabel).slice(0, Math.round(ofLabel.length * fraction))) testCases.add(i);
+  }
+  return testCases;
+}
+
 /** Cross-field rules of a synthetic dataset's options beyond the ones every synthetic dataset has. */
 export interface SyntheticOptionRules<Key extends string = string> {
   /** Its own [min, max] options (besides the shared `instances`) whose min must not exceed the max. */
