@@ -3,7 +3,8 @@
 // order, the per-bag byte budget, signalDim ≤ featureDim) before a dataset's own.
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { SYNTHETIC_LIMITS, syntheticOptionFields, syntheticOptions } from '../../../src/core/data/synthetic.js';
+import { officialTestCases, SYNTHETIC_LIMITS, syntheticOptionFields, syntheticOptions } from '../../../src/core/data/synthetic.js';
+import { Rng } from '../../../src/core/runtime/random.js';
 import { SyntheticCamelyonOptions } from '../../../plugins/datasets/synthetic-camelyon.js';
 import { SyntheticDecoysOptions } from '../../../plugins/datasets/synthetic-decoys.js';
 import { SyntheticHierarchicalOptions } from '../../../plugins/datasets/synthetic-hierarchical.js';
@@ -61,5 +62,17 @@ describe('syntheticOptions', () => {
     ]);
     // A dataset's own description of a shared key stands (Camelyon's official split).
     expect(SyntheticCamelyonOptions.shape.officialTestFraction.description).toContain('Camelyon16: 130 of 399');
+  });
+
+  it('officialTestCases draws round(cases × fraction) of every class from its own stream', () => {
+    // 10 cases of class 0, 5 of class 1, 1 of class 2: 0.3 → 3, 2 (1.5 rounds half up), 0.
+    const labels = [...Array<number>(10).fill(0), ...Array<number>(5).fill(1), 2];
+    const test = officialTestCases(labels, 3, 0.3, new Rng(4).fork('table'));
+    const perClass = [0, 1, 2].map((c) => [...test].filter((i) => labels[i] === c).length);
+    expect(perClass).toEqual([3, 2, 0]);
+    expect(officialTestCases(labels, 3, 0.3, new Rng(4).fork('table'))).toEqual(test);
+    // Class 1's draw is its own stream: relabelling class 0's cases does not move it.
+    const class1 = (set: Set<number>): number[] => [...set].filter((i) => labels[i] === 1).sort((a, b) => a - b);
+    expect(class1(officialTestCases(labels.map((l) => (l === 0 ? 2 : l)), 3, 0.3, new Rng(4).fork('table')))).toEqual(class1(test));
   });
 });
