@@ -24,9 +24,8 @@ import {
   balancedLabels,
   combineBasis,
   definePlugin,
-  bagBudgetIssues,
-  minMaxIssues,
-  syntheticOptionFields,
+  officialTestCases,
+  syntheticOptions,
   drawCount,
   GeneratedBagSource,
   generateLesionBag,
@@ -38,9 +37,9 @@ import {
   type SlideRecord,
 } from 'milkit';
 
-export const SyntheticCamelyonOptions = z
-  .strictObject({
-    ...syntheticOptionFields({ slides: 80, minSlides: 4, instances: [100, 500], minFeatureDim: 2, slideShift: 0.05, thumbs: true, officialTestFraction: 0.3 }),
+export const SyntheticCamelyonOptions = syntheticOptions(
+  { slides: 80, minSlides: 4, instances: [100, 500], minFeatureDim: 2, slideShift: 0.05, thumbs: true, officialTestFraction: 0.3 },
+  {
     positiveFraction: z.number().gt(0).lt(1).default(0.4).describe('fraction of cases that are tumour-positive'),
     signalDim: z.int().min(1).default(4).describe('s: rank of the subspace in which tumour instances are shifted'),
     signalStrength: z.number().min(0).default(5).describe('a: norm of the tumour shift, in units of the instance noise std'),
@@ -51,20 +50,16 @@ export const SyntheticCamelyonOptions = z
       salientStrength: z.number().min(0).default(8).describe('norm of the salient instances\' shift, along a direction of its own (the first signal axis)'),
       subtleOnlyFraction: z.number().min(0).max(1).default(0.5).describe('fraction of positive slides whose tumour instances are all subtle (no salient ones)'),
     }).optional().describe('MHIM-MIL\'s situation: a few very salient positives on a shortcut direction plus many subtle ones (signalStrength, on the other signal axes); some positive slides hold only subtle ones'),
-  })
-  .check((ctx) => {
-    ctx.issues.push(...minMaxIssues(ctx.value, ['instances', 'tumorFraction']));
-    ctx.issues.push(...bagBudgetIssues(ctx.value));
-    if (ctx.value.plantedDifficulty && ctx.value.signalDim < 2) {
-      ctx.issues.push({ code: 'custom', input: ctx.value.signalDim, path: ['signalDim'], message: 'plantedDifficulty needs signalDim ≥ 2 (one axis for the salient shortcut, the rest for the subtle signal)' });
-    }
-    if (ctx.value.plantedDifficulty && ctx.value.plantedDifficulty.salientInstances[0] > ctx.value.plantedDifficulty.salientInstances[1]) {
-      ctx.issues.push({ code: 'custom', input: ctx.value.plantedDifficulty.salientInstances, path: ['plantedDifficulty', 'salientInstances'], message: 'min exceeds max' });
-    }
-    if (ctx.value.signalDim > ctx.value.featureDim) {
-      ctx.issues.push({ code: 'custom', input: ctx.value.signalDim, path: ['signalDim'], message: `signalDim ${ctx.value.signalDim} exceeds featureDim ${ctx.value.featureDim}` });
-    }
-  });
+  },
+  { ranges: ['tumorFraction'], signalWithinFeatures: true },
+).check((ctx) => {
+  if (ctx.value.plantedDifficulty && ctx.value.signalDim < 2) {
+    ctx.issues.push({ code: 'custom', input: ctx.value.signalDim, path: ['signalDim'], message: 'plantedDifficulty needs signalDim ≥ 2 (one axis for the salient shortcut, the rest for the subtle signal)' });
+  }
+  if (ctx.value.plantedDifficulty && ctx.value.plantedDifficulty.salientInstances[0] > ctx.value.plantedDifficulty.salientInstances[1]) {
+    ctx.issues.push({ code: 'custom', input: ctx.value.plantedDifficulty.salientInstances, path: ['plantedDifficulty', 'salientInstances'], message: 'min exceeds max' });
+  }
+});
 export type SyntheticCamelyonOptions = z.output<typeof SyntheticCamelyonOptions>;
 
 const CLASS_NAMES = ['normal_tissue', 'tumor_tissue'] as const;
@@ -74,12 +69,7 @@ function makeTable(options: SyntheticCamelyonOptions, root: Rng): SlideRecord[] 
   const rng = root.fork('table');
   const numCases = Math.ceil(options.slides / options.slidesPerCase);
   const caseLabels = balancedLabels(numCases, [1 - options.positiveFraction, options.positiveFraction], rng.fork('labels'));
-  const testCases = new Set<number>();
-  for (let label = 0; label < 2; label += 1) {
-    const ofLabel = caseLabels.flatMap((l, i) => (l === label ? [i] : []));
-    const take = Math.round(ofLabel.length * options.officialTestFraction);
-    for (const i of rng.fork(`official-test/${label}`).shuffle(ofLabel).slice(0, take)) testCases.add(i);
-  }
+  const testCases = officialTestCases(caseLabels, CLASS_NAMES.length, options.officialTestFraction, rng);
   const digits = String(options.slides - 1).length;
   const slides: SlideRecord[] = [];
   for (let s = 0; s < options.slides; s += 1) {

@@ -19,9 +19,8 @@ import {
   balancedLabels,
   combineBasis,
   definePlugin,
-  bagBudgetIssues,
-  minMaxIssues,
-  syntheticOptionFields,
+  officialTestCases,
+  syntheticOptions,
   drawCount,
   GeneratedBagSource,
   generateLesionBag,
@@ -33,31 +32,27 @@ import {
   type SlideRecord,
 } from 'milkit';
 
-export const SyntheticDecoysOptions = z
-  .strictObject({
-    ...syntheticOptionFields({ slides: 60, minSlides: 4, instances: [60, 180], minFeatureDim: 2, slideShift: 0.05, thumbs: false, officialTestFraction: 0.3 }),
+export const SyntheticDecoysOptions = syntheticOptions(
+  { slides: 60, minSlides: 4, instances: [60, 180], minFeatureDim: 2, slideShift: 0.05, thumbs: false, officialTestFraction: 0.3 },
+  {
     positiveFraction: z.number().gt(0).lt(1).default(0.5).describe('fraction of cases with a lesion'),
     signalDim: z.int().min(1).default(4).describe('s: rank of the subspace in which tumour-like instances are shifted'),
     signalStrength: z.number().min(0).default(5).describe('a: norm of the tumour-like shift, in units of the instance noise std'),
     lesionFraction: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.02, 0.06]).describe('[min, max] lesion fraction f of a positive slide (log-uniform)'),
     minLesion: z.int().min(1).default(3).describe('smallest lesion, in instances (k = max(minLesion, round(f·N)))'),
     decoys: z.tuple([z.int().min(0), z.int().min(0)]).default([0, 2]).describe('[min, max] isolated tumour-like decoy instances per slide, in both classes (uniform)'),
-  })
-  .check((ctx) => {
-    ctx.issues.push(...minMaxIssues(ctx.value, ['instances', 'lesionFraction', 'decoys']));
-    ctx.issues.push(...bagBudgetIssues(ctx.value));
-    const { signalDim, featureDim, minLesion, decoys, instances } = ctx.value;
-    if (signalDim > featureDim) {
-      ctx.issues.push({ code: 'custom', input: signalDim, path: ['signalDim'], message: `signalDim ${signalDim} exceeds featureDim ${featureDim}` });
-    }
-    // The teaching point is that counts separate the classes: decoys alone must stay below the smallest lesion.
-    if (decoys[1] >= minLesion) {
-      ctx.issues.push({ code: 'custom', input: decoys, path: ['decoys'], message: `at most ${decoys[1]} decoys per slide would reach the smallest lesion (minLesion ${minLesion}); keep decoys[1] < minLesion` });
-    }
-    if (minLesion + decoys[1] > instances[0]) {
-      ctx.issues.push({ code: 'custom', input: instances, path: ['instances'], message: `a bag of ${instances[0]} instances cannot hold a lesion of ${minLesion} and ${decoys[1]} decoys; raise instances[0]` });
-    }
-  });
+  },
+  { ranges: ['lesionFraction', 'decoys'], signalWithinFeatures: true },
+).check((ctx) => {
+  const { minLesion, decoys, instances } = ctx.value;
+  // The teaching point is that counts separate the classes: decoys alone must stay below the smallest lesion.
+  if (decoys[1] >= minLesion) {
+    ctx.issues.push({ code: 'custom', input: decoys, path: ['decoys'], message: `at most ${decoys[1]} decoys per slide would reach the smallest lesion (minLesion ${minLesion}); keep decoys[1] < minLesion` });
+  }
+  if (minLesion + decoys[1] > instances[0]) {
+    ctx.issues.push({ code: 'custom', input: instances, path: ['instances'], message: `a bag of ${instances[0]} instances cannot hold a lesion of ${minLesion} and ${decoys[1]} decoys; raise instances[0]` });
+  }
+});
 export type SyntheticDecoysOptions = z.output<typeof SyntheticDecoysOptions>;
 
 const CLASS_NAMES = ['negative', 'positive'] as const;
@@ -67,12 +62,7 @@ function makeTable(options: SyntheticDecoysOptions, root: Rng): SlideRecord[] {
   const rng = root.fork('table');
   const numCases = Math.ceil(options.slides / options.slidesPerCase);
   const caseLabels = balancedLabels(numCases, [1 - options.positiveFraction, options.positiveFraction], rng.fork('labels'));
-  const testCases = new Set<number>();
-  for (let label = 0; label < 2; label += 1) {
-    const ofLabel = caseLabels.flatMap((l, i) => (l === label ? [i] : []));
-    const take = Math.round(ofLabel.length * options.officialTestFraction);
-    for (const i of rng.fork(`official-test/${label}`).shuffle(ofLabel).slice(0, take)) testCases.add(i);
-  }
+  const testCases = officialTestCases(caseLabels, CLASS_NAMES.length, options.officialTestFraction, rng);
   const digits = String(options.slides - 1).length;
   const slides: SlideRecord[] = [];
   for (let s = 0; s < options.slides; s += 1) {

@@ -17,10 +17,9 @@ import {
   balancedLabels,
   combineBasis,
   definePlugin,
-  bagBudgetIssues,
   SYNTHETIC_LIMITS,
-  minMaxIssues,
-  syntheticOptionFields,
+  officialTestCases,
+  syntheticOptions,
   drawCount,
   GeneratedBagSource,
   generateLesionBag,
@@ -34,30 +33,24 @@ export const COARSE_CLASSES = ['benign', 'atypical', 'malignant'] as const;
 /** Coarse class of each fine class (BRACS' three-way grouping). */
 export const FINE_TO_COARSE = [0, 0, 0, 1, 1, 2, 2] as const;
 
-export const SyntheticHierarchicalOptions = z
-  .strictObject({
-    ...syntheticOptionFields({ slides: 105, minSlides: 7, instances: [100, 400], minFeatureDim: 10, slideShift: 0.2, thumbs: false, officialTestFraction: 0.2 }),
+export const SyntheticHierarchicalOptions = syntheticOptions(
+  { slides: 105, minSlides: 7, instances: [100, 400], minFeatureDim: 10, slideShift: 0.2, thumbs: false, officialTestFraction: 0.2 },
+  {
     classFractions: z.array(z.number().positive()).length(7).optional().describe('relative frequency of N, PB, UDH, FEA, ADH, DCIS, IC (default equal)'),
     featureDim: z.int().min(10).max(SYNTHETIC_LIMITS.featureDim).default(64).describe('D: feature width (≥ 10: 3 coarse + 7 fine signal axes)'),
     coarseStrength: z.number().min(0).default(2.5).describe('a_c: lesion shift along its coarse axis'),
     fineStrength: z.number().min(0).default(1.2).describe('a_f: lesion shift along its fine axis'),
     lesionFraction: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.05, 0.3]).describe('[min, max] lesion fraction of a non-normal slide (uniform)'),
-  })
-  .check((ctx) => {
-    ctx.issues.push(...minMaxIssues(ctx.value, ['instances', 'lesionFraction']));
-    ctx.issues.push(...bagBudgetIssues(ctx.value));
-  });
+  },
+  { ranges: ['lesionFraction'] },
+);
 export type SyntheticHierarchicalOptions = z.output<typeof SyntheticHierarchicalOptions>;
 
 function makeTable(options: SyntheticHierarchicalOptions, root: Rng): SlideRecord[] {
   const rng = root.fork('table');
   const numCases = Math.ceil(options.slides / options.slidesPerCase);
   const caseLabels = balancedLabels(numCases, options.classFractions ?? FINE_CLASSES.map(() => 1), rng.fork('labels'));
-  const testCases = new Set<number>();
-  FINE_CLASSES.forEach((_, label) => {
-    const ofLabel = caseLabels.flatMap((l, i) => (l === label ? [i] : []));
-    for (const i of rng.fork(`official-test/${label}`).shuffle(ofLabel).slice(0, Math.round(ofLabel.length * options.officialTestFraction))) testCases.add(i);
-  });
+  const testCases = officialTestCases(caseLabels, FINE_CLASSES.length, options.officialTestFraction, rng);
   const digits = String(options.slides - 1).length;
   return Array.from({ length: options.slides }, (_, s) => {
     const caseIndex = Math.floor(s / options.slidesPerCase);

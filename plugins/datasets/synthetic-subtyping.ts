@@ -17,9 +17,8 @@ import {
   balancedLabels,
   combineBasis,
   definePlugin,
-  bagBudgetIssues,
-  minMaxIssues,
-  syntheticOptionFields,
+  officialTestCases,
+  syntheticOptions,
   drawCount,
   GeneratedBagSource,
   generateLesionBag,
@@ -28,20 +27,17 @@ import {
   type SlideRecord,
 } from 'milkit';
 
-export const SyntheticSubtypingOptions = z
-  .strictObject({
-    ...syntheticOptionFields({ slides: 80, minSlides: 4, instances: [100, 500], minFeatureDim: 2, slideShift: 0.2, thumbs: true, officialTestFraction: 0.2 }),
+export const SyntheticSubtypingOptions = syntheticOptions(
+  { slides: 80, minSlides: 4, instances: [100, 500], minFeatureDim: 2, slideShift: 0.2, thumbs: true, officialTestFraction: 0.2 },
+  {
     luadFraction: z.number().gt(0).lt(1).default(0.5).describe('fraction of cases of subtype TCGA-LUAD (class 1)'),
     signalDim: z.int().min(2).default(4).describe('s: rank of the signal subspace (≥ 2: tumour and subtype axes)'),
     signalStrength: z.number().min(0).default(2).describe('a: shift of tumour instances along the tumour axis'),
     subtypeStrength: z.number().min(0).default(1.5).describe('σ_s: ± shift of tumour instances along the subtype axis'),
     tumorFraction: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.4, 0.9]).describe('[min, max] tumour fraction of a slide (uniform)'),
-  })
-  .check((ctx) => {
-    ctx.issues.push(...minMaxIssues(ctx.value, ['instances', 'tumorFraction']));
-    ctx.issues.push(...bagBudgetIssues(ctx.value));
-    if (ctx.value.signalDim > ctx.value.featureDim) ctx.issues.push({ code: 'custom', input: ctx.value.signalDim, path: ['signalDim'], message: `signalDim ${ctx.value.signalDim} exceeds featureDim ${ctx.value.featureDim}` });
-  });
+  },
+  { ranges: ['tumorFraction'], signalWithinFeatures: true },
+);
 export type SyntheticSubtypingOptions = z.output<typeof SyntheticSubtypingOptions>;
 
 const CLASS_NAMES = ['TCGA-LUSC', 'TCGA-LUAD'] as const;
@@ -50,11 +46,7 @@ function makeTable(options: SyntheticSubtypingOptions, root: Rng): SlideRecord[]
   const rng = root.fork('table');
   const numCases = Math.ceil(options.slides / options.slidesPerCase);
   const caseLabels = balancedLabels(numCases, [1 - options.luadFraction, options.luadFraction], rng.fork('labels'));
-  const testCases = new Set<number>();
-  for (let label = 0; label < 2; label += 1) {
-    const ofLabel = caseLabels.flatMap((l, i) => (l === label ? [i] : []));
-    for (const i of rng.fork(`official-test/${label}`).shuffle(ofLabel).slice(0, Math.round(ofLabel.length * options.officialTestFraction))) testCases.add(i);
-  }
+  const testCases = officialTestCases(caseLabels, CLASS_NAMES.length, options.officialTestFraction, rng);
   const digits = String(options.slides - 1).length;
   return Array.from({ length: options.slides }, (_, s) => {
     const caseIndex = Math.floor(s / options.slidesPerCase);

@@ -12,7 +12,9 @@
  * Choices / code vs paper: SupCon's "views" axis receives the K class rows of a bag (the original stacks [B,K,E]), so
  *   a bag's rows are positives of each other; the extra ÷B of compute_contrastive_loss is kept (`divideByBatch`);
  *   the paper's notes weight it by 1 − β with β = 1 − e/E, the code by 1 − α with α = 1 − (e/E)².
- *   Per-bag compute gives nothing: validation and test losses leave it out.
+ *   Per-bag compute gives nothing; the validation loss adds the term over groups of `train.bagsPerStep` validation
+ *   bags, the same groups every epoch (evaluate's batchTerms; docs/methods/hmil.md#milkit-implementation), so
+ *   early stopping on val/loss sees it; test losses and predictions leave it out.
  * Checked against: test/reference/hmil.py → test/reference/fixtures/hmil.json (values and gradients)
  */
 import * as tf from '@tensorflow/tfjs';

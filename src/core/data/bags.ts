@@ -1,7 +1,7 @@
 // Host bags → tensors (with the train-time instance cap), and the pre-training validation pass that checks
 // every slide's bag (shape, finiteness, coords/thumbs alignment, labels) and applies `data.onBadSlide`.
 import * as tf from '@tensorflow/tfjs';
-import type { BagData, BagSource, SlideRecord } from '../../registry/contracts/data.js';
+import { UNLABELLED, type BagData, type BagSource, type SlideRecord } from '../../registry/contracts/data.js';
 import type { Bag } from '../../registry/contracts/model.js';
 import { DataError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -182,7 +182,8 @@ export async function validateSource(source: BagSource, opts: ValidateSourceOpti
       throw new DataError('duplicate-slide-id', `slide_id "${slide.slideId}" appears more than once in the slide table.`, { hint: 'Slide ids must be unique; remove or rename the duplicate row.' });
     }
     seen.add(slide.slideId);
-    if (!Number.isInteger(slide.label) || slide.label < 0 || slide.label >= numClasses) {
+    // An unlabelled cohort (prediction only) has no labels to check.
+    if (!(source.unlabelled === true && slide.label === UNLABELLED) && (!Number.isInteger(slide.label) || slide.label < 0 || slide.label >= numClasses)) {
       reject(slide.slideId, new DataError('unknown-label', `slide "${slide.slideId}": label ${slide.label} (${slide.labelName}) is not a class index in [0, ${numClasses}).`, { hint: 'Fix the label map (data.labels).' }));
       continue;
     }

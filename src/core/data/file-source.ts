@@ -40,14 +40,17 @@ export class FeatureFolderSource implements BagSource {
   /** D: set by openFeatureFolder from the files. */
   featureDim = 0;
   readonly hierarchy?: LabelHierarchy;
+  readonly unlabelled?: boolean;
 
   constructor(
     readonly slides: readonly SlideRecord[],
     readonly classNames: readonly string[],
     private readonly options: FeatureFolderOptions,
     cacheBytes: number,
+    labelled = true,
   ) {
     this.cache = new ByteLruCache<BagData>(cacheBytes, bagBytes);
+    if (!labelled) this.unlabelled = true;
     const hierarchy = deriveHierarchy(slides, classNames);
     if (hierarchy !== undefined) this.hierarchy = hierarchy;
   }
@@ -135,8 +138,10 @@ export async function openFeatureFolder(options: FeatureFolderOptions, ctx: Data
   if (!existsSync(resolved.featuresDir)) {
     throw new DataError('missing-file', 'features folder not found.', { where: { file: resolved.featuresDir, key: 'data.dataset.featuresDir' }, hint: 'Point featuresDir at the folder of per-slide feature files (CLAM: h5_files/).' });
   }
-  const table = await readSlideTable(resolved.slideTable, { columns: resolved.columns, logger: ctx.logger, ...(ctx.labelMap === undefined ? {} : { labels: ctx.labelMap }) });
-  const source = new FeatureFolderSource(table.slides, table.classNames, resolved, ctx.cacheBytes ?? DEFAULT_CACHE_BYTES);
+  const table = await readSlideTable(resolved.slideTable, {
+    columns: resolved.columns, logger: ctx.logger, ...(ctx.labelMap === undefined ? {} : { labels: ctx.labelMap }), ...(ctx.allowUnlabelled ? { allowUnlabelled: true } : {}),
+  });
+  const source = new FeatureFolderSource(table.slides, table.classNames, resolved, ctx.cacheBytes ?? DEFAULT_CACHE_BYTES, table.labelled);
   // D is the most common width among the first few readable slides, so one odd file cannot set it.
   const widths = new Map<number, number>();
   let firstError: unknown;

@@ -20,15 +20,18 @@ export {
   generateLesionBag,
   combineBasis,
   syntheticOptionFields,
+  syntheticOptions,
+  officialTestCases,
   minMaxIssues,
   bagBudgetIssues,
   SYNTHETIC_LIMITS,
   type SyntheticOptionDefaults,
+  type SyntheticOptionRules,
   type LesionStructure,
   type LesionBagSpec,
   type TissueGrid,
 } from './synthetic.js';
 export { FeatureFolderBaseOptions, featureFolderOptions, openFeatureFolder, FeatureFolderSource, FEATURE_EXTENSIONS, type FeatureFormat, type FeatureFolderOptions } from './file-source.js';
-export { readSlideTable, parseSlideTable, type SlideTable, type SlideTableColumns } from './slide-table.js';
+export { readSlideTable, parseSlideTable, type SlideTable, type SlideTableColumns, type SlideTableOptions } from './slide-table.js';
 export { INSTANCE_LABELS_KEY, readH5Bag, readH5Arrays, readSafetensorsBag, readNpyBag, readNpyArray, CLAM_KEYS, type BagKeys, type HostArray } from './readers.js';
 export { loadMnistDigits, MNIST_PIXELS, MNIST_SIDE, type MnistDigits } from './mnist.js';

@@ -41,6 +41,46 @@ export function syntheticOptionFields(defaults: SyntheticOptionDefaults) {
 }
 
 /**
+ * The cases a synthetic dataset marks split=test (its official test set): per class, round(cases × fraction) of the
+ * class's cases, drawn from the stream `official-test/<class>` of `rng`, so the set is stratified by label.
+ */
+export function officialTestCases(caseLabels: readonly number[], numClasses: number, fraction: number, rng: Rng): Set<number> {
+  const testCases = new Set<number>();
+  for (let label = 0; label < numClasses; label += 1) {
+    const ofLabel = caseLabels.flatMap((l, i) => (l === label ? [i] : []));
+    for (const i of rng.fork(`official-test/${label}`).shuffle(ofLabel).slice(0, Math.round(ofLabel.length * fraction))) testCases.add(i);
+  }
+  return testCases;
+}
+
+/** Cross-field rules of a synthetic dataset's options beyond the ones every synthetic dataset has. */
+export interface SyntheticOptionRules<Key extends string = string> {
+  /** Its own [min, max] options (besides the shared `instances`) whose min must not exceed the max. */
+  readonly ranges?: readonly Key[];
+  /** It has a `signalDim` option, which must not exceed `featureDim`. */
+  readonly signalWithinFeatures?: boolean;
+}
+
+/**
+ * The options schema of a synthetic dataset: the shared fields extended by the dataset's own (a field of the
+ * same name replaces the shared one where it stands, so the key order, and with it the JSON schema, does not
+ * change), checked as every synthetic dataset is: [min, max] pairs ordered, the largest bag within the byte
+ * budget, and `signalDim ≤ featureDim` when asked. A dataset chains `.check` for rules of its own.
+ */
+export function syntheticOptions<const Fields extends z.core.$ZodLooseShape>(defaults: SyntheticOptionDefaults, fields: Fields, rules: SyntheticOptionRules<keyof Fields & string> = {}) {
+  return z.strictObject(syntheticOptionFields(defaults)).extend(fields).check((ctx) => {
+    const value = ctx.value as Readonly<Record<string, unknown>>;
+    ctx.issues.push(...minMaxIssues(value, ['instances', ...(rules.ranges ?? [])]));
+    ctx.issues.push(...bagBudgetIssues(value));
+    const signalDim = value['signalDim'] as number;
+    const featureDim = value['featureDim'] as number;
+    if (rules.signalWithinFeatures === true && signalDim > featureDim) {
+      ctx.issues.push({ code: 'custom', input: signalDim, path: ['signalDim'], message: `signalDim ${signalDim} exceeds featureDim ${featureDim}` });
+    }
+  });
+}
+
+/**
  * Upper bounds of the synthetic sizes, checked when the config is read so that a typo (`slides: 1e12`) is a config
  * error naming the key instead of an allocation that crashes or swaps. The largest real slides hold ~150,000 patches
  * at 20×; feature widths of today's encoders stop at 1,536.

@@ -3,7 +3,7 @@
 // and the model gives instance scores over every instance, the instance-level metric of the attention. A
 // model that screens (its pre-screener trained by a stage) is evaluated through the screened pass.
 import * as tf from '@tensorflow/tfjs';
-import type { BagData, BagSource, SlideRecord } from '../../registry/contracts/data.js';
+import { isLabelled, type BagData, type BagSource, type SlideRecord } from '../../registry/contracts/data.js';
 import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
 import type { Rng } from '../runtime/random.js';
 import { buildViews } from '../data/bags.js';
@@ -67,6 +67,25 @@ export interface EvaluateOptions {
   readonly memoryBudget?: MemoryBudget;
   /** Training epoch of a validation pass (scheduled losses); absent at test. */
   readonly schedule?: LossSchedule;
+  /**
+   * Add the model's batch-level loss terms (`computeBatch`, e.g. SupCon) to the loss, over groups of bags formed as
+   * training steps form them: the slides in an order drawn from `rng` (pass one stream for every epoch, so each
+   * validation pass scores the same groups), cut into groups of `bagsPerGroup` (the last may be smaller).
+   * Ignored when the model has no such terms or a slide has no label.
+   */
+  readonly batchTerms?: { readonly bagsPerGroup: number; readonly rng: Rng };
+}
+
+/**
+ * The evaluation order when batch terms are computed: slides shuffled by `rng` and cut into groups of
+ * `bagsPerGroup`, as an epoch order is cut into steps; undefined when there are no batch terms to compute.
+ */
+function batchGroupsOf(options: EvaluateOptions): SlideRecord[][] | undefined {
+  const { batchTerms, slides, model } = options;
+  if (!batchTerms || !model.hasBatchLosses() || !slides.every(isLabelled)) return undefined;
+  const order = batchTerms.rng.shuffle([...slides]);
+  const size = Math.max(1, batchTerms.bagsPerGroup);
+  return Array.from({ length: Math.ceil(order.length / size) }, (_, g) => order.slice(g * size, (g + 1) * size));
 }
 
 function coarsePrediction(hierarchy: LabelHierarchy, label: number, probs: readonly number[]): NonNullable<SlidePrediction['coarse']> {
@@ -103,23 +122,38 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
   const prescreenerKept: number[] = [];
   const aggregatorKept: number[] = [];
   let lossSum = 0;
-  for (const slide of slides) {
+  // With batch terms the slides go group by group, and a group's outputs live until its batch term is computed
+  // (as a training step's do); predictions are put back in the slides' order at the end.
+  const groups = batchGroupsOf(options);
+  const lastOfGroup = new Set(groups?.map((group) => group[group.length - 1] as SlideRecord));
+  let groupOutputs: Array<{ readonly output: SlidePass['output']; readonly label: number }> = [];
+  let batchSum = 0;
+  for (const slide of groups ? groups.flat() : slides) {
     const data = await source.load(slide.slideId);
     await options.memoryBudget?.check(data, 'eval', `slide ${slide.slideId}`);
     const result = pass(data);
     options.onSlide?.(slide, data, result);
     const { probs, loss, attention, coarseFromModel } = tf.tidy(() => {
       const out = result.output;
-      const { total } = model.losses(out, slide.label, numClasses, options.schedule);
+      // An unlabelled slide (a prediction cohort without labels) has no loss; its probabilities are unaffected.
+      const total = isLabelled(slide) ? model.losses(out, slide.label, numClasses, options.schedule).total : undefined;
       const p = tf.softmax(out.logits).dataSync(); // [C]
       // A hierarchical aggregator's own coarse head; other models' coarse probabilities are their fine ones summed.
       const coarseLogits = hierarchy ? out.extras?.[HIERARCHY_EXTRAS.coarseLogits] : undefined;
       const coarseP = coarseLogits ? Array.from(tf.softmax(coarseLogits).dataSync()) : undefined;
       // Attention of the predicted-positive branch (last column for per-class attention), for instance AUC.
       const scores = result.allInstances && out.instanceScores ? out.instanceScores.slice([out.instanceScores.shape[0] - 1, 0], [1, -1]).dataSync() : undefined;
-      return { probs: Array.from(p), loss: total.dataSync()[0] ?? Number.NaN, attention: scores ? Float32Array.from(scores) : undefined, coarseFromModel: coarseP };
+      return { probs: Array.from(p), loss: total?.dataSync()[0] ?? Number.NaN, attention: scores ? Float32Array.from(scores) : undefined, coarseFromModel: coarseP };
     });
-    tf.dispose(result.output as unknown as tf.TensorContainer);
+    if (groups) {
+      groupOutputs.push({ output: result.output, label: slide.label });
+      if (lastOfGroup.has(slide)) {
+        const outputs = groupOutputs;
+        batchSum += tf.tidy(() => model.batchLosses(outputs.map((o) => o.output), outputs.map((o) => o.label), numClasses, options.schedule).total.dataSync()[0] ?? Number.NaN);
+        for (const { output } of outputs) tf.dispose(output as unknown as tf.TensorContainer);
+        groupOutputs = [];
+      }
+    } else tf.dispose(result.output as unknown as tf.TensorContainer);
     times.push(result.times);
     if (result.prescreenerKept !== undefined) prescreenerKept.push(result.prescreenerKept);
     if (result.aggregatorKept !== undefined) aggregatorKept.push(result.aggregatorKept);
@@ -135,10 +169,16 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
       }
     }
   }
-  const metrics = computeMetrics([...options.metrics], { labels: predictions.map((p) => p.label), probs: predictions.map((p) => p.probs), numClasses });
+  if (groups) {
+    const position = new Map(slides.map((slide, i) => [slide.slideId, i]));
+    predictions.sort((a, b) => (position.get(a.slideId) as number) - (position.get(b.slideId) as number));
+  }
+  // Metrics need every slide's label: a cohort predicted without labels gets none.
+  const labelled = slides.every(isLabelled);
+  const metrics = labelled ? computeMetrics([...options.metrics], { labels: predictions.map((p) => p.label), probs: predictions.map((p) => p.probs), numClasses }) : {};
   // Hierarchical tasks: every configured metric again at the coarse level (`coarse_<metric>`), and per-class
   // precision, recall and F1 at both levels (`fine_f1_<class>`, `coarse_recall_<class>`, ...).
-  if (hierarchy && predictions.length > 0) {
+  if (labelled && hierarchy && predictions.length > 0) {
     const coarseInput = { labels: predictions.map((p) => p.coarse?.label ?? -1), probs: predictions.map((p) => [...(p.coarse?.probs ?? [])]), numClasses: hierarchy.coarseNames.length };
     for (const [name, value] of Object.entries(computeMetrics([...options.metrics], coarseInput))) metrics[`coarse_${name}`] = value;
     Object.assign(metrics, perClassMetrics(levelReport({ labels: predictions.map((p) => p.label), probs: predictions.map((p) => p.probs), classNames: source.classNames }), 'fine_'));
@@ -149,7 +189,8 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
   const keptAggregator = mean(aggregatorKept);
   return {
     predictions,
-    loss: slides.length ? lossSum / slides.length : Number.NaN,
+    // The mean bag loss, plus the mean batch term per group: a training step's loss, averaged as train/loss is.
+    loss: slides.length ? lossSum / slides.length + (groups ? batchSum / groups.length : 0) : Number.NaN,
     metrics,
     msPerSlide: stageMean('total'),
     stageMs: { prescreen: stageMean('prescreen'), read: stageMean('read'), aggregate: stageMean('aggregate'), total: stageMean('total') },

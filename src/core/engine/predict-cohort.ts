@@ -46,7 +46,7 @@ async function datasetOf(spec: string | undefined, run: TrainedRun, registry: Re
   if (statSync(full).isDirectory()) {
     const table = FOLDER_SLIDE_TABLES.find((name) => existsSync(path.join(full, name)));
     if (!table) {
-      throw new DataError('no-slide-table', `${spec}: a feature folder needs a slide table (${FOLDER_SLIDE_TABLES.join(', ')}) with slide_id, case_id and label columns.`, {
+      throw new DataError('no-slide-table', `${spec}: a feature folder needs a slide table (${FOLDER_SLIDE_TABLES.join(', ')}) with a slide_id column (case_id and label optional).`, {
         where: { file: full }, hint: 'Add slides.csv, or pass a dataset config naming the slide table (dataset: { name: features-dir, slideTable: ..., featuresDir: ... }).',
       });
     }
@@ -74,7 +74,8 @@ export async function openCohort(spec: string | undefined, run: TrainedRun, opti
   const labelMap = config.data.labels ?? Object.fromEntries(run.classNames.map((name, index) => [name, index]));
   let source: BagSource;
   try {
-    source = await options.registry.create(dataset, { seed: config.seed, baseDir, cacheBytes: config.data.cacheBytes, labelMap, logger: options.logger });
+    // A cohort may come without labels (predictions only); the run's label map then names its classes.
+    source = await options.registry.create(dataset, { seed: config.seed, baseDir, cacheBytes: config.data.cacheBytes, labelMap, allowUnlabelled: true, logger: options.logger });
   } catch (error) {
     if (error instanceof MilkitError && error.code === 'unknown-label') {
       throw new DataError('class-set-mismatch', `${label}: ${error.message} The model was trained on classes ${run.classNames.join(', ')}.`, {

@@ -14,7 +14,7 @@ import { initRuntime } from '../runtime/index.js';
 import { loadExperiment } from '../config/index.js';
 import { RUN_CONFIG_FILE } from './export.js';
 import type { Registry } from '../../registry/registry.js';
-import type { BagSource, SlideRecord } from '../../registry/contracts/data.js';
+import { isLabelled, type BagSource, type SlideRecord } from '../../registry/contracts/data.js';
 import type { Metric, MetricInput, MetricValue } from '../../registry/contracts/metric.js';
 import type { Tracker } from '../../registry/contracts/tracker.js';
 import { validateSource } from '../data/bags.js';
@@ -157,7 +157,7 @@ function predictionsCsvText(rows: readonly PredictRow[], classNames: readonly st
   const column = (name: string): string => name.replace(/[^A-Za-z0-9_.-]+/g, '_');
   const header = ['slide_id', 'case_id', 'label', 'label_name', ...classNames.map((c) => `p_${column(c)}`), 'prediction', 'prediction_name', 'fold'];
   return stringify([header, ...rows.map((r) => [
-    r.slideId, r.caseId, String(r.label), classNames[r.label] ?? '', ...classNames.map((_, c) => String(r.probs[c] ?? '')), String(r.prediction), classNames[r.prediction] ?? '', r.fold,
+    r.slideId, r.caseId, isLabelled(r) ? String(r.label) : '', classNames[r.label] ?? '', ...classNames.map((_, c) => String(r.probs[c] ?? '')), String(r.prediction), classNames[r.prediction] ?? '', r.fold,
   ])]);
 }
 
@@ -376,16 +376,19 @@ export async function reportPredictions(report: PredictionReport): Promise<Predi
     : ensembleProbabilities(perFold).map((p) => ({ ...p, prediction: predictClass(p.probs, threshold), fold: 'ensemble' }));
   const input: MetricInput = { labels: rows.map((r) => r.label), probs: rows.map((r) => r.probs), numClasses };
   const withThreshold = (part: readonly PredictRow[], m: Record<string, MetricValue>): Record<string, MetricValue> => (numClasses === 2 ? { ...m, ...thresholdMetrics(part) } : m);
-  const allMetrics = withThreshold(rows, computeMetrics(metrics, input));
-  const foldMetrics = Object.fromEntries(separate ? perFold.map((f) => [String(f.fold), withThreshold(rows.filter((r) => r.fold === String(f.fold)), f.metrics)]) : []);
-  const intervals = options.bootstrap > 0 ? caseBootstrap(metrics, input, rows.map((r) => r.caseId), options.bootstrap, new Rng(`predict-bootstrap/${run.resolved.config.seed}`)) : {};
+  // Metrics, their CIs, metrics.json and the ROC figure need labels: a cohort without them gets predictions.csv only.
+  const labelled = rows.every(isLabelled);
+  if (!labelled) logger.info(`${report.cohortLabel}: the slides have no labels, so only predictions are written (no metrics.json, no ROC figure).`);
+  const allMetrics = labelled ? withThreshold(rows, computeMetrics(metrics, input)) : {};
+  const foldMetrics = Object.fromEntries(labelled && separate ? perFold.map((f) => [String(f.fold), withThreshold(rows.filter((r) => r.fold === String(f.fold)), f.metrics)]) : []);
+  const intervals = labelled && options.bootstrap > 0 ? caseBootstrap(metrics, input, rows.map((r) => r.caseId), options.bootstrap, new Rng(`predict-bootstrap/${run.resolved.config.seed}`)) : {};
 
   await mkdir(options.outDir, { recursive: true });
   const predictionsFile = path.join(options.outDir, 'predictions.csv');
   await writeFile(predictionsFile, predictionsCsvText(rows, run.classNames));
   const rocFile = path.join(options.outDir, 'roc.png');
   let roc = false;
-  try {
+  if (labelled) try {
     const series = rocSeries(input, run.classNames);
     if (series.length > 0) {
       await writePng(curveSpec(`ROC · ${path.basename(run.runDir)} on ${report.cohortLabel}`, 'False positive rate', 'True positive rate', series, true), rocFile);
@@ -409,7 +412,7 @@ export async function reportPredictions(report: PredictionReport): Promise<Predi
     threshold: { rule: options.threshold.rule, value: threshold }, slides: rows.length, metrics: allMetrics, foldMetrics,
     bootstrap: options.bootstrap > 0 ? { level: 0.95, resamples: options.bootstrap, method: 'percentile bootstrap over patients (cases)', intervals } : undefined,
   };
-  await writeFile(summaryFile, `${JSON.stringify(summary, null, 2)}\n`);
+  if (labelled) await writeFile(summaryFile, `${JSON.stringify(summary, null, 2)}\n`);
 
   let runId: string | undefined;
   const tracker = options.track ? await options.createTracker?.(run) : undefined;
@@ -433,7 +436,7 @@ export async function reportPredictions(report: PredictionReport): Promise<Predi
       ...(report.extraMetrics ?? []).map((m) => ({ key: m.key, value: m.value, step: m.step ?? 0, timestamp: now })),
     ]);
     await tracker.logArtifact(runId, predictionsFile);
-    await tracker.logArtifact(runId, summaryFile);
+    if (labelled) await tracker.logArtifact(runId, summaryFile);
     if (roc) await tracker.logArtifact(runId, rocFile);
     if (heatmapSlides > 0) await tracker.logArtifact(runId, path.join(options.outDir, 'heatmaps'), 'heatmaps');
     for (const file of report.extraArtifacts ?? []) await tracker.logArtifact(runId, file);

@@ -149,7 +149,13 @@ export async function trainFold(options: TrainFoldOptions): Promise<TrainFoldRes
       const epochRng = epochStream(epoch);
       const trainMetrics = await trainEpoch(options, params, optimizer, epoch, lr, epochRng);
       const val = options.val.length > 0
-        ? await evaluate({ model, source, slides: options.val, numClasses, metrics: options.metrics, rng: epochRng.fork('val'), views: model.capabilities.needsViews, schedule: { epoch, totalEpochs: section.epochs }, ...(options.memoryBudget ? { memoryBudget: options.memoryBudget } : {}) })
+        ? await evaluate({
+          model, source, slides: options.val, numClasses, metrics: options.metrics, rng: epochRng.fork('val'), views: model.capabilities.needsViews, schedule: { epoch, totalEpochs: section.epochs },
+          // Batch-level terms (SupCon) enter val/loss over validation groups the size of a training step; a fresh
+          // fork of one stream each epoch (forks do not advance their parent), so every epoch scores the same groups.
+          batchTerms: { bagsPerGroup: section.bagsPerStep, rng: options.rng.fork('val-batch-groups') },
+          ...(options.memoryBudget ? { memoryBudget: options.memoryBudget } : {}),
+        })
         : undefined;
       const metrics: Record<string, number | null> = { ...trainMetrics, ...(val ? validationMetrics(val) : {}) };
       const monitored = metrics[section.earlyStopping.monitor];

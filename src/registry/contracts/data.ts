@@ -5,11 +5,23 @@ export interface SlideRecord {
   readonly slideId: string;
   /** Patient/case: splits never put one case in two partitions. */
   readonly caseId: string;
-  /** Integer label in [0, C). */
+  /** Integer label in [0, C), or UNLABELLED in a cohort opened for prediction without labels. */
   readonly label: number;
+  /** The slide table's label string ('' when unlabelled). */
   readonly labelName: string;
   /** Extra slide-table columns kept as metadata (coarse/fine labels of hierarchical tasks live here too). */
   readonly meta: Readonly<Record<string, string>>;
+}
+
+/**
+ * The label of a slide whose slide table gives none. Only prediction opens such cohorts
+ * (`DatasetContext.allowUnlabelled`); training and cross-validation always need labels.
+ */
+export const UNLABELLED = -1;
+
+/** True when the slide carries a class label (not UNLABELLED). */
+export function isLabelled(slide: { readonly label: number }): boolean {
+  return slide.label !== UNLABELLED;
 }
 
 /** One slide's bag as host arrays (row-major). */
@@ -55,6 +67,11 @@ export interface BagSource {
   readonly classNames: readonly string[];
   /** Coarse classes above the labels, for hierarchical tasks (synthetic-hierarchical, tables with coarse_label). */
   readonly hierarchy?: LabelHierarchy;
+  /**
+   * True when the cohort has no labels (a slide table without a label column, opened with `allowUnlabelled`):
+   * every slide's label is UNLABELLED and `classNames` are the declared ones. Absent means labelled.
+   */
+  readonly unlabelled?: boolean;
   /** Loads one slide's bag (cached by the source within its byte budget). */
   load(slideId: string): Promise<BagData>;
   /** The file a slide's bag is read from, named in validation messages (file-backed sources). */
@@ -72,6 +89,11 @@ export interface DatasetContext {
   readonly cacheBytes?: number;
   /** Label name → class index declared in the config (`data.labels`); sources infer one (sorted names) when absent. */
   readonly labelMap?: Readonly<Record<string, number>>;
+  /**
+   * Accept a slide table without labels (prediction and inference only; `labelMap` then gives the classes).
+   * Training never sets it, so a missing label column stays an error there.
+   */
+  readonly allowUnlabelled?: boolean;
 }
 
 export interface DatasetCapabilities {

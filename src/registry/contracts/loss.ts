@@ -29,8 +29,9 @@ export interface Loss {
   compute(output: ModelOutput, target: LossTarget): Record<string, tf.Scalar>;
   /**
    * Terms over every bag of one optimizer step (`train.bagsPerStep`), e.g. SupCon, whose positives span bags.
-   * Added once per step on top of the mean of the per-bag terms; training only (validation and test losses are
-   * per bag). Outputs and targets are in the same order.
+   * Added once per step on top of the mean of the per-bag terms; the validation loss adds it over groups of
+   * `train.bagsPerStep` validation bags (the same groups every epoch), test losses and predictions never (they are
+   * per bag). Outputs and targets are in the same order; the outputs are eval-mode ones in validation.
    */
   computeBatch?(outputs: readonly ModelOutput[], targets: readonly LossTarget[]): Record<string, tf.Scalar>;
 }

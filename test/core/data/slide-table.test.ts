@@ -4,6 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseSlideTable, readSlideTable } from '../../../src/core/data/slide-table.js';
 import { MemoryLogger } from '../../../src/core/logger.js';
+import { UNLABELLED } from '../../../src/registry/contracts/data.js';
 import { asyncErrorText, errorText } from './error-text.js';
 
 const FILE = 'data/slides.csv';
@@ -51,6 +52,45 @@ describe('core/data/slide-table', () => {
     ['declared map with a gap', 'slide_id,label\na,x\n', { x: 0, y: 2 }, 'ConfigError[label-map-gap] data.labels: data.labels maps no name to class 1 (classes must be 0..2 without gaps). Renumber the classes so every index from 0 to C-1 is used.'],
   ])('rejects a table with a %s', (_, text, labels, message) => {
     expect(errorText(() => parse(text, labels))).toBe(message);
+  });
+
+  describe('unlabelled cohorts (prediction only)', () => {
+    const classes = { normal: 0, tumor: 1 };
+    // null: no declared map (undefined would take the default).
+    const open = (text: string, labels: Record<string, number> | null = classes) =>
+      parseSlideTable(text, FILE, { logger: new MemoryLogger(), allowUnlabelled: true, ...(labels ? { labels } : {}) });
+
+    it.each([
+      ['without a label column', 'slide_id,case_id,site\na,P1,A\nb,P2,B\n'],
+      ['with an empty label column', 'slide_id,case_id,label,site\na,P1,,A\nb,P2,,B\n'],
+    ])('reads a table %s: every slide UNLABELLED, the classes from the declared map', (_, text) => {
+      const table = open(text);
+      expect(table.labelled).toBe(false);
+      expect(table.classNames).toEqual(['normal', 'tumor']);
+      expect(table.slides).toEqual([
+        { slideId: 'a', caseId: 'P1', label: UNLABELLED, labelName: '', meta: { site: 'A' } },
+        { slideId: 'b', caseId: 'P2', label: UNLABELLED, labelName: '', meta: { site: 'B' } },
+      ]);
+    });
+
+    it('keeps the labels of a labelled table', () => {
+      const table = open('slide_id,label\na,tumor\nb,normal\n');
+      expect(table.labelled).toBe(true);
+      expect(table.slides.map((s) => s.label)).toEqual([1, 0]);
+    });
+
+    it.each([
+      ['half-filled label column', 'slide_id,label\na,tumor\nb,\n', classes, 'DataError[missing-label] data/slides.csv:3: slide "b" has an empty label. Fill in every label, or leave the whole column empty to predict without metrics.'],
+      ['table without labels and no declared classes', 'slide_id\na\n', null, 'DataError[unlabelled-without-classes] data/slides.csv: the slide table has no labels (column "label"), and no label map says which classes exist. Declare data.labels, or add the label column.'],
+    ])('rejects a %s', (_, text, labels, message) => {
+      expect(errorText(() => open(text, labels))).toBe(message);
+    });
+
+    it('training (no allowUnlabelled) still requires the label column', () => {
+      expect(errorText(() => parse('slide_id,case_id\na,1\n', classes))).toBe(
+        'DataError[slide-table-columns] data/slides.csv: the slide table has no "label" column (columns: slide_id, case_id). Name the columns slide_id, case_id, label, or set data.dataset.labelColumn.',
+      );
+    });
   });
 
   it('names a missing slide table', async () => {
