@@ -23,6 +23,7 @@ import { MilModel, type ModelDims } from './model.js';
 import { buildViews } from '../data/bags.js';
 import { fullPass, type SlidePass } from './screening.js';
 import { resolveStages, stageStreams, type ResolvedStage } from './stages.js';
+import { readJsonIfAny, RUN_IDENTITY_FILE, type RunIdentity } from './run-folder.js';
 
 const FOLD_DIR = /^fold-(\d+)$/;
 
@@ -128,7 +129,11 @@ export async function loadTrainedRun(runDir: string, options: LoadRunOptions): P
   const loaded: TrainedFoldModel[] = [];
   let resolved: ResolvedExperiment | undefined;
   let dims: ModelDims | undefined;
+  let checkpointDims: ModelDims | undefined;
   let stages: ResolvedStage[] = [];
+  // With a trainable encoder the checkpoint's shapes give the aggregator's width (the encoder's output), not the
+  // width of the instances the model reads; run.json records the training data's width, which a cohort must match.
+  const trainedWidth = (await readJsonIfAny<RunIdentity>(path.join(full, RUN_IDENTITY_FILE)))?.data.featureDim;
   try {
     for (const fold of wanted) {
       const located = await locateFoldCheckpoint(full, { cwd: options.cwd, fold });
@@ -137,10 +142,11 @@ export async function loadTrainedRun(runDir: string, options: LoadRunOptions): P
       probe.model.dispose();
       resolved ??= probe.resolved;
       stages = stages.length ? stages : await resolveStages(resolved, registry);
-      if (dims && (dims.inputDim !== probe.dims.inputDim || dims.numClasses !== probe.dims.numClasses)) {
-        throw new DataError('inconsistent-folds', `${located.file}: fold ${fold} has D = ${probe.dims.inputDim}, C = ${probe.dims.numClasses}, other folds D = ${dims.inputDim}, C = ${dims.numClasses}.`, { hint: 'The folds do not belong to one run; pass --fold.' });
+      if (checkpointDims && (checkpointDims.inputDim !== probe.dims.inputDim || checkpointDims.numClasses !== probe.dims.numClasses)) {
+        throw new DataError('inconsistent-folds', `${located.file}: fold ${fold} has D = ${probe.dims.inputDim}, C = ${probe.dims.numClasses}, other folds D = ${checkpointDims.inputDim}, C = ${checkpointDims.numClasses}.`, { hint: 'The folds do not belong to one run; pass --fold.' });
       }
-      dims = probe.dims;
+      checkpointDims = probe.dims;
+      dims = probe.resolved.slots.encoder && trainedWidth !== undefined ? { ...probe.dims, inputDim: trainedWidth } : probe.dims;
       loaded.push(await buildFoldModel(registry, resolved, stages, dims, fold, located.file, logger));
     }
   } catch (error) {
