@@ -141,8 +141,13 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
       // A hierarchical aggregator's own coarse head; other models' coarse probabilities are their fine ones summed.
       const coarseLogits = hierarchy ? out.extras?.[HIERARCHY_EXTRAS.coarseLogits] : undefined;
       const coarseP = coarseLogits ? Array.from(tf.softmax(coarseLogits).dataSync()) : undefined;
-      // Attention of the predicted-positive branch (last column for per-class attention), for instance AUC.
-      const scores = result.allInstances && out.instanceScores ? out.instanceScores.slice([out.instanceScores.shape[0] - 1, 0], [1, -1]).dataSync() : undefined;
+      // Instance AUC reads the attention of the class it is about: with class-wise attention (one row per class) the
+      // row of the slide's true class, whose instances the ground truth marks; otherwise the last row (a single
+      // attention row, or the positive branch). Binary class-wise models read class 1's row on tumour slides either
+      // way; a multi-class or hierarchical one no longer reads the last class's row for every slide.
+      const rows = out.instanceScores?.shape[0] ?? 0;
+      const row = rows === numClasses && slide.label >= 0 && slide.label < rows ? slide.label : rows - 1;
+      const scores = result.allInstances && out.instanceScores ? out.instanceScores.slice([row, 0], [1, -1]).dataSync() : undefined;
       return { probs: Array.from(p), loss: total?.dataSync()[0] ?? Number.NaN, attention: scores ? Float32Array.from(scores) : undefined, coarseFromModel: coarseP };
     });
     if (groups) {
@@ -161,8 +166,9 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
     const prediction = probs.indexOf(Math.max(...probs));
     const coarse = hierarchy ? coarsePrediction(hierarchy, slide.label, coarseFromModel ?? coarseProbabilities(probs, hierarchy.fineToCoarse, hierarchy.coarseNames.length)) : undefined;
     predictions.push({ slideId: slide.slideId, caseId: slide.caseId, label: slide.label, probs, prediction, ...(coarse ? { coarse } : {}) });
-    // Instance AUC is only defined within positive slides' instances (where tumour instances exist).
-    if (attention && data.instanceLabels && slide.label > 0) {
+    // Instance AUC pools the instances of the slides whose ground truth marks any instance (tumour slides; in a
+    // hierarchical or subtyping task every class's bags): a slide without marked instances has nothing to find.
+    if (attention && data.instanceLabels && data.instanceLabels.includes(1)) {
       for (let i = 0; i < attention.length; i += 1) {
         instanceScores.push(attention[i] as number);
         instanceTruth.push(data.instanceLabels[i] as number);

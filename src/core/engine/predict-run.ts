@@ -21,6 +21,8 @@ import { validateSource } from '../data/bags.js';
 import { recordedPatchSize, readFeatureFileIdentity } from '../data/feature-identity.js';
 import { rocCurve } from '../eval/classification.js';
 import { computeMetrics, quantileSorted } from '../eval/metrics.js';
+import { levelReport, perClassMetrics, type LevelReport } from '../eval/levels.js';
+import type { LabelHierarchy } from '../../registry/contracts/data.js';
 import { curveSpec, rocSeries, writePng } from '../eval/plots.js';
 import {
   DEFAULT_HEATMAP_OPTIONS, instanceScoresCsv, instanceScoresGeoJson, thumbnailPatch, topK, writeHeatmapPng, writeMontagePng, writeText, type HeatmapCanvas, type HeatmapOptions,
@@ -74,6 +76,8 @@ export interface PredictRow {
   readonly prediction: number;
   /** Fold index, or `ensemble`. */
   readonly fold: string;
+  /** The coarse level of a hierarchical task: coarse label, coarse-class probabilities and their argmax. */
+  readonly coarse?: { readonly label: number; readonly probs: readonly number[]; readonly prediction: number };
 }
 
 export interface CaseBootstrapInterval {
@@ -153,12 +157,58 @@ export function caseBootstrap(
   return out;
 }
 
-function predictionsCsvText(rows: readonly PredictRow[], classNames: readonly string[]): string {
+/**
+ * predictions.csv: the flat columns, then for a hierarchical task the coarse ones in the layout training's
+ * predictions.csv uses (coarse_label, coarse_label_name, pc_<coarse class>…, coarse_prediction, coarse_prediction_name).
+ */
+function predictionsCsvText(rows: readonly PredictRow[], classNames: readonly string[], coarseNames?: readonly string[]): string {
   const column = (name: string): string => name.replace(/[^A-Za-z0-9_.-]+/g, '_');
-  const header = ['slide_id', 'case_id', 'label', 'label_name', ...classNames.map((c) => `p_${column(c)}`), 'prediction', 'prediction_name', 'fold'];
+  const coarseHeader = coarseNames ? ['coarse_label', 'coarse_label_name', ...coarseNames.map((c) => `pc_${column(c)}`), 'coarse_prediction', 'coarse_prediction_name'] : [];
+  const coarseCells = (r: PredictRow): string[] => {
+    if (!coarseNames) return [];
+    const c = r.coarse;
+    if (!c) return coarseHeader.map(() => '');
+    return [isLabelled(r) ? String(c.label) : '', isLabelled(r) ? coarseNames[c.label] ?? '' : '', ...coarseNames.map((_, k) => String(c.probs[k] ?? '')), String(c.prediction), coarseNames[c.prediction] ?? ''];
+  };
+  const header = ['slide_id', 'case_id', 'label', 'label_name', ...classNames.map((c) => `p_${column(c)}`), 'prediction', 'prediction_name', 'fold', ...coarseHeader];
   return stringify([header, ...rows.map((r) => [
     r.slideId, r.caseId, isLabelled(r) ? String(r.label) : '', classNames[r.label] ?? '', ...classNames.map((_, c) => String(r.probs[c] ?? '')), String(r.prediction), classNames[r.prediction] ?? '', r.fold,
+    ...coarseCells(r),
   ])]);
+}
+
+/** The coarse level of the rows as a metric input, when every row has one (a hierarchical task). */
+function coarseInputOf(rows: readonly PredictRow[], hierarchy: LabelHierarchy | undefined): MetricInput | undefined {
+  if (!hierarchy || rows.length === 0 || rows.some((r) => r.coarse === undefined)) return undefined;
+  return { labels: rows.map((r) => r.coarse?.label ?? -1), probs: rows.map((r) => r.coarse?.probs ?? []), numClasses: hierarchy.coarseNames.length };
+}
+
+/**
+ * The metrics a hierarchical task reports beyond the fine ones, named as training's evaluation names them: every
+ * configured metric at the coarse level (`coarse_<metric>`) and per-class precision, recall and F1 at both levels
+ * (`fine_f1_<class>`, `coarse_recall_<class>`, ...), so predict's numbers and the run's compare key by key.
+ */
+function levelMetrics(metrics: ReadonlyArray<{ name: string; metric: Metric }>, fine: MetricInput, coarse: MetricInput, classNames: readonly string[], coarseNames: readonly string[]): Record<string, MetricValue> {
+  const out: Record<string, MetricValue> = {};
+  for (const [name, value] of Object.entries(computeMetrics([...metrics], coarse))) out[`coarse_${name}`] = value;
+  Object.assign(out, perClassMetrics(levelReport({ labels: fine.labels, probs: fine.probs, classNames }), 'fine_'));
+  Object.assign(out, perClassMetrics(levelReport({ labels: coarse.labels, probs: coarse.probs, classNames: coarseNames }), 'coarse_'));
+  return out;
+}
+
+/** hierarchy.json of a prediction: each level's confusion matrix and per-class scores, over all rows and per fold. */
+function hierarchyReport(rows: readonly PredictRow[], classNames: readonly string[], hierarchy: LabelHierarchy): Record<string, unknown> {
+  const levels = (part: readonly PredictRow[]): { fine: LevelReport; coarse: LevelReport } => ({
+    fine: levelReport({ labels: part.map((r) => r.label), probs: part.map((r) => r.probs), classNames }),
+    coarse: levelReport({ labels: part.map((r) => r.coarse?.label ?? -1), probs: part.map((r) => r.coarse?.probs ?? []), classNames: hierarchy.coarseNames }),
+  });
+  const folds = [...new Set(rows.map((r) => r.fold))];
+  return {
+    hierarchy: { coarseNames: hierarchy.coarseNames, fineToCoarse: Object.fromEntries(classNames.map((name, f) => [name, hierarchy.coarseNames[hierarchy.fineToCoarse[f] as number] ?? null])) },
+    confusionRows: 'true class', confusionColumns: 'predicted class (argmax)',
+    pooled: levels(rows),
+    folds: folds.map((fold) => ({ fold, ...levels(rows.filter((r) => r.fold === fold)) })),
+  };
 }
 
 /** The patch side at level 0 for a slide's heatmap: given, recorded in its file, or the coordinate grid's step. */
@@ -182,7 +232,7 @@ async function writeHeatmaps(
   registry: Registry, logger: Logger,
 ): Promise<number> {
   let written = 0;
-  const predicted = new Map(rows.map((r) => [r.slideId, r.prediction]));
+  const predicted = new Map(rows.map((r) => [r.slideId, r]));
   const opener = options.slides !== undefined
     ? await registry.create(await registry.resolve('slide-reader', { name: options.slideReader ?? 'openslide' }, { key: '--slide-reader' }), { logger })
     : undefined;
@@ -191,7 +241,8 @@ async function writeHeatmaps(
     if (options.slides !== undefined && !slideFile) logger.warn(`${slideId}: no slide file in ${options.slides} (looked for ${SLIDE_EXTENSIONS.join(', ')}), so its heatmap has no thumbnail.`);
     const reader = slideFile && opener ? await opener.open(slideFile) : undefined;
     try {
-      written += await writeSlideHeatmaps(dir, slideId, slide, reader, predicted.get(slideId), run, source, options);
+      const row = predicted.get(slideId);
+      written += await writeSlideHeatmaps(dir, slideId, slide, reader, { fine: row?.prediction, coarse: row?.coarse?.prediction }, run, source, options);
     } finally {
       await reader?.close();
     }
@@ -201,20 +252,27 @@ async function writeHeatmaps(
 
 /** Every output of one slide: scores CSV, GeoJSON, heatmap PNG(s) and the top-k montage. */
 async function writeSlideHeatmaps(
-  dir: string, slideId: string, slide: SlideInstanceScores, reader: SlideReader | undefined, prediction: number | undefined, run: TrainedRun, source: BagSource | undefined,
-  options: NonNullable<PredictOptions['heatmaps']>,
+  dir: string, slideId: string, slide: SlideInstanceScores, reader: SlideReader | undefined, prediction: { readonly fine: number | undefined; readonly coarse: number | undefined },
+  run: TrainedRun, source: BagSource | undefined, options: NonNullable<PredictOptions['heatmaps']>,
 ): Promise<number> {
   const k = slide.scores.length;
   const branchNames = k === run.classNames.length ? run.classNames : Array.from({ length: k }, (_, i) => `branch${i}`);
   // Class-wise attention: the table and GeoJSON's `score` is the predicted class's branch; every branch gets its PNG.
-  const drawn = k > 1 ? Math.min(k - 1, prediction ?? 0) : 0;
+  const drawn = k > 1 ? Math.min(k - 1, prediction.fine ?? 0) : 0;
+  // A hierarchical model's coarse-level attention: one more column and PNG per coarse class (`coarse_<class>`).
+  const coarseRows = slide.coarseScores ?? [];
+  const coarseNames = run.dims.hierarchy?.coarseNames;
+  const coarseBranchNames = coarseNames && coarseNames.length === coarseRows.length ? coarseNames : coarseRows.map((_, i) => `branch${i}`);
+  const columns = [...slide.scores, ...coarseRows];
+  const columnNames = [...branchNames, ...coarseBranchNames.map((name) => `coarse_${name}`)];
+  const coarseDrawn = Math.min(coarseRows.length - 1, prediction.coarse ?? 0);
   const file = source ? (source as Partial<{ fileOf(id: string): string }>).fileOf?.call(source, slideId) : undefined;
   const identity = file ? await readFeatureFileIdentity(file) : undefined;
   const patchSize = patchSizeOf(slide, identity ? recordedPatchSize(identity) : undefined, options.patchSize);
   const base = path.join(dir, safeName(slideId));
-  await writeText(`${base}.scores.csv`, instanceScoresCsv(slide.coords, slide.scores, branchNames, patchSize, drawn));
+  await writeText(`${base}.scores.csv`, instanceScoresCsv(slide.coords, columns, columnNames, patchSize, drawn));
   if (slide.coords) {
-    await writeText(`${base}.geojson`, JSON.stringify(instanceScoresGeoJson(slideId, slide.coords, slide.scores, branchNames, patchSize, drawn)));
+    await writeText(`${base}.geojson`, JSON.stringify(instanceScoresGeoJson(slideId, slide.coords, columns, columnNames, patchSize, drawn)));
     const thumbnailFile = options.thumbnails ? [`${slideId}.png`, `${slideId}.jpg`].map((n) => path.join(options.thumbnails as string, n)).find((f) => existsSync(f)) : undefined;
     const fromSlide = reader && !thumbnailFile ? await readSlideThumbnail(reader, options.options.maxSize) : undefined;
     const thumbnail = thumbnailFile ?? fromSlide;
@@ -225,17 +283,27 @@ async function writeSlideHeatmaps(
       const png = k > 1 ? `${base}.heatmap.${safeName(branchNames[branch] as string)}.png` : `${base}.heatmap.png`;
       await writeHeatmapPng(png, { coords: slide.coords, scores: slide.scores[branch] as Float32Array, patchSize }, canvas, options.options);
     }
+    for (let branch = 0; branch < coarseRows.length; branch += 1) {
+      const png = `${base}.heatmap.coarse.${safeName(coarseBranchNames[branch] as string)}.png`;
+      await writeHeatmapPng(png, { coords: slide.coords, scores: coarseRows[branch] as Float32Array, patchSize }, canvas, options.options);
+    }
   }
-  const top = topK(slide.scores[drawn] as Float32Array, options.topK);
+  await writeMontage(`${base}.topk.png`, topK(slide.scores[drawn] as Float32Array, options.topK), slide, reader, patchSize);
+  // The coarse montage follows the predicted coarse class's attention.
+  if (coarseRows.length > 0) await writeMontage(`${base}.topk.coarse.png`, topK(coarseRows[coarseDrawn] as Float32Array, options.topK), slide, reader, patchSize);
+  return 1;
+}
+
+/** The top-k montage: tiles cut from the slide at the patches' coordinates, or the bag's thumbnails; nothing without either. */
+async function writeMontage(file: string, top: readonly number[], slide: SlideInstanceScores, reader: SlideReader | undefined, patchSize: number): Promise<void> {
   if (reader && slide.coords) {
     const coords = slide.coords;
     const tiles = [];
     for (const i of top) tiles.push(await readPatchTile(reader, coords[2 * i] as number, coords[2 * i + 1] as number, patchSize, MONTAGE_TILE));
-    await writeMontagePng(`${base}.topk.png`, tiles, { tile: MONTAGE_TILE });
+    await writeMontagePng(file, tiles, { tile: MONTAGE_TILE });
   } else if (slide.thumbs) {
-    await writeMontagePng(`${base}.topk.png`, top.map((i) => thumbnailPatch(slide.thumbs as Uint8Array, i)));
+    await writeMontagePng(file, top.map((i) => thumbnailPatch(slide.thumbs as Uint8Array, i)));
   }
-  return 1;
 }
 
 /** Side of a montage tile in pixels. */
@@ -371,21 +439,47 @@ export async function reportPredictions(report: PredictionReport): Promise<Predi
   const { run, perFold, separate, threshold, metrics, options, started } = report;
   const { registry, logger } = options;
   const numClasses = run.dims.numClasses;
+  const hierarchy = run.dims.hierarchy;
+  // The coarse level's predicted class is its argmax (as training's evaluation); the threshold is a fine-level rule.
+  const coarseOf = (c: { label: number; probs: readonly number[] } | undefined): PredictRow['coarse'] =>
+    c ? { label: c.label, probs: c.probs, prediction: c.probs.indexOf(Math.max(...c.probs)) } : undefined;
   const rows: PredictRow[] = separate
-    ? perFold.flatMap((f) => f.predictions.map((p) => ({ slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: predictClass(p.probs, threshold), fold: String(f.fold) })))
-    : ensembleProbabilities(perFold).map((p) => ({ ...p, prediction: predictClass(p.probs, threshold), fold: 'ensemble' }));
+    ? perFold.flatMap((f) => f.predictions.map((p) => {
+        const coarse = coarseOf(p.coarse);
+        return { slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: predictClass(p.probs, threshold), fold: String(f.fold), ...(coarse ? { coarse } : {}) };
+      }))
+    : ensembleProbabilities(perFold).map((p) => {
+        const coarse = coarseOf(p.coarse);
+        return { slideId: p.slideId, caseId: p.caseId, label: p.label, probs: p.probs, prediction: predictClass(p.probs, threshold), fold: 'ensemble', ...(coarse ? { coarse } : {}) };
+      });
   const input: MetricInput = { labels: rows.map((r) => r.label), probs: rows.map((r) => r.probs), numClasses };
+  const coarseInput = coarseInputOf(rows, hierarchy);
   const withThreshold = (part: readonly PredictRow[], m: Record<string, MetricValue>): Record<string, MetricValue> => (numClasses === 2 ? { ...m, ...thresholdMetrics(part) } : m);
   // Metrics, their CIs, metrics.json and the ROC figure need labels: a cohort without them gets predictions.csv only.
   const labelled = rows.every(isLabelled);
   if (!labelled) logger.info(`${report.cohortLabel}: the slides have no labels, so only predictions are written (no metrics.json, no ROC figure).`);
-  const allMetrics = labelled ? withThreshold(rows, computeMetrics(metrics, input)) : {};
+  const allMetrics = labelled
+    ? withThreshold(rows, {
+        ...computeMetrics(metrics, input),
+        ...(coarseInput && hierarchy ? levelMetrics(metrics, input, coarseInput, run.classNames, hierarchy.coarseNames) : {}),
+      })
+    : {};
   const foldMetrics = Object.fromEntries(labelled && separate ? perFold.map((f) => [String(f.fold), withThreshold(rows.filter((r) => r.fold === String(f.fold)), f.metrics)]) : []);
-  const intervals = labelled && options.bootstrap > 0 ? caseBootstrap(metrics, input, rows.map((r) => r.caseId), options.bootstrap, new Rng(`predict-bootstrap/${run.resolved.config.seed}`)) : {};
+  const bootstrapRng = new Rng(`predict-bootstrap/${run.resolved.config.seed}`);
+  const caseIds = rows.map((r) => r.caseId);
+  // One stream per metric name (caseBootstrap forks by name), so the coarse intervals leave the fine ones unchanged.
+  const intervals = labelled && options.bootstrap > 0
+    ? {
+        ...caseBootstrap(metrics, input, caseIds, options.bootstrap, bootstrapRng),
+        ...(coarseInput ? caseBootstrap(metrics.map((m) => ({ name: `coarse_${m.name}`, metric: m.metric })), coarseInput, caseIds, options.bootstrap, bootstrapRng) : {}),
+      }
+    : {};
 
   await mkdir(options.outDir, { recursive: true });
   const predictionsFile = path.join(options.outDir, 'predictions.csv');
-  await writeFile(predictionsFile, predictionsCsvText(rows, run.classNames));
+  await writeFile(predictionsFile, predictionsCsvText(rows, run.classNames, coarseInput ? hierarchy?.coarseNames : undefined));
+  const hierarchyFile = path.join(options.outDir, 'hierarchy.json');
+  if (labelled && coarseInput && hierarchy) await writeFile(hierarchyFile, `${JSON.stringify(hierarchyReport(rows, run.classNames, hierarchy), null, 2)}\n`);
   const rocFile = path.join(options.outDir, 'roc.png');
   let roc = false;
   if (labelled) try {
@@ -396,6 +490,19 @@ export async function reportPredictions(report: PredictionReport): Promise<Predi
     }
   } catch (error) {
     logger.warn(`could not draw the ROC figure: ${renderError(error, false)}`);
+  }
+  const coarseRocFile = path.join(options.outDir, 'roc.coarse.png');
+  let coarseRoc = false;
+  if (labelled && coarseInput && hierarchy) {
+    try {
+      const series = rocSeries(coarseInput, hierarchy.coarseNames);
+      if (series.length > 0) {
+        await writePng(curveSpec(`ROC (coarse level) · ${path.basename(run.runDir)} on ${report.cohortLabel}`, 'False positive rate', 'True positive rate', series, true), coarseRocFile);
+        coarseRoc = true;
+      }
+    } catch (error) {
+      logger.warn(`could not draw the coarse-level ROC figure: ${renderError(error, false)}`);
+    }
   }
   let heatmapSlides = 0;
   if (options.heatmaps) {
@@ -438,6 +545,8 @@ export async function reportPredictions(report: PredictionReport): Promise<Predi
     await tracker.logArtifact(runId, predictionsFile);
     if (labelled) await tracker.logArtifact(runId, summaryFile);
     if (roc) await tracker.logArtifact(runId, rocFile);
+    if (coarseRoc) await tracker.logArtifact(runId, coarseRocFile);
+    if (labelled && coarseInput) await tracker.logArtifact(runId, hierarchyFile);
     if (heatmapSlides > 0) await tracker.logArtifact(runId, path.join(options.outDir, 'heatmaps'), 'heatmaps');
     for (const file of report.extraArtifacts ?? []) await tracker.logArtifact(runId, file);
     await tracker.endRun(runId, 'FINISHED');

@@ -15,6 +15,7 @@ import type { Registry } from '../../registry/registry.js';
 import type { BagData, BagSource, SlideRecord } from '../../registry/contracts/data.js';
 import type { Metric, MetricValue } from '../../registry/contracts/metric.js';
 import type { Fold } from '../data/splits.js';
+import { HIERARCHY_EXTRAS } from '../../registry/contracts/model.js';
 import { assignVariables, loadCheckpoint } from './checkpoint.js';
 import { evaluate, type SlidePrediction } from './evaluate.js';
 import { loadTrainedFold, locateFoldCheckpoint, RUN_CONFIG_FILE } from './export.js';
@@ -22,6 +23,7 @@ import { MilModel, type ModelDims } from './model.js';
 import { buildViews } from '../data/bags.js';
 import { fullPass, type SlidePass } from './screening.js';
 import { resolveStages, stageStreams, type ResolvedStage } from './stages.js';
+import { readJsonIfAny, RUN_IDENTITY_FILE, type RunIdentity } from './run-folder.js';
 
 const FOLD_DIR = /^fold-(\d+)$/;
 
@@ -127,7 +129,11 @@ export async function loadTrainedRun(runDir: string, options: LoadRunOptions): P
   const loaded: TrainedFoldModel[] = [];
   let resolved: ResolvedExperiment | undefined;
   let dims: ModelDims | undefined;
+  let checkpointDims: ModelDims | undefined;
   let stages: ResolvedStage[] = [];
+  // With a trainable encoder the checkpoint's shapes give the aggregator's width (the encoder's output), not the
+  // width of the instances the model reads; run.json records the training data's width, which a cohort must match.
+  const trainedWidth = (await readJsonIfAny<RunIdentity>(path.join(full, RUN_IDENTITY_FILE)))?.data.featureDim;
   try {
     for (const fold of wanted) {
       const located = await locateFoldCheckpoint(full, { cwd: options.cwd, fold });
@@ -136,10 +142,11 @@ export async function loadTrainedRun(runDir: string, options: LoadRunOptions): P
       probe.model.dispose();
       resolved ??= probe.resolved;
       stages = stages.length ? stages : await resolveStages(resolved, registry);
-      if (dims && (dims.inputDim !== probe.dims.inputDim || dims.numClasses !== probe.dims.numClasses)) {
-        throw new DataError('inconsistent-folds', `${located.file}: fold ${fold} has D = ${probe.dims.inputDim}, C = ${probe.dims.numClasses}, other folds D = ${dims.inputDim}, C = ${dims.numClasses}.`, { hint: 'The folds do not belong to one run; pass --fold.' });
+      if (checkpointDims && (checkpointDims.inputDim !== probe.dims.inputDim || checkpointDims.numClasses !== probe.dims.numClasses)) {
+        throw new DataError('inconsistent-folds', `${located.file}: fold ${fold} has D = ${probe.dims.inputDim}, C = ${probe.dims.numClasses}, other folds D = ${checkpointDims.inputDim}, C = ${checkpointDims.numClasses}.`, { hint: 'The folds do not belong to one run; pass --fold.' });
       }
-      dims = probe.dims;
+      checkpointDims = probe.dims;
+      dims = probe.resolved.slots.encoder && trainedWidth !== undefined ? { ...probe.dims, inputDim: trainedWidth } : probe.dims;
       loaded.push(await buildFoldModel(registry, resolved, stages, dims, fold, located.file, logger));
     }
   } catch (error) {
@@ -187,6 +194,11 @@ export interface SlideInstanceScores {
   readonly slideId: string;
   /** Rows of the model's `instanceScores`, each over every instance in slide order. */
   readonly scores: Float32Array[];
+  /**
+   * Coarse-level rows [Kc][N] of a hierarchical model's class-wise attention (the `coarseInstanceScores` extra), one
+   * per coarse class, when the model gives them over every instance.
+   */
+  readonly coarseScores?: Float32Array[];
   /** [N, 2] level-0 coordinates, when the bag has them. */
   readonly coords?: Float32Array;
   /** [N, 16, 16, 3] thumbnails, when the bag has them (montage). */
@@ -213,15 +225,24 @@ export interface PredictSlidesOptions {
   readonly onFold?: (fold: number, slides: number) => void;
 }
 
+/** The rows of a [K, N] score tensor as host arrays. */
+function scoreRows(scores: tf.Tensor): Float32Array[] {
+  const values = scores.dataSync() as Float32Array;
+  const [k = 0, n = 0] = scores.shape;
+  return Array.from({ length: k }, (_, row) => values.slice(row * n, (row + 1) * n));
+}
+
 function copyScores(slide: SlideRecord, data: BagData, pass: SlidePass): SlideInstanceScores | undefined {
   const scores = pass.output.instanceScores;
   // Screened passes score only the kept rows; a heatmap needs a score for every patch.
   if (!pass.allInstances || !scores || scores.shape[1] !== data.n) return undefined;
-  const values = scores.dataSync() as Float32Array;
-  const [k = 0, n = 0] = scores.shape;
+  // A hierarchical model's coarse-level attention (keyed on the extra it declares, not on the aggregator).
+  const coarse = pass.output.extras?.[HIERARCHY_EXTRAS.coarseInstanceScores];
+  const coarseUsable = coarse !== undefined && coarse.rank === 2 && coarse.shape[1] === data.n;
   return {
     slideId: slide.slideId,
-    scores: Array.from({ length: k }, (_, row) => values.slice(row * n, (row + 1) * n)),
+    scores: scoreRows(scores),
+    ...(coarseUsable ? { coarseScores: scoreRows(coarse) } : {}),
     ...(data.coords ? { coords: data.coords } : {}),
     ...(data.thumbs ? { thumbs: data.thumbs } : {}),
     ...(data.instanceLabels ? { instanceLabels: data.instanceLabels } : {}),
@@ -268,15 +289,33 @@ export async function predictSlides(run: TrainedRun, options: PredictSlidesOptio
   return out;
 }
 
-/** Mean of the folds' probabilities per slide (the ensemble), in the first fold's slide order. */
-export function ensembleProbabilities(folds: readonly FoldPredictions[]): Array<{ slideId: string; caseId: string; label: number; probs: number[] }> {
+/** One slide of the fold ensemble: the mean fine probabilities, and the mean coarse ones for a hierarchical task. */
+export interface EnsembleProbabilities {
+  readonly slideId: string;
+  readonly caseId: string;
+  readonly label: number;
+  readonly probs: number[];
+  /** Coarse label and the folds' mean coarse-class probabilities (each fold's own coarse head, or its summed fine ones). */
+  readonly coarse?: { readonly label: number; readonly probs: number[] };
+}
+
+/** Column means of equally long probability rows. */
+function meanRows(rows: ReadonlyArray<readonly number[]>): number[] {
+  const width = rows[0]?.length ?? 0;
+  return Array.from({ length: width }, (_, c) => rows.reduce((a, r) => a + (r[c] as number), 0) / rows.length);
+}
+
+/** Mean of the folds' probabilities per slide (the ensemble) at every level, in the first fold's slide order. */
+export function ensembleProbabilities(folds: readonly FoldPredictions[]): EnsembleProbabilities[] {
   const first = folds[0];
   if (!first) return [];
   const bySlide = folds.map((f) => new Map(f.predictions.map((p) => [p.slideId, p])));
   return first.predictions.map((p) => {
     const rows = bySlide.map((m) => m.get(p.slideId)).filter((r): r is SlidePrediction => r !== undefined);
-    const probs = p.probs.map((_, c) => rows.reduce((a, r) => a + (r.probs[c] as number), 0) / rows.length);
-    return { slideId: p.slideId, caseId: p.caseId, label: p.label, probs };
+    const probs = meanRows(rows.map((r) => r.probs));
+    const coarseRows = rows.map((r) => r.coarse?.probs).filter((c): c is readonly number[] => c !== undefined);
+    const coarse = p.coarse && coarseRows.length === rows.length ? { label: p.coarse.label, probs: meanRows(coarseRows) } : undefined;
+    return { slideId: p.slideId, caseId: p.caseId, label: p.label, probs, ...(coarse ? { coarse } : {}) };
   });
 }
 
@@ -287,15 +326,19 @@ export function ensembleInstanceScores(folds: readonly FoldPredictions[]): Map<s
   if (!first) return out;
   for (const [slideId, base] of first.instanceScores) {
     const all = folds.map((f) => f.instanceScores.get(slideId)).filter((s): s is SlideInstanceScores => s !== undefined && s.scores.length === base.scores.length);
-    const scores = base.scores.map((row, k) => {
-      const mean = new Float32Array(row.length);
-      for (const s of all) {
-        const other = s.scores[k] as Float32Array;
-        for (let i = 0; i < mean.length; i += 1) mean[i] = (mean[i] as number) + (other[i] as number) / all.length;
-      }
-      return mean;
-    });
-    out.set(slideId, { ...base, scores });
+    const meanOf = (rowsOf: (s: SlideInstanceScores) => readonly Float32Array[] | undefined, baseRows: readonly Float32Array[]): Float32Array[] =>
+      baseRows.map((row, k) => {
+        const mean = new Float32Array(row.length);
+        for (const s of all) {
+          const other = rowsOf(s)?.[k] as Float32Array;
+          for (let i = 0; i < mean.length; i += 1) mean[i] = (mean[i] as number) + (other[i] as number) / all.length;
+        }
+        return mean;
+      });
+    const scores = meanOf((s) => s.scores, base.scores);
+    const { coarseScores: baseCoarse, ...rest } = base;
+    const coarseEverywhere = baseCoarse !== undefined && all.every((s) => s.coarseScores?.length === baseCoarse.length);
+    out.set(slideId, { ...rest, scores, ...(coarseEverywhere ? { coarseScores: meanOf((s) => s.coarseScores, baseCoarse) } : {}) });
   }
   return out;
 }
