@@ -165,7 +165,21 @@ export async function writeSlideFile(file: string, scene: SlideScene, map: Class
   } finally {
     await rm(intermediate, { force: true });
   }
-  if (options.format === 'svs') await makeAperio(file, scene, options);
+  if (options.format === 'svs') {
+    await makeAperio(file, scene, options);
+    forgetCachedImages();
+  }
+}
+
+/**
+ * Empties libvips' operation cache, keeping its limits. makeAperio opened pyramid pages through sharp before it
+ * inserted the thumbnail as directory 1, so page k + 1 is now what page k was; a reader in the same process would
+ * otherwise be served the cached pre-patch page and fail ("bad extract area") or read the wrong level.
+ */
+function forgetCachedImages(): void {
+  const limits = sharp.cache();
+  sharp.cache(false);
+  sharp.cache({ memory: limits.memory.max, files: limits.files.max, items: limits.items.max });
 }
 
 /** Level-0 description, thumbnail (directory 1), label and macro, as Aperio scanners lay them out. */

@@ -178,6 +178,26 @@ describe('syntheticSlideHeight', () => {
   });
 });
 
+describe('writeSyntheticSlides then reading in the same process', () => {
+  it('reads every level of a fresh .svs (libvips must not serve the pages it cached before the Aperio patch)', async () => {
+    // The Aperio patch inserts the thumbnail as directory 1, so page k + 1 becomes what page k was; a stale
+    // libvips cache entry for the pre-patch page made a full read of a level fail ("bad extract area").
+    const out = mkdtempSync(path.join(tmpdir(), 'milkit-fresh-svs-'));
+    const result = await writeSyntheticSlides({ outDir: out, slides: 1, size: 2048, seed: 1, tumourFraction: 1, format: 'svs', quality: 80, tileSize: 256, mpp: 0.5, magnification: 20, maskDownsample: 64, logger: silentLogger });
+    const reader = await TiffSlideReader.open(result.files[0] as string);
+    try {
+      expect(reader.levels.map((l) => l.width)).toEqual([2048, 1024, 512, 256]);
+      for (let level = 0; level < reader.levels.length; level += 1) {
+        const { width, height } = reader.levels[level] as { width: number; height: number };
+        const region = await reader.readRegion({ x: 0, y: 0, level, width: Math.min(width, 1024), height: Math.min(height, 1024) });
+        expect(region.width).toBe(Math.min(width, 1024));
+      }
+    } finally {
+      await reader.close();
+    }
+  });
+});
+
 describe('slides/scene', () => {
   it('is reproducible from its seed and has tumour only when asked', () => {
     const a = classMap(drawScene(2048, 1536, 'x', true));
