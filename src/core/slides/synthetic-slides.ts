@@ -165,7 +165,21 @@ export async function writeSlideFile(file: string, scene: SlideScene, map: Class
   } finally {
     await rm(intermediate, { force: true });
   }
-  if (options.format === 'svs') await makeAperio(file, scene, options);
+  if (options.format === 'svs') {
+    await makeAperio(file, scene, options);
+    forgetCachedImages();
+  }
+}
+
+/**
+ * Empties libvips' operation cache, keeping its limits. makeAperio opened pyramid pages through sharp before it
+ * inserted the thumbnail as directory 1, so page k + 1 is now what page k was; a reader in the same process would
+ * otherwise be served the cached pre-patch page and fail ("bad extract area") or read the wrong level.
+ */
+function forgetCachedImages(): void {
+  const limits = sharp.cache();
+  sharp.cache(false);
+  sharp.cache({ memory: limits.memory.max, files: limits.files.max, items: limits.items.max });
 }
 
 /** Level-0 description, thumbnail (directory 1), label and macro, as Aperio scanners lay them out. */
@@ -221,8 +235,10 @@ function labelImage(salt: number, side: number): { width: number; height: number
 export interface SyntheticSlidesOptions {
   readonly outDir: string;
   readonly slides: number;
-  /** Level-0 width; the height is 3/4 of it. */
+  /** Level-0 width. */
   readonly size: number;
+  /** Level-0 height; 3/4 of `size` when absent (the 4:3 scene every existing slide and golden was made with). */
+  readonly height?: number;
   readonly seed: number;
   readonly tumourFraction: number;
   readonly format: 'tiff' | 'svs' | 'both';
@@ -240,6 +256,13 @@ export interface SyntheticSlidesResult {
   readonly files: readonly string[];
 }
 
+/** The level-0 height of a generated slide: `height` when given (at least 512), else 3/4 of the width. */
+export function syntheticSlideHeight(size: number, height: number | undefined): number {
+  if (height === undefined) return Math.round((size * 3) / 4);
+  if (!Number.isInteger(height) || height < 512) throw new ConfigError('bad-option', `--height ${height} is too small for a pyramid.`, { hint: 'Use an integer of at least 512, or leave --height out for 3/4 of --size.' });
+  return height;
+}
+
 export const TUMOUR_LABEL = 'tumor_tissue';
 export const NORMAL_LABEL = 'normal_tissue';
 
@@ -247,7 +270,7 @@ export const NORMAL_LABEL = 'normal_tissue';
 export async function writeSyntheticSlides(options: SyntheticSlidesOptions): Promise<SyntheticSlidesResult> {
   if (options.size < 512) throw new ConfigError('bad-option', `--size ${options.size} is too small for a pyramid.`, { hint: 'Use at least 512 (20000 gives a realistic small biopsy at 20×).' });
   const width = options.size;
-  const height = Math.round((options.size * 3) / 4);
+  const height = syntheticSlideHeight(options.size, options.height);
   await mkdir(path.join(options.outDir, 'masks'), { recursive: true });
   const rng = new Rng(`slides/${options.seed}`);
   const tumourCount = Math.round(options.slides * options.tumourFraction);

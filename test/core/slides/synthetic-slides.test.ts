@@ -13,6 +13,9 @@ import { loadOpenSlide, OpenSlideReader } from '../../../src/core/slides/opensli
 import { bestLevelForDownsample } from '../../../src/core/slides/reader.js';
 import { TiffSlideReader } from '../../../src/core/slides/tiff-reader.js';
 import { CELL, CLASS, classMap, drawScene, groundTruthMasks } from '../../../src/core/slides/scene.js';
+import { syntheticSlideHeight, writeSyntheticSlides } from '../../../src/core/slides/synthetic-slides.js';
+import { ConfigError } from '../../../src/core/errors.js';
+import { silentLogger } from '../../../src/core/logger.js';
 
 async function milkit(args: string[], cwd: string): Promise<{ code: number; out: string; err: string }> {
   const stdout: string[] = [];
@@ -128,6 +131,70 @@ describe('milkit data slides', () => {
     const small = await milkit(['data', 'slides', '--out', 'x', '--size', '100'], dir);
     expect(small.code).toBe(2);
     expect(small.err).toContain('--size: expected an integer in [512, 200000], got "100".');
+    const flat = await milkit(['data', 'slides', '--out', 'x', '--size', '1024', '--height', '300'], dir);
+    expect(flat.code).toBe(2);
+    expect(flat.err).toContain('--height: expected an integer in [512, 200000], got "300".');
+    expect((await milkit(['data', 'slides', '--out', 'x', '--height', '600.5'], dir)).err).toContain('--height: expected an integer');
+  });
+
+  it('--height sets the level-0 height (a portrait slide here) and the masks follow it', async () => {
+    const result = await milkit(['data', 'slides', '--out', 'tall', '--slides', '1', '--size', '768', '--height', '1280', '--seed', '4', '--format', 'tiff', '--tumour-fraction', '1'], dir);
+    expect(result.code).toBe(0);
+    const reader = await TiffSlideReader.open(path.join(dir, 'tall', 'synthetic-000.tiff'));
+    expect(reader.levels[0]).toEqual({ width: 768, height: 1280, downsample: 1 });
+    // The bottom rows are painted like the rest: the last 64 rows are not empty (all-zero) strips.
+    const bottom = await reader.readRegion({ x: 0, y: 1280 - 64, level: 0, width: 768, height: 64 });
+    const meanBottom = bottom.data.reduce((s, v) => s + v, 0) / bottom.data.length;
+    expect(meanBottom).toBeGreaterThan(150);
+    await reader.close();
+    const tissue = await mask(path.join(dir, 'tall', 'masks', 'synthetic-000_tissue.png'));
+    expect([tissue.width, tissue.height]).toEqual([768 / 64, 1280 / 64]);
+    expect(tissue.data.includes(255)).toBe(true);
+  });
+});
+
+describe('syntheticSlideHeight', () => {
+  it('keeps the 4:3 default when no height is given and takes an explicit one as is', () => {
+    expect(syntheticSlideHeight(4096, undefined)).toBe(3072);
+    expect(syntheticSlideHeight(50000, undefined)).toBe(37500);
+    expect(syntheticSlideHeight(1001, undefined)).toBe(751);
+    expect(syntheticSlideHeight(50000, 50000)).toBe(50000);
+    expect(syntheticSlideHeight(1024, 2048)).toBe(2048);
+  });
+
+  it('refuses a height too small for a pyramid, naming --height', () => {
+    expect(() => syntheticSlideHeight(1024, 100)).toThrow(ConfigError);
+    expect(() => syntheticSlideHeight(1024, 100)).toThrow('--height 100');
+  });
+
+  it('writeSyntheticSlides makes a square slide with height = size', async () => {
+    const out = mkdtempSync(path.join(tmpdir(), 'milkit-square-slide-'));
+    const result = await writeSyntheticSlides({ outDir: out, slides: 1, size: 1024, height: 1024, seed: 2, tumourFraction: 0, format: 'tiff', quality: 80, tileSize: 256, mpp: 0.5, magnification: 20, maskDownsample: 64, logger: silentLogger });
+    const reader = await TiffSlideReader.open(result.files[0] as string);
+    expect(reader.levels[0]).toEqual({ width: 1024, height: 1024, downsample: 1 });
+    await reader.close();
+    const tissue = await mask(path.join(out, 'masks', 'synthetic-000_tissue.png'));
+    expect([tissue.width, tissue.height]).toEqual([16, 16]);
+  });
+});
+
+describe('writeSyntheticSlides then reading in the same process', () => {
+  it('reads every level of a fresh .svs (libvips must not serve the pages it cached before the Aperio patch)', async () => {
+    // The Aperio patch inserts the thumbnail as directory 1, so page k + 1 becomes what page k was; a stale
+    // libvips cache entry for the pre-patch page made a full read of a level fail ("bad extract area").
+    const out = mkdtempSync(path.join(tmpdir(), 'milkit-fresh-svs-'));
+    const result = await writeSyntheticSlides({ outDir: out, slides: 1, size: 2048, seed: 1, tumourFraction: 1, format: 'svs', quality: 80, tileSize: 256, mpp: 0.5, magnification: 20, maskDownsample: 64, logger: silentLogger });
+    const reader = await TiffSlideReader.open(result.files[0] as string);
+    try {
+      expect(reader.levels.map((l) => l.width)).toEqual([2048, 1024, 512, 256]);
+      for (let level = 0; level < reader.levels.length; level += 1) {
+        const { width, height } = reader.levels[level] as { width: number; height: number };
+        const region = await reader.readRegion({ x: 0, y: 0, level, width: Math.min(width, 1024), height: Math.min(height, 1024) });
+        expect(region.width).toBe(Math.min(width, 1024));
+      }
+    } finally {
+      await reader.close();
+    }
   });
 });
 

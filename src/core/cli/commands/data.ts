@@ -37,6 +37,7 @@ interface SlidesFlags {
   readonly out: string;
   readonly slides: string;
   readonly size: string;
+  readonly height?: string;
   readonly seed: string;
   readonly tumourFraction: string;
   readonly format: string;
@@ -86,7 +87,8 @@ export function register(program: Command, app: CliApp): void {
     .description('write synthetic whole-slide images (JPEG-tiled pyramidal TIFF / Aperio .svs), ground-truth masks and slides.csv')
     .requiredOption('--out <dir>', 'output folder')
     .option('--slides <n>', 'number of slides', '4')
-    .option('--size <px>', 'level-0 width in pixels (height = 3/4 of it); 50000 works, memory stays at one strip', '20000')
+    .option('--size <px>', 'level-0 width in pixels; 50000 works, memory stays at one strip', '20000')
+    .option('--height <px>', 'level-0 height in pixels (default: 3/4 of --size); --height 50000 with --size 50000 gives a square slide')
     .option('--seed <n>', 'seed of the layouts and textures', '0')
     .option('--tumour-fraction <f>', 'fraction of slides with tumour regions (label tumor_tissue)', '0.5')
     .option('--format <format>', 'svs (Aperio description with MPP/AppMag, thumbnail, label, macro), tiff (generic) or both', 'svs')
@@ -102,6 +104,7 @@ export function register(program: Command, app: CliApp): void {
         outDir,
         slides: numberFlag('slides', flags.slides, 1, 100000, true),
         size: numberFlag('size', flags.size, 512, 200000, true),
+        ...(flags.height === undefined ? {} : { height: numberFlag('height', flags.height, 512, 200000, true) }),
         seed: numberFlag('seed', flags.seed, 0, 2 ** 31 - 1, true),
         tumourFraction: numberFlag('tumour-fraction', flags.tumourFraction, 0, 1, false),
         format: flags.format as 'svs' | 'tiff' | 'both',
