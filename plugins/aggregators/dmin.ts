@@ -13,7 +13,8 @@
  *   eval; docs/methods/conventions.md#float32-exponentials) — identical maths, finite in float32; an all-empty student selection (the reference divides
  *   0/0 and skips the step) yields a zero student embedding instead; bags with fewer than kSample instances
  *   use k = N (the reference errors); `selfDistill: false` computes the teacher only and emits no student
- *   extras, so the distillation and rate losses contribute nothing. Injected draws: `io.injected.gumbel1`
+ *   extras, so the distillation and rate losses contribute nothing. `inputNorm: standardise` (not in HDMIL, default off)
+ *   z-scores the inputs with pooled statistics of the training bags kept as buffers (docs/methods/hdmil.md#input-standardisation). Injected draws: `io.injected.gumbel1`
  *   and `io.injected.gumbel2` ([N,C]) replace the sampled Gumbel noise (parity tests).
  * Checked against: test/reference/hdmil_reference.py → test/reference/fixtures/hdmil-dmin.json (eval forward,
  *   one training step's loss and gradients with injected draws) and hdmil-dmin-tiny.safetensors (keys)
