@@ -137,7 +137,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   const markdown = [
     `## infer: HDMIL's Table 2 on synthetic slides (${ctx.quick ? 'BENCH_QUICK=1, reduced' : 'full'})`,
     '',
-    `Command: \`npm run bench -- infer\`. ${large} slides of ${size} × ${Math.round(size * 0.75)} px (20×, 0.5 µm/px), 256-px patches, ResNet-18-like ONNX encoder at 224 px (512-d, random weights); DMIN + LIPN trained on ${trainSlides} slides of ${small} px (r = 0.6 as trained, ${epochs} + ${lipnEpochs} epochs, LIPN lr 1e-3, DMIN `inputNorm: standardise`, one fold); AUC over ${aucSlides} further slides of ${small} px. Seconds per slide, mean over the large slides:`,
+    `Command: \`npm run bench -- infer\`. ${large} slides of ${size} × ${Math.round(size * 0.75)} px (20×, 0.5 µm/px), 256-px patches, ResNet-18-like ONNX encoder at 224 px (512-d, random weights); DMIN + LIPN trained on ${trainSlides} slides of ${small} px (r = 0.6 as trained, ${epochs} + ${lipnEpochs} epochs, LIPN lr 1e-3, DMIN inputNorm standardise, one fold); AUC over ${aucSlides} further slides of ${small} px. Seconds per slide, mean over the large slides:`,
     '',
     '| method | Tissue | LIPN | Crop | Fea | DMIN | Total |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
