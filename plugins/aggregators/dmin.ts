@@ -13,7 +13,8 @@
  *   eval; docs/methods/conventions.md#float32-exponentials) — identical maths, finite in float32; an all-empty student selection (the reference divides
  *   0/0 and skips the step) yields a zero student embedding instead; bags with fewer than kSample instances
  *   use k = N (the reference errors); `selfDistill: false` computes the teacher only and emits no student
- *   extras, so the distillation and rate losses contribute nothing. Injected draws: `io.injected.gumbel1`
+ *   extras, so the distillation and rate losses contribute nothing. `inputNorm: standardise` (not in HDMIL, default off)
+ *   z-scores the inputs with pooled statistics of the training bags kept as buffers (docs/methods/hdmil.md#input-standardisation). Injected draws: `io.injected.gumbel1`
  *   and `io.injected.gumbel2` ([N,C]) replace the sampled Gumbel noise (parity tests).
  * Checked against: test/reference/hdmil_reference.py → test/reference/fixtures/hdmil-dmin.json (eval forward,
  *   one training step's loss and gradients with injected draws) and hdmil-dmin-tiny.safetensors (keys)
@@ -47,6 +48,9 @@ export const DminOptions = z.strictObject({
   kSample: z.int().min(0).default(32).describe('k: instances per side picked for the clustering loss (0 = no instance selection)'),
   subtyping: z.boolean().default(false).describe('also push the top-k of every other class to pseudo-label 0 (TCGA tasks) and divide by C'),
   init: z.enum(['xavier-normal', 'torch-default']).default('xavier-normal').describe('Linear init: xavier-normal weights with zero bias (HDMIL) or PyTorch default'),
+  inputNorm: z.enum(['none', 'standardise']).default('none').describe(
+    'none = features as given (HDMIL); standardise = z-score every feature dimension with the mean and variance of the training instances, accumulated while training and stored with the model (for encoders whose features barely vary between patches; docs/methods/hdmil.md#input-standardisation)',
+  ),
 });
 export type DminOptions = z.output<typeof DminOptions>;
 
@@ -67,6 +71,48 @@ class GatedAttention extends Module {
   }
 }
 
+/**
+ * Per-dimension z-scoring with statistics of the training instances (docs/methods/hdmil.md#input-standardisation):
+ * every training forward merges its bag's per-dimension mean and (biased) variance into the pooled moments of the
+ * bags seen (each bag weighs the same; a cumulative average like torch's BatchNorm with momentum=None, no affine
+ * parameters); every forward (training and
+ * evaluation) normalises with the accumulated statistics, so an instance's value never depends on which other
+ * instances share its bag — screened bags (a subset) see the same inputs as full ones.
+ */
+class InputStandardiser extends Module {
+  readonly runningMean: tf.Variable;
+  readonly runningVar: tf.Variable;
+  readonly bagsTracked: tf.Variable;
+
+  constructor(dim: number) {
+    super();
+    this.runningMean = this.addBuffer('running_mean', tf.zeros([dim]));
+    this.runningVar = this.addBuffer('running_var', tf.ones([dim]));
+    this.bagsTracked = this.addBuffer('num_batches_tracked', tf.scalar(0, 'int32'));
+  }
+
+  /** Adds one bag's statistics to the cumulative average (no gradient). */
+  update(x: tf.Tensor2D): void {
+    tf.tidy(() => {
+      const { mean, variance } = tf.moments(stopGradient(x), 0); // [D], [D]
+      const seen = this.bagsTracked.dataSync()[0] as number;
+      const w = 1 / (seen + 1); // cumulative average: the k-th bag weighs 1/k
+      // Pooled variance of the bags seen (each bag weighted equally): the within-bag variances plus the spread of
+      // the bag means (Chan et al.'s merge of two moments), so slide-to-slide differences count as variation too.
+      const shift = tf.sub(mean, this.runningMean); // [D]
+      const pooled = seen === 0 ? variance : tf.addN([tf.mul(this.runningVar, 1 - w), tf.mul(variance, w), tf.mul(tf.square(shift), w * (1 - w))]);
+      this.runningMean.assign(tf.add(this.runningMean, tf.mul(shift, w)));
+      this.runningVar.assign(pooled);
+      this.bagsTracked.assign(tf.scalar(seen + 1, 'int32'));
+    });
+  }
+
+  /** (x − μ) / √(σ² + ε); ε is far below the variances of real encoders (~1e-5 for a random-weight ResNet). */
+  apply(x: tf.Tensor2D): tf.Tensor2D {
+    return tf.div(tf.sub(x, this.runningMean), tf.sqrt(tf.add(this.runningVar, 1e-10))) as tf.Tensor2D;
+  }
+}
+
 /** Holds the buffer the reference's instance loss carries, so saved state_dicts load strictly in PyTorch. */
 class InstanceLossLabels extends Module {
   constructor() {
@@ -84,6 +130,7 @@ export class DminAggregator extends Module implements Aggregator {
   private readonly attention: GatedAttention;
   private readonly bagClassifiers: ModuleList<Classifier>;
   private readonly instanceClassifiers: ModuleList<Classifier>;
+  private readonly inputNorm: InputStandardiser | undefined;
 
   constructor(private readonly options: DminOptions, ctx: ModelContext) {
     super();
@@ -103,11 +150,18 @@ export class DminAggregator extends Module implements Aggregator {
     this.bagClassifiers = this.addModule('classifiers', new ModuleList(classes.map((c) => ctx.makeClassifier(hiddenDim, 1, ctx.rng.fork(`classifiers.${c}`)))));
     this.instanceClassifiers = this.addModule('instance_classifiers', new ModuleList(classes.map((c) => ctx.makeClassifier(hiddenDim, 2, ctx.rng.fork(`instance_classifiers.${c}`)))));
     this.addModule('instance_loss_fn', new InstanceLossLabels());
+    // Registered last and only when asked, so default checkpoints keep exactly HDMIL's keys.
+    this.inputNorm = options.inputNorm === 'standardise' ? this.addModule('input_norm', new InputStandardiser(ctx.inputDim)) : undefined;
   }
 
-  /** h [N,H] and S [N,C] (docs/methods/hdmil.md#dmin-architecture), dropout when training. */
-  private attend(x: tf.Tensor2D, io: ForwardIO): { h: tf.Tensor2D; s: tf.Tensor2D } {
+  /**
+   * h [N,H] and S [N,C] (docs/methods/hdmil.md#dmin-architecture), dropout when training. `accumulate`: a training
+   * forward of DMIN itself adds the bag to the input statistics; gate targets for LIPN (gateLogits) do not.
+   */
+  private attend(features: tf.Tensor2D, io: ForwardIO, accumulate: boolean): { h: tf.Tensor2D; s: tf.Tensor2D } {
     const p = this.options.dropout;
+    if (this.inputNorm && accumulate && io.training) this.inputNorm.update(features);
+    const x = this.inputNorm ? this.inputNorm.apply(features) : features; // [N, D]
     const h = dropout(tf.relu(this.projection.forward(x)), p, io.training, io.rng) as tf.Tensor2D; // [N, H]
     const a = dropout(tf.tanh(this.attention.a.forward(h)), p, io.training, io.rng); // [N, attn]
     const b = dropout(tf.sigmoid(this.attention.b.forward(h)), p, io.training, io.rng); // [N, attn]
@@ -122,12 +176,12 @@ export class DminAggregator extends Module implements Aggregator {
   }
 
   gateLogits(bag: Bag, io: ForwardIO): tf.Tensor2D {
-    return tf.tidy(() => this.attend(bag.features, io).s); // [N, C]
+    return tf.tidy(() => this.attend(bag.features, io, false).s); // [N, C]
   }
 
   forward(bag: Bag, io: ForwardIO): AggregatorOutput {
     return tf.tidy(() => {
-      const { h, s } = this.attend(bag.features, io); // [N, H], [N, C]
+      const { h, s } = this.attend(bag.features, io, true); // [N, H], [N, C]
       const out = io.training ? this.trainingPath(h, s, bag, io) : this.evalPath(h, s, bagView2d(bag, BAG_VIEWS.keepMask), io);
       return { ...out }; // a plain object literal is a TensorContainer for tidy
     });

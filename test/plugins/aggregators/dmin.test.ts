@@ -381,6 +381,83 @@ describe('aggregator/dmin', () => {
     });
   });
 
+  describe('inputNorm: standardise (docs/methods/hdmil.md#input-standardisation)', () => {
+    beforeAll(async () => {
+      await useBackend('cpu');
+    });
+
+    const make = (inputNorm: 'none' | 'standardise'): DminAggregator =>
+      new DminAggregator(DminOptions.parse({ hiddenDim: 8, attnDim: 4, kSample: 2, dropout: 0, inputNorm }), modelContext({ inputDim: 3, numClasses: 2, classifierOptions: { degree: 3 } }));
+    // Two bags of 4 instances with very different scales per column (column 2 nearly constant, as a random-weight
+    // encoder's features are), so the statistics are easy to get wrong.
+    const bagA = [[1, 10, 0.05], [2, 12, 0.051], [3, 9, 0.049], [6, 11, 0.05]];
+    const bagB = [[0, 20, 0.052], [1, 18, 0.05], [5, 21, 0.053], [2, 19, 0.051]];
+    /** Mean and biased variance per column of all rows: for equal-sized bags this is what pooling the bags must give. */
+    function columnMoments(rows: number[][]): { mean: number[]; variance: number[] } {
+      const mean = [0, 1, 2].map((j) => rows.reduce((a, r) => a + (r[j] as number), 0) / rows.length);
+      const variance = [0, 1, 2].map((j) => rows.reduce((a, r) => a + ((r[j] as number) - (mean[j] as number)) ** 2, 0) / rows.length);
+      return { mean, variance };
+    }
+    const buffers = (model: DminAggregator): Record<string, number[]> =>
+      Object.fromEntries(model.namedTensors().filter(([key]) => key.startsWith('input_norm.')).map(([key, entry]) => [key, Array.from(entry.variable.dataSync())]));
+
+    it('adds only input_norm buffers (no parameters); the default keeps HDMIL\'s keys', () => {
+      const plain = make('none');
+      const standardised = make('standardise');
+      const keys = (m: DminAggregator): string[] => m.namedTensors().map(([key]) => key);
+      expect(keys(standardised).filter((k) => !keys(plain).includes(k))).toEqual(['input_norm.running_mean', 'input_norm.running_var', 'input_norm.num_batches_tracked']);
+      expect(keys(plain).some((k) => k.startsWith('input_norm'))).toBe(false);
+      expect(standardised.trainableVariables().length).toBe(plain.trainableVariables().length);
+      plain.dispose();
+      standardised.dispose();
+    });
+
+    it('accumulates the pooled mean and variance of the training bags, and nothing at eval or from gateLogits', () => {
+      const model = make('standardise');
+      const a = tf.tensor2d(bagA);
+      const b = tf.tensor2d(bagB);
+      tf.dispose(model.forward({ slideId: 'a', features: a, label: 0 }, { training: true, rng: new Rng(1) }) as unknown as tf.Tensor[]);
+      expectClose(buffers(model)['input_norm.running_mean'] ?? [], columnMoments(bagA).mean, 1e-6, 1e-5, 'mean after one bag');
+      expectClose(buffers(model)['input_norm.running_var'] ?? [], columnMoments(bagA).variance, 1e-6, 1e-4, 'variance after one bag');
+      tf.dispose(model.forward({ slideId: 'b', features: b, label: 1 }, { training: true, rng: new Rng(2) }) as unknown as tf.Tensor[]);
+      const pooled = columnMoments([...bagA, ...bagB]);
+      const after = buffers(model);
+      expectClose(after['input_norm.running_mean'] ?? [], pooled.mean, 1e-6, 1e-5, 'pooled mean');
+      expectClose(after['input_norm.running_var'] ?? [], pooled.variance, 1e-7, 1e-4, 'pooled variance');
+      expect(after['input_norm.num_batches_tracked']).toEqual([2]);
+      // Neither an eval forward nor LIPN's gate targets (gateLogits, DMIN frozen in train mode) move the statistics.
+      tf.dispose(model.forward({ slideId: 'b', features: b }, { training: false, rng: new Rng(3) }) as unknown as tf.Tensor[]);
+      tf.dispose(model.gateLogits({ slideId: 'b', features: b }, { training: true, rng: new Rng(4) }));
+      expect(buffers(model)).toEqual(after);
+      tf.dispose([a, b]);
+      model.dispose();
+    });
+
+    it('feeds (x − μ) / σ to the same network at eval, whatever else is in the bag', () => {
+      const model = make('standardise');
+      const plain = make('none'); // same seed → same weights
+      const a = tf.tensor2d(bagA);
+      const b = tf.tensor2d(bagB);
+      for (const [slideId, features] of [['a', a], ['b', b]] as const) {
+        tf.dispose(model.forward({ slideId, features, label: 0 }, { training: true, rng: new Rng(1) }) as unknown as tf.Tensor[]);
+      }
+      const { mean, variance } = columnMoments([...bagA, ...bagB]);
+      const standardised = tf.tensor2d(bagA.map((row) => row.map((v, j) => (v - (mean[j] as number)) / Math.sqrt(variance[j] as number))));
+      const io = { training: false, rng: new Rng(0) };
+      const got = model.forward({ slideId: 'a', features: a }, io);
+      const want = plain.forward({ slideId: 'a', features: standardised }, io);
+      expectClose(got.extras?.attentionLogits?.dataSync() ?? [], want.extras?.attentionLogits?.dataSync() ?? [], 1e-5, 1e-4, 'attention logits');
+      expectClose(got.logits?.dataSync() ?? [], want.logits?.dataSync() ?? [], 1e-5, 1e-4, 'logits');
+      // A screened bag (a subset) sees the same standardised rows: its attention logits are the full bag's rows.
+      const subset = tf.slice(a, [1, 0], [2, 3]) as tf.Tensor2D;
+      const part = model.forward({ slideId: 'a', features: subset }, io);
+      expectClose(part.extras?.attentionLogits?.dataSync() ?? [], Array.from(got.extras?.attentionLogits?.dataSync() ?? []).slice(2, 6), 1e-6, 1e-5, 'subset rows');
+      tf.dispose([a, b, standardised, subset, got as unknown as tf.Tensor[], want as unknown as tf.Tensor[], part as unknown as tf.Tensor[]]);
+      model.dispose();
+      plain.dispose();
+    });
+  });
+
   describe('contract', () => {
     beforeAll(async () => {
       await useBackend('cpu');
@@ -447,7 +524,7 @@ describe('aggregator/dmin', () => {
     });
 
     it('pins the message for a misspelt option', async () => {
-      await expect(builtinRegistry().resolve('aggregator', { name: 'dmin', selfdistill: false }, { key: 'model.aggregator' })).rejects.toThrowErrorMatchingInlineSnapshot(`[ConfigError: model.aggregator.selfdistill: unknown key (got false). Allowed: hiddenDim, attnDim, dropout, selfDistill, tau, gamma, rateOverAllClasses, kSample, subtyping, init. Did you mean "selfDistill"?]`);
+      await expect(builtinRegistry().resolve('aggregator', { name: 'dmin', selfdistill: false }, { key: 'model.aggregator' })).rejects.toThrowErrorMatchingInlineSnapshot(`[ConfigError: model.aggregator.selfdistill: unknown key (got false). Allowed: hiddenDim, attnDim, dropout, selfDistill, tau, gamma, rateOverAllClasses, kSample, subtyping, init, inputNorm. Did you mean "selfDistill"?]`);
     });
 
     it('declares what the losses need', () => {
