@@ -16,7 +16,9 @@
  *   projection runs on the kept rows only (row-wise, so equal to projecting all then selecting, except for which
  *   dropout draws are used). Vote ties go to the lower index and kept rows stay in ascending order (documented
  *   deviations). The GRN bank update uses the clean gradient (after the backward). v2's class-aware score
- *   subtracts the classifier's output at 0, i.e. uses W u without bias (exact for the linear head).
+ *   subtracts the classifier's output at 0, i.e. uses W u without bias (exact for the linear head). Student init
+ *   (`studentInit`): the teacher takes the whole `from` checkpoint; the v1 student keeps only its projection (the
+ *   tensors `parts.project` reads) and the v2 student none, the rest restarting from the fold's initial weights.
  *   Draws: streams `teacher`, `mask-random`, `mask-high`, `grn` are forks of the step stream; tests may inject
  *   permutations as io.injected `mhim.random`, `mhim.high`, `mhim.grn` (int32 [k] tensors).
  * Checked against: test/plugins/strategies/mhim.test.ts (hand-computed sets and updates),
@@ -48,16 +50,19 @@ export const MhimOptions = z.strictObject({
   grnMomentum: z.number().min(0).max(1).default(0.9999).describe('m_g: EMA rate of the GRN bank'),
   grnHeads: z.int().positive().default(8).describe('heads of the GRN cross-attention (embedding width must divide)'),
   grnDropout: z.number().min(0).lt(1).default(0.1).describe('GRN attention and output dropout while training'),
+  studentInit: z.enum(['projection', 'none', 'checkpoint']).optional().describe(
+    'what the student keeps of the `from` stage\'s checkpoint (the teacher always takes all of it): projection = its projection layer only, the rest restarts from the fold\'s initial weights (v1, --init_stu_type fc); none = all initial weights (v2); checkpoint = everything. Default: projection for v1, none for v2',
+  ),
 });
 export type MhimOptions = z.output<typeof MhimOptions>;
 
 /** The teacher's weights, named as the student's tensors (`aggregator.…`, `classifier.…`); never trained. */
 export class TeacherWeights extends Module {
-  readonly pairs: Array<{ readonly student: tf.Variable; readonly teacher: tf.Variable }> = [];
+  readonly pairs: Array<{ readonly name: string; readonly student: tf.Variable; readonly teacher: tf.Variable }> = [];
 
   constructor(students: ReadonlyArray<readonly [string, tf.Variable]>) {
     super();
-    for (const [name, student] of students) this.pairs.push({ student, teacher: this.addBuffer(name, tf.clone(student)) });
+    for (const [name, student] of students) this.pairs.push({ name, student, teacher: this.addBuffer(name, tf.clone(student)) });
   }
 
   /** Teacher := student (the stage's starting weights: the `from` stage's checkpoint when the stage has one). */
@@ -175,6 +180,9 @@ class Mhim implements Strategy {
   private last: { consistency: tf.Scalar; recycled: tf.Tensor2D | undefined; mask: MaskResult; ratioHigh: number; momentum: number } | undefined;
   private iterations = { stepsPerEpoch: 0, totalEpochs: 0 };
   private emaUpdates = 0;
+  private readonly initialTensors: ReadonlyMap<string, tf.Tensor> | undefined;
+  private readonly inputDim: number | undefined;
+  private readonly probeRng: Rng;
 
   constructor(private readonly options: MhimOptions, ctx: StrategyContext) {
     const { aggregator, classifier, capabilities } = ctx.model;
@@ -184,6 +192,9 @@ class Mhim implements Strategy {
       });
     }
     this.parts = aggregator.parts;
+    this.initialTensors = ctx.initialTensors;
+    this.inputDim = ctx.inputDim;
+    this.probeRng = ctx.rng.fork('projection-probe');
     const students = [...aggregator.namedTensors('aggregator.'), ...(classifier ? classifier.namedTensors('classifier.') : [])].map(([name, entry]) => [name, entry.variable] as const);
     this.teacher = new TeacherWeights(students);
     this.modules = { teacher: this.teacher };
@@ -196,8 +207,47 @@ class Mhim implements Strategy {
     }
   }
 
+  /**
+   * The teacher takes the student's starting weights (the `from` checkpoint); then the student keeps of them only
+   * what `studentInit` says and restarts the rest from the fold's initial weights (docs/methods/mhim-mil.md#momentum-teacher).
+   * Without a `from` checkpoint there is nothing to undo.
+   */
   init(): void {
     this.teacher.copyFromStudent();
+    const keep = this.options.studentInit ?? (this.options.version === 'v1' ? 'projection' : 'none');
+    const initial = this.initialTensors;
+    if (keep === 'checkpoint' || !initial) return;
+    const kept = keep === 'projection' ? this.projectionTensorNames() : new Set<string>();
+    for (const { name, student } of this.teacher.pairs) {
+      if (kept.has(name)) continue;
+      const fresh = initial.get(name);
+      if (!fresh) throw new PluginError('mhim-unmet', `strategy "mhim": the fold's initial weights have no tensor ${name} to restart the student from.`, { hint: 'Set studentInit: checkpoint.' });
+      student.assign(fresh);
+    }
+  }
+
+  /**
+   * Names of the student tensors the projection reads (`parts.project`), found by which ones a probe's output
+   * depends on, so every student's projection layer is found without naming it.
+   */
+  private projectionTensorNames(): Set<string> {
+    if (this.inputDim === undefined) {
+      throw new PluginError('mhim-unmet', 'strategy "mhim": studentInit projection needs the instance width, which the engine did not pass.', { hint: 'Set studentInit: checkpoint or none.' });
+    }
+    const width = this.inputDim;
+    const trainable = this.teacher.pairs.filter(({ student }) => student.trainable);
+    // A constant anchor keeps the probe connected to some variable when the projection has none (abmil projectDim 0).
+    const anchor = tf.variable(tf.scalar(0), true);
+    const features = tf.ones([2, width]) as tf.Tensor2D;
+    try {
+      const { value, grads } = tf.variableGrads(() => tf.add(tf.sum(this.parts.project({ slideId: 'projection-probe', features }, { training: false, rng: this.probeRng })), anchor) as tf.Scalar,
+        [...trainable.map(({ student }) => student), anchor]);
+      const names = new Set(trainable.filter(({ student }) => grads[student.name] !== undefined).map(({ name }) => name));
+      tf.dispose([value, ...Object.values(grads)]);
+      return names;
+    } finally {
+      tf.dispose([anchor, features]);
+    }
   }
 
   /** The step's β_h after the optional decay. */

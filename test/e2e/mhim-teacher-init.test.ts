@@ -43,4 +43,20 @@ describe('mhim teacher initialisation from the baseline stage', () => {
     expect(moved).toBe(true);
 
   }, 600_000);
+
+  it('v1: the student starts from the baseline\'s projection only (lr 1e-30: steps below float32 resolution keep the starting weights)', async () => {
+    const cwd = await tempDir('milkit-mhim-student-');
+    dirs.push(cwd);
+    const args = ['cv', path.join(REPO, 'experiments/mhim/v1-abmil.yaml'), ...TINY, '++stages[1].train.optimizer.lr=1e-30', `output.dir=${path.join(cwd, 'out')}`];
+    const run = await runCli(args, cwd);
+    expect(run.code, run.err).toBe(0);
+    const [hash] = readdirSync(path.join(cwd, 'out')).filter((name) => /^[0-9a-f]{8}$/.test(name));
+    const fold0 = path.join(cwd, 'out', hash as string, 'fold-0');
+    const baseline = await loadCheckpoint(path.join(fold0, 'stage-baseline', 'selected.ckpt'));
+    const mhim = await loadCheckpoint(path.join(fold0, 'stage-mhim', 'selected.ckpt'));
+    const values = (checkpoint: typeof baseline, key: string): string => Array.from(toFloat32(checkpoint?.tensors[key] as never)).join();
+    const studentKeys = Object.keys(baseline?.tensors ?? {}).filter((k) => k.startsWith('model/aggregator.') || k.startsWith('model/classifier.')).sort();
+    const same = studentKeys.filter((key) => values(mhim, key) === values(baseline, key));
+    expect(same).toEqual(['model/aggregator.feature_extractor_part2.0.bias', 'model/aggregator.feature_extractor_part2.0.weight']);
+  }, 600_000);
 });

@@ -6,8 +6,13 @@ steps), the teacher scores every instance on the full bag (v1: attention, per he
 DSMIL: max instance logit; v2: class-aware instance probability), random / low / high masking with the
 permutations of the random draws fixed here and injected into milkit (io.injected mhim.random, mhim.high,
 mhim.grn), union, the student on the kept rows in ascending order (v2: through the GRN), the configured bag loss
-plus alpha * the consistency loss, and the gradient of every student parameter (and of the GRN's). Dropout rates
-are 0 on both sides (milkit's dropout has no injection point), so the step is deterministic given the draws.
+plus alpha * the consistency loss, and the gradient of every student parameter (and of the GRN's).
+Dropout runs at the published rates (projection 0.25, Nystrom output 0.1, GRN attention and output 0.1; the
+teacher in training mode as the original runs it). Every keep mask is drawn here from a seeded generator and stored
+in the case file as dropout.<i>, in the order milkit's dropout calls consume them (milkit's withDropoutMasks): the
+teacher's calls, then the student's, where milkit projects only the rows it uses (the kept rows; with the GRN the
+recycled rows, then the GRN, then the passed rows) and so receives those rows of the [N, E] projection mask applied
+here to all N instances. The step is therefore deterministic given the stored draws.
 
 Files per case in test/reference/fixtures/: mhim-<case>.teacher.safetensors, mhim-<case>.student.safetensors
 (state_dicts under the original torch keys), mhim-<case>.case.safetensors (inputs, draws, expected numbers and
@@ -29,6 +34,43 @@ from zoo_common import FIXTURES, f32, grads_of, inputs, randomize, state_dict_f3
 
 torch.set_default_dtype(torch.float64)
 GENERATOR = 'test/reference/mhim_reference.py'
+PROJECT_DROPOUT, NYSTROM_DROPOUT, GRN_DROPOUT = 0.25, 0.1, 0.1  # published rates (docs/methods/mhim-mil.md#networks)
+
+
+class MaskBank:
+    """Draws every dropout keep mask from one seeded generator and records (phase, tag, mask) in call order."""
+
+    def __init__(self):
+        self.reset(0)
+
+    def reset(self, seed):
+        self.gen = torch.Generator().manual_seed(seed)
+        self.phase = 'teacher'
+        self.records = []
+
+    def apply(self, tag, x, rate):
+        if rate <= 0:
+            return x
+        keep = (torch.rand(x.shape, generator=self.gen, dtype=torch.float64) < 1 - rate).to(x.dtype)
+        self.records.append((self.phase, tag, keep))
+        return x * keep / (1 - rate)
+
+    def of(self, phase, tag=None):
+        return [m for (p, t, m) in self.records if p == phase and (tag is None or t == tag)]
+
+
+BANK = MaskBank()
+
+
+class MaskedDropout(nn.Module):
+    """nn.Dropout with its mask from BANK (tag names the call site for the milkit-order list)."""
+
+    def __init__(self, rate, tag):
+        super().__init__()
+        self.rate, self.tag = rate, tag
+
+    def forward(self, x):
+        return BANK.apply(self.tag, x, self.rate)
 
 
 # ---------------------------------------------------------------- students: project(x) -> h, pool(h) -> outputs
@@ -43,7 +85,7 @@ class Abmil(nn.Module):
         self.classifier = nn.Sequential(nn.Linear(e, c))
 
     def project(self, x):
-        return torch.relu(self.feature_extractor_part2(x))
+        return BANK.apply('project', torch.relu(self.feature_extractor_part2(x)), PROJECT_DROPOUT)
 
     def pool(self, h):
         a = F.softmax(self.attention(h).t(), dim=1)  # 1 x M
@@ -76,8 +118,9 @@ class ObservedNystrom(tm.NystromAttention):
         full = (attn1 @ inv) @ attn3  # 1 x h x L' x L'
         row = full[0, :, pad]  # h x L': the class token's row
         self.row = row[:, pad:]  # h x n
-        weighted = (row[:, :, None] * v[0]).transpose(0, 1).reshape(total, self.h * self.d)  # L' x inner
-        self.weighted = self.to_out(weighted)[pad:]  # n x dim
+        if self.observe_weighted:  # v2's class-aware path: its own pass through to_out and its dropout, first
+            weighted = (row[:, :, None] * v[0]).transpose(0, 1).reshape(total, self.h * self.d)  # L' x inner
+            self.weighted = self.to_out(weighted)[pad:]  # n x dim
         out = (attn1 @ inv) @ (attn3 @ v) + self.res_conv(v)
         out = self.to_out(out.transpose(1, 2).reshape(1, total, self.h * self.d))
         return out[:, :n] if self.pinned else out[:, -n:]
@@ -86,7 +129,7 @@ class ObservedNystrom(tm.NystromAttention):
 class Transmil(nn.Module):
     """MHIM's selfattn baseline: GELU projection, no square padding, PPEG padding inside, fixed Nystrom alignment."""
 
-    def __init__(self, d, e, c, heads, landmarks, kernel):
+    def __init__(self, d, e, c, heads, landmarks, kernel, observe_weighted):
         super().__init__()
         kw = dict(heads=heads, dim_head=e // heads, landmarks=landmarks, iters=6, kernel=kernel, pinned=False)
         self.pos_layer = tm.PPEG(e)
@@ -94,12 +137,15 @@ class Transmil(nn.Module):
         self.cls_token = nn.Parameter(torch.randn(1, 1, e))
         self.layer1 = tm.TransLayer(e, **kw)
         self.layer1.attn = ObservedNystrom(e, **kw)
+        self.layer1.attn.observe_weighted = observe_weighted
         self.layer2 = tm.TransLayer(e, **kw)
+        for layer in (self.layer1, self.layer2):
+            layer.attn.to_out[1] = MaskedDropout(NYSTROM_DROPOUT, 'pool')
         self.norm = nn.LayerNorm(e)
         self._fc2 = nn.Linear(e, c)
 
     def project(self, x):
-        return F.gelu(self._fc1(x))
+        return BANK.apply('project', F.gelu(self._fc1(x)), PROJECT_DROPOUT)
 
     def ppeg_inside(self, tokens):
         n = tokens.shape[1] - 1
@@ -119,7 +165,7 @@ class Transmil(nn.Module):
         t = self.ppeg_inside(t)
         t = self.layer2(t)
         f = self.norm(t[:, 0])
-        return {'feature': f, 'logits': self._fc2(f), 'heads': attn.row[:, 1:], 'weighted': attn.weighted[1:]}
+        return {'feature': f, 'logits': self._fc2(f), 'heads': attn.row[:, 1:], **({'weighted': attn.weighted[1:]} if attn.observe_weighted else {})}
 
     def predict(self, u):
         return u @ self._fc2.weight.t()
@@ -135,7 +181,7 @@ class Dsmil(nn.Module):
         self.b_classifier = BClassifier(e, c, q, True, True)
 
     def project(self, x):
-        return torch.relu(self.patch_to_emb(x))
+        return BANK.apply('project', torch.relu(self.patch_to_emb(x)), PROJECT_DROPOUT)
 
     def pool(self, h):
         c = self.i_classifier(h)
@@ -160,8 +206,8 @@ class Grn(nn.Module):
         kv = self.to_kv(self.norm(xm))
         keys = kv[:, :e].reshape(-1, self.heads, dh).transpose(0, 1)
         values = kv[:, e:].reshape(-1, self.heads, dh).transpose(0, 1)
-        attn = torch.softmax(q @ keys.transpose(-1, -2) * dh ** -0.5, dim=-1)
-        return self.to_out((attn @ values).transpose(0, 1).reshape(k_tok, e))
+        attn = BANK.apply('grn', torch.softmax(q @ keys.transpose(-1, -2) * dh ** -0.5, dim=-1), GRN_DROPOUT)
+        return BANK.apply('grn', self.to_out((attn @ values).transpose(0, 1).reshape(k_tok, e)), GRN_DROPOUT)
 
 
 # ---------------------------------------------------------------- masking (docs/methods/mhim-mil.md#masking)
@@ -216,7 +262,7 @@ def build(case):
     if kind == 'abmil':
         return Abmil(case['d'], case['e'], 6, case['c'])
     if kind == 'transmil':
-        return Transmil(case['d'], case['e'], case['c'], case['heads'], case['landmarks'], case['kernel'])
+        return Transmil(case['d'], case['e'], case['c'], case['heads'], case['landmarks'], case['kernel'], bool(case['aggregator'].get('classAwareScores')))
     return Dsmil(case['d'], case['e'], case['c'], 5)
 
 
@@ -249,6 +295,7 @@ def step(case, seed):
     version = opts.get('version', 'v1')
     for attempt in range(200):
         x = inputs(n, case['d'], seed + 100 + attempt)
+        BANK.reset(seed + 200 + attempt)  # the teacher's masks of this attempt
         with torch.no_grad():
             h_t = teacher.project(x)
             out_t = teacher.pool(h_t)
@@ -270,8 +317,11 @@ def step(case, seed):
     kept = [i for i in range(n) if i not in masked]
 
     student.train()
-    h = student.project(x)
+    BANK.phase = 'student'
+    h = student.project(x)  # dropout on all N rows, as the original (milkit gets the rows it projects, below)
     tensors = {}
+    (project_mask,) = BANK.of('student', 'project')
+    milkit_order = BANK.of('teacher')
     if grn is not None:
         perm_grn = torch.randperm(len(kept), generator=gen).tolist()
         order = [kept[i] for i in perm_grn]
@@ -279,9 +329,15 @@ def step(case, seed):
         z = grn(h[order[passed:]])
         rows_in = torch.cat([h[order[:passed]], z], dim=0)
         tensors['perm.grn'] = torch.tensor(perm_grn, dtype=torch.int32)
+        milkit_order += [project_mask[order[passed:]], *BANK.of('student', 'grn'), project_mask[order[:passed]]]
     else:
         rows_in = h[kept]
+        milkit_order += [project_mask[kept]]
     out = student.pool(rows_in)
+    milkit_order += BANK.of('student', 'pool')
+    for i, mask in enumerate(milkit_order):
+        # torch's batch dimension of the Nystrom output ([1, L', E]) is absent in milkit ([L', E]).
+        tensors[f'dropout.{i:03d}'] = mask[0] if mask.dim() == 3 and mask.shape[0] == 1 else mask
     y = torch.tensor([case['label']])
     if 'max_logits' in out:  # v1 DSMIL: 0.5 CE(bag) + 0.5 CE(max instance)
         bag_loss = 0.5 * F.cross_entropy(out['logits'], y) + 0.5 * F.cross_entropy(out['max_logits'], y)
@@ -301,31 +357,31 @@ def step(case, seed):
         tensors.update({f'grad.grn.{k}': p.grad.detach() for k, p in grn.named_parameters() if p.grad is not None})
         tensors['grn.z'] = z.detach()
     counts = {'masked_random': len(random), 'masked_low': len(low), 'masked_high': len(high), 'masked': len(masked)}
-    return teacher, student, tensors, counts
+    return teacher, student, tensors, counts, len(milkit_order)
 
 
 CASES = [
     dict(name='abmil-v1', student='abmil', d=12, e=10, c=2, n=20, label=1, gap=1e-4,
          options={'version': 'v1', 'maskRatio': 0.2, 'maskRatioLow': 0.1, 'maskRatioHigh': 0.2, 'maskRatioHighRandom': 0.5, 'alpha': 0.5},
-         aggregator={'name': 'abmil', 'projectDim': 10, 'attnDim': 6, 'gated': False, 'attnActivation': 'relu', 'attnBias': False, 'dropout': 0},
+         aggregator={'name': 'abmil', 'projectDim': 10, 'attnDim': 6, 'gated': False, 'attnActivation': 'relu', 'attnBias': False, 'dropout': PROJECT_DROPOUT},
          losses={'ce': {'name': 'cross-entropy', 'weight': 1}}),
     dict(name='transmil-v1', student='transmil', d=12, e=16, c=2, n=20, heads=2, landmarks=4, kernel=5, label=0, gap=1e-4,
          options={'version': 'v1', 'maskRatioLow': 0.1, 'maskRatioHigh': 0.2, 'maskRatioHighRandom': 0.5, 'alpha': 0.1},
-         aggregator={'name': 'transmil', 'embedDim': 16, 'heads': 2, 'landmarks': 4, 'residualKernel': 5, 'attnDropout': 0, 'nystromAlignment': 'fixed',
-                     'projectActivation': 'gelu', 'projectDropout': 0, 'ppegPadding': 'inside'},
+         aggregator={'name': 'transmil', 'embedDim': 16, 'heads': 2, 'landmarks': 4, 'residualKernel': 5, 'attnDropout': NYSTROM_DROPOUT, 'nystromAlignment': 'fixed',
+                     'projectActivation': 'gelu', 'projectDropout': PROJECT_DROPOUT, 'ppegPadding': 'inside'},
          losses={'ce': {'name': 'cross-entropy', 'weight': 1}}),
     dict(name='dsmil-v1', student='dsmil', d=12, e=10, c=2, n=20, label=1, gap=1e-4,
          options={'version': 'v1', 'maskRatio': 0.25, 'maskRatioHigh': 0.1, 'alpha': 0.5},
-         aggregator={'name': 'dsmil', 'queryDim': 5, 'nonlinearQuery': True, 'passingV': True, 'projectDim': 10, 'projectDropout': 0},
+         aggregator={'name': 'dsmil', 'queryDim': 5, 'nonlinearQuery': True, 'passingV': True, 'projectDim': 10, 'projectDropout': PROJECT_DROPOUT, 'dropoutV': 0},
          losses={'bag': {'name': 'cross-entropy', 'weight': 0.5}, 'maxInstance': {'name': 'dsmil-max-instance', 'criterion': 'ce', 'weight': 0.5}}),
     dict(name='abmil-v2-grn', student='abmil', d=12, e=10, c=2, n=20, label=1, gap=2e-5, grn={'tokens': 2, 'heads': 2},
-         options={'version': 'v2', 'maskRatioHigh': 0.1, 'alpha': 0.5, 'grn': True, 'grnKeepRatio': 0.5, 'grnTokens': 2, 'grnHeads': 2, 'grnDropout': 0},
-         aggregator={'name': 'abmil', 'projectDim': 10, 'attnDim': 6, 'gated': False, 'attnActivation': 'relu', 'attnBias': False, 'dropout': 0},
+         options={'version': 'v2', 'maskRatioHigh': 0.1, 'alpha': 0.5, 'grn': True, 'grnKeepRatio': 0.5, 'grnTokens': 2, 'grnHeads': 2, 'grnDropout': GRN_DROPOUT},
+         aggregator={'name': 'abmil', 'projectDim': 10, 'attnDim': 6, 'gated': False, 'attnActivation': 'relu', 'attnBias': False, 'dropout': PROJECT_DROPOUT},
          losses={'ce': {'name': 'cross-entropy', 'weight': 1}}),
     dict(name='transmil-v2', student='transmil', d=12, e=16, c=2, n=20, heads=2, landmarks=4, kernel=5, label=1, gap=2e-5,
          options={'version': 'v2', 'maskRatioHigh': 0.15, 'alpha': 0.5},
-         aggregator={'name': 'transmil', 'embedDim': 16, 'heads': 2, 'landmarks': 4, 'residualKernel': 5, 'attnDropout': 0, 'nystromAlignment': 'fixed',
-                     'projectActivation': 'gelu', 'projectDropout': 0, 'ppegPadding': 'inside', 'classAwareScores': True},
+         aggregator={'name': 'transmil', 'embedDim': 16, 'heads': 2, 'landmarks': 4, 'residualKernel': 5, 'attnDropout': NYSTROM_DROPOUT, 'nystromAlignment': 'fixed',
+                     'projectActivation': 'gelu', 'projectDropout': PROJECT_DROPOUT, 'ppegPadding': 'inside', 'classAwareScores': True},
          losses={'ce': {'name': 'cross-entropy', 'weight': 1}}),
 ]
 
@@ -333,16 +389,16 @@ CASES = [
 def main():
     os.makedirs(FIXTURES, exist_ok=True)
     for i, case in enumerate(CASES):
-        teacher, student, tensors, counts = step(case, 500 + 10 * i)
+        teacher, student, tensors, counts, masks = step(case, 500 + 10 * i)
         spec = {'generator': GENERATOR, 'torch': torch.__version__, 'name': case['name'], 'inputDim': case['d'], 'numClasses': case['c'],
                 'label': case['label'], 'aggregator': case['aggregator'], 'classifier': {'name': 'linear'}, 'losses': case['losses'],
-                'strategy': case['options'], 'counts': counts}
+                'strategy': case['options'], 'counts': counts, 'dropoutMasks': masks}
         base = os.path.join(FIXTURES, f"mhim-{case['name']}")
         write_safetensors(f'{base}.teacher.safetensors', state_dict_f32(teacher))
         write_safetensors(f'{base}.student.safetensors', state_dict_f32(student))
         size = write_safetensors(f'{base}.case.safetensors', {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()},
                                  {'case': json.dumps(spec, sort_keys=True)})
-        print(f"{case['name']}: masked {tensors['masked'].tolist()} counts {counts} loss {float(tensors['train.loss']):.6f} case {size} B")
+        print(f"{case['name']}: masked {tensors['masked'].tolist()} counts {counts} dropout masks {masks} loss {float(tensors['train.loss']):.6f} case {size} B")
 
 
 if __name__ == '__main__':

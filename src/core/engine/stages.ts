@@ -7,8 +7,8 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type * as tf from '@tensorflow/tfjs';
-import { ConfigError } from '../errors.js';
+import * as tf from '@tensorflow/tfjs';
+import { ConfigError, DataError } from '../errors.js';
 import { writeFileDurably } from '../io/disk.js';
 import type { Logger } from '../logger.js';
 import { Rng } from '../runtime/random.js';
@@ -315,19 +315,65 @@ function trainableOf(model: MilModel, strategy: Strategy, parts: readonly string
   return [...own, ...held].map(([name, entry]) => [name, entry.variable] as const);
 }
 
-/** Loads a stage's selected checkpoint into the model (all parts, or those named). */
-async function loadSelected(model: MilModel, dir: string, parts?: readonly string[]): Promise<void> {
-  const file = path.join(dir, SELECTED_FILE);
+/** Which stage loads which stage's selected checkpoint (`from` = `stage`: a finished stage reloaded on --resume). */
+export interface FromStage {
+  readonly stage: string;
+  readonly from: string;
+  readonly parts?: readonly string[];
+  readonly fold: number;
+}
+
+/**
+ * Loads the `from` stage's selected checkpoint into the model (all parts or the listed ones). Every tensor is
+ * checked before any is assigned, so a missing file (ConfigError, exit 2) or a checkpoint of another model
+ * (DataError, exit 4) stops the stage before it computes anything, with the stage, the fold, the path and the fix.
+ */
+export async function loadFromStage(model: MilModel, foldDir: string, target: FromStage): Promise<void> {
+  const file = path.join(stageDir(foldDir, target.from), SELECTED_FILE);
+  const what = target.from === target.stage
+    ? `stage "${target.stage}" of fold ${target.fold} finished in an earlier run and --resume reloads its selected checkpoint`
+    : `stage "${target.stage}" of fold ${target.fold} starts from stage "${target.from}"'s selected checkpoint (for a momentum teacher, its teacher checkpoint)`;
   const checkpoint = await loadCheckpoint(file);
-  if (!checkpoint) throw new ConfigError('missing-stage-checkpoint', `${file}: the stage's selected checkpoint is missing.`, { hint: 'Run the fold again without --resume.' });
+  if (!checkpoint) {
+    throw new ConfigError('missing-stage-checkpoint', `${what}, but ${file} does not exist.`, {
+      where: { file },
+      hint: `Run fold ${target.fold} again without --resume so stage "${target.from}" trains and writes it, or restore the file.`,
+    });
+  }
   const tensors = model.namedTensors()
-    .filter(([name]) => parts === undefined || parts.some((part) => name.startsWith(`${part}.`)))
+    .filter(([name]) => target.parts === undefined || target.parts.some((part) => name.startsWith(`${part}.`)))
     .map(([name, entry]) => [name, entry.variable] as const);
+  const problems: string[] = [];
+  for (const [name, variable] of tensors) {
+    const record = checkpoint.tensors[`model/${name}`];
+    if (!record) problems.push(`tensor "${name}" is missing`);
+    else if (record.shape.join(',') !== variable.shape.join(',')) problems.push(`tensor "${name}" has shape [${record.shape.join(', ')}], the model expects [${variable.shape.join(', ')}]`);
+  }
+  if (problems.length > 0) {
+    const shown = problems.slice(0, 3).join('; ') + (problems.length > 3 ? `; and ${problems.length - 3} more` : '');
+    throw new DataError('mismatched-stage-checkpoint', `${what}, but ${file} was written by another model: ${shown}.`, {
+      where: { file },
+      hint: `The stages share one model, so stage "${target.from}" must have been trained with this config's model: delete ${stageDir(foldDir, target.from)} and run fold ${target.fold} again without --resume, or use the config that wrote it.`,
+    });
+  }
   assignVariables(tensors, checkpoint.tensors, 'model/', file);
 }
 
 /** Trains (or reloads) every stage of one fold in order; returns one result per stage. */
 export async function runFoldStages(options: FoldStagesOptions): Promise<StageResult[]> {
+  const { model, stages } = options;
+  // The fold's starting weights, kept only when a stage starts `from` another (strategies may restart parts from them).
+  const initialTensors = stages.some((stage) => stage.from)
+    ? new Map(model.namedTensors().map(([name, entry]) => [name, tf.clone(entry.variable)] as const))
+    : undefined;
+  try {
+    return await runStages(options, initialTensors);
+  } finally {
+    if (initialTensors) tf.dispose([...initialTensors.values()]);
+  }
+}
+
+async function runStages(options: FoldStagesOptions, initialTensors: ReadonlyMap<string, tf.Tensor> | undefined): Promise<StageResult[]> {
   const { registry, model, stages, logger } = options;
   const results: StageResult[] = [];
   for (const stage of stages) {
@@ -338,11 +384,11 @@ export async function runFoldStages(options: FoldStagesOptions): Promise<StageRe
     const losses = stage.losses ?? options.modelLosses;
     model.useLosses(registry, { ...options.lossSlots, losses });
     if (stage.trains.includes('prescreener') && model.prescreener) model.screening = true;
-    if (stage.from) await loadSelected(model, stageDir(options.foldDir, stage.from.stage), stage.from.parts);
+    if (stage.from) await loadFromStage(model, options.foldDir, { stage: stage.name, from: stage.from.stage, fold: options.fold, ...(stage.from.parts ? { parts: stage.from.parts } : {}) });
 
     const done = options.resume ? await readDone(dir, options.configHash) : undefined;
     if (done) {
-      await loadSelected(model, dir);
+      await loadFromStage(model, options.foldDir, { stage: stage.name, from: stage.name, fold: options.fold });
       logger.info(`fold ${options.fold}: stage ${stage.name} finished in an earlier run; loaded its selected checkpoint`);
       results.push({ ...done, reused: true });
       continue;
@@ -353,7 +399,10 @@ export async function runFoldStages(options: FoldStagesOptions): Promise<StageRe
     }
     options.events?.onStageStart?.(stage.name, stage.index, stages.length);
     const runId = await options.tracking?.startStage(stage);
-    const strategy: Strategy = registry.create(stage.strategy, { model, numClasses: options.numClasses, rng: streams.strategy, logger });
+    const strategy: Strategy = registry.create(stage.strategy, {
+      model, numClasses: options.numClasses, rng: streams.strategy, logger, inputDim: model.encoder ? model.encoder.outputDim : options.source.featureDim,
+      ...(stage.from && initialTensors ? { initialTensors } : {}),
+    });
     try {
       // Modes while training: trained parts train unless the stage says eval; frozen parts eval unless it says train.
       const heldModules = Object.keys(strategy.modules ?? {});

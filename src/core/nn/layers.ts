@@ -37,12 +37,66 @@ export class Linear extends Module {
   }
 }
 
-/** Inverted dropout (kept values scaled by 1/(1-p)); identity at eval or when p = 0. */
+/**
+ * Supplies dropout keep masks in place of the random draws (reference comparisons): `next` returns the keep mask
+ * (1 = kept, 0 = dropped, float32, exactly `shape`) of the next training-mode dropout call that draws a new mask.
+ */
+export interface DropoutMaskSource {
+  next(shape: readonly number[], rate: number): tf.Tensor;
+}
+
+interface DropoutMaskScope {
+  readonly source: DropoutMaskSource;
+  /** Masks by the seed their call drew: a recomputation (activation checkpointing) draws the same seed again. */
+  readonly bySeed: Map<number, tf.Tensor>;
+}
+
+/**
+ * Active mask source, or undefined (the normal case: masks come from the rng). Module state rather than a
+ * ForwardIO field because dropout call sites across the plugins pass only a stream, and tfjs forwards and
+ * backwards are synchronous, so a scope around them cannot interleave with another forward.
+ */
+let maskScope: DropoutMaskScope | undefined;
+
+/**
+ * Runs `run` (a forward, or a whole `tf.variableGrads` call) with every training-mode dropout taking its keep mask
+ * from `source`, in call order. A call that repeats an earlier call's draw (a checkpointed block recomputed in the
+ * backward pass forks the same stream) gets that call's mask again instead of a new one, as the rng would give.
+ * The masks are released when `run` returns.
+ */
+export function withDropoutMasks<T>(source: DropoutMaskSource, run: () => T): T {
+  const outer = maskScope;
+  const scope: DropoutMaskScope = { source, bySeed: new Map() };
+  maskScope = scope;
+  try {
+    return run();
+  } finally {
+    maskScope = outer;
+    tf.dispose([...scope.bySeed.values()]);
+  }
+}
+
+function suppliedKeepMask(scope: DropoutMaskScope, shape: readonly number[], rate: number, seed: number): tf.Tensor {
+  const known = scope.bySeed.get(seed);
+  if (known) return known;
+  const mask = scope.source.next(shape, rate);
+  if (mask.shape.length !== shape.length || mask.shape.some((size, i) => size !== shape[i])) {
+    throw new Error(`withDropoutMasks: the supplied mask has shape [${mask.shape.join(', ')}], the dropout call needs [${shape.join(', ')}].`);
+  }
+  const kept = tf.keep(mask.dtype === 'float32' ? mask : tf.cast(mask, 'float32'));
+  scope.bySeed.set(seed, kept);
+  return kept;
+}
+
+/** Inverted dropout (kept values scaled by 1/(1-p)); identity at eval or when p = 0. Masks: the rng, or withDropoutMasks. */
 export function dropout(x: tf.Tensor, rate: number, training: boolean, rng: Rng): tf.Tensor {
   if (!training || rate <= 0) return x;
   return tf.tidy(() => {
-    const keep = tf.less(tf.randomUniform(x.shape, 0, 1, 'float32', rng.seed()), 1 - rate); // bool mask
-    return tf.mul(x, tf.mul(tf.cast(keep, 'float32'), 1 / (1 - rate)));
+    const seed = rng.seed();
+    const keep = maskScope
+      ? suppliedKeepMask(maskScope, x.shape, rate, seed) // [x.shape] 0/1
+      : tf.cast(tf.less(tf.randomUniform(x.shape, 0, 1, 'float32', seed), 1 - rate), 'float32');
+    return tf.mul(x, tf.mul(keep, 1 / (1 - rate)));
   });
 }
 

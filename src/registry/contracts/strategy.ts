@@ -83,6 +83,14 @@ export interface StrategyContext {
   /** The stage's stream for the strategy's own initialisation. */
   readonly rng: Rng;
   readonly logger: Logger;
+  /** D: width of the instances the aggregator reads (the features, or the encoder's output); set by the engine. */
+  readonly inputDim?: number;
+  /**
+   * The model's tensors as built at the fold's start (before any stage trained or loaded them), by state-dict
+   * name (`aggregator.…`); present when the stage starts `from` an earlier stage's checkpoint, for strategies that
+   * keep only part of it (MHIM-MIL v1 keeps the projection, docs/methods/mhim-mil.md#momentum-teacher).
+   */
+  readonly initialTensors?: ReadonlyMap<string, tf.Tensor>;
 }
 
 export interface StrategyCapabilities {
