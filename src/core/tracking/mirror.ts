@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { hold, shouldHold } from '../io/test-hold.js';
 import type { Logger } from '../logger.js';
 import type { MetricPoint, RunStatus, StartRunSpec, Tracker } from '../../registry/contracts/tracker.js';
 import { isSecretKeyPath, isSecretTagKey, redactStringMap, scrubSecrets } from './redact.js';
@@ -235,6 +236,8 @@ export class MirroredTracker implements Tracker {
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), timeoutMs);
     });
+    // Ctrl-C while waiting for the server: the user wants out, so the wait ends at once (docs/reliability.md#signals).
+    const interrupted = signalDuringFlush();
     // Everything the server still has to do, under one budget: the queue (which may grow while it drains), the
     // sync-state tags, and the remote tracker's own flush.
     const drain = async (): Promise<'drained'> => {
@@ -248,21 +251,25 @@ export class MirroredTracker implements Tracker {
       return 'drained';
     };
     try {
-      const outcome = await Promise.race([drain(), timedOut]);
-      if (outcome === 'timeout') {
+      const where = this.options.remoteUri ?? 'the server';
+      if (shouldHold('flush', where)) await hold('flush', where, interrupted.signal);
+      const outcome = await Promise.race([drain(), timedOut, interrupted.signal]);
+      if (outcome !== 'drained') {
         this.abandoned = true;
         const pending = this.queued;
         const runs = [...this.runs.values()].filter((run) => run.pending > 0 || run.failure !== undefined).length;
         // Cancel the request in flight and its retries: nothing of the server's may outlive the budget.
         remote.abort?.();
+        const why = outcome === 'timeout' ? `still pending after ${timeoutMs} ms (tracking.server.flushTimeoutMs)` : `not sent: ${outcome} arrived while they were being sent`;
         this.logger.warn(
-          `mlflow: ${pending} server write(s) of ${runs} run(s) still pending after ${timeoutMs} ms (tracking.server.flushTimeoutMs); ` +
+          `mlflow: ${pending} server write(s) of ${runs} run(s) ${why}; ` +
           `they stay unsynced in ${this.options.localRoot}. Run \`milkit mlflow sync\` to upload them.`,
         );
         await Promise.all([...this.runs.values()].map((run) => run.stateChain));
       }
     } finally {
       clearTimeout(timer);
+      interrupted.dispose();
     }
   }
 
@@ -370,6 +377,29 @@ export class MirroredTracker implements Tracker {
     }
     return { source: target, cleanup: () => rm(staging, { recursive: true, force: true }) };
   }
+}
+
+/**
+ * Resolves with SIGINT/SIGTERM when one arrives while it is armed. Armed only when a command has installed its own
+ * signal handlers (src/core/engine/lifecycle.ts): listening otherwise would replace Node's default of exiting.
+ */
+function signalDuringFlush(): { signal: Promise<'SIGINT' | 'SIGTERM'>; dispose: () => void } {
+  if (process.listenerCount('SIGINT') === 0 && process.listenerCount('SIGTERM') === 0) return { signal: new Promise(() => undefined), dispose: () => undefined };
+  let onInt: () => void = () => undefined;
+  let onTerm: () => void = () => undefined;
+  const signal = new Promise<'SIGINT' | 'SIGTERM'>((resolve) => {
+    onInt = () => resolve('SIGINT');
+    onTerm = () => resolve('SIGTERM');
+  });
+  process.once('SIGINT', onInt);
+  process.once('SIGTERM', onTerm);
+  return {
+    signal,
+    dispose: () => {
+      process.removeListener('SIGINT', onInt);
+      process.removeListener('SIGTERM', onTerm);
+    },
+  };
 }
 
 /** A failure that concerns one run only (its parent never reached the server, its artifacts cannot be found). */
