@@ -236,9 +236,9 @@ describe('a signal while a checkpoint is half written', () => {
 });
 
 describe('a signal while the tracker flushes to a slow MLflow server', () => {
-  let server: FakeMlflowServer;
+  let server: FakeMlflowServer | undefined;
   afterAll(async () => {
-    await server.stop();
+    await server?.stop();
   });
 
   it('SIGINT: the flush stops waiting at once (130), the local store is complete, and a sync leaves one run per fold on the server', async () => {
@@ -278,5 +278,37 @@ describe('a signal while the tracker flushes to a slow MLflow server', () => {
     expect(folds.map((r) => r.tags.get('milkit.fold')).sort()).toEqual(['0', '1', '2']);
     expect(folds.map((r) => r.status)).toEqual(['FINISHED', 'FINISHED', 'FINISHED']);
     expect(onServer.filter((r) => r.tags.get('milkit.level') === 'experiment').map((r) => r.status)).toEqual(['FINISHED']);
+  }, 180_000);
+
+  it('SIGTERM while fold 1 trains, then --resume: the server reopens the KILLED runs and ends with one FINISHED run per fold', async () => {
+    const own = await new FakeMlflowServer().start();
+    const cwd = await workspace('server');
+    const mlruns = path.join(cwd, 'mlruns');
+    try {
+      const first = milkit(cvArgs(cwd, own.uri), cwd);
+      // The first write of fold 1's checkpoint: fold 0 is finished and fold 1 trains.
+      await waitForOutput(first, '[fold 1] 1/');
+      first.signal('SIGTERM');
+      const stopped = await first.done;
+      expectStoppedCleanly(stopped, 'SIGTERM', cwd, mlruns);
+      const killed = [...own.runs.values()].filter((r) => r.status === 'KILLED').map((r) => r.tags.get('milkit.level')).sort();
+      expect(killed).toEqual(['experiment', 'fold']);
+
+      const resumed = await milkit(cvArgs(cwd, own.uri, ['--resume']), cwd).done;
+      expect(resumed.code, resumed.out).toBe(0);
+      expectOneRunPerFold(storeRuns(mlruns));
+      expect(summaryMetrics(runDir(cwd))).toEqual(reference);
+      // The server: the same runs, reopened and finished, none created twice; every local run synced.
+      const onServer = [...own.runs.values()];
+      const folds = onServer.filter((r) => r.tags.get('milkit.level') === 'fold');
+      expect(folds.map((r) => r.tags.get('milkit.fold')).sort()).toEqual(['0', '1', '2']);
+      expect(folds.map((r) => r.status)).toEqual(['FINISHED', 'FINISHED', 'FINISHED']);
+      const parents = onServer.filter((r) => r.tags.get('milkit.level') === 'experiment');
+      expect(parents.map((r) => r.status)).toEqual(['FINISHED']);
+      for (const fold of folds) expect(fold.tags.get('mlflow.parentRunId')).toBe(parents[0]?.runId);
+      expect(storeRuns(mlruns).map((r) => r.tags['milkit.sync.state'])).toEqual(storeRuns(mlruns).map(() => 'synced'));
+    } finally {
+      await own.stop();
+    }
   }, 180_000);
 });

@@ -47,6 +47,11 @@ interface MirroredRun {
   /** The failure reason last written locally as `milkit.sync.error`. */
   writtenFailure: string | undefined;
   ended: boolean;
+  /**
+   * A run of an earlier process reopened here whose earlier writes did not all reach the server: new writes still
+   * go there, but the run stays unsynced until `milkit mlflow sync` has sent the rest.
+   */
+  incomplete?: string;
   /** Queued server writes not yet done. */
   pending: number;
   /** The value of `milkit.sync.state` last written locally. */
@@ -210,14 +215,15 @@ export class MirroredTracker implements Tracker {
   }
 
   /**
-   * A resumed fold's or experiment's run, RUNNING again in the local store (the record `--resume` continues in).
-   * A run this process mirrors is reopened on the server too; one from an earlier process reaches the server with
-   * its final state through the next sync, as every run the mirror did not start does.
+   * A resumed fold's or experiment's run, RUNNING again in the local store (the record `--resume` continues in) and
+   * on the server: a run this process mirrors, or one an earlier process created there (its server id is in the
+   * local tags), is set RUNNING on the server too (`runs/update`) and later writes go into it, so the server also
+   * keeps one run per fold. A run that never reached the server reaches it through the next sync.
    */
   async reopenRun(runId: string): Promise<void> {
     await this.beforeLocalWrite(runId);
     await this.local.reopenRun?.(runId);
-    const run = this.runs.get(runId);
+    const run = this.runs.get(runId) ?? (await this.adoptEarlierRun(runId));
     if (!run) {
       // Changed after its last sync: `milkit mlflow sync` (or the next run's flush) must send it again.
       await this.local.setTags(runId, { [SYNC_TAGS.state]: 'unsynced' });
@@ -225,6 +231,25 @@ export class MirroredTracker implements Tracker {
     }
     run.ended = false;
     this.enqueue(runId, 'reopen run', (remote, remoteId) => remote.reopenRun?.(remoteId) ?? Promise.resolve());
+    void this.refreshState(runId, run);
+  }
+
+  /** Mirrors from now on a run an earlier process created on this server (undefined: it never got there). */
+  private async adoptEarlierRun(runId: string): Promise<MirroredRun | undefined> {
+    if (!this.remote || !this.options.remoteUri) return undefined;
+    const tags = await this.options.localRunTags?.(runId);
+    const remoteId = tags?.[SYNC_TAGS.remoteRunId];
+    if (!tags || !remoteId || tags[SYNC_TAGS.uri] !== this.options.remoteUri) return undefined;
+    const complete = tags[SYNC_TAGS.state] === 'synced';
+    // Its local state goes back to unsynced before anything changes (crash-safe order, as beforeLocalWrite).
+    await this.local.setTags(runId, { [SYNC_TAGS.state]: 'unsynced' });
+    const run: MirroredRun = {
+      remoteId, failure: undefined, writtenFailure: undefined, ended: false, pending: 0, writtenState: 'unsynced', stateChain: Promise.resolve(), warned: false,
+      ...(complete ? {} : { incomplete: 'writes of an earlier process did not all reach the server' }),
+    };
+    if (this.serverDown || this.abandoned) run.failure = this.serverDown ? `server unavailable since ${new Date(this.downSince).toISOString()}` : 'mirror gave up at flush';
+    this.runs.set(runId, run);
+    return run;
   }
 
   async flush(): Promise<void> {
@@ -334,7 +359,7 @@ export class MirroredTracker implements Tracker {
   /** Writes `milkit.sync.state` (and `.error`) if they changed; the values are decided when the write runs. */
   private refreshState(runId: string, run: MirroredRun): Promise<void> {
     run.stateChain = run.stateChain.then(async () => {
-      const state = run.ended && run.pending === 0 && run.failure === undefined && run.remoteId ? 'synced' : 'unsynced';
+      const state = run.ended && run.pending === 0 && run.failure === undefined && run.incomplete === undefined && run.remoteId ? 'synced' : 'unsynced';
       if (state === run.writtenState && run.failure === run.writtenFailure) return;
       const failure = run.failure;
       await this.local.setTags(runId, { [SYNC_TAGS.state]: state, ...(failure !== undefined ? { [SYNC_TAGS.error]: failure.slice(0, 1000) } : {}) });
