@@ -142,7 +142,7 @@ describe('server mirror: reopenRun of a run an earlier process created on the se
     expect(serverPoints(server)).toHaveLength(6);
     expect(localRuns(root).get(runId)?.tags['milkit.sync.state']).toBe('unsynced');
 
-    const report = await syncStore({ root, env: {}, logger: new MemoryLogger(), client: { timeoutMs: 2_000, retries: 1, backoffMs: 10, backoffMaxMs: 40 } });
+    const report = await syncStore({ root, env: {}, logger: new MemoryLogger(), client: { timeoutMs: 2_000, retries: 1, backoffBaseMs: 10, backoffMaxMs: 40 } });
     expect(report.failed).toBe(0);
     expect(server.runs.size).toBe(1);
     expect(serverPoints(server)).toEqual(localPoints(root));
