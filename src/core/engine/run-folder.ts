@@ -217,9 +217,10 @@ function pathOptions(options: unknown, bases: readonly string[], prefix = ''): A
 /**
  * A cheap fingerprint of the data a run reads: the validated slide table, the feature width and class names, and
  * every file or folder the dataset's options name — each file by size and modification time, plus a content hash
- * when it is at most 1 MiB (slide tables, split files). Cost: one stat per file and reading the small ones; feature
- * files are never read. Re-extracted or regenerated feature files change mtime (and usually size), so they count
- * as changed; a copy that keeps neither (cp without -p) counts as changed too (see docs/reliability.md#identity).
+ * when it is at most 1 MiB (slide tables, split files), and each feature file (h5, npy, safetensors, pt) by its
+ * header, attributes and a sample of rows (feature-sample.ts). Cost: one stat per file, the small files, and a few kB
+ * per feature file. Features re-extracted by another encoder of the same width differ in attributes or rows even
+ * with size and modification time kept (see docs/reliability.md#identity).
  */
 export async function dataFingerprint(input: {
   readonly slides: readonly SlideRecord[];
