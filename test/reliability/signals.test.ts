@@ -153,7 +153,7 @@ beforeAll(async () => {
   window = Date.now() - started;
   expect(ended.code, ended.out).toBe(0);
   reference = summaryMetrics(runDir(cwd));
-}, 180_000);
+}, 300_000);
 
 afterAll(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
@@ -179,7 +179,7 @@ describe(`signals at seeded random points (seed ${SEED}; MILKIT_SIGNAL_SEED repl
       expectOneRunPerFold(storeRuns(mlruns));
       expect(summaryMetrics(runDir(cwd))).toEqual(reference);
       expect(brokenFiles(path.join(cwd, 'out'))).toEqual([]);
-    }, 180_000);
+    }, 300_000);
   }
 });
 
@@ -210,7 +210,7 @@ describe('a signal while a checkpoint is half written', () => {
     expect(resumed.out).toMatch(/fold 1: resuming after epoch \d+/);
     expectOneRunPerFold(storeRuns(mlruns));
     expect(summaryMetrics(runDir(cwd))).toEqual(reference);
-  }, 180_000);
+  }, 300_000);
 
   it('two SIGINTs: the process leaves at once (130) mid-write, removing its temporary file; --resume ends clean', async () => {
     const cwd = await workspace('ckpt2');
@@ -232,7 +232,7 @@ describe('a signal while a checkpoint is half written', () => {
     expect(resumed.code, resumed.out).toBe(0);
     expectOneRunPerFold(storeRuns(mlruns));
     expect(summaryMetrics(runDir(cwd))).toEqual(reference);
-  }, 180_000);
+  }, 300_000);
 });
 
 describe('a signal while the tracker flushes to a slow MLflow server', () => {
@@ -278,7 +278,7 @@ describe('a signal while the tracker flushes to a slow MLflow server', () => {
     expect(folds.map((r) => r.tags.get('milkit.fold')).sort()).toEqual(['0', '1', '2']);
     expect(folds.map((r) => r.status)).toEqual(['FINISHED', 'FINISHED', 'FINISHED']);
     expect(onServer.filter((r) => r.tags.get('milkit.level') === 'experiment').map((r) => r.status)).toEqual(['FINISHED']);
-  }, 180_000);
+  }, 300_000);
 
   it('SIGTERM while fold 1 trains, then --resume: the server reopens the KILLED runs and ends with one FINISHED run per fold', async () => {
     const own = await new FakeMlflowServer().start();
@@ -310,5 +310,5 @@ describe('a signal while the tracker flushes to a slow MLflow server', () => {
     } finally {
       await own.stop();
     }
-  }, 180_000);
+  }, 300_000);
 });
