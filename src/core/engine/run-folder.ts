@@ -10,6 +10,7 @@ import lockfile from 'proper-lockfile';
 import { ConfigError } from '../errors.js';
 import { storageError, writeFileDurably } from '../io/disk.js';
 import type { FileSystem } from '../io/file-system.js';
+import { isSampledFeatureFile, sampleFeatureFile, type FeatureSample } from './feature-sample.js';
 import type { Logger } from '../logger.js';
 import type { SlideRecord } from '../../registry/contracts/data.js';
 
@@ -120,6 +121,8 @@ export interface FileFingerprint {
   readonly size: number;
   readonly mtimeMs: number;
   readonly sha256?: string;
+  /** Feature files (h5, npy, safetensors, pt): header, attributes and sampled rows (feature-sample.ts). */
+  readonly sample?: FeatureSample;
 }
 
 export interface PathFingerprint {
@@ -131,7 +134,10 @@ export interface PathFingerprint {
   readonly file?: FileFingerprint;
   readonly files?: Readonly<Record<string, FileFingerprint>>;
   readonly count?: number;
+  /** Size, modification time and small files' content (the same hash as before samples were recorded). */
   readonly hash: string;
+  /** The feature files' samples (absent in run.json files written before they were recorded). */
+  readonly sampleHash?: string;
 }
 
 export interface DataFingerprint {
@@ -148,8 +154,21 @@ function sha256(text: string | Uint8Array): string {
 }
 
 async function fileFingerprint(file: string, size: number, mtimeMs: number): Promise<FileFingerprint> {
-  if (size > CONTENT_HASH_BYTES) return { size, mtimeMs };
-  return { size, mtimeMs, sha256: sha256(await readFile(file)) };
+  const sample = isSampledFeatureFile(file) ? await sampleFeatureFile(file, size) : undefined;
+  const content = size > CONTENT_HASH_BYTES ? {} : { sha256: sha256(await readFile(file)) };
+  return { size, mtimeMs, ...content, ...(sample ? { sample } : {}) };
+}
+
+/** The part of a file's fingerprint that the path hash covers (kept as it was before samples, so old records match). */
+function statPart(entry: FileFingerprint): Omit<FileFingerprint, 'sample'> {
+  const { sample: _sample, ...rest } = entry;
+  return rest;
+}
+
+/** Which parts of a sampled feature file differ ('header', 'attributes', 'rows'); empty when same or not sampled. */
+function sampleChanges(before: FileFingerprint | undefined, now: FileFingerprint | undefined): string[] {
+  if (!before?.sample || !now?.sample) return [];
+  return (['header', 'attributes', 'rows'] as const).filter((part) => before.sample?.[part] !== now.sample?.[part]);
 }
 
 /** Every file under `dir` (relative paths, sorted); hidden files and milkit's own output folders are skipped. */
@@ -198,9 +217,10 @@ function pathOptions(options: unknown, bases: readonly string[], prefix = ''): A
 /**
  * A cheap fingerprint of the data a run reads: the validated slide table, the feature width and class names, and
  * every file or folder the dataset's options name — each file by size and modification time, plus a content hash
- * when it is at most 1 MiB (slide tables, split files). Cost: one stat per file and reading the small ones; feature
- * files are never read. Re-extracted or regenerated feature files change mtime (and usually size), so they count
- * as changed; a copy that keeps neither (cp without -p) counts as changed too (see docs/reliability.md#identity).
+ * when it is at most 1 MiB (slide tables, split files), and each feature file (h5, npy, safetensors, pt) by its
+ * header, attributes and a sample of rows (feature-sample.ts). Cost: one stat per file, the small files, and a few kB
+ * per feature file. Features re-extracted by another encoder of the same width differ in attributes or rows even
+ * with size and modification time kept (see docs/reliability.md#identity).
  */
 export async function dataFingerprint(input: {
   readonly slides: readonly SlideRecord[];
@@ -215,25 +235,46 @@ export async function dataFingerprint(input: {
     const info = await stat(target);
     if (info.isFile()) {
       const file = await fileFingerprint(target, info.size, Math.round(info.mtimeMs));
-      paths.push({ key, path: target, kind: 'file', file, hash: sha256(JSON.stringify(file)) });
+      paths.push({ key, path: target, kind: 'file', file, hash: sha256(JSON.stringify(statPart(file))), ...(file.sample ? { sampleHash: sha256(JSON.stringify(file.sample)) } : {}) });
     } else if (info.isDirectory()) {
       const names = await listFiles(target);
       const files: Record<string, FileFingerprint> = {};
       const aggregate = createHash('sha256');
+      const samples = createHash('sha256');
+      let sampled = 0;
       for (const name of names) {
         const s = await stat(path.join(target, name));
         const entry = await fileFingerprint(path.join(target, name), s.size, Math.round(s.mtimeMs));
-        aggregate.update(JSON.stringify([name, entry]));
+        aggregate.update(JSON.stringify([name, statPart(entry)]));
+        if (entry.sample) {
+          samples.update(JSON.stringify([name, entry.sample]));
+          sampled += 1;
+        }
         if (names.length <= LISTED_FILES) files[name] = entry;
       }
-      paths.push({ key, path: target, kind: 'folder', count: names.length, hash: aggregate.digest('hex'), ...(names.length <= LISTED_FILES ? { files } : {}) });
+      paths.push({
+        key, path: target, kind: 'folder', count: names.length, hash: aggregate.digest('hex'),
+        ...(sampled > 0 ? { sampleHash: samples.digest('hex') } : {}),
+        ...(names.length <= LISTED_FILES ? { files } : {}),
+      });
     }
   }
   return { slides: { count: rows.length, hash: sha256(rows.join('\n')) }, featureDim: input.featureDim, classes: [...input.classNames], paths };
 }
 
 function sameFile(a: FileFingerprint | undefined, b: FileFingerprint | undefined): boolean {
-  return a !== undefined && b !== undefined && a.size === b.size && a.mtimeMs === b.mtimeMs && a.sha256 === b.sha256;
+  return a !== undefined && b !== undefined && a.size === b.size && a.mtimeMs === b.mtimeMs && a.sha256 === b.sha256 && sampleChanges(a, b).length === 0;
+}
+
+/** ` (header, rows changed)`: which sampled parts differ, or the empty string. */
+function partsNote(before: FileFingerprint | undefined, now: FileFingerprint | undefined): string {
+  const parts = sampleChanges(before, now);
+  return parts.length ? ` (${parts.join(', ')} changed)` : '';
+}
+
+/** A path whose size/mtime hash or (when both records have it) sample hash differs. */
+function pathChanged(before: PathFingerprint, now: PathFingerprint): boolean {
+  return before.hash !== now.hash || (before.sampleHash !== undefined && now.sampleHash !== undefined && before.sampleHash !== now.sampleHash);
 }
 
 function describeFolderChange(before: PathFingerprint, now: PathFingerprint): string {
@@ -241,7 +282,7 @@ function describeFolderChange(before: PathFingerprint, now: PathFingerprint): st
   const added = Object.keys(now.files).filter((name) => !before.files?.[name]);
   const removed = Object.keys(before.files).filter((name) => !now.files?.[name]);
   const changed = Object.keys(now.files).filter((name) => before.files?.[name] && !sameFile(before.files[name], now.files?.[name]));
-  const list = (names: string[]): string => `${names.slice(0, 3).join(', ')}${names.length > 3 ? ` and ${names.length - 3} more` : ''}`;
+  const list = (names: string[]): string => `${names.slice(0, 3).map((name) => `${name}${partsNote(before.files?.[name], now.files?.[name])}`).join(', ')}${names.length > 3 ? ` and ${names.length - 3} more` : ''}`;
   const parts = [
     ...(changed.length ? [`${changed.length} changed (${list(changed)})`] : []),
     ...(added.length ? [`${added.length} added (${list(added)})`] : []),
@@ -262,7 +303,7 @@ export function fingerprintChanges(before: DataFingerprint, now: DataFingerprint
     byKey.delete(current.key);
     if (!old) changes.push(`${current.path} (dataset option ${current.key}): not part of the recorded run`);
     else if (old.path !== current.path) changes.push(`dataset option ${current.key}: ${old.path} → ${current.path}`);
-    else if (old.hash !== current.hash) changes.push(current.kind === 'folder' ? describeFolderChange(old, current) : `${current.path} (dataset option ${current.key}): ${old.file?.size ?? '?'} → ${current.file?.size ?? '?'} bytes, modified ${new Date(current.file?.mtimeMs ?? 0).toISOString()}`);
+    else if (pathChanged(old, current)) changes.push(current.kind === 'folder' ? describeFolderChange(old, current) : `${current.path} (dataset option ${current.key}): ${old.file?.size ?? '?'} → ${current.file?.size ?? '?'} bytes, modified ${new Date(current.file?.mtimeMs ?? 0).toISOString()}${partsNote(old.file, current.file)}`);
   }
   for (const gone of byKey.values()) changes.push(`${gone.path} (dataset option ${gone.key}): no longer read`);
   return changes;

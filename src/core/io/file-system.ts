@@ -2,7 +2,9 @@
 // make them fail as a full disk (ENOSPC) or a read-only mount (EROFS) would. Its own module, not services.ts, so
 // low-level writers (the MLflow file store, sweep state) can use it without importing the composition root.
 import { randomInt } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { appendFile, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { hold, shouldHold } from './test-hold.js';
 
 /** Paths are absolute or relative to the process's working directory. */
 export interface FileSystem {
@@ -39,12 +41,23 @@ export const nodeFileSystem: FileSystem = {
  */
 async function replaceFileAtomically(file: string, data: string | Uint8Array): Promise<void> {
   const temp = `${file}.${randomInt(1_000_000_000, 9_999_999_999)}`;
+  inFlight.add(temp);
+  watchExit();
   // Keep the permissions of the file being replaced (a user's chmod survives rewrites).
   const mode = await stat(file).then((info) => info.mode & 0o7777, () => 0o666);
   let handle: FileHandle | undefined;
   try {
     handle = await open(temp, 'wx', mode);
-    await handle.writeFile(data);
+    if (shouldHold('write', file)) {
+      // Test-only (src/core/io/test-hold.ts): half the bytes land, then the write holds for a signal to arrive.
+      const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+      const half = Math.floor(bytes.length / 2);
+      await handle.writeFile(bytes.subarray(0, half));
+      await hold('write', file);
+      await handle.writeFile(bytes.subarray(half));
+    } else {
+      await handle.writeFile(data);
+    }
     await handle.sync();
     await handle.close();
     handle = undefined;
@@ -53,5 +66,26 @@ async function replaceFileAtomically(file: string, data: string | Uint8Array): P
     await handle?.close().catch(() => undefined);
     await rm(temp, { force: true }).catch(() => undefined);
     throw error;
+  } finally {
+    inFlight.delete(temp);
   }
+}
+
+/** Temporary files of writes in progress: a process leaving mid-write (a second Ctrl-C) removes them on its way out. */
+const inFlight = new Set<string>();
+let exitWatched = false;
+
+function watchExit(): void {
+  if (exitWatched) return;
+  exitWatched = true;
+  // process.exit() runs 'exit' listeners synchronously; kill -9 runs nothing (its temp files are skipped by readers).
+  process.on('exit', () => {
+    for (const temp of inFlight) {
+      try {
+        rmSync(temp, { force: true });
+      } catch {
+        // Leaving anyway: a temp file that cannot be removed is skipped by every reader (its suffix).
+      }
+    }
+  });
 }

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { hold, shouldHold } from '../io/test-hold.js';
 import type { Logger } from '../logger.js';
 import type { MetricPoint, RunStatus, StartRunSpec, Tracker } from '../../registry/contracts/tracker.js';
 import { isSecretKeyPath, isSecretTagKey, redactStringMap, scrubSecrets } from './redact.js';
@@ -46,6 +47,11 @@ interface MirroredRun {
   /** The failure reason last written locally as `milkit.sync.error`. */
   writtenFailure: string | undefined;
   ended: boolean;
+  /**
+   * A run of an earlier process reopened here whose earlier writes did not all reach the server: new writes still
+   * go there, but the run stays unsynced until `milkit mlflow sync` has sent the rest.
+   */
+  incomplete?: string;
   /** Queued server writes not yet done. */
   pending: number;
   /** The value of `milkit.sync.state` last written locally. */
@@ -209,14 +215,15 @@ export class MirroredTracker implements Tracker {
   }
 
   /**
-   * A resumed fold's or experiment's run, RUNNING again in the local store (the record `--resume` continues in).
-   * A run this process mirrors is reopened on the server too; one from an earlier process reaches the server with
-   * its final state through the next sync, as every run the mirror did not start does.
+   * A resumed fold's or experiment's run, RUNNING again in the local store (the record `--resume` continues in) and
+   * on the server: a run this process mirrors, or one an earlier process created there (its server id is in the
+   * local tags), is set RUNNING on the server too (`runs/update`) and later writes go into it, so the server also
+   * keeps one run per fold. A run that never reached the server reaches it through the next sync.
    */
   async reopenRun(runId: string): Promise<void> {
     await this.beforeLocalWrite(runId);
     await this.local.reopenRun?.(runId);
-    const run = this.runs.get(runId);
+    const run = this.runs.get(runId) ?? (await this.adoptEarlierRun(runId));
     if (!run) {
       // Changed after its last sync: `milkit mlflow sync` (or the next run's flush) must send it again.
       await this.local.setTags(runId, { [SYNC_TAGS.state]: 'unsynced' });
@@ -224,6 +231,25 @@ export class MirroredTracker implements Tracker {
     }
     run.ended = false;
     this.enqueue(runId, 'reopen run', (remote, remoteId) => remote.reopenRun?.(remoteId) ?? Promise.resolve());
+    void this.refreshState(runId, run);
+  }
+
+  /** Mirrors from now on a run an earlier process created on this server (undefined: it never got there). */
+  private async adoptEarlierRun(runId: string): Promise<MirroredRun | undefined> {
+    if (!this.remote || !this.options.remoteUri) return undefined;
+    const tags = await this.options.localRunTags?.(runId);
+    const remoteId = tags?.[SYNC_TAGS.remoteRunId];
+    if (!tags || !remoteId || tags[SYNC_TAGS.uri] !== this.options.remoteUri) return undefined;
+    const complete = tags[SYNC_TAGS.state] === 'synced';
+    // Its local state goes back to unsynced before anything changes (crash-safe order, as beforeLocalWrite).
+    await this.local.setTags(runId, { [SYNC_TAGS.state]: 'unsynced' });
+    const run: MirroredRun = {
+      remoteId, failure: undefined, writtenFailure: undefined, ended: false, pending: 0, writtenState: 'unsynced', stateChain: Promise.resolve(), warned: false,
+      ...(complete ? {} : { incomplete: 'writes of an earlier process did not all reach the server' }),
+    };
+    if (this.serverDown || this.abandoned) run.failure = this.serverDown ? `server unavailable since ${new Date(this.downSince).toISOString()}` : 'mirror gave up at flush';
+    this.runs.set(runId, run);
+    return run;
   }
 
   async flush(): Promise<void> {
@@ -235,6 +261,8 @@ export class MirroredTracker implements Tracker {
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), timeoutMs);
     });
+    // Ctrl-C while waiting for the server: the user wants out, so the wait ends at once (docs/reliability.md#signals).
+    const interrupted = signalDuringFlush();
     // Everything the server still has to do, under one budget: the queue (which may grow while it drains), the
     // sync-state tags, and the remote tracker's own flush.
     const drain = async (): Promise<'drained'> => {
@@ -248,21 +276,25 @@ export class MirroredTracker implements Tracker {
       return 'drained';
     };
     try {
-      const outcome = await Promise.race([drain(), timedOut]);
-      if (outcome === 'timeout') {
+      const where = this.options.remoteUri ?? 'the server';
+      if (shouldHold('flush', where)) await hold('flush', where, interrupted.signal);
+      const outcome = await Promise.race([drain(), timedOut, interrupted.signal]);
+      if (outcome !== 'drained') {
         this.abandoned = true;
         const pending = this.queued;
         const runs = [...this.runs.values()].filter((run) => run.pending > 0 || run.failure !== undefined).length;
         // Cancel the request in flight and its retries: nothing of the server's may outlive the budget.
         remote.abort?.();
+        const why = outcome === 'timeout' ? `still pending after ${timeoutMs} ms (tracking.server.flushTimeoutMs)` : `not sent: ${outcome} arrived while they were being sent`;
         this.logger.warn(
-          `mlflow: ${pending} server write(s) of ${runs} run(s) still pending after ${timeoutMs} ms (tracking.server.flushTimeoutMs); ` +
+          `mlflow: ${pending} server write(s) of ${runs} run(s) ${why}; ` +
           `they stay unsynced in ${this.options.localRoot}. Run \`milkit mlflow sync\` to upload them.`,
         );
         await Promise.all([...this.runs.values()].map((run) => run.stateChain));
       }
     } finally {
       clearTimeout(timer);
+      interrupted.dispose();
     }
   }
 
@@ -327,7 +359,7 @@ export class MirroredTracker implements Tracker {
   /** Writes `milkit.sync.state` (and `.error`) if they changed; the values are decided when the write runs. */
   private refreshState(runId: string, run: MirroredRun): Promise<void> {
     run.stateChain = run.stateChain.then(async () => {
-      const state = run.ended && run.pending === 0 && run.failure === undefined && run.remoteId ? 'synced' : 'unsynced';
+      const state = run.ended && run.pending === 0 && run.failure === undefined && run.incomplete === undefined && run.remoteId ? 'synced' : 'unsynced';
       if (state === run.writtenState && run.failure === run.writtenFailure) return;
       const failure = run.failure;
       await this.local.setTags(runId, { [SYNC_TAGS.state]: state, ...(failure !== undefined ? { [SYNC_TAGS.error]: failure.slice(0, 1000) } : {}) });
@@ -370,6 +402,29 @@ export class MirroredTracker implements Tracker {
     }
     return { source: target, cleanup: () => rm(staging, { recursive: true, force: true }) };
   }
+}
+
+/**
+ * Resolves with SIGINT/SIGTERM when one arrives while it is armed. Armed only when a command has installed its own
+ * signal handlers (src/core/engine/lifecycle.ts): listening otherwise would replace Node's default of exiting.
+ */
+function signalDuringFlush(): { signal: Promise<'SIGINT' | 'SIGTERM'>; dispose: () => void } {
+  if (process.listenerCount('SIGINT') === 0 && process.listenerCount('SIGTERM') === 0) return { signal: new Promise(() => undefined), dispose: () => undefined };
+  let onInt: () => void = () => undefined;
+  let onTerm: () => void = () => undefined;
+  const signal = new Promise<'SIGINT' | 'SIGTERM'>((resolve) => {
+    onInt = () => resolve('SIGINT');
+    onTerm = () => resolve('SIGTERM');
+  });
+  process.once('SIGINT', onInt);
+  process.once('SIGTERM', onTerm);
+  return {
+    signal,
+    dispose: () => {
+      process.removeListener('SIGINT', onInt);
+      process.removeListener('SIGTERM', onTerm);
+    },
+  };
 }
 
 /** A failure that concerns one run only (its parent never reached the server, its artifacts cannot be found). */

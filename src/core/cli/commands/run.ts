@@ -79,6 +79,14 @@ async function execute(app: CliApp, file: string, overrides: string[], flags: Ru
       hint: `Resume with: ${command}`,
     });
   }
+  // A signal after the last fold (while results were written or sent to the server): every fold is saved, but the
+  // run was stopped all the same, so it exits 130/143 and says what may not have reached the server.
+  const lateSignal = lifecycle.stopRequested();
+  if (lateSignal) {
+    throw new InterruptedError(lateSignal, `stopped by ${lateSignal} after the last fold: every fold finished and the summary is in ${result.outDir}/summary.json.`, {
+      hint: 'Writes that had not reached the MLflow server are marked unsynced in the local store; upload them with: milkit mlflow sync',
+    });
+  }
   if (result.folds.some((f) => !f.ok)) process.exitCode = 1;
 }
 
