@@ -33,24 +33,25 @@ describe('network budgets', () => {
   it('flush gives up at flushTimeoutMs with a request in flight, cancels it and its retries, and says how to sync', async () => {
     cwd = tempWorkspace();
     server = await new FakeMlflowServer().start();
-    const { tracker, logger } = await makeTracker(cwd, fastSection(server.uri, { timeoutMs: 5_000, retries: 4, flushTimeoutMs: 600 }));
+    const { tracker, logger } = await makeTracker(cwd, fastSection(server.uri, { timeoutMs: 10_000, retries: 4, flushTimeoutMs: 2_000 }));
     const run = await tracker.startRun({ experimentName: 'budget', runName: 'slow', tags: { 'milkit.run_key': 'budget:1' } });
     await tracker.flush();
-    // From here every answer takes 3 s: far longer than the flush budget, shorter than the request timeout.
-    server.setDelay(3_000);
+    // From here every answer takes 6 s: far longer than the flush budget, shorter than the request timeout. (The
+    // budget is 2 s, not less, so that the first flush's few requests fit in it on a heavily loaded machine.)
+    server.setDelay(6_000);
     await logEpochs(tracker, run, 0, 5);
     await tracker.endRun(run, 'FINISHED');
     const started = Date.now();
     await tracker.flush();
     const flushMs = Date.now() - started;
-    expect(flushMs).toBeGreaterThanOrEqual(550);
-    expect(flushMs).toBeLessThan(2_000);
+    expect(flushMs).toBeGreaterThanOrEqual(1_950);
+    expect(flushMs).toBeLessThan(4_500);
     const requestsAtFlush = server.requests;
     // Cancelled, not left to retry: no request reaches the server after the budget.
-    await sleep(3_500);
+    await sleep(6_500);
     expect(server.requests).toBe(requestsAtFlush);
     const last = logger.lines.map((line) => line.message).filter((line) => line.includes('flushTimeoutMs')).at(-1) ?? '';
-    expect(last).toMatch(/still pending after 600 ms \(tracking\.server\.flushTimeoutMs\); they stay unsynced in .*mlruns\. Run `milkit mlflow sync` to upload them\./);
+    expect(last).toMatch(/still pending after 2000 ms \(tracking\.server\.flushTimeoutMs\); they stay unsynced in .*mlruns\. Run `milkit mlflow sync` to upload them\./);
     expect(localRuns(path.join(cwd, 'mlruns')).get(run)?.tags['milkit.sync.state']).toBe('unsynced');
   });
 });
