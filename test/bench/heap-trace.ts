@@ -3,14 +3,14 @@
 // prints, per training step of the zoo configuration (test/bench/shared.ts): the allocations' count, total bytes and a
 // hash of their size sequence (equal hashes = the step asked for the same buffers in the same order), and the highest
 // end address any live block reached so far (the heap the allocator needs, at byte granularity, long before the heap
-// grows by a 96 MB step). A measurement tool for BENCHMARKS.md's flat-memory section, not a timing.
+// grows by a 96 MB step). TRACE_NO_UPDATE=1: gradients only, no optimizer update. A measurement tool for BENCHMARKS.md's flat-memory section, not a timing.
 import * as tf from '@tensorflow/tfjs';
 import { builtinManifest } from '../../plugins/index.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { initRuntime, RuntimeSection } from '../../src/core/runtime/index.js';
 import { Rng } from '../../src/core/runtime/random.js';
 import { Registry } from '../../src/registry/registry.js';
-import { buildModel, CLASSES, D, engineOptimizer, engineStep, LABEL, MODELS, wasmHeapBytes } from './shared.js';
+import { buildModel, CLASSES, D, engineOptimizer, engineStep, LABEL, MODELS, trainStep, wasmHeapBytes } from './shared.js';
 
 interface WasmAllocator {
   _malloc(bytes: number): number;
@@ -45,21 +45,13 @@ wasm._free = (pointer: number): void => {
   free(pointer);
 };
 
-if (process.env['TRACE_IN_PLACE'] === '1') {
-  // Experiment: variables keep their buffer; assign copies the new bytes into it.
-  const backend = tf.backend() as unknown as { getMemoryOffset(dataId: object): number; refCount(dataId: object): number; wasm: { HEAPU8: Uint8Array } };
-  const assign = tf.Variable.prototype.assign;
-  tf.Variable.prototype.assign = function (this: tf.Variable, value: tf.Tensor): void {
-    if (value.dtype !== this.dtype || !tf.util.arraysEqual(value.shape, this.shape) || backend.refCount(this.dataId) !== 1) return assign.call(this, value);
-    const bytes = this.size * 4;
-    const from = backend.getMemoryOffset(value.dataId);
-    backend.wasm.HEAPU8.copyWithin(backend.getMemoryOffset(this.dataId), from, from + bytes);
-  };
-}
 const registry = new Registry(builtinManifest());
 const rng = new Rng(`bench/heap-trace/${zoo.name}`);
 const model = await buildModel(registry, zoo);
 const x = tf.tidy(() => tf.randomNormal([n, D], 0, 1, 'float32', rng.fork('bag').seed()) as tf.Tensor2D);
+// TRACE_OPTIMIZER=tfjs: tfjs's own Adam, whose update swaps every parameter's and moment's buffer (the engine's
+// optimizers before they updated in place); default: the engine's optimizer.
+const tfjsOptimizer = process.env['TRACE_OPTIMIZER'] === 'tfjs' ? tf.train.adam(1e-4) : undefined;
 const optimizer = engineOptimizer(model);
 const mb = (bytes: number): string => (bytes / 2 ** 20).toFixed(1);
 for (let step = 1; step <= Number(stepsArg); step += 1) {
@@ -69,6 +61,8 @@ for (let step = 1; step <= Number(stepsArg); step += 1) {
     const { value, grads } = tf.variableGrads(() => model.losses(model.forward({ slideId: 'trace', features: x, label: LABEL }, { training: true, rng: rng.fork('step') }), LABEL, CLASSES).total, model.trainableVariables());
     value.dataSync();
     tf.dispose([value, ...Object.values(grads)]);
+  } else if (tfjsOptimizer) {
+    trainStep(model, tfjsOptimizer, x, rng);
   } else {
     engineStep(model, optimizer, x, rng);
   }

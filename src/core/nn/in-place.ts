@@ -2,7 +2,7 @@
 // optimizer step moves each parameter and moment to wherever the allocator put the new value — on wasm, often high in
 // a heap the step's large activations had just filled. Those long-lived blocks then split the free space, the next
 // step's activations no longer fit below them, and the heap grows although the tensor count is flat (measured for
-// DMIN at 50,000 instances; docs/runtime.md#memory-budget). Copying the new values into the old buffer keeps the
+// DMIN at 50,000 instances: BENCHMARKS.md, flat-memory section). Copying the new values into the old buffer keeps the
 // long-lived blocks where step 1 placed them, so the heap's layout repeats exactly from step to step.
 import * as tf from '@tensorflow/tfjs';
 
