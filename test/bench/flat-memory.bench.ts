@@ -40,7 +40,7 @@ const DMIN_NOTE = [
     "the long-lived blocks stay below 41.3 MB and the high water stays at 346.7 MB over 16 steps. At N = 50,000 the table's DMIN row is the result.",
 ].join('');
 
-interface Curve {
+export interface Curve {
   readonly name: string;
   readonly planned: number;
   readonly readings: StepReading[];
@@ -111,6 +111,23 @@ function heapCurve(readings: readonly StepReading[]): string {
   return runs.map(({ value, count }) => (count > 1 ? `${value} ×${count}` : `${value}`)).join(', ');
 }
 
+/** The table row of one aggregator's curve. */
+export function rowOf(c: Curve): string {
+  const readings = c.readings;
+  const first = readings[0];
+  const second = readings[1];
+  const last = readings[readings.length - 1];
+  const done = `${readings.length}/${c.planned}${c.cut ? ' (cut)' : ''}`;
+  if (c.refused) return `| ${c.name} | 0/${c.planned} | refused by the memory budget: ${c.refused.replace(/\|/g, '/').slice(0, 220)} | | | | |`;
+  if (!first || !last) return `| ${c.name} | ${done} | ${c.failed ?? 'not run (out of time)'} | | | | |`;
+  const median = [...readings.map((r) => r.ms)].sort((a, b) => a - b)[Math.floor(readings.length / 2)]!;
+  return (
+    `| ${c.name} | ${done} | ${c.failed ? `failed after ${readings.length} steps: ${c.failed} — ` : ''}${verdict(readings)} | ${heapCurve(readings)} | ` +
+    `${first.numTensors} → ${last.numTensors} (${mb(first.numBytes)} → ${mb(last.numBytes)}) | ` +
+    `${mb(first.rss)} → ${second ? `${mb(second.rss)} → ` : ''}${mb(last.rss)} | ${(median / 1000).toFixed(1)} s |`
+  );
+}
+
 export async function run(ctx: BenchContext): Promise<BenchResult> {
   const n = ctx.quick ? 2000 : Number(process.env['FLAT_MEMORY_N'] ?? 50_000);
   const only = process.env['FLAT_MEMORY_ONLY']?.split(',').map((s) => s.trim()).filter(Boolean);
@@ -129,21 +146,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     curves.push(await runWorker(ctx, zoo.name, steps, n, until));
   }
 
-  const rows = curves.map((c) => {
-    const readings = c.readings;
-    const first = readings[0];
-    const second = readings[1];
-    const last = readings[readings.length - 1];
-    const done = `${readings.length}/${c.planned}${c.cut ? ' (cut)' : ''}`;
-    if (c.refused) return `| ${c.name} | 0/${c.planned} | refused by the memory budget: ${c.refused.replace(/\|/g, '/').slice(0, 220)} | | | | | |`;
-    if (!first || !last) return `| ${c.name} | ${done} | ${c.failed ?? 'not run (out of time)'} | | | | | |`;
-    const median = [...readings.map((r) => r.ms)].sort((a, b) => a - b)[Math.floor(readings.length / 2)]!;
-    return (
-      `| ${c.name} | ${done} | ${c.failed ? `failed after ${readings.length} steps: ${c.failed} — ` : ''}${verdict(readings)} | ${heapCurve(readings)} | ` +
-      `${first.numTensors} → ${last.numTensors} (${mb(first.numBytes)} → ${mb(last.numBytes)}) | ` +
-      `${mb(first.rss)} → ${second ? `${mb(second.rss)} → ` : ''}${mb(last.rss)} | ${(median / 1000).toFixed(1)} s |`
-    );
-  });
+  const rows = curves.map(rowOf);
   const markdown = [
     `## Flat memory at N = ${n.toLocaleString('en-US')}: wasm heap, tensors and RSS over training steps`,
     '',

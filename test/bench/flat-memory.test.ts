@@ -1,6 +1,6 @@
 // The flat-memory bench's verdict on a heap/tensor curve (the bench itself runs at 50,000 instances, not here).
 import { describe, expect, it } from 'vitest';
-import { verdict } from './flat-memory.bench.js';
+import { rowOf, verdict } from './flat-memory.bench.js';
 import type { StepReading } from './flat-memory-steps.js';
 
 const MB = 2 ** 20;
@@ -28,5 +28,19 @@ describe('bench/flat-memory verdict', () => {
 
   it('does not judge fewer than three steps', () => {
     expect(verdict(curve([2000, 2000]))).toBe('too few steps to judge');
+  });
+});
+
+describe('bench/flat-memory rows', () => {
+  it('has the header\'s seven cells in every kind of row', () => {
+    const cells = (row: string): number => row.split('|').length - 2;
+    expect(cells(rowOf({ name: 'abmil', planned: 10, readings: curve([2000, 2000, 2000]) }))).toBe(7);
+    expect(cells(rowOf({ name: 'transmil', planned: 30, readings: [], refused: 'needs 9 GB' }))).toBe(7);
+    expect(cells(rowOf({ name: 'dsmil', planned: 10, readings: [], cut: true }))).toBe(7);
+  });
+
+  it('compresses the heap curve and gives the verdict', () => {
+    const row = rowOf({ name: 'dmin', planned: 30, readings: curve([2000, 2048, 2048, 2048]) });
+    expect(row).toContain('| dmin | 4/30 | **flat** | 2000, 2048 ×3 |');
   });
 });
