@@ -30,7 +30,7 @@ const LONG_RUNS = new Set(['dmin', 'transmil']);
  */
 const DMIN_NOTE = [
   "**DMIN's heap growth: cause and fix.** `test/bench/heap-trace.ts` wraps the wasm backend's malloc/free (every tensor buffer) and reports the highest address any block reached, " +
-    'byte-exact where the heap itself only grows in steps of up to 96 MB. DMIN at N = 8,000: from step 2 on every step asks for the same buffers in the same order (1,326 allocations, 480.5 MB with the engine's Adam) — ' +
+    'byte-exact where the heap itself only grows in steps of up to 96 MB. DMIN at N = 8,000: from step 2 on every step asks for the same buffers in the same order (1,326 allocations, 480.5 MB with the engine\'s Adam) — ' +
     "the gate's kept count changes values, never shapes (the student pools with the 0/1 mask over all N rows) — and without the optimizer update (`TRACE_NO_UPDATE=1`) the high water is 340.4 MB at every step: the step itself is flat. " +
     "The growth came from the update: replacing each parameter's and moment's buffer with the new value's (`variable.assign`) puts the blocks that outlive the step wherever the allocator finds room, " +
     "often high in the heap the step's activations had just filled, and the next step's activations must go around them. " +
