@@ -1,8 +1,21 @@
 // Helpers the benchmark modules share: a line-protocol client for the PyTorch reference scripts of test/bench
 // (one JSON request per line on stdin, one JSON reply per line on stdout, a `{torch: version}` hello first),
-// and the median the tables report.
+// the median the tables report, the MIL zoo's training configurations with their model builder and step, and
+// the process's memory readings (high-water RSS, wasm heap).
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface, type Interface } from 'node:readline';
+import * as tf from '@tensorflow/tfjs';
+import { MilModel } from '../../src/core/engine/model.js';
+import { createOptimizer, type Optimizer } from '../../src/core/engine/optim/index.js';
+import { OptimizerSection } from '../../src/core/engine/schema.js';
+import { silentLogger } from '../../src/core/logger.js';
+import { Rng } from '../../src/core/runtime/random.js';
+import type { Registry } from '../../src/registry/registry.js';
+
+export const D = 1024;
+export const CLASSES = 2;
+export const LABEL = 1;
 
 export class TorchReference {
   private readonly child: ChildProcessWithoutNullStreams;
@@ -52,4 +65,81 @@ export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? (sorted[mid] ?? NaN) : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
+}
+
+export interface ZooModel {
+  readonly name: string;
+  readonly classifier?: Record<string, unknown>;
+  /** Options that make the milkit network the reference network (dropout off on both sides). */
+  readonly aggregator: Record<string, unknown>;
+  readonly losses: Record<string, { name: string; weight: number; [k: string]: unknown }>;
+}
+
+export const MODELS: readonly ZooModel[] = [
+  { name: 'abmil', aggregator: { dropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } } },
+  { name: 'clam-sb', aggregator: { dropout: 0, attnDropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 0.7 }, instance: { name: 'clam-instance', weight: 0.3 } } },
+  { name: 'clam-mb', aggregator: { dropout: 0, attnDropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 0.7 }, instance: { name: 'clam-instance', weight: 0.3 } } },
+  { name: 'dsmil', aggregator: {}, losses: { bag: { name: 'binary-cross-entropy', weight: 0.5 }, max: { name: 'dsmil-max-instance', weight: 0.5 } } },
+  { name: 'dtfd-mil', aggregator: {}, losses: { bag: { name: 'cross-entropy', weight: 1 }, tier1: { name: 'dtfd-tier1', weight: 1 } } },
+  { name: 'mean-pool', aggregator: { projectDim: 512, dropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } } },
+  { name: 'max-pool', aggregator: { projectDim: 512, dropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } } },
+  {
+    name: 'dmin', aggregator: { dropout: 0 }, classifier: { name: 'cka' },
+    losses: { ce: { name: 'cross-entropy', weight: 0.7 }, clu: { name: 'clam-instance', weight: 0.3 }, mse: { name: 'embedding-mse', weight: 0.5 }, kl: { name: 'logit-kl', weight: 0.5 }, rate: { name: 'keep-rate', weight: 2 } },
+  },
+  // Last, as the heaviest. Cells whose budget estimate exceeds the wasm limit are not run (a wasm abort would end
+  // the process): the layers' recomputation frees as it goes, but ≈ 120 KB of wasm heap per instance remain.
+  { name: 'transmil', aggregator: { attnDropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } } },
+];
+
+export async function buildModel(registry: Registry, zoo: ZooModel): Promise<MilModel> {
+  const aggregator = await registry.resolve('aggregator', { name: zoo.name, ...zoo.aggregator }, { key: 'model.aggregator' });
+  const classifier = await registry.resolve('classifier', zoo.classifier ?? { name: 'linear' }, { key: 'model.classifier' });
+  const losses: Record<string, Awaited<ReturnType<Registry['resolve']>> & { weight: number }> = {};
+  for (const [slot, { weight, ...ref }] of Object.entries(zoo.losses)) losses[slot] = { ...(await registry.resolve('loss', ref, { key: `model.losses.${slot}` })), weight };
+  return new MilModel(registry, { aggregator, classifier, losses: losses as never }, { inputDim: D, numClasses: CLASSES }, new Rng(`bench/${zoo.name}`), silentLogger);
+}
+
+/** Forward, weighted losses, gradients and an Adam step; the loss read back is the one host sync. */
+export function trainStep(model: MilModel, optimizer: tf.Optimizer, x: tf.Tensor2D, rng: Rng): void {
+  const loss = optimizer.minimize(() => model.losses(model.forward({ slideId: 'bench', features: x, label: LABEL }, { training: true, rng: rng.fork('step') }), LABEL, CLASSES).total, true, model.trainableVariables());
+  loss?.dataSync();
+  loss?.dispose();
+}
+
+/** High-water RSS of this process since the last reset (Linux; 0 elsewhere). */
+export function resetPeakRss(): void {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+  } catch {
+    // not Linux: the column reads the process-lifetime peak
+  }
+}
+export function peakRss(): number {
+  try {
+    const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    return match ? Number(match[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+/** The training engine's optimizer (train.optimizer defaults: Adam, weight decay 1e-5) over the model's trainable variables. */
+export function engineOptimizer(model: MilModel): Optimizer {
+  return createOptimizer(OptimizerSection.parse({}), model.namedTrainable());
+}
+
+/** One step as the trainer takes it: gradients of the weighted losses, the loss read back, then the optimizer's update. */
+export function engineStep(model: MilModel, optimizer: Optimizer, x: tf.Tensor2D, rng: Rng, lr = 1e-4): void {
+  const variables = model.namedTrainable().map(([, variable]) => variable);
+  const { value, grads } = tf.variableGrads(() => model.losses(model.forward({ slideId: 'bench', features: x, label: LABEL }, { training: true, rng: rng.fork('step') }), LABEL, CLASSES).total, variables);
+  value.dataSync();
+  value.dispose();
+  // A parameter the loss did not reach this step (another class's instance classifier) gets a zero gradient, as in the trainer.
+  const ordered = variables.map((variable) => grads[variable.name] ?? tf.zerosLike(variable));
+  optimizer.step(ordered, lr);
+  tf.dispose(ordered);
+}
+
+export function wasmHeapBytes(): number {
+  return (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8?.length ?? 0;
 }

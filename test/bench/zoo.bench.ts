@@ -5,7 +5,6 @@
 // the peak RSS of each process, the wasm heap, the measured peak tensor bytes and the memory budget's estimate
 // (docs/runtime.md#memory-budget). `--quick` (BENCH_QUICK=1): one round at N = 1,000. BENCH_ZOO_ROUNDS=k caps the
 // rounds per size at k (e.g. 1 on a loaded machine, where only the memory columns mean anything).
-import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -17,36 +16,7 @@ import { initRuntime, RuntimeSection, type RuntimeInfo } from '../../src/core/ru
 import { Rng } from '../../src/core/runtime/random.js';
 import { Registry } from '../../src/registry/registry.js';
 import type { BenchContext, BenchResult } from './run.js';
-import { median, TorchReference } from './shared.js';
-
-const D = 1024;
-const CLASSES = 2;
-const LABEL = 1;
-
-interface ZooModel {
-  readonly name: string;
-  readonly classifier?: Record<string, unknown>;
-  /** Options that make the milkit network the reference network (dropout off on both sides). */
-  readonly aggregator: Record<string, unknown>;
-  readonly losses: Record<string, { name: string; weight: number; [k: string]: unknown }>;
-}
-
-const MODELS: ZooModel[] = [
-  { name: 'abmil', aggregator: { dropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } } },
-  { name: 'clam-sb', aggregator: { dropout: 0, attnDropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 0.7 }, instance: { name: 'clam-instance', weight: 0.3 } } },
-  { name: 'clam-mb', aggregator: { dropout: 0, attnDropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 0.7 }, instance: { name: 'clam-instance', weight: 0.3 } } },
-  { name: 'dsmil', aggregator: {}, losses: { bag: { name: 'binary-cross-entropy', weight: 0.5 }, max: { name: 'dsmil-max-instance', weight: 0.5 } } },
-  { name: 'dtfd-mil', aggregator: {}, losses: { bag: { name: 'cross-entropy', weight: 1 }, tier1: { name: 'dtfd-tier1', weight: 1 } } },
-  { name: 'mean-pool', aggregator: { projectDim: 512, dropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } } },
-  { name: 'max-pool', aggregator: { projectDim: 512, dropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } } },
-  {
-    name: 'dmin', aggregator: { dropout: 0 }, classifier: { name: 'cka' },
-    losses: { ce: { name: 'cross-entropy', weight: 0.7 }, clu: { name: 'clam-instance', weight: 0.3 }, mse: { name: 'embedding-mse', weight: 0.5 }, kl: { name: 'logit-kl', weight: 0.5 }, rate: { name: 'keep-rate', weight: 2 } },
-  },
-  // Last, as the heaviest. Cells whose budget estimate exceeds the wasm limit are not run (a wasm abort would end
-  // the process): the layers' recomputation frees as it goes, but ≈ 120 KB of wasm heap per instance remain.
-  { name: 'transmil', aggregator: { attnDropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } } },
-];
+import { buildModel, CLASSES, D, LABEL, median, MODELS, peakRss, resetPeakRss, TorchReference, trainStep, wasmHeapBytes } from './shared.js';
 
 interface SizePlan {
   readonly n: number;
@@ -64,21 +34,6 @@ const FULL: SizePlan[] = [
 const QUICK: SizePlan[] = [{ n: 1000, warmup: 1, steps: 1, rounds: 1 }];
 const TORCH_THREADS = [1, 2] as const;
 const PROFILE_N = 8000;
-
-async function buildModel(registry: Registry, zoo: ZooModel): Promise<MilModel> {
-  const aggregator = await registry.resolve('aggregator', { name: zoo.name, ...zoo.aggregator }, { key: 'model.aggregator' });
-  const classifier = await registry.resolve('classifier', zoo.classifier ?? { name: 'linear' }, { key: 'model.classifier' });
-  const losses: Record<string, Awaited<ReturnType<Registry['resolve']>> & { weight: number }> = {};
-  for (const [slot, { weight, ...ref }] of Object.entries(zoo.losses)) losses[slot] = { ...(await registry.resolve('loss', ref, { key: `model.losses.${slot}` })), weight };
-  return new MilModel(registry, { aggregator, classifier, losses: losses as never }, { inputDim: D, numClasses: CLASSES }, new Rng(`bench/${zoo.name}`), silentLogger);
-}
-
-/** Forward, weighted losses, gradients and an Adam step; the loss read back is the one host sync. */
-function trainStep(model: MilModel, optimizer: tf.Optimizer, x: tf.Tensor2D, rng: Rng): void {
-  const loss = optimizer.minimize(() => model.losses(model.forward({ slideId: 'bench', features: x, label: LABEL }, { training: true, rng: rng.fork('step') }), LABEL, CLASSES).total, true, model.trainableVariables());
-  loss?.dataSync();
-  loss?.dispose();
-}
 
 function timedSteps(model: MilModel, optimizer: tf.Optimizer, x: tf.Tensor2D, plan: SizePlan, rng: Rng): number[] {
   const times: number[] = [];
@@ -102,26 +57,6 @@ async function topKernels(model: MilModel, optimizer: tf.Optimizer, x: tf.Tensor
   const shares = [...byKernel].sort(([, a], [, b]) => b.ms - a.ms);
   const total = shares.reduce((s, [, k]) => s + k.ms, 0);
   return `${total.toFixed(0)} ms in ${info.kernels.length} kernel calls; top: ${shares.slice(0, 6).map(([name, k]) => `${name} ${k.ms.toFixed(0)} ms (${((100 * k.ms) / total).toFixed(0)}%, ×${k.calls})`).join(', ')}`;
-}
-
-/** High-water RSS of this process since the last reset (Linux; 0 elsewhere). */
-function resetPeakRss(): void {
-  try {
-    writeFileSync('/proc/self/clear_refs', '5');
-  } catch {
-    // not Linux: the column reads the process-lifetime peak
-  }
-}
-function peakRss(): number {
-  try {
-    const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-    return match ? Number(match[1]) * 1024 : 0;
-  } catch {
-    return 0;
-  }
-}
-function wasmHeapBytes(): number {
-  return (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8?.length ?? 0;
 }
 
 interface Cell {

@@ -2,6 +2,7 @@
 // gradient (torch.optim.Adam: HDMIL, CLAM, MHIM-MIL, DTFD-MIL, DSMIL) or decoupled (torch.optim.AdamW,
 // Loshchilov & Hutter 2019). docs/methods/training.md#adam-with-l2-weight-decay.
 import * as tf from '@tensorflow/tfjs';
+import { assignInPlace } from '../../nn/in-place.js';
 import { ElementwiseOptimizer, type ParamSlot } from './base.js';
 
 export interface AdamSettings {
@@ -31,9 +32,10 @@ export class AdamOptimizer extends ElementwiseOptimizer {
 
   /** Stores the moments and the new parameter value. */
   protected commit(index: number, m: tf.Tensor, v: tf.Tensor, next: tf.Tensor): void {
-    (this.expAvg[index] as tf.Variable).assign(m);
-    (this.expAvgSq[index] as tf.Variable).assign(v);
-    (this.slots[index] as ParamSlot).variable.assign(next);
+    // In place: parameters and moments keep their buffers, so the wasm heap's layout repeats every step.
+    assignInPlace(this.expAvg[index] as tf.Variable, m);
+    assignInPlace(this.expAvgSq[index] as tf.Variable, v);
+    assignInPlace((this.slots[index] as ParamSlot).variable, next);
   }
 
   protected update(index: number, grad: tf.Tensor, lr: number, step: number): void {

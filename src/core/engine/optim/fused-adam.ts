@@ -8,6 +8,7 @@
 // checks it on both backends). docs/methods/training.md#adam-with-l2-weight-decay.
 import * as tf from '@tensorflow/tfjs';
 import { hostFloatValues as floatValues } from '../../nn/host-values.js';
+import { assignInPlace } from '../../nn/in-place.js';
 import { AdamOptimizer } from './adam.js';
 import { checkGradients, checkLearningRate, type ParamSlot } from './base.js';
 
@@ -58,7 +59,7 @@ export class FusedAdamOptimizer extends AdamOptimizer {
       const shape = slot.variable.shape;
       for (const [target, values] of [[this.expAvg[index], m], [this.expAvgSq[index], v], [slot.variable, next]] as const) {
         const fresh = tf.tensor(values, shape, 'float32');
-        (target as tf.Variable).assign(fresh);
+        assignInPlace(target as tf.Variable, fresh);
         fresh.dispose(); // the variable keeps its own reference
       }
     });

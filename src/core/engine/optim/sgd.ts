@@ -2,6 +2,7 @@
 // starts as the first gradient itself, then b_t = mu b_{t-1} + g_t; L2 weight decay is added to the gradient
 // (CLAM's optional optimiser) unless decoupled.
 import * as tf from '@tensorflow/tfjs';
+import { assignInPlace } from '../../nn/in-place.js';
 import { ElementwiseOptimizer, type ParamSlot } from './base.js';
 
 export interface SgdSettings {
@@ -25,9 +26,9 @@ export class SgdOptimizer extends ElementwiseOptimizer {
       const buffer = this.momentumBuffers[index] as tf.Variable;
       // torch starts the buffer as a copy of the first d_t; from a zero buffer mu * 0 + d_1 is that same value.
       const next = buffer.mul(this.settings.momentum).add(direction);
-      buffer.assign(next);
+      assignInPlace(buffer, next); // in place: see src/core/nn/in-place.ts
       direction = next;
     }
-    slot.variable.assign(this.decayedParameter(slot, lr).sub(direction.mul(lr)));
+    assignInPlace(slot.variable, this.decayedParameter(slot, lr).sub(direction.mul(lr)));
   }
 }
