@@ -25,7 +25,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { definePlugin, Module, type Aggregator, type AggregatorOutput, type AggregatorParts, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
 import type { Rng } from 'milkit';
-import { activate, checkpointed, releaseDuringBackward, depthwiseConvSame, dropout, initBias, initWeight, type InitScheme, LayerNorm, Linear, NystromAttention, type NystromObserver, type NystromOptions } from 'milkit/nn';
+import { activate, chunkedTransLayer, releaseDuringBackward, depthwiseConvSame, dropout, initBias, initWeight, type InitScheme, LayerNorm, Linear, NystromAttention, type NystromObserver, type NystromOptions } from 'milkit/nn';
 
 export const TransmilOptions = z
   .strictObject({
@@ -58,22 +58,16 @@ class TransLayer extends Module {
     this.attn = this.addModule('attn', new NystromAttention(nystrom, rng.fork('attn')));
   }
 
-  /** `observer` sees the class-token attention of the first call only (a backward recomputation repeats the block). */
+  /** `observer` sees the first layer's class-token attention (from the forward pass only). */
   forward(x: tf.Tensor2D, io: ForwardIO, observer?: NystromObserver): tf.Tensor2D {
-    // A fixed-label stream, so a recomputation in the backward pass draws the same dropout masks.
+    // A fixed-label stream: the same call draws the same dropout masks (the chunked layer draws them again in its backward).
     const stream = io.rng.fork(this.name);
-    let observed = false;
-    const once: NystromObserver | undefined = observer && {
-      row: observer.row, weightedValues: observer.weightedValues,
-      take: (attention, weighted) => {
-        if (observed) return;
-        observed = true;
-        observer.take(attention, weighted);
-      },
-    };
+    const attnIO: ForwardIO = { training: io.training, rng: stream.fork('call') };
+    // Recomputed: the layer runs in blocks of rows and its backward recomputes them (chunked-translayer.ts), so no
+    // [L, ·] intermediate of it is ever whole; the plain path keeps them all for tfjs' own gradient.
+    if (this.recompute) return chunkedTransLayer(x, this.norm, this.attn, attnIO, observer);
     // LayerNorm in its own tidy: its statistics and centred copies are gone before the attention runs (large N).
-    const block = (input: tf.Tensor): tf.Tensor => tf.add(input, this.attn.forward(tf.tidy(() => this.norm.forward(input as tf.Tensor2D)), { training: io.training, rng: stream.fork('call') }, observed ? undefined : once)); // [L, E]
-    return tf.tidy(() => (this.recompute ? checkpointed(block, x, this.trainableVariables()) : block(x)) as tf.Tensor2D);
+    return tf.tidy(() => tf.add(x, this.attn.forward(tf.tidy(() => this.norm.forward(x)), attnIO, observer)) as tf.Tensor2D); // [L, E]
   }
 }
 
