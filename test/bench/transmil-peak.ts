@@ -49,7 +49,7 @@ for (const [index, n] of sizes.entries()) {
       const start = performance.now();
       const { value, grads } = gradients(x, `step-${step}`);
       const loss = value.dataSync()[0] as number;
-      optimizer.applyGradients(grads);
+      optimizer.applyGradients(Object.entries(grads).map(([name, tensor]) => ({ name, tensor })));
       tf.dispose([value, ...Object.values(grads)]);
       console.log(`N=${n} step ${step}: loss ${loss.toFixed(4)}; wasm heap ${mb(heapBytes())} MB; tensors ${tf.memory().numTensors}; RSS ${mb(statusBytes('VmRSS'))} MB (peak ${mb(statusBytes('VmHWM'))} MB); ${((performance.now() - start) / 1000).toFixed(1)} s`);
     }
