@@ -12,7 +12,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardIO } from '../../registry/contracts/model.js';
 import { Rng } from '../runtime/random.js';
-import { SOFTMAX_BLOCK_ROWS } from './chunked-softmax.js';
 import { sequenceConvSame } from './depthwise-conv.js';
 import type { LayerNorm } from './layer-norm.js';
 import { dropout } from './layers.js';
@@ -20,6 +19,9 @@ import { moorePenrosePinv, type NystromAttention, type NystromObserver } from '.
 
 type GradSave = (tensors: tf.Tensor[]) => void;
 type Block = readonly [start: number, end: number];
+
+/** Rows per block (before rounding to whole landmark segments). */
+export const LAYER_BLOCK_ROWS = 1024;
 
 /** Rows [from, to) of the sequence stored as consecutive blocks `parts` ([h, rows, d] each), zeros outside it. */
 function rowsOf(parts: readonly tf.Tensor3D[], blocks: readonly Block[], from: number, to: number): tf.Tensor3D {
@@ -99,7 +101,7 @@ interface LayerState {
  * the plain layer would give the attention (its first draw is the output dropout's seed); `observer` is served
  * from the forward pass only.
  */
-export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: NystromAttention, io: ForwardIO, observer?: NystromObserver, blockRows = SOFTMAX_BLOCK_ROWS): tf.Tensor2D {
+export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: NystromAttention, io: ForwardIO, observer?: NystromObserver, blockRows = LAYER_BLOCK_ROWS): tf.Tensor2D {
   const { heads, dimHead, landmarks: m, pinvIterations, alignment, dropout: rate, residualKernel } = attn.options;
   const [length, dim] = x.shape;
   const pad = (m - (length % m)) % m; // zero rows on the LEFT, as the plain layer
@@ -263,22 +265,17 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
       // 2. The [h, m, ·] part: K2⁺ (K3 V) back to the landmarks and to K3 V.
       const [dqLandMix, dkLandMix, dK3v] = nestedGrads(() => mixLandmarks(state.qLand, state.kLand, state.k3v), [state.qLand, state.kLand, state.k3v], dMixed) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
       dKLand = addInto(dKLand, dkLandMix);
-      // 3. K3 V = softmax(q̃ Kᵀ) V back to q̃, k and v, block by block of tokens (softmax backward with K3's normaliser).
+      // 3. K3 V = softmax(q̃ Kᵀ) V back to q̃ (softmax backward with K3's normaliser), block by block of tokens; its
+      // gradients to k and v are taken again per block in step 4, so they never exist whole beside k and v.
       const rowTerm = tf.sum(tf.mul(dK3v, state.k3v), -1, true); // [h, m, 1]
+      const k3Logits = (i: number): [tf.Tensor3D, tf.Tensor3D] => {
+        const p = tf.exp(tf.sub(tf.matMul(state.qLand, state.k[i]!, false, true), state.lse)) as tf.Tensor3D; // [h, m, b]
+        return [p, tf.mul(p, tf.sub(tf.matMul(dK3v, state.v[i]!, false, true), rowTerm)) as tf.Tensor3D]; // K3 and dLogits [h, m, b]
+      };
       let dqLand = dqLandMix;
-      const dKeys: tf.Tensor3D[] = [];
-      const dValues: tf.Tensor3D[] = [];
       state.k.forEach((kb, i) => {
-        const [dl, dk, dv] = tf.tidy(() => {
-          const p = tf.exp(tf.sub(tf.matMul(state.qLand, kb, false, true), state.lse)); // [h, m, b]
-          const dLogits = tf.mul(p, tf.sub(tf.matMul(dK3v, state.v[i]!, false, true), rowTerm)); // [h, m, b]
-          return [tf.matMul(dLogits, kb), tf.matMul(dLogits, state.qLand, true, false), tf.matMul(p, dK3v, true, false)] as tf.Tensor3D[];
-        });
-        dqLand = addInto(dqLand, dl!);
-        dKeys.push(dk!);
-        dValues.push(dv!);
+        dqLand = addInto(dqLand, tf.tidy(() => tf.matMul(k3Logits(i)[1], kb)));
       });
-      tf.dispose([rowTerm, dK3v, dMixed]);
       // 4. Back through the landmark means, the value windows' overlaps, the q/k/v projection and LayerNorm.
       const dInputs: tf.Tensor2D[] = [];
       blocks.forEach((block, i) => {
@@ -287,9 +284,10 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
         const perRow = (dLand: tf.Tensor3D): tf.Tensor3D => // a landmark's gradient, shared by its segment's rows
           tf.div(tf.reshape(tf.tile(tf.expandDims(tf.slice(dLand, [0, start / segment, 0], [heads, (end - start) / segment, dimHead]), 2), [1, 1, segment, 1]), [heads, end - start, dimHead]), segment) as tf.Tensor3D;
         const parts = tf.tidy(() => {
+          const [p, dLogits] = k3Logits(i);
           const dq = tf.add(dQueries[i]!, perRow(dqLand));
-          const dk = tf.add(dKeys[i]!, perRow(dKLand));
-          let dv: tf.Tensor = dValues[i]!;
+          const dk = tf.add(tf.matMul(dLogits, state.qLand, true, false), perRow(dKLand));
+          let dv: tf.Tensor = tf.matMul(p, dK3v, true, false);
           // Each value window's gradient overlaps its neighbours' blocks by `radius` rows.
           dWindows.forEach((dWindow, j) => {
             const windowStart = blocks[j]![0] - radius;
@@ -310,13 +308,14 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
           // The residual: output row j is input row j plus the attention's row outStart + j.
           return [tf.add(dx!, tf.slice(upstream, [first - pad, 0], [end - first, dim])), ...dVars];
         });
-        tf.dispose([dQueries[i]!, dKeys[i]!, dValues[i]!]);
+        // Block i's tensors are done with; its value window's gradient still reaches into block i + 1.
+        tf.dispose([dQueries[i]!, state.k[i]!, state.v[i]!, ...(i > 0 ? [dWindows[i - 1]!] : [])]);
         if (parts.length === 0) return;
         const [dx, ...dVars] = parts;
         dInputs.push(dx as tf.Tensor2D);
         inVars.forEach((variable, j) => accumulate(variable, dVars[j]!));
       });
-      tf.dispose(dqLand);
+      tf.dispose([dqLand, rowTerm, dK3v, dMixed]);
       const dInput = dInputs.length === 1 ? dInputs[0]! : tf.concat(dInputs, 0);
       if (dInputs.length > 1) tf.dispose(dInputs);
       return [dInput, ...[...inVars, ...outVars].map((variable) => grads.get(variable) ?? tf.zerosLike(variable))];
