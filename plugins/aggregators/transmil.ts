@@ -17,7 +17,9 @@
  *   default init, class token N(0, 1). Dims are options so reference fixtures stay small. MHIM-MIL's variant
  *   (docs/methods/mhim-mil.md#networks): `projectActivation: gelu`, `projectDropout: 0.25`,
  *   `ppegPadding: inside` (no square padding; PPEG pads its own grid, ≥ 7 × 7, and drops the padding again),
- *   `nystromAlignment: fixed`. Split at h for strategies (capability `parts`); the first layer's class-token attention
+ *   `nystromAlignment: fixed`. With `checkpointLayers` (default) each TransLayer runs in blocks of rows with its own gradient, which
+ *   recomputes the blocks (milkit/nn chunkedTransLayer): the same numbers, and no [N, ·] intermediate of a layer is
+ *   ever whole, which is what lets a training step at N = 50,000 fit wasm's 4 GB heap. Split at h for strategies (capability `parts`); the first layer's class-token attention
  *   per head is `extras.classTokenAttention`, its clipped head mean the instance scores.
  * Checked against: test/reference/transmil.py → test/reference/fixtures/transmil*.safetensors
  */
