@@ -122,7 +122,7 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
   const rngLabel = io.rng.seedLabel;
   const rngState = io.rng.state();
   const dropoutMask = (): tf.Tensor2D | undefined =>
-    io.training && rate > 0 ? (dropout(tf.ones([total, dim]), rate, true, new Rng(rngLabel, rngState)) as tf.Tensor2D) : undefined; // [L', dim]
+    io.training && rate > 0 ? tf.tidy(() => dropout(tf.ones([total, dim]), rate, true, new Rng(rngLabel, rngState)) as tf.Tensor2D) : undefined; // [L', dim]
 
   /** q, k, v [h, b, d] of padded rows [a, b) from the x rows `xRows` (the rows at and after `pad`). */
   const project = (xRows: tf.Tensor2D | undefined, zeroRows: number): [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D] => {
