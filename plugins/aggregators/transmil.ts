@@ -17,7 +17,9 @@
  *   default init, class token N(0, 1). Dims are options so reference fixtures stay small. MHIM-MIL's variant
  *   (docs/methods/mhim-mil.md#networks): `projectActivation: gelu`, `projectDropout: 0.25`,
  *   `ppegPadding: inside` (no square padding; PPEG pads its own grid, ≥ 7 × 7, and drops the padding again),
- *   `nystromAlignment: fixed`. Split at h for strategies (capability `parts`); the first layer's class-token attention
+ *   `nystromAlignment: fixed`. With `checkpointLayers` (default) each TransLayer runs in blocks of rows with its own gradient, which
+ *   recomputes the blocks (milkit/nn chunkedTransLayer): the same numbers, and no [N, ·] intermediate of a layer is
+ *   ever whole, which is what lets a training step at N = 50,000 fit wasm's 4 GB heap. Split at h for strategies (capability `parts`); the first layer's class-token attention
  *   per head is `extras.classTokenAttention`, its clipped head mean the instance scores.
  * Checked against: test/reference/transmil.py → test/reference/fixtures/transmil*.safetensors
  */
@@ -25,7 +27,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { definePlugin, Module, type Aggregator, type AggregatorOutput, type AggregatorParts, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
 import type { Rng } from 'milkit';
-import { activate, checkpointed, releaseDuringBackward, depthwiseConvSame, dropout, initBias, initWeight, type InitScheme, LayerNorm, Linear, NystromAttention, type NystromObserver, type NystromOptions } from 'milkit/nn';
+import { activate, chunkedTransLayer, releaseDuringBackward, depthwiseConvSame, dropout, initBias, initWeight, type InitScheme, LayerNorm, Linear, NystromAttention, type NystromObserver, type NystromOptions } from 'milkit/nn';
 
 export const TransmilOptions = z
   .strictObject({
@@ -58,22 +60,16 @@ class TransLayer extends Module {
     this.attn = this.addModule('attn', new NystromAttention(nystrom, rng.fork('attn')));
   }
 
-  /** `observer` sees the class-token attention of the first call only (a backward recomputation repeats the block). */
+  /** `observer` sees the first layer's class-token attention (from the forward pass only). */
   forward(x: tf.Tensor2D, io: ForwardIO, observer?: NystromObserver): tf.Tensor2D {
-    // A fixed-label stream, so a recomputation in the backward pass draws the same dropout masks.
+    // A fixed-label stream: the same call draws the same dropout masks (the chunked layer draws them again in its backward).
     const stream = io.rng.fork(this.name);
-    let observed = false;
-    const once: NystromObserver | undefined = observer && {
-      row: observer.row, weightedValues: observer.weightedValues,
-      take: (attention, weighted) => {
-        if (observed) return;
-        observed = true;
-        observer.take(attention, weighted);
-      },
-    };
+    const attnIO: ForwardIO = { training: io.training, rng: stream.fork('call') };
+    // Recomputed: the layer runs in blocks of rows and its backward recomputes them (chunked-translayer.ts), so no
+    // [L, ·] intermediate of it is ever whole; the plain path keeps them all for tfjs' own gradient.
+    if (this.recompute) return chunkedTransLayer(x, this.norm, this.attn, attnIO, observer);
     // LayerNorm in its own tidy: its statistics and centred copies are gone before the attention runs (large N).
-    const block = (input: tf.Tensor): tf.Tensor => tf.add(input, this.attn.forward(tf.tidy(() => this.norm.forward(input as tf.Tensor2D)), { training: io.training, rng: stream.fork('call') }, observed ? undefined : once)); // [L, E]
-    return tf.tidy(() => (this.recompute ? checkpointed(block, x, this.trainableVariables()) : block(x)) as tf.Tensor2D);
+    return tf.tidy(() => tf.add(x, this.attn.forward(tf.tidy(() => this.norm.forward(x)), attnIO, observer)) as tf.Tensor2D); // [L, E]
   }
 }
 

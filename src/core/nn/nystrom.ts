@@ -70,11 +70,12 @@ export function moorePenrosePinv(x: tf.Tensor3D, iterations: number): tf.Tensor3
 
 /** Nyström attention over one sequence x [L, dim] → [L, dim] (torch keys to_qkv, to_out.0, res_conv). */
 export class NystromAttention extends Module {
-  private readonly toQkv: Linear;
-  private readonly toOut: Linear;
-  private readonly resConv: tf.Variable | undefined;
+  // Read by the row-chunked TransLayer (chunked-translayer.ts), which recomputes this block in pieces.
+  readonly toQkv: Linear;
+  readonly toOut: Linear;
+  readonly resConv: tf.Variable | undefined;
 
-  constructor(private readonly options: NystromOptions, rng: Rng) {
+  constructor(readonly options: NystromOptions, rng: Rng) {
     super();
     const inner = options.heads * options.dimHead;
     this.toQkv = this.addModule('to_qkv', new Linear(options.dim, 3 * inner, rng.fork('to_qkv'), { bias: false, init: options.init }));

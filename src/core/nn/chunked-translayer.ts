@@ -1,0 +1,337 @@
+// TransMIL's TransLayer, x + NystromAttention(LayerNorm(x)), evaluated in blocks of rows with its own gradient, so
+// neither its forward nor its backward ever holds the layer's [L, ·] intermediates whole (LayerNorm, the q/k/v
+// projection, the attention maps, the merged heads, the output projection). Most of the layer is row-wise; only
+// three parts cross rows, and each is small or local (docs/methods/transmil.md#nystrom-attention):
+//   - the landmarks (segment means of q and k) and everything built from them, K2⁺ and K2⁺(K3 V): [h, m, ·];
+//   - K3 V = softmax(Q̃ Kᵀ) V, a sum over all tokens, taken in two passes over blocks (log-sum-exp, then values);
+//   - the value-residual conv, which reads `radius` rows either side of a block.
+// The backward pass recomputes k and v (and q) block by block, pulls the upstream gradient through each block's
+// row-wise part with a small nested gradient, through the [h, m, ·] part with another, and back through the
+// projection and LayerNorm block by block again. Its peak is a few whole [L, 512] tensors (k, v, their gradients)
+// instead of the ≈ 12 of a recomputed layer. Same numbers as the plain layer to float rounding.
+import * as tf from '@tensorflow/tfjs';
+import type { ForwardIO } from '../../registry/contracts/model.js';
+import { Rng } from '../runtime/random.js';
+import { sequenceConvSame } from './depthwise-conv.js';
+import type { LayerNorm } from './layer-norm.js';
+import { dropout } from './layers.js';
+import { moorePenrosePinv, type NystromAttention, type NystromObserver } from './nystrom.js';
+
+type GradSave = (tensors: tf.Tensor[]) => void;
+type Block = readonly [start: number, end: number];
+
+/** Rows per block (before rounding to whole landmark segments). */
+export const LAYER_BLOCK_ROWS = 1024;
+
+/** Rows [from, to) of the sequence stored as consecutive blocks `parts` ([h, rows, d] each), zeros outside it. */
+function rowsOf(parts: readonly tf.Tensor3D[], blocks: readonly Block[], from: number, to: number): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [heads, , depth] = parts[0]!.shape;
+    const pieces: tf.Tensor3D[] = [];
+    let cursor = from;
+    if (cursor < 0) {
+      const count = Math.min(to, 0) - cursor;
+      pieces.push(tf.zeros([heads, count, depth]));
+      cursor += count;
+    }
+    blocks.forEach(([start, end], i) => {
+      const a = Math.max(cursor, start);
+      const b = Math.min(to, end);
+      if (a >= b || a !== cursor) return;
+      pieces.push(a === start && b === end ? parts[i]! : tf.slice(parts[i]!, [0, a - start, 0], [heads, b - a, depth]));
+      cursor = b;
+    });
+    if (cursor < to) pieces.push(tf.zeros([heads, to - cursor, depth]));
+    return pieces.length === 1 ? pieces[0]! : tf.concat(pieces, 1);
+  });
+}
+
+/** Rows [from, to) of a [rows, dim] matrix, zeros outside [0, rows). */
+function matrixRows(x: tf.Tensor2D, from: number, to: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const [rows, dim] = x.shape;
+    const a = Math.max(from, 0);
+    const b = Math.min(to, rows);
+    if (a >= b) return tf.zeros([to - from, dim]);
+    const inside = a === 0 && b === rows ? x : tf.slice(x, [a, 0], [b - a, dim]);
+    return a > from || b < to ? (tf.concat([tf.zeros([a - from, dim]), inside, tf.zeros([to - b, dim])], 0) as tf.Tensor2D) : inside;
+  });
+}
+
+/**
+ * Gradients of `f()` (seeded with `dy`, or 1 for a scalar) with respect to `xs`, zeros where `f` does not depend
+ * on one. Safe inside another backward pass: a nested gradients() call drops the engine's active tape, which the
+ * outer pass still needs, so it is put back.
+ */
+function nestedGrads(f: () => tf.Tensor, xs: readonly tf.Tensor[], dy?: tf.Tensor): tf.Tensor[] {
+  const state = (tf.engine() as unknown as { state: { activeTape: unknown } }).state;
+  const outerTape = state.activeTape;
+  try {
+    return tf.tidy(() => {
+      const { value, grads } = tf.engine().gradients(f, [...xs], dy, true);
+      value.dispose();
+      return xs.map((x, i) => grads[i] ?? tf.zerosLike(x));
+    });
+  } finally {
+    state.activeTape = outerTape;
+  }
+}
+
+/** The recomputable state of one layer call: q, k, v per block and the [h, m, ·] Nyström quantities. */
+interface LayerState {
+  q: tf.Tensor3D[];
+  k: tf.Tensor3D[];
+  v: tf.Tensor3D[];
+  /** Landmarks q̃ [h, m, d] and k̃ [h, m, d]. */
+  qLand: tf.Tensor3D;
+  kLand: tf.Tensor3D;
+  /** K2⁺ [h, m, m]. */
+  attn2Inv: tf.Tensor3D;
+  /** log Σ_L exp(q̃ kᵀ) [h, m, 1]: K3's normaliser. */
+  lse: tf.Tensor3D;
+  /** K3 V [h, m, d]. */
+  k3v: tf.Tensor3D;
+  /** K2⁺ (K3 V) [h, m, d]. */
+  mixed: tf.Tensor3D;
+}
+
+/**
+ * TransLayer x [L, dim] → x + NystromAttention(LayerNorm(x)) [L, dim], in blocks of about `blockRows` rows
+ * (rounded to whole landmark segments), with a backward pass that recomputes blocks. `io.rng` must be the stream
+ * the plain layer would give the attention (its first draw is the output dropout's seed); `observer` is served
+ * from the forward pass only.
+ */
+export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: NystromAttention, io: ForwardIO, observer?: NystromObserver, blockRows = LAYER_BLOCK_ROWS): tf.Tensor2D {
+  const { heads, dimHead, landmarks: m, pinvIterations, alignment, dropout: rate, residualKernel } = attn.options;
+  const [length, dim] = x.shape;
+  const pad = (m - (length % m)) % m; // zero rows on the LEFT, as the plain layer
+  const total = length + pad; // L' = m·l
+  const segment = total / m; // l rows per landmark
+  const inner = heads * dimHead;
+  const radius = attn.resConv ? (residualKernel - 1) / 2 : 0;
+  const outStart = alignment === 'fixed' ? pad : 0; // first padded row the layer returns
+  // Whole segments per block (landmark sums and their gradients stay per block), and at least `radius` rows so a
+  // block's conv window reaches only into its neighbours.
+  const rows = segment * Math.max(1, Math.ceil(Math.max(blockRows, radius, 1) / segment));
+  const blocks: Block[] = [];
+  for (let start = 0; start < total; start += rows) blocks.push([start, Math.min(start + rows, total)]);
+  const inVars: tf.Variable[] = [norm.weight, norm.bias, ...attn.toQkv.trainableVariables()];
+  const outVars: tf.Variable[] = [...attn.toOut.trainableVariables(), ...(attn.resConv ? [attn.resConv] : [])];
+  // The output dropout's mask is drawn whole (the plain layer's mask, bit for bit), from a copy of the stream taken
+  // now, so the backward pass draws it again instead of keeping it.
+  const rngLabel = io.rng.seedLabel;
+  const rngState = io.rng.state();
+  const dropoutMask = (): tf.Tensor2D | undefined =>
+    io.training && rate > 0 ? tf.tidy(() => dropout(tf.ones([total, dim]), rate, true, new Rng(rngLabel, rngState)) as tf.Tensor2D) : undefined; // [L', dim]
+
+  /** q, k, v [h, b, d] of padded rows [a, b) from the x rows `xRows` (the rows at and after `pad`). */
+  const project = (xRows: tf.Tensor2D | undefined, zeroRows: number): [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D] => {
+    const normed = xRows ? norm.forward(xRows) : undefined;
+    const padded = zeroRows > 0 ? (normed ? tf.concat([tf.zeros([zeroRows, dim]), normed], 0) : tf.zeros([zeroRows, dim])) : normed!; // [b, dim]
+    const count = padded.shape[0]!;
+    const qkv = attn.toQkv.forward(padded as tf.Tensor2D); // [b, 3·inner]
+    const split = (offset: number): tf.Tensor3D => tf.transpose(tf.reshape(tf.slice(qkv, [0, offset], [count, inner]), [count, heads, dimHead]), [1, 0, 2]) as tf.Tensor3D; // [h, b, d]
+    return [tf.mul(split(0), dimHead ** -0.5) as tf.Tensor3D, split(inner), split(2 * inner)];
+  };
+  const inputRows = (input: tf.Tensor2D, [start, end]: Block): tf.Tensor2D | undefined => {
+    const first = Math.max(start, pad);
+    return first < end ? (tf.slice(input, [first - pad, 0], [end - first, dim]) as tf.Tensor2D) : undefined;
+  };
+  const landmarksOf = (parts: readonly tf.Tensor3D[]): tf.Tensor3D => {
+    const sums = parts.map((t) => tf.sum(tf.reshape(t, [heads, t.shape[1] / segment, segment, dimHead]), 2)); // [h, b/l, d]
+    return tf.div(sums.length === 1 ? sums[0]! : tf.concat(sums, 1), segment) as tf.Tensor3D; // [h, m, d]
+  };
+  /** K2⁺ (K3 V) from the landmarks and K3 V: the only part of the layer that mixes landmarks. */
+  const mixLandmarks = (qLand: tf.Tensor3D, kLand: tf.Tensor3D, k3v: tf.Tensor3D): tf.Tensor3D =>
+    tf.matMul(moorePenrosePinv(tf.softmax(tf.matMul(qLand, kLand, false, true)) as tf.Tensor3D, pinvIterations), k3v) as tf.Tensor3D;
+
+  const prepare = (input: tf.Tensor2D): LayerState => {
+    const q: tf.Tensor3D[] = [];
+    const k: tf.Tensor3D[] = [];
+    const v: tf.Tensor3D[] = [];
+    for (const block of blocks) {
+      const [qb, kb, vb] = tf.tidy(() => project(inputRows(input, block), Math.max(0, Math.min(pad, block[1]) - block[0])));
+      q.push(qb);
+      k.push(kb);
+      v.push(vb);
+    }
+    const small = tf.tidy(() => {
+      const qLand = landmarksOf(q);
+      const kLand = landmarksOf(k);
+      const attn2Inv = moorePenrosePinv(tf.softmax(tf.matMul(qLand, kLand, false, true)) as tf.Tensor3D, pinvIterations); // [h, m, m]
+      const partial = k.map((kb) => tf.logSumExp(tf.matMul(qLand, kb, false, true), -1, true)); // [h, m, 1] each
+      const lse = (partial.length === 1 ? partial[0]! : tf.logSumExp(tf.concat(partial, 2), -1, true)) as tf.Tensor3D;
+      const k3v = k.reduce<tf.Tensor>((sum, kb, i) => tf.add(sum, tf.matMul(tf.exp(tf.sub(tf.matMul(qLand, kb, false, true), lse)), v[i]!)), tf.zeros([heads, m, dimHead])) as tf.Tensor3D;
+      return { qLand, kLand, attn2Inv, lse, k3v, mixed: tf.matMul(attn2Inv, k3v) as tf.Tensor3D };
+    });
+    return { q, k, v, ...small };
+  };
+  const release = (state: LayerState): void => tf.dispose([...state.q, ...state.k, ...state.v, state.qLand, state.kLand, state.attn2Inv, state.lse, state.k3v, state.mixed]);
+
+  /** Padded rows [start, end) of the attention output (after to_out and its dropout) from the block's queries and value window. */
+  const blockOutput = (qBlock: tf.Tensor3D, valueWindow: tf.Tensor3D | undefined, kLand: tf.Tensor3D, mixed: tf.Tensor3D, mask: tf.Tensor2D | undefined): tf.Tensor2D => {
+    const count = qBlock.shape[1];
+    let out = tf.matMul(tf.softmax(tf.matMul(qBlock, kLand, false, true)), mixed) as tf.Tensor3D; // [h, b, d]  K1 K2⁺ (K3 V)
+    if (attn.resConv && valueWindow) {
+      out = tf.add(out, tf.slice(sequenceConvSame(valueWindow, attn.resConv as tf.Tensor4D), [0, radius, 0], [heads, count, dimHead])); // the window's middle rows
+    }
+    const projected = attn.toOut.forward(tf.reshape(tf.transpose(out, [1, 0, 2]), [count, inner]) as tf.Tensor2D); // [b, dim]
+    return mask ? (tf.mul(projected, mask) as tf.Tensor2D) : projected;
+  };
+  const valueWindow = (state: LayerState, [start, end]: Block): tf.Tensor3D | undefined => (radius > 0 ? rowsOf(state.v, blocks, start - radius, end + radius) : undefined);
+  const maskRows = (mask: tf.Tensor2D | undefined, [start, end]: Block): tf.Tensor2D | undefined => (mask ? (tf.slice(mask, [start, 0], [end - start, dim]) as tf.Tensor2D) : undefined);
+
+  const observe = (state: LayerState, target: NystromObserver): void => {
+    tf.tidy(() => {
+      const query = tf.softmax(tf.matMul(rowsOf(state.q, blocks, pad + target.row, pad + target.row + 1), state.kLand, false, true)); // [h, 1, m]  the row of K1
+      const queryMix = tf.matMul(query, state.attn2Inv); // [h, 1, m]
+      const parts = state.k.map((kb) => tf.matMul(queryMix, tf.exp(tf.sub(tf.matMul(state.qLand, kb, false, true), state.lse)))); // [h, 1, b]
+      const row = tf.reshape(parts.length === 1 ? parts[0]! : tf.concat(parts, 2), [heads, total]); // [h, L']  row of (K1 K2⁺) K3
+      let weighted: tf.Tensor2D | undefined;
+      if (target.weightedValues) {
+        const values = rowsOf(state.v, blocks, 0, total); // [h, L', d]
+        const merged = tf.reshape(tf.transpose(tf.mul(tf.expandDims(row, 2), values), [1, 0, 2]), [total, inner]) as tf.Tensor2D; // [L', inner]
+        weighted = tf.slice(dropout(attn.toOut.forward(merged), rate, io.training, io.rng.fork('weighted')) as tf.Tensor2D, [pad, 0], [length, -1]); // [L, dim]
+      }
+      target.take(tf.slice(row, [0, pad], [heads, length]) as tf.Tensor2D, weighted);
+    });
+  };
+
+  const forward = (input: tf.Tensor2D): tf.Tensor2D => {
+    const state = prepare(input);
+    try {
+      if (observer) observe(state, observer);
+      return tf.tidy(() => {
+        const mask = dropoutMask();
+        const outputs: tf.Tensor2D[] = [];
+        blocks.forEach((block, i) => {
+          const first = Math.max(block[0], outStart);
+          const last = Math.min(block[1], outStart + length);
+          if (first >= last) return;
+          outputs.push(tf.tidy(() => {
+            const attended = blockOutput(state.q[i]!, valueWindow(state, block), state.kLand, state.mixed, maskRows(mask, block)); // [b, dim]
+            return tf.add(tf.slice(input, [first - outStart, 0], [last - first, dim]), tf.slice(attended, [first - block[0], 0], [last - first, dim])) as tf.Tensor2D;
+          }));
+        });
+        return (outputs.length === 1 ? outputs[0]! : tf.concat(outputs, 0)) as tf.Tensor2D; // [L, dim]
+      });
+    } finally {
+      release(state);
+    }
+  };
+
+  const backward = (upstream: tf.Tensor2D, input: tf.Tensor2D): tf.Tensor[] => {
+    const state = prepare(input);
+    const grads = new Map<tf.Variable, tf.Tensor>();
+    const accumulate = (variable: tf.Variable, gradient: tf.Tensor): void => {
+      const previous = grads.get(variable);
+      grads.set(variable, previous ? tf.add(previous, gradient) : gradient);
+      if (previous) {
+        previous.dispose();
+        gradient.dispose();
+      }
+    };
+    const addInto = (current: tf.Tensor3D, extra: tf.Tensor3D): tf.Tensor3D => {
+      const sum = tf.add(current, extra) as tf.Tensor3D;
+      current.dispose();
+      extra.dispose();
+      return sum;
+    };
+    let dKLand = tf.zeros([heads, m, dimHead]) as tf.Tensor3D;
+    let dMixed = tf.zeros([heads, m, dimHead]) as tf.Tensor3D;
+    const dQueries: tf.Tensor3D[] = [];
+    const dWindows: tf.Tensor3D[] = []; // gradient of each block's value window [h, b + 2·radius, d]
+    try {
+      // 1. Row-wise part, block by block: the output projection and residual conv, K1 with the landmark keys.
+      const mask = dropoutMask();
+      blocks.forEach((block, i) => {
+        const parts = tf.tidy(() => {
+          const window = valueWindow(state, block);
+          const blockMask = maskRows(mask, block);
+          const dOut = matrixRows(upstream, block[0] - outStart, block[1] - outStart); // [b, dim]  rows the layer does not return get none
+          const xs = [state.q[i]!, state.kLand, state.mixed, ...outVars, ...(window ? [window] : [])];
+          return nestedGrads(() => blockOutput(state.q[i]!, window, state.kLand, state.mixed, blockMask), xs, dOut);
+        });
+        const [dq, dk, dmix, ...rest] = parts as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, ...tf.Tensor[]];
+        dQueries.push(dq);
+        dKLand = addInto(dKLand, dk);
+        dMixed = addInto(dMixed, dmix);
+        outVars.forEach((variable, j) => accumulate(variable, rest[j]!));
+        if (radius > 0) dWindows.push(rest[outVars.length] as tf.Tensor3D);
+      });
+      mask?.dispose();
+      tf.dispose(state.q);
+      state.q = [];
+      // 2. The [h, m, ·] part: K2⁺ (K3 V) back to the landmarks and to K3 V.
+      const [dqLandMix, dkLandMix, dK3v] = nestedGrads(() => mixLandmarks(state.qLand, state.kLand, state.k3v), [state.qLand, state.kLand, state.k3v], dMixed) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
+      dKLand = addInto(dKLand, dkLandMix);
+      // 3. K3 V = softmax(q̃ Kᵀ) V back to q̃ (softmax backward with K3's normaliser), block by block of tokens; its
+      // gradients to k and v are taken again per block in step 4, so they never exist whole beside k and v.
+      const rowTerm = tf.sum(tf.mul(dK3v, state.k3v), -1, true); // [h, m, 1]
+      const k3Logits = (i: number): [tf.Tensor3D, tf.Tensor3D] => {
+        const p = tf.exp(tf.sub(tf.matMul(state.qLand, state.k[i]!, false, true), state.lse)) as tf.Tensor3D; // [h, m, b]
+        return [p, tf.mul(p, tf.sub(tf.matMul(dK3v, state.v[i]!, false, true), rowTerm)) as tf.Tensor3D]; // K3 and dLogits [h, m, b]
+      };
+      let dqLand = dqLandMix;
+      state.k.forEach((kb, i) => {
+        dqLand = addInto(dqLand, tf.tidy(() => tf.matMul(k3Logits(i)[1], kb)));
+      });
+      // 4. Back through the landmark means, the value windows' overlaps, the q/k/v projection and LayerNorm.
+      const dInputs: tf.Tensor2D[] = [];
+      blocks.forEach((block, i) => {
+        const [start, end] = block;
+        const first = Math.max(start, pad);
+        const perRow = (dLand: tf.Tensor3D): tf.Tensor3D => // a landmark's gradient, shared by its segment's rows
+          tf.div(tf.reshape(tf.tile(tf.expandDims(tf.slice(dLand, [0, start / segment, 0], [heads, (end - start) / segment, dimHead]), 2), [1, 1, segment, 1]), [heads, end - start, dimHead]), segment) as tf.Tensor3D;
+        const parts = tf.tidy(() => {
+          const [p, dLogits] = k3Logits(i);
+          const dq = tf.add(dQueries[i]!, perRow(dqLand));
+          const dk = tf.add(tf.matMul(dLogits, state.qLand, true, false), perRow(dKLand));
+          let dv: tf.Tensor = tf.matMul(p, dK3v, true, false);
+          // Each value window's gradient overlaps its neighbours' blocks by `radius` rows.
+          dWindows.forEach((dWindow, j) => {
+            const windowStart = blocks[j]![0] - radius;
+            const windowEnd = blocks[j]![1] + radius;
+            const a = Math.max(windowStart, start);
+            const b = Math.min(windowEnd, end);
+            if (a >= b) return;
+            dv = tf.add(dv, tf.pad(tf.slice(dWindow, [0, a - windowStart, 0], [heads, b - a, dimHead]), [[0, 0], [a - start, end - b], [0, 0]]));
+          });
+          if (first >= end) return [] as tf.Tensor[]; // all padding: no input rows
+          const rowsIn = tf.slice(input, [first - pad, 0], [end - first, dim]) as tf.Tensor2D;
+          const keep = (t: tf.Tensor): tf.Tensor3D => tf.slice(t, [0, first - start, 0], [heads, end - first, dimHead]) as tf.Tensor3D;
+          const [dqRows, dkRows, dvRows] = [keep(dq), keep(dk), keep(dv)];
+          const [dx, ...dVars] = nestedGrads(() => {
+            const [q, k, v] = project(rowsIn, 0);
+            return tf.addN([tf.sum(tf.mul(q, dqRows)), tf.sum(tf.mul(k, dkRows)), tf.sum(tf.mul(v, dvRows))]);
+          }, [rowsIn, ...inVars]);
+          // The residual: output row j is input row j plus the attention's row outStart + j.
+          return [tf.add(dx!, tf.slice(upstream, [first - pad, 0], [end - first, dim])), ...dVars];
+        });
+        // Block i's tensors are done with; its value window's gradient still reaches into block i + 1.
+        tf.dispose([dQueries[i]!, state.k[i]!, state.v[i]!, ...(i > 0 ? [dWindows[i - 1]!] : [])]);
+        if (parts.length === 0) return;
+        const [dx, ...dVars] = parts;
+        dInputs.push(dx as tf.Tensor2D);
+        inVars.forEach((variable, j) => accumulate(variable, dVars[j]!));
+      });
+      tf.dispose([dqLand, rowTerm, dK3v, dMixed]);
+      const dInput = dInputs.length === 1 ? dInputs[0]! : tf.concat(dInputs, 0);
+      if (dInputs.length > 1) tf.dispose(dInputs);
+      return [dInput, ...[...inVars, ...outVars].map((variable) => grads.get(variable) ?? tf.zerosLike(variable))];
+    } finally {
+      tf.dispose([dKLand, dMixed, ...dQueries, ...dWindows]);
+      release(state);
+    }
+  };
+
+  const op = tf.customGrad((...args: Array<tf.Tensor | GradSave>) => {
+    const input = args[0] as tf.Tensor2D;
+    (args[args.length - 1] as GradSave)([input]);
+    return {
+      value: forward(input), // off the tape: inside a custom op's forward nothing is recorded
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => backward((Array.isArray(dy) ? dy[0] : dy) as tf.Tensor2D, saved[0] as tf.Tensor2D),
+    };
+  });
+  return op(x, ...inVars, ...outVars) as tf.Tensor2D;
+}
