@@ -1,4 +1,4 @@
-// Memory trace of one slide's extraction (docs/slides.md#memory): runs the same steps as `milkit extract` — tissue
+// Memory trace of one slide's extraction (docs/slides.md#memory-while-extracting): runs the same steps as `milkit extract` — tissue
 // detection, CLAM's grid, the read/embed loop, thumbnails — with color-texture and the tiff reader, and prints the
 // process's resident memory (VmRSS), V8's heap and the memory held outside it (external, array buffers) every
 // `--every` patches, as CSV on stdout. Usage:
