@@ -11,6 +11,7 @@ import { bestLevelForDownsample, type SlideReader } from '../slides/reader.js';
 import type { TissueDetector } from '../slides/tissue.js';
 import type { FeatureExtractor, PatchBatch } from './extractor.js';
 import { writeFeatureFile, type FeatureFileAttributes } from './feature-file.js';
+import { nativeHeapTrimmer } from './native-heap.js';
 
 export interface PatchingOptions {
   /** Patch side at the target scale (CLAM: 256 at 20×). */
@@ -106,13 +107,16 @@ export async function readPatches(reader: SlideReader, coords: Int32Array, start
 
 /**
  * Features [N, dim] of the patches at `coords`, batch by batch. Double buffering: batch b + 1 is being read
- * (libvips / OpenSlide work off the main thread) while batch b is embedded.
+ * (libvips / OpenSlide work off the main thread) while batch b is embedded, so at most two batches of pixels exist
+ * at once. After each batch the decoders' freed memory is handed back to the system (native-heap.ts): without it
+ * RSS grows with the number of patches (docs/slides.md#memory-while-extracting).
  */
 export async function embedPatches(reader: SlideReader, coords: Int32Array, geometry: PatchGeometry, extractor: FeatureExtractor, onPatches?: (done: number, total: number) => void): Promise<Float32Array> {
   const n = coords.length / 2;
   const dim = extractor.identity.dim;
   const features = new Float32Array(n * dim);
   const batchSize = Math.max(1, extractor.batchSize);
+  const trimNativeHeap = await nativeHeapTrimmer();
   onPatches?.(0, n);
   let next: Promise<PatchBatch> | undefined = n > 0 ? readPatches(reader, coords, 0, Math.min(n, batchSize), geometry) : undefined;
   for (let start = 0; start < n; start += batchSize) {
@@ -126,6 +130,7 @@ export async function embedPatches(reader: SlideReader, coords: Int32Array, geom
       throw new DataError('bad-extractor-output', `the extractor returned ${rows.length} numbers for ${batch.count} patches of width ${dim}.`, { where: { file: reader.file } });
     }
     features.set(rows, start * dim);
+    trimNativeHeap?.();
     onPatches?.(Math.min(n, following), n);
   }
   return features;
