@@ -2,45 +2,21 @@
 // stopped by SIGINT, SIGTERM or kill -9 while fold 1 trains, then resumed. Each must end with exactly five FINISHED
 // fold runs and one FINISHED experiment run in the MLflow file store, none RUNNING, and the metrics of an
 // uninterrupted run; a resume of a finished cv adds nothing. A sweep stopped by SIGINT leaves a partial table.md.
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseMlruns, type ParsedRun } from '../helpers/mlruns-parser.js';
-import { QUICKSTART, REPO, tempDir } from '../e2e/helpers.js';
+import { QUICKSTART, tempDir } from '../e2e/helpers.js';
+import { spawnMilkit } from '../helpers/milkit-child.js';
 
-const BIN = path.join(REPO, 'bin/milkit.mjs');
 /** Small enough for seconds per fold, long enough (30 epochs) that a signal lands while a fold trains. */
 const SMALL = [
   'runtime.backend=cpu', 'data.dataset.slides=20', 'data.dataset.instances=[10,20]', 'data.dataset.featureDim=8', 'data.dataset.signalDim=2',
   'data.dataset.thumbs=false', 'train.epochs=30', 'train.earlyStopping.patience=100', 'eval.metrics=[auc,accuracy]', 'eval.bootstrap=0',
 ];
 
-interface Ended {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly out: string;
-}
-
-interface Child {
-  readonly done: Promise<Ended>;
-  signal(name: NodeJS.Signals): void;
-  /** Output so far (stdout and stderr). */
-  output(): string;
-}
-
-function milkit(args: readonly string[], cwd: string): Child {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, MILKIT_SOURCE: '1', MLFLOW_TRACKING_URI: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString(); });
-  child.stderr.on('data', (chunk: Buffer) => { out += chunk.toString(); });
-  return {
-    done: new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, out }))),
-    signal: (name) => child.kill(name),
-    output: () => out,
-  };
-}
+const milkit = spawnMilkit;
 
 function cvArgs(cwd: string, name: string, extra: readonly string[] = []): string[] {
   return ['cv', QUICKSTART, ...SMALL, 'split.folds=5', `output.dir=${path.join(cwd, name)}`, `tracking.uri=${path.join(cwd, name, 'mlruns')}`, ...extra];

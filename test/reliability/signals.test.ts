@@ -3,16 +3,16 @@
 // reached through the test-only hold (MILKIT_TEST_HOLD, src/core/io/test-hold.ts). After every interruption:
 // exit 130/143, no 0-byte or temporary file, no RUNNING run; after the resume: one FINISHED run per fold and one
 // parent in the MLflow store, and the metrics of an uninterrupted run.
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeMlflowServer } from '../helpers/fake-mlflow-server.js';
 import { parseMlruns, type ParsedRun } from '../helpers/mlruns-parser.js';
-import { QUICKSTART, REPO, tempDir } from '../e2e/helpers.js';
+import { QUICKSTART, tempDir } from '../e2e/helpers.js';
+import { Rng } from '../../src/core/runtime/random.js';
+import { spawnMilkit, type Ended, type MilkitChild } from '../helpers/milkit-child.js';
 
-const BIN = path.join(REPO, 'bin/milkit.mjs');
 const FOLDS = 3;
 /** A few seconds per run on 2 busy cores: 3 folds of 10 epochs on 20 tiny synthetic slides. */
 const SMALL = [
@@ -26,45 +26,11 @@ const EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
 /** The first line a cv prints once its signal handlers are installed (the backend is set up inside the run). */
 const STARTED = 'backend: ';
 
-interface Ended {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly out: string;
-}
-
-interface Child {
-  readonly done: Promise<Ended>;
-  signal(name: NodeJS.Signals): void;
-  output(): string;
-}
-
-function milkit(args: readonly string[], cwd: string, env: Record<string, string> = {}): Child {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, MILKIT_SOURCE: '1', MLFLOW_TRACKING_URI: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString(); });
-  child.stderr.on('data', (chunk: Buffer) => { out += chunk.toString(); });
-  return {
-    done: new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, out }))),
-    signal: (name) => child.kill(name),
-    output: () => out,
-  };
-}
-
-/** mulberry32: a small seeded generator, enough to spread signal times. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const milkit = spawnMilkit;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function waitForOutput(child: Child, text: string, ms = 120_000): Promise<void> {
+async function waitForOutput(child: MilkitChild, text: string, ms = 120_000): Promise<void> {
   const until = Date.now() + ms;
   while (!child.output().includes(text)) {
     if (Date.now() > until) throw new Error(`timed out waiting for "${text}" in:\n${child.output()}`);
@@ -160,7 +126,8 @@ afterAll(async () => {
 });
 
 describe(`signals at seeded random points (seed ${SEED}; MILKIT_SIGNAL_SEED replays another)`, () => {
-  const random = seeded(SEED);
+  const rng = new Rng(SEED);
+  const random = (): number => rng.next();
   // Drawn up front, so the points (and the test names) depend on the seed only.
   const draws = [0, 1].map(() => ({ fraction: 0.05 + 0.75 * random(), signal: random() < 0.5 ? 'SIGINT' as const : 'SIGTERM' as const }));
   for (const [i, draw] of draws.entries()) {

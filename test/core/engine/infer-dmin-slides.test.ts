@@ -9,33 +9,16 @@
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/core/logger.js';
 import { writeSyntheticSlides } from '../../../src/core/slides/synthetic-slides.js';
 import { REPO, runCli, tempDir } from '../../e2e/helpers.js';
+import { plantedTumourAuc } from '../../helpers/instance-auc.js';
 
 const FIXTURE = path.join(REPO, 'test/fixtures/infer-dmin-run');
 const MASK_DOWNSAMPLE = 16;
 const SLIDES = ['synthetic-000', 'synthetic-001', 'synthetic-002', 'synthetic-003', 'synthetic-004', 'synthetic-005'];
 const POSITIVE = SLIDES.slice(0, 3); // tumourFraction 0.5: the first half of the slides carry tumour
-
-/** Mann–Whitney AUC (ties count one half). */
-function auc(labels: readonly number[], scores: readonly number[]): number {
-  let pairs = 0;
-  let wins = 0;
-  for (let i = 0; i < labels.length; i += 1) {
-    if (labels[i] !== 1) continue;
-    for (let j = 0; j < labels.length; j += 1) {
-      if (labels[j] !== 0) continue;
-      pairs += 1;
-      const a = scores[i] as number;
-      const b = scores[j] as number;
-      wins += a > b ? 1 : a === b ? 0.5 : 0;
-    }
-  }
-  return wins / pairs;
-}
 
 let cwd: string;
 const outDir = (mode: string): string => path.join(cwd, `infer-${mode}`);
@@ -58,7 +41,6 @@ beforeAll(async () => {
     magnification: 20, maskDownsample: MASK_DOWNSAMPLE, logger: silentLogger,
   });
   await infer('all');
-  await infer('screened');
 }, 900_000);
 afterAll(async () => {
   if (cwd) await rm(cwd, { recursive: true, force: true });
@@ -66,27 +48,9 @@ afterAll(async () => {
 
 describe('DMIN + LIPN on synthetic slides', () => {
   it('dmin: attention for the tumour class finds the planted tumour patches (pooled instance AUC ≥ 0.9)', async () => {
-    const labels: number[] = [];
-    const scores: number[] = [];
-    for (const slideId of POSITIVE) {
-      const mask = await sharp(path.join(cwd, 'slides', 'masks', `${slideId}_tumour.png`)).greyscale().raw().toBuffer({ resolveWithObject: true });
-      const rows = parseCsv(await readFile(path.join(outDir('all'), 'heatmaps', `${slideId}.scores.csv`), 'utf8'), { columns: true }) as Array<Record<string, string>>;
-      expect(rows.length).toBeGreaterThan(50);
-      for (const row of rows) {
-        const x = Number(row.x) / MASK_DOWNSAMPLE;
-        const y = Number(row.y) / MASK_DOWNSAMPLE;
-        const side = Number(row.patch_size) / MASK_DOWNSAMPLE;
-        let tumour = 0;
-        for (let dy = 0; dy < side; dy += 1) for (let dx = 0; dx < side; dx += 1) tumour += (mask.data[(y + dy) * mask.info.width + x + dx] as number) > 127 ? 1 : 0;
-        labels.push(tumour * 2 > side * side ? 1 : 0);
-        // The tumour class's branch (class-wise attention): exp(S) normalised over the patches its gate keeps, 0 elsewhere.
-        scores.push(Number(row.score_tumor_tissue));
-      }
-    }
-    const positives = labels.filter((l) => l === 1).length;
-    expect(positives).toBeGreaterThan(5);
-    expect(positives).toBeLessThan(labels.length);
-    expect(auc(labels, scores)).toBeGreaterThanOrEqual(0.9);
+    // The tumour class's branch (class-wise attention): exp(S) normalised over the patches its gate keeps, 0 elsewhere.
+    const auc = await plantedTumourAuc({ slidesDir: path.join(cwd, 'slides'), heatmapsDir: path.join(outDir('all'), 'heatmaps'), slideIds: POSITIVE, maskDownsample: MASK_DOWNSAMPLE, scoreColumn: 'score_tumor_tissue' });
+    expect(auc).toBeGreaterThanOrEqual(0.9);
   });
 
   // NOT MET YET, so skipped: with this fixture the two modes disagree. Measured (p(tumour), all / screened):
@@ -96,6 +60,7 @@ describe('DMIN + LIPN on synthetic slides', () => {
   // patches (DMIN's own gates 25.9 %). A fixture with a stronger DMIN (more training slides and epochs) is the next
   // step (docs/hdmil.md, the section on DMIN and features extracted from slides).
   it.skip('screened vs all: mean |Δp| ≤ 0.02 over the slides, for a model whose answer depends on the slide and a LIPN that drops patches', async () => {
+    await infer('screened'); // here, not in beforeAll: while this check is skipped, CI does not pay for the run
     const all = await probabilities('all');
     const screened = await probabilities('screened');
     expect([...all.keys()].sort()).toEqual(SLIDES);
@@ -114,5 +79,5 @@ describe('DMIN + LIPN on synthetic slides', () => {
     const deltas = SLIDES.map((id) => Math.abs((all.get(id) as number) - (screened.get(id) as number)));
     const mean = deltas.reduce((a, b) => a + b, 0) / deltas.length;
     expect(mean, `p(tumour), all / screened: ${summary}`).toBeLessThanOrEqual(0.02);
-  });
+  }, 600_000);
 });
