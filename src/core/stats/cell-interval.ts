@@ -4,7 +4,7 @@
 // repeats is reported, as for the DeLong test and the paired bootstrap (docs/sweeps.md#is-a-difference-real-statistics).
 import type { Metric } from '../../registry/contracts/metric.js';
 import type { Rng } from '../runtime/random.js';
-import type { FoldPredictionSet, FoldRecord } from './compare.js';
+import { pool, type FoldPredictionSet, type FoldRecord } from './compare.js';
 import { caseBootstrap, drawCaseResamples, slidesByCase, type CaseBootstrap } from './paired-bootstrap.js';
 import { median } from './repeats.js';
 
@@ -27,16 +27,6 @@ export interface CellIntervalOptions {
   readonly resamples: number;
   readonly confidence?: number;
   readonly rng: Rng;
-}
-
-function pool(sets: readonly FoldPredictionSet[]): FoldPredictionSet {
-  return {
-    slideIds: sets.flatMap((s) => s.slideIds),
-    caseIds: sets.flatMap((s) => s.caseIds),
-    labels: sets.flatMap((s) => s.labels),
-    probs: sets.flatMap((s) => s.probs),
-    numClasses: sets[0]?.numClasses ?? 0,
-  };
 }
 
 /** The prediction sets a row's interval is computed on: per repeat the pooled folds, or each fold when a slide is tested twice. */

@@ -165,7 +165,8 @@ function predictionUnits(pairs: readonly Pair[]): Array<{ base: FoldPredictionSe
   return units;
 }
 
-function pool(sets: readonly FoldPredictionSet[]): FoldPredictionSet {
+/** One prediction set holding every set's slides, in order (the pooled out-of-fold predictions of a repeat). */
+export function pool(sets: readonly FoldPredictionSet[]): FoldPredictionSet {
   return {
     slideIds: sets.flatMap((s) => s.slideIds),
     caseIds: sets.flatMap((s) => s.caseIds),

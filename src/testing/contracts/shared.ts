@@ -73,3 +73,25 @@ export function presentTensors(items: ReadonlyArray<tf.Tensor | undefined>): tf.
   for (const item of items) if (item !== undefined) out.push(item);
   return out;
 }
+
+/** A module's variables as the contracts see them: named, with their trainable ones. */
+export interface GradientModule {
+  namedTensors(): Array<readonly [string, { readonly variable: tf.Variable }]>;
+  trainableVariables(): tf.Variable[];
+}
+
+/**
+ * Every trainable variable of `module` has a finite gradient in `grads` (from `tf.variableGrads`), named by its key in
+ * failure messages, and at least one gradient is non-zero, i.e. `what` moves the weights.
+ */
+export function expectGradientsFlow(module: GradientModule, grads: tf.NamedTensorMap, what: string): void {
+  const names = new Map(module.namedTensors().map(([key, entry]) => [entry.variable.name, key]));
+  for (const v of module.trainableVariables()) {
+    const g = grads[v.name];
+    const key = names.get(v.name) as string;
+    expect(g, `${key} has a gradient`).toBeDefined();
+    expect(allFinite(g as tf.Tensor), `${key} gradient is finite`).toBe(true);
+  }
+  const anyNonZero = Object.values(grads).some((g) => tf.tidy(() => tf.max(tf.abs(g)).dataSync()[0] as number) > 0);
+  expect(anyNonZero, `${what} moves the weights`).toBe(true);
+}
