@@ -210,6 +210,10 @@ export async function runExtraction(spec: ExtractSpec, deps: RunExtractionDeps):
   if (skipped > 0) deps.logger.info(`${skipped} slide(s) already extracted in ${path.join(spec.outDir, 'h5_files')}: skipped (--force redoes them).`);
   const bar = deps.progress.bar('slides', todo.length, 'slides');
   let finished = 0;
+  // Executor outcomes arrive concurrently: writes of the list are queued, each taking the rows as they are when it
+  // runs, so a slower rename of an older list can never land after (and over) a newer one.
+  let listWrites = Promise.resolve();
+  const saveList = (): Promise<void> => (listWrites = listWrites.then(() => writeProcessList(spec.outDir, rows)));
   const record = async (row: ProcessRow, outcome: SlideOutcome): Promise<void> => {
     row.status = outcome.status;
     row.patches = outcome.patches;
@@ -218,7 +222,7 @@ export async function runExtraction(spec: ExtractSpec, deps: RunExtractionDeps):
     finished += 1;
     bar.update(finished, `${row.slideId}: ${outcome.status === 'failed' ? 'FAILED' : `${outcome.patches} patches`}`);
     if (outcome.status === 'failed') deps.progress.log(`${row.slideId}: failed: ${outcome.error}`);
-    await writeProcessList(spec.outDir, rows);
+    await saveList();
   };
   try {
     if (deps.executor && todo.length > 0) await runOnExecutor(spec, todo, deps.executor, record);
