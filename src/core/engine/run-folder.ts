@@ -3,7 +3,7 @@
 // markers the summary is merged from. Every record is replaced atomically (temporary file + rename).
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
@@ -63,14 +63,34 @@ function isAlive(pid: number): boolean {
   }
 }
 
+const CLAIM_PREFIX = '.milkit.lock.claim.';
+
+/** The claims on a folder's lock: written before its lock is taken, renamed to the holder record once it is. */
+async function readClaims(outDir: string): Promise<{ file: string; holder: LockHolder }[]> {
+  const names = (await readdir(outDir).catch(() => [] as string[])).filter((name) => name.startsWith(CLAIM_PREFIX));
+  const claims: { file: string; holder: LockHolder }[] = [];
+  for (const name of names) {
+    const holder = await readJsonIfAny<LockHolder>(path.join(outDir, name));
+    if (holder) claims.push({ file: path.join(outDir, name), holder });
+  }
+  return claims;
+}
+
+const goneFromThisHost = (holder: LockHolder): boolean => holder.host === hostname() && holder.pid !== process.pid && !isAlive(holder.pid);
+
 /**
  * Takes the run folder's lock (proper-lockfile, refreshed while held) and records the holder. A second process
  * gets a ConfigError naming the holder's pid; a lock left by a process of this host that is gone (kill -9) is
  * taken over at once, one of another host once it has not been refreshed for 30 s. Returns the release.
+ *
+ * The holder is written as a claim before the lock is taken and renamed to the holder record after, so a process
+ * killed between the two still leaves its pid behind: without the claim, such a lock named nobody and blocked
+ * the folder until it went stale.
  */
 export async function lockRunFolder(outDir: string, logger: Logger, command = process.argv.slice(2).join(' ')): Promise<() => Promise<void>> {
   const lockPath = path.join(outDir, LOCK_NAME);
   const holderPath = path.join(outDir, HOLDER_NAME);
+  const claimPath = path.join(outDir, `${CLAIM_PREFIX}${hostname()}.${process.pid}.json`);
   const options = {
     stale: LOCK_STALE_MS,
     update: LOCK_UPDATE_MS,
@@ -79,32 +99,53 @@ export async function lockRunFolder(outDir: string, logger: Logger, command = pr
     retries: 0,
     onCompromised: (error: Error) => logger.warn(`run folder lock ${lockPath} was compromised (${error.message}); another process may write ${outDir}.`),
   };
+  const self: LockHolder = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), command };
   for (let attempt = 0; attempt < 2; attempt += 1) {
+    let release: () => Promise<void>;
     try {
+      await writeJsonAtomic(claimPath, self);
       // proper-lockfile keys its in-process locks by the locked path, not the lock file: a sweep worker holds the
       // same folder (its job folder) under another lock file, so the run lock is keyed by its own lock path.
-      const release = await lockfile.lock(lockPath, options);
-      const holder: LockHolder = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), command };
-      await writeJsonAtomic(holderPath, holder);
-      return async () => {
-        await rm(holderPath, { force: true });
-        await release().catch(() => undefined);
-      };
+      release = await lockfile.lock(lockPath, options);
     } catch (error) {
+      await rm(claimPath, { force: true });
       // A folder that cannot hold the lock (read-only, full, a file in the way) is a disk error naming it.
       if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw storageError(error, lockPath, 'lock the run folder');
+      // Claims are read before the holder: a live taker renames its claim to the holder in between, never after.
+      const claims = (await readClaims(outDir)).filter((claim) => claim.file !== claimPath);
       const holder = await readJsonIfAny<LockHolder>(holderPath);
-      const gone = holder !== undefined && holder.host === hostname() && holder.pid !== process.pid && !isAlive(holder.pid);
-      if (!gone || attempt > 0) {
-        const who = holder ? `pid ${holder.pid} on ${holder.host} (since ${holder.startedAt}${holder.command ? `: milkit ${holder.command}` : ''})` : 'another process';
+      const deadClaims = claims.filter((claim) => goneFromThisHost(claim.holder));
+      // Held by a recorded holder that is gone, or (no holder record) taken by a claimant that died before writing
+      // it: every other claim on the lock belongs to a process of this host that is gone.
+      const left = holder !== undefined ? (goneFromThisHost(holder) ? holder : undefined)
+        : (deadClaims.length === claims.length ? (deadClaims[0]?.holder ?? { pid: 0, host: hostname(), startedAt: '', command: '' }) : undefined);
+      if (left === undefined || attempt > 0) {
+        const live = holder ?? claims.find((claim) => !goneFromThisHost(claim.holder))?.holder;
+        const who = live ? `pid ${live.pid} on ${live.host} (since ${live.startedAt}${live.command ? `: milkit ${live.command}` : ''})` : 'another process';
         throw new ConfigError('run-folder-locked', `${outDir} is in use by ${who}.`, {
           hint: 'Wait for it to finish (or stop it), or give this run another output.dir or name.',
         });
       }
-      logger.warn(`run folder lock ${lockPath} was left by pid ${holder.pid}, which is gone; taking it over.`);
+      logger.warn(`run folder lock ${lockPath} was left by ${left.pid > 0 ? `pid ${left.pid}` : 'a process'}, which is gone; taking it over.`);
+      await Promise.all(deadClaims.map((claim) => rm(claim.file, { force: true })));
       // Backdating the lock makes proper-lockfile treat it as stale and replace it.
       await utimes(lockPath, new Date(0), new Date(0)).catch(() => undefined);
+      continue;
     }
+    try {
+      await rename(claimPath, holderPath);
+    } catch (error) {
+      await release().catch(() => undefined);
+      await rm(claimPath, { force: true });
+      throw storageError(error, holderPath, 'record the run folder lock holder');
+    }
+    return async () => {
+      // The lock goes first; the holder record after, and only while it is still this process's (a taker that
+      // came in between has written its own).
+      await release().catch(() => undefined);
+      const current = await readJsonIfAny<LockHolder>(holderPath);
+      if (current?.pid === process.pid && current.host === hostname()) await rm(holderPath, { force: true });
+    };
   }
   throw new ConfigError('run-folder-locked', `${outDir} is in use by another process.`, { hint: 'Give this run another output.dir or name.' });
 }
