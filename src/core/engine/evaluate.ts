@@ -128,52 +128,64 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluationResu
   const lastOfGroup = new Set(groups?.map((group) => group[group.length - 1] as SlideRecord));
   let groupOutputs: Array<{ readonly output: SlidePass['output']; readonly label: number }> = [];
   let batchSum = 0;
-  for (const slide of groups ? groups.flat() : slides) {
-    const data = await source.load(slide.slideId);
-    await options.memoryBudget?.check(data, 'eval', `slide ${slide.slideId}`);
-    const result = pass(data);
-    options.onSlide?.(slide, data, result);
-    const { probs, loss, attention, coarseFromModel } = tf.tidy(() => {
-      const out = result.output;
-      // An unlabelled slide (a prediction cohort without labels) has no loss; its probabilities are unaffected.
-      const total = isLabelled(slide) ? model.losses(out, slide.label, numClasses, options.schedule).total : undefined;
-      const p = tf.softmax(out.logits).dataSync(); // [C]
-      // A hierarchical aggregator's own coarse head; other models' coarse probabilities are their fine ones summed.
-      const coarseLogits = hierarchy ? out.extras?.[HIERARCHY_EXTRAS.coarseLogits] : undefined;
-      const coarseP = coarseLogits ? Array.from(tf.softmax(coarseLogits).dataSync()) : undefined;
-      // Instance AUC reads the attention of the class it is about: with class-wise attention (one row per class) the
-      // row of the slide's true class, whose instances the ground truth marks; otherwise the last row (a single
-      // attention row, or the positive branch). Binary class-wise models read class 1's row on tumour slides either
-      // way; a multi-class or hierarchical one no longer reads the last class's row for every slide.
-      const rows = out.instanceScores?.shape[0] ?? 0;
-      const row = rows === numClasses && slide.label >= 0 && slide.label < rows ? slide.label : rows - 1;
-      const scores = result.allInstances && out.instanceScores ? out.instanceScores.slice([row, 0], [1, -1]).dataSync() : undefined;
-      return { probs: Array.from(p), loss: total?.dataSync()[0] ?? Number.NaN, attention: scores ? Float32Array.from(scores) : undefined, coarseFromModel: coarseP };
-    });
-    if (groups) {
-      groupOutputs.push({ output: result.output, label: slide.label });
-      if (lastOfGroup.has(slide)) {
-        const outputs = groupOutputs;
-        batchSum += tf.tidy(() => model.batchLosses(outputs.map((o) => o.output), outputs.map((o) => o.label), numClasses, options.schedule).total.dataSync()[0] ?? Number.NaN);
-        for (const { output } of outputs) tf.dispose(output as unknown as tf.TensorContainer);
-        groupOutputs = [];
-      }
-    } else tf.dispose(result.output as unknown as tf.TensorContainer);
-    times.push(result.times);
-    if (result.prescreenerKept !== undefined) prescreenerKept.push(result.prescreenerKept);
-    if (result.aggregatorKept !== undefined) aggregatorKept.push(result.aggregatorKept);
-    lossSum += loss;
-    const prediction = probs.indexOf(Math.max(...probs));
-    const coarse = hierarchy ? coarsePrediction(hierarchy, slide.label, coarseFromModel ?? coarseProbabilities(probs, hierarchy.fineToCoarse, hierarchy.coarseNames.length)) : undefined;
-    predictions.push({ slideId: slide.slideId, caseId: slide.caseId, label: slide.label, probs, prediction, ...(coarse ? { coarse } : {}) });
-    // Instance AUC pools the instances of the slides whose ground truth marks any instance (tumour slides; in a
-    // hierarchical or subtyping task every class's bags): a slide without marked instances has nothing to find.
-    if (attention && data.instanceLabels && data.instanceLabels.includes(1)) {
-      for (let i = 0; i < attention.length; i += 1) {
-        instanceScores.push(attention[i] as number);
-        instanceTruth.push(data.instanceLabels[i] as number);
+  // A forward or loss that throws part-way through a group must not strand the group's outputs held so far (the
+  // caller may go on: a sweep worker runs its next job in the same process).
+  const disposeHeld = (): void => {
+    for (const { output } of groupOutputs) tf.dispose(output as unknown as tf.TensorContainer);
+    groupOutputs = [];
+  };
+  try {
+    for (const slide of groups ? groups.flat() : slides) {
+      const data = await source.load(slide.slideId);
+      await options.memoryBudget?.check(data, 'eval', `slide ${slide.slideId}`);
+      const result = pass(data);
+      if (groups) groupOutputs.push({ output: result.output, label: slide.label });
+      try {
+        options.onSlide?.(slide, data, result);
+        const { probs, loss, attention, coarseFromModel } = tf.tidy(() => {
+          const out = result.output;
+          // An unlabelled slide (a prediction cohort without labels) has no loss; its probabilities are unaffected.
+          const total = isLabelled(slide) ? model.losses(out, slide.label, numClasses, options.schedule).total : undefined;
+          const p = tf.softmax(out.logits).dataSync(); // [C]
+          // A hierarchical aggregator's own coarse head; other models' coarse probabilities are their fine ones summed.
+          const coarseLogits = hierarchy ? out.extras?.[HIERARCHY_EXTRAS.coarseLogits] : undefined;
+          const coarseP = coarseLogits ? Array.from(tf.softmax(coarseLogits).dataSync()) : undefined;
+          // Instance AUC reads the attention of the class it is about: with class-wise attention (one row per class) the
+          // row of the slide's true class, whose instances the ground truth marks; otherwise the last row (a single
+          // attention row, or the positive branch). Binary class-wise models read class 1's row on tumour slides either
+          // way; a multi-class or hierarchical one no longer reads the last class's row for every slide.
+          const rows = out.instanceScores?.shape[0] ?? 0;
+          const row = rows === numClasses && slide.label >= 0 && slide.label < rows ? slide.label : rows - 1;
+          const scores = result.allInstances && out.instanceScores ? out.instanceScores.slice([row, 0], [1, -1]).dataSync() : undefined;
+          return { probs: Array.from(p), loss: total?.dataSync()[0] ?? Number.NaN, attention: scores ? Float32Array.from(scores) : undefined, coarseFromModel: coarseP };
+        });
+        if (groups && lastOfGroup.has(slide)) {
+          const outputs = groupOutputs;
+          batchSum += tf.tidy(() => model.batchLosses(outputs.map((o) => o.output), outputs.map((o) => o.label), numClasses, options.schedule).total.dataSync()[0] ?? Number.NaN);
+          disposeHeld();
+        }
+        times.push(result.times);
+        if (result.prescreenerKept !== undefined) prescreenerKept.push(result.prescreenerKept);
+        if (result.aggregatorKept !== undefined) aggregatorKept.push(result.aggregatorKept);
+        lossSum += loss;
+        const prediction = probs.indexOf(Math.max(...probs));
+        const coarse = hierarchy ? coarsePrediction(hierarchy, slide.label, coarseFromModel ?? coarseProbabilities(probs, hierarchy.fineToCoarse, hierarchy.coarseNames.length)) : undefined;
+        predictions.push({ slideId: slide.slideId, caseId: slide.caseId, label: slide.label, probs, prediction, ...(coarse ? { coarse } : {}) });
+        // Instance AUC pools the instances of the slides whose ground truth marks any instance (tumour slides; in a
+        // hierarchical or subtyping task every class's bags): a slide without marked instances has nothing to find.
+        if (attention && data.instanceLabels && data.instanceLabels.includes(1)) {
+          for (let i = 0; i < attention.length; i += 1) {
+            instanceScores.push(attention[i] as number);
+            instanceTruth.push(data.instanceLabels[i] as number);
+          }
+        }
+      } finally {
+        // Without groups a slide's outputs are its own to free; with groups they are freed with the group (above).
+        if (!groups) tf.dispose(result.output as unknown as tf.TensorContainer);
       }
     }
+  } finally {
+    disposeHeld();
   }
   if (groups) {
     const position = new Map(slides.map((slide, i) => [slide.slideId, i]));

@@ -127,6 +127,19 @@ describe('batch-level loss terms in evaluation', () => {
     withSupcon.dispose();
   });
 
+  it('a bag that fails to load part-way through a group leaves no tensor of the group behind', async () => {
+    const model = await hmilModel('one-minus-alpha');
+    const source = bagSource();
+    const order = new Rng(9).shuffle([...source.slides]);
+    const failing = order[2]?.slideId as string; // the third bag: two outputs of its group are held when it fails
+    const broken: BagSource = { ...source, load: async (id) => { if (id === failing) throw new Error(`cannot read ${id}`); return source.load(id); } };
+    const before = tf.memory().numTensors;
+    await expect(evaluate({ model, source: broken, slides: source.slides, numClasses: 4, metrics: [], rng: new Rng(7), schedule, batchTerms: { bagsPerGroup: 4, rng: new Rng(9) } }))
+      .rejects.toThrow(`cannot read ${failing}`);
+    expect(tf.memory().numTensors).toBe(before);
+    model.dispose();
+  });
+
   it('the trainer\'s val/loss holds the batch term over groups the size of a training step, the same every epoch', async () => {
     const model = await hmilModel('constant');
     const source = bagSource();
