@@ -11,6 +11,7 @@ import path from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { stringify } from 'csv-stringify/sync';
 import { writeFileDurably } from '../io/disk.js';
+import { serialWrites } from '../io/serial-writes.js';
 import { ConfigError, DataError, MilkitError, renderError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Registry } from '../../registry/registry.js';
@@ -210,10 +211,8 @@ export async function runExtraction(spec: ExtractSpec, deps: RunExtractionDeps):
   if (skipped > 0) deps.logger.info(`${skipped} slide(s) already extracted in ${path.join(spec.outDir, 'h5_files')}: skipped (--force redoes them).`);
   const bar = deps.progress.bar('slides', todo.length, 'slides');
   let finished = 0;
-  // Executor outcomes arrive concurrently: writes of the list are queued, each taking the rows as they are when it
-  // runs, so a slower rename of an older list can never land after (and over) a newer one.
-  let listWrites = Promise.resolve();
-  const saveList = (): Promise<void> => (listWrites = listWrites.then(() => writeProcessList(spec.outDir, rows)));
+  // Executor outcomes arrive concurrently: writes of the list are queued (serial-writes.ts).
+  const saveList = serialWrites(() => writeProcessList(spec.outDir, rows));
   const record = async (row: ProcessRow, outcome: SlideOutcome): Promise<void> => {
     row.status = outcome.status;
     row.patches = outcome.patches;
