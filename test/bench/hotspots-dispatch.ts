@@ -10,7 +10,6 @@ import { builtinManifest } from '../../plugins/index.js';
 import { AdamOptimizer } from '../../src/core/engine/optim/adam.js';
 import { makeSlots, type Optimizer } from '../../src/core/engine/optim/base.js';
 import { FusedAdamOptimizer } from '../../src/core/engine/optim/fused-adam.js';
-import { MultiTensorAdamOptimizer } from '../../src/core/engine/optim/multi-tensor-adam.js';
 import { OptimizerSection } from '../../src/core/engine/schema.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { initRuntime, RuntimeSection } from '../../src/core/runtime/index.js';
@@ -53,7 +52,6 @@ for (const name of names) {
   const variants: Record<string, Optimizer> = {
     unfused: new AdamOptimizer(slots, settings),
     'fused-host': new FusedAdamOptimizer(slots, settings),
-    'multi-tensor': new MultiTensorAdamOptimizer(slots, settings),
   };
   const gradients = (): tf.Tensor[] => {
     const { value, grads } = tf.variableGrads(() => model.losses(model.forward({ slideId: 'bench', features: x, label: LABEL }, { training: true, rng: rng.fork('step') }), LABEL, CLASSES).total, params);

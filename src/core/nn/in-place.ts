@@ -50,35 +50,3 @@ export function assignInPlace(variable: tf.Variable, value: tf.Tensor): void {
   storage.wasm.tfjs.registerTensor(entry.id, variable.size, to);
 }
 
-/**
- * Writes consecutive segments of the flat float32 `values` into `variables` (segment i has variables[i].size values),
- * as `assignInPlace(variables[i], values[segment i].reshape(shape))` would, but on the wasm backend without one Slice
- * kernel per variable: each segment is one copy inside the heap. `values` stays owned by the caller.
- */
-export function assignSegmentsInPlace(variables: readonly tf.Variable[], values: tf.Tensor): void {
-  const total = variables.reduce((sum, variable) => sum + variable.size, 0);
-  if (values.size !== total || values.dtype !== 'float32') {
-    throw new Error(`assignSegmentsInPlace: ${values.size} ${values.dtype} values for ${total} float32 variable values`);
-  }
-  const storage = wasmStorage();
-  const inPlace = storage !== undefined && variables.every((variable) => variable.dtype === 'float32' && variable.dataId !== values.dataId && storage.refCount(variable.dataId) === 1 && storage.dataIdMap.get(variable.dataId) !== undefined);
-  if (!storage || !inPlace) {
-    tf.tidy(() => {
-      const parts = tf.split(tf.reshape(values, [-1]), variables.map((variable) => variable.size));
-      parts.forEach((part, i) => assignInPlace(variables[i] as tf.Variable, tf.reshape(part, (variables[i] as tf.Variable).shape)));
-    });
-    return;
-  }
-  const from = storage.getMemoryOffset(values.dataId);
-  let offset = 0;
-  for (const variable of variables) {
-    const bytes = variable.size * 4;
-    const to = storage.getMemoryOffset(variable.dataId);
-    storage.wasm.HEAPU8.copyWithin(to, from + offset, from + offset + bytes);
-    offset += bytes;
-    // As in assignInPlace: a new registration drops kernel caches keyed by the tensor id.
-    const id = (storage.dataIdMap.get(variable.dataId) as { id: number }).id;
-    storage.wasm.tfjs.disposeData(id);
-    storage.wasm.tfjs.registerTensor(id, variable.size, to);
-  }
-}
