@@ -17,8 +17,8 @@ export function smoothTop1SvmLosses(scores: tf.Tensor2D, labels: tf.Tensor1D, al
   const [rows, numClasses] = scores.shape;
   if (numClasses < 2) throw new RangeError(`smooth top-1 SVM needs at least 2 classes, got ${numClasses}`);
   const truth = Array.from(labels.dataSync(), (label) => Math.trunc(label));
-  const op = tf.customGrad((input: tf.Tensor) => {
-    const s = input.dataSync();
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const s = (args[0] as tf.Tensor).dataSync();
     const losses = new Float32Array(rows);
     const jacobian = new Float32Array(rows * numClasses); // d loss_m / d s_{m,j}
     const hardGap = tau * Math.log(1000);
@@ -35,19 +35,19 @@ export function smoothTop1SvmLosses(scores: tf.Tensor2D, labels: tf.Tensor1D, al
         let ties = 0;
         shifted.forEach((v, j) => {
           if (v === top) {
-            jacobian[m * numClasses + j] += 1;
+            jacobian[m * numClasses + j] = (jacobian[m * numClasses + j] as number) + 1;
             ties += 1;
           }
         });
-        if (y >= 0 && y < numClasses) jacobian[m * numClasses + y] -= ties;
+        if (y >= 0 && y < numClasses) jacobian[m * numClasses + y] = (jacobian[m * numClasses + y] as number) - ties;
       } else {
         const exps = shifted.map((v) => Math.exp((v - top) / tau));
         const total = exps.reduce((a, b) => a + b, 0);
         losses[m] = top + tau * Math.log(total);
         exps.forEach((e, j) => {
-          jacobian[m * numClasses + j] += e / total;
+          jacobian[m * numClasses + j] = (jacobian[m * numClasses + j] as number) + e / total;
         });
-        if (y >= 0 && y < numClasses) jacobian[m * numClasses + y] -= 1;
+        if (y >= 0 && y < numClasses) jacobian[m * numClasses + y] = (jacobian[m * numClasses + y] as number) - 1;
       }
     }
     return {

@@ -13,8 +13,8 @@ import * as tf from '@tensorflow/tfjs';
 /** A scalar loss of logits [1, C] evaluated on the host: `evaluate` returns its value and its gradient per logit. */
 function hostLoss(logits: tf.Tensor2D, evaluate: (z: readonly number[]) => { value: number; grad: number[] }): tf.Scalar {
   const shape = logits.shape;
-  const op = tf.customGrad((x: tf.Tensor) => {
-    const { value, grad } = evaluate(Array.from(x.dataSync()));
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const { value, grad } = evaluate(Array.from((args[0] as tf.Tensor).dataSync()));
     return { value: tf.scalar(value, 'float32'), gradFunc: (dy: tf.Tensor) => tf.mul(dy, tf.tensor2d(grad, shape, 'float32')) };
   });
   return op(logits) as tf.Scalar;
