@@ -49,4 +49,3 @@ export function assignInPlace(variable: tf.Variable, value: tf.Tensor): void {
   storage.wasm.tfjs.disposeData(entry.id);
   storage.wasm.tfjs.registerTensor(entry.id, variable.size, to);
 }
-
