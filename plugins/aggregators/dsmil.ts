@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { definePlugin, Module, PluginError, type Aggregator, type AggregatorOutput, type AggregatorParts, type Bag, type Classifier, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
 import type { Rng } from 'milkit';
-import { activate, initBias, initWeight, Linear, dropout, selectionMatrix, softmaxOverInstances, constantOf } from 'milkit/nn';
+import { activate, initBias, initWeight, Linear, dropout, selectionMatrix } from 'milkit/nn';
 
 export const DsmilOptions = z.strictObject({
   queryDim: z.int().positive().default(128).describe('width of the query network q (128 in DSMIL)'),
@@ -68,6 +68,14 @@ class DsmilBagClassifier extends Module {
       return this.q2 ? (tf.tanh(this.q2.forward(tf.relu(first) as tf.Tensor2D)) as tf.Tensor2D) : first; // [M, Q]
     });
   }
+}
+
+/** The constant [K, N] matrix selecting, per class, the first instance of largest logit in c [N, K] (torch's argmax). */
+function criticalSelection(c: tf.Tensor2D): tf.Tensor2D {
+  const argMax = tf.argMax(c, 0);
+  const rows = Int32Array.from(argMax.dataSync()); // K indices
+  argMax.dispose();
+  return tf.tidy(() => selectionMatrix(tf.tensor1d(rows, 'int32'), c.shape[0]));
 }
 
 class DsmilAggregator extends Module implements Aggregator {
@@ -124,16 +132,17 @@ class DsmilAggregator extends Module implements Aggregator {
       const x = h; // [N, E]
       const c = this.instanceClassifier.forward(x, io); // [N, K]  Eq. 1 instance logits
       const cMax = tf.max(c, 0, true) as tf.Tensor2D; // [1, K]  ĉ_j = max_n c_{n,j}
-      // Critical instances m_j = argmax_n c_{n,j}: the argmax is a constant selection, but the selected rows carry
-      // the gradient to x, which matters once x is a projection (torch indexes x[argmax] differentiably).
-      // (A one-instance bag selects its only row for every class; tfjs's oneHot needs a depth of 2 or more.)
-      const critical = x.shape[0] === 1
-        ? (tf.tile(x, [this.heads, 1]) as tf.Tensor2D)
-        : (tf.matMul(constantOf((scores) => selectionMatrix(tf.argMax(scores, 0) as tf.Tensor1D, x.shape[0]), c) as tf.Tensor2D, x) as tf.Tensor2D); // [K, D]
       const q = this.bagClassifier.query(x); // [N, Q]
-      const qMax = this.bagClassifier.query(critical); // [K, Q]
-      const similarity = tf.div(tf.matMul(q, tf.transpose(qMax)), Math.sqrt(this.options.queryDim)) as tf.Tensor2D; // [N, K]  ⟨q_n, q_m⟩ / √Q
-      const a = softmaxOverInstances(similarity); // [K, N]  softmax over instances per class
+      // Critical instances m_j = argmax_n c_{n,j} and their queries q_m = q(x_m). The queries are taken as rows of Q
+      // (q acts row by row, so they are the same values and carry the same gradient to x and to q's weights as torch's
+      // q(x[argmax])) instead of a second pass of q over gathered rows; the argmax is read on the host, so the selection
+      // matrix is a constant off the gradient tape and backprop computes no gradient for it.
+      const n = x.shape[0];
+      const qMax = n === 1
+        ? (tf.tile(q, [this.heads, 1]) as tf.Tensor2D)
+        : (tf.matMul(criticalSelection(c), q) as tf.Tensor2D); // [K, Q]
+      // ⟨q_m, q_n⟩ / √Q as [K, N] straight from the matmul (no transpose), softmax over instances per class.
+      const a = tf.softmax(tf.div(tf.matMul(qMax, q, false, true), Math.sqrt(this.options.queryDim))) as tf.Tensor2D; // [K, N]
       const v = this.bagClassifier.v
         ? (tf.relu(this.bagClassifier.v.forward(dropout(x, this.options.dropoutV, io.training, io.rng) as tf.Tensor2D)) as tf.Tensor2D)
         : x; // [N, D]

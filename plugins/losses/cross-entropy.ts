@@ -6,9 +6,10 @@
  * Choices: class weights optional (ordered by class index) for imbalanced tasks
  * Checked against: hand-computed log-softmax in test/plugins/losses/cross-entropy.test.ts
  */
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { definePlugin, type Loss, type LossTarget, type ModelOutput } from 'milkit';
+import { softCrossEntropyWithLogits } from 'milkit/nn';
 
 export const CrossEntropyOptions = z.strictObject({
   labelSmoothing: z.number().min(0).lt(1).default(0).describe('ε: mass spread uniformly over classes'),
@@ -20,14 +21,10 @@ class CrossEntropyLoss implements Loss {
   constructor(private readonly options: CrossEntropyOptions) {}
 
   compute(output: ModelOutput, target: LossTarget): Record<string, tf.Scalar> {
-    const loss = tf.tidy(() => {
-      const logProbs = tf.logSoftmax(output.logits); // [1, C]
-      const eps = this.options.labelSmoothing;
-      const oneHot = tf.oneHot([target.label], target.numClasses).toFloat(); // [1, C]
-      const soft = eps > 0 ? tf.add(tf.mul(oneHot, 1 - eps), eps / target.numClasses) : oneHot;
-      const weight = this.options.classWeights?.[target.label] ?? 1;
-      return tf.mul(tf.neg(tf.sum(tf.mul(soft, logProbs))), weight) as tf.Scalar;
-    });
+    const eps = this.options.labelSmoothing;
+    // (1 − ε)·one-hot + ε / C; the loss and its gradient come from milkit/nn in one host evaluation of the logits.
+    const soft = Array.from({ length: target.numClasses }, (_, c) => (c === target.label ? 1 - eps : 0) + (eps > 0 ? eps / target.numClasses : 0));
+    const loss = softCrossEntropyWithLogits(output.logits, soft, this.options.classWeights?.[target.label] ?? 1);
     return { '': loss };
   }
 }

@@ -28,7 +28,7 @@ const configs: TreeConfig[] = [
 const rounds = Number(process.env.HOTSPOTS_ROUNDS ?? 3);
 
 function runStep(config: TreeConfig, extra: Record<string, string>): string {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', join(config.root, 'test', 'bench', 'hotspots-step.ts')], {
+  const result = spawnSync(process.execPath, ['--conditions=milkit-source', '--import', 'tsx', join(config.root, 'test', 'bench', 'hotspots-step.ts')], {
     cwd: config.root,
     env: { ...process.env, ...config.env, ...extra },
     encoding: 'utf8',

@@ -1,7 +1,6 @@
 // Fused vs unfused Adam update alone, alternating in one process: optimizer.step over the parameters of each
 // hot-spot bench model (test/bench/hotspots-step.ts builds the same models) with fixed random gradients.
 // Prints {"<model>": {"unfused": [ms...], "fused": [ms...]}}. Environment: HOTSPOTS_STEPS (default 9).
-import 'reflect-metadata'; // plugins import the registry's public API, which loads tsyringe
 import * as tf from '@tensorflow/tfjs';
 import { builtinManifest } from '../../plugins/index.js';
 import { MilModel } from '../../src/core/engine/model.js';

@@ -5,56 +5,20 @@
 // only APIs that exist before and after the hot-spot changes, so the driver can run it from both trees.
 // Environment: HOTSPOTS_STEPS (timed steps per cell, default 3), HOTSPOTS_SIZES ("1000,8000"),
 // HOTSPOTS_MODELS (comma list), HOTSPOTS_FUSED=1 (fused Adam; only where the option exists),
-// HOTSPOTS_PROFILE=<model>@<N> (print a per-kernel profile of one step instead of timings).
-import 'reflect-metadata'; // plugins import the registry's public API, which loads tsyringe
+// HOTSPOTS_PROFILE=<model>@<N> (print a per-kernel profile of one step instead of timings; HOTSPOTS_PROFILE_TOP kernels,
+// default 10; HOTSPOTS_PROFILE_DETAIL=1 also lists the slowest single calls with their shapes on stderr).
 import * as tf from '@tensorflow/tfjs';
 import { builtinManifest } from '../../plugins/index.js';
-import { MilModel } from '../../src/core/engine/model.js';
+import type { MilModel } from '../../src/core/engine/model.js';
 import { createOptimizer, type Optimizer } from '../../src/core/engine/optim/index.js';
 import { OptimizerSection } from '../../src/core/engine/schema.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { initRuntime, RuntimeSection } from '../../src/core/runtime/index.js';
 import { Rng } from '../../src/core/runtime/random.js';
 import { Registry } from '../../src/registry/registry.js';
+import { buildHotspotModel, CLASSES, HOTSPOT_MODELS, LABEL } from './hotspots-models.js';
 
 const D = 1024;
-const CLASSES = 2;
-const LABEL = 1;
-
-interface BenchModel {
-  readonly aggregator: Record<string, unknown>;
-  readonly classifier: string;
-  readonly losses: Record<string, { name: string; weight: number; [k: string]: unknown }>;
-}
-
-const MODELS: Record<string, BenchModel> = {
-  'mean-pool': { aggregator: { name: 'mean-pool' }, classifier: 'linear', losses: { bag: { name: 'cross-entropy', weight: 1 } } },
-  'max-pool': { aggregator: { name: 'max-pool' }, classifier: 'linear', losses: { bag: { name: 'cross-entropy', weight: 1 } } },
-  // With a ReLU projection (E = 512) the gradient flows back through the pooling.
-  'mean-pool-proj': { aggregator: { name: 'mean-pool', projectDim: 512 }, classifier: 'linear', losses: { bag: { name: 'cross-entropy', weight: 1 } } },
-  'max-pool-proj': { aggregator: { name: 'max-pool', projectDim: 512 }, classifier: 'linear', losses: { bag: { name: 'cross-entropy', weight: 1 } } },
-  // HDMIL stage 1 as hdmil.bench.ts trains it, dropout off so both trees draw the same masks (none).
-  'dmin-cka': {
-    aggregator: { name: 'dmin', dropout: 0 },
-    classifier: 'cka',
-    losses: {
-      ce: { name: 'cross-entropy', weight: 0.7 },
-      clu: { name: 'clam-instance', weight: 0.3 },
-      mse: { name: 'embedding-mse', weight: 0.5 },
-      kl: { name: 'logit-kl', weight: 0.5 },
-      rate: { name: 'keep-rate', target: 0.6, weight: 2 },
-    },
-  },
-  dsmil: { aggregator: { name: 'dsmil' }, classifier: 'linear', losses: { bag: { name: 'binary-cross-entropy', weight: 0.5 }, max: { name: 'dsmil-max-instance', weight: 0.5 } } },
-};
-
-async function buildModel(registry: Registry, name: string, spec: BenchModel): Promise<MilModel> {
-  const aggregator = await registry.resolve('aggregator', spec.aggregator, { key: 'model.aggregator' });
-  const classifier = await registry.resolve('classifier', { name: spec.classifier }, { key: 'model.classifier' });
-  const losses: Record<string, Awaited<ReturnType<Registry['resolve']>> & { weight: number }> = {};
-  for (const [slot, { weight, ...ref }] of Object.entries(spec.losses)) losses[slot] = { ...(await registry.resolve('loss', ref, { key: `model.losses.${slot}` })), weight };
-  return new MilModel(registry, { aggregator, classifier, losses: losses as never }, { inputDim: D, numClasses: CLASSES }, new Rng(`hotspots/${name}`), silentLogger);
-}
 
 function trainStep(model: MilModel, optimizer: Optimizer, params: tf.Variable[], x: tf.Tensor2D, rng: Rng): void {
   const { value, grads } = tf.variableGrads(
@@ -75,15 +39,13 @@ async function main(): Promise<void> {
   const registry = new Registry(builtinManifest());
   const steps = Number(process.env.HOTSPOTS_STEPS ?? 3);
   const sizes = (process.env.HOTSPOTS_SIZES ?? '1000,8000').split(',').map(Number);
-  const names = (process.env.HOTSPOTS_MODELS ?? Object.keys(MODELS).join(',')).split(',');
+  const names = (process.env.HOTSPOTS_MODELS ?? Object.keys(HOTSPOT_MODELS).join(',')).split(',');
   const profile = process.env.HOTSPOTS_PROFILE;
   const section = OptimizerSection.parse({ name: 'adam', ...(process.env.HOTSPOTS_FUSED === '1' ? { fused: true } : {}) });
   const rng = new Rng('hotspots');
   const result: Record<string, number[]> = {};
   for (const name of names) {
-    const spec = MODELS[name];
-    if (spec === undefined) throw new Error(`unknown bench model "${name}"`);
-    const model = await buildModel(registry, name, spec);
+    const model = await buildHotspotModel(registry, name, D);
     const named = model.namedTrainable();
     const params = named.map(([, v]) => v);
     const optimizer = createOptimizer(section, named);
@@ -100,7 +62,12 @@ async function main(): Promise<void> {
           byKernel.set(kernel.name, entry);
         }
         const total = [...byKernel.values()].reduce((s, k) => s + k.ms, 0);
-        const top = [...byKernel].sort(([, a], [, b]) => b.ms - a.ms).slice(0, 10);
+        const top = [...byKernel].sort(([, a], [, b]) => b.ms - a.ms).slice(0, Number(process.env.HOTSPOTS_PROFILE_TOP ?? 10));
+        if (process.env.HOTSPOTS_PROFILE_DETAIL === '1') {
+          // The slowest single kernel calls with their shapes, to tell a [N, D] kernel from a parameter-sized one.
+          const slowest = [...info.kernels].sort((a, b) => Number(b.kernelTimeMs) - Number(a.kernelTimeMs)).slice(0, 40);
+          for (const k of slowest) process.stderr.write(`${k.name} ${Number(k.kernelTimeMs).toFixed(2)} ms in ${JSON.stringify(k.inputShapes)} out ${JSON.stringify(k.outputShapes)}\n`);
+        }
         process.stdout.write(`${JSON.stringify({ profile: profile, totalMs: Number(total.toFixed(1)), calls: info.kernels.length, top: top.map(([k, v]) => `${k} ${v.ms.toFixed(1)} ms ×${v.calls}`) })}\n`);
       } else if (profile === undefined) {
         const times: number[] = [];

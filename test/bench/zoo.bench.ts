@@ -5,6 +5,8 @@
 // the peak RSS of each process, the wasm heap, the measured peak tensor bytes and the memory budget's estimate
 // (docs/runtime.md#memory-budget). `--quick` (BENCH_QUICK=1): one round at N = 1,000. BENCH_ZOO_ROUNDS=k caps the
 // rounds per size at k (e.g. 1 on a loaded machine, where only the memory columns mean anything).
+// BENCH_ZOO_MODELS=abmil,dsmil and BENCH_ZOO_SIZES=1000,8000 keep only those aggregators and bag sizes (hand runs of a
+// few cells; the generated section should come from the full set).
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -16,7 +18,7 @@ import { initRuntime, RuntimeSection, type RuntimeInfo } from '../../src/core/ru
 import { Rng } from '../../src/core/runtime/random.js';
 import { Registry } from '../../src/registry/registry.js';
 import type { BenchContext, BenchResult } from './run.js';
-import { buildModel, CLASSES, D, LABEL, median, MODELS, peakRss, resetPeakRss, TorchReference, trainStep, wasmHeapBytes } from './shared.js';
+import { buildModel, CLASSES, D, LABEL, median, MODELS as ALL_MODELS, peakRss, resetPeakRss, TorchReference, trainStep, wasmHeapBytes } from './shared.js';
 
 interface SizePlan {
   readonly n: number;
@@ -71,7 +73,13 @@ interface Cell {
 
 export async function run(ctx: BenchContext): Promise<BenchResult> {
   const roundCap = Number(process.env['BENCH_ZOO_ROUNDS'] ?? Infinity);
-  const plans = (ctx.quick ? QUICK : FULL).map((p) => ({ ...p, rounds: Math.max(1, Math.min(p.rounds, roundCap)) }));
+  const sizeFilter = listFilter(process.env['BENCH_ZOO_SIZES']);
+  const modelFilter = listFilter(process.env['BENCH_ZOO_MODELS']);
+  const plans = (ctx.quick ? QUICK : FULL)
+    .filter((p) => !sizeFilter || sizeFilter.has(String(p.n)))
+    .map((p) => ({ ...p, rounds: Math.max(1, Math.min(p.rounds, roundCap)) }));
+  const selected = ALL_MODELS.filter((zoo) => !modelFilter || modelFilter.has(zoo.name));
+  if (plans.length === 0 || selected.length === 0) throw new Error('BENCH_ZOO_SIZES / BENCH_ZOO_MODELS left no cell to run');
   const loadStart = loadavg()[0] ?? 0;
   const info: RuntimeInfo = await initRuntime(RuntimeSection.parse({ backend: 'wasm' }), { logger: silentLogger });
   const registry = new Registry(builtinManifest());
@@ -81,7 +89,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   const rng = new Rng('bench/zoo');
   const limit = defaultMemoryLimit('wasm');
   const models = new Map<string, { model: MilModel; optimizer: tf.Optimizer; params: number; budget: MemoryBudget }>();
-  for (const zoo of MODELS) {
+  for (const zoo of selected) {
     const model = await buildModel(registry, zoo);
     const probe = modelStepProbe({ model, label: LABEL, numClasses: CLASSES, views: [], variables: model.trainableVariables(), rng: rng.fork(`probe/${zoo.name}`) });
     models.set(zoo.name, { model, optimizer: tf.train.adam(1e-4), params: model.trainableVariables().reduce((s, v) => s + v.size, 0), budget: new MemoryBudget({ limit, model: zoo.name, probe, checkFrom: 0 }) });
@@ -98,7 +106,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       drawn.dispose();
       const x = tf.tensor2d(data.features, [plan.n, D]);
       // Alternate the order of the sides between rounds.
-      const order = round % 2 === 0 ? MODELS : [...MODELS].reverse();
+      const order = round % 2 === 0 ? selected : [...selected].reverse();
       for (const zoo of order) {
         const key = `${zoo.name}/${plan.n}`;
         const entry = models.get(zoo.name)!;
@@ -142,7 +150,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   const profiles: string[] = [];
   if (!ctx.quick) {
     const x = tf.tidy(() => tf.randomNormal([PROFILE_N, D], 0, 1, 'float32', rng.seed()) as tf.Tensor2D);
-    for (const zoo of MODELS) {
+    for (const zoo of selected) {
       const entry = models.get(zoo.name)!;
       try {
         profiles.push(`- **${zoo.name}** (N=${PROFILE_N}): ${await topKernels(entry.model, entry.optimizer, x, rng)}`);
@@ -160,7 +168,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
 
   const mb = (bytes: number): string => (bytes > 0 ? formatBytes(bytes) : '-');
   const rows: string[] = [];
-  for (const zoo of MODELS) {
+  for (const zoo of selected) {
     for (const plan of plans) {
       const cell = cells.get(`${zoo.name}/${plan.n}`);
       if (!cell) continue;
@@ -199,6 +207,12 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     ...(profiles.length ? ['Where the milkit step goes (one `tf.profile`d step, kernel time summed per kernel):', ...profiles, ''] : []),
   ].join('\n');
   return { markdown };
+}
+
+/** A comma list from the environment as a set, or undefined when unset (no filter). */
+function listFilter(value: string | undefined): Set<string> | undefined {
+  const items = (value ?? '').split(',').map((item) => item.trim()).filter(Boolean);
+  return items.length ? new Set(items) : undefined;
 }
 
 function paramsOf(models: Map<string, { params: number }>, name: string): string {

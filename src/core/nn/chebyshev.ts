@@ -2,6 +2,7 @@
 // basis T_0..T_K of the first kind, one learned coefficient per (input, output, degree), no bias.
 import * as tf from '@tensorflow/tfjs';
 import type { Rng } from '../runtime/random.js';
+import { hostFloatValues } from './host-values.js';
 import { initWeight } from './init.js';
 import { Module } from './module.js';
 
@@ -51,6 +52,52 @@ function chebyshevDerivatives(t: tf.Tensor, terms: readonly tf.Tensor[]): tf.Ten
 
 const degreeMajorOps = new Map<number, (t: tf.Tensor) => tf.Tensor>();
 
+/**
+ * Basis (and derivative) arrays up to this many values are computed on the host and uploaded once: for the bag
+ * embedding of DMIN's CKA head ([1, 512], 6,656 values at K = 12) the recurrence as kernels is ~2K tiny dispatches
+ * forward and ~3K backward per call, more than the arithmetic (forward + backward, CPU time: 1.1 ms as kernels,
+ * 0.19 ms on the host). Larger inputs keep the kernels, whose SIMD loops beat the scalar host loop (the 64 kept
+ * instances, [64, 512]: 6.9 ms as kernels, 23 ms on the host; break-even near 25,000 values).
+ */
+export const CHEBYSHEV_HOST_MAX_VALUES = 1 << 14;
+
+const f32 = Math.fround;
+
+/**
+ * [K+1, ...] blocks of T_k(t) (or of dT_k/dt with `derivatives`) computed on the host, replaying the float32 operations
+ * of chebyshevTerms / chebyshevDerivatives with Math.fround (a single float32 +, −, × computed in float64 and rounded
+ * once is the float32 result the kernels give), so both paths hold the same values bit for bit.
+ */
+function hostChebyshevBlocks(t: tf.Tensor, degree: number, derivatives: boolean): tf.Tensor {
+  const values = hostFloatValues(t);
+  const size = values.length;
+  const out = new Float32Array((degree + 1) * size);
+  for (let i = 0; i < size; i += 1) {
+    const x = values[i] as number;
+    const twoX = f32(x * 2);
+    let beforePrevious = 1; // T_0
+    let previous = x; // T_1
+    let slopeBefore = 0; // T'_0
+    let slope = 1; // T'_1
+    out[i] = derivatives ? 0 : 1;
+    if (degree >= 1) out[size + i] = derivatives ? 1 : x;
+    for (let k = 2; k <= degree; k += 1) {
+      const next = f32(f32(twoX * previous) - beforePrevious); // T_k = 2t T_{k-1} - T_{k-2}
+      if (derivatives) {
+        const nextSlope = f32(f32(f32(previous * 2) + f32(twoX * slope)) - slopeBefore); // 2 T_{k-1} + 2t T'_{k-1} - T'_{k-2}
+        slopeBefore = slope;
+        slope = nextSlope;
+        out[k * size + i] = nextSlope;
+      } else {
+        out[k * size + i] = next;
+      }
+      beforePrevious = previous;
+      previous = next;
+    }
+  }
+  return tf.tensor(out, [degree + 1, ...t.shape], 'float32');
+}
+
 /** The basis with a hand-written gradient, one op per degree (customGrad closes over K). */
 function degreeMajorOp(degree: number): (t: tf.Tensor) => tf.Tensor {
   let op = degreeMajorOps.get(degree);
@@ -58,14 +105,14 @@ function degreeMajorOp(degree: number): (t: tf.Tensor) => tf.Tensor {
     op = tf.customGrad((...args: Array<tf.Tensor | GradSave>) => {
       const t = args[0] as tf.Tensor;
       (args[1] as GradSave)([t]);
+      const onHost = t.dtype === 'float32' && t.size * (degree + 1) <= CHEBYSHEV_HOST_MAX_VALUES;
       return {
-        value: tf.tidy(() => tf.stack(chebyshevTerms(t, degree), 0)), // [K+1, ...]: whole blocks, no strided copy
-        // dt = Σ_k dB_k ⊙ T'_k(t): one Mul and one Sum over the leading axis (a single sgemv with native BLAS).
-        // Slicing dB per degree instead would cost K+1 wasm Slices, each of which copies all of dB first.
+        // [K+1, ...]: whole blocks, no strided copy
+        value: onHost ? hostChebyshevBlocks(t, degree, false) : tf.tidy(() => tf.stack(chebyshevTerms(t, degree), 0)),
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
           tf.tidy(() => {
             const ts = saved[0] as tf.Tensor;
-            const derivatives = tf.stack(chebyshevDerivatives(ts, chebyshevTerms(ts, degree)), 0); // [K+1, ...]
+            const derivatives = onHost ? hostChebyshevBlocks(ts, degree, true) : tf.stack(chebyshevDerivatives(ts, chebyshevTerms(ts, degree)), 0); // [K+1, ...]
             return [tf.sum(tf.mul(dy, derivatives), 0)];
           }),
       };

@@ -1,5 +1,5 @@
 // Kernel overrides for the tfjs wasm backend. With a native BLAS: BatchMatMul and _FusedMatMul run as cblas_sgemm
-// straight on the wasm heap (no copy; transposes handled by sgemm), plus a copy-free Identity, leading-axis Sum via
+// straight on the wasm heap (no copy; transposes handled by sgemm), plus a copy-free Identity and same-dtype Cast, leading-axis Sum via
 // sgemv, and Tanh as 2σ(2x) − 1 on the vectorised sigmoid (the stock wasm tanh is scalar libm, ~40 ns per element).
 // Without BLAS: matmuls are reshaped for the stock kernel's fast path (explicit transposes, batches run entry by entry;
 // the stock kernel is 13-40× slower on transposed operands and ~20× on batches), which also reroutes _FusedMatMul with
@@ -19,7 +19,7 @@ const BACKEND = 'wasm';
 /** What `installWasmKernels` registers: the BLAS kernels with `blas`, otherwise the stock-friendly matmuls. */
 export interface WasmKernelOptions {
   readonly blas?: NativeBlas;
-  /** Also override Identity (copy-free), Sum over leading axes (sgemv) and Tanh (via the SIMD sigmoid); only with `blas`. */
+  /** Also override Identity and same-dtype Cast (copy-free), Sum over leading axes (sgemv) and Tanh (via the SIMD sigmoid); only with `blas`. */
   readonly extras?: boolean;
 }
 
@@ -79,6 +79,7 @@ export function installWasmKernels(options: WasmKernelOptions): void {
   override('_FusedMatMul', (args) => fusedMatMul(args, batchMatMul, false));
   if (options.extras) {
     override('Identity', identityNoCopy);
+    override('Cast', castNoCopySameDtype);
     override('Sum', (args) => leadingAxesSum(args, blas));
     override('Tanh', tanhViaSigmoid);
   }
@@ -304,6 +305,19 @@ function identityNoCopy(args: KernelArgs): TensorInfo {
   const x = args.inputs['x'] as TensorInfo | undefined;
   if (!x || x.dtype === 'string') return runStock('Identity', args);
   backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+/**
+ * Cast to the dtype the tensor already has shares the buffer, as Identity does. tfjs casts every input of a
+ * Multiply gradient and every ReLU mask to float32, and the stock wasm Cast copies even then: at N = 8,000 those
+ * copies of [N, 512] activations took 5 % of an ABMIL or CLAM step (BENCHMARKS.md, hot-spots section).
+ */
+function castNoCopySameDtype(args: KernelArgs): TensorInfo {
+  const x = args.inputs['x'] as TensorInfo | undefined;
+  const { dtype } = args.attrs as unknown as { dtype: string };
+  if (!x || x.dtype !== dtype || x.dtype === 'string') return runStock('Cast', args);
+  (args.backend as BackendWasm).incRef(x.dataId);
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
 

@@ -3,7 +3,7 @@
 // that formulation slow, and with flat memory.
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ChebyshevKanLayer, chebyshevBasis, chebyshevBasisDegreeMajor } from '../../../src/core/nn/chebyshev.js';
+import { CHEBYSHEV_HOST_MAX_VALUES, ChebyshevKanLayer, chebyshevBasis, chebyshevBasisDegreeMajor } from '../../../src/core/nn/chebyshev.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { initRuntime } from '../../../src/core/runtime/index.js';
 import { RuntimeSection } from '../../../src/core/runtime/schema.js';
@@ -53,6 +53,25 @@ describe('core/nn/chebyshev on wasm', () => {
     expect(() => chebyshevBasisDegreeMajor(t, -1)).toThrow(RangeError);
     expect(() => chebyshevBasisDegreeMajor(t, 1.5)).toThrow(RangeError);
     tf.dispose([t, blocks]);
+  });
+
+  it('computes small bases on the host with the kernels\' float32 values, value and gradient', () => {
+    // Enough rows to be above CHEBYSHEV_HOST_MAX_VALUES (the kernel recurrence); the first row alone is below it (host).
+    const rows = Math.ceil(CHEBYSHEV_HOST_MAX_VALUES / (I * (K + 1))) + 1;
+    expect(rows * I * (K + 1)).toBeGreaterThan(CHEBYSHEV_HOST_MAX_VALUES);
+    const t = tf.tidy(() => tf.tanh(tf.randomNormal([rows, I], 0, 1.5, 'float32', 11)) as tf.Tensor2D);
+    const first = tf.slice(t, [0, 0], [1, I]) as tf.Tensor2D;
+    const weights = tf.tidy(() => tf.randomNormal([K + 1, 1, I], 0, 1, 'float32', 12));
+    const valueAndGrad = (input: tf.Tensor2D): { basis: Float32Array; grad: Float32Array } => tf.tidy(() => {
+      const basis = tf.slice(chebyshevBasisDegreeMajor(input, K), [0, 0, 0], [K + 1, 1, I]).dataSync() as Float32Array;
+      const grad = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.slice(chebyshevBasisDegreeMajor(x as tf.Tensor2D, K), [0, 0, 0], [K + 1, 1, I]), weights)))(input);
+      return { basis, grad: tf.slice(grad, [0, 0], [1, I]).dataSync() as Float32Array };
+    });
+    const kernels = valueAndGrad(t);
+    const host = valueAndGrad(first);
+    expect(Array.from(host.basis)).toEqual(Array.from(kernels.basis));
+    expect(Array.from(host.grad)).toEqual(Array.from(kernels.grad));
+    tf.dispose([t, first, weights]);
   });
 
   it('has the derivative k·U_{k-1}(t) as its gradient', () => {

@@ -127,7 +127,7 @@ describe.skipIf(!probe.available)('wasm BLAS kernels (OpenBLAS, docs/runtime.md)
     expect(info.blas.active).toBe(true);
     expect(info.blas.library).toMatch(/blas|blis/i);
     expect(info.blas.threads).toBe(2);
-    expect(info.kernelOverrides).toEqual(['BatchMatMul', 'Identity', 'Sum', 'Tanh', '_FusedMatMul']);
+    expect(info.kernelOverrides).toEqual(['BatchMatMul', 'Cast', 'Identity', 'Sum', 'Tanh', '_FusedMatMul']);
     expect(info.matmulGrad).toBe('stock');
   });
 
@@ -226,6 +226,27 @@ describe.skipIf(!probe.available)('wasm BLAS kernels (OpenBLAS, docs/runtime.md)
     y.dispose();
     expect(Array.from(v.dataSync())).toEqual([1, 2, 3]);
     v.dispose();
+  });
+
+  it('Cast to the same dtype shares the buffer; a real conversion still converts', () => {
+    const backend = tf.backend() as BackendWasm;
+    const x = tf.tensor1d([1.5, -2, 3]);
+    const buffersBefore = backend.numDataIds();
+    const same = tf.cast(x, 'float32');
+    expect(backend.numDataIds()).toBe(buffersBefore);
+    expect(same.dataId).toBe(x.dataId);
+    x.dispose();
+    expect(Array.from(same.dataSync())).toEqual([1.5, -2, 3]);
+    const ints = tf.cast(same, 'int32');
+    expect(ints.dtype).toBe('int32');
+    expect(ints.dataId).not.toBe(same.dataId);
+    expect(Array.from(ints.dataSync())).toEqual([1, -2, 3]);
+    const floats = tf.cast(tf.tensor1d([1, 0, 1], 'bool'), 'float32');
+    expect(Array.from(floats.dataSync())).toEqual([1, 0, 1]);
+    // The ReLU gradient casts its mask: same values as the stock copy.
+    const grad = tf.grad((z: tf.Tensor) => tf.sum(tf.relu(z)))(tf.tensor1d([-1, 0.5, 2]));
+    expect(Array.from(grad.dataSync())).toEqual([0, 1, 1]);
+    tf.dispose([same, ints, floats, grad]);
   });
 
   it('gives the same gradients as the stock cpu backend', async () => {
