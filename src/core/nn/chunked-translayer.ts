@@ -13,6 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { ForwardIO } from '../../registry/contracts/model.js';
 import { Rng } from '../runtime/random.js';
 import { sequenceConvSame } from './depthwise-conv.js';
+import { heapSlice } from './heap-slice.js';
 import type { LayerNorm } from './layer-norm.js';
 import { dropout } from './layers.js';
 import { moorePenrosePinv, type NystromAttention, type NystromObserver } from './nystrom.js';
@@ -22,6 +23,15 @@ type Block = readonly [start: number, end: number];
 
 /** Rows per block (before rounding to whole landmark segments). */
 export const LAYER_BLOCK_ROWS = 1024;
+
+/**
+ * Block size when the caller gives none: a sequence of up to 1.5 blocks runs as one block (at N = 1,000 the padded
+ * 1,280 rows would otherwise be split 1,025 + 255, for about 150 more kernel calls and no memory to speak of saved);
+ * longer ones in blocks of LAYER_BLOCK_ROWS, so the temporaries stop growing with N (what keeps N = 50,000 in the heap).
+ */
+export function defaultBlockRows(paddedRows: number): number {
+  return paddedRows <= 1.5 * LAYER_BLOCK_ROWS ? paddedRows : LAYER_BLOCK_ROWS;
+}
 
 /** Rows [from, to) of the sequence stored as consecutive blocks `parts` ([h, rows, d] each), zeros outside it. */
 function rowsOf(parts: readonly tf.Tensor3D[], blocks: readonly Block[], from: number, to: number): tf.Tensor3D {
@@ -38,7 +48,7 @@ function rowsOf(parts: readonly tf.Tensor3D[], blocks: readonly Block[], from: n
       const a = Math.max(cursor, start);
       const b = Math.min(to, end);
       if (a >= b || a !== cursor) return;
-      pieces.push(a === start && b === end ? parts[i]! : tf.slice(parts[i]!, [0, a - start, 0], [heads, b - a, depth]));
+      pieces.push(a === start && b === end ? parts[i]! : heapSlice(parts[i]!, [0, a - start, 0], [heads, b - a, depth]));
       cursor = b;
     });
     if (cursor < to) pieces.push(tf.zeros([heads, to - cursor, depth]));
@@ -53,7 +63,7 @@ function matrixRows(x: tf.Tensor2D, from: number, to: number): tf.Tensor2D {
     const a = Math.max(from, 0);
     const b = Math.min(to, rows);
     if (a >= b) return tf.zeros([to - from, dim]);
-    const inside = a === 0 && b === rows ? x : tf.slice(x, [a, 0], [b - a, dim]);
+    const inside = a === 0 && b === rows ? x : heapSlice(x, [a, 0], [b - a, dim]);
     return a > from || b < to ? (tf.concat([tf.zeros([a - from, dim]), inside, tf.zeros([to - b, dim])], 0) as tf.Tensor2D) : inside;
   });
 }
@@ -78,10 +88,14 @@ function nestedGrads(f: () => tf.Tensor, xs: readonly tf.Tensor[], dy?: tf.Tenso
 }
 
 /** The recomputable state of one layer call: q, k, v per block and the [h, m, ·] Nyström quantities. */
-interface LayerState {
+interface LayerState extends SmallState {
   q: tf.Tensor3D[];
   k: tf.Tensor3D[];
   v: tf.Tensor3D[];
+}
+
+/** The [h, m, ·] part of a layer call's state, independent of L in size. */
+interface SmallState {
   /** Landmarks q̃ [h, m, d] and k̃ [h, m, d]. */
   qLand: tf.Tensor3D;
   kLand: tf.Tensor3D;
@@ -94,6 +108,7 @@ interface LayerState {
   /** K2⁺ (K3 V) [h, m, d]. */
   mixed: tf.Tensor3D;
 }
+const SMALL_KEYS = ['qLand', 'kLand', 'attn2Inv', 'lse', 'k3v', 'mixed'] as const;
 
 /**
  * TransLayer x [L, dim] → x + NystromAttention(LayerNorm(x)) [L, dim], in blocks of about `blockRows` rows
@@ -101,7 +116,7 @@ interface LayerState {
  * the plain layer would give the attention (its first draw is the output dropout's seed); `observer` is served
  * from the forward pass only.
  */
-export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: NystromAttention, io: ForwardIO, observer?: NystromObserver, blockRows = LAYER_BLOCK_ROWS): tf.Tensor2D {
+export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: NystromAttention, io: ForwardIO, observer?: NystromObserver, blockRows?: number): tf.Tensor2D {
   const { heads, dimHead, landmarks: m, pinvIterations, alignment, dropout: rate, residualKernel } = attn.options;
   const [length, dim] = x.shape;
   const pad = (m - (length % m)) % m; // zero rows on the LEFT, as the plain layer
@@ -112,7 +127,7 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
   const outStart = alignment === 'fixed' ? pad : 0; // first padded row the layer returns
   // Whole segments per block (landmark sums and their gradients stay per block), and at least `radius` rows so a
   // block's conv window reaches only into its neighbours.
-  const rows = segment * Math.max(1, Math.ceil(Math.max(blockRows, radius, 1) / segment));
+  const rows = segment * Math.max(1, Math.ceil(Math.max(blockRows ?? defaultBlockRows(total), radius, 1) / segment));
   const blocks: Block[] = [];
   for (let start = 0; start < total; start += rows) blocks.push([start, Math.min(start + rows, total)]);
   const inVars: tf.Variable[] = [norm.weight, norm.bias, ...attn.toQkv.trainableVariables()];
@@ -130,12 +145,15 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
     const padded = zeroRows > 0 ? (normed ? tf.concat([tf.zeros([zeroRows, dim]), normed], 0) : tf.zeros([zeroRows, dim])) : normed!; // [b, dim]
     const count = padded.shape[0]!;
     const qkv = attn.toQkv.forward(padded as tf.Tensor2D); // [b, 3·inner]
-    const split = (offset: number): tf.Tensor3D => tf.transpose(tf.reshape(tf.slice(qkv, [0, offset], [count, inner]), [count, heads, dimHead]), [1, 0, 2]) as tf.Tensor3D; // [h, b, d]
-    return [tf.mul(split(0), dimHead ** -0.5) as tf.Tensor3D, split(inner), split(2 * inner)];
+    // One transpose to [3, h, b, d] makes q, k and v contiguous: three cheap slices instead of three column slices
+    // (each a strided copy) and three transposes.
+    const grouped = tf.transpose(tf.reshape(qkv, [count, 3, heads, dimHead]), [1, 2, 0, 3]); // [3, h, b, d]
+    const split = (part: number): tf.Tensor3D => tf.reshape(heapSlice(grouped, [part, 0, 0, 0], [1, heads, count, dimHead]), [heads, count, dimHead]) as tf.Tensor3D; // [h, b, d]
+    return [tf.mul(split(0), dimHead ** -0.5) as tf.Tensor3D, split(1), split(2)];
   };
   const inputRows = (input: tf.Tensor2D, [start, end]: Block): tf.Tensor2D | undefined => {
     const first = Math.max(start, pad);
-    return first < end ? (tf.slice(input, [first - pad, 0], [end - first, dim]) as tf.Tensor2D) : undefined;
+    return first < end ? (heapSlice(input, [first - pad, 0], [end - first, dim]) as tf.Tensor2D) : undefined;
   };
   const landmarksOf = (parts: readonly tf.Tensor3D[]): tf.Tensor3D => {
     const sums = parts.map((t) => tf.sum(tf.reshape(t, [heads, t.shape[1] / segment, segment, dimHead]), 2)); // [h, b/l, d]
@@ -145,7 +163,8 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
   const mixLandmarks = (qLand: tf.Tensor3D, kLand: tf.Tensor3D, k3v: tf.Tensor3D): tf.Tensor3D =>
     tf.matMul(moorePenrosePinv(tf.softmax(tf.matMul(qLand, kLand, false, true)) as tf.Tensor3D, pinvIterations), k3v) as tf.Tensor3D;
 
-  const prepare = (input: tf.Tensor2D): LayerState => {
+  /** q, k, v block by block and, unless the forward pass saved them (`small`), the [h, m, ·] quantities. */
+  const prepare = (input: tf.Tensor2D, small?: SmallState): LayerState => {
     const q: tf.Tensor3D[] = [];
     const k: tf.Tensor3D[] = [];
     const v: tf.Tensor3D[] = [];
@@ -155,7 +174,8 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
       k.push(kb);
       v.push(vb);
     }
-    const small = tf.tidy(() => {
+    if (small) return { q, k, v, ...small };
+    const fresh = tf.tidy(() => {
       const qLand = landmarksOf(q);
       const kLand = landmarksOf(k);
       const attn2Inv = moorePenrosePinv(tf.softmax(tf.matMul(qLand, kLand, false, true)) as tf.Tensor3D, pinvIterations); // [h, m, m]
@@ -164,7 +184,7 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
       const k3v = k.reduce<tf.Tensor>((sum, kb, i) => tf.add(sum, tf.matMul(tf.exp(tf.sub(tf.matMul(qLand, kb, false, true), lse)), v[i]!)), tf.zeros([heads, m, dimHead])) as tf.Tensor3D;
       return { qLand, kLand, attn2Inv, lse, k3v, mixed: tf.matMul(attn2Inv, k3v) as tf.Tensor3D };
     });
-    return { q, k, v, ...small };
+    return { q, k, v, ...fresh };
   };
   const release = (state: LayerState): void => tf.dispose([...state.q, ...state.k, ...state.v, state.qLand, state.kLand, state.attn2Inv, state.lse, state.k3v, state.mixed]);
 
@@ -173,13 +193,13 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
     const count = qBlock.shape[1];
     let out = tf.matMul(tf.softmax(tf.matMul(qBlock, kLand, false, true)), mixed) as tf.Tensor3D; // [h, b, d]  K1 K2⁺ (K3 V)
     if (attn.resConv && valueWindow) {
-      out = tf.add(out, tf.slice(sequenceConvSame(valueWindow, attn.resConv as tf.Tensor4D), [0, radius, 0], [heads, count, dimHead])); // the window's middle rows
+      out = tf.add(out, heapSlice(sequenceConvSame(valueWindow, attn.resConv as tf.Tensor4D), [0, radius, 0], [heads, count, dimHead])); // the window's middle rows
     }
     const projected = attn.toOut.forward(tf.reshape(tf.transpose(out, [1, 0, 2]), [count, inner]) as tf.Tensor2D); // [b, dim]
     return mask ? (tf.mul(projected, mask) as tf.Tensor2D) : projected;
   };
   const valueWindow = (state: LayerState, [start, end]: Block): tf.Tensor3D | undefined => (radius > 0 ? rowsOf(state.v, blocks, start - radius, end + radius) : undefined);
-  const maskRows = (mask: tf.Tensor2D | undefined, [start, end]: Block): tf.Tensor2D | undefined => (mask ? (tf.slice(mask, [start, 0], [end - start, dim]) as tf.Tensor2D) : undefined);
+  const maskRows = (mask: tf.Tensor2D | undefined, [start, end]: Block): tf.Tensor2D | undefined => (mask ? (heapSlice(mask, [start, 0], [end - start, dim]) as tf.Tensor2D) : undefined);
 
   const observe = (state: LayerState, target: NystromObserver): void => {
     tf.tidy(() => {
@@ -191,14 +211,18 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
       if (target.weightedValues) {
         const values = rowsOf(state.v, blocks, 0, total); // [h, L', d]
         const merged = tf.reshape(tf.transpose(tf.mul(tf.expandDims(row, 2), values), [1, 0, 2]), [total, inner]) as tf.Tensor2D; // [L', inner]
-        weighted = tf.slice(dropout(attn.toOut.forward(merged), rate, io.training, io.rng.fork('weighted')) as tf.Tensor2D, [pad, 0], [length, -1]); // [L, dim]
+        weighted = heapSlice(dropout(attn.toOut.forward(merged), rate, io.training, io.rng.fork('weighted')) as tf.Tensor2D, [pad, 0], [length, -1]); // [L, dim]
       }
-      target.take(tf.slice(row, [0, pad], [heads, length]) as tf.Tensor2D, weighted);
+      target.take(heapSlice(row, [0, pad], [heads, length]) as tf.Tensor2D, weighted);
     });
   };
 
-  const forward = (input: tf.Tensor2D): tf.Tensor2D => {
+  const forward = (input: tf.Tensor2D, save: GradSave): tf.Tensor2D => {
     const state = prepare(input);
+    // The backward pass gets the [h, m, ·] quantities (a few MB, whatever N) instead of computing them again: that
+    // would be K2's 6 pseudo-inverse iterations (24 batched [h, m, m] products) and two passes over all keys.
+    // Saved only while a gradient is being recorded (tfjs' save is a no-op otherwise).
+    save([input, ...SMALL_KEYS.map((key) => state[key])]);
     try {
       if (observer) observe(state, observer);
       return tf.tidy(() => {
@@ -210,7 +234,7 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
           if (first >= last) return;
           outputs.push(tf.tidy(() => {
             const attended = blockOutput(state.q[i]!, valueWindow(state, block), state.kLand, state.mixed, maskRows(mask, block)); // [b, dim]
-            return tf.add(tf.slice(input, [first - outStart, 0], [last - first, dim]), tf.slice(attended, [first - block[0], 0], [last - first, dim])) as tf.Tensor2D;
+            return tf.add(heapSlice(input, [first - outStart, 0], [last - first, dim]), heapSlice(attended, [first - block[0], 0], [last - first, dim])) as tf.Tensor2D;
           }));
         });
         return (outputs.length === 1 ? outputs[0]! : tf.concat(outputs, 0)) as tf.Tensor2D; // [L, dim]
@@ -220,8 +244,8 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
     }
   };
 
-  const backward = (upstream: tf.Tensor2D, input: tf.Tensor2D): tf.Tensor[] => {
-    const state = prepare(input);
+  const backward = (upstream: tf.Tensor2D, input: tf.Tensor2D, small: SmallState): tf.Tensor[] => {
+    const state = prepare(input, small);
     const grads = new Map<tf.Variable, tf.Tensor>();
     const accumulate = (variable: tf.Variable, gradient: tf.Tensor): void => {
       const previous = grads.get(variable);
@@ -281,12 +305,13 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
       blocks.forEach((block, i) => {
         const [start, end] = block;
         const first = Math.max(start, pad);
-        const perRow = (dLand: tf.Tensor3D): tf.Tensor3D => // a landmark's gradient, shared by its segment's rows
-          tf.div(tf.reshape(tf.tile(tf.expandDims(tf.slice(dLand, [0, start / segment, 0], [heads, (end - start) / segment, dimHead]), 2), [1, 1, segment, 1]), [heads, end - start, dimHead]), segment) as tf.Tensor3D;
+        // dRows + a landmark's gradient / l on each row of its segment: broadcast over the segment (no tiled copy).
+        const plusPerRow = (dRows: tf.Tensor3D, dLand: tf.Tensor3D): tf.Tensor3D =>
+          tf.reshape(tf.add(tf.reshape(dRows, [heads, (end - start) / segment, segment, dimHead]), tf.expandDims(tf.div(heapSlice(dLand, [0, start / segment, 0], [heads, (end - start) / segment, dimHead]), segment), 2)), [heads, end - start, dimHead]) as tf.Tensor3D;
         const parts = tf.tidy(() => {
           const [p, dLogits] = k3Logits(i);
-          const dq = tf.add(dQueries[i]!, perRow(dqLand));
-          const dk = tf.add(tf.matMul(dLogits, state.qLand, true, false), perRow(dKLand));
+          const dq = plusPerRow(dQueries[i]!, dqLand);
+          const dk = plusPerRow(tf.matMul(dLogits, state.qLand, true, false) as tf.Tensor3D, dKLand);
           let dv: tf.Tensor = tf.matMul(p, dK3v, true, false);
           // Each value window's gradient overlaps its neighbours' blocks by `radius` rows.
           dWindows.forEach((dWindow, j) => {
@@ -295,18 +320,18 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
             const a = Math.max(windowStart, start);
             const b = Math.min(windowEnd, end);
             if (a >= b) return;
-            dv = tf.add(dv, tf.pad(tf.slice(dWindow, [0, a - windowStart, 0], [heads, b - a, dimHead]), [[0, 0], [a - start, end - b], [0, 0]]));
+            dv = tf.add(dv, tf.pad(heapSlice(dWindow, [0, a - windowStart, 0], [heads, b - a, dimHead]), [[0, 0], [a - start, end - b], [0, 0]]));
           });
           if (first >= end) return [] as tf.Tensor[]; // all padding: no input rows
-          const rowsIn = tf.slice(input, [first - pad, 0], [end - first, dim]) as tf.Tensor2D;
-          const keep = (t: tf.Tensor): tf.Tensor3D => tf.slice(t, [0, first - start, 0], [heads, end - first, dimHead]) as tf.Tensor3D;
+          const rowsIn = heapSlice(input, [first - pad, 0], [end - first, dim]) as tf.Tensor2D;
+          const keep = (t: tf.Tensor): tf.Tensor3D => heapSlice(t, [0, first - start, 0], [heads, end - first, dimHead]) as tf.Tensor3D;
           const [dqRows, dkRows, dvRows] = [keep(dq), keep(dk), keep(dv)];
           const [dx, ...dVars] = nestedGrads(() => {
             const [q, k, v] = project(rowsIn, 0);
             return tf.addN([tf.sum(tf.mul(q, dqRows)), tf.sum(tf.mul(k, dkRows)), tf.sum(tf.mul(v, dvRows))]);
           }, [rowsIn, ...inVars]);
           // The residual: output row j is input row j plus the attention's row outStart + j.
-          return [tf.add(dx!, tf.slice(upstream, [first - pad, 0], [end - first, dim])), ...dVars];
+          return [tf.add(dx!, heapSlice(upstream, [first - pad, 0], [end - first, dim])), ...dVars];
         });
         // Block i's tensors are done with; its value window's gradient still reaches into block i + 1.
         tf.dispose([dQueries[i]!, state.k[i]!, state.v[i]!, ...(i > 0 ? [dWindows[i - 1]!] : [])]);
@@ -327,10 +352,13 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
 
   const op = tf.customGrad((...args: Array<tf.Tensor | GradSave>) => {
     const input = args[0] as tf.Tensor2D;
-    (args[args.length - 1] as GradSave)([input]);
     return {
-      value: forward(input), // off the tape: inside a custom op's forward nothing is recorded
-      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => backward((Array.isArray(dy) ? dy[0] : dy) as tf.Tensor2D, saved[0] as tf.Tensor2D),
+      value: forward(input, args[args.length - 1] as GradSave), // off the tape: inside a custom op's forward nothing is recorded
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        // The saved tensors are the engine's (it disposes them after the backward pass): the state gets clones.
+        const small = Object.fromEntries(SMALL_KEYS.map((key, i) => [key, tf.clone(saved[i + 1]!)])) as unknown as SmallState;
+        return backward((Array.isArray(dy) ? dy[0] : dy) as tf.Tensor2D, saved[0] as tf.Tensor2D, small);
+      },
     };
   });
   return op(x, ...inVars, ...outVars) as tf.Tensor2D;
