@@ -12,7 +12,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardIO } from '../../registry/contracts/model.js';
 import { Rng } from '../runtime/random.js';
-import { sequenceConvSame } from './depthwise-conv.js';
 import { heapSlice } from './heap-slice.js';
 import type { LayerNorm } from './layer-norm.js';
 import { dropout } from './layers.js';
@@ -53,6 +52,48 @@ function rowsOf(parts: readonly tf.Tensor3D[], blocks: readonly Block[], from: n
     });
     if (cursor < to) pieces.push(tf.zeros([heads, to - cursor, depth]));
     return pieces.length === 1 ? pieces[0]! : tf.concat(pieces, 1);
+  });
+}
+
+/**
+ * Rows of a block's value window for the residual conv: `radius` rows before the block, and enough after it that the
+ * window is a whole number of radius-row pieces with one piece either side of the block's pieces.
+ */
+function windowLength(blockRows: number, radius: number): number {
+  return (Math.ceil(blockRows / radius) + 2) * radius;
+}
+
+/**
+ * The value-residual conv of one block's `count` rows from its window (windowLength rows, the block starting at
+ * row `radius`): out[h, n, d] = Σ_t w[t, h] · window[h, n + t, d], a 2r+1-tap depthwise conv along the rows with
+ * the filter [k, 1, h, 1] (torch Conv2d(h, h, (k, 1), groups=h) permuted). Block-Toeplitz like sequenceConvSame
+ * (pieces of B = r rows: output piece β reads window pieces β, β+1, β+2), but the three shifted operands are three
+ * slices of one transposed copy of the window instead of pads, slices and a concat: on wasm tfjs' Slice (also the
+ * gradient of pad) and SplitV (the gradient of concat) copy their whole input first, which made this conv a tenth
+ * of a TransMIL step at N = 1,000.
+ */
+function windowConv(window: tf.Tensor3D, filter: tf.Tensor4D, count: number): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [heads, rows, depth] = window.shape;
+    const taps = filter.shape[0];
+    const piece = (taps - 1) / 2; // B = r
+    const pieces = rows / piece - 2; // output pieces
+    const weights = tf.transpose(tf.reshape(filter, [taps, heads])); // [h, k]
+    // T_s[i, j] = w[s·B + j − i] (0 outside the kernel): window piece β + s's contribution to output piece β.
+    const toeplitz = [0, 1, 2].map((shift) => {
+      const selector = new Float32Array(taps * piece * piece);
+      for (let i = 0; i < piece; i += 1) {
+        for (let j = 0; j < piece; j += 1) {
+          const t = shift * piece + j - i;
+          if (t >= 0 && t < taps) selector[t * piece * piece + i * piece + j] = 1;
+        }
+      }
+      return tf.reshape(tf.matMul(weights, tf.tensor2d(selector, [taps, piece * piece])), [heads, piece, piece]); // [h, B, B]
+    });
+    const byRow = tf.transpose(tf.reshape(window, [heads, pieces + 2, piece, depth]), [0, 2, 1, 3]); // [h, B, pieces + 2, d]
+    const terms = toeplitz.map((t, shift) => tf.matMul(t, tf.reshape(heapSlice(byRow, [0, 0, shift, 0], [heads, piece, pieces, depth]), [heads, piece, pieces * depth]))); // [h, B, pieces·d]
+    const out = tf.transpose(tf.reshape(tf.addN(terms), [heads, piece, pieces, depth]), [0, 2, 1, 3]); // [h, pieces, B, d]
+    return heapSlice(tf.reshape(out, [heads, pieces * piece, depth]), [0, 0, 0], [heads, count, depth]) as tf.Tensor3D; // [h, count, d]
   });
 }
 
@@ -193,12 +234,12 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
     const count = qBlock.shape[1];
     let out = tf.matMul(tf.softmax(tf.matMul(qBlock, kLand, false, true)), mixed) as tf.Tensor3D; // [h, b, d]  K1 K2⁺ (K3 V)
     if (attn.resConv && valueWindow) {
-      out = tf.add(out, heapSlice(sequenceConvSame(valueWindow, attn.resConv as tf.Tensor4D), [0, radius, 0], [heads, count, dimHead])); // the window's middle rows
+      out = tf.add(out, windowConv(valueWindow, attn.resConv as tf.Tensor4D, count)); // the block's rows
     }
     const projected = attn.toOut.forward(tf.reshape(tf.transpose(out, [1, 0, 2]), [count, inner]) as tf.Tensor2D); // [b, dim]
     return mask ? (tf.mul(projected, mask) as tf.Tensor2D) : projected;
   };
-  const valueWindow = (state: LayerState, [start, end]: Block): tf.Tensor3D | undefined => (radius > 0 ? rowsOf(state.v, blocks, start - radius, end + radius) : undefined);
+  const valueWindow = (state: LayerState, [start, end]: Block): tf.Tensor3D | undefined => (radius > 0 ? rowsOf(state.v, blocks, start - radius, start - radius + windowLength(end - start, radius)) : undefined);
   const maskRows = (mask: tf.Tensor2D | undefined, [start, end]: Block): tf.Tensor2D | undefined => (mask ? (heapSlice(mask, [start, 0], [end - start, dim]) as tf.Tensor2D) : undefined);
 
   const observe = (state: LayerState, target: NystromObserver): void => {
@@ -264,7 +305,7 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
     let dKLand = tf.zeros([heads, m, dimHead]) as tf.Tensor3D;
     let dMixed = tf.zeros([heads, m, dimHead]) as tf.Tensor3D;
     const dQueries: tf.Tensor3D[] = [];
-    const dWindows: tf.Tensor3D[] = []; // gradient of each block's value window [h, b + 2·radius, d]
+    const dWindows: tf.Tensor3D[] = []; // gradient of each block's value window [h, windowLength, d]
     try {
       // 1. Row-wise part, block by block: the output projection and residual conv, K1 with the landmark keys.
       const mask = dropoutMask();
@@ -316,6 +357,7 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
           // Each value window's gradient overlaps its neighbours' blocks by `radius` rows.
           dWindows.forEach((dWindow, j) => {
             const windowStart = blocks[j]![0] - radius;
+            // Rows past the block's end + radius are in the window only to round it to whole pieces: no gradient.
             const windowEnd = blocks[j]![1] + radius;
             const a = Math.max(windowStart, start);
             const b = Math.min(windowEnd, end);
