@@ -16,9 +16,17 @@ import { heapSlice } from './heap-slice.js';
 import type { LayerNorm } from './layer-norm.js';
 import { dropout } from './layers.js';
 import { moorePenrosePinv, type NystromAttention, type NystromObserver } from './nystrom.js';
+import { pinvBackward, pinvWithTape, type PinvTape, tapeFrom, tapeTensors } from './pinv-tape.js';
 
 type GradSave = (tensors: tf.Tensor[]) => void;
 type Block = readonly [start: number, end: number];
+
+/**
+ * Up to this many (padded) rows the forward pass keeps the pseudo-inverse's iterates for the backward pass (48 MB
+ * per layer at the default sizes, whatever N): it saves 24 of the backward's 72 [h, m, m] products, about a tenth
+ * of a step at N = 1,000 and a few per mille at 50,000, where the heap is better spent on rows.
+ */
+export const PINV_TAPE_MAX_ROWS = 16_384;
 
 /** Rows per block (before rounding to whole landmark segments). */
 export const LAYER_BLOCK_ROWS = 1024;
@@ -133,6 +141,8 @@ interface LayerState extends SmallState {
   q: tf.Tensor3D[];
   k: tf.Tensor3D[];
   v: tf.Tensor3D[];
+  /** K2 and K2⁺'s iterates, when kept for the backward pass (PINV_TAPE_MAX_ROWS). */
+  pinvTape?: PinvTape;
 }
 
 /** The [h, m, ·] part of a layer call's state, independent of L in size. */
@@ -157,7 +167,7 @@ const SMALL_KEYS = ['qLand', 'kLand', 'attn2Inv', 'lse', 'k3v', 'mixed'] as cons
  * the plain layer would give the attention (its first draw is the output dropout's seed); `observer` is served
  * from the forward pass only.
  */
-export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: NystromAttention, io: ForwardIO, observer?: NystromObserver, blockRows?: number): tf.Tensor2D {
+export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: NystromAttention, io: ForwardIO, observer?: NystromObserver, blockRows?: number, keepPinvTape?: boolean): tf.Tensor2D {
   const { heads, dimHead, landmarks: m, pinvIterations, alignment, dropout: rate, residualKernel } = attn.options;
   const [length, dim] = x.shape;
   const pad = (m - (length % m)) % m; // zero rows on the LEFT, as the plain layer
@@ -204,8 +214,19 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
   const mixLandmarks = (qLand: tf.Tensor3D, kLand: tf.Tensor3D, k3v: tf.Tensor3D): tf.Tensor3D =>
     tf.matMul(moorePenrosePinv(tf.softmax(tf.matMul(qLand, kLand, false, true)) as tf.Tensor3D, pinvIterations), k3v) as tf.Tensor3D;
 
+  /** mixLandmarks' gradient by hand from the forward's K2 and pseudo-inverse iterates: [dq̃, dk̃, d(K3 V)]. */
+  const mixLandmarksBackward = (state: SmallState, tape: PinvTape, dMixed: tf.Tensor3D): [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D] =>
+    tf.tidy(() => {
+      const dAttn2Inv = tf.matMul(dMixed, state.k3v, false, true) as tf.Tensor3D; // mixed = K2⁺ (K3 V)
+      const dK3v = tf.matMul(state.attn2Inv, dMixed, true, false) as tf.Tensor3D;
+      const dAttn2 = pinvBackward(tape, dAttn2Inv, nestedGrads);
+      const attn2 = tape.x; // K2 = softmax(q̃ k̃ᵀ)
+      const dLogits = tf.mul(attn2, tf.sub(dAttn2, tf.sum(tf.mul(dAttn2, attn2), -1, true))); // softmax backward
+      return [tf.matMul(dLogits, state.kLand) as tf.Tensor3D, tf.matMul(dLogits, state.qLand, true, false) as tf.Tensor3D, dK3v];
+    });
   /** q, k, v block by block and, unless the forward pass saved them (`small`), the [h, m, ·] quantities. */
-  const prepare = (input: tf.Tensor2D, small?: SmallState): LayerState => {
+  const keepTape = keepPinvTape ?? total <= PINV_TAPE_MAX_ROWS;
+  const prepare = (input: tf.Tensor2D, small?: SmallState, pinvTape?: PinvTape): LayerState => {
     const q: tf.Tensor3D[] = [];
     const k: tf.Tensor3D[] = [];
     const v: tf.Tensor3D[] = [];
@@ -215,19 +236,28 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
       k.push(kb);
       v.push(vb);
     }
-    if (small) return { q, k, v, ...small };
+    if (small) return { q, k, v, ...small, ...(pinvTape ? { pinvTape } : {}) };
+    let tape: PinvTape | undefined;
     const fresh = tf.tidy(() => {
       const qLand = landmarksOf(q);
       const kLand = landmarksOf(k);
-      const attn2Inv = moorePenrosePinv(tf.softmax(tf.matMul(qLand, kLand, false, true)) as tf.Tensor3D, pinvIterations); // [h, m, m]
+      const attn2 = tf.softmax(tf.matMul(qLand, kLand, false, true)) as tf.Tensor3D; // K2 [h, m, m]
+      let attn2Inv: tf.Tensor3D; // [h, m, m]
+      if (keepTape) {
+        const taped = pinvWithTape(attn2, pinvIterations);
+        tape = taped.tape;
+        attn2Inv = taped.value;
+      } else {
+        attn2Inv = moorePenrosePinv(attn2, pinvIterations);
+      }
       const partial = k.map((kb) => tf.logSumExp(tf.matMul(qLand, kb, false, true), -1, true)); // [h, m, 1] each
       const lse = (partial.length === 1 ? partial[0]! : tf.logSumExp(tf.concat(partial, 2), -1, true)) as tf.Tensor3D;
       const k3v = k.reduce<tf.Tensor>((sum, kb, i) => tf.add(sum, tf.matMul(tf.exp(tf.sub(tf.matMul(qLand, kb, false, true), lse)), v[i]!)), tf.zeros([heads, m, dimHead])) as tf.Tensor3D;
       return { qLand, kLand, attn2Inv, lse, k3v, mixed: tf.matMul(attn2Inv, k3v) as tf.Tensor3D };
     });
-    return { q, k, v, ...fresh };
+    return { q, k, v, ...fresh, ...(tape ? { pinvTape: tape } : {}) };
   };
-  const release = (state: LayerState): void => tf.dispose([...state.q, ...state.k, ...state.v, state.qLand, state.kLand, state.attn2Inv, state.lse, state.k3v, state.mixed]);
+  const release = (state: LayerState): void => tf.dispose([...state.q, ...state.k, ...state.v, state.qLand, state.kLand, state.attn2Inv, state.lse, state.k3v, state.mixed, ...(state.pinvTape ? tapeTensors(state.pinvTape) : [])]);
 
   /** Padded rows [start, end) of the attention output (after to_out and its dropout) from the block's queries and value window. */
   const blockOutput = (qBlock: tf.Tensor3D, valueWindow: tf.Tensor3D | undefined, kLand: tf.Tensor3D, mixed: tf.Tensor3D, mask: tf.Tensor2D | undefined): tf.Tensor2D => {
@@ -263,7 +293,7 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
     // The backward pass gets the [h, m, ·] quantities (a few MB, whatever N) instead of computing them again: that
     // would be K2's 6 pseudo-inverse iterations (24 batched [h, m, m] products) and two passes over all keys.
     // Saved only while a gradient is being recorded (tfjs' save is a no-op otherwise).
-    save([input, ...SMALL_KEYS.map((key) => state[key])]);
+    save([input, ...SMALL_KEYS.map((key) => state[key]), ...(state.pinvTape ? tapeTensors(state.pinvTape) : [])]);
     try {
       if (observer) observe(state, observer);
       return tf.tidy(() => {
@@ -285,8 +315,8 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
     }
   };
 
-  const backward = (upstream: tf.Tensor2D, input: tf.Tensor2D, small: SmallState): tf.Tensor[] => {
-    const state = prepare(input, small);
+  const backward = (upstream: tf.Tensor2D, input: tf.Tensor2D, small: SmallState, pinvTape?: PinvTape): tf.Tensor[] => {
+    const state = prepare(input, small, pinvTape);
     const grads = new Map<tf.Variable, tf.Tensor>();
     const accumulate = (variable: tf.Variable, gradient: tf.Tensor): void => {
       const previous = grads.get(variable);
@@ -328,7 +358,7 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
       tf.dispose(state.q);
       state.q = [];
       // 2. The [h, m, ·] part: K2⁺ (K3 V) back to the landmarks and to K3 V.
-      const [dqLandMix, dkLandMix, dK3v] = nestedGrads(() => mixLandmarks(state.qLand, state.kLand, state.k3v), [state.qLand, state.kLand, state.k3v], dMixed) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
+      const [dqLandMix, dkLandMix, dK3v] = state.pinvTape ? mixLandmarksBackward(state, state.pinvTape, dMixed) : (nestedGrads(() => mixLandmarks(state.qLand, state.kLand, state.k3v), [state.qLand, state.kLand, state.k3v], dMixed) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D]);
       dKLand = addInto(dKLand, dkLandMix);
       // 3. K3 V = softmax(q̃ Kᵀ) V back to q̃ (softmax backward with K3's normaliser), block by block of tokens; its
       // gradients to k and v are taken again per block in step 4, so they never exist whole beside k and v.
@@ -399,7 +429,8 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         // The saved tensors are the engine's (it disposes them after the backward pass): the state gets clones.
         const small = Object.fromEntries(SMALL_KEYS.map((key, i) => [key, tf.clone(saved[i + 1]!)])) as unknown as SmallState;
-        return backward((Array.isArray(dy) ? dy[0] : dy) as tf.Tensor2D, saved[0] as tf.Tensor2D, small);
+        const tapeSaved = saved.slice(1 + SMALL_KEYS.length).map((t) => tf.clone(t));
+        return backward((Array.isArray(dy) ? dy[0] : dy) as tf.Tensor2D, saved[0] as tf.Tensor2D, small, tapeSaved.length > 0 ? tapeFrom(tapeSaved) : undefined);
       },
     };
   });
