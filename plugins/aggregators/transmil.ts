@@ -49,6 +49,12 @@ export const TransmilOptions = z
   .refine((o) => o.residualKernel === 0 || o.residualKernel % 2 === 1, { message: 'residualKernel must be odd (or 0)', path: ['residualKernel'] });
 export type TransmilOptions = z.output<typeof TransmilOptions>;
 
+/**
+ * Bytes of wasm heap per instance of a training step at large N (E = 512): the heap after a step at N = 50,000
+ * divided by N (BENCHMARKS.md, "TransMIL step time: before/after"); the memory budget's floor for TransMIL.
+ */
+export const TRAIN_HEAP_PER_INSTANCE = 69_700;
+
 /** TransLayer: x + Attn(LN(x)), no feed-forward block. */
 class TransLayer extends Module {
   private readonly norm: LayerNorm;
@@ -168,6 +174,17 @@ class TransmilAggregator extends Module implements Aggregator {
 
   forward(bag: Bag, io: ForwardIO): AggregatorOutput {
     return tf.tidy(() => ({ ...this.pool(this.parts.project(bag, io), io) }));
+  }
+
+  /**
+   * A training step's wasm heap with the row-chunked layers, per instance: at N = 50,000 (D = 1,024, E = 512) the heap
+   * reached TRAIN_HEAP_PER_INSTANCE · N, above the budget's straight line through its small probes (the allocator's
+   * fragmentation among the [N, ·] buffers, which a profile of the tensors does not see). Scaled with E, the width of
+   * almost every per-instance tensor of the step. Only for the wasm heap (other backends' limits are the machine's).
+   */
+  minimumPeakBytes(n: number, mode: 'train' | 'eval'): number | undefined {
+    if (mode !== 'train' || !this.options.checkpointLayers || tf.getBackend() !== 'wasm') return undefined;
+    return n * TRAIN_HEAP_PER_INSTANCE * (this.embeddingDim / 512);
   }
 
   private pool(h: tf.Tensor2D, io: ForwardIO): AggregatorOutput {
