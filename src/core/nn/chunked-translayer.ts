@@ -14,7 +14,7 @@ import type { ForwardIO } from '../../registry/contracts/model.js';
 import { Rng } from '../runtime/random.js';
 import { heapSlice } from './heap-slice.js';
 import type { LayerNorm } from './layer-norm.js';
-import { dropout } from './layers.js';
+import { dropout, dropoutKeepMask } from './layers.js';
 import { moorePenrosePinv, type NystromAttention, type NystromObserver } from './nystrom.js';
 import { pinvBackward, pinvWithTape, type PinvTape, tapeFrom, tapeTensors } from './pinv-tape.js';
 
@@ -183,12 +183,13 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
   for (let start = 0; start < total; start += rows) blocks.push([start, Math.min(start + rows, total)]);
   const inVars: tf.Variable[] = [norm.weight, norm.bias, ...attn.toQkv.trainableVariables()];
   const outVars: tf.Variable[] = [...attn.toOut.trainableVariables(), ...(attn.resConv ? [attn.resConv] : [])];
-  // The output dropout's mask is drawn whole (the plain layer's mask, bit for bit), from a copy of the stream taken
-  // now, so the backward pass draws it again instead of keeping it.
+  // The output dropout's keep mask is drawn whole (the plain layer's draw, bit for bit), from a copy of the stream
+  // taken now, so the backward pass draws it again instead of keeping it. It stays 0/1 (bool: a quarter of a float
+  // mask) and each block scales its own rows: keep · 1/(1-p), the plain layer's factor, so the same products.
   const rngLabel = io.rng.seedLabel;
   const rngState = io.rng.state();
   const dropoutMask = (): tf.Tensor2D | undefined =>
-    io.training && rate > 0 ? tf.tidy(() => dropout(tf.ones([total, dim]), rate, true, new Rng(rngLabel, rngState)) as tf.Tensor2D) : undefined; // [L', dim]
+    io.training && rate > 0 ? (dropoutKeepMask([total, dim], rate, new Rng(rngLabel, rngState)) as tf.Tensor2D) : undefined; // [L', dim] 0/1
 
   /** q, k, v [h, b, d] of padded rows [a, b) from the x rows `xRows` (the rows at and after `pad`). */
   const project = (xRows: tf.Tensor2D | undefined, zeroRows: number): [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D] => {
@@ -270,7 +271,8 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
     return mask ? (tf.mul(projected, mask) as tf.Tensor2D) : projected;
   };
   const valueWindow = (state: LayerState, [start, end]: Block): tf.Tensor3D | undefined => (radius > 0 ? rowsOf(state.v, blocks, start - radius, start - radius + windowLength(end - start, radius)) : undefined);
-  const maskRows = (mask: tf.Tensor2D | undefined, [start, end]: Block): tf.Tensor2D | undefined => (mask ? (heapSlice(mask, [start, 0], [end - start, dim]) as tf.Tensor2D) : undefined);
+  const maskRows = (mask: tf.Tensor2D | undefined, [start, end]: Block): tf.Tensor2D | undefined =>
+    mask ? (tf.mul(tf.cast(heapSlice(mask, [start, 0], [end - start, dim]), 'float32'), 1 / (1 - rate)) as tf.Tensor2D) : undefined; // [b, dim] scaled
 
   const observe = (state: LayerState, target: NystromObserver): void => {
     tf.tidy(() => {
