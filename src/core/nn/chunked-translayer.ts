@@ -251,9 +251,21 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
       } else {
         attn2Inv = moorePenrosePinv(attn2, pinvIterations);
       }
-      const partial = k.map((kb) => tf.logSumExp(tf.matMul(qLand, kb, false, true), -1, true)); // [h, m, 1] each
-      const lse = (partial.length === 1 ? partial[0]! : tf.logSumExp(tf.concat(partial, 2), -1, true)) as tf.Tensor3D;
-      const k3v = k.reduce<tf.Tensor>((sum, kb, i) => tf.add(sum, tf.matMul(tf.exp(tf.sub(tf.matMul(qLand, kb, false, true), lse)), v[i]!)), tf.zeros([heads, m, dimHead])) as tf.Tensor3D;
+      let lse: tf.Tensor3D;
+      let k3v: tf.Tensor3D;
+      if (k.length === 1) {
+        // One block: the logits once and one exponential (two passes would take both twice).
+        const logits = tf.matMul(qLand, k[0]!, false, true); // [h, m, L']
+        const peak = tf.max(logits, -1, true); // [h, m, 1]
+        const shifted = tf.exp(tf.sub(logits, peak));
+        const total = tf.sum(shifted, -1, true);
+        lse = tf.add(peak, tf.log(total)) as tf.Tensor3D;
+        k3v = tf.matMul(tf.div(shifted, total), v[0]!) as tf.Tensor3D;
+      } else {
+        const partial = k.map((kb) => tf.logSumExp(tf.matMul(qLand, kb, false, true), -1, true)); // [h, m, 1] each
+        lse = tf.logSumExp(tf.concat(partial, 2), -1, true) as tf.Tensor3D;
+        k3v = k.reduce<tf.Tensor>((sum, kb, i) => tf.add(sum, tf.matMul(tf.exp(tf.sub(tf.matMul(qLand, kb, false, true), lse)), v[i]!)), tf.zeros([heads, m, dimHead])) as tf.Tensor3D;
+      }
       return { qLand, kLand, attn2Inv, lse, k3v, mixed: tf.matMul(attn2Inv, k3v) as tf.Tensor3D };
     });
     return { q, k, v, ...fresh, ...(tape ? { pinvTape: tape } : {}) };
@@ -365,10 +377,14 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
       // 3. K3 V = softmax(q̃ Kᵀ) V back to q̃ (softmax backward with K3's normaliser), block by block of tokens; its
       // gradients to k and v are taken again per block in step 4, so they never exist whole beside k and v.
       const rowTerm = tf.sum(tf.mul(dK3v, state.k3v), -1, true); // [h, m, 1]
-      const k3Logits = (i: number): [tf.Tensor3D, tf.Tensor3D] => {
+      const k3LogitsOf = (i: number): [tf.Tensor3D, tf.Tensor3D] => {
         const p = tf.exp(tf.sub(tf.matMul(state.qLand, state.k[i]!, false, true), state.lse)) as tf.Tensor3D; // [h, m, b]
         return [p, tf.mul(p, tf.sub(tf.matMul(dK3v, state.v[i]!, false, true), rowTerm)) as tf.Tensor3D]; // K3 and dLogits [h, m, b]
       };
+      // One block: K3 and its logits' gradient are taken once for steps 3 and 4 ([h, m, L'] each, at most 1.5 blocks
+      // of rows); with more blocks each step takes them again per block, so they never exist for all rows.
+      const single = blocks.length === 1 ? k3LogitsOf(0) : undefined;
+      const k3Logits = (i: number): [tf.Tensor3D, tf.Tensor3D] => (single ? [tf.clone(single[0]), tf.clone(single[1])] : k3LogitsOf(i));
       let dqLand = dqLandMix;
       state.k.forEach((kb, i) => {
         dqLand = addInto(dqLand, tf.tidy(() => tf.matMul(k3Logits(i)[1], kb)));
@@ -414,7 +430,7 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
         dInputs.push(dx as tf.Tensor2D);
         inVars.forEach((variable, j) => accumulate(variable, dVars[j]!));
       });
-      tf.dispose([dqLand, rowTerm, dK3v, dMixed]);
+      tf.dispose([dqLand, rowTerm, dK3v, dMixed, ...(single ?? [])]);
       const dInput = dInputs.length === 1 ? dInputs[0]! : tf.concat(dInputs, 0);
       if (dInputs.length > 1) tf.dispose(dInputs);
       return [dInput, ...[...inVars, ...outVars].map((variable) => grads.get(variable) ?? tf.zerosLike(variable))];
