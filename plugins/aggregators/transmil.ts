@@ -27,7 +27,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { definePlugin, Module, type Aggregator, type AggregatorOutput, type AggregatorParts, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
 import type { Rng } from 'milkit';
-import { activate, chunkedTransLayer, heapSlice, releaseDuringBackward, depthwiseConvSame, dropout, initBias, initWeight, type InitScheme, LayerNorm, Linear, NystromAttention, type NystromObserver, type NystromOptions } from 'milkit/nn';
+import { activate, chunkedTransLayer, heapConcat, heapSlice, releaseDuringBackward, depthwiseConvSame, dropout, initBias, initWeight, type InitScheme, LayerNorm, Linear, NystromAttention, type NystromObserver, type NystromOptions } from 'milkit/nn';
 
 export const TransmilOptions = z
   .strictObject({
@@ -109,7 +109,7 @@ class PositionalEncoding extends Module {
       const parts: tf.Tensor[] = [heapSlice(tokens, [0, 0], [1, -1]), instances];
       if (copies > 0) parts.push(heapSlice(instances, [0, 0], [copies, -1]));
       if (grid * grid > side * side) parts.push(tf.zeros([grid * grid - side * side, this.dim]));
-      const mixed = this.forward(tf.concat(parts, 0) as tf.Tensor2D, grid); // [1 + grid², E]
+      const mixed = this.forward(heapConcat(parts, 0) as tf.Tensor2D, grid); // [1 + grid², E]
       return heapSlice(mixed, [0, 0], [1 + n, -1]) as tf.Tensor2D; // [1 + n, E]
     });
   }
@@ -126,7 +126,7 @@ class PositionalEncoding extends Module {
       }, identity) as tf.Tensor4D; // [7, 7, E, 1]
       const bias = tf.addN(this.convs.map(({ bias: b }) => b)); // [E]
       const mixed = tf.add(depthwiseConvSame(grid, kernel), bias); // [1, side, side, E]
-      return tf.concat([cls, tf.reshape(mixed, [side * side, this.dim])], 0) as tf.Tensor2D; // [1 + side², E]
+      return heapConcat([cls, tf.reshape(mixed, [side * side, this.dim])], 0) as tf.Tensor2D; // [1 + side², E]
     });
   }
 }
@@ -206,14 +206,14 @@ class TransmilAggregator extends Module implements Aggregator {
           const side = Math.ceil(Math.sqrt(n));
           const extra = side * side - n;
           // Square padding repeats the FIRST `extra` tokens (copies, not zeros; docs/methods/transmil.md#forward-pass).
-          const square = extra > 0 ? tf.concat([h, heapSlice(h, [0, 0], [extra, -1])], 0) : h; // [side², E]
-          let tokens = tf.concat([cls0, square], 0) as tf.Tensor2D; // [1 + side², E]
+          const square = extra > 0 ? heapConcat([h, heapSlice(h, [0, 0], [extra, -1])], 0) : h; // [side², E]
+          let tokens = heapConcat([cls0, square], 0) as tf.Tensor2D; // [1 + side², E]
           tokens = this.layer1.forward(tokens, io, observer); // [1 + side², E]
           tokens = this.positional.forward(tokens, side); // [1 + side², E]
           tokens = this.layer2.forward(tokens, io); // [1 + side², E]
           embedding = this.norm.forward(heapSlice(tokens, [0, 0], [1, -1]) as tf.Tensor2D); // [1, E]  LN is per token: only the class token is needed
         } else {
-          let tokens = tf.concat([cls0, h], 0) as tf.Tensor2D; // [1 + N, E]  no padding before layer 1
+          let tokens = heapConcat([cls0, h], 0) as tf.Tensor2D; // [1 + N, E]  no padding before layer 1
           tokens = this.layer1.forward(tokens, io, observer); // [1 + N, E]
           tokens = this.positional.forwardInside(tokens); // [1 + N, E]
           tokens = this.layer2.forward(tokens, io); // [1 + N, E]

@@ -100,3 +100,28 @@ export function heapSlice<T extends tf.Tensor>(x: T, begin: readonly number[], s
   const attrs: HeapSliceAttrs = { begin: fullBegin, size: fullSize, inputShape: [...x.shape] };
   return tf.engine().runKernel(HEAP_SLICE, { x }, attrs as unknown as tf.NamedAttrMap) as T;
 }
+
+/**
+ * tf.concat(parts, axis) whose gradient takes each part's rows of the upstream gradient with heapSlice: tfjs'
+ * concat gradient splits it with SplitV, which on wasm is one whole-input copy per part (the [1 + N, E] token
+ * sequence of TransMIL, class token and square padding joined on, once per concat). Other backends: tf.concat.
+ */
+export function heapConcat<T extends tf.Tensor>(parts: readonly T[], axis = 0): T {
+  if (tf.getBackend() !== 'wasm' || parts.length < 2) return tf.concat([...parts], axis);
+  const op = tf.customGrad((...args: unknown[]) => {
+    const xs = args.slice(0, -1) as tf.Tensor[];
+    return {
+      value: tf.concat(xs, axis),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[]) => {
+        const upstream = (Array.isArray(dy) ? dy[0] : dy) as tf.Tensor;
+        let offset = 0;
+        return xs.map((x) => {
+          const begin = x.shape.map((_, a) => (a === axis ? offset : 0));
+          offset += x.shape[axis]!;
+          return heapSlice(upstream, begin, x.shape);
+        });
+      },
+    };
+  });
+  return op(...parts) as T;
+}

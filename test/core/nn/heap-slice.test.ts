@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HEAP_SLICE, heapSlice } from '../../../src/core/nn/heap-slice.js';
+import { HEAP_SLICE, heapConcat, heapSlice } from '../../../src/core/nn/heap-slice.js';
 
 beforeAll(async () => {
   await tf.setBackend('wasm');
@@ -31,6 +31,21 @@ describe('nn/heap-slice', () => {
     const gradOf = (f: (t: tf.Tensor) => tf.Tensor): Float32Array => tf.tidy(() => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t), weights)))(x).dataSync() as Float32Array);
     expect(Array.from(gradOf((t) => heapSlice(t, begin, size)))).toEqual(Array.from(gradOf((t) => tf.slice(t, begin, size))));
     tf.dispose([x, expected, actual, weights]);
+  });
+
+  it.each([0, 1])('heapConcat equals tf.concat along axis %i, gradients included, without SplitV', async (axis) => {
+    const parts = [tf.randomNormal([3, 4], 0, 1, 'float32', 1), tf.randomNormal([axis === 0 ? 5 : 3, axis === 0 ? 4 : 2], 0, 1, 'float32', 2), tf.randomNormal([axis === 0 ? 1 : 3, axis === 0 ? 4 : 6], 0, 1, 'float32', 3)];
+    const expected = tf.concat(parts, axis);
+    const actual = heapConcat(parts, axis);
+    expect(Array.from(actual.dataSync())).toEqual(Array.from(expected.dataSync()));
+    const weights = tf.randomNormal(expected.shape, 0, 1, 'float32', 4);
+    const gradsOf = (f: (...xs: tf.Tensor[]) => tf.Tensor) => tf.grads((...xs: tf.Tensor[]) => tf.sum(tf.mul(f(...xs), weights)))(parts);
+    const ours = gradsOf((...xs) => heapConcat(xs, axis));
+    const theirs = gradsOf((...xs) => tf.concat(xs, axis));
+    ours.forEach((g, i) => expect(Array.from(g.dataSync())).toEqual(Array.from(theirs[i]!.dataSync())));
+    const info = await tf.profile(() => tf.grads((...xs: tf.Tensor[]) => tf.sum(heapConcat(xs, axis)))(parts));
+    expect(info.kernelNames).not.toContain('SplitV');
+    tf.dispose([...parts, expected, actual, weights, ...ours, ...theirs, ...(info.result as tf.Tensor[])]);
   });
 
   it('runs its own kernel on wasm, not Slice (which copies the whole input first)', async () => {
