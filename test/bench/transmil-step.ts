@@ -1,6 +1,7 @@
 // `node --conditions=milkit-source --import tsx test/bench/transmil-step.ts N [N ...]`: TransMIL training-step time
 // (forward, CE, gradients, milkit's Adam; defaults with attention dropout off, as the zoo bench) on tfjs-wasm, hand-run.
-//   PROFILE=1       one profiled step per N after a warm-up: per-kernel time and calls, total kernel calls, CPU s.
+//   PROFILE=1       one profiled step per N (and side) after a warm-up: per-kernel time and calls, total kernel calls,
+//                   CPU ms; SHAPES=k adds the k costliest (kernel, shapes) pairs.
 //   BASE=<dir>      A/B in this one process: <dir> is another checkout of the repository (e.g. `git archive` of the
 //                   commit before a change, with node_modules linked to this one's), whose model runs interleaved
 //                   with this tree's on the same bag: rounds alternate the order, medians over rounds and steps.
@@ -102,10 +103,10 @@ for (const n of sizes) {
   const x = tf.tidy(() => tf.randomNormal([n, D], 0, 1, 'float32', 7) as tf.Tensor2D);
   const sides = [current, ...(base ? [base] : [])];
   for (const side of sides) side.step(x); // warm-up
-  if (process.env['PROFILE'] === '1') {
+  if (process.env['PROFILE'] === '1') for (const side of sides) {
     const cpu = cpuMs();
     const start = performance.now();
-    const info = await tf.profile(() => current.step(x));
+    const info = await tf.profile(() => side.step(x));
     const byKernel = new Map<string, { ms: number; calls: number }>();
     for (const kernel of info.kernels) {
       const entry = byKernel.get(kernel.name) ?? { ms: 0, calls: 0 };
@@ -113,7 +114,7 @@ for (const n of sizes) {
       entry.calls += 1;
       byKernel.set(kernel.name, entry);
     }
-    console.log(`N=${n} profiled step: ${(performance.now() - start).toFixed(0)} ms wall, ${(cpuMs() - cpu).toFixed(0)} ms CPU, ${info.kernels.length} kernel calls, peak ${(info.peakBytes / 2 ** 20).toFixed(0)} MB`);
+    console.log(`N=${n} ${side.label}, profiled step: ${(performance.now() - start).toFixed(0)} ms wall, ${(cpuMs() - cpu).toFixed(0)} ms CPU, ${info.kernels.length} kernel calls, peak ${(info.peakBytes / 2 ** 20).toFixed(0)} MB`);
     for (const [name, { ms, calls }] of [...byKernel].sort(([, a], [, b]) => b.ms - a.ms)) console.log(`  ${name.padEnd(28)} ${ms.toFixed(1).padStart(9)} ms  ×${calls}`);
     if (process.env['SHAPES']) {
       // The costliest (kernel, input shapes) pairs: which call sites the time goes to.
@@ -127,6 +128,8 @@ for (const n of sizes) {
       }
       for (const [key, { ms, calls }] of [...bySite].sort(([, a], [, b]) => b.ms - a.ms).slice(0, Number(process.env['SHAPES']))) console.log(`  ${ms.toFixed(1).padStart(9)} ms ×${calls}  ${key}`);
     }
+  }
+  if (process.env['PROFILE'] === '1') {
     x.dispose();
     continue;
   }

@@ -22,11 +22,14 @@ type GradSave = (tensors: tf.Tensor[]) => void;
 type Block = readonly [start: number, end: number];
 
 /**
- * Up to this many (padded) rows the forward pass keeps the pseudo-inverse's iterates for the backward pass (48 MB
- * per layer at the default sizes, whatever N): it saves 24 of the backward's 72 [h, m, m] products, about a tenth
- * of a step at N = 1,000 and a few per mille at 50,000, where the heap is better spent on rows.
+ * Up to this many (padded) rows the layer keeps, for its backward pass, what it would otherwise compute again: the
+ * pseudo-inverse's iterates from the forward pass (48 MB per layer at the default sizes, whatever N; saves 24 of the
+ * backward's 72 [h, m, m] products) and, inside the backward pass, K3's share of dk and dv per block from step 3 to
+ * step 4 (4 KB per row; saves one [h, m, b] exponential and two products per block). Above it the heap is better
+ * spent on rows (at 50,000 instances the step fills most of wasm's 4 GB); the memory budget's TransMIL floor is
+ * measured there.
  */
-export const PINV_TAPE_MAX_ROWS = 16_384;
+export const KEEP_FOR_BACKWARD_MAX_ROWS = 16_384;
 
 /** Rows per block (before rounding to whole landmark segments). */
 export const LAYER_BLOCK_ROWS = 1024;
@@ -141,7 +144,7 @@ interface LayerState extends SmallState {
   q: tf.Tensor3D[];
   k: tf.Tensor3D[];
   v: tf.Tensor3D[];
-  /** K2 and K2⁺'s iterates, when kept for the backward pass (PINV_TAPE_MAX_ROWS). */
+  /** K2 and K2⁺'s iterates, when kept for the backward pass (KEEP_FOR_BACKWARD_MAX_ROWS). */
   pinvTape?: PinvTape;
 }
 
@@ -167,7 +170,7 @@ const SMALL_KEYS = ['qLand', 'kLand', 'attn2Inv', 'lse', 'k3v', 'mixed'] as cons
  * the plain layer would give the attention (its first draw is the output dropout's seed); `observer` is served
  * from the forward pass only.
  */
-export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: NystromAttention, io: ForwardIO, observer?: NystromObserver, blockRows?: number, keepPinvTape?: boolean): tf.Tensor2D {
+export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: NystromAttention, io: ForwardIO, observer?: NystromObserver, blockRows?: number, keepForBackward?: boolean): tf.Tensor2D {
   const { heads, dimHead, landmarks: m, pinvIterations, alignment, dropout: rate, residualKernel } = attn.options;
   const [length, dim] = x.shape;
   const pad = (m - (length % m)) % m; // zero rows on the LEFT, as the plain layer
@@ -226,7 +229,7 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
       return [tf.matMul(dLogits, state.kLand) as tf.Tensor3D, tf.matMul(dLogits, state.qLand, true, false) as tf.Tensor3D, dK3v];
     });
   /** q, k, v block by block and, unless the forward pass saved them (`small`), the [h, m, ·] quantities. */
-  const keepTape = keepPinvTape ?? total <= PINV_TAPE_MAX_ROWS;
+  const keepSmallNState = keepForBackward ?? total <= KEEP_FOR_BACKWARD_MAX_ROWS;
   const prepare = (input: tf.Tensor2D, small?: SmallState, pinvTape?: PinvTape): LayerState => {
     const q: tf.Tensor3D[] = [];
     const k: tf.Tensor3D[] = [];
@@ -244,31 +247,45 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
       const kLand = landmarksOf(k);
       const attn2 = tf.softmax(tf.matMul(qLand, kLand, false, true)) as tf.Tensor3D; // K2 [h, m, m]
       let attn2Inv: tf.Tensor3D; // [h, m, m]
-      if (keepTape) {
+      if (keepSmallNState) {
         const taped = pinvWithTape(attn2, pinvIterations);
         tape = taped.tape;
         attn2Inv = taped.value;
       } else {
         attn2Inv = moorePenrosePinv(attn2, pinvIterations);
       }
-      let lse: tf.Tensor3D;
-      let k3v: tf.Tensor3D;
-      if (k.length === 1) {
-        // One block: the logits once and one exponential (two passes would take both twice).
-        const logits = tf.matMul(qLand, k[0]!, false, true); // [h, m, L']
-        const peak = tf.max(logits, -1, true); // [h, m, 1]
-        const shifted = tf.exp(tf.sub(logits, peak));
-        const total = tf.sum(shifted, -1, true);
-        lse = tf.add(peak, tf.log(total)) as tf.Tensor3D;
-        k3v = tf.matMul(tf.div(shifted, total), v[0]!) as tf.Tensor3D;
-      } else {
-        const partial = k.map((kb) => tf.logSumExp(tf.matMul(qLand, kb, false, true), -1, true)); // [h, m, 1] each
-        lse = tf.logSumExp(tf.concat(partial, 2), -1, true) as tf.Tensor3D;
-        k3v = k.reduce<tf.Tensor>((sum, kb, i) => tf.add(sum, tf.matMul(tf.exp(tf.sub(tf.matMul(qLand, kb, false, true), lse)), v[i]!)), tf.zeros([heads, m, dimHead])) as tf.Tensor3D;
-      }
+      const { lse, k3v } = landmarkValues(qLand, k, v);
       return { qLand, kLand, attn2Inv, lse, k3v, mixed: tf.matMul(attn2Inv, k3v) as tf.Tensor3D };
     });
     return { q, k, v, ...fresh, ...(tape ? { pinvTape: tape } : {}) };
+  };
+  /**
+   * K3's log-normaliser log Σ exp(q̃ kᵀ) [h, m, 1] and K3 V [h, m, d] in one pass over the key blocks (online softmax:
+   * a running maximum, the running sums rescaled when it rises), each block's logits and exponentials freed before
+   * the next: one product and one exponential per block where two passes took two of each, and at most one block's
+   * [h, m, b] maps alive (the two passes kept every block's until the end of the layer's preparation).
+   */
+  const landmarkValues = (qLand: tf.Tensor3D, k: readonly tf.Tensor3D[], v: readonly tf.Tensor3D[]): { lse: tf.Tensor3D; k3v: tf.Tensor3D } => {
+    let running: { peak: tf.Tensor3D; total: tf.Tensor3D; weighted: tf.Tensor3D } | undefined;
+    k.forEach((kb, i) => {
+      const previous = running;
+      running = tf.tidy(() => {
+        const logits = tf.matMul(qLand, kb, false, true); // [h, m, b]
+        const blockPeak = tf.max(logits, -1, true) as tf.Tensor3D; // [h, m, 1]
+        const peak = previous ? (tf.maximum(previous.peak, blockPeak) as tf.Tensor3D) : blockPeak;
+        const e = tf.exp(tf.sub(logits, peak));
+        const blockTotal = tf.sum(e, -1, true) as tf.Tensor3D;
+        const blockWeighted = tf.matMul(e, v[i]!) as tf.Tensor3D; // [h, m, d]
+        if (!previous) return { peak, total: blockTotal, weighted: blockWeighted };
+        const rescale = tf.exp(tf.sub(previous.peak, peak)); // [h, m, 1], ≤ 1
+        return { peak, total: tf.add(tf.mul(previous.total, rescale), blockTotal) as tf.Tensor3D, weighted: tf.add(tf.mul(previous.weighted, rescale), blockWeighted) as tf.Tensor3D };
+      });
+      if (previous) tf.dispose([previous.peak, previous.total, previous.weighted]);
+    });
+    const { peak, total, weighted } = running!;
+    const out = tf.tidy(() => ({ lse: tf.add(peak, tf.log(total)) as tf.Tensor3D, k3v: tf.div(weighted, total) as tf.Tensor3D }));
+    tf.dispose([peak, total, weighted]);
+    return out;
   };
   const release = (state: LayerState): void => tf.dispose([...state.q, ...state.k, ...state.v, state.qLand, state.kLand, state.attn2Inv, state.lse, state.k3v, state.mixed, ...(state.pinvTape ? tapeTensors(state.pinvTape) : [])]);
 
@@ -381,13 +398,19 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
         const p = tf.exp(tf.sub(tf.matMul(state.qLand, state.k[i]!, false, true), state.lse)) as tf.Tensor3D; // [h, m, b]
         return [p, tf.mul(p, tf.sub(tf.matMul(dK3v, state.v[i]!, false, true), rowTerm)) as tf.Tensor3D]; // K3 and dLogits [h, m, b]
       };
-      // One block: K3 and its logits' gradient are taken once for steps 3 and 4 ([h, m, L'] each, at most 1.5 blocks
-      // of rows); with more blocks each step takes them again per block, so they never exist for all rows.
-      const single = blocks.length === 1 ? k3LogitsOf(0) : undefined;
-      const k3Logits = (i: number): [tf.Tensor3D, tf.Tensor3D] => (single ? [tf.clone(single[0]), tf.clone(single[1])] : k3LogitsOf(i));
+      // K3's share of each block's dk and dv ([h, b, d] each). Under the keep policy step 3 takes them with dq̃ and
+      // keeps them for step 4 (4 KB per row); otherwise step 4 takes K3 and its gradient again per block, so
+      // nothing of K3 is ever held for all rows.
+      const k3RowGrads = (p: tf.Tensor3D, dLogits: tf.Tensor3D): [tf.Tensor3D, tf.Tensor3D] => [tf.matMul(dLogits, state.qLand, true, false) as tf.Tensor3D, tf.matMul(p, dK3v, true, false) as tf.Tensor3D];
+      const keptRowGrads: Array<[tf.Tensor3D, tf.Tensor3D]> = [];
       let dqLand = dqLandMix;
       state.k.forEach((kb, i) => {
-        dqLand = addInto(dqLand, tf.tidy(() => tf.matMul(k3Logits(i)[1], kb)));
+        const [dqPart, ...rowGrads] = tf.tidy(() => {
+          const [p, dLogits] = k3LogitsOf(i);
+          return [tf.matMul(dLogits, kb) as tf.Tensor3D, ...(keepSmallNState ? k3RowGrads(p, dLogits) : [])];
+        });
+        dqLand = addInto(dqLand, dqPart!);
+        if (rowGrads.length === 2) keptRowGrads.push(rowGrads as [tf.Tensor3D, tf.Tensor3D]);
       });
       // 4. Back through the landmark means, the value windows' overlaps, the q/k/v projection and LayerNorm.
       const dInputs: tf.Tensor2D[] = [];
@@ -398,10 +421,10 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
         const plusPerRow = (dRows: tf.Tensor3D, dLand: tf.Tensor3D): tf.Tensor3D =>
           tf.reshape(tf.add(tf.reshape(dRows, [heads, (end - start) / segment, segment, dimHead]), tf.expandDims(tf.div(heapSlice(dLand, [0, start / segment, 0], [heads, (end - start) / segment, dimHead]), segment), 2)), [heads, end - start, dimHead]) as tf.Tensor3D;
         const parts = tf.tidy(() => {
-          const [p, dLogits] = k3Logits(i);
+          const [dkK3, dvK3] = keptRowGrads[i] ?? k3RowGrads(...k3LogitsOf(i));
           const dq = plusPerRow(dQueries[i]!, dqLand);
-          const dk = plusPerRow(tf.matMul(dLogits, state.qLand, true, false) as tf.Tensor3D, dKLand);
-          let dv: tf.Tensor = tf.matMul(p, dK3v, true, false);
+          const dk = plusPerRow(dkK3, dKLand);
+          let dv: tf.Tensor = dvK3;
           // Each value window's gradient overlaps its neighbours' blocks by `radius` rows.
           dWindows.forEach((dWindow, j) => {
             const windowStart = blocks[j]![0] - radius;
@@ -424,13 +447,13 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
           return [tf.add(dx!, heapSlice(upstream, [first - pad, 0], [end - first, dim])), ...dVars];
         });
         // Block i's tensors are done with; its value window's gradient still reaches into block i + 1.
-        tf.dispose([dQueries[i]!, state.k[i]!, state.v[i]!, ...(i > 0 ? [dWindows[i - 1]!] : [])]);
+        tf.dispose([dQueries[i]!, state.k[i]!, state.v[i]!, ...(keptRowGrads[i] ?? []), ...(i > 0 ? [dWindows[i - 1]!] : [])]);
         if (parts.length === 0) return;
         const [dx, ...dVars] = parts;
         dInputs.push(dx as tf.Tensor2D);
         inVars.forEach((variable, j) => accumulate(variable, dVars[j]!));
       });
-      tf.dispose([dqLand, rowTerm, dK3v, dMixed, ...(single ?? [])]);
+      tf.dispose([dqLand, rowTerm, dK3v, dMixed]);
       const dInput = dInputs.length === 1 ? dInputs[0]! : tf.concat(dInputs, 0);
       if (dInputs.length > 1) tf.dispose(dInputs);
       return [dInput, ...[...inVars, ...outVars].map((variable) => grads.get(variable) ?? tf.zerosLike(variable))];

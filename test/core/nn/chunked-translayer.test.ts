@@ -27,8 +27,8 @@ interface Case {
   readonly dropout: number;
   readonly blockRows: number;
   readonly backend?: 'cpu' | 'wasm';
-  /** false: the backward pass differentiates a recomputed pseudo-inverse (the large-N policy) instead of the forward's iterates. */
-  readonly keepPinvTape?: boolean;
+  /** false: the large-N policy: the backward pass differentiates a recomputed pseudo-inverse and takes K3 again per block. */
+  readonly keepForBackward?: boolean;
 }
 
 // dim 8, 2 heads of 4. Padding = landmarks - length % landmarks rows on the left; blocks are whole landmark segments.
@@ -43,7 +43,7 @@ const cases: Case[] = [
   // On wasm the layer takes its rows with heapSlice's own kernel (and its gradient) instead of tf.slice.
   { name: 'wasm: pinned, segments of 5, one segment per block', length: 37, landmarks: 8, residualKernel: 5, alignment: 'pinned-0.0.9', dropout: 0, blockRows: 3, backend: 'wasm' },
   { name: 'wasm: fixed, dropout, blocks of padding only', length: 25, landmarks: 4, residualKernel: 3, alignment: 'fixed', dropout: 0.5, blockRows: 10, backend: 'wasm' },
-  { name: 'pinned, pseudo-inverse recomputed in the backward pass', length: 37, landmarks: 8, residualKernel: 5, alignment: 'pinned-0.0.9', dropout: 0, blockRows: 3, keepPinvTape: false },
+  { name: 'pinned, pseudo-inverse recomputed in the backward pass', length: 37, landmarks: 8, residualKernel: 5, alignment: 'pinned-0.0.9', dropout: 0, blockRows: 3, keepForBackward: false },
 ];
 
 describe('nn/chunked-translayer', () => {
@@ -73,7 +73,7 @@ describe('nn/chunked-translayer', () => {
     };
     // Both paths draw the same dropout mask: same stream, fresh for each call.
     const plain = run((input) => tf.add(input, attn.forward(norm.forward(input), { ...io, rng: io.rng.fork('call') }, observer)) as tf.Tensor2D);
-    const chunked = run((input) => chunkedTransLayer(input, norm, attn, { ...io, rng: io.rng.fork('call') }, observer, c.blockRows, c.keepPinvTape));
+    const chunked = run((input) => chunkedTransLayer(input, norm, attn, { ...io, rng: io.rng.fork('call') }, observer, c.blockRows, c.keepForBackward));
 
     expect(maxAbsDiff(chunked.output, plain.output)).toBeLessThan(1e-5);
     expect(maxAbsDiff(chunked.dx, plain.dx)).toBeLessThan(1e-5);
