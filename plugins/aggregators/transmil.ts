@@ -27,7 +27,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { definePlugin, Module, type Aggregator, type AggregatorOutput, type AggregatorParts, type Bag, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
 import type { Rng } from 'milkit';
-import { activate, chunkedTransLayer, releaseDuringBackward, depthwiseConvSame, dropout, initBias, initWeight, type InitScheme, LayerNorm, Linear, NystromAttention, type NystromObserver, type NystromOptions } from 'milkit/nn';
+import { activate, chunkedTransLayer, heapConcat, heapSlice, releaseDuringBackward, depthwiseConvSame, dropout, initBias, initWeight, type InitScheme, LayerNorm, Linear, NystromAttention, type NystromObserver, type NystromOptions } from 'milkit/nn';
 
 export const TransmilOptions = z
   .strictObject({
@@ -48,6 +48,12 @@ export const TransmilOptions = z
   .refine((o) => o.embedDim % o.heads === 0, { message: 'embedDim must be a multiple of heads', path: ['heads'] })
   .refine((o) => o.residualKernel === 0 || o.residualKernel % 2 === 1, { message: 'residualKernel must be odd (or 0)', path: ['residualKernel'] });
 export type TransmilOptions = z.output<typeof TransmilOptions>;
+
+/**
+ * Bytes of wasm heap per instance of a training step at large N (E = 512): the heap after a step at N = 50,000
+ * divided by N (BENCHMARKS.md, "TransMIL step time: before/after"); the memory budget's floor for TransMIL.
+ */
+export const TRAIN_HEAP_PER_INSTANCE = 69_700;
 
 /** TransLayer: x + Attn(LN(x)), no feed-forward block. */
 class TransLayer extends Module {
@@ -98,20 +104,20 @@ class PositionalEncoding extends Module {
       const n = tokens.shape[0] - 1;
       const side = Math.ceil(Math.sqrt(n));
       const grid = Math.max(side, 7);
-      const instances = tf.slice(tokens, [1, 0], [-1, -1]); // [n, E]
+      const instances = heapSlice(tokens, [1, 0], [-1, -1]); // [n, E]
       const copies = side * side - n;
-      const parts: tf.Tensor[] = [tf.slice(tokens, [0, 0], [1, -1]), instances];
-      if (copies > 0) parts.push(tf.slice(instances, [0, 0], [copies, -1]));
+      const parts: tf.Tensor[] = [heapSlice(tokens, [0, 0], [1, -1]), instances];
+      if (copies > 0) parts.push(heapSlice(instances, [0, 0], [copies, -1]));
       if (grid * grid > side * side) parts.push(tf.zeros([grid * grid - side * side, this.dim]));
-      const mixed = this.forward(tf.concat(parts, 0) as tf.Tensor2D, grid); // [1 + grid², E]
-      return tf.slice(mixed, [0, 0], [1 + n, -1]) as tf.Tensor2D; // [1 + n, E]
+      const mixed = this.forward(heapConcat(parts, 0) as tf.Tensor2D, grid); // [1 + grid², E]
+      return heapSlice(mixed, [0, 0], [1 + n, -1]) as tf.Tensor2D; // [1 + n, E]
     });
   }
 
   forward(tokens: tf.Tensor2D, side: number): tf.Tensor2D {
     return tf.tidy(() => {
-      const cls = tf.slice(tokens, [0, 0], [1, -1]); // [1, E]
-      const grid = tf.reshape(tf.slice(tokens, [1, 0], [-1, -1]), [1, side, side, this.dim]) as tf.Tensor4D; // [1, side, side, E] row-major
+      const cls = heapSlice(tokens, [0, 0], [1, -1]); // [1, E]
+      const grid = tf.reshape(heapSlice(tokens, [1, 0], [-1, -1]), [1, side, side, this.dim]) as tf.Tensor4D; // [1, side, side, E] row-major
       // Σ of zero-padded kernels + identity tap = one 7×7 depthwise conv (all are stride 1, "same").
       const identity = tf.pad(tf.ones([1, 1, this.dim, 1]), [[3, 3], [3, 3], [0, 0], [0, 0]]); // [7, 7, E, 1]
       const kernel = this.convs.reduce<tf.Tensor>((sum, { weight, kernel: k }) => {
@@ -120,7 +126,7 @@ class PositionalEncoding extends Module {
       }, identity) as tf.Tensor4D; // [7, 7, E, 1]
       const bias = tf.addN(this.convs.map(({ bias: b }) => b)); // [E]
       const mixed = tf.add(depthwiseConvSame(grid, kernel), bias); // [1, side, side, E]
-      return tf.concat([cls, tf.reshape(mixed, [side * side, this.dim])], 0) as tf.Tensor2D; // [1 + side², E]
+      return heapConcat([cls, tf.reshape(mixed, [side * side, this.dim])], 0) as tf.Tensor2D; // [1 + side², E]
     });
   }
 }
@@ -170,6 +176,17 @@ class TransmilAggregator extends Module implements Aggregator {
     return tf.tidy(() => ({ ...this.pool(this.parts.project(bag, io), io) }));
   }
 
+  /**
+   * A training step's wasm heap with the row-chunked layers, per instance: at N = 50,000 (D = 1,024, E = 512) the heap
+   * reached TRAIN_HEAP_PER_INSTANCE · N, above the budget's straight line through its small probes (the allocator's
+   * fragmentation among the [N, ·] buffers, which a profile of the tensors does not see). Scaled with E, the width of
+   * almost every per-instance tensor of the step. Only for the wasm heap (other backends' limits are the machine's).
+   */
+  minimumPeakBytes(n: number, mode: 'train' | 'eval'): number | undefined {
+    if (mode !== 'train' || !this.options.checkpointLayers || tf.getBackend() !== 'wasm') return undefined;
+    return n * TRAIN_HEAP_PER_INSTANCE * (this.embeddingDim / 512);
+  }
+
   private pool(h: tf.Tensor2D, io: ForwardIO): AggregatorOutput {
     const observed: { attention?: tf.Tensor2D; weighted?: tf.Tensor2D } = {};
     // The observer's tensors are kept past the layer's scope and handed back to this scope (cloned, then freed).
@@ -189,30 +206,30 @@ class TransmilAggregator extends Module implements Aggregator {
           const side = Math.ceil(Math.sqrt(n));
           const extra = side * side - n;
           // Square padding repeats the FIRST `extra` tokens (copies, not zeros; docs/methods/transmil.md#forward-pass).
-          const square = extra > 0 ? tf.concat([h, tf.slice(h, [0, 0], [extra, -1])], 0) : h; // [side², E]
-          let tokens = tf.concat([cls0, square], 0) as tf.Tensor2D; // [1 + side², E]
+          const square = extra > 0 ? heapConcat([h, heapSlice(h, [0, 0], [extra, -1])], 0) : h; // [side², E]
+          let tokens = heapConcat([cls0, square], 0) as tf.Tensor2D; // [1 + side², E]
           tokens = this.layer1.forward(tokens, io, observer); // [1 + side², E]
           tokens = this.positional.forward(tokens, side); // [1 + side², E]
           tokens = this.layer2.forward(tokens, io); // [1 + side², E]
-          embedding = this.norm.forward(tf.slice(tokens, [0, 0], [1, -1]) as tf.Tensor2D); // [1, E]  LN is per token: only the class token is needed
+          embedding = this.norm.forward(heapSlice(tokens, [0, 0], [1, -1]) as tf.Tensor2D); // [1, E]  LN is per token: only the class token is needed
         } else {
-          let tokens = tf.concat([cls0, h], 0) as tf.Tensor2D; // [1 + N, E]  no padding before layer 1
+          let tokens = heapConcat([cls0, h], 0) as tf.Tensor2D; // [1 + N, E]  no padding before layer 1
           tokens = this.layer1.forward(tokens, io, observer); // [1 + N, E]
           tokens = this.positional.forwardInside(tokens); // [1 + N, E]
           tokens = this.layer2.forward(tokens, io); // [1 + N, E]
-          embedding = this.norm.forward(tf.slice(tokens, [0, 0], [1, -1]) as tf.Tensor2D); // [1, E]
+          embedding = this.norm.forward(heapSlice(tokens, [0, 0], [1, -1]) as tf.Tensor2D); // [1, E]
         }
         const out: { embedding: tf.Tensor2D; instanceScores?: tf.Tensor2D; extras?: Record<string, tf.Tensor> } = { embedding };
         const extras: Record<string, tf.Tensor> = {};
         if (observed.attention) {
-          const perHead = tf.slice(observed.attention, [0, 1], [-1, n]) as tf.Tensor2D; // [heads, N]  instance columns only (raw, Nyström-approximate)
+          const perHead = heapSlice(observed.attention, [0, 1], [-1, n]) as tf.Tensor2D; // [heads, N]  instance columns only (raw, Nyström-approximate)
           extras['classTokenAttention'] = perHead;
           // Heatmaps read one distribution: the head mean, clipped at 0 (Nyström rows can dip below) and renormalised.
           const mean = tf.relu(tf.mean(perHead, 0, true)); // [1, N]
           out.instanceScores = tf.div(mean, tf.maximum(tf.sum(mean), 1e-12)) as tf.Tensor2D; // [1, N]
         }
         // Only with classAwareScores (MHIM-MIL v2's teacher), so not among `provides`, which every forward must produce.
-        if (observed.weighted) extras['classAwareFeatures'] = tf.slice(observed.weighted, [1, 0], [n, -1]); // [N, E]
+        if (observed.weighted) extras['classAwareFeatures'] = heapSlice(observed.weighted, [1, 0], [n, -1]); // [N, E]
         out.extras = extras;
         // While training, the backward pass frees this forward's saved tensors and gradients (and those recorded
         // before it, fc1's) as it passes them, so the recomputed first layer does not meet them all alive.

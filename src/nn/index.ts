@@ -24,3 +24,4 @@ export * from '../core/nn/checkpoint.js';
 export * from '../core/nn/backward-release.js';
 export * from '../core/nn/chunked-softmax.js';
 export * from '../core/nn/chunked-translayer.js';
+export * from '../core/nn/heap-slice.js';

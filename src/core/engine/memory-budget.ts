@@ -49,6 +49,8 @@ export interface MemoryBudgetOptions {
   readonly checkFrom?: number;
   /** The two probe sizes; default 512 and 2,048 (clamped below the bag size). */
   readonly probeSizes?: readonly [number, number];
+  /** A measured lower bound at N the estimate is raised to (the aggregator's minimumPeakBytes). */
+  readonly floor?: (n: number, mode: BudgetMode) => number | undefined;
 }
 
 export interface PeakEstimate {
@@ -76,7 +78,7 @@ export class MemoryBudget {
   /** Estimated peak bytes at `n` instances (calibrating on this bag first when needed). */
   async estimate(data: BagData, mode: BudgetMode, n = data.n): Promise<number> {
     const fit = await this.calibrate(data, mode);
-    return fit.fixed + fit.perInstance * n;
+    return Math.max(fit.fixed + fit.perInstance * n, this.options.floor?.(n, mode) ?? 0);
   }
 
   /**
@@ -88,11 +90,26 @@ export class MemoryBudget {
     const bytes = await this.estimate(data, mode, n);
     if (bytes <= this.options.limit.bytes) return;
     const fit = this.estimates.get(mode)!;
-    const largest = Math.max(0, Math.floor((this.options.limit.bytes - fit.fixed) / Math.max(fit.perInstance, 1)));
+    const floorAt = (count: number): number => this.options.floor?.(count, mode) ?? 0;
+    let largest = Math.max(0, Math.floor((this.options.limit.bytes - fit.fixed) / Math.max(fit.perInstance, 1)));
+    if (floorAt(largest) > this.options.limit.bytes) {
+      // The floor grows with N: the largest count under it too, by bisection (it is monotone in N).
+      let low = 0;
+      let high = largest;
+      while (low < high) {
+        const mid = Math.ceil((low + high) / 2);
+        if (floorAt(mid) <= this.options.limit.bytes) low = mid;
+        else high = mid - 1;
+      }
+      largest = low;
+    }
+    const how = floorAt(n) > fit.fixed + fit.perInstance * n
+      ? `the wasm heap this aggregator was measured to need at this size, above the ${formatBytes(fit.fixed + fit.perInstance * n)} extrapolated from ${fit.probedAt.map((p) => p.toLocaleString('en-US')).join(' and ')} instances`
+      : `measured at ${fit.probedAt.map((p) => p.toLocaleString('en-US')).join(' and ')} instances and extrapolated`;
     throw new BackendError(
       'memory-budget-exceeded',
       `${where}: a ${mode === 'train' ? 'training step' : 'forward pass'} of ${this.options.model} on N = ${n.toLocaleString('en-US')} instances needs about ${formatBytes(bytes)} ` +
-        `(measured at ${fit.probedAt.map((p) => p.toLocaleString('en-US')).join(' and ')} instances and extrapolated), over the limit of ${formatBytes(this.options.limit.bytes)} (${this.options.limit.what}). ` +
+        `(${how}), over the limit of ${formatBytes(this.options.limit.bytes)} (${this.options.limit.what}). ` +
         `About ${largest.toLocaleString('en-US')} instances fit.`,
       {
         hint:

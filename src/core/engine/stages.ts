@@ -418,6 +418,7 @@ async function runStages(options: FoldStagesOptions, initialTensors: ReadonlyMap
           limit: options.memory.limit,
           ...(options.memory.checkFrom !== undefined ? { checkFrom: options.memory.checkFrom } : {}),
           model: options.lossSlots.aggregator.name,
+          floor: (n, mode) => model.aggregator.minimumPeakBytes?.(n, mode),
           probe: modelStepProbe({
             model, label: 0, numClasses: options.numClasses, views,
             variables: trainableOf(model, strategy, stage.trains).map(([, variable]) => variable),

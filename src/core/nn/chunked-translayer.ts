@@ -12,16 +12,36 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardIO } from '../../registry/contracts/model.js';
 import { Rng } from '../runtime/random.js';
-import { sequenceConvSame } from './depthwise-conv.js';
+import { heapSlice } from './heap-slice.js';
 import type { LayerNorm } from './layer-norm.js';
-import { dropout } from './layers.js';
+import { dropout, dropoutKeepMask } from './layers.js';
 import { moorePenrosePinv, type NystromAttention, type NystromObserver } from './nystrom.js';
+import { pinvBackward, pinvWithTape, type PinvTape, tapeFrom, tapeTensors } from './pinv-tape.js';
 
 type GradSave = (tensors: tf.Tensor[]) => void;
 type Block = readonly [start: number, end: number];
 
+/**
+ * Up to this many (padded) rows the layer keeps, for its backward pass, what it would otherwise compute again: the
+ * pseudo-inverse's iterates from the forward pass (48 MB per layer at the default sizes, whatever N; saves 24 of the
+ * backward's 72 [h, m, m] products) and, inside the backward pass, K3's share of dk and dv per block from step 3 to
+ * step 4 (4 KB per row; saves one [h, m, b] exponential and two products per block). Above it the heap is better
+ * spent on rows (at 50,000 instances the step fills most of wasm's 4 GB); the memory budget's TransMIL floor is
+ * measured there.
+ */
+export const KEEP_FOR_BACKWARD_MAX_ROWS = 16_384;
+
 /** Rows per block (before rounding to whole landmark segments). */
 export const LAYER_BLOCK_ROWS = 1024;
+
+/**
+ * Block size when the caller gives none: a sequence of up to 1.5 blocks runs as one block (at N = 1,000 the padded
+ * 1,280 rows would otherwise be split 1,025 + 255, for about 150 more kernel calls and no memory to speak of saved);
+ * longer ones in blocks of LAYER_BLOCK_ROWS, so the temporaries stop growing with N (what keeps N = 50,000 in the heap).
+ */
+export function defaultBlockRows(paddedRows: number): number {
+  return paddedRows <= 1.5 * LAYER_BLOCK_ROWS ? paddedRows : LAYER_BLOCK_ROWS;
+}
 
 /** Rows [from, to) of the sequence stored as consecutive blocks `parts` ([h, rows, d] each), zeros outside it. */
 function rowsOf(parts: readonly tf.Tensor3D[], blocks: readonly Block[], from: number, to: number): tf.Tensor3D {
@@ -38,11 +58,53 @@ function rowsOf(parts: readonly tf.Tensor3D[], blocks: readonly Block[], from: n
       const a = Math.max(cursor, start);
       const b = Math.min(to, end);
       if (a >= b || a !== cursor) return;
-      pieces.push(a === start && b === end ? parts[i]! : tf.slice(parts[i]!, [0, a - start, 0], [heads, b - a, depth]));
+      pieces.push(a === start && b === end ? parts[i]! : heapSlice(parts[i]!, [0, a - start, 0], [heads, b - a, depth]));
       cursor = b;
     });
     if (cursor < to) pieces.push(tf.zeros([heads, to - cursor, depth]));
     return pieces.length === 1 ? pieces[0]! : tf.concat(pieces, 1);
+  });
+}
+
+/**
+ * Rows of a block's value window for the residual conv: `radius` rows before the block, and enough after it that the
+ * window is a whole number of radius-row pieces with one piece either side of the block's pieces.
+ */
+function windowLength(blockRows: number, radius: number): number {
+  return (Math.ceil(blockRows / radius) + 2) * radius;
+}
+
+/**
+ * The value-residual conv of one block's `count` rows from its window (windowLength rows, the block starting at
+ * row `radius`): out[h, n, d] = Σ_t w[t, h] · window[h, n + t, d], a 2r+1-tap depthwise conv along the rows with
+ * the filter [k, 1, h, 1] (torch Conv2d(h, h, (k, 1), groups=h) permuted). Block-Toeplitz like sequenceConvSame
+ * (pieces of B = r rows: output piece β reads window pieces β, β+1, β+2), but the three shifted operands are three
+ * slices of one transposed copy of the window instead of pads, slices and a concat: on wasm tfjs' Slice (also the
+ * gradient of pad) and SplitV (the gradient of concat) copy their whole input first, which made this conv a tenth
+ * of a TransMIL step at N = 1,000.
+ */
+function windowConv(window: tf.Tensor3D, filter: tf.Tensor4D, count: number): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [heads, rows, depth] = window.shape;
+    const taps = filter.shape[0];
+    const piece = (taps - 1) / 2; // B = r
+    const pieces = rows / piece - 2; // output pieces
+    const weights = tf.transpose(tf.reshape(filter, [taps, heads])); // [h, k]
+    // T_s[i, j] = w[s·B + j − i] (0 outside the kernel): window piece β + s's contribution to output piece β.
+    const toeplitz = [0, 1, 2].map((shift) => {
+      const selector = new Float32Array(taps * piece * piece);
+      for (let i = 0; i < piece; i += 1) {
+        for (let j = 0; j < piece; j += 1) {
+          const t = shift * piece + j - i;
+          if (t >= 0 && t < taps) selector[t * piece * piece + i * piece + j] = 1;
+        }
+      }
+      return tf.reshape(tf.matMul(weights, tf.tensor2d(selector, [taps, piece * piece])), [heads, piece, piece]); // [h, B, B]
+    });
+    const byRow = tf.transpose(tf.reshape(window, [heads, pieces + 2, piece, depth]), [0, 2, 1, 3]); // [h, B, pieces + 2, d]
+    const terms = toeplitz.map((t, shift) => tf.matMul(t, tf.reshape(heapSlice(byRow, [0, 0, shift, 0], [heads, piece, pieces, depth]), [heads, piece, pieces * depth]))); // [h, B, pieces·d]
+    const out = tf.transpose(tf.reshape(tf.addN(terms), [heads, piece, pieces, depth]), [0, 2, 1, 3]); // [h, pieces, B, d]
+    return heapSlice(tf.reshape(out, [heads, pieces * piece, depth]), [0, 0, 0], [heads, count, depth]) as tf.Tensor3D; // [h, count, d]
   });
 }
 
@@ -53,7 +115,7 @@ function matrixRows(x: tf.Tensor2D, from: number, to: number): tf.Tensor2D {
     const a = Math.max(from, 0);
     const b = Math.min(to, rows);
     if (a >= b) return tf.zeros([to - from, dim]);
-    const inside = a === 0 && b === rows ? x : tf.slice(x, [a, 0], [b - a, dim]);
+    const inside = a === 0 && b === rows ? x : heapSlice(x, [a, 0], [b - a, dim]);
     return a > from || b < to ? (tf.concat([tf.zeros([a - from, dim]), inside, tf.zeros([to - b, dim])], 0) as tf.Tensor2D) : inside;
   });
 }
@@ -78,10 +140,16 @@ function nestedGrads(f: () => tf.Tensor, xs: readonly tf.Tensor[], dy?: tf.Tenso
 }
 
 /** The recomputable state of one layer call: q, k, v per block and the [h, m, ·] Nyström quantities. */
-interface LayerState {
+interface LayerState extends SmallState {
   q: tf.Tensor3D[];
   k: tf.Tensor3D[];
   v: tf.Tensor3D[];
+  /** K2 and K2⁺'s iterates, when kept for the backward pass (KEEP_FOR_BACKWARD_MAX_ROWS). */
+  pinvTape?: PinvTape;
+}
+
+/** The [h, m, ·] part of a layer call's state, independent of L in size. */
+interface SmallState {
   /** Landmarks q̃ [h, m, d] and k̃ [h, m, d]. */
   qLand: tf.Tensor3D;
   kLand: tf.Tensor3D;
@@ -94,6 +162,7 @@ interface LayerState {
   /** K2⁺ (K3 V) [h, m, d]. */
   mixed: tf.Tensor3D;
 }
+const SMALL_KEYS = ['qLand', 'kLand', 'attn2Inv', 'lse', 'k3v', 'mixed'] as const;
 
 /**
  * TransLayer x [L, dim] → x + NystromAttention(LayerNorm(x)) [L, dim], in blocks of about `blockRows` rows
@@ -101,7 +170,7 @@ interface LayerState {
  * the plain layer would give the attention (its first draw is the output dropout's seed); `observer` is served
  * from the forward pass only.
  */
-export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: NystromAttention, io: ForwardIO, observer?: NystromObserver, blockRows = LAYER_BLOCK_ROWS): tf.Tensor2D {
+export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: NystromAttention, io: ForwardIO, observer?: NystromObserver, blockRows?: number, keepForBackward?: boolean): tf.Tensor2D {
   const { heads, dimHead, landmarks: m, pinvIterations, alignment, dropout: rate, residualKernel } = attn.options;
   const [length, dim] = x.shape;
   const pad = (m - (length % m)) % m; // zero rows on the LEFT, as the plain layer
@@ -112,17 +181,18 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
   const outStart = alignment === 'fixed' ? pad : 0; // first padded row the layer returns
   // Whole segments per block (landmark sums and their gradients stay per block), and at least `radius` rows so a
   // block's conv window reaches only into its neighbours.
-  const rows = segment * Math.max(1, Math.ceil(Math.max(blockRows, radius, 1) / segment));
+  const rows = segment * Math.max(1, Math.ceil(Math.max(blockRows ?? defaultBlockRows(total), radius, 1) / segment));
   const blocks: Block[] = [];
   for (let start = 0; start < total; start += rows) blocks.push([start, Math.min(start + rows, total)]);
   const inVars: tf.Variable[] = [norm.weight, norm.bias, ...attn.toQkv.trainableVariables()];
   const outVars: tf.Variable[] = [...attn.toOut.trainableVariables(), ...(attn.resConv ? [attn.resConv] : [])];
-  // The output dropout's mask is drawn whole (the plain layer's mask, bit for bit), from a copy of the stream taken
-  // now, so the backward pass draws it again instead of keeping it.
+  // The output dropout's keep mask is drawn whole (the plain layer's draw, bit for bit), from a copy of the stream
+  // taken now, so the backward pass draws it again instead of keeping it. It stays 0/1 (bool: a quarter of a float
+  // mask) and each block scales its own rows: keep · 1/(1-p), the plain layer's factor, so the same products.
   const rngLabel = io.rng.seedLabel;
   const rngState = io.rng.state();
   const dropoutMask = (): tf.Tensor2D | undefined =>
-    io.training && rate > 0 ? tf.tidy(() => dropout(tf.ones([total, dim]), rate, true, new Rng(rngLabel, rngState)) as tf.Tensor2D) : undefined; // [L', dim]
+    io.training && rate > 0 ? (dropoutKeepMask([total, dim], rate, new Rng(rngLabel, rngState)) as tf.Tensor2D) : undefined; // [L', dim] 0/1
 
   /** q, k, v [h, b, d] of padded rows [a, b) from the x rows `xRows` (the rows at and after `pad`). */
   const project = (xRows: tf.Tensor2D | undefined, zeroRows: number): [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D] => {
@@ -130,12 +200,15 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
     const padded = zeroRows > 0 ? (normed ? tf.concat([tf.zeros([zeroRows, dim]), normed], 0) : tf.zeros([zeroRows, dim])) : normed!; // [b, dim]
     const count = padded.shape[0]!;
     const qkv = attn.toQkv.forward(padded as tf.Tensor2D); // [b, 3·inner]
-    const split = (offset: number): tf.Tensor3D => tf.transpose(tf.reshape(tf.slice(qkv, [0, offset], [count, inner]), [count, heads, dimHead]), [1, 0, 2]) as tf.Tensor3D; // [h, b, d]
-    return [tf.mul(split(0), dimHead ** -0.5) as tf.Tensor3D, split(inner), split(2 * inner)];
+    // One transpose to [3, h, b, d] makes q, k and v contiguous: three cheap slices instead of three column slices
+    // (each a strided copy) and three transposes.
+    const grouped = tf.transpose(tf.reshape(qkv, [count, 3, heads, dimHead]), [1, 2, 0, 3]); // [3, h, b, d]
+    const split = (part: number): tf.Tensor3D => tf.reshape(heapSlice(grouped, [part, 0, 0, 0], [1, heads, count, dimHead]), [heads, count, dimHead]) as tf.Tensor3D; // [h, b, d]
+    return [tf.mul(split(0), dimHead ** -0.5) as tf.Tensor3D, split(1), split(2)];
   };
   const inputRows = (input: tf.Tensor2D, [start, end]: Block): tf.Tensor2D | undefined => {
     const first = Math.max(start, pad);
-    return first < end ? (tf.slice(input, [first - pad, 0], [end - first, dim]) as tf.Tensor2D) : undefined;
+    return first < end ? (heapSlice(input, [first - pad, 0], [end - first, dim]) as tf.Tensor2D) : undefined;
   };
   const landmarksOf = (parts: readonly tf.Tensor3D[]): tf.Tensor3D => {
     const sums = parts.map((t) => tf.sum(tf.reshape(t, [heads, t.shape[1] / segment, segment, dimHead]), 2)); // [h, b/l, d]
@@ -145,7 +218,19 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
   const mixLandmarks = (qLand: tf.Tensor3D, kLand: tf.Tensor3D, k3v: tf.Tensor3D): tf.Tensor3D =>
     tf.matMul(moorePenrosePinv(tf.softmax(tf.matMul(qLand, kLand, false, true)) as tf.Tensor3D, pinvIterations), k3v) as tf.Tensor3D;
 
-  const prepare = (input: tf.Tensor2D): LayerState => {
+  /** mixLandmarks' gradient by hand from the forward's K2 and pseudo-inverse iterates: [dq̃, dk̃, d(K3 V)]. */
+  const mixLandmarksBackward = (state: SmallState, tape: PinvTape, dMixed: tf.Tensor3D): [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D] =>
+    tf.tidy(() => {
+      const dAttn2Inv = tf.matMul(dMixed, state.k3v, false, true) as tf.Tensor3D; // mixed = K2⁺ (K3 V)
+      const dK3v = tf.matMul(state.attn2Inv, dMixed, true, false) as tf.Tensor3D;
+      const dAttn2 = pinvBackward(tape, dAttn2Inv, nestedGrads);
+      const attn2 = tape.x; // K2 = softmax(q̃ k̃ᵀ)
+      const dLogits = tf.mul(attn2, tf.sub(dAttn2, tf.sum(tf.mul(dAttn2, attn2), -1, true))); // softmax backward
+      return [tf.matMul(dLogits, state.kLand) as tf.Tensor3D, tf.matMul(dLogits, state.qLand, true, false) as tf.Tensor3D, dK3v];
+    });
+  /** q, k, v block by block and, unless the forward pass saved them (`small`), the [h, m, ·] quantities. */
+  const keepSmallNState = keepForBackward ?? total <= KEEP_FOR_BACKWARD_MAX_ROWS;
+  const prepare = (input: tf.Tensor2D, small?: SmallState, pinvTape?: PinvTape): LayerState => {
     const q: tf.Tensor3D[] = [];
     const k: tf.Tensor3D[] = [];
     const v: tf.Tensor3D[] = [];
@@ -155,31 +240,68 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
       k.push(kb);
       v.push(vb);
     }
-    const small = tf.tidy(() => {
+    if (small) return { q, k, v, ...small, ...(pinvTape ? { pinvTape } : {}) };
+    let tape: PinvTape | undefined;
+    const fresh = tf.tidy(() => {
       const qLand = landmarksOf(q);
       const kLand = landmarksOf(k);
-      const attn2Inv = moorePenrosePinv(tf.softmax(tf.matMul(qLand, kLand, false, true)) as tf.Tensor3D, pinvIterations); // [h, m, m]
-      const partial = k.map((kb) => tf.logSumExp(tf.matMul(qLand, kb, false, true), -1, true)); // [h, m, 1] each
-      const lse = (partial.length === 1 ? partial[0]! : tf.logSumExp(tf.concat(partial, 2), -1, true)) as tf.Tensor3D;
-      const k3v = k.reduce<tf.Tensor>((sum, kb, i) => tf.add(sum, tf.matMul(tf.exp(tf.sub(tf.matMul(qLand, kb, false, true), lse)), v[i]!)), tf.zeros([heads, m, dimHead])) as tf.Tensor3D;
+      const attn2 = tf.softmax(tf.matMul(qLand, kLand, false, true)) as tf.Tensor3D; // K2 [h, m, m]
+      let attn2Inv: tf.Tensor3D; // [h, m, m]
+      if (keepSmallNState) {
+        const taped = pinvWithTape(attn2, pinvIterations);
+        tape = taped.tape;
+        attn2Inv = taped.value;
+      } else {
+        attn2Inv = moorePenrosePinv(attn2, pinvIterations);
+      }
+      const { lse, k3v } = landmarkValues(qLand, k, v);
       return { qLand, kLand, attn2Inv, lse, k3v, mixed: tf.matMul(attn2Inv, k3v) as tf.Tensor3D };
     });
-    return { q, k, v, ...small };
+    return { q, k, v, ...fresh, ...(tape ? { pinvTape: tape } : {}) };
   };
-  const release = (state: LayerState): void => tf.dispose([...state.q, ...state.k, ...state.v, state.qLand, state.kLand, state.attn2Inv, state.lse, state.k3v, state.mixed]);
+  /**
+   * K3's log-normaliser log Σ exp(q̃ kᵀ) [h, m, 1] and K3 V [h, m, d] in one pass over the key blocks (online softmax:
+   * a running maximum, the running sums rescaled when it rises), each block's logits and exponentials freed before
+   * the next: one product and one exponential per block where two passes took two of each, and at most one block's
+   * [h, m, b] maps alive (the two passes kept every block's until the end of the layer's preparation).
+   */
+  const landmarkValues = (qLand: tf.Tensor3D, k: readonly tf.Tensor3D[], v: readonly tf.Tensor3D[]): { lse: tf.Tensor3D; k3v: tf.Tensor3D } => {
+    let running: { peak: tf.Tensor3D; total: tf.Tensor3D; weighted: tf.Tensor3D } | undefined;
+    k.forEach((kb, i) => {
+      const previous = running;
+      running = tf.tidy(() => {
+        const logits = tf.matMul(qLand, kb, false, true); // [h, m, b]
+        const blockPeak = tf.max(logits, -1, true) as tf.Tensor3D; // [h, m, 1]
+        const peak = previous ? (tf.maximum(previous.peak, blockPeak) as tf.Tensor3D) : blockPeak;
+        const e = tf.exp(tf.sub(logits, peak));
+        const blockTotal = tf.sum(e, -1, true) as tf.Tensor3D;
+        const blockWeighted = tf.matMul(e, v[i]!) as tf.Tensor3D; // [h, m, d]
+        if (!previous) return { peak, total: blockTotal, weighted: blockWeighted };
+        const rescale = tf.exp(tf.sub(previous.peak, peak)); // [h, m, 1], ≤ 1
+        return { peak, total: tf.add(tf.mul(previous.total, rescale), blockTotal) as tf.Tensor3D, weighted: tf.add(tf.mul(previous.weighted, rescale), blockWeighted) as tf.Tensor3D };
+      });
+      if (previous) tf.dispose([previous.peak, previous.total, previous.weighted]);
+    });
+    const { peak, total, weighted } = running!;
+    const out = tf.tidy(() => ({ lse: tf.add(peak, tf.log(total)) as tf.Tensor3D, k3v: tf.div(weighted, total) as tf.Tensor3D }));
+    tf.dispose([peak, total, weighted]);
+    return out;
+  };
+  const release = (state: LayerState): void => tf.dispose([...state.q, ...state.k, ...state.v, state.qLand, state.kLand, state.attn2Inv, state.lse, state.k3v, state.mixed, ...(state.pinvTape ? tapeTensors(state.pinvTape) : [])]);
 
   /** Padded rows [start, end) of the attention output (after to_out and its dropout) from the block's queries and value window. */
   const blockOutput = (qBlock: tf.Tensor3D, valueWindow: tf.Tensor3D | undefined, kLand: tf.Tensor3D, mixed: tf.Tensor3D, mask: tf.Tensor2D | undefined): tf.Tensor2D => {
     const count = qBlock.shape[1];
     let out = tf.matMul(tf.softmax(tf.matMul(qBlock, kLand, false, true)), mixed) as tf.Tensor3D; // [h, b, d]  K1 K2⁺ (K3 V)
     if (attn.resConv && valueWindow) {
-      out = tf.add(out, tf.slice(sequenceConvSame(valueWindow, attn.resConv as tf.Tensor4D), [0, radius, 0], [heads, count, dimHead])); // the window's middle rows
+      out = tf.add(out, windowConv(valueWindow, attn.resConv as tf.Tensor4D, count)); // the block's rows
     }
     const projected = attn.toOut.forward(tf.reshape(tf.transpose(out, [1, 0, 2]), [count, inner]) as tf.Tensor2D); // [b, dim]
     return mask ? (tf.mul(projected, mask) as tf.Tensor2D) : projected;
   };
-  const valueWindow = (state: LayerState, [start, end]: Block): tf.Tensor3D | undefined => (radius > 0 ? rowsOf(state.v, blocks, start - radius, end + radius) : undefined);
-  const maskRows = (mask: tf.Tensor2D | undefined, [start, end]: Block): tf.Tensor2D | undefined => (mask ? (tf.slice(mask, [start, 0], [end - start, dim]) as tf.Tensor2D) : undefined);
+  const valueWindow = (state: LayerState, [start, end]: Block): tf.Tensor3D | undefined => (radius > 0 ? rowsOf(state.v, blocks, start - radius, start - radius + windowLength(end - start, radius)) : undefined);
+  const maskRows = (mask: tf.Tensor2D | undefined, [start, end]: Block): tf.Tensor2D | undefined =>
+    mask ? (tf.mul(tf.cast(heapSlice(mask, [start, 0], [end - start, dim]), 'float32'), 1 / (1 - rate)) as tf.Tensor2D) : undefined; // [b, dim] scaled
 
   const observe = (state: LayerState, target: NystromObserver): void => {
     tf.tidy(() => {
@@ -191,14 +313,18 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
       if (target.weightedValues) {
         const values = rowsOf(state.v, blocks, 0, total); // [h, L', d]
         const merged = tf.reshape(tf.transpose(tf.mul(tf.expandDims(row, 2), values), [1, 0, 2]), [total, inner]) as tf.Tensor2D; // [L', inner]
-        weighted = tf.slice(dropout(attn.toOut.forward(merged), rate, io.training, io.rng.fork('weighted')) as tf.Tensor2D, [pad, 0], [length, -1]); // [L, dim]
+        weighted = heapSlice(dropout(attn.toOut.forward(merged), rate, io.training, io.rng.fork('weighted')) as tf.Tensor2D, [pad, 0], [length, -1]); // [L, dim]
       }
-      target.take(tf.slice(row, [0, pad], [heads, length]) as tf.Tensor2D, weighted);
+      target.take(heapSlice(row, [0, pad], [heads, length]) as tf.Tensor2D, weighted);
     });
   };
 
-  const forward = (input: tf.Tensor2D): tf.Tensor2D => {
+  const forward = (input: tf.Tensor2D, save: GradSave): tf.Tensor2D => {
     const state = prepare(input);
+    // The backward pass gets the [h, m, ·] quantities (a few MB, whatever N) instead of computing them again: that
+    // would be K2's 6 pseudo-inverse iterations (24 batched [h, m, m] products) and two passes over all keys.
+    // Saved only while a gradient is being recorded (tfjs' save is a no-op otherwise).
+    save([input, ...SMALL_KEYS.map((key) => state[key]), ...(state.pinvTape ? tapeTensors(state.pinvTape) : [])]);
     try {
       if (observer) observe(state, observer);
       return tf.tidy(() => {
@@ -210,7 +336,7 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
           if (first >= last) return;
           outputs.push(tf.tidy(() => {
             const attended = blockOutput(state.q[i]!, valueWindow(state, block), state.kLand, state.mixed, maskRows(mask, block)); // [b, dim]
-            return tf.add(tf.slice(input, [first - outStart, 0], [last - first, dim]), tf.slice(attended, [first - block[0], 0], [last - first, dim])) as tf.Tensor2D;
+            return tf.add(heapSlice(input, [first - outStart, 0], [last - first, dim]), heapSlice(attended, [first - block[0], 0], [last - first, dim])) as tf.Tensor2D;
           }));
         });
         return (outputs.length === 1 ? outputs[0]! : tf.concat(outputs, 0)) as tf.Tensor2D; // [L, dim]
@@ -220,8 +346,8 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
     }
   };
 
-  const backward = (upstream: tf.Tensor2D, input: tf.Tensor2D): tf.Tensor[] => {
-    const state = prepare(input);
+  const backward = (upstream: tf.Tensor2D, input: tf.Tensor2D, small: SmallState, pinvTape?: PinvTape): tf.Tensor[] => {
+    const state = prepare(input, small, pinvTape);
     const grads = new Map<tf.Variable, tf.Tensor>();
     const accumulate = (variable: tf.Variable, gradient: tf.Tensor): void => {
       const previous = grads.get(variable);
@@ -240,7 +366,7 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
     let dKLand = tf.zeros([heads, m, dimHead]) as tf.Tensor3D;
     let dMixed = tf.zeros([heads, m, dimHead]) as tf.Tensor3D;
     const dQueries: tf.Tensor3D[] = [];
-    const dWindows: tf.Tensor3D[] = []; // gradient of each block's value window [h, b + 2·radius, d]
+    const dWindows: tf.Tensor3D[] = []; // gradient of each block's value window [h, windowLength, d]
     try {
       // 1. Row-wise part, block by block: the output projection and residual conv, K1 with the landmark keys.
       const mask = dropoutMask();
@@ -263,53 +389,65 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
       tf.dispose(state.q);
       state.q = [];
       // 2. The [h, m, ·] part: K2⁺ (K3 V) back to the landmarks and to K3 V.
-      const [dqLandMix, dkLandMix, dK3v] = nestedGrads(() => mixLandmarks(state.qLand, state.kLand, state.k3v), [state.qLand, state.kLand, state.k3v], dMixed) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
+      const [dqLandMix, dkLandMix, dK3v] = state.pinvTape ? mixLandmarksBackward(state, state.pinvTape, dMixed) : (nestedGrads(() => mixLandmarks(state.qLand, state.kLand, state.k3v), [state.qLand, state.kLand, state.k3v], dMixed) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D]);
       dKLand = addInto(dKLand, dkLandMix);
       // 3. K3 V = softmax(q̃ Kᵀ) V back to q̃ (softmax backward with K3's normaliser), block by block of tokens; its
       // gradients to k and v are taken again per block in step 4, so they never exist whole beside k and v.
       const rowTerm = tf.sum(tf.mul(dK3v, state.k3v), -1, true); // [h, m, 1]
-      const k3Logits = (i: number): [tf.Tensor3D, tf.Tensor3D] => {
+      const k3LogitsOf = (i: number): [tf.Tensor3D, tf.Tensor3D] => {
         const p = tf.exp(tf.sub(tf.matMul(state.qLand, state.k[i]!, false, true), state.lse)) as tf.Tensor3D; // [h, m, b]
         return [p, tf.mul(p, tf.sub(tf.matMul(dK3v, state.v[i]!, false, true), rowTerm)) as tf.Tensor3D]; // K3 and dLogits [h, m, b]
       };
+      // K3's share of each block's dk and dv ([h, b, d] each). Under the keep policy step 3 takes them with dq̃ and
+      // keeps them for step 4 (4 KB per row); otherwise step 4 takes K3 and its gradient again per block, so
+      // nothing of K3 is ever held for all rows.
+      const k3RowGrads = (p: tf.Tensor3D, dLogits: tf.Tensor3D): [tf.Tensor3D, tf.Tensor3D] => [tf.matMul(dLogits, state.qLand, true, false) as tf.Tensor3D, tf.matMul(p, dK3v, true, false) as tf.Tensor3D];
+      const keptRowGrads: Array<[tf.Tensor3D, tf.Tensor3D]> = [];
       let dqLand = dqLandMix;
       state.k.forEach((kb, i) => {
-        dqLand = addInto(dqLand, tf.tidy(() => tf.matMul(k3Logits(i)[1], kb)));
+        const [dqPart, ...rowGrads] = tf.tidy(() => {
+          const [p, dLogits] = k3LogitsOf(i);
+          return [tf.matMul(dLogits, kb) as tf.Tensor3D, ...(keepSmallNState ? k3RowGrads(p, dLogits) : [])];
+        });
+        dqLand = addInto(dqLand, dqPart!);
+        if (rowGrads.length === 2) keptRowGrads.push(rowGrads as [tf.Tensor3D, tf.Tensor3D]);
       });
       // 4. Back through the landmark means, the value windows' overlaps, the q/k/v projection and LayerNorm.
       const dInputs: tf.Tensor2D[] = [];
       blocks.forEach((block, i) => {
         const [start, end] = block;
         const first = Math.max(start, pad);
-        const perRow = (dLand: tf.Tensor3D): tf.Tensor3D => // a landmark's gradient, shared by its segment's rows
-          tf.div(tf.reshape(tf.tile(tf.expandDims(tf.slice(dLand, [0, start / segment, 0], [heads, (end - start) / segment, dimHead]), 2), [1, 1, segment, 1]), [heads, end - start, dimHead]), segment) as tf.Tensor3D;
+        // dRows + a landmark's gradient / l on each row of its segment: broadcast over the segment (no tiled copy).
+        const plusPerRow = (dRows: tf.Tensor3D, dLand: tf.Tensor3D): tf.Tensor3D =>
+          tf.reshape(tf.add(tf.reshape(dRows, [heads, (end - start) / segment, segment, dimHead]), tf.expandDims(tf.div(heapSlice(dLand, [0, start / segment, 0], [heads, (end - start) / segment, dimHead]), segment), 2)), [heads, end - start, dimHead]) as tf.Tensor3D;
         const parts = tf.tidy(() => {
-          const [p, dLogits] = k3Logits(i);
-          const dq = tf.add(dQueries[i]!, perRow(dqLand));
-          const dk = tf.add(tf.matMul(dLogits, state.qLand, true, false), perRow(dKLand));
-          let dv: tf.Tensor = tf.matMul(p, dK3v, true, false);
+          const [dkK3, dvK3] = keptRowGrads[i] ?? k3RowGrads(...k3LogitsOf(i));
+          const dq = plusPerRow(dQueries[i]!, dqLand);
+          const dk = plusPerRow(dkK3, dKLand);
+          let dv: tf.Tensor = dvK3;
           // Each value window's gradient overlaps its neighbours' blocks by `radius` rows.
           dWindows.forEach((dWindow, j) => {
             const windowStart = blocks[j]![0] - radius;
+            // Rows past the block's end + radius are in the window only to round it to whole pieces: no gradient.
             const windowEnd = blocks[j]![1] + radius;
             const a = Math.max(windowStart, start);
             const b = Math.min(windowEnd, end);
             if (a >= b) return;
-            dv = tf.add(dv, tf.pad(tf.slice(dWindow, [0, a - windowStart, 0], [heads, b - a, dimHead]), [[0, 0], [a - start, end - b], [0, 0]]));
+            dv = tf.add(dv, tf.pad(heapSlice(dWindow, [0, a - windowStart, 0], [heads, b - a, dimHead]), [[0, 0], [a - start, end - b], [0, 0]]));
           });
           if (first >= end) return [] as tf.Tensor[]; // all padding: no input rows
-          const rowsIn = tf.slice(input, [first - pad, 0], [end - first, dim]) as tf.Tensor2D;
-          const keep = (t: tf.Tensor): tf.Tensor3D => tf.slice(t, [0, first - start, 0], [heads, end - first, dimHead]) as tf.Tensor3D;
+          const rowsIn = heapSlice(input, [first - pad, 0], [end - first, dim]) as tf.Tensor2D;
+          const keep = (t: tf.Tensor): tf.Tensor3D => heapSlice(t, [0, first - start, 0], [heads, end - first, dimHead]) as tf.Tensor3D;
           const [dqRows, dkRows, dvRows] = [keep(dq), keep(dk), keep(dv)];
           const [dx, ...dVars] = nestedGrads(() => {
             const [q, k, v] = project(rowsIn, 0);
             return tf.addN([tf.sum(tf.mul(q, dqRows)), tf.sum(tf.mul(k, dkRows)), tf.sum(tf.mul(v, dvRows))]);
           }, [rowsIn, ...inVars]);
           // The residual: output row j is input row j plus the attention's row outStart + j.
-          return [tf.add(dx!, tf.slice(upstream, [first - pad, 0], [end - first, dim])), ...dVars];
+          return [tf.add(dx!, heapSlice(upstream, [first - pad, 0], [end - first, dim])), ...dVars];
         });
         // Block i's tensors are done with; its value window's gradient still reaches into block i + 1.
-        tf.dispose([dQueries[i]!, state.k[i]!, state.v[i]!, ...(i > 0 ? [dWindows[i - 1]!] : [])]);
+        tf.dispose([dQueries[i]!, state.k[i]!, state.v[i]!, ...(keptRowGrads[i] ?? []), ...(i > 0 ? [dWindows[i - 1]!] : [])]);
         if (parts.length === 0) return;
         const [dx, ...dVars] = parts;
         dInputs.push(dx as tf.Tensor2D);
@@ -327,10 +465,14 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
 
   const op = tf.customGrad((...args: Array<tf.Tensor | GradSave>) => {
     const input = args[0] as tf.Tensor2D;
-    (args[args.length - 1] as GradSave)([input]);
     return {
-      value: forward(input), // off the tape: inside a custom op's forward nothing is recorded
-      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => backward((Array.isArray(dy) ? dy[0] : dy) as tf.Tensor2D, saved[0] as tf.Tensor2D),
+      value: forward(input, args[args.length - 1] as GradSave), // off the tape: inside a custom op's forward nothing is recorded
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        // The saved tensors are the engine's (it disposes them after the backward pass): the state gets clones.
+        const small = Object.fromEntries(SMALL_KEYS.map((key, i) => [key, tf.clone(saved[i + 1]!)])) as unknown as SmallState;
+        const tapeSaved = saved.slice(1 + SMALL_KEYS.length).map((t) => tf.clone(t));
+        return backward((Array.isArray(dy) ? dy[0] : dy) as tf.Tensor2D, saved[0] as tf.Tensor2D, small, tapeSaved.length > 0 ? tapeFrom(tapeSaved) : undefined);
+      },
     };
   });
   return op(x, ...inVars, ...outVars) as tf.Tensor2D;

@@ -2,6 +2,7 @@
 // backend has: tfjs' own gradient needs DepthwiseConv2dNativeBackpropInput/Filter, which wasm lacks.
 // Used by TransMIL's PPEG (7/5/3 kernels) and the Nyström value-residual conv (33 x 1).
 import * as tf from '@tensorflow/tfjs';
+import { heapSlice } from './heap-slice.js';
 
 type GradSave = (tensors: tf.Tensor[]) => void;
 
@@ -26,13 +27,13 @@ function filterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, kh: number, kw: number)
     const xFlat = tf.reshape(tf.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]]), [(height + kh - 1) * rowWidth, channels]); // [(H+kh-1)W', C]
     const windowLength = (height - 1) * rowWidth + width; // rows of dy that can be non-zero
     const dyWide = kw > 1 ? tf.pad(dy, [[0, 0], [0, 0], [0, kw - 1], [0, 0]]) : dy; // [1, H, W', C]
-    const dyFlat = tf.slice(tf.reshape(dyWide, [height * rowWidth, channels]), [0, 0], [windowLength, channels]); // [Lw, C]
+    const dyFlat = heapSlice(tf.reshape(dyWide, [height * rowWidth, channels]), [0, 0], [windowLength, channels]); // [Lw, C]
     const ones = tf.ones([1, windowLength]); // [1, Lw]
     const taps: tf.Tensor[] = [];
     for (let i = 0; i < kh; i += 1) {
       for (let j = 0; j < kw; j += 1) {
         // Loop over the kh·kw kernel taps (not over instances); each tap is one windowed product + reduction.
-        taps.push(tf.tidy(() => tf.matMul(ones, tf.mul(tf.slice(xFlat, [i * rowWidth + j, 0], [windowLength, channels]), dyFlat)))); // [1, C]
+        taps.push(tf.tidy(() => tf.matMul(ones, tf.mul(heapSlice(xFlat, [i * rowWidth + j, 0], [windowLength, channels]), dyFlat)))); // [1, C]  (heapSlice: wasm's Slice would copy all of xFlat per tap)
       }
     }
     return tf.reshape(tf.concat(taps, 0), [kh, kw, channels, 1]) as tf.Tensor4D; // [kh, kw, C, 1]

@@ -88,6 +88,17 @@ function suppliedKeepMask(scope: DropoutMaskScope, shape: readonly number[], rat
   return kept;
 }
 
+/**
+ * The keep mask dropout(x [shape], rate, true, rng) would draw, unscaled: bool from the rng (1 byte per element),
+ * or the supplied float 0/1 mask under withDropoutMasks. For a caller that applies the mask in pieces (the row-chunked
+ * TransLayer) without the whole float mask and the tensor of ones a dropout of ones would make; the same draw.
+ */
+export function dropoutKeepMask(shape: readonly number[], rate: number, rng: Rng): tf.Tensor {
+  const seed = rng.seed();
+  if (maskScope) return tf.clone(suppliedKeepMask(maskScope, shape, rate, seed));
+  return tf.tidy(() => tf.less(tf.randomUniform([...shape], 0, 1, 'float32', seed), 1 - rate));
+}
+
 /** Inverted dropout (kept values scaled by 1/(1-p)); identity at eval or when p = 0. Masks: the rng, or withDropoutMasks. */
 export function dropout(x: tf.Tensor, rate: number, training: boolean, rng: Rng): tf.Tensor {
   if (!training || rate <= 0) return x;

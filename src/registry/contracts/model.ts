@@ -115,6 +115,12 @@ export interface Aggregator extends Module {
    */
   readonly inertParameters?: readonly string[];
   /**
+   * The least memory (bytes) a step on N instances is known to need, measured on the wasm heap, where that is more
+   * than a profile of the step's tensors shows (the allocator's fragmentation among many large buffers): the memory
+   * budget raises its extrapolated estimate to it. undefined: the estimate alone (docs/runtime.md#memory-budget).
+   */
+  minimumPeakBytes?(n: number, mode: 'train' | 'eval'): number | undefined;
+  /**
    * The forward pass split at the projected instance sequence (capability `parts`). `pool(project(bag))` must
    * equal `forward(bag)`; a strategy may change the rows of h in between (mask instances, insert tokens),
    * e.g. MHIM-MIL masks the projected sequence, its v2 inserts tokens before pooling.

@@ -54,6 +54,23 @@ describe('engine/memory-budget: the arithmetic', () => {
     }
   });
 
+  it("raises the estimate to the aggregator's measured floor: just under it passes, just over fails before compute", async () => {
+    const { probe } = lineProbe(); // 1 MB + 3 KB per instance
+    const floor = (n: number, mode: BudgetMode): number | undefined => (mode === 'train' ? 5000 * n : undefined); // above the line from 512 instances
+    const limit = 5000 * 20_000; // the floor reaches it at exactly 20,000 instances
+    const budget = new MemoryBudget({ limit: { bytes: limit, what: 'runtime.memoryLimit' }, model: 'floored', probe, floor, checkFrom: 4096 });
+    expect(await budget.estimate(bagData(30_000, 1), 'train')).toBe(5000 * 30_000);
+    expect(await budget.estimate(bagData(30_000, 1), 'eval')).toBeCloseTo(1_048_576 + 3072 * 30_000, 3); // no floor: the line
+    await budget.check(bagData(20_000, 1), 'train', 'fold 0, slide under');
+    const error = await budget.check(bagData(20_001, 1), 'train', 'fold 0, slide over').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BackendError);
+    const text = (error as BackendError).render();
+    // The line alone would let about 32,200 instances in; the floor's bisection finds the real largest count.
+    expect(text).toContain('About 20,000 instances fit');
+    expect(text).toContain('the wasm heap this aggregator was measured to need at this size');
+    expect(text).toContain('N = 20,001');
+  });
+
   it('cuts the probes below small bags so they never exceed the bag', async () => {
     const { probe, calls } = lineProbe();
     const budget = new MemoryBudget({ limit: { bytes: 1e12, what: 't' }, model: 'toy', probe, checkFrom: 100 });

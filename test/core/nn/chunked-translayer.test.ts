@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { chunkedTransLayer } from '../../../src/core/nn/chunked-translayer.js';
 import { LayerNorm } from '../../../src/core/nn/layer-norm.js';
@@ -25,6 +26,9 @@ interface Case {
   readonly alignment: NystromAlignment;
   readonly dropout: number;
   readonly blockRows: number;
+  readonly backend?: 'cpu' | 'wasm';
+  /** false: the large-N policy: the backward pass differentiates a recomputed pseudo-inverse and takes K3 again per block. */
+  readonly keepForBackward?: boolean;
 }
 
 // dim 8, 2 heads of 4. Padding = landmarks - length % landmarks rows on the left; blocks are whole landmark segments.
@@ -36,10 +40,15 @@ const cases: Case[] = [
   // L' = 40 with 15 rows of padding: the first blocks are padding only, dropout on the output projection.
   { name: 'fixed, dropout, blocks of padding only', length: 25, landmarks: 4, residualKernel: 3, alignment: 'fixed', dropout: 0.5, blockRows: 10 },
   { name: 'pinned, dropout, no residual conv, uneven last block', length: 23, landmarks: 6, residualKernel: 0, alignment: 'pinned-0.0.9', dropout: 0.3, blockRows: 8 },
+  // On wasm the layer takes its rows with heapSlice's own kernel (and its gradient) instead of tf.slice.
+  { name: 'wasm: pinned, segments of 5, one segment per block', length: 37, landmarks: 8, residualKernel: 5, alignment: 'pinned-0.0.9', dropout: 0, blockRows: 3, backend: 'wasm' },
+  { name: 'wasm: fixed, dropout, blocks of padding only', length: 25, landmarks: 4, residualKernel: 3, alignment: 'fixed', dropout: 0.5, blockRows: 10, backend: 'wasm' },
+  { name: 'pinned, pseudo-inverse recomputed in the backward pass', length: 37, landmarks: 8, residualKernel: 5, alignment: 'pinned-0.0.9', dropout: 0, blockRows: 3, keepForBackward: false },
 ];
 
 describe('nn/chunked-translayer', () => {
-  it.each(cases)('equals x + NystromAttention(LayerNorm(x)) in value, observer outputs and every gradient: $name', (c) => {
+  it.each(cases)('equals x + NystromAttention(LayerNorm(x)) in value, observer outputs and every gradient: $name', async (c) => {
+    await tf.setBackend(c.backend ?? 'cpu');
     const dim = 8;
     const rng = new Rng(`chunked/${c.name}`);
     const norm = new LayerNorm(dim);
@@ -64,7 +73,7 @@ describe('nn/chunked-translayer', () => {
     };
     // Both paths draw the same dropout mask: same stream, fresh for each call.
     const plain = run((input) => tf.add(input, attn.forward(norm.forward(input), { ...io, rng: io.rng.fork('call') }, observer)) as tf.Tensor2D);
-    const chunked = run((input) => chunkedTransLayer(input, norm, attn, { ...io, rng: io.rng.fork('call') }, observer, c.blockRows));
+    const chunked = run((input) => chunkedTransLayer(input, norm, attn, { ...io, rng: io.rng.fork('call') }, observer, c.blockRows, c.keepForBackward));
 
     expect(maxAbsDiff(chunked.output, plain.output)).toBeLessThan(1e-5);
     expect(maxAbsDiff(chunked.dx, plain.dx)).toBeLessThan(1e-5);

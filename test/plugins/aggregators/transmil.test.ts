@@ -2,6 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/core/logger.js';
 import { initRuntime, RuntimeSection } from '../../../src/core/runtime/index.js';
+import { BackendError } from '../../../src/core/errors.js';
+import { MemoryBudget, defaultMemoryLimit } from '../../../src/core/engine/memory-budget.js';
 import { bagOf, buildModel, checkFixtureParity, expectClose, io } from '../../helpers/zoo.js';
 
 beforeAll(async () => {
@@ -17,6 +19,34 @@ describe('aggregator/transmil', () => {
     await initRuntime(RuntimeSection.parse({ backend: 'wasm', blasThreads: 1 }), { logger: silentLogger });
     try {
       await checkFixtureParity('transmil');
+    } finally {
+      await tf.setBackend('cpu');
+    }
+  });
+
+  it('raises the memory budget to the heap a step needs at large N on wasm: 50,000 instances pass, 53,000 fail before compute', async () => {
+    await initRuntime(RuntimeSection.parse({ backend: 'wasm', blasThreads: 1 }), { logger: silentLogger });
+    try {
+      const model = await buildModel({ inputDim: 16, numClasses: 2, aggregator: { name: 'transmil' } });
+      const aggregator = model.aggregator;
+      // The probes' line as measured at D = 1,024 (355 MB + 47 KB per instance): alone it would admit about 66,000.
+      const probe = async (n: number): Promise<number> => 355 * 2 ** 20 + 47 * 1024 * n;
+      let computed = 0;
+      const budget = new MemoryBudget({ limit: defaultMemoryLimit('wasm'), model: 'transmil', probe, floor: (n, mode) => aggregator.minimumPeakBytes?.(n, mode) });
+      const bag = (n: number) => ({ slideId: `n${n}`, n, d: 1, features: new Float32Array(n) });
+      const step = async (n: number): Promise<void> => {
+        await budget.check(bag(n), 'train', `slide n${n}`);
+        computed += 1; // where the trainer would run the step
+      };
+      await step(50_000); // the size a step was measured to fit the heap at
+      const error = await step(53_000).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(BackendError);
+      expect((error as BackendError).render()).toMatch(/About 5\d,\d{3} instances fit/);
+      expect(computed).toBe(1);
+      expect(aggregator.minimumPeakBytes?.(50_000, 'eval')).toBeUndefined(); // measured for training steps only
+      await tf.setBackend('cpu');
+      expect(aggregator.minimumPeakBytes?.(50_000, 'train')).toBeUndefined(); // a wasm-heap measurement
+      model.dispose();
     } finally {
       await tf.setBackend('cpu');
     }
