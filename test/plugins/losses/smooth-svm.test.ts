@@ -25,11 +25,11 @@ function tensorSvm(scores: tf.Tensor2D, labels: number[], alpha: number, tau: nu
 
 function case_(seed: string, rows: number, classes: number, spread: number): { scores: number[][]; labels: number[]; weights: number[] } {
   const rng = new Rng(seed);
-  const scores = Array.from({ length: rows }, () => rng.normalArray(classes, 0, spread));
+  const scores = Array.from({ length: rows }, () => Array.from(rng.normalArray(classes, 0, spread)));
   // Rows whose top score clears the second by far: the hard branch.
   scores[0]![0] = 40;
   scores[1]![classes - 1] = -3;
-  return { scores, labels: Array.from({ length: rows }, (_, m) => m % classes), weights: rng.normalArray(rows, 1, 0.5) };
+  return { scores, labels: Array.from({ length: rows }, (_, m) => m % classes), weights: Array.from(rng.normalArray(rows, 1, 0.5)) };
 }
 
 describe.each(['cpu', 'wasm'] as const)('smooth top-1 SVM on %s', (backend) => {
