@@ -4,7 +4,8 @@
  *   Distillation Multi-Instance Learning" (HDMIL), CVPR 2025 — stage-2 network LIPN (class ImageProcessor)
  * Implements: MobileNetV4-conv-tiny on 16×16 thumbnails with BatchNorm, per-class keep logits O, binary
  *   mask 1[σ(O) > 0.5] with a straight-through sigmoid gradient and no noise (docs/methods/hdmil.md#lipn-architecture); imitation
- *   loss mean|M_LR - M_HR| + (e_LR - e_HR)^2 with union keep rates over classes 0/1 (docs/methods/hdmil.md#lipn-training, "l1" option)
+ *   loss mean|M_LR - M_HR| + (e_LR - e_HR)^2 with union keep rates over classes 0/1 (docs/methods/hdmil.md#lipn-training, "l1" option);
+ *   `missWeight` (not in HDMIL, default 1) weighs missed targets more (docs/methods/hdmil.md#screened-keep-sets)
  * Symbols: thumbs [N,16,16,3] in [0,1] · O [N,C] branch scores · M_LR, M_HR [N,C] predicted/target masks ·
  *   e_LR, e_HR keep rates
  * Choices: input centred as x - 0.5 (the reference's x/255 - 0.5 on uint8); the slide's N patches form one
@@ -22,6 +23,9 @@ export const LipnOptions = z.strictObject({
   maskLossWeight: z.number().min(0).default(1).describe('β1: weight of the L1 term between predicted and target masks'),
   rateLossWeight: z.number().min(0).default(1).describe('β2: weight of the squared keep-rate difference'),
   rateOverAllClasses: z.boolean().default(false).describe('keep rate over the union of ALL classes (AHDMIL); HDMIL uses classes 0 and 1 only'),
+  missWeight: z.number().positive().default(1).describe(
+    'weight of a missed target in the mask term (target 1, predicted 0) against a false keep (weight 1); 1 = HDMIL; above 1 trades precision for recall of the aggregator\'s gates, what screened inference needs to agree with all-instance inference (docs/methods/hdmil.md#screened-keep-sets)',
+  ),
 });
 export type LipnOptions = z.output<typeof LipnOptions>;
 
@@ -45,7 +49,10 @@ export class LipnPrescreener extends Module implements Prescreener {
     return tf.tidy(() => {
       const soft = tf.sigmoid(scores) as tf.Tensor2D; // [N, C]
       const predicted = straightThroughGate(soft, 0.5); // [N, C]  M_LR = 1[σ(O) > 0.5], gradient of σ(O)
-      const maskLoss = tf.mean(torchAbs(tf.sub(predicted, targets))); // mean over N·C of |M_LR - M_HR|
+      const errors = torchAbs(tf.sub(predicted, targets)); // [N, C]  |M_LR - M_HR|
+      // w = 1 + (missWeight - 1)·M_HR: misses of a kept target weigh missWeight (left out at 1: HDMIL's exact loss).
+      const weighted = this.options.missWeight === 1 ? errors : tf.mul(errors, tf.add(tf.mul(targets, this.options.missWeight - 1), 1));
+      const maskLoss = tf.mean(weighted); // mean over N·C
       const branches = this.options.rateOverAllClasses ? 'all' : 'first-two';
       const predictedRate = unionKeepRate(predicted, branches); // e_LR
       const targetRate = unionKeepRate(targets, branches); // e_HR (targets carry no gradient)
