@@ -169,6 +169,24 @@ describe('prescreener/lipn', () => {
     model.dispose();
   });
 
+  it('missWeight: a missed target weighs w, a false keep 1 (loss and gradients by hand); w = 1 is the published loss', () => {
+    const weighted = new LipnPrescreener(LipnOptions.parse({ missWeight: 4, rateLossWeight: 0 }), modelContext({ inputDim: 1, numClasses: 2 }));
+    const published = new LipnPrescreener(LipnOptions.parse({ rateLossWeight: 0 }), modelContext({ inputDim: 1, numClasses: 2 }));
+    // (0,0) matched keep, (0,1) false keep, (1,0) miss, (1,1) matched drop.
+    const scores = tf.tensor2d([[2, 1], [-1, -3]]);
+    const targets = tf.tensor2d([[1, 0], [1, 0]]);
+    // mean over N·C = 4 entries: (0 + 1·1 + 4·1 + 0) / 4 with w = 4; (0 + 1 + 1 + 0) / 4 with w = 1.
+    expect(weighted.imitationLoss(scores, targets).dataSync()[0]).toBeCloseTo(5 / 4, 6);
+    expect(published.imitationLoss(scores, targets).dataSync()[0]).toBeCloseTo(2 / 4, 6);
+    // Straight-through: d/dO = weight · sign(M - T) · σ'(O) / 4 on mismatches, 0 on matches.
+    const sigmoidSlope = (o: number): number => Math.exp(-o) / (1 + Math.exp(-o)) ** 2;
+    const gradient = Array.from(tf.grad((o: tf.Tensor) => weighted.imitationLoss(o as tf.Tensor2D, targets))(scores).dataSync());
+    expectClose(gradient, [0, sigmoidSlope(1) / 4, (-4 * sigmoidSlope(-1)) / 4, 0], 1e-7, 1e-5, 'weighted gradient');
+    tf.dispose([scores, targets]);
+    weighted.dispose();
+    published.dispose();
+  });
+
   it('leaks no tensors over a training step', () => {
     const model = new LipnPrescreener(LipnOptions.parse({}), modelContext({ inputDim: 1, numClasses: 2 }));
     const thumbs = tf.randomUniform([5, 16, 16, 3]) as tf.Tensor4D;
