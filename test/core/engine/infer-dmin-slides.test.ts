@@ -18,7 +18,8 @@ import { plantedTumourAuc } from '../../helpers/instance-auc.js';
 const FIXTURE = path.join(REPO, 'test/fixtures/infer-dmin-run');
 const MASK_DOWNSAMPLE = 16;
 const SLIDES = ['synthetic-000', 'synthetic-001', 'synthetic-002', 'synthetic-003', 'synthetic-004', 'synthetic-005'];
-const POSITIVE = SLIDES.slice(0, 3); // tumourFraction 0.5: the first half of the slides carry tumour
+// The tumour slides, read from the generated slides.csv (tumourFraction 0.5 does not make them the first half).
+let positive: string[] = [];
 
 let cwd: string;
 const outDir = (mode: string): string => path.join(cwd, `infer-${mode}`);
@@ -40,6 +41,8 @@ beforeAll(async () => {
     outDir: path.join(cwd, 'slides'), slides: SLIDES.length, size: 2048, seed: 9, tumourFraction: 0.5, format: 'tiff', quality: 90, tileSize: 256, mpp: 0.5,
     magnification: 20, maskDownsample: MASK_DOWNSAMPLE, logger: silentLogger,
   });
+  const table = parseCsv(await readFile(path.join(cwd, 'slides', 'slides.csv'), 'utf8'), { columns: true }) as Array<Record<string, string>>;
+  positive = table.filter((row) => row.label === 'tumor_tissue').map((row) => row.slide_id as string);
   await infer('all');
 }, 900_000);
 afterAll(async () => {
@@ -49,7 +52,7 @@ afterAll(async () => {
 describe('DMIN + LIPN on synthetic slides', () => {
   it('dmin: attention for the tumour class finds the planted tumour patches (pooled instance AUC ≥ 0.9)', async () => {
     // The tumour class's branch (class-wise attention): exp(S) normalised over the patches its gate keeps, 0 elsewhere.
-    const auc = await plantedTumourAuc({ slidesDir: path.join(cwd, 'slides'), heatmapsDir: path.join(outDir('all'), 'heatmaps'), slideIds: POSITIVE, maskDownsample: MASK_DOWNSAMPLE, scoreColumn: 'score_tumor_tissue' });
+    const auc = await plantedTumourAuc({ slidesDir: path.join(cwd, 'slides'), heatmapsDir: path.join(outDir('all'), 'heatmaps'), slideIds: positive, maskDownsample: MASK_DOWNSAMPLE, scoreColumn: 'score_tumor_tissue' });
     expect(auc).toBeGreaterThanOrEqual(0.9);
   });
 
@@ -69,8 +72,8 @@ describe('DMIN + LIPN on synthetic slides', () => {
     // of the tissue patches (between 10 % and 90 %), so mode screened embeds and pools a different, smaller set of
     // patches. Agreement then means LIPN kept the patches DMIN's attention relies on — what HDMIL's speed-up rests on.
     const summary = SLIDES.map((id) => `${id} ${all.get(id)?.toFixed(4)} / ${screened.get(id)?.toFixed(4)}`).join('; ');
-    const lowestTumour = Math.min(...POSITIVE.map((id) => all.get(id) as number));
-    const highestNormal = Math.max(...SLIDES.filter((id) => !POSITIVE.includes(id)).map((id) => all.get(id) as number));
+    const lowestTumour = Math.min(...positive.map((id) => all.get(id) as number));
+    const highestNormal = Math.max(...SLIDES.filter((id) => !positive.includes(id)).map((id) => all.get(id) as number));
     expect(lowestTumour - highestNormal, `p(tumour), all / screened: ${summary}`).toBeGreaterThanOrEqual(0.1);
     const timing = parseCsv(await readFile(path.join(outDir('screened'), 'timing.csv'), 'utf8'), { columns: true }) as Array<Record<string, string>>;
     const kept = Number(timing.find((t) => t.slide_id === 'mean')?.kept_fraction);
