@@ -559,7 +559,7 @@ describe('aggregator/dmin', () => {
     });
 
     it('pins the message for a misspelt option', async () => {
-      await expect(builtinRegistry().resolve('aggregator', { name: 'dmin', selfdistill: false }, { key: 'model.aggregator' })).rejects.toThrowErrorMatchingInlineSnapshot(`[ConfigError: model.aggregator.selfdistill: unknown key (got false). Allowed: hiddenDim, attnDim, dropout, selfDistill, tau, gamma, rateOverAllClasses, kSample, subtyping, init, inputNorm. Did you mean "selfDistill"?]`);
+      await expect(builtinRegistry().resolve('aggregator', { name: 'dmin', selfdistill: false }, { key: 'model.aggregator' })).rejects.toThrowErrorMatchingInlineSnapshot(`[ConfigError: model.aggregator.selfdistill: unknown key (got false). Allowed: hiddenDim, attnDim, dropout, selfDistill, tau, gamma, rateOverAllClasses, kSample, subtyping, init, inputNorm, screenedKeep. Did you mean "selfDistill"?]`);
     });
 
     it('declares what the losses need', () => {
