@@ -5,7 +5,8 @@
  * Implements: projection + gated attention with one column per class (docs/methods/hdmil.md#dmin-architecture); teacher softmax
  *   pooling, student pooling through a Gumbel-noised straight-through gate with ONE global normaliser over
  *   all instances and classes, union keep rate over classes 0/1 (docs/methods/hdmil.md#teacher-and-student, docs/methods/hdmil.md#keep-rate); CLAM instance selection for L_clu
- *   (docs/methods/hdmil.md#clustering-loss); eval path with per-class masked normalisation, S > 0 or a pre-screener's mask (docs/methods/hdmil.md#dmin-inference, docs/methods/hdmil.md#inference-modes)
+ *   (docs/methods/hdmil.md#clustering-loss); eval path with per-class masked normalisation, S > 0 or a pre-screener's mask (docs/methods/hdmil.md#dmin-inference, docs/methods/hdmil.md#inference-modes),
+ *   or with `screenedKeep: prescreener-and-gate` (not in HDMIL, default off) S > 0 on the rows the pre-screener kept
  * Symbols: x [N,D] features · h [N,H] projected · S [N,C] attention logits · A_tea, A_stu [C,N] ·
  *   E_tea, E_stu [C,H] bag embeddings · z_tea, z_stu [1,C] logits · g1, g2 [N,C] Gumbel draws · P [N,C] soft
  *   gate · M [N,C] straight-through gate · rate scalar
@@ -50,6 +51,9 @@ export const DminOptions = z.strictObject({
   init: z.enum(['xavier-normal', 'torch-default']).default('xavier-normal').describe('Linear init: xavier-normal weights with zero bias (HDMIL) or PyTorch default'),
   inputNorm: z.enum(['none', 'standardise']).default('none').describe(
     'none = features as given (HDMIL); standardise = z-score every feature dimension with the mean and variance of the training instances, accumulated while training and stored with the model (for encoders whose features barely vary between patches; docs/methods/hdmil.md#input-standardisation)',
+  ),
+  screenedKeep: z.enum(['prescreener', 'prescreener-and-gate']).default('prescreener').describe(
+    'which instances a screened bag pools per class: prescreener = the pre-screener\'s per-class mask replaces the gate S > 0 (HDMIL); prescreener-and-gate = the pre-screener only decides which instances are read, and DMIN keeps those of them its own gate S > 0 keeps, so screened and all-instance inference agree exactly when the pre-screener keeps every instance the gates keep (docs/methods/hdmil.md#screened-keep-sets)',
   ),
 });
 export type DminOptions = z.output<typeof DminOptions>;
@@ -232,9 +236,21 @@ export class DminAggregator extends Module implements Aggregator {
     return tf.neg(tf.log(tf.neg(tf.log(u)))) as tf.Tensor2D;
   }
 
+  /**
+   * K_c per class: the gate S > 0 on a full bag; on a screened bag (a keepMask view) the pre-screener's mask
+   * (HDMIL) or, with `screenedKeep: prescreener-and-gate`, the gate restricted to the rows the pre-screener read
+   * (any branch of the mask set), see docs/methods/hdmil.md#screened-keep-sets.
+   */
+  private keepSets(s: tf.Tensor2D, keepMask: tf.Tensor2D | undefined): tf.Tensor2D {
+    if (!keepMask) return stepGate(s, 0) as tf.Tensor2D; // [N, C]
+    if (this.options.screenedKeep === 'prescreener') return stepGate(keepMask, 0) as tf.Tensor2D; // [N, C]
+    const read = stepGate(tf.max(keepMask, 1, true) as tf.Tensor2D, 0); // [N, 1]  kept by some branch of the pre-screener
+    return tf.mul(stepGate(s, 0), read) as tf.Tensor2D; // [N, C]
+  }
+
   /** docs/methods/hdmil.md#dmin-inference, docs/methods/hdmil.md#inference-modes: per class, softmax of S over the kept set only (S > 0, or the pre-screener's mask). */
   private evalPath(h: tf.Tensor2D, s: tf.Tensor2D, keepMask: tf.Tensor2D | undefined, io: ForwardIO): AggregatorOutput {
-    const kept = keepMask ? stepGate(keepMask, 0) : stepGate(s, 0); // [N, C]  0/1  K_c
+    const kept = this.keepSets(s, keepMask); // [N, C]  0/1  K_c
     const shift = maskedColumnMax(s, kept); // [1, C]  max of S over K_c (0 when K_c is empty), no gradient
     // Outside K_c the exponent is clamped to ≤ 0 so exp stays finite before the mask zeroes it.
     const numerator = tf.mul(tf.exp(tf.minimum(tf.sub(s, shift), 0)), kept); // [N, C]  exp(S - m) on K_c

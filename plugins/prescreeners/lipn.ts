@@ -4,7 +4,9 @@
  *   Distillation Multi-Instance Learning" (HDMIL), CVPR 2025 — stage-2 network LIPN (class ImageProcessor)
  * Implements: MobileNetV4-conv-tiny on 16×16 thumbnails with BatchNorm, per-class keep logits O, binary
  *   mask 1[σ(O) > 0.5] with a straight-through sigmoid gradient and no noise (docs/methods/hdmil.md#lipn-architecture); imitation
- *   loss mean|M_LR - M_HR| + (e_LR - e_HR)^2 with union keep rates over classes 0/1 (docs/methods/hdmil.md#lipn-training, "l1" option)
+ *   loss mean|M_LR - M_HR| + (e_LR - e_HR)^2 with union keep rates over classes 0/1 (docs/methods/hdmil.md#lipn-training, "l1" option);
+ *   `missWeight` (not in HDMIL, default 1) weighs missed targets more, `targetRecall` (not in HDMIL, default 0 = off) keeps where O exceeds a
+ *   threshold calibrated on the training bags for that recall of the targets (docs/methods/hdmil.md#screened-keep-sets)
  * Symbols: thumbs [N,16,16,3] in [0,1] · O [N,C] branch scores · M_LR, M_HR [N,C] predicted/target masks ·
  *   e_LR, e_HR keep rates
  * Choices: input centred as x - 0.5 (the reference's x/255 - 0.5 on uint8); the slide's N patches form one
@@ -22,30 +24,106 @@ export const LipnOptions = z.strictObject({
   maskLossWeight: z.number().min(0).default(1).describe('β1: weight of the L1 term between predicted and target masks'),
   rateLossWeight: z.number().min(0).default(1).describe('β2: weight of the squared keep-rate difference'),
   rateOverAllClasses: z.boolean().default(false).describe('keep rate over the union of ALL classes (AHDMIL); HDMIL uses classes 0 and 1 only'),
+  targetRecall: z.number().min(0).lt(1).default(0).describe(
+    'keep threshold calibrated for this recall of the aggregator\'s gates (e.g. 0.99): while training, each bag\'s eval-mode scores of its target-kept instances give the threshold that keeps that share of them, averaged over the bags (momentum 0.1) and stored with the model; at evaluation an instance is kept where a score exceeds it. 0 = HDMIL: kept where σ(O) > 0.5 (docs/methods/hdmil.md#screened-keep-sets)',
+  ),
+  missWeight: z.number().positive().default(1).describe(
+    'weight of a missed target in the mask term (target 1, predicted 0) against a false keep (weight 1); 1 = HDMIL; above 1 trades precision for recall of the aggregator\'s gates, what screened inference needs to agree with all-instance inference (docs/methods/hdmil.md#screened-keep-sets)',
+  ),
 });
 export type LipnOptions = z.output<typeof LipnOptions>;
 
+/** Weight of the newest bag in the running keep threshold (as BatchNorm's momentum). */
+const THRESHOLD_MOMENTUM = 0.1;
+
 export class LipnPrescreener extends Module implements Prescreener {
   private readonly extractor: MobileNetV4ConvTiny;
+  /** Calibrated keep threshold on O (targetRecall > 0 only; registered then, so default checkpoints keep HDMIL's keys). */
+  private readonly keepThreshold: tf.Variable | undefined;
+  private readonly bagsCalibrated: tf.Variable | undefined;
+  /** The thumbnails of the last training forward, for the calibration in imitationLoss (same step). */
+  private lastThumbs: tf.Tensor4D | undefined;
 
   constructor(private readonly options: LipnOptions, ctx: ModelContext) {
     super();
     this.extractor = this.addModule('extractor', new MobileNetV4ConvTiny(ctx.numClasses, ctx.rng.fork('extractor')));
+    if (options.targetRecall > 0) {
+      this.keepThreshold = this.addBuffer('keep_threshold', tf.scalar(0));
+      this.bagsCalibrated = this.addBuffer('num_bags_calibrated', tf.scalar(0, 'int32'));
+    }
   }
 
+  /**
+   * O [N, C]; at evaluation shifted by the calibrated threshold, so "kept where O > 0" (the screened pipeline's rule)
+   * means O > threshold.
+   */
   branchScores(thumbs: tf.Tensor4D, io: ForwardIO): tf.Tensor2D {
-    return tf.tidy(() => this.extractor.forward(tf.sub(thumbs, 0.5) as tf.Tensor4D, io.training)); // [N, C]  O
+    if (this.keepThreshold && io.training) {
+      this.lastThumbs?.dispose();
+      this.lastThumbs = tf.keep(tf.clone(thumbs));
+    }
+    return tf.tidy(() => {
+      const scores = this.extractor.forward(tf.sub(thumbs, 0.5) as tf.Tensor4D, io.training) as tf.Tensor2D; // [N, C]  O
+      return this.keepThreshold && !io.training ? tf.sub(scores, this.keepThreshold) : scores;
+    });
+  }
+
+  /**
+   * docs/methods/hdmil.md#screened-keep-sets: the bag's threshold is the largest t such that union scores max_c O
+   * (eval mode: running statistics, as inference sees them) above t cover targetRecall of its target-kept
+   * instances; the stored threshold is a running average over bags. Gradient-free; a bag with no kept target
+   * leaves it unchanged.
+   */
+  private calibrate(targets: tf.Tensor2D): void {
+    const thumbs = this.lastThumbs;
+    if (!thumbs || !this.keepThreshold || !this.bagsCalibrated) return;
+    this.lastThumbs = undefined;
+    const [rows = 0, branches = 1] = targets.shape;
+    const union = tf.tidy(() => tf.max(this.extractor.forward(tf.sub(thumbs, 0.5) as tf.Tensor4D, false), 1).dataSync()); // [N]
+    thumbs.dispose();
+    const target = targets.dataSync();
+    const positives: number[] = [];
+    const counted = this.options.rateOverAllClasses ? branches : Math.min(2, branches); // the branches the keep rate counts
+    for (let i = 0; i < rows; i += 1) {
+      let kept = false;
+      for (let c = 0; c < counted; c += 1) if ((target[i * branches + c] as number) > 0) kept = true;
+      if (kept) positives.push(union[i] as number);
+    }
+    if (positives.length === 0) return;
+    positives.sort((a, b) => a - b);
+    // Drop at most (1 - recall) of the positives: the threshold sits halfway between the highest dropped score and
+    // the lowest kept one (just below the lowest when none is dropped).
+    const dropped = Math.floor((1 - this.options.targetRecall) * positives.length);
+    const lowestKept = positives[dropped] as number;
+    const bagThreshold = dropped > 0 ? ((positives[dropped - 1] as number) + lowestKept) / 2 : lowestKept - 1e-6 * Math.max(1, Math.abs(lowestKept));
+    const seen = this.bagsCalibrated.dataSync()[0] as number;
+    const previous = this.keepThreshold.dataSync()[0] as number;
+    const next = seen === 0 ? bagThreshold : (1 - THRESHOLD_MOMENTUM) * previous + THRESHOLD_MOMENTUM * bagThreshold;
+    tf.tidy(() => {
+      this.keepThreshold?.assign(tf.scalar(next));
+      this.bagsCalibrated?.assign(tf.scalar(seen + 1, 'int32'));
+    });
   }
 
   score(thumbs: tf.Tensor4D, io: ForwardIO): tf.Tensor1D {
     return tf.tidy(() => tf.max(this.branchScores(thumbs, io), 1) as tf.Tensor1D); // [N]  kept by any branch
   }
 
+  override dispose(): void {
+    this.lastThumbs?.dispose();
+    this.lastThumbs = undefined;
+    super.dispose();
+  }
+
   imitationLoss(scores: tf.Tensor2D, targets: tf.Tensor2D): tf.Scalar {
+    this.calibrate(targets);
     return tf.tidy(() => {
       const soft = tf.sigmoid(scores) as tf.Tensor2D; // [N, C]
       const predicted = straightThroughGate(soft, 0.5); // [N, C]  M_LR = 1[σ(O) > 0.5], gradient of σ(O)
-      const maskLoss = tf.mean(torchAbs(tf.sub(predicted, targets))); // mean over N·C of |M_LR - M_HR|
+      const errors = torchAbs(tf.sub(predicted, targets)); // [N, C]  |M_LR - M_HR|
+      // w = 1 + (missWeight - 1)·M_HR: misses of a kept target weigh missWeight (left out at 1: HDMIL's exact loss).
+      const weighted = this.options.missWeight === 1 ? errors : tf.mul(errors, tf.add(tf.mul(targets, this.options.missWeight - 1), 1));
+      const maskLoss = tf.mean(weighted); // mean over N·C
       const branches = this.options.rateOverAllClasses ? 'all' : 'first-two';
       const predictedRate = unionKeepRate(predicted, branches); // e_LR
       const targetRate = unionKeepRate(targets, branches); // e_HR (targets carry no gradient)

@@ -1,5 +1,5 @@
-// `milkit infer` on synthetic slides with a small trained DMIN + LIPN run (test/fixtures/infer-hdmil-run: one fold,
-// 49-d color-texture features of 64-px patches at 20×, trained through the stages dmin → lipn):
+// `milkit infer` on synthetic slides with a small trained DMIN + LIPN run (test/fixtures/infer-dmin-run: one fold,
+// 49-d color-texture features of 64-px patches at 20×, trained through the stages dmin → lipn; its README says how):
 // - a counting slide reader shows that mode screened reads at 20× (level 0 here) exactly the patches LIPN keeps,
 //   computed here from the slide's thumbnails and the run's own pre-screener, and mode all reads every tissue patch;
 // - both modes give the probabilities predict's evaluation gives on the same slides' extracted feature files;
@@ -24,7 +24,7 @@ import { REPO, runCli, tempDir } from '../../e2e/helpers.js';
 import { builtinRegistry } from '../../contracts/builtins.js';
 import { countingReader, type CountingReader } from '../../helpers/counting-reader.js';
 
-const FIXTURE = path.join(REPO, 'test/fixtures/infer-hdmil-run');
+const FIXTURE = path.join(REPO, 'test/fixtures/infer-dmin-run');
 const DETECTOR = { name: 'clam', downsample: 16, minTissueArea: 0.5 };
 const TISSUE = { ...CLAM_TISSUE_DEFAULTS, downsample: 16, minTissueArea: 0.5 };
 const PATCHING = { patchSize: 64, magnification: 20, baseMagnification: 20 };

@@ -345,6 +345,41 @@ describe('aggregator/dmin', () => {
       model.dispose();
     });
 
+    it('screenedKeep prescreener-and-gate: a screened bag holding every gate-kept row answers as the full bag; the default pools the mask', async () => {
+      const fx = (await readFixture<DminFixture>('hdmil-dmin.json')).binary;
+      const gated = buildFromCase(fx, { screenedKeep: 'prescreener-and-gate' });
+      const original = buildFromCase(fx);
+      const eval0 = { training: false, rng: new Rng(0) };
+      const full = gated.forward(bagOf(fx), eval0);
+      const gate = Array.from(full.extras?.gateMask?.dataSync() ?? []);
+      const rows = Array.from({ length: fx.n }, (_, n) => n);
+      // The case must exercise both sides: rows class 0's gate keeps, and rows it drops that the pre-screener keeps anyway.
+      expect(rows.filter((n) => (gate[2 * n] as number) > 0).length).toBeGreaterThan(0);
+      expect(rows.filter((n) => (gate[2 * n] as number) === 0).length).toBeGreaterThan(0);
+      const screenedBag = (kept: number[], mask: number[]): Bag => ({
+        slideId: 'screened',
+        features: tf.tensor2d(kept.flatMap((n) => fx.x.slice(n * fx.dim, (n + 1) * fx.dim)), [kept.length, fx.dim]),
+        views: { keepMask: tf.tensor2d(mask, [kept.length, 2]) },
+      });
+      // Every row read, each kept by the pre-screener in branch 0 only: a mask unlike the gate in both classes.
+      const read = rows;
+      const branch0 = read.flatMap(() => [1, 0]);
+      const withGate = gated.forward(screenedBag(read, branch0), eval0);
+      expectClose(withGate.logits?.dataSync() ?? [], Array.from(full.logits?.dataSync() ?? []), 1e-6, 1e-6, 'screened = full');
+      // HDMIL's default pools the pre-screener's mask instead: branch 1 is empty, branch 0 holds rows its gate drops.
+      const withMask = original.forward(screenedBag(read, branch0), eval0);
+      expect(Math.abs((withMask.logits?.dataSync()[1] as number) - (full.logits?.dataSync()[1] as number))).toBeGreaterThan(1e-3);
+      // A gate-kept row the pre-screener misses is missing from the pool: the answer moves.
+      const firstKept = rows.find((n) => (gate[2 * n] as number) > 0 || (gate[2 * n + 1] as number) > 0);
+      const missing = read.filter((n) => n !== firstKept);
+      const missed = gated.forward(screenedBag(missing, missing.flatMap(() => [1, 1])), eval0);
+      const diff = Array.from(missed.logits?.dataSync() ?? []).map((v, c) => Math.abs(v - (full.logits?.dataSync()[c] as number)));
+      expect(Math.max(...diff)).toBeGreaterThan(1e-4);
+      tf.dispose([full, withGate, withMask, missed] as unknown as tf.Tensor[]);
+      gated.dispose();
+      original.dispose();
+    });
+
     it('eval keeps S > 0 strictly and ignores noise', async () => {
       const fx = (await readFixture<DminFixture>('hdmil-dmin.json')).binary;
       const model = buildFromCase(fx);
@@ -524,7 +559,7 @@ describe('aggregator/dmin', () => {
     });
 
     it('pins the message for a misspelt option', async () => {
-      await expect(builtinRegistry().resolve('aggregator', { name: 'dmin', selfdistill: false }, { key: 'model.aggregator' })).rejects.toThrowErrorMatchingInlineSnapshot(`[ConfigError: model.aggregator.selfdistill: unknown key (got false). Allowed: hiddenDim, attnDim, dropout, selfDistill, tau, gamma, rateOverAllClasses, kSample, subtyping, init, inputNorm. Did you mean "selfDistill"?]`);
+      await expect(builtinRegistry().resolve('aggregator', { name: 'dmin', selfdistill: false }, { key: 'model.aggregator' })).rejects.toThrowErrorMatchingInlineSnapshot(`[ConfigError: model.aggregator.selfdistill: unknown key (got false). Allowed: hiddenDim, attnDim, dropout, selfDistill, tau, gamma, rateOverAllClasses, kSample, subtyping, init, inputNorm, screenedKeep. Did you mean "selfDistill"?]`);
     });
 
     it('declares what the losses need', () => {

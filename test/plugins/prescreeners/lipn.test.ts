@@ -169,6 +169,55 @@ describe('prescreener/lipn', () => {
     model.dispose();
   });
 
+  it('missWeight: a missed target weighs w, a false keep 1 (loss and gradients by hand); w = 1 is the published loss', () => {
+    const weighted = new LipnPrescreener(LipnOptions.parse({ missWeight: 4, rateLossWeight: 0 }), modelContext({ inputDim: 1, numClasses: 2 }));
+    const published = new LipnPrescreener(LipnOptions.parse({ rateLossWeight: 0 }), modelContext({ inputDim: 1, numClasses: 2 }));
+    // (0,0) matched keep, (0,1) false keep, (1,0) miss, (1,1) matched drop.
+    const scores = tf.tensor2d([[2, 1], [-1, -3]]);
+    const targets = tf.tensor2d([[1, 0], [1, 0]]);
+    // mean over N·C = 4 entries: (0 + 1·1 + 4·1 + 0) / 4 with w = 4; (0 + 1 + 1 + 0) / 4 with w = 1.
+    expect(weighted.imitationLoss(scores, targets).dataSync()[0]).toBeCloseTo(5 / 4, 6);
+    expect(published.imitationLoss(scores, targets).dataSync()[0]).toBeCloseTo(2 / 4, 6);
+    // Straight-through: d/dO = weight · sign(M - T) · σ'(O) / 4 on mismatches, 0 on matches.
+    const sigmoidSlope = (o: number): number => Math.exp(-o) / (1 + Math.exp(-o)) ** 2;
+    const gradient = Array.from(tf.grad((o: tf.Tensor) => weighted.imitationLoss(o as tf.Tensor2D, targets))(scores).dataSync());
+    expectClose(gradient, [0, sigmoidSlope(1) / 4, (-4 * sigmoidSlope(-1)) / 4, 0], 1e-7, 1e-5, 'weighted gradient');
+    tf.dispose([scores, targets]);
+    weighted.dispose();
+    published.dispose();
+  });
+
+  it('targetRecall: after a training step the evaluation keeps that share of the target-kept instances (union of classes 0/1), and the threshold is saved', () => {
+    const model = new LipnPrescreener(LipnOptions.parse({ targetRecall: 0.75 }), modelContext({ inputDim: 1, numClasses: 2 }));
+    const n = 40;
+    const rng = new Rng(3);
+    const thumbs = tf.tensor4d(Float32Array.from({ length: n * 16 * 16 * 3 }, () => rng.next()), [n, 16, 16, 3]);
+    // 20 target-kept instances (rows 0..19, one branch or the other), 20 dropped.
+    const targets = tf.tensor2d(Array.from({ length: n }, (_, i) => (i < 20 ? (i % 2 === 0 ? [1, 0] : [0, 1]) : [0, 0])).flat(), [n, 2]);
+    const eval0 = { training: false, rng: new Rng(0) };
+    const before = Array.from(model.score(thumbs, eval0).dataSync());
+    tf.dispose(model.imitationLoss(model.branchScores(thumbs, { training: true, rng: new Rng(1) }), targets));
+    const after = Array.from(model.score(thumbs, eval0).dataSync());
+    // Eval scores are shifted by the stored threshold t, which keeps 15 of the 20 target-kept instances (drops
+    // floor(0.25 · 20) = 5). A fresh network's scores lie within ~1e-6 of each other, so float32 rounding of O - t may
+    // move the one instance next to the midpoint: 15 ± 1. The training forward moved the running statistics, so
+    // the shift is checked on the threshold, not against the scores before the step.
+    const named = new Map(model.namedTensors());
+    expect([...named.keys()]).toEqual(expect.arrayContaining(['keep_threshold', 'num_bags_calibrated']));
+    const threshold = named.get('keep_threshold')?.variable.dataSync()[0] as number;
+    expect(threshold).not.toBe(0);
+    const keptTargets = after.slice(0, 20).filter((v) => v > 0).length;
+    expect(keptTargets).toBeGreaterThanOrEqual(14);
+    expect(keptTargets).toBeLessThanOrEqual(16);
+    expect(before.length).toBe(n);
+    // Without the option the keys are HDMIL's only.
+    const plain = new LipnPrescreener(LipnOptions.parse({}), modelContext({ inputDim: 1, numClasses: 2 }));
+    expect(plain.namedTensors().map(([name]) => name).some((name) => name.startsWith('keep_threshold'))).toBe(false);
+    tf.dispose([thumbs, targets]);
+    model.dispose();
+    plain.dispose();
+  });
+
   it('leaks no tensors over a training step', () => {
     const model = new LipnPrescreener(LipnOptions.parse({}), modelContext({ inputDim: 1, numClasses: 2 }));
     const thumbs = tf.randomUniform([5, 16, 16, 3]) as tf.Tensor4D;
@@ -183,7 +232,7 @@ describe('prescreener/lipn', () => {
 
   it('is registered as a trainable prescreener', async () => {
     expect(lipn.capabilities.trainable).toBe(true);
-    await expect(builtinRegistry().resolve('prescreener', { name: 'lipn', rateLossweight: 1 }, { key: 'model.prescreener' })).rejects.toThrowErrorMatchingInlineSnapshot(`[ConfigError: model.prescreener.rateLossweight: unknown key (got 1). Allowed: maskLossWeight, rateLossWeight, rateOverAllClasses. Did you mean "rateLossWeight"?]`);
+    await expect(builtinRegistry().resolve('prescreener', { name: 'lipn', rateLossweight: 1 }, { key: 'model.prescreener' })).rejects.toThrowErrorMatchingInlineSnapshot(`[ConfigError: model.prescreener.rateLossweight: unknown key (got 1). Allowed: maskLossWeight, rateLossWeight, rateOverAllClasses, targetRecall, missWeight. Did you mean "rateLossWeight"?]`);
   });
   });
 });
