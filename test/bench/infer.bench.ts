@@ -175,15 +175,20 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   const work = path.join(CACHE, `run-${path.basename(recipe, path.extname(recipe))}-${recipeKey}`);
   await mkdir(work, { recursive: true });
   const outputs = path.join(work, 'outputs', 'infer-bench');
-  if (!existsSync(outputs) || readdirSync(outputs).length === 0) {
+  // fold-0/done.json is written when the fold finished: a run killed mid-training is trained again, not used.
+  const trained = (): boolean => existsSync(outputs) && readdirSync(outputs).some((d) => existsSync(path.join(outputs, d, 'fold-0', 'done.json')));
+  if (!trained()) {
     ctx.log(`training ${path.relative(ctx.root, recipe)} on ${trainSlides} slides: DMIN (${epochs} epochs) + LIPN (${lipnEpochs} epochs), one fold ...`);
     await rm(outputs, { recursive: true, force: true });
     await milkit(ctx, ['run', recipe, '--folds', '0', ...overrides], work);
   }
-  const runDir = path.join(outputs, readdirSync(outputs)[0] as string);
+  const runDir = path.join(outputs, readdirSync(outputs).find((d) => existsSync(path.join(outputs, d, 'fold-0', 'done.json'))) as string);
 
   const big = await cohort(ctx.log, 'large', large, size, 23);
   const scored = await cohort(ctx.log, 'auc', aucSlides, small, 37);
+  // A small slide (a dozen tissue patches) scored first by every large-slide run, so that process start-up, the ONNX
+  // session's first batches and the kernels' first calls are never charged to the timed slide.
+  const warmUpCohort = await cohort(ctx.log, 'warm-up', 1, 2048, 5);
   const infer = async (slides: string, mode: 'all' | 'screened', out: string): Promise<ModeRun> => {
     await rm(out, { recursive: true, force: true });
     await milkit(ctx, ['infer', runDir, '--slides', slides, '--mode', mode, ...SLIDE_ARGS, ...encoder, '--bootstrap', '0', '--no-track', '-o', out], work);
@@ -194,13 +199,23 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   type LargeSlide = { slideId: string; label: string; file: string };
   const bigRows = parseCsv(readFileSync(path.join(big, 'slides.csv'), 'utf8'), { columns: true }) as Array<Record<string, string>>;
   const bigSlides: LargeSlide[] = bigRows.map((r) => ({ slideId: r.slide_id as string, label: r.label as string, file: path.join(big, r.slide_file as string) }));
-  const warmUp = path.join(scored, 'synthetic-000.svs');
+  const warmUp = path.join(warmUpCohort, 'synthetic-000.svs');
   const perSlide = path.join(work, 'large');
   await mkdir(perSlide, { recursive: true });
   const timed: Record<'all' | 'screened', SlideTiming[]> = { all: [], screened: [] };
   const probs: Record<'all' | 'screened', Map<string, number>> = { all: new Map(), screened: new Map() };
   const firstMode = new Map<string, 'all' | 'screened'>();
+  ctx.log(`scoring ${aucSlides} small slides in both modes ...`);
+  const allSmall = await infer(path.join(scored, 'slides.csv'), 'all', path.join(work, 'auc-all'));
+  const screenedSmall = await infer(path.join(scored, 'slides.csv'), 'screened', path.join(work, 'auc-screened'));
+  // BENCH_INFER_UNTIL (an ISO time): start no further large slide after it, so a loaded machine yields the slides that
+  // fit in the time left (at least two, one per order) instead of nothing; the section then says how many ran.
+  const until = process.env['BENCH_INFER_UNTIL'] ? Date.parse(process.env['BENCH_INFER_UNTIL']) : Number.POSITIVE_INFINITY;
   for (const [i, slide] of bigSlides.entries()) {
+    if (i >= 2 && Date.now() > until) {
+      ctx.log(`BENCH_INFER_UNTIL passed: stopping after ${i} of ${bigSlides.length} large slides`);
+      break;
+    }
     // Unlabelled tables (no label column): a two-slide table has no meaningful metric, only timings and probabilities.
     const table = path.join(perSlide, `${slide.slideId}.csv`);
     await writeFile(table, `slide_id,slide_file\nwarm-up,${warmUp}\n${slide.slideId},${slide.file}\n`);
@@ -219,9 +234,6 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       ctx.log(`  ${mode}: total ${row.seconds.total.toFixed(2)} s (crop ${row.seconds.crop.toFixed(2)}, fea ${row.seconds.fea.toFixed(2)}), ${row.patchesRead}/${row.patches} patches read, p = ${probs[mode].get(slide.slideId)?.toFixed(4)}`);
     }
   }
-  ctx.log(`scoring ${aucSlides} small slides in both modes ...`);
-  const allSmall = await infer(path.join(scored, 'slides.csv'), 'all', path.join(work, 'auc-all'));
-  const screenedSmall = await infer(path.join(scored, 'slides.csv'), 'screened', path.join(work, 'auc-screened'));
 
   const stat = (mode: 'all' | 'screened', stage: Stage, how: (v: readonly number[]) => number, first?: 'all' | 'screened'): number =>
     how(timed[mode].filter((t) => first === undefined || firstMode.get(t.slideId) === first).map((t) => t.seconds[stage]));
@@ -231,7 +243,8 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   const perSlideSaving = (stage: Stage): number => median(timed.screened.map((t) => 1 - t.seconds[stage] / (timed.all.find((a) => a.slideId === t.slideId)?.seconds[stage] ?? Number.NaN)));
   const keptPerSlide = timed.screened.map((t) => t.patchesRead / t.patches);
   const kept = timed.screened.reduce((a, t) => a + t.patchesRead, 0) / timed.screened.reduce((a, t) => a + t.patches, 0);
-  const largeDeltas = bigSlides.map((sl) => Math.abs((probs.all.get(sl.slideId) ?? Number.NaN) - (probs.screened.get(sl.slideId) ?? Number.NaN)));
+  const done = bigSlides.filter((sl) => probs.screened.has(sl.slideId));
+  const largeDeltas = done.map((sl) => Math.abs((probs.all.get(sl.slideId) ?? Number.NaN) - (probs.screened.get(sl.slideId) ?? Number.NaN)));
   const smallDeltas = [...allSmall.probs].map(([id, p]) => Math.abs(p - (screenedSmall.probs.get(id) ?? Number.NaN)));
   const meanDelta = average(largeDeltas);
   const aucDrop = (allSmall.auc ?? Number.NaN) - (screenedSmall.auc ?? Number.NaN);
@@ -248,7 +261,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   const working = (allSmall.auc ?? 0) >= 0.75 && kept >= 0.05 && kept <= 0.95;
   const check = (ok: boolean): string => (!working ? '— (not meaningful: see the model line)' : ok ? '✓' : '✗');
   const orders = (['all', 'screened'] as const).filter((f) => timed.all.some((t) => firstMode.get(t.slideId) === f));
-  const perSlideRows = bigSlides.flatMap((sl) =>
+  const perSlideRows = done.flatMap((sl) =>
     (['all', 'screened'] as const).map((mode) => {
       const t = timed[mode].find((x) => x.slideId === sl.slideId) as SlideTiming;
       return `| ${sl.slideId} (${sl.label === 'tumor_tissue' ? 'tumour' : 'normal'}) | ${mode === 'all' ? 'HDMIL†' : 'HDMIL'}${firstMode.get(sl.slideId) === mode ? ' (first)' : ''} | ${STAGES.map((st) => (st === 'lipn' && mode === 'all' ? '—' : s(t.seconds[st]))).join(' | ')} | ${t.patchesRead}/${t.patches} | ${probs[mode].get(sl.slideId)?.toFixed(4)} |`;
@@ -270,9 +283,9 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   const markdown = [
     `## infer: HDMIL's Table 2 on synthetic slides (${ctx.quick ? 'BENCH_QUICK=1, reduced' : 'full'})`,
     '',
-    `Command: \`npm run bench -- infer\`. ${large} slides of ${size} × ${Math.round(size * 0.75)} px (20×, 0.5 µm/px), 256-px patches, ResNet-18-like ONNX encoder at 224 px (512-d, random weights); DMIN + LIPN trained from \`${path.relative(ctx.root, recipe)}\` on ${trainSlides} slides of ${small} px (r = 0.6 as trained, ${epochs} + ${lipnEpochs} epochs, with the bench's overrides: kSample 8, DMIN inputNorm standardise, LIPN lr 1e-3, one fold of 4); AUC over ${aucSlides} further slides of ${small} px.`,
+    `Command: \`npm run bench -- infer\`. ${done.length === large ? large : `**${done.length} of ${large}** (BENCH_INFER_UNTIL reached)`} slides of ${size} × ${Math.round(size * 0.75)} px (20×, 0.5 µm/px), 256-px patches, ResNet-18-like ONNX encoder at 224 px (512-d, random weights); DMIN + LIPN trained from \`${path.relative(ctx.root, recipe)}\` on ${trainSlides} slides of ${small} px (r = 0.6 as trained, ${epochs} + ${lipnEpochs} epochs, with the bench's overrides: kSample 8, DMIN inputNorm standardise, LIPN lr 1e-3, one fold of 4); AUC over ${aucSlides} further slides of ${small} px.`,
     '',
-    `Timing: one \`milkit infer\` per large slide and mode, the modes interleaved slide by slide with the first mode alternating (HDMIL† first on slides 1, 3, …; HDMIL first on 2, 4, …); before each run the slide file and the encoder are read end to end (same warm file cache for both modes) and each run scores a small warm-up slide before the timed one. Seconds per slide over the ${large} large slides:`,
+    `Timing: one \`milkit infer\` per large slide and mode, the modes interleaved slide by slide with the first mode alternating (HDMIL† first on slides 1, 3, …; HDMIL first on 2, 4, …); before each run the slide file and the encoder are read end to end (same warm file cache for both modes) and each run scores a small warm-up slide before the timed one. Seconds per slide over the ${done.length} large slides:`,
     '',
     ...table2,
     '',
