@@ -14,6 +14,9 @@
 // BENCH_OVERRIDES below (this cohort's features and the bench's shorter schedule); the trained run is cached under a
 // hash of the recipe file and the overrides, so a changed recipe retrains.
 //
+// Other environment: BENCH_INFER_UNTIL (ISO time after which no further large slide starts) and BENCH_INFER_REUSE=1
+// (resume an interrupted run from its finished per-slide outputs).
+//
 // Sizes (environment): BENCH_INFER_SLIDES (8 large slides), BENCH_INFER_SIZE (20000 px wide), BENCH_INFER_TRAIN (32
 // small training slides), BENCH_INFER_AUC (32 small slides scored for the AUC), BENCH_INFER_SMALL (4096 px),
 // BENCH_INFER_EPOCHS (DMIN epochs, 20) and BENCH_INFER_LIPN_EPOCHS (15). Slides, features, the trained run and the
@@ -90,9 +93,12 @@ type Stage = (typeof STAGES)[number];
  *   evaluation gates keep nothing (docs/methods/hdmil.md#input-standardisation);
  * - LIPN at lr 1e-3 instead of the paper's 1e-4: the paper trains up to 200 epochs, this schedule 15, and at 1e-4 LIPN
  *   still kept almost nothing after 5–10 epochs (it first learns to drop every patch, DMIN's targets being mostly 0).
+ * - no early stopping (the last epoch of each stage is kept): the recipe's rule selects stage lipn's checkpoint by the
+ *   screened pipeline's validation loss, which is lowest while LIPN still keeps every patch — on this cohort it chose
+ *   epoch 0, and the fold's test then kept 100 % (kept_prescreener 1.0), so screening would save nothing.
  * r = 0.6 (the keep-rate target) is the recipe's and is never lowered here.
  */
-function benchOverrides(slideTable: string, featuresDir: string, epochs: number, lipnEpochs: number): string[] {
+export function benchOverrides(slideTable: string, featuresDir: string, epochs: number, lipnEpochs: number): string[] {
   return [
     'name=infer-bench',
     '~data.dataset',
@@ -104,10 +110,18 @@ function benchOverrides(slideTable: string, featuresDir: string, epochs: number,
     `train.epochs=${epochs}`,
     `stages.1.train.epochs=${lipnEpochs}`,
     'stages.1.train.optimizer.lr=0.001',
+    '~train.earlyStopping',
+    '~stages.1.train.earlyStopping',
     'split.folds=4',
     '++tracking.enabled=false',
     '++eval.bootstrap=0',
   ];
+}
+
+/** The cached training run of a recipe file and its overrides: a changed recipe (or override) trains again. */
+export function trainingDir(recipe: string, overrides: readonly string[]): string {
+  const key = createHash('sha256').update(readFileSync(recipe)).update(JSON.stringify(overrides)).digest('hex').slice(0, 10);
+  return path.join(CACHE, `run-${path.basename(recipe, path.extname(recipe))}-${key}`);
 }
 
 interface SlideTiming {
@@ -171,8 +185,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     await milkit(ctx, ['extract', path.join(train, 'slides.csv'), '--out', feats, ...SLIDE_ARGS, ...encoder], train);
   }
   const overrides = benchOverrides(path.join(train, 'slides.csv'), path.join(feats, 'h5_files'), epochs, lipnEpochs);
-  const recipeKey = createHash('sha256').update(readFileSync(recipe)).update(JSON.stringify(overrides)).digest('hex').slice(0, 10);
-  const work = path.join(CACHE, `run-${path.basename(recipe, path.extname(recipe))}-${recipeKey}`);
+  const work = trainingDir(recipe, overrides);
   await mkdir(work, { recursive: true });
   const outputs = path.join(work, 'outputs', 'infer-bench');
   // fold-0/done.json is written when the fold finished: a run killed mid-training is trained again, not used.
@@ -189,7 +202,15 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   // A small slide (a dozen tissue patches) scored first by every large-slide run, so that process start-up, the ONNX
   // session's first batches and the kernels' first calls are never charged to the timed slide.
   const warmUpCohort = await cohort(ctx.log, 'warm-up', 1, 2048, 5);
+  // BENCH_INFER_REUSE=1 keeps the outputs of an interrupted run (a finished `milkit infer` per slide and mode) and runs
+  // only what is missing; the reused timings are that earlier run's, so the section says so.
+  const reuse = process.env['BENCH_INFER_REUSE'] === '1';
+  let reused = 0;
   const infer = async (slides: string, mode: 'all' | 'screened', out: string): Promise<ModeRun> => {
+    if (reuse && existsSync(path.join(out, 'timing.csv')) && existsSync(path.join(out, 'predictions.csv'))) {
+      reused += 1;
+      return readMode(out);
+    }
     await rm(out, { recursive: true, force: true });
     await milkit(ctx, ['infer', runDir, '--slides', slides, '--mode', mode, ...SLIDE_ARGS, ...encoder, '--bootstrap', '0', '--no-track', '-o', out], work);
     return readMode(out);
@@ -295,6 +316,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     `- total per slide ${check(saving('total') >= 0.3)} ≥ 30 % lower: ${pct(saving('total'))} (median per slide ${pct(perSlideSaving('total'))})`,
     `- mean |Δp| between the modes over the ${largeDeltas.length} large slides ${check(meanDelta <= 0.02)} ≤ 0.02: ${meanDelta.toFixed(4)} (max ${Math.max(...largeDeltas).toFixed(4)}); over the ${smallDeltas.length} small slides ${average(smallDeltas).toFixed(4)}`,
     `- AUC on ${aucSlides} small slides: HDMIL† ${allSmall.auc?.toFixed(4)}, HDMIL ${screenedSmall.auc?.toFixed(4)} ${check(aucDrop <= 0.02)} (drop ≤ 0.02)`,
+    ...(reused > 0 ? [`- BENCH_INFER_REUSE=1: ${reused} of the \`milkit infer\` runs above were reused from an earlier, interrupted run of the same bench`] : []),
     '',
     'Per slide (seconds; patches read at 20× / tissue patches; probability of tumour):',
     '',
