@@ -98,7 +98,7 @@ type Stage = (typeof STAGES)[number];
  *   epoch 0, and the fold's test then kept 100 % (kept_prescreener 1.0), so screening would save nothing.
  * r = 0.6 (the keep-rate target) is the recipe's and is never lowered here.
  */
-export function benchOverrides(slideTable: string, featuresDir: string, epochs: number, lipnEpochs: number): string[] {
+export function benchOverrides(slideTable: string, featuresDir: string, epochs: number, lipnEpochs: number, recipeText: string): string[] {
   return [
     'name=infer-bench',
     '~data.dataset',
@@ -110,8 +110,8 @@ export function benchOverrides(slideTable: string, featuresDir: string, epochs: 
     `train.epochs=${epochs}`,
     `stages.1.train.epochs=${lipnEpochs}`,
     'stages.1.train.optimizer.lr=0.001',
-    '~train.earlyStopping',
-    '~stages.1.train.earlyStopping',
+    // Deleting a key the recipe does not have is an error, and a recipe without early stopping needs no deletion.
+    ...(recipeText.includes('earlyStopping') ? ['~train.earlyStopping', '~stages.1.train.earlyStopping'] : []),
     'split.folds=4',
     '++tracking.enabled=false',
     '++eval.bootstrap=0',
@@ -184,7 +184,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     ctx.log('extracting the training cohort (ResNet-18-like, 224 px) ...');
     await milkit(ctx, ['extract', path.join(train, 'slides.csv'), '--out', feats, ...SLIDE_ARGS, ...encoder], train);
   }
-  const overrides = benchOverrides(path.join(train, 'slides.csv'), path.join(feats, 'h5_files'), epochs, lipnEpochs);
+  const overrides = benchOverrides(path.join(train, 'slides.csv'), path.join(feats, 'h5_files'), epochs, lipnEpochs, readFileSync(recipe, 'utf8'));
   const work = trainingDir(recipe, overrides);
   await mkdir(work, { recursive: true });
   const outputs = path.join(work, 'outputs', 'infer-bench');
