@@ -76,6 +76,8 @@ for (const slide of slides) {
   const rowOf = (k: number): number[] => a[Math.min(k, a.length - 1)] ?? [];
   const n = data.n;
   add('true fine row, after softmax (what instance_auc reports)', rowOf(y), truth);
+  // Each class's row has its own attention weights, so each may settle on its own orientation.
+  add(`true fine row, bags of class ${y}`, rowOf(y), truth);
   // log A = raw score − logsumexp over the bag; minus its bag mean it is the pre-softmax score centred per bag.
   const logRow = rowOf(y).map((v) => Math.log(v));
   const logMean = logRow.reduce((x, v) => x + v, 0) / Math.max(1, logRow.length);
@@ -134,7 +136,7 @@ for (const slide of slides) {
 
 const total = readouts.get('true fine row, after softmax (what instance_auc reports)')?.perBag.length ?? 0;
 process.stdout.write(`${JSON.stringify({ run: runDir, fold: fold.fold, testBags: slides.length, accuracy: correct / Math.max(1, slides.length), bagsWithKeys: total })}\n`);
-for (const [name, r] of readouts) process.stdout.write(`${JSON.stringify(r.summary(name))}\n`);
+for (const [name, r] of [...readouts].sort(([a], [b]) => (a.startsWith('true fine row, bags') ? 1 : 0) - (b.startsWith('true fine row, bags') ? 1 : 0))) process.stdout.write(`${JSON.stringify(r.summary(name))}\n`);
 const background = readouts.get('true fine row, after softmax (what instance_auc reports)')?.truth.filter((t) => !t).length ?? 1;
 process.stdout.write(`${JSON.stringify({ meanOneInstanceLogitTrueClass: { key: keyEvidence / Math.max(1, keyCount), background: backgroundEvidence / Math.max(1, background) } })}\n`);
 await cohort.source.close?.();
