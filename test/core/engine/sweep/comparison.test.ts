@@ -217,6 +217,16 @@ describe('sweep comparison at a second label level (coarse_* metrics)', () => {
     expect(coarse?.slideIds).toEqual(set?.slideIds);
     expect(coarse?.labels).toEqual(set?.labels.map(parentOf));
     for (const [i, p] of (set?.probs ?? []).entries()) expect(coarse?.probs[i]?.[1]).toBeCloseTo((p[2] ?? 0) + (p[3] ?? 0), 12);
+    // A slide without a coarse label leaves the level out rather than scoring it on part of the slides.
+    const file = path.join(await mkdtemp(path.join(tmpdir(), 'milkit-levels-')), 'predictions.csv');
+    const partialRows = [
+      { slideId: 'x', caseId: 'x', label: 0, probs: [0.7, 0.1, 0.1, 0.1], prediction: 0, coarse: { label: 0, probs: [0.8, 0.2], prediction: 0 } },
+      { slideId: 'y', caseId: 'y', label: 2, probs: [0.1, 0.1, 0.7, 0.1], prediction: 2 },
+    ];
+    await writeAtomic(file, predictionsCsv(partialRows, FINE_NAMES, COARSE_NAMES));
+    const partial = await readFoldPredictions(file);
+    expect(partial?.numClasses).toBe(4);
+    expect(partial?.levels).toBeUndefined();
   });
 
   it('asks for each coarse_<metric> as <metric> at the coarse class count', async () => {
