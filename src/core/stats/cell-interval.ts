@@ -4,7 +4,7 @@
 // repeats is reported, as for the DeLong test and the paired bootstrap (docs/sweeps.md#is-a-difference-real-statistics).
 import type { Metric } from '../../registry/contracts/metric.js';
 import type { Rng } from '../runtime/random.js';
-import { pool, type FoldPredictionSet, type FoldRecord } from './compare.js';
+import { atLevel, pool, type FoldPredictionSet, type FoldRecord } from './compare.js';
 import { caseBootstrap, drawCaseResamples, slidesByCase, type CaseBootstrap } from './paired-bootstrap.js';
 import { median } from './repeats.js';
 
@@ -27,6 +27,8 @@ export interface CellIntervalOptions {
   readonly resamples: number;
   readonly confidence?: number;
   readonly rng: Rng;
+  /** The label level the metric is computed at (`coarse`; see resolveMetric); default the flat predictions. */
+  readonly level?: string;
 }
 
 /** The prediction sets a row's interval is computed on: per repeat the pooled folds, or each fold when a slide is tested twice. */
@@ -53,7 +55,10 @@ export function pooledPredictionUnits(folds: ReadonlyArray<FoldRecord | null>): 
  * no fold has predictions or the metric is undefined everywhere.
  */
 export function cellInterval(folds: ReadonlyArray<FoldRecord | null>, metric: Metric, options: CellIntervalOptions): CellInterval | null {
-  const units = pooledPredictionUnits(folds);
+  const units = pooledPredictionUnits(folds).flatMap((unit) => {
+    const set = atLevel(unit, options.level);
+    return set ? [set] : [];
+  });
   const results: CaseBootstrap[] = [];
   units.forEach((unit, u) => {
     const draws = drawCaseResamples(slidesByCase(unit.caseIds).length, options.resamples, options.rng.fork(`unit-${u}`));

@@ -19,6 +19,39 @@ export interface FoldPredictionSet {
   readonly labels: readonly number[];
   readonly probs: ReadonlyArray<readonly number[]>;
   readonly numClasses: number;
+  /**
+   * The same slides' predictions at other label levels, by level name (`coarse` for hierarchical tasks); a fold
+   * metric `<level>_<metric>` is `<metric>` on that level ([resolveMetric]).
+   */
+  readonly levels?: Readonly<Record<string, FoldPredictionSet>>;
+}
+
+/** Where a fold metric is recomputed from predictions: on the flat predictions or on one of their levels. */
+export interface MetricTarget {
+  /** Undefined for the flat predictions. */
+  readonly level?: string;
+  /** The metric plugin's name (the fold metric's name without the level prefix). */
+  readonly name: string;
+  readonly numClasses: number;
+}
+
+/**
+ * Which predictions and plugin a fold metric is recomputed with: the metric itself on the flat predictions when
+ * `hasMetric` knows it, else `<level>_<metric>` → `<metric>` on that level's predictions. Any metric a run reports
+ * at a level resolves this way, so no level metric is named here. Undefined when nothing computes it.
+ */
+export function resolveMetric(metric: string, set: FoldPredictionSet, hasMetric: (name: string, numClasses: number) => boolean): MetricTarget | undefined {
+  if (hasMetric(metric, set.numClasses)) return { name: metric, numClasses: set.numClasses };
+  for (const [level, sub] of Object.entries(set.levels ?? {})) {
+    const prefix = `${level}_`;
+    if (metric.startsWith(prefix) && hasMetric(metric.slice(prefix.length), sub.numClasses)) return { level, name: metric.slice(prefix.length), numClasses: sub.numClasses };
+  }
+  return undefined;
+}
+
+/** The predictions of one level (the set itself for the flat level); undefined when the set lacks the level. */
+export function atLevel(set: FoldPredictionSet, level: string | undefined): FoldPredictionSet | undefined {
+  return level === undefined ? set : set.levels?.[level];
 }
 
 /** What one finished fold of a row contributes. */
@@ -55,7 +88,7 @@ export interface CompareOptions {
   readonly confidence?: number;
   /** Metric plugins by name and class count, for the bootstrap; a metric without one gets no bootstrap. */
   readonly metricFor?: (name: string, numClasses: number) => Metric | undefined;
-  /** Metric names whose binary-AUC DeLong test applies (default: `auc`). */
+  /** Metric names whose binary-AUC DeLong test applies (default: `auc`), at any level (`coarse_auc` on a binary coarse level). */
   readonly aucMetrics?: readonly string[];
   /** Bootstrap resamples per unit (0 = off). */
   readonly bootstrapResamples?: number;
@@ -167,12 +200,16 @@ function predictionUnits(pairs: readonly Pair[]): Array<{ base: FoldPredictionSe
 
 /** One prediction set holding every set's slides, in order (the pooled out-of-fold predictions of a repeat). */
 export function pool(sets: readonly FoldPredictionSet[]): FoldPredictionSet {
+  // A level is pooled only when every set has it, so a pooled level never covers fewer slides than the flat set.
+  const levelNames = [...new Set(sets.flatMap((s) => Object.keys(s.levels ?? {})))].filter((l) => sets.every((s) => s.levels?.[l] !== undefined));
+  const levels = Object.fromEntries(levelNames.map((l) => [l, pool(sets.map((s) => s.levels?.[l] as FoldPredictionSet))]));
   return {
     slideIds: sets.flatMap((s) => s.slideIds),
     caseIds: sets.flatMap((s) => s.caseIds),
     labels: sets.flatMap((s) => s.labels),
     probs: sets.flatMap((s) => s.probs),
     numClasses: sets[0]?.numClasses ?? 0,
+    ...(levelNames.length > 0 ? { levels } : {}),
   };
 }
 
@@ -180,13 +217,15 @@ export function pool(sets: readonly FoldPredictionSet[]): FoldPredictionSet {
 function alignTo(reference: FoldPredictionSet, set: FoldPredictionSet): FoldPredictionSet {
   const at = new Map(set.slideIds.map((id, i) => [id, i] as const));
   const order = reference.slideIds.map((id) => at.get(id) as number);
-  return {
-    slideIds: order.map((i) => set.slideIds[i] as string),
-    caseIds: order.map((i) => set.caseIds[i] as string),
-    labels: order.map((i) => set.labels[i] as number),
-    probs: order.map((i) => set.probs[i] as readonly number[]),
-    numClasses: set.numClasses,
-  };
+  const reorder = (s: FoldPredictionSet): FoldPredictionSet => ({
+    slideIds: order.map((i) => s.slideIds[i] as string),
+    caseIds: order.map((i) => s.caseIds[i] as string),
+    labels: order.map((i) => s.labels[i] as number),
+    probs: order.map((i) => s.probs[i] as readonly number[]),
+    numClasses: s.numClasses,
+    ...(s.levels ? { levels: Object.fromEntries(Object.entries(s.levels).map(([l, sub]) => [l, reorder(sub)])) } : {}),
+  });
+  return reorder(set);
 }
 
 function medianOf(tests: ReadonlyArray<{ difference: number; ci: readonly [number, number]; p: number; z?: number }>): MedianTest | null {
@@ -215,11 +254,19 @@ function compareMetric(metric: string, pairs: readonly Pair[], units: ReturnType
     // No test without n_test/n_train: the uncorrected test would overstate significance.
     if (unknown === 0) tTest = correctedResampledTTest({ differences, testTrainRatio: ratios.reduce((a, b) => a + b, 0) / ratios.length, confidence });
   }
-  const isBinary = units.every((u) => u.base.numClasses === 2);
+  // The DeLong test and the bootstrap recompute the metric from predictions, at the level the metric names.
+  const target = units[0] === undefined ? undefined : resolveMetric(metric, units[0].base, (name, k) => options.metricFor?.(name, k) !== undefined || (options.aucMetrics ?? ['auc']).includes(name));
+  const levelUnits = units.flatMap((u) => {
+    const base = atLevel(u.base, target?.level);
+    const row = atLevel(u.row, target?.level);
+    return base && row ? [{ base, row }] : [];
+  });
+  const complete = target !== undefined && levelUnits.length === units.length && units.length > 0;
+  const isBinary = levelUnits.every((u) => u.base.numClasses === 2);
   let delong: MedianTest | null = null;
-  if ((options.aucMetrics ?? ['auc']).includes(metric) && isBinary && units.length > 0) {
+  if (complete && (options.aucMetrics ?? ['auc']).includes(target.name) && isBinary) {
     const tests: DelongTest[] = [];
-    for (const unit of units) {
+    for (const unit of levelUnits) {
       try {
         const isPositive = unit.base.labels.map((y) => y === 1);
         tests.push(delongPairedTest(isPositive, unit.base.probs.map((p) => p[1] as number), unit.row.probs.map((p) => p[1] as number), confidence));
@@ -232,11 +279,11 @@ function compareMetric(metric: string, pairs: readonly Pair[], units: ReturnType
     delong = medianOf(tests);
   }
   let bootstrap: MedianTest | null = null;
-  const plugin = units[0] === undefined ? undefined : options.metricFor?.(metric, units[0].base.numClasses);
+  const plugin = complete ? options.metricFor?.(target.name, target.numClasses) : undefined;
   const resamples = options.bootstrapResamples ?? 1000;
-  if (plugin && resamples > 0 && units.length > 0) {
+  if (plugin && resamples > 0) {
     const tests: PairedBootstrap[] = [];
-    units.forEach((unit, u) => {
+    levelUnits.forEach((unit, u) => {
       const draws = drawCaseResamples(slidesByCase(unit.base.caseIds).length, resamples, rng.fork(`${metric}/unit-${u}`));
       const result = pairedBootstrap({ caseIds: unit.base.caseIds, labels: unit.base.labels, probsA: unit.base.probs, probsB: unit.row.probs, numClasses: unit.base.numClasses }, plugin, draws, confidence);
       if (result) tests.push(result);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { Metric } from '../../../registry/contracts/metric.js';
 import { Rng } from '../../runtime/random.js';
 import { cellInterval, type CellInterval } from '../../stats/cell-interval.js';
-import { compareWithBaseline, type ComparisonResult, type FoldRecord, type MedianTest, type RowRecord } from '../../stats/compare.js';
+import { compareWithBaseline, resolveMetric, type ComparisonResult, type FoldPredictionSet, type FoldRecord, type MedianTest, type RowRecord } from '../../stats/compare.js';
 import { methodFootnote, readFoldPredictions } from '../../stats/report.js';
 import type { JobResult } from '../job.js';
 import type { PlannedCellRecord, SweepLayout, SweepRecord } from './state.js';
@@ -160,6 +160,24 @@ export function comparisonJson(result: ComparisonResult): string {
   return `${JSON.stringify(result, (_key, value: unknown) => (typeof value === 'number' && !Number.isFinite(value) ? String(value) : value), 2)}\n`;
 }
 
+/**
+ * The metric plugins (name, number of classes) the intervals and bootstraps may ask for: each metric on the flat
+ * predictions' class counts, and each `<level>_<metric>` as `<metric>` on that level's class counts.
+ */
+export function metricRequests(rows: readonly RowRecord[], metrics: readonly string[]): Array<{ readonly name: string; readonly numClasses: number }> {
+  const sets = rows.flatMap((r) => r.folds.flatMap((f) => (f?.predictions ? [f.predictions] : [])));
+  const requests = new Map<string, { name: string; numClasses: number }>();
+  const add = (name: string, numClasses: number): void => void requests.set(`${name}/${numClasses}`, { name, numClasses });
+  const levelsOf = (set: FoldPredictionSet): Array<[string, FoldPredictionSet]> => Object.entries(set.levels ?? {});
+  for (const metric of metrics.filter((m) => m !== TIME_METRIC)) {
+    for (const set of sets) {
+      add(metric, set.numClasses);
+      for (const [level, sub] of levelsOf(set)) if (metric.startsWith(`${level}_`)) add(metric.slice(level.length + 1), sub.numClasses);
+    }
+  }
+  return [...requests.values()];
+}
+
 /** Per cell (index into the sweep's cells) and metric: the pooled out-of-fold estimate with its bootstrap CI. */
 export interface CellIntervals {
   readonly byCell: ReadonlyMap<number, Readonly<Record<string, CellInterval | null>>>;
@@ -178,11 +196,13 @@ export function computeCellIntervals(record: SweepRecord, rows: readonly RowReco
   record.cells.forEach((cell, i) => {
     const row = rows[i];
     if (!row || resamples <= 0) return;
-    const numClasses = row.folds.find((f) => f?.predictions !== undefined)?.predictions?.numClasses;
+    const predictions = row.folds.find((f) => f?.predictions !== undefined)?.predictions;
     const entry: Record<string, CellInterval | null> = {};
     for (const metric of metrics.filter((m) => m !== TIME_METRIC)) {
-      const plugin = numClasses === undefined ? undefined : options.metricFor?.(metric, numClasses);
-      entry[metric] = plugin ? cellInterval(row.folds, plugin, { resamples, rng: root.fork(`cell/${row.group ?? ''}/${row.label}/${metric}`) }) : null;
+      // `coarse_auc` is the auc plugin on the coarse predictions, like any `<level>_<metric>` a run reports.
+      const target = predictions === undefined ? undefined : resolveMetric(metric, predictions, (name, k) => options.metricFor?.(name, k) !== undefined);
+      const plugin = target === undefined ? undefined : options.metricFor?.(target.name, target.numClasses);
+      entry[metric] = plugin ? cellInterval(row.folds, plugin, { resamples, rng: root.fork(`cell/${row.group ?? ''}/${row.label}/${metric}`), ...(target?.level !== undefined ? { level: target.level } : {}) }) : null;
     }
     byCell.set(cell.index, entry);
   });
@@ -218,7 +238,7 @@ export function renderIntervalMarkdown(record: SweepRecord, intervals: CellInter
   lines.push('', [
     `[^ci]: Each cell's metric recomputed on its pooled out-of-fold test predictions (every fold's test slides of one repeat together; each fold on its own when test sets overlap, as in monte-carlo splits),`,
     `    with a ${level} percentile bootstrap over patients (all slides of a patient resampled together): ${intervals.resamples} resamples per repeat, drawn from the fixed random stream "sweep-stats" forked per dataset, row and metric, so a re-run gives the same interval.`,
-    `    With repeats the value and each bound are the medians over repeats. The metric is the configured metric plugin (eval.metrics) for the data's number of classes; resamples where it is undefined (one class drawn, for AUC) are left out.`,
+    `    With repeats the value and each bound are the medians over repeats. The metric is the configured metric plugin (eval.metrics) for the data's number of classes; a second label level's column (coarse_auc) is the plugin (auc) on that level's predictions and classes; resamples where it is undefined (one class drawn, for AUC) are left out.`,
     `    The pooled value can differ from the mean over folds above (a pooled AUC also compares slides scored by different folds' models). It measures test-set noise for the trained models, not training variance.`,
   ].join('\n'));
   return lines.join('\n');

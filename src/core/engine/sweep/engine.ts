@@ -19,7 +19,7 @@ import {
   exists, readJobError, readJobResult, STATE_VERSION, SweepLayout, writeAtomic,
   type JobErrorFile, type JobManifest, type SweepRecord,
 } from './state.js';
-import { compareSweepRows, comparisonJson, computeCellIntervals, loadRowRecords, renderComparisonMarkdown, renderIntervalMarkdown, rowLabel, rowLabels } from './comparison.js';
+import { compareSweepRows, comparisonJson, computeCellIntervals, loadRowRecords, metricRequests, renderComparisonMarkdown, renderIntervalMarkdown, rowLabel, rowLabels } from './comparison.js';
 import { renderFoldsCsv, renderMarkdown, renderSummaryCsv, summarizeSweep, TIME_METRIC, type SweepTable } from './table.js';
 import type { SweepTracking } from './tracking.js';
 
@@ -269,14 +269,12 @@ function checkBaseline(definition: SweepDefinition, cells: SweepPlan['cells']): 
 /** The metric plugins the bootstraps need, resolved once per (metric, class count) seen in the predictions. */
 async function prepareMetrics(rows: Awaited<ReturnType<typeof loadRowRecords>>, metrics: readonly string[], resolve: SweepOptions['metricFor']): Promise<(name: string, numClasses: number) => Metric | undefined> {
   if (!resolve) return () => undefined;
-  // Datasets of one sweep may differ in their number of classes: each gets the plugin created for its own.
-  const classCounts = [...new Set(rows.flatMap((r) => r.folds.map((f) => f?.predictions?.numClasses)).filter((n): n is number => n !== undefined))];
+  // Datasets of one sweep may differ in their number of classes, and a level (coarse_*) has its own: each gets the
+  // plugin created for its own.
   const byKey = new Map<string, Metric>();
-  for (const numClasses of classCounts) {
-    for (const name of metrics.filter((m) => m !== TIME_METRIC)) {
-      const metric = await resolve(name, numClasses);
-      if (metric) byKey.set(`${name}/${numClasses}`, metric);
-    }
+  for (const { name, numClasses } of metricRequests(rows, metrics)) {
+    const metric = await resolve(name, numClasses);
+    if (metric) byKey.set(`${name}/${numClasses}`, metric);
   }
   return (name, numClasses) => byKey.get(`${name}/${numClasses}`);
 }

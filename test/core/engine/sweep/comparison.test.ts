@@ -4,7 +4,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import type { JobResult } from '../../../../src/core/engine/job.js';
-import { compareSweepRows, computeCellIntervals, loadRowRecords, renderComparisonMarkdown, renderIntervalMarkdown, rowLabel, rowLabels } from '../../../../src/core/engine/sweep/comparison.js';
+import { compareSweepRows, computeCellIntervals, loadRowRecords, metricRequests, renderComparisonMarkdown, renderIntervalMarkdown, rowLabel, rowLabels } from '../../../../src/core/engine/sweep/comparison.js';
 import { readFoldPredictions } from '../../../../src/core/stats/report.js';
 import { SweepLayout, writeAtomic, type PlannedCellRecord, type SweepRecord } from '../../../../src/core/engine/sweep/state.js';
 import { renderMarkdown, summarizeSweep } from '../../../../src/core/engine/sweep/table.js';
@@ -156,5 +156,122 @@ describe('sweep comparison', () => {
     expect(meta.format).toBe('png');
     expect(meta.width).toBeGreaterThan(600);
     expect(await writeForestPlot(file, [], { title: '', xTitle: '', baseline: '' })).toBeUndefined();
+  });
+});
+
+// Hierarchical rows: four fine classes under two coarse ones, as HMIL's sweeps report them. The fold metrics carry
+// `coarse_*` keys; predictions.csv carries the coarse columns (coarse_label, pc_<class>).
+const FINE_NAMES = ['a1', 'a2', 'b1', 'b2'];
+const COARSE_NAMES = ['a', 'b'];
+const parentOf = (fine: number): number => (fine < 2 ? 0 : 1);
+const ACCURACY: Metric = {
+  compute: (input) => ({ value: input.labels.filter((y, i) => (input.probs[i] ?? []).indexOf(Math.max(...(input.probs[i] ?? []))) === y).length / input.labels.length }),
+};
+const coarseProbs = (probs: readonly number[]): number[] => [(probs[0] ?? 0) + (probs[1] ?? 0), (probs[2] ?? 0) + (probs[3] ?? 0)];
+
+async function writeHierarchicalJob(layout: SweepLayout, id: string, fold: number, strength: number, rng: Rng): Promise<JobResult> {
+  const slides = SLIDES.map((s, i) => ({ ...s, label: i % 4 }));
+  const test = slides.filter((_, i) => Math.floor(i / 2) % FOLDS === fold);
+  const train = slides.filter((s) => !test.includes(s)).map((s) => s.slideId);
+  const folds = Array.from({ length: FOLDS }, (_, k) => (k === fold ? { index: k, train, val: train.slice(0, 2), test: test.map((s) => s.slideId) } : { index: k, train: [], val: [], test: [] }));
+  await writeAtomic(path.join(layout.jobDir(id), 'splits', 'splits.json'), JSON.stringify({ folds }));
+  const rows = test.map((s) => {
+    const logits = FINE_NAMES.map((_, k) => (k === s.label ? strength : 0) + rng.normal());
+    const total = logits.reduce((a, l) => a + Math.exp(l), 0);
+    const probs = logits.map((l) => Math.exp(l) / total);
+    const coarse = coarseProbs(probs);
+    return {
+      slideId: s.slideId, caseId: s.caseId, label: s.label, probs, prediction: probs.indexOf(Math.max(...probs)), fold,
+      coarse: { label: parentOf(s.label), probs: coarse, prediction: coarse[1] as number > 0.5 ? 1 : 0 },
+    };
+  });
+  await writeAtomic(path.join(layout.jobDir(id), `fold-${fold}`, 'predictions.csv'), predictionsCsv(rows, FINE_NAMES, COARSE_NAMES));
+  const coarseAuc = binaryAuc(rows.map((r) => r.coarse.label === 1), rows.map((r) => r.coarse.probs[1] as number));
+  const coarseInput = { labels: rows.map((r) => r.coarse.label), probs: rows.map((r) => r.coarse.probs), numClasses: 2 };
+  const fineInput = { labels: rows.map((r) => r.label), probs: rows.map((r) => r.probs), numClasses: 4 };
+  return { id, fold, metrics: { accuracy: ACCURACY.compute(fineInput).value, coarse_auc: coarseAuc, coarse_accuracy: ACCURACY.compute(coarseInput).value }, secondsPerSlide: 0.1, epochs: 1 };
+}
+
+describe('sweep comparison at a second label level (coarse_* metrics)', () => {
+  // Plugins by their own name and class count, as the CLI's registry hands them out: no `coarse_` plugin exists.
+  const metricFor = (name: string, numClasses: number): Metric | undefined => (name === 'auc' && numClasses === 2 ? AUC : name === 'accuracy' ? ACCURACY : undefined);
+
+  async function hierarchicalState() {
+    const layout = new SweepLayout(await mkdtemp(path.join(tmpdir(), 'milkit-comparison-levels-')));
+    const cells = [cell(0, 'HMIL'), cell(1, 'ABMIL')];
+    const record: SweepRecord = { version: 1, name: 'levels', specHash: 'abcd1234', experimentFile: '/e.yaml', cwd: '/', grid: [], zip: [], cells };
+    const results = new Map<string, JobResult>();
+    const rng = new Rng('comparison-levels');
+    for (const c of cells) {
+      for (const [fold, id] of c.jobIds.entries()) results.set(id, await writeHierarchicalJob(layout, id, fold, c.index === 0 ? 0.5 : 2.5, rng.fork(id)));
+    }
+    return { layout, record, rows: await loadRowRecords(record, results, layout) };
+  }
+
+  it('reads the coarse level of predictions.csv as a second prediction set of the same slides', async () => {
+    const { rows } = await hierarchicalState();
+    const set = rows[0]?.folds[1]?.predictions;
+    expect(set?.numClasses).toBe(4);
+    const coarse = set?.levels?.coarse;
+    expect(coarse?.numClasses).toBe(2);
+    expect(coarse?.slideIds).toEqual(set?.slideIds);
+    expect(coarse?.labels).toEqual(set?.labels.map(parentOf));
+    for (const [i, p] of (set?.probs ?? []).entries()) expect(coarse?.probs[i]?.[1]).toBeCloseTo((p[2] ?? 0) + (p[3] ?? 0), 12);
+    // A slide without a coarse label leaves the level out rather than scoring it on part of the slides.
+    const file = path.join(await mkdtemp(path.join(tmpdir(), 'milkit-levels-')), 'predictions.csv');
+    const partialRows = [
+      { slideId: 'x', caseId: 'x', label: 0, probs: [0.7, 0.1, 0.1, 0.1], prediction: 0, coarse: { label: 0, probs: [0.8, 0.2], prediction: 0 } },
+      { slideId: 'y', caseId: 'y', label: 2, probs: [0.1, 0.1, 0.7, 0.1], prediction: 2 },
+    ];
+    await writeAtomic(file, predictionsCsv(partialRows, FINE_NAMES, COARSE_NAMES));
+    const partial = await readFoldPredictions(file);
+    expect(partial?.numClasses).toBe(4);
+    expect(partial?.levels).toBeUndefined();
+  });
+
+  it('asks for each coarse_<metric> as <metric> at the coarse class count', async () => {
+    const { rows } = await hierarchicalState();
+    expect(metricRequests(rows, ['accuracy', 'coarse_auc', 'coarse_accuracy', 's/slide'])).toEqual([
+      { name: 'accuracy', numClasses: 4 }, { name: 'coarse_auc', numClasses: 4 }, { name: 'auc', numClasses: 2 },
+      { name: 'coarse_accuracy', numClasses: 4 }, { name: 'accuracy', numClasses: 2 },
+    ]);
+  });
+
+  it('gives coarse_* metrics pooled CIs, the paired bootstrap and (binary coarse AUC) DeLong, like the flat ones', async () => {
+    const { record, rows } = await hierarchicalState();
+    const intervals = computeCellIntervals(record, rows, ['accuracy', 'coarse_auc', 'coarse_accuracy'], { bootstrapResamples: 300, metricFor });
+    const coarseAuc = intervals.byCell.get(1)?.coarse_auc;
+    // The value is the AUC of the pooled coarse probabilities of the row's three folds.
+    const pooled = (rows[1]?.folds ?? []).flatMap((f) => {
+      const c = f?.predictions?.levels?.coarse;
+      return c ? c.labels.map((y, i) => [y, c.probs[i]?.[1] as number] as const) : [];
+    });
+    expect(pooled).toHaveLength(24);
+    expect(coarseAuc?.value).toBeCloseTo(binaryAuc(pooled.map(([y]) => y === 1), pooled.map(([, p]) => p)) as number, 12);
+    expect(coarseAuc).toEqual(cellInterval(rows[1]?.folds ?? [], AUC, { resamples: 300, rng: new Rng('sweep-stats').fork('cell//ABMIL/coarse_auc'), level: 'coarse' }));
+    expect(coarseAuc?.ci[0]).toBeLessThanOrEqual(coarseAuc?.value as number);
+    expect(intervals.byCell.get(0)?.coarse_accuracy).toMatchObject({ units: 1, pooledFolds: 3 });
+    // The fine accuracy is still computed on the fine predictions (4 classes), not on the coarse ones.
+    const fineAccuracy = intervals.byCell.get(0)?.accuracy;
+    const finePooled = (rows[0]?.folds ?? []).flatMap((f) => (f?.predictions ? f.predictions.labels.map((y, i) => [y, f.predictions?.probs[i] ?? []] as const) : []));
+    expect(fineAccuracy?.value).toBeCloseTo(finePooled.filter(([y, p]) => p.indexOf(Math.max(...p)) === y).length / 24, 12);
+    const table = renderIntervalMarkdown(record, intervals, ['accuracy', 'coarse_auc', 'coarse_accuracy']);
+    expect(table).toContain('| row | accuracy [95% CI] | coarse_auc [95% CI] | coarse_accuracy [95% CI] |');
+
+    const comparison = compareSweepRows(rows, ['accuracy', 'coarse_auc', 'coarse_accuracy'], { bootstrapResamples: 300, metricFor });
+    const abmil = comparison.rows[1];
+    const byMetric = (m: string) => abmil?.metrics.find((x) => x.metric === m);
+    expect(byMetric('coarse_auc')?.bootstrap?.units).toBe(1);
+    expect(byMetric('coarse_accuracy')?.bootstrap?.units).toBe(1);
+    expect(byMetric('coarse_auc')?.delong?.units).toBe(1);
+    // The bootstrap's Δ is the pooled coarse AUC difference of the two rows on the same slides.
+    const hmilCoarse = intervals.byCell.get(0)?.coarse_auc?.value as number;
+    expect(byMetric('coarse_auc')?.bootstrap?.difference).toBeCloseTo((coarseAuc?.value as number) - hmilCoarse, 12);
+    expect(byMetric('coarse_auc')?.delong?.difference).toBeCloseTo((coarseAuc?.value as number) - hmilCoarse, 12);
+    // Fine accuracy keeps its bootstrap, and a fine AUC on 4 classes (no plugin here) still gets neither.
+    expect(byMetric('accuracy')?.bootstrap?.units).toBe(1);
+    expect(byMetric('accuracy')?.delong).toBeNull();
+    const markdown = renderComparisonMarkdown(comparison);
+    expect(markdown).toMatch(/#### coarse_auc: difference from the baseline \(HMIL\) \[\^stats\][\s\S]*\| ABMIL \| 3 \| [+-]0\.\d{4} \[[^\]]+\] \| [\d.<]+ \| [▲▼≈] \| [+-]0\.\d{4} \[/);
   });
 });
