@@ -4,7 +4,8 @@
 // a filter as large as the output) run on XNNPACK's direct path, which is slow for those shapes. For small images
 // (Ilse's 28×28 MNIST digits) the patch matrix is small, so the three products of a training step —
 //   y = P·W, dW = Pᵀ·dy, dP = dy·Wᵀ (then folded back onto the input: col2im) —
-// cost about what the arithmetic says. The patch matrix is k² times the input, so large inputs keep conv.ts.
+// cost about what the arithmetic says. The forward product stays on the stock conv kernel (as fast there, and no
+// patches at inference); the backward pass builds the patch matrix, k² times the input, so large inputs keep conv.ts.
 import * as tf from '@tensorflow/tfjs';
 
 type GradSave = (tensors: tf.Tensor[]) => void;
@@ -31,16 +32,18 @@ export function im2col(x: tf.Tensor4D, k: number, stride: number, pad: number): 
   for (let b = 0; b < n; b += 1) {
     for (let oy = 0; oy < outHeight; oy += 1) {
       for (let ox = 0; ox < outWidth; ox += 1, row += 1) {
+        // Offsets j of one window row read consecutive input pixels: one contiguous run of (j1 − j0)·C floats.
+        const x0 = ox * stride - pad;
+        const j0 = Math.max(0, -x0);
+        const j1 = Math.min(k, width - x0);
+        if (j1 <= j0) continue;
+        const span = (j1 - j0) * channels;
         for (let i = 0; i < k; i += 1) {
           const y = oy * stride + i - pad;
           if (y < 0 || y >= height) continue;
-          for (let j = 0; j < k; j += 1) {
-            const xx = ox * stride + j - pad;
-            if (xx < 0 || xx >= width) continue;
-            const from = ((b * height + y) * width + xx) * channels;
-            const to = row * rowLength + (i * k + j) * channels;
-            for (let c = 0; c < channels; c += 1) patches[to + c] = source[from + c] as number;
-          }
+          const from = ((b * height + y) * width + x0 + j0) * channels;
+          const to = row * rowLength + (i * k + j0) * channels;
+          for (let t = 0; t < span; t += 1) patches[to + t] = source[from + t] as number;
         }
       }
     }
@@ -63,21 +66,22 @@ export function col2im(columns: tf.Tensor2D, inputShape: readonly [number, numbe
   for (let b = 0; b < n; b += 1) {
     for (let oy = 0; oy < outHeight; oy += 1) {
       for (let ox = 0; ox < outWidth; ox += 1, row += 1) {
+        const x0 = ox * stride - pad;
+        const j0 = Math.max(0, -x0);
+        const j1 = Math.min(k, width - x0);
+        if (j1 <= j0) continue;
+        const span = (j1 - j0) * channels;
         for (let i = 0; i < k; i += 1) {
           const y = oy * stride + i - pad;
           if (y < 0 || y >= height) continue;
-          for (let j = 0; j < k; j += 1) {
-            const xx = ox * stride + j - pad;
-            if (xx < 0 || xx >= width) continue;
-            const to = ((b * height + y) * width + xx) * channels;
-            const from = row * rowLength + (i * k + j) * channels;
-            for (let c = 0; c < channels; c += 1) image[to + c] = (image[to + c] as number) + (source[from + c] as number);
-          }
+          const to = ((b * height + y) * width + x0 + j0) * channels;
+          const from = row * rowLength + (i * k + j0) * channels;
+          for (let t = 0; t < span; t += 1) image[to + t] = (image[to + t] as number) + (source[from + t] as number);
         }
       }
     }
   }
-  return tf.tensor4d(image, inputShape);
+  return tf.tensor4d(image, [n, height, width, channels]);
 }
 
 const ops = new Map<string, (x: tf.Tensor, w: tf.Tensor) => tf.Tensor>();
@@ -93,19 +97,20 @@ function im2colOp(stride: number, pad: number): (x: tf.Tensor, w: tf.Tensor) => 
     const [n, height, width] = x.shape;
     const outHeight = outputSide(height, k, stride, pad);
     const outWidth = outputSide(width, k, stride, pad);
-    const columns = im2col(x, k, stride, pad); // [N·Ho·Wo, k·k·C_in]
-    const weights = tf.reshape(w, [k * k * inChannels, outChannels]) as tf.Tensor2D;
-    // The patches are kept for dW (cheaper than cutting them again); x itself only lends its shape.
-    (args[2] as GradSave)([columns, weights]);
-    const value = tf.reshape(tf.matMul(columns, weights), [n, outHeight, outWidth, outChannels]); // [N, Ho, Wo, C_out]
+    // The forward pass stays on the stock conv kernel (XNNPACK's direct path on wasm is as fast as the patch product
+    // there, and inference never pays for the patches); the patches are cut for the backward pass only.
+    (args[2] as GradSave)([x, w]);
+    const value = tf.conv2d(x, w, stride, pad); // [N, Ho, Wo, C_out]
     const inputShape = x.shape as [number, number, number, number];
     return {
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [cols, flat] = saved as [tf.Tensor2D, tf.Tensor2D];
+        const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D];
+        const columns = im2col(xs, k, stride, pad); // [N·Ho·Wo, k·k·C_in]
+        const weights = tf.reshape(ws, [k * k * inChannels, outChannels]) as tf.Tensor2D;
         const rows = tf.reshape(dy, [n * outHeight * outWidth, outChannels]) as tf.Tensor2D; // [N·Ho·Wo, C_out]
-        const dw = tf.reshape(tf.matMul(cols, rows, true, false), [k, k, inChannels, outChannels]); // Pᵀ·dy
-        const dx = col2im(tf.matMul(rows, flat, false, true), inputShape, k, stride, pad); // col2im(dy·Wᵀ)
+        const dw = tf.reshape(tf.matMul(columns, rows, true, false), [k, k, inChannels, outChannels]); // Pᵀ·dy
+        const dx = col2im(tf.matMul(rows, weights, false, true), inputShape, k, stride, pad); // col2im(dy·Wᵀ)
         return [dx, dw];
       },
     };
@@ -115,8 +120,8 @@ function im2colOp(stride: number, pad: number): (x: tf.Tensor, w: tf.Tensor) => 
 }
 
 /**
- * conv2d(x, w) (w [k, k, C_in, C_out]) with stride and symmetric zero padding as im2col + one matrix product, with
- * exact gradients for x and w (products and sums only; equal to the direct convolution up to float rounding).
+ * conv2d(x, w) (w [k, k, C_in, C_out]) with stride and symmetric zero padding, the stock kernel forward and the
+ * gradients for x and w as im2col matrix products (equal to the direct convolution's up to float rounding).
  */
 export function conv2dIm2col(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: number): tf.Tensor4D {
   const [k, kw] = w.shape;
