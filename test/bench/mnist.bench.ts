@@ -9,7 +9,7 @@
 // (MILKIT_MNIST_BENCH_LOG, default outputs/bench-mnist/results.jsonl), and a rerun skips what it finds there, so a
 // run cut short by the deadline still tables what finished and can be continued. MNIST_BENCH_REPS, _EPOCHS,
 // _BAGS and _MODELS (comma lists) shrink the grid; MNIST_BENCH_EPOCHS is one count ("10") or one per training-set
-// size ("50:10,150:10,500:5"); MNIST_BENCH_BLAS_THREADS (default 1: the workers are separate single-threaded
+// size ("50:10,150:10,500:5"); MNIST_BENCH_FIRST_REP starts at a later repetition; MNIST_BENCH_BLAS_THREADS (default 1: the workers are separate single-threaded
 // processes); MNIST_BENCH_REPORT_ONLY=1 tables the log without training; BENCH_QUICK=1 is a smoke run.
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -46,9 +46,10 @@ interface ResultLine {
   readonly seconds: number;
 }
 
-function envInt(name: string, fallback: number): number {
-  const value = Number(process.env[name]);
-  return Number.isInteger(value) && value > 0 ? value : fallback;
+function envInt(name: string, fallback: number, min = 1): number {
+  const text = process.env[name]?.trim();
+  const value = Number(text);
+  return text !== undefined && text !== '' && Number.isInteger(value) && value >= min ? value : fallback;
 }
 
 /**
@@ -91,6 +92,8 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   await initRuntime(RuntimeSection.parse({ backend: 'wasm', blasThreads: envInt('MNIST_BENCH_BLAS_THREADS', 1) }), { logger: silentLogger });
   const registry = new Registry(builtinManifest());
   const reps = ctx.quick ? 1 : envInt('MNIST_BENCH_REPS', 3);
+  // MNIST_BENCH_FIRST_REP lets a second worker take the last repetitions of a grid another worker is running.
+  const firstRep = ctx.quick ? 0 : envInt('MNIST_BENCH_FIRST_REP', 0, 0);
   const bagCounts = ctx.quick ? [10] : (process.env['MNIST_BENCH_BAGS'] ?? '50,150,500').split(',').map(Number);
   const epochsFor = ctx.quick ? (): number => 1 : epochSchedule(process.env['MNIST_BENCH_EPOCHS'], 20);
   const testBags = ctx.quick ? 50 : 1000;
@@ -116,7 +119,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     for (const bags of reportOnly ? [] : bagCounts) {
       const epochs = epochsFor(bags);
       const section = TrainSection.parse({ epochs, optimizer: { name: 'adam', lr: 5e-4, betas: [0.9, 0.999], weightDecay: 1e-4 }, earlyStopping: { patience: 1000 } });
-      for (let rep = 0; rep < reps; rep += 1) {
+      for (let rep = firstRep; rep < reps; rep += 1) {
         // One data seed per repetition: the digit pools, the training bags and the 1000 test bags all change.
         const dataset = await registry.resolve('dataset', {
           name: 'mnist-bags', generator: 'balanced', meanBagSize: 10, stdBagSize: 2, trainBags: bags, testBags, targetDigit: 9, seed: 1000 + rep,
