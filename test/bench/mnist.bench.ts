@@ -73,8 +73,9 @@ export function epochSchedule(text: string | undefined, fallback: number): (bags
 function epochText(settings: ReportSettings): string {
   const groups = new Map<number, number[]>();
   settings.bagCounts.forEach((b, i) => groups.set(settings.epochs[i] ?? 0, [...(groups.get(settings.epochs[i] ?? 0) ?? []), b]));
-  if (groups.size === 1) return `${settings.epochs[0]} epochs`;
-  return [...groups].map(([e, bags]) => `${e} epochs (${bags.join(' and ')} bags)`).join(', ');
+  const count = (e: number): string => `${e} epoch${e === 1 ? '' : 's'}`;
+  if (groups.size === 1) return count(settings.epochs[0] ?? 0);
+  return [...groups].map(([e, bags]) => `${count(e)} (${bags.join(' and ')} bags)`).join(', ');
 }
 
 /** Mean and 95% t-interval half-width of a sample (half-width NaN below two values). */
