@@ -41,8 +41,8 @@ export class LenetMnistEncoder extends Module implements Encoder {
     super();
     this.outputDim = options.embeddingDim;
     // Sequential indices of the reference: Conv(0) ReLU(1) MaxPool(2) Conv(3) ReLU(4) MaxPool(5); Linear(0) ReLU(1).
-    this.conv1 = this.addModule('feature_extractor_part1.0', new Conv2d(1, 20, { kernelSize: 5, padding: 0, bias: true }, ctx.rng.fork('conv1')));
-    this.conv2 = this.addModule('feature_extractor_part1.3', new Conv2d(20, 50, { kernelSize: 5, padding: 0, bias: true }, ctx.rng.fork('conv2')));
+    this.conv1 = this.addModule('feature_extractor_part1.0', new Conv2d(1, 20, { kernelSize: 5, padding: 0, bias: true, algorithm: 'im2col' }, ctx.rng.fork('conv1')));
+    this.conv2 = this.addModule('feature_extractor_part1.3', new Conv2d(20, 50, { kernelSize: 5, padding: 0, bias: true, algorithm: 'im2col' }, ctx.rng.fork('conv2')));
     this.fc = this.addModule('feature_extractor_part2.0', new Linear(FLAT, options.embeddingDim, ctx.rng.fork('fc')));
   }
 

@@ -10,6 +10,7 @@ export * from '../core/nn/layers.js';
 export * from '../core/nn/layer-norm.js';
 export * from '../core/nn/batchnorm.js';
 export * from '../core/nn/conv.js';
+export * from '../core/nn/im2col-conv.js';
 export * from '../core/nn/depthwise-conv.js';
 export * from '../core/nn/attention.js';
 export * from '../core/nn/nystrom.js';

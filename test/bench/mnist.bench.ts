@@ -8,8 +8,9 @@
 // Every finished (bags, repetition, model) result is appended to a JSON-lines file as it lands
 // (MILKIT_MNIST_BENCH_LOG, default outputs/bench-mnist/results.jsonl), and a rerun skips what it finds there, so a
 // run cut short by the deadline still tables what finished and can be continued. MNIST_BENCH_REPS, _EPOCHS,
-// _BAGS and _MODELS (comma lists) shrink the grid; MNIST_BENCH_REPORT_ONLY=1 tables the log without training;
-// BENCH_QUICK=1 is a smoke run.
+// _BAGS and _MODELS (comma lists) shrink the grid; MNIST_BENCH_EPOCHS is one count ("10") or one per training-set
+// size ("50:10,150:10,500:5"); MNIST_BENCH_FIRST_REP starts at a later repetition; MNIST_BENCH_BLAS_THREADS (default 1: the workers are separate single-threaded
+// processes); MNIST_BENCH_REPORT_ONLY=1 tables the log without training; BENCH_QUICK=1 is a smoke run.
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -45,9 +46,36 @@ interface ResultLine {
   readonly seconds: number;
 }
 
-function envInt(name: string, fallback: number): number {
-  const value = Number(process.env[name]);
-  return Number.isInteger(value) && value > 0 ? value : fallback;
+function envInt(name: string, fallback: number, min = 1): number {
+  const text = process.env[name]?.trim();
+  const value = Number(text);
+  return text !== undefined && text !== '' && Number.isInteger(value) && value >= min ? value : fallback;
+}
+
+/**
+ * Epochs per training-set size from MNIST_BENCH_EPOCHS: one count for every size ("10"), or "bags:epochs" pairs
+ * ("50:10,150:10,500:5"; sizes not listed get `fallback`).
+ */
+export function epochSchedule(text: string | undefined, fallback: number): (bags: number) => number {
+  const value = (text ?? '').trim();
+  if (value === '') return () => fallback;
+  if (/^\d+$/.test(value)) return () => Number(value);
+  const pairs = new Map<number, number>();
+  for (const part of value.split(',')) {
+    const match = /^\s*(\d+)\s*:\s*(\d+)\s*$/.exec(part);
+    if (!match || Number(match[2]) < 1) throw new Error(`MNIST_BENCH_EPOCHS: "${part}" is not "bags:epochs" (e.g. "50:10,150:10,500:5") or one count`);
+    pairs.set(Number(match[1]), Number(match[2]));
+  }
+  return (bags) => pairs.get(bags) ?? fallback;
+}
+
+/** "10 epochs", or "10 epochs (50 and 150 bags), 5 epochs (500 bags)". */
+function epochText(settings: ReportSettings): string {
+  const groups = new Map<number, number[]>();
+  settings.bagCounts.forEach((b, i) => groups.set(settings.epochs[i] ?? 0, [...(groups.get(settings.epochs[i] ?? 0) ?? []), b]));
+  const count = (e: number): string => `${e} epoch${e === 1 ? '' : 's'}`;
+  if (groups.size === 1) return count(settings.epochs[0] ?? 0);
+  return [...groups].map(([e, bags]) => `${count(e)} (${bags.join(' and ')} bags)`).join(', ');
 }
 
 /** Mean and 95% t-interval half-width of a sample (half-width NaN below two values). */
@@ -60,11 +88,15 @@ export function meanCi(values: readonly number[]): { mean: number; half: number 
 }
 
 export async function run(ctx: BenchContext): Promise<BenchResult> {
-  await initRuntime(RuntimeSection.parse({ backend: 'wasm' }), { logger: silentLogger });
+  // One BLAS thread by default: at the bench's small products a second thread costs more CPU than it saves, and
+  // parallel workers (MNIST_BENCH_MODELS) already use the cores.
+  await initRuntime(RuntimeSection.parse({ backend: 'wasm', blasThreads: envInt('MNIST_BENCH_BLAS_THREADS', 1) }), { logger: silentLogger });
   const registry = new Registry(builtinManifest());
   const reps = ctx.quick ? 1 : envInt('MNIST_BENCH_REPS', 3);
-  const epochs = ctx.quick ? 1 : envInt('MNIST_BENCH_EPOCHS', 20);
+  // MNIST_BENCH_FIRST_REP lets a second worker take the last repetitions of a grid another worker is running.
+  const firstRep = ctx.quick ? 0 : envInt('MNIST_BENCH_FIRST_REP', 0, 0);
   const bagCounts = ctx.quick ? [10] : (process.env['MNIST_BENCH_BAGS'] ?? '50,150,500').split(',').map(Number);
+  const epochsFor = ctx.quick ? (): number => 1 : epochSchedule(process.env['MNIST_BENCH_EPOCHS'], 20);
   const testBags = ctx.quick ? 50 : 1000;
   // MNIST_BENCH_MODELS (comma list of keys) lets two processes share the grid; each skips what the log already has.
   const only = process.env['MNIST_BENCH_MODELS']?.split(',');
@@ -74,20 +106,21 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   const done: ResultLine[] = existsSync(logFile)
     ? readFileSync(logFile, 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as ResultLine)
     : [];
-  const has = (bags: number, rep: number, model: string): boolean => done.some((r) => r.bags === bags && r.rep === rep && r.model === model && r.epochs === epochs);
+  const has = (bags: number, rep: number, model: string): boolean => done.some((r) => r.bags === bags && r.rep === rep && r.model === model && r.epochs === epochsFor(bags));
 
   const encoder = await registry.resolve('encoder', { name: 'lenet-mnist' }, { key: 'model.encoder' });
   const classifier = await registry.resolve('classifier', { name: 'linear' }, { key: 'model.classifier' });
   const ce = { ...(await registry.resolve('loss', { name: 'cross-entropy' }, { key: 'model.losses.ce' })), weight: 1 };
   const auc = registry.create(await registry.resolve('metric', 'auc', { key: 'eval.metrics' }), { numClasses: 2 });
-  const section = TrainSection.parse({ epochs, optimizer: { name: 'adam', lr: 5e-4, betas: [0.9, 0.999], weightDecay: 1e-4 }, earlyStopping: { patience: 1000 } });
   const scratch = mkdtempSync(join(tmpdir(), 'milkit-mnist-bench-'));
   const started = Date.now();
   const reportOnly = process.env['MNIST_BENCH_REPORT_ONLY'] === '1';
   try {
     // Small training sets first, so a run cut short still has every model at 50 and 150 bags.
     for (const bags of reportOnly ? [] : bagCounts) {
-      for (let rep = 0; rep < reps; rep += 1) {
+      const epochs = epochsFor(bags);
+      const section = TrainSection.parse({ epochs, optimizer: { name: 'adam', lr: 5e-4, betas: [0.9, 0.999], weightDecay: 1e-4 }, earlyStopping: { patience: 1000 } });
+      for (let rep = firstRep; rep < reps; rep += 1) {
         // One data seed per repetition: the digit pools, the training bags and the 1000 test bags all change.
         const dataset = await registry.resolve('dataset', {
           name: 'mnist-bags', generator: 'balanced', meanBagSize: 10, stdBagSize: 2, trainBags: bags, testBags, targetDigit: 9, seed: 1000 + rep,
@@ -121,7 +154,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
-  const markdown = await report(done.filter((r) => r.epochs === epochs), { reps, epochs, bagCounts, testBags, quick: ctx.quick, root: ctx.root, minutes: (Date.now() - started) / 60_000 });
+  const markdown = await report(done.filter((r) => r.epochs === epochsFor(r.bags)), { reps, epochs: bagCounts.map((b) => epochsFor(b)), bagCounts, testBags, quick: ctx.quick, root: ctx.root, minutes: (Date.now() - started) / 60_000 });
   return { markdown };
 }
 
@@ -147,13 +180,16 @@ export function trendLine(results: readonly ResultLine[], bags: number): string 
 
 /** The environment settings that differ from the protocol's defaults, as ` with A=1 B=2`. */
 function envText(settings: ReportSettings): string {
-  const set = [...(settings.reps !== 3 ? [`MNIST_BENCH_REPS=${settings.reps}`] : []), ...(settings.epochs !== 20 ? [`MNIST_BENCH_EPOCHS=${settings.epochs}`] : [])];
+  const uniform = settings.epochs.every((e) => e === settings.epochs[0]);
+  const epochs = uniform ? String(settings.epochs[0]) : settings.bagCounts.map((b, i) => `${b}:${settings.epochs[i]}`).join(',');
+  const set = [...(settings.reps !== 3 ? [`MNIST_BENCH_REPS=${settings.reps}`] : []), ...(epochs !== '20' ? [`MNIST_BENCH_EPOCHS=${epochs}`] : [])];
   return set.length > 0 ? ` with ${set.join(' ')}` : '';
 }
 
 interface ReportSettings {
   readonly reps: number;
-  readonly epochs: number;
+  /** Epochs per entry of `bagCounts`. */
+  readonly epochs: readonly number[];
   readonly bagCounts: readonly number[];
   readonly testBags: number;
   readonly quick: boolean;
@@ -197,7 +233,7 @@ export async function report(results: readonly ResultLine[], settings: ReportSet
     '## MNIST-bags: Ilse et al.\'s protocol, subset (LeNet encoder trained end to end, tfjs-wasm)',
     '',
     `Test AUC (mean ± 95% t-interval half-width over repetitions, n = repetitions that finished) on ${settings.testBags} test bags;`,
-    `mean bag size 10 (σ 2), target digit 9, balanced generator, ${settings.epochs} epochs of Adam (lr 5e-4, weight decay 1e-4), one bag per step,`,
+    `mean bag size 10 (σ 2), target digit 9, balanced generator, ${epochText(settings)} of Adam (lr 5e-4, weight decay 1e-4), one bag per step,`,
     'no validation (the last epoch is tested). Each repetition draws its own digit pools, training and test bags (data seed 1000 + rep).',
     'Training and test bags come from disjoint digit pools of the 10,000 digits the `mnist` package ships (80% / 20% per digit class).',
     '',
