@@ -236,7 +236,7 @@ describe('tracking on a failing disk (fs seam)', () => {
 
 describe('sweep on a failing disk', () => {
   const here = path.join(REPO, 'test', 'core', 'engine', 'sweep');
-  const fakeWorker = { command: process.execPath, args: ['--import', 'tsx', path.join(here, 'fixtures', 'fake-worker.ts')] };
+  const fakeWorker = { command: process.execPath, args: ['--conditions=milkit-source', '--import', 'tsx', path.join(here, 'fixtures', 'fake-worker.ts')] };
   const definition = { name: 'disk', experimentFile: 'experiments/fake.yaml', grid: ['a=1,2', 'b=x'], zip: [] };
 
   it('a job log that cannot be written is reported, not an unhandled error event; a full disk at table.md is a StorageError', async () => {

@@ -12,7 +12,7 @@ import { fakeCompose, fakeExpand } from '../../core/engine/sweep/fixtures/fake-j
 import { startLocalSlurm } from '../../slurm/cluster.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const fakeWorker = { command: process.execPath, args: ['--import', 'tsx', path.join(here, '..', '..', 'core', 'engine', 'sweep', 'fixtures', 'fake-worker.ts')] };
+const fakeWorker = { command: process.execPath, args: ['--conditions=milkit-source', '--import', 'tsx', path.join(here, '..', '..', 'core', 'engine', 'sweep', 'fixtures', 'fake-worker.ts')] };
 
 describe('executor/slurm script', () => {
   it('compresses task ids into sbatch array ranges', () => {

@@ -13,7 +13,7 @@ import localExecutor from '../../../../plugins/executors/local.js';
 import { fakeCompose, fakeExpand, fakeMetrics } from './fixtures/fake-job.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const fakeWorker = { command: process.execPath, args: ['--import', 'tsx', path.join(here, 'fixtures', 'fake-worker.ts')] };
+const fakeWorker = { command: process.execPath, args: ['--conditions=milkit-source', '--import', 'tsx', path.join(here, 'fixtures', 'fake-worker.ts')] };
 const GRID = ['a=1,2', 'b=x,yy'];
 
 interface FakeRun {
@@ -103,7 +103,7 @@ describe('sweep engine with the local executor', () => {
   it('after being killed mid-way, a re-run trains only the missing jobs and ends with the uninterrupted table', async () => {
     const stateDir = path.join(await tempDir('sweep-kill'), 'state');
     const firstLog = `${stateDir}-first.log`;
-    const driver = execa(process.execPath, ['--import', 'tsx', path.join(here, 'fixtures', 'sweep-driver.ts'), stateDir, '2', ...GRID], {
+    const driver = execa(process.execPath, ['--conditions=milkit-source', '--import', 'tsx', path.join(here, 'fixtures', 'sweep-driver.ts'), stateDir, '2', ...GRID], {
       detached: true, reject: false, env: { FAKE_TRAIN_LOG: firstLog, FAKE_JOB_MS: '400' }, stdio: 'ignore',
     });
     // Kill the driver and its workers (one process group) once some, but not all, jobs have finished.
