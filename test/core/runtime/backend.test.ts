@@ -127,7 +127,7 @@ describe('initRuntime', () => {
     expect(tags['milkit.blas']).toBe('on');
     expect(tags['milkit.blas.threads']).toBe(String(shared.blas.threads));
     expect(tags['milkit.blas.library']).toBe(shared.blas.library);
-    expect(tags['milkit.kernels']).toBe('BatchMatMul,Identity,Sum,Tanh,_FusedMatMul');
+    expect(tags['milkit.kernels']).toBe('BatchMatMul,Cast,Identity,Sum,Tanh,_FusedMatMul');
     expect(tags['milkit.matmulGrad']).toBe('stock');
   });
 });
