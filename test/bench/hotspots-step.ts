@@ -17,6 +17,7 @@ import { initRuntime, RuntimeSection } from '../../src/core/runtime/index.js';
 import { Rng } from '../../src/core/runtime/random.js';
 import { Registry } from '../../src/registry/registry.js';
 import { buildHotspotModel, CLASSES, HOTSPOT_MODELS, LABEL } from './hotspots-models.js';
+import { kernelTotals } from './shared.js';
 
 const D = 1024;
 
@@ -54,13 +55,7 @@ async function main(): Promise<void> {
       trainStep(model, optimizer, params, x, rng); // warm-up: kernel set-up, first allocations
       if (profile === `${name}@${n}`) {
         const info = await tf.profile(() => trainStep(model, optimizer, params, x, rng));
-        const byKernel = new Map<string, { ms: number; calls: number }>();
-        for (const kernel of info.kernels) {
-          const entry = byKernel.get(kernel.name) ?? { ms: 0, calls: 0 };
-          entry.ms += typeof kernel.kernelTimeMs === 'number' ? kernel.kernelTimeMs : 0;
-          entry.calls += 1;
-          byKernel.set(kernel.name, entry);
-        }
+        const byKernel = kernelTotals(info);
         const total = [...byKernel.values()].reduce((s, k) => s + k.ms, 0);
         const top = [...byKernel].sort(([, a], [, b]) => b.ms - a.ms).slice(0, Number(process.env.HOTSPOTS_PROFILE_TOP ?? 10));
         if (process.env.HOTSPOTS_PROFILE_DETAIL === '1') {

@@ -61,6 +61,18 @@ export class TorchReference {
   }
 }
 
+/** Kernel time (ms) and call count per kernel name, from one `tf.profile` result. */
+export function kernelTotals(info: Awaited<ReturnType<typeof tf.profile>>): Map<string, { ms: number; calls: number }> {
+  const byKernel = new Map<string, { ms: number; calls: number }>();
+  for (const kernel of info.kernels) {
+    const entry = byKernel.get(kernel.name) ?? { ms: 0, calls: 0 };
+    entry.ms += typeof kernel.kernelTimeMs === 'number' ? kernel.kernelTimeMs : 0;
+    entry.calls += 1;
+    byKernel.set(kernel.name, entry);
+  }
+  return byKernel;
+}
+
 export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);

@@ -17,6 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { initRuntime, RuntimeSection } from '../../src/core/runtime/index.js';
 import { silentLogger } from '../../src/core/logger.js';
+import { kernelTotals } from './shared.js';
 
 const D = 1024;
 const here = dirname(fileURLToPath(import.meta.url));
@@ -107,13 +108,7 @@ for (const n of sizes) {
     const cpu = cpuMs();
     const start = performance.now();
     const info = await tf.profile(() => side.step(x));
-    const byKernel = new Map<string, { ms: number; calls: number }>();
-    for (const kernel of info.kernels) {
-      const entry = byKernel.get(kernel.name) ?? { ms: 0, calls: 0 };
-      entry.ms += typeof kernel.kernelTimeMs === 'number' ? kernel.kernelTimeMs : 0;
-      entry.calls += 1;
-      byKernel.set(kernel.name, entry);
-    }
+    const byKernel = kernelTotals(info);
     console.log(`N=${n} ${side.label}, profiled step: ${(performance.now() - start).toFixed(0)} ms wall, ${(cpuMs() - cpu).toFixed(0)} ms CPU, ${info.kernels.length} kernel calls, peak ${(info.peakBytes / 2 ** 20).toFixed(0)} MB`);
     for (const [name, { ms, calls }] of [...byKernel].sort(([, a], [, b]) => b.ms - a.ms)) console.log(`  ${name.padEnd(28)} ${ms.toFixed(1).padStart(9)} ms  ×${calls}`);
     if (process.env['SHAPES']) {

@@ -18,7 +18,7 @@ import { initRuntime, RuntimeSection, type RuntimeInfo } from '../../src/core/ru
 import { Rng } from '../../src/core/runtime/random.js';
 import { Registry } from '../../src/registry/registry.js';
 import type { BenchContext, BenchResult } from './run.js';
-import { buildModel, CLASSES, D, LABEL, median, MODELS as ALL_MODELS, peakRss, resetPeakRss, TorchReference, trainStep, wasmHeapBytes } from './shared.js';
+import { buildModel, CLASSES, D, kernelTotals, LABEL, median, MODELS as ALL_MODELS, peakRss, resetPeakRss, TorchReference, trainStep, wasmHeapBytes } from './shared.js';
 
 interface SizePlan {
   readonly n: number;
@@ -49,13 +49,7 @@ function timedSteps(model: MilModel, optimizer: tf.Optimizer, x: tf.Tensor2D, pl
 
 async function topKernels(model: MilModel, optimizer: tf.Optimizer, x: tf.Tensor2D, rng: Rng): Promise<string> {
   const info = await tf.profile(() => trainStep(model, optimizer, x, rng));
-  const byKernel = new Map<string, { ms: number; calls: number }>();
-  for (const kernel of info.kernels) {
-    const entry = byKernel.get(kernel.name) ?? { ms: 0, calls: 0 };
-    entry.ms += typeof kernel.kernelTimeMs === 'number' ? kernel.kernelTimeMs : 0;
-    entry.calls += 1;
-    byKernel.set(kernel.name, entry);
-  }
+  const byKernel = kernelTotals(info);
   const shares = [...byKernel].sort(([, a], [, b]) => b.ms - a.ms);
   const total = shares.reduce((s, [, k]) => s + k.ms, 0);
   return `${total.toFixed(0)} ms in ${info.kernels.length} kernel calls; top: ${shares.slice(0, 6).map(([name, k]) => `${name} ${k.ms.toFixed(0)} ms (${((100 * k.ms) / total).toFixed(0)}%, ×${k.calls})`).join(', ')}`;
