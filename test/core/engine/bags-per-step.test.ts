@@ -1,4 +1,4 @@
-// train.bagsPerStep: one bag per step reproduces the recorded per-bag training (to float32 rounding); four bags without a
+// train.bagsPerStep: one bag per step reproduces the recorded per-bag training bit for bit; four bags without a
 // batch-level term make one step whose loss and gradient are the means of the four per-bag ones; methods whose
 // update is per bag refuse it before compute.
 import { readFileSync } from 'node:fs';
@@ -35,7 +35,7 @@ beforeAll(async () => {
 });
 
 describe('train.bagsPerStep', () => {
-  it('bagsPerStep 1 reproduces the per-bag training recorded before the option existed (to float32 rounding)', async () => {
+  it('bagsPerStep 1 reproduces the per-bag training recorded before the option existed, bit for bit', async () => {
     // Recorded by running per-bag-run.ts against the trainer of the commit before bagsPerStep (see its header).
     const recorded = JSON.parse(readFileSync(path.join(REPO, 'test/fixtures/trainer/per-bag-run.json'), 'utf8')) as PerBagRun;
     const run = await perBagRun(() => abmil(0.25), (model, dir) => trainFold({
@@ -43,22 +43,11 @@ describe('train.bagsPerStep', () => {
       section: TrainSection.parse({ ...PER_BAG_SECTION, bagsPerStep: 1 }), metrics: [],
       rng: new Rng(3).fork('fold-0'), logger: silentLogger, checkpointDir: dir, configHash: 'h', fold: 0, resume: false,
     }));
-    // Bit for bit until the cross-entropy moved to one host evaluation of the logits (milkit/nn
-    // softCrossEntropyWithLogits): its rounding differs from the tensor formulation's in the last float32 bits, so the
-    // recording now holds to 1e-6 relative.
-    const close = (actual: readonly number[], expected: readonly number[], what: string): void => {
-      expect(actual.length, what).toBe(expected.length);
-      expected.forEach((value, i) => expect(Math.abs((actual[i] as number) - value), `${what}[${i}]`).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(value))));
-    };
-    close(run.trainLoss, recorded.trainLoss, 'train loss');
-    close(run.valLoss, recorded.valLoss, 'val loss');
+    // Bit for bit: the same losses and weights, not merely close (float64 views of float32 values compare exactly).
+    expect(run.trainLoss).toEqual(recorded.trainLoss);
+    expect(run.valLoss).toEqual(recorded.valLoss);
     expect(Object.keys(run.weights)).toEqual(Object.keys(recorded.weights));
-    // Except the attention logits' bias: the softmax over instances is blind to it, so its gradient is zero up to
-    // rounding, and Adam (which divides by the gradient's running RMS) turns that rounding into steps of about lr.
-    // Measured: 1.3e-4 for it, ≤ 1e-7 for every other weight.
-    const shiftInvariant = 'aggregator.attention_w.bias';
-    for (const [name, values] of Object.entries(recorded.weights)) if (name !== shiftInvariant) close(run.weights[name] as number[], values, name);
-    expect(Object.keys(recorded.weights)).toContain(shiftInvariant);
+    for (const [name, values] of Object.entries(recorded.weights)) expect(run.weights[name], name).toEqual(values);
   });
 
   it('bagsPerStep 4 without batch terms: one step with the mean of the four per-bag losses and gradients', async () => {

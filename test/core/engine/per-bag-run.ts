@@ -1,7 +1,7 @@
 // The recorded per-bag run: ABMIL (with dropout, so the step streams matter) on the toy bags, 3 epochs of Adam.
-// Run by test/core/engine/bags-per-step.test.ts, and once against the trainer as it was before
+// Run by test/core/engine/bags-per-step.test.ts, and by record-per-bag-run.ts against the trainer as it was before
 // train.bagsPerStep existed to record test/fixtures/trainer/per-bag-run.json (the same file, imported from the
-// older sources), so `bagsPerStep: 1` is checked against training as it was.
+// older sources; how, in that script's header), so `bagsPerStep: 1` is checked against training as it was.
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
