@@ -340,7 +340,8 @@ export interface BaselineCompareOptions {
   readonly digits?: number;
   /** A fold run's test predictions (local store: its predictions.csv artifact), for DeLong and the bootstrap. */
   readonly predictionsOf?: (fold: RunRow) => Promise<FoldPredictionSet | undefined>;
-  readonly metricFor?: (name: string) => Metric | undefined;
+  /** The metric plugin for a name at a class count (a level such as coarse has its own). */
+  readonly metricFor?: (name: string, numClasses: number) => Metric | undefined;
   readonly bootstrapResamples?: number;
 }
 

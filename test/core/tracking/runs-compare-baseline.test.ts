@@ -18,8 +18,12 @@ let root: string;
 const ids: Record<string, string> = {};
 const aucs: Record<string, number[]> = {};
 
-/** A sweep with two cells × 5 fold runs (kfold of 40 slides: 32 train, 8 test), each fold with its predictions.csv. */
-async function seed(): Promise<void> {
+/**
+ * A sweep with two cells × 5 fold runs (kfold of 40 slides: 32 train, 8 test), each fold with its predictions.csv;
+ * with `coarse`, the folds also carry a coarse level (2 coarse classes over the 2 fine ones, mirrored) and log
+ * `test/coarse_auc`.
+ */
+async function seed(coarse = false): Promise<void> {
   let clock = 1_700_000_000_000;
   const store = new MlflowFileStore({ root, logger: new MemoryLogger(), now: () => (clock += 1000) });
   const sweep = await store.startRun({ experimentName: 'ablation', runName: 'sweep', tags: { 'milkit.level': 'sweep' } });
@@ -35,20 +39,22 @@ async function seed(): Promise<void> {
       const rows = Array.from({ length: 8 }, (_, i) => {
         const label = i % 2;
         const p = Math.min(0.99, Math.max(0.01, 0.5 + strength * (label - 0.5) + 0.2 * rng.normal()));
-        return { slideId: `s${fold * 8 + i}`, caseId: `c${fold * 8 + i}`, label, probs: [1 - p, p], prediction: p > 0.5 ? 1 : 0, fold };
+        const coarseLevel = { label: 1 - label, probs: [p, 1 - p], prediction: p > 0.5 ? 0 : 1 };
+        return { slideId: `s${fold * 8 + i}`, caseId: `c${fold * 8 + i}`, label, probs: [1 - p, p], prediction: p > 0.5 ? 1 : 0, fold, ...(coarse ? { coarse: coarseLevel } : {}) };
       });
       const auc = binaryAuc(rows.map((r) => r.label === 1), rows.map((r) => r.probs[1] as number)) as number;
       aucs[name]?.push(auc);
-      await store.logMetrics(run, [{ key: 'test/auc', value: auc, step: 0, timestamp: 1 }]);
+      await store.logMetrics(run, [{ key: 'test/auc', value: auc, step: 0, timestamp: 1 }, ...(coarse ? [{ key: 'test/coarse_auc', value: auc, step: 0, timestamp: 1 }] : [])]);
       // As runExperiment logs it: the fold folder's predictions.csv.
       const file = path.join(cwd, `${name}-fold-${fold}`, 'predictions.csv');
       mkdirSync(path.dirname(file), { recursive: true });
-      writeFileSync(file, predictionsCsv(rows, ['normal', 'tumor']));
+      writeFileSync(file, predictionsCsv(rows, ['normal', 'tumor'], coarse ? ['benign', 'malignant'] : undefined));
       await store.logArtifact(run, file);
       await store.endRun(run, 'FINISHED');
     }
     const values = aucs[name] ?? [];
-    await store.logMetrics(cell, [{ key: 'test/auc_mean', value: values.reduce((a, b) => a + b, 0) / values.length, step: 0, timestamp: 1 }]);
+    const mean = values.reduce((a, b) => a + b, 0) / values.length;
+    await store.logMetrics(cell, [{ key: 'test/auc_mean', value: mean, step: 0, timestamp: 1 }, ...(coarse ? [{ key: 'test/coarse_auc_mean', value: mean, step: 0, timestamp: 1 }] : [])]);
     await store.endRun(cell, 'FINISHED');
   }
   await store.endRun(sweep, 'FINISHED');
@@ -93,6 +99,29 @@ describe('runs compare --baseline', () => {
     const cka = lines.find((l) => l.startsWith('abmil+cka')) ?? '';
     expect(cka).toMatch(/ [▲▼≈] +\+0\.\d{3} \[-?\d\.\d{3}, \d\.\d{3}\] \(5 folds\) +(<0\.001|\d\.\d{3}) +(<0\.001|\d\.\d{3}) +(<0\.001|\d\.\d{3})$/);
     expect(result.out).toContain('[^stats]: Δ = row − baseline. **Corrected resampled t-test**');
+  });
+
+  it('recomputes a coarse-level metric (coarse_auc) with the auc plugin on the coarse predictions: DeLong and bootstrap as for auc', async () => {
+    rmSync(root, { recursive: true, force: true });
+    await seed(true);
+    // Asked alone: a plugin named coarse_auc does not exist, the auc plugin on the coarse predictions computes it.
+    const compare = async (metric: string): Promise<string[]> => {
+      const result = await cli(['runs', 'compare', '--level', 'cell', '--baseline', (ids.abmil ?? '').slice(0, 10), '--metrics', metric, '--bootstrap', '200', '--sort', 'name']);
+      expect(result.err).toBe('');
+      expect(result.code).toBe(0);
+      const lines = result.out.split('\n');
+      expect(lines[0]).toMatch(/^run +model\.name +(coarse_)?auc +Δ (coarse_)?auc \[CI\] +p \(Holm\) +DeLong p +bootstrap p$/);
+      return (lines.find((l) => l.startsWith('abmil+cka')) ?? '').split(/ {2,}/).slice(2);
+    };
+    const fine = await compare('test/auc');
+    const coarse = await compare('test/coarse_auc');
+    // The coarse level mirrors the fine one (labels and probabilities swapped), so its value, Δ with the t-test's CI,
+    // p and DeLong p are the fine ones (the bootstrap draws its own resamples). Without a plugin for the coarse level
+    // its DeLong and bootstrap cells are empty.
+    expect(coarse).toHaveLength(5);
+    expect(coarse.slice(0, 4)).toEqual(fine.slice(0, 4));
+    expect(coarse[3]).toMatch(/^(<0\.001|\d\.\d{3})$/);
+    expect(coarse[4]).toMatch(/^(<0\.001|\d\.\d{3})$/);
   });
 
   it('names the run when the baseline matches none', async () => {

@@ -13,12 +13,13 @@ import { loadActionCode, type CliApp } from '../app.js';
  * zod and the stats code, which `milkit --help` must not pay (BENCHMARKS.md "coldstart").
  */
 async function loadQueries() {
-  const [trackerFactory, restClient, runsQuery, fileStoreReader, statsReport] = await loadActionCode('runs', () => Promise.all([
+  const [trackerFactory, restClient, runsQuery, fileStoreReader, statsReport, statsCompare] = await loadActionCode('runs', () => Promise.all([
     import('../../tracking/create-tracker.js'),
     import('../../tracking/rest-client.js'),
     import('../../tracking/runs-query.js'),
     import('../../tracking/file-store-reader.js'),
     import('../../stats/report.js'),
+    import('../../stats/compare.js'),
   ]));
   return {
     localStoreRoot: trackerFactory.localStoreRoot,
@@ -27,6 +28,7 @@ async function loadQueries() {
     FileStoreReader: fileStoreReader.FileStoreReader,
     methodFootnote: statsReport.methodFootnote,
     readFoldPredictions: statsReport.readFoldPredictions,
+    resolveMetric: statsCompare.resolveMetric,
     ...runsQuery,
   };
 }
@@ -125,20 +127,26 @@ function localPredictions(q: Queries, root: string, app: CliApp): (fold: RunRow)
   };
 }
 
-/** The metric plugins the bootstrap recomputes, created for the class count of the baseline's predictions. */
-async function metricPlugins(q: Queries, app: CliApp, compared: readonly RunRow[], all: readonly RunRow[], predictionsOf: ((fold: RunRow) => Promise<FoldPredictionSet | undefined>) | undefined, wanted: readonly string[] | undefined): Promise<(name: string) => Metric | undefined> {
+/**
+ * The metric plugins the bootstrap recomputes, each created for the class count of the level it is computed on (read
+ * from the baseline's first fold): `auc` on the flat predictions, `coarse_auc` as `auc` on the coarse ones.
+ */
+async function metricPlugins(q: Queries, app: CliApp, compared: readonly RunRow[], all: readonly RunRow[], predictionsOf: ((fold: RunRow) => Promise<FoldPredictionSet | undefined>) | undefined, wanted: readonly string[] | undefined): Promise<(name: string, numClasses: number) => Metric | undefined> {
   if (!predictionsOf) return () => undefined;
   const firstFold = all.find((r) => r.parentRunId === compared[0]?.runId && r.tags['milkit.level'] === 'fold');
-  const numClasses = firstFold ? (await predictionsOf(firstFold))?.numClasses : undefined;
-  if (numClasses === undefined) return () => undefined;
+  const predictions = firstFold ? await predictionsOf(firstFold) : undefined;
+  if (predictions === undefined) return () => undefined;
   const registry = app.createRegistry();
+  const known = new Set(registry.ids('metric'));
   const names = (wanted ?? q.compareColumns(compared).metrics).map((m) => m.replace(/^test\//, ''));
   const metrics = new Map<string, Metric>();
   for (const name of names) {
-    if (!registry.ids('metric').includes(`metric/${name}`)) continue;
-    metrics.set(name, registry.create(await registry.resolve('metric', name, { key: 'eval.metrics' }), { numClasses }));
+    const target = q.resolveMetric(name, predictions, (plugin) => known.has(`metric/${plugin}`));
+    const key = target && `${target.name}/${target.numClasses}`;
+    if (!target || !key || metrics.has(key)) continue;
+    metrics.set(key, registry.create(await registry.resolve('metric', target.name, { key: 'eval.metrics' }), { numClasses: target.numClasses }));
   }
-  return (name) => metrics.get(name);
+  return (name, numClasses) => metrics.get(`${name}/${numClasses}`);
 }
 
 export function register(program: Command, app: CliApp): void {
