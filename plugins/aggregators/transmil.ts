@@ -52,8 +52,8 @@ export type TransmilOptions = z.output<typeof TransmilOptions>;
 /**
  * Bytes of wasm heap per instance of a training step at large N (E = 512): the heap after a step at N = 50,000
  * (2,228 MB, flat over the steps) divided by N, rounded up (BENCHMARKS.md, "TransMIL at large N"); the memory
- * budget's floor for TransMIL. The heap has a fixed part (≈ 0.4 GB), so N times this overstates it above 50,000
- * instances, where the floor decides, and the limit's margin is kept.
+ * budget's floor for TransMIL. From about 30,000 instances on the heap is close to proportional to N (at 78,000 it
+ * was 0.2 % under N times this), so the floor estimates it there; the limit's 15 % of the ceiling is the margin.
  */
 export const TRAIN_HEAP_PER_INSTANCE = 46_720;
 
