@@ -50,6 +50,8 @@ draw.dispose();
 const budget = new MemoryBudget({
   limit: defaultMemoryLimit('wasm'),
   model: zoo.name,
+  // As the trainer does (src/core/engine/stages.ts): the aggregator's measured floor raises the line.
+  floor: (count, mode) => model.aggregator.minimumPeakBytes?.(count, mode),
   probe: modelStepProbe({ model, label: LABEL, numClasses: CLASSES, views: [], variables: model.trainableVariables(), rng: rng.fork('probe') }),
 });
 try {
@@ -59,6 +61,10 @@ try {
   process.stdout.write(`${JSON.stringify({ refused: error.message })}\n`);
   process.exit(0);
 }
+const fit = budget.estimateFor('train');
+const estimate = await budget.estimate({ slideId: 'bench', n, d: D, features }, 'train');
+// The estimate next to the heap the steps then reach, on stderr (stdout carries only the step readings the bench parses).
+process.stderr.write(`${JSON.stringify({ budget: { n, estimate, line: fit ? fit.fixed + fit.perInstance * n : undefined, fixed: fit?.fixed, perInstance: fit?.perInstance, floor: model.aggregator.minimumPeakBytes?.(n, 'train') } })}\n`);
 process.stderr.write(`${zoo.name}: budget check passed at N = ${n}\n`);
 process.on('exit', (code) => process.stderr.write(`${zoo.name}: exit ${code}\n`));
 const x = tf.tensor2d(features, [n, D]);
