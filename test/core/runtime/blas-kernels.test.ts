@@ -37,6 +37,22 @@ function randomCases(): MatMulCase[] {
       });
     }
   }
+  // A unit dimension (sgemv for m = 1 or n = 1, sger for k = 1), in every transpose combination, unbatched, batched and
+  // with a shared B folded into rows.
+  const unit: Array<[string, number, number, number]> = [['m=1', 1, 37, 23], ['n=1', 29, 1, 31], ['k=1', 33, 27, 1], ['m=n=1', 1, 1, 19], ['m=k=1', 1, 21, 1]];
+  for (const [name, m, n, k] of unit) {
+    for (const [batchA, batchB] of [[[], []], [[3], [3]], [[2], []]] as Array<[number[], number[]]>) {
+      for (const [tA, tB] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+        cases.push({
+          label: `unit ${name} [${batchA}]×[${batchB}] tA=${tA} tB=${tB}`,
+          aShape: tA ? [...batchA, k, m] : [...batchA, m, k],
+          bShape: tB ? [...batchB, n, k] : [...batchB, k, n],
+          tA,
+          tB,
+        });
+      }
+    }
+  }
   // Long inner dimension: float32 accumulation order differs from the cpu kernel's JS doubles.
   cases.push({ label: 'k=1000 row vector', aShape: [1, 1000], bShape: [1000, 64], tA: false, tB: false });
   cases.push({ label: 'k=1000 transposed column', aShape: [1000, 1], bShape: [1000, 64], tA: true, tB: false });
