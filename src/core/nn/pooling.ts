@@ -49,12 +49,17 @@ function maxOverInstancesGradient(h: tf.Tensor2D, z: tf.Tensor, dz: tf.Tensor): 
     const offset = n * cols;
     for (let e = 0; e < cols; e += 1) if (values[offset + e] === maxima[e]) argmax[e] = n;
   }
-  const dh = new Float32Array(rows * cols);
+  // dh holds one value per column. On wasm it is zero-filled by the Fill kernel and the values are written into its
+  // fresh buffer on the heap: building [N, E] on the host and uploading it (an allocation, a zeroing and a copy of
+  // 16 MB at N = 8,000, E = 512) was most of max-pool's time outside the kernels.
+  const wasm = tf.getBackend() === 'wasm';
+  const dhTensor = wasm ? (tf.zeros([rows, cols]) as tf.Tensor2D) : undefined;
+  const dh = dhTensor ? hostFloatValues(dhTensor) : new Float32Array(rows * cols);
   for (let e = 0; e < cols; e += 1) {
     const n = argmax[e] as number;
     if (n >= 0) dh[n * cols + e] = upstream[e] as number; // a NaN maximum matches no row: no gradient
   }
-  return tf.tensor2d(dh, [rows, cols]);
+  return dhTensor ?? tf.tensor2d(dh, [rows, cols]);
 }
 
 // Max over instances as a [N, 1] max-pool window on [1, N, 1, E]: XNNPACK reduces along contiguous channels,
