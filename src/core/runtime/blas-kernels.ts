@@ -178,28 +178,42 @@ function blasBatchMatMul(args: KernelArgs, blas: NativeBlas): TensorInfo {
   return out;
 }
 
+/** Up to this many output columns (or rows), one sgemv per column (row) beats OpenBLAS 0.3.21's sgemm. */
+const NARROW = 4;
+
 /**
- * C[m, n] = op(A) op(B) (row-major, C contiguous with row stride n). Products with a unit dimension skip sgemm, which
- * packs its operands for blocked kernels and first zeroes C: a matrix-vector product (m = 1 or n = 1; the attention
- * pooling a·H and its gradients, bias and score columns) is one sgemv over the matrix, and an outer product (k = 1,
- * the gradient of a pooled row) is one rank-1 update of a zeroed C. Measured with OpenBLAS 0.3.21 on [8000, 512]
- * operands, CPU time: sgemv 0.5–0.65 ms against sgemm 1.6–1.9 ms; zero + sger 0.8–0.9 ms against sgemm 2.0 ms
+ * C[m, n] = op(A) op(B) (row-major, C contiguous with row stride n). Narrow products skip sgemm, which packs its
+ * operands for blocked kernels, first zeroes C, and runs single-threaded and slowly on them: with n ≤ 4 output columns
+ * (or m ≤ 4 rows) each column (row) of C is one sgemv over the large operand (the attention pooling a·H and its
+ * gradients, class logits [N, 2], bias and score columns), and an outer product (k = 1, the gradient of a pooled row)
+ * is one rank-1 update of a zeroed C. Measured with OpenBLAS 0.3.21, CPU time on [8000, 512–1024] operands: m = 1,
+ * sgemv 0.5–0.65 ms against sgemm 1.6–1.9 ms; n = 2, two sgemv 2.0 ms against sgemm 3.4–3.7 ms; n = 4, 3.6 against 5.6;
+ * n = 8, 7.8 against 6.3 (hence the cut at 4); k = 1, zero + sger 0.8–0.9 ms against sgemm 2.0 ms
  * (docs/runtime.md#native-blas-for-the-wasm-backend-full-speed).
  */
 function gemm(
   blas: NativeBlas, transposeA: boolean, transposeB: boolean, m: number, n: number, k: number,
   A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array,
 ): void {
-  if (n === 1) {
-    // op(B) is one column of k values, contiguous in either layout.
-    if (transposeA) blas.sgemv(CBLAS_ROW_MAJOR, CBLAS_TRANS, k, m, 1, A, lda, B, 1, 0, C, 1); // A is [k, m]
-    else blas.sgemv(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, m, k, 1, A, lda, B, 1, 0, C, 1);
+  if (n <= NARROW && n <= m) {
+    // Column j of C (stride n) = op(A) · column j of op(B): row j of B when transposed, else column j (stride n).
+    for (let j = 0; j < n; j += 1) {
+      const x = transposeB ? B.subarray(j * ldb) : B.subarray(j);
+      const incx = transposeB ? 1 : ldb;
+      if (transposeA) blas.sgemv(CBLAS_ROW_MAJOR, CBLAS_TRANS, k, m, 1, A, lda, x, incx, 0, C.subarray(j), n); // A is [k, m]
+      else blas.sgemv(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, m, k, 1, A, lda, x, incx, 0, C.subarray(j), n);
+    }
     return;
   }
-  if (m === 1) {
-    // op(A) is one row of k values, contiguous in either layout: Cᵀ = op(B)ᵀ a.
-    if (transposeB) blas.sgemv(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, n, k, 1, B, ldb, A, 1, 0, C, 1); // B is [n, k]
-    else blas.sgemv(CBLAS_ROW_MAJOR, CBLAS_TRANS, k, n, 1, B, ldb, A, 1, 0, C, 1);
+  if (m <= NARROW) {
+    // Row i of C = row i of op(A) · op(B): column i of A (stride m) when transposed, else row i.
+    for (let i = 0; i < m; i += 1) {
+      const x = transposeA ? A.subarray(i) : A.subarray(i * lda);
+      const incx = transposeA ? lda : 1;
+      const row = C.subarray(i * n, (i + 1) * n);
+      if (transposeB) blas.sgemv(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, n, k, 1, B, ldb, x, incx, 0, row, 1); // B is [n, k]
+      else blas.sgemv(CBLAS_ROW_MAJOR, CBLAS_TRANS, k, n, 1, B, ldb, x, incx, 0, row, 1);
+    }
     return;
   }
   if (k === 1 && blas.sger) {
