@@ -44,10 +44,16 @@ function maxOverInstancesGradient(h: tf.Tensor2D, z: tf.Tensor, dz: tf.Tensor): 
   const maxima = hostFloatValues(z);
   const upstream = Float32Array.from(hostFloatValues(dz));
   const argmax = new Int32Array(cols).fill(-1);
-  // Rows from last to first, so the first row holding the maximum is the one kept.
-  for (let n = rows - 1; n >= 0; n -= 1) {
+  // Rows from first to last, keeping the first row that holds each maximum, and stopping once every column has one.
+  let missing = cols;
+  for (let n = 0; n < rows && missing > 0; n += 1) {
     const offset = n * cols;
-    for (let e = 0; e < cols; e += 1) if (values[offset + e] === maxima[e]) argmax[e] = n;
+    for (let e = 0; e < cols; e += 1) {
+      if (values[offset + e] === maxima[e] && argmax[e] === -1) {
+        argmax[e] = n;
+        missing -= 1;
+      }
+    }
   }
   // dh holds one value per column. On wasm it is zero-filled by the Fill kernel and the values are written into its
   // fresh buffer on the heap: building [N, E] on the host and uploading it (an allocation, a zeroing and a copy of
