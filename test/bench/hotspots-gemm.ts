@@ -2,15 +2,18 @@
 // time and its kernel totals; the torch side of the same comparison is `torch_zoo_step.py --profile`. Hand-run:
 //   GEMM_MODELS=abmil,dsmil GEMM_N=8000 node --conditions=milkit-source --import tsx test/bench/hotspots-gemm.ts
 // GEMM_BLAS_THREADS=1 (default 2) makes the CPU time comparable on a loaded machine: idle OpenBLAS threads spin, and
-// the spinning counts as CPU time when other processes keep the cores busy.
+// the spinning counts as CPU time when other processes keep the cores busy. GEMM_AB=1: steps alternate between the
+// narrow-product BLAS paths on and off (setNarrowBlasProducts) in this one process; per setting, the CPU time and the
+// traced BLAS time of each step.
 import * as tf from '@tensorflow/tfjs';
 import { builtinManifest } from '../../plugins/index.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { initRuntime, RuntimeSection } from '../../src/core/runtime/index.js';
+import { setNarrowBlasProducts } from '../../src/core/runtime/blas-kernels.js';
 import { loadNativeBlas, type NativeBlas, type Sgemm, type Sgemv } from '../../src/core/runtime/native-blas.js';
 import { Rng } from '../../src/core/runtime/random.js';
 import { Registry } from '../../src/registry/registry.js';
-import { buildModel, D, kernelTotals, MODELS, trainStep } from './shared.js';
+import { buildModel, D, kernelTotals, median, MODELS, trainStep } from './shared.js';
 
 interface Call {
   readonly what: string;
@@ -58,6 +61,24 @@ for (const name of names) {
   const model = await buildModel(registry, zoo);
   const optimizer = tf.train.adam(1e-4);
   trainStep(model, optimizer, x, rng);
+  if (process.env['GEMM_AB'] === '1') {
+    const ab: Record<'on' | 'off', { cpu: number[]; blas: number[] }> = { on: { cpu: [], blas: [] }, off: { cpu: [], blas: [] } };
+    for (let i = 0; i < 2 * steps; i += 1) {
+      const setting = i % 4 === 0 || i % 4 === 3 ? 'on' : 'off'; // on, off, off, on, ...
+      setNarrowBlasProducts(setting === 'on');
+      calls.clear();
+      recording = true;
+      const c0 = process.cpuUsage();
+      trainStep(model, optimizer, x, rng);
+      const c = process.cpuUsage(c0);
+      recording = false;
+      ab[setting].cpu.push((c.user + c.system) / 1000);
+      ab[setting].blas.push([...calls.values()].reduce((sum, entry) => sum + entry.ms, 0));
+    }
+    setNarrowBlasProducts(true);
+    const fmt = (values: number[]): string => `min ${Math.min(...values).toFixed(1)} med ${median(values).toFixed(1)}`;
+    console.log(`== A/B ${name} N=${n}: narrow on: cpu ${fmt(ab.on.cpu)}, BLAS ${fmt(ab.on.blas)} ms | off: cpu ${fmt(ab.off.cpu)}, BLAS ${fmt(ab.off.blas)} ms`);
+  }
   const wall: number[] = [];
   const cpu: number[] = [];
   for (let i = 0; i < steps; i += 1) {

@@ -181,6 +181,16 @@ function blasBatchMatMul(args: KernelArgs, blas: NativeBlas): TensorInfo {
 /** Up to this many output columns (or rows), one sgemv per column (row) beats OpenBLAS 0.3.21's sgemm. */
 const NARROW = 4;
 
+let narrowPaths = true;
+
+/**
+ * Turns the sgemv/sger paths for narrow products on (default) or off (every product through sgemm), for benchmarks
+ * that compare both in one process (test/bench/hotspots-gemm.ts); not part of the runtime's options.
+ */
+export function setNarrowBlasProducts(on: boolean): void {
+  narrowPaths = on;
+}
+
 /**
  * C[m, n] = op(A) op(B) (row-major, C contiguous with row stride n). Narrow products skip sgemm, which packs its
  * operands for blocked kernels, first zeroes C, and runs single-threaded and slowly on them: with n ≤ 4 output columns
@@ -195,6 +205,10 @@ function gemm(
   blas: NativeBlas, transposeA: boolean, transposeB: boolean, m: number, n: number, k: number,
   A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array,
 ): void {
+  if (!narrowPaths) {
+    blas.sgemm(CBLAS_ROW_MAJOR, transposeA ? CBLAS_TRANS : CBLAS_NO_TRANS, transposeB ? CBLAS_TRANS : CBLAS_NO_TRANS, m, n, k, 1, A, lda, B, ldb, 0, C, n);
+    return;
+  }
   if (n <= NARROW && n <= m) {
     // Column j of C (stride n) = op(A) · column j of op(B): row j of B when transposed, else column j (stride n).
     for (let j = 0; j < n; j += 1) {
