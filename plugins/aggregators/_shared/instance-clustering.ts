@@ -3,7 +3,7 @@
 // class; run them through that class's instance classifier. The result is the `instance*` extras the
 // `loss/clam-instance` plugin reads, weighted so Σ w·ℓ equals CLAM's sum of per-classifier means (÷ C when subtyping).
 import * as tf from '@tensorflow/tfjs';
-import { constantOf, selectRows } from 'milkit/nn';
+import { selectionMatrix, constantOf } from 'milkit/nn';
 
 /** The extras this selection produces. */
 export const INSTANCE_CLUSTERING_EXTRAS = ['instanceLogits', 'instanceTargets', 'instanceWeights'] as const;
@@ -40,13 +40,14 @@ export function instanceClusteringExtras(
       const inClass = c === label;
       if (!inClass && !options.subtyping) continue;
       const row = branches === 1 ? 0 : c;
-      // Rows [2k or k] from the ranking of attention row `row`; ranking carries no gradient.
-      const picked = constantOf((a) => {
+      // Selection [2k or k, N] from the ranking of attention row `row`; ranking carries no gradient.
+      const select = constantOf((a) => {
         const scores = tf.reshape(tf.slice(a, [row, 0], [1, n]), [n]) as tf.Tensor1D; // [N]
         const top = tf.topk(scores, k).indices; // [k]
-        return inClass ? tf.concat([top, tf.topk(tf.neg(scores), k).indices]) : top; // [2k] or [k]
-      }, attention) as tf.Tensor1D;
-      logits.push(classify(c, selectRows(h, picked))); // [2k or k, 2]
+        const picked = inClass ? tf.concat([top, tf.topk(tf.neg(scores), k).indices]) : top; // [2k] or [k]
+        return selectionMatrix(picked as tf.Tensor1D, n);
+      }, attention) as tf.Tensor2D;
+      logits.push(classify(c, tf.matMul(select, h) as tf.Tensor2D)); // [2k or k, 2]
       const count = inClass ? 2 * k : k;
       for (let i = 0; i < count; i += 1) {
         targets.push(inClass && i < k ? 1 : 0);

@@ -2,7 +2,6 @@
 // tfjs has no gradient for TopK, Greater & co., and a tape that reaches one throws even when the gradient would
 // be zero; computing them with the tape paused keeps them off it (torch `.detach()` / `no_grad`).
 import * as tf from '@tensorflow/tfjs';
-import { hostFloatValues } from './host-values.js';
 
 /** The part of tfjs's engine state that decides whether kernels are recorded for autodiff (tfjs-core 4.x). */
 interface TapeState {
@@ -46,43 +45,9 @@ export function selectionMatrix(indices: tf.Tensor1D, numRows: number): tf.Tenso
   return tf.tidy(() => tf.cast(tf.oneHot(tf.cast(indices, 'int32'), numRows), 'float32') as tf.Tensor2D);
 }
 
-/** dx [N, E] of a row gather: dy's row m added to row rows[m] (repeated rows accumulate), zero elsewhere. */
-function scatterRows(dy: tf.Tensor, rows: Int32Array, numRows: number, width: number): tf.Tensor2D {
-  if (tf.getBackend() !== 'wasm') {
-    return tf.tidy(() => tf.scatterND(tf.tensor2d(rows, [rows.length, 1], 'int32'), dy, [numRows, width]) as tf.Tensor2D);
-  }
-  // On wasm the M rows are added on the host into a zero-filled buffer on the heap (ScatterNd would be one more pass).
-  const upstream = Float32Array.from(hostFloatValues(dy));
-  const dx = tf.zeros([numRows, width]) as tf.Tensor2D;
-  const out = hostFloatValues(dx);
-  for (let m = 0; m < rows.length; m += 1) {
-    const to = (rows[m] as number) * width;
-    const from = m * width;
-    for (let e = 0; e < width; e += 1) out[to + e] = (out[to + e] as number) + (upstream[from + e] as number);
-  }
-  return dx;
-}
-
-/**
- * Rows `indices` of x [N, E] → [M, E], differentiable in x on every backend: a gather forward, and a scatter of the
- * M upstream rows backward (torch's index_select), where a selection-matrix product costs an [M, N] × [N, E] product
- * forward and an [N, M] × [M, E] one backward (at N = 8,000 and M = 64, DMIN's clustering rows, ~7 ms CPU each).
- * `tf.gather`'s own gradient needs UnsortedSegmentSum, absent in wasm. The indices are read to the host.
- */
+/** Rows `indices` of x [N, E] → [M, E], differentiable in x on every backend (selection-matrix matmul). */
 export function selectRows(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tensor2D {
-  const [numRows, width] = x.shape;
-  const rows = Int32Array.from(indices.dataSync());
-  for (const row of rows) {
-    if (!(row >= 0 && row < numRows)) throw new RangeError(`selectRows: row ${row} is outside [0, ${numRows})`);
-  }
-  const op = tf.customGrad((...args: Array<tf.Tensor | ((tensors: tf.Tensor[]) => void)>) => {
-    const input = args[0] as tf.Tensor2D;
-    return {
-      value: tf.tidy(() => tf.gather(input, tf.tensor1d(rows, 'int32')) as tf.Tensor2D),
-      gradFunc: (dy: tf.Tensor) => [scatterRows(dy, rows, numRows, width)],
-    };
-  });
-  return op(x) as tf.Tensor2D;
+  return tf.tidy(() => tf.matMul(selectionMatrix(indices, x.shape[0]), x) as tf.Tensor2D);
 }
 
 /**

@@ -3,7 +3,7 @@
 // gradients for its inputs), and an input reached only through constants gets no gradient.
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { constantOf, selectionMatrix, selectRows } from '../../../src/core/nn/no-grad.js';
+import { constantOf, selectionMatrix } from '../../../src/core/nn/no-grad.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { initRuntime } from '../../../src/core/runtime/index.js';
 import { RuntimeSection } from '../../../src/core/runtime/schema.js';
@@ -49,22 +49,6 @@ for (const backend of ['cpu', 'wasm'] as const) {
       expect(profile.kernels.filter((k) => k.name === 'BatchMatMul' || k.name === '_FusedMatMul')).toHaveLength(2);
       expect(profile.kernels.some((k) => k.name === 'ZerosLike' || k.name === 'Fill')).toBe(false);
       tf.dispose([h, scores, ...Object.values(grads)]);
-    });
-
-    it('selectRows gathers rows and scatters their gradient like the selection-matrix product, repeated rows summed', () => {
-      const x = tf.tensor2d([[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 12]]);
-      const indices = tf.tensor1d([2, 0, 2], 'float32'); // a repeated row; float32 as constantOf returns indices
-      const weights = tf.tensor2d([[1, -1, 2], [0.5, 3, -2], [4, 0.25, 1]]);
-      const viaGather = (v: tf.Tensor): tf.Scalar => tf.sum(tf.mul(selectRows(v as tf.Tensor2D, indices), weights));
-      const viaMatrix = (v: tf.Tensor): tf.Scalar => tf.sum(tf.mul(tf.matMul(selectionMatrix(indices, 4), v as tf.Tensor2D), weights));
-      expect(Array.from(selectRows(x, indices).dataSync())).toEqual([7, 8, 9, 1, 2, 3, 7, 8, 9]);
-      const dx = tf.grad(viaGather)(x);
-      expect(Array.from(dx.dataSync())).toEqual(Array.from(tf.grad(viaMatrix)(x).dataSync()));
-      expect(Array.from(dx.dataSync())).toEqual([0.5, 3, -2, 0, 0, 0, 5, -0.75, 3, 0, 0, 0]);
-    });
-
-    it('selectRows rejects a row outside the matrix', () => {
-      expect(() => selectRows(tf.zeros([3, 2]) as tf.Tensor2D, tf.tensor1d([1, 3], 'int32'))).toThrow(/row 3 is outside \[0, 3\)/);
     });
   });
 }
