@@ -55,11 +55,11 @@ function maxOverInstancesGradient(h: tf.Tensor2D, z: tf.Tensor, dz: tf.Tensor): 
       }
     }
   }
-  // dh holds one value per column. On wasm it is zero-filled by the Fill kernel and the values are written into its
-  // fresh buffer on the heap: building [N, E] on the host and uploading it (an allocation, a zeroing and a copy of
-  // 16 MB at N = 8,000, E = 512) was most of max-pool's time outside the kernels.
+  // dh holds one value per column. On wasm it is zero-filled in the heap by the Fill kernel (`tf.fill`; `tf.zeros`
+  // builds a host array and uploads it) and the values are written into its fresh buffer: building [N, E] on the host
+  // and uploading it (an allocation, a zeroing and a copy of 16 MB at N = 8,000, E = 512) cost more than the scan.
   const wasm = tf.getBackend() === 'wasm';
-  const dhTensor = wasm ? (tf.zeros([rows, cols]) as tf.Tensor2D) : undefined;
+  const dhTensor = wasm ? (tf.fill([rows, cols], 0, 'float32') as tf.Tensor2D) : undefined;
   const dh = dhTensor ? hostFloatValues(dhTensor) : new Float32Array(rows * cols);
   for (let e = 0; e < cols; e += 1) {
     const n = argmax[e] as number;
