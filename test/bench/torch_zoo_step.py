@@ -5,6 +5,9 @@ Protocol: one JSON request per stdin line, {"model": name, "n": N, "warmup": W, 
 {"model": name, "n": N, "ms": [S step times], "peakRss": bytes} (or {"error": text}); peakRss is the process's
 high-water RSS during the request (VmHWM, reset through /proc/self/clear_refs before it).
 The first line printed is {"ready": true, "torch": version, "threads": T}.
+Profiling (hand-run, not used by the bench): `torch_zoo_step.py --profile MODEL[,MODEL] N [STEPS]` prints, per model,
+the wall and CPU time (user + system, all threads) of each step and torch.profiler's matrix products of one step
+(shape, calls, CPU time), to set next to test/bench/hotspots-gemm.ts (threads 1, OpenBLAS's own pool).
 Threads: argv[1] = torch intra-op threads (default 1; OpenBLAS keeps its default pool). The bench runs two of these
 processes, threads 1 and threads 2, and takes the faster as the reference.
 The networks are the parity references (same maths as the milkit plugins), with dropout off on both sides.
@@ -122,7 +125,47 @@ def peak_rss():
     return 0
 
 
+def profile_main(names, n, steps):
+    import resource
+    from torch.profiler import ProfilerActivity, profile
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    x = torch.randn(n, D)
+
+    def cpu_ms():
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return (usage.ru_utime + usage.ru_stime) * 1000
+
+    for name in names:
+        model, loss_fn = build(name)
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+        def step():
+            optimizer.zero_grad()
+            loss = loss_fn(model, x)
+            loss.backward()
+            optimizer.step()
+            loss.item()
+        step()
+        walls, cpus = [], []
+        for _ in range(steps):
+            c0, t0 = cpu_ms(), time.perf_counter()
+            step()
+            walls.append((time.perf_counter() - t0) * 1000)
+            cpus.append(cpu_ms() - c0)
+        print(f"== torch {name} N={n}: wall {'/'.join(f'{w:.0f}' for w in walls)} ms, cpu {'/'.join(f'{c:.0f}' for c in cpus)} ms", flush=True)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            step()
+        rows = [e for e in prof.key_averages(group_by_input_shape=True) if e.key in ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::mv', 'aten::addmv')]
+        for e in sorted(rows, key=lambda e: -e.self_cpu_time_total):
+            print(f"  {e.key:12} {str(e.input_shapes):60} x{e.count} {e.self_cpu_time_total / 1000:.2f} ms", flush=True)
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == '--profile':
+        profile_main(sys.argv[2].split(','), int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 3)
+        return
     torch.manual_seed(0)
     threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     torch.set_num_threads(threads)

@@ -44,17 +44,28 @@ function maxOverInstancesGradient(h: tf.Tensor2D, z: tf.Tensor, dz: tf.Tensor): 
   const maxima = hostFloatValues(z);
   const upstream = Float32Array.from(hostFloatValues(dz));
   const argmax = new Int32Array(cols).fill(-1);
-  // Rows from last to first, so the first row holding the maximum is the one kept.
-  for (let n = rows - 1; n >= 0; n -= 1) {
+  // Rows from first to last, keeping the first row that holds each maximum, and stopping once every column has one.
+  let missing = cols;
+  for (let n = 0; n < rows && missing > 0; n += 1) {
     const offset = n * cols;
-    for (let e = 0; e < cols; e += 1) if (values[offset + e] === maxima[e]) argmax[e] = n;
+    for (let e = 0; e < cols; e += 1) {
+      if (values[offset + e] === maxima[e] && argmax[e] === -1) {
+        argmax[e] = n;
+        missing -= 1;
+      }
+    }
   }
-  const dh = new Float32Array(rows * cols);
+  // dh holds one value per column. On wasm it is zero-filled in the heap by the Fill kernel (`tf.fill`; `tf.zeros`
+  // builds a host array and uploads it) and the values are written into its fresh buffer: building [N, E] on the host
+  // and uploading it (an allocation, a zeroing and a copy of 16 MB at N = 8,000, E = 512) cost more than the scan.
+  const wasm = tf.getBackend() === 'wasm';
+  const dhTensor = wasm ? (tf.fill([rows, cols], 0, 'float32') as tf.Tensor2D) : undefined;
+  const dh = dhTensor ? hostFloatValues(dhTensor) : new Float32Array(rows * cols);
   for (let e = 0; e < cols; e += 1) {
     const n = argmax[e] as number;
     if (n >= 0) dh[n * cols + e] = upstream[e] as number; // a NaN maximum matches no row: no gradient
   }
-  return tf.tensor2d(dh, [rows, cols]);
+  return dhTensor ?? tf.tensor2d(dh, [rows, cols]);
 }
 
 // Max over instances as a [N, 1] max-pool window on [1, N, 1, E]: XNNPACK reduces along contiguous channels,

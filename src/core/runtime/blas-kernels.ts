@@ -153,13 +153,11 @@ function blasBatchMatMul(args: KernelArgs, blas: NativeBlas): TensorInfo {
   const C = heapF32(backend, out);
   const lda = transposeA ? m : k;
   const ldb = transposeB ? k : n;
-  const opA = transposeA ? CBLAS_TRANS : CBLAS_NO_TRANS;
-  const opB = transposeB ? CBLAS_TRANS : CBLAS_NO_TRANS;
   const count = sizeOf(outBatch);
   const sizeB = sizeOf(batchB);
   if (count === 1 || (sizeB === 1 && !transposeA && sizeOf(batchA) === count)) {
     // One call: no batch, or a shared B under a stack of untransposed A (rows of all batch entries are contiguous).
-    blas.sgemm(CBLAS_ROW_MAJOR, opA, opB, m * count, n, k, 1, A, lda, B, ldb, 0, C, n);
+    gemm(blas, transposeA, transposeB, m * count, n, k, A, lda, B, ldb, C);
     return out;
   }
   const indexA = broadcastBatchIndex(outBatch, batchA);
@@ -170,14 +168,77 @@ function blasBatchMatMul(args: KernelArgs, blas: NativeBlas): TensorInfo {
   for (let i = 0; i < count; i += 1) {
     const offA = (indexA[i] ?? 0) * strideA;
     const offB = (indexB[i] ?? 0) * strideB;
-    blas.sgemm(
-      CBLAS_ROW_MAJOR, opA, opB, m, n, k, 1,
+    gemm(
+      blas, transposeA, transposeB, m, n, k,
       A.subarray(offA, offA + strideA), lda,
       B.subarray(offB, offB + strideB), ldb,
-      0, C.subarray(i * strideC, (i + 1) * strideC), n,
+      C.subarray(i * strideC, (i + 1) * strideC),
     );
   }
   return out;
+}
+
+/** Up to this many output columns (or rows), one sgemv per column (row) beats OpenBLAS 0.3.21's sgemm. */
+const NARROW = 4;
+
+let narrowPaths = true;
+
+/**
+ * Turns the sgemv/sger paths for narrow products on (default) or off (every product through sgemm), for benchmarks
+ * that compare both in one process (test/bench/hotspots-gemm.ts); not part of the runtime's options.
+ */
+export function setNarrowBlasProducts(on: boolean): void {
+  narrowPaths = on;
+}
+
+/**
+ * C[m, n] = op(A) op(B) (row-major, C contiguous with row stride n). Narrow products skip sgemm, which packs its
+ * operands for blocked kernels, first zeroes C, and runs single-threaded and slowly on them: with n ≤ 4 output columns
+ * (or m ≤ 4 rows) each column (row) of C is one sgemv over the large operand (the attention pooling a·H and its
+ * gradients, class logits [N, 2], bias and score columns), and an outer product (k = 1, the gradient of a pooled row)
+ * is one rank-1 update of a zeroed C. Measured with OpenBLAS 0.3.21, CPU time on [8000, 512–1024] operands: m = 1,
+ * sgemv 0.5–0.65 ms against sgemm 1.6–1.9 ms; n = 2, two sgemv 2.0 ms against sgemm 3.4–3.7 ms; n = 4, 3.6 against 5.6;
+ * n = 8, 7.8 against 6.3 (hence the cut at 4); k = 1, zero + sger 0.8–0.9 ms against sgemm 2.0 ms
+ * (docs/runtime.md#native-blas-for-the-wasm-backend-full-speed).
+ */
+function gemm(
+  blas: NativeBlas, transposeA: boolean, transposeB: boolean, m: number, n: number, k: number,
+  A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array,
+): void {
+  if (!narrowPaths) {
+    blas.sgemm(CBLAS_ROW_MAJOR, transposeA ? CBLAS_TRANS : CBLAS_NO_TRANS, transposeB ? CBLAS_TRANS : CBLAS_NO_TRANS, m, n, k, 1, A, lda, B, ldb, 0, C, n);
+    return;
+  }
+  if (n <= NARROW && n <= m) {
+    // Column j of C (stride n) = op(A) · column j of op(B): row j of B when transposed, else column j (stride n).
+    for (let j = 0; j < n; j += 1) {
+      const x = transposeB ? B.subarray(j * ldb) : B.subarray(j);
+      const incx = transposeB ? 1 : ldb;
+      if (transposeA) blas.sgemv(CBLAS_ROW_MAJOR, CBLAS_TRANS, k, m, 1, A, lda, x, incx, 0, C.subarray(j), n); // A is [k, m]
+      else blas.sgemv(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, m, k, 1, A, lda, x, incx, 0, C.subarray(j), n);
+    }
+    return;
+  }
+  if (m <= NARROW) {
+    // Row i of C = row i of op(A) · op(B): column i of A (stride m) when transposed, else row i.
+    for (let i = 0; i < m; i += 1) {
+      const x = transposeA ? A.subarray(i) : A.subarray(i * lda);
+      const incx = transposeA ? lda : 1;
+      const row = C.subarray(i * n, (i + 1) * n);
+      if (transposeB) blas.sgemv(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, n, k, 1, B, ldb, x, incx, 0, row, 1); // B is [n, k]
+      else blas.sgemv(CBLAS_ROW_MAJOR, CBLAS_TRANS, k, n, 1, B, ldb, x, incx, 0, row, 1);
+    }
+    return;
+  }
+  if (k === 1 && blas.sger) {
+    // op(A) is a column of m values and op(B) a row of n values, both contiguous in either layout.
+    C.fill(0, 0, m * n);
+    blas.sger(CBLAS_ROW_MAJOR, m, n, 1, A, 1, B, 1, C, n);
+    return;
+  }
+  const opA = transposeA ? CBLAS_TRANS : CBLAS_NO_TRANS;
+  const opB = transposeB ? CBLAS_TRANS : CBLAS_NO_TRANS;
+  blas.sgemm(CBLAS_ROW_MAJOR, opA, opB, m, n, k, 1, A, lda, B, ldb, 0, C, n);
 }
 
 interface FusedAttrs extends MatMulAttrs {

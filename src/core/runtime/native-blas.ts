@@ -35,6 +35,12 @@ export type Sgemv = (
   x: Float32Array, incx: number, beta: number, y: Float32Array, incy: number,
 ) => void;
 
+/** A = alpha x yᵀ + A, row-major (rank-1 update). */
+export type Sger = (
+  order: number, m: number, n: number, alpha: number, x: Float32Array, incx: number,
+  y: Float32Array, incy: number, a: Float32Array, lda: number,
+) => void;
+
 export interface NativeBlas {
   /** The name or path that loaded. */
   readonly library: string;
@@ -42,6 +48,8 @@ export interface NativeBlas {
   readonly config: string;
   readonly sgemm: Sgemm;
   readonly sgemv: Sgemv;
+  /** Absent when the library does not export cblas_sger (outer products then stay on sgemm). */
+  readonly sger?: Sger;
   /** Threads the library uses now (undefined when it offers no thread control). */
   threads(): number | undefined;
   /** Sets the library's thread count; false when the library offers no thread control. */
@@ -66,6 +74,9 @@ const SGEMM_SIGNATURE =
 const SGEMV_SIGNATURE =
   'void cblas_sgemv(int order, int trans, int M, int N, float alpha, const float *A, int lda, const float *X, ' +
   'int incX, float beta, float *Y, int incY)';
+const SGER_SIGNATURE =
+  'void cblas_sger(int order, int M, int N, float alpha, const float *X, int incX, const float *Y, int incY, ' +
+  'float *A, int lda)';
 
 let cached: Promise<BlasProbe> | undefined;
 let cachedKey: string | undefined;
@@ -139,11 +150,13 @@ function open(koffi: KoffiModule, name: string): { blas: NativeBlas } | { failur
   const config = openblasConfig ? String(openblasConfig()) : `BLIS ${String(blisVersion?.())}`;
   const getThreads = optional('int openblas_get_num_threads(void)') ?? optional('int bli_thread_get_num_threads(void)');
   const setThreadsFn = optional('void openblas_set_num_threads(int)') ?? optional('void bli_thread_set_num_threads(int)');
+  const sger = optional(SGER_SIGNATURE);
   const blas: NativeBlas = {
     library: name,
     config,
     sgemm: sgemm as unknown as Sgemm,
     sgemv: sgemv as unknown as Sgemv,
+    ...(sger ? { sger: sger as unknown as Sger } : {}),
     threads: () => (getThreads ? Number(getThreads()) : undefined),
     setThreads: (count) => {
       if (!setThreadsFn) return false;

@@ -37,6 +37,25 @@ function randomCases(): MatMulCase[] {
       });
     }
   }
+  // Narrow products (sgemv per column for n ≤ 4, per row for m ≤ 4, sger for k = 1) and their edges, in every transpose
+  // combination, unbatched, batched and with a shared B folded into rows.
+  const unit: Array<[string, number, number, number]> = [
+    ['m=1', 1, 37, 23], ['n=1', 29, 1, 31], ['k=1', 33, 27, 1], ['m=n=1', 1, 1, 19], ['m=k=1', 1, 21, 1],
+    ['n=2', 31, 2, 17], ['n=4', 19, 4, 23], ['n=5', 13, 5, 11], ['m=3', 3, 29, 21], ['m=4', 4, 26, 7], ['m=2 n=3', 2, 3, 40], ['m=3 k=1', 3, 22, 1],
+  ];
+  for (const [name, m, n, k] of unit) {
+    for (const [batchA, batchB] of [[[], []], [[3], [3]], [[2], []]] as Array<[number[], number[]]>) {
+      for (const [tA, tB] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+        cases.push({
+          label: `unit ${name} [${batchA}]×[${batchB}] tA=${tA} tB=${tB}`,
+          aShape: tA ? [...batchA, k, m] : [...batchA, m, k],
+          bShape: tB ? [...batchB, n, k] : [...batchB, k, n],
+          tA,
+          tB,
+        });
+      }
+    }
+  }
   // Long inner dimension: float32 accumulation order differs from the cpu kernel's JS doubles.
   cases.push({ label: 'k=1000 row vector', aShape: [1, 1000], bShape: [1000, 64], tA: false, tB: false });
   cases.push({ label: 'k=1000 transposed column', aShape: [1000, 1], bShape: [1000, 64], tA: true, tB: false });
