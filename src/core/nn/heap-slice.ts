@@ -23,12 +23,11 @@ interface WasmBackend {
 }
 
 /**
- * Copies the slice [begin, begin + size) of `x` as contiguous runs: the run is the innermost axes that are taken
- * whole, times the size along the first axis (from the inside) that is not.
+ * Copies the slice [begin, begin + size) of `x` (begin and size complete, no -1) into a new wasm tensor, as
+ * contiguous runs straight between views of the heap: the run is the innermost axes that are taken whole, times
+ * the size along the first axis (from the inside) that is not. Numeric dtypes only (float32, int32, bool).
  */
-function heapSliceKernel({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
-  const x = inputs['x']!;
-  const { begin, size } = attrs as unknown as HeapSliceAttrs;
+export function copySliceOnHeap(backend: unknown, x: tf.TensorInfo, begin: readonly number[], size: readonly number[]): tf.TensorInfo {
   const wasm = backend as WasmBackend;
   const out = wasm.makeOutput([...size], x.dtype);
   const count = size.reduce((a, b) => a * b, 1);
@@ -38,6 +37,10 @@ function heapSliceKernel({ inputs, backend, attrs }: { inputs: tf.NamedTensorInf
   const target = wasm.typedArrayFromHeap(out);
   const shape = x.shape;
   const rank = shape.length;
+  if (rank === 0) {
+    target[0] = source[0]!;
+    return out;
+  }
   const strides = new Array<number>(rank);
   strides[rank - 1] = 1;
   for (let axis = rank - 2; axis >= 0; axis -= 1) strides[axis] = strides[axis + 1]! * shape[axis + 1]!;
@@ -63,6 +66,11 @@ function heapSliceKernel({ inputs, backend, attrs }: { inputs: tf.NamedTensorInf
     if (axis < 0) break;
   }
   return out;
+}
+
+function heapSliceKernel({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const { begin, size } = attrs as unknown as HeapSliceAttrs;
+  return copySliceOnHeap(backend, inputs['x']!, begin, size);
 }
 
 let registered = false;
