@@ -133,3 +133,46 @@ export function heapConcat<T extends tf.Tensor>(parts: readonly T[], axis = 0): 
   });
   return op(...parts) as T;
 }
+
+/**
+ * Rows `rows` of x [N, E] → [M, E], differentiable in x. tf.gather where the backend can differentiate it (its
+ * gradient is UnsortedSegmentSum, which milkit's runtime adds to wasm: src/core/runtime/small-n-kernels.ts): one
+ * gather forward and one scatter-add of M rows backward. Elsewhere the [M, N] one-hot selection matrix times x, the
+ * same values (a product with one 1 per row) and gradient, at the cost of a matmul each way.
+ */
+export function gatherRows(x: tf.Tensor2D, rows: ArrayLike<number>): tf.Tensor2D {
+  return tf.tidy(() => {
+    const indices = tf.tensor1d(Array.from(rows), 'int32');
+    if (tf.getKernel('UnsortedSegmentSum', tf.getBackend())) return tf.gather(x, indices) as tf.Tensor2D;
+    return tf.matMul(tf.oneHot(indices, x.shape[0]).toFloat(), x) as tf.Tensor2D;
+  });
+}
+
+/**
+ * Indices of the k largest (`largest`) or smallest entries of `values`, best first; ties go to the lower index
+ * (as tf.topk). Host-side, for the score vector of one bag: one pass keeping the best k in order (O(N·k) at worst,
+ * O(N) when most entries lose to the k-th best at once) costs less than TopK, Neg and the casts of a selection built
+ * as kernels.
+ */
+export function topKIndices(values: ArrayLike<number>, k: number, side: 'largest' | 'smallest'): Int32Array {
+  const count = Math.max(0, Math.min(k, values.length));
+  const best = new Int32Array(count);
+  const score = new Float64Array(count); // sign-adjusted: larger is better
+  const sign = side === 'largest' ? 1 : -1;
+  let filled = 0;
+  for (let i = 0; i < values.length && count > 0; i += 1) {
+    const v = sign * (values[i] as number);
+    // Scanning upwards, an equal score never beats an earlier index: only strictly better entries get in.
+    if (filled === count && !(v > score[count - 1]!)) continue;
+    let at = filled === count ? count - 1 : filled;
+    while (at > 0 && v > score[at - 1]!) {
+      score[at] = score[at - 1]!;
+      best[at] = best[at - 1]!;
+      at -= 1;
+    }
+    score[at] = v;
+    best[at] = i;
+    if (filled < count) filled += 1;
+  }
+  return best;
+}

@@ -50,7 +50,8 @@ export function installSmallNKernels(): void {
 /** Puts back what was registered before `installSmallNKernels` (idempotent). */
 export function restoreSmallNKernels(): void {
   for (const [name, config] of previous) {
-    if (tf.getKernel(name, BACKEND) === mine.get(name)) tf.unregisterKernel(name, BACKEND);
+    const active = mine.get(name);
+    if (active && tf.getKernel(name, BACKEND) === active) tf.unregisterKernel(name, BACKEND);
     if (config && tf.getKernel(name, BACKEND) !== config) tf.registerKernel(config);
   }
   mine.clear();

@@ -50,7 +50,7 @@ function input(c: SliceCase, rng: Rng): tf.Tensor {
   return tf.tensor(Uint8Array.from(values, (v) => (v > 0 ? 1 : 0)), c.shape, 'bool');
 }
 
-describe.skipIf(!probe.blas)('small-N wasm kernels', () => {
+describe.skipIf(!probe.available)('small-N wasm kernels', () => {
   beforeAll(async () => {
     await initRuntime({ backend: 'wasm', blas: 'on', blasThreads: 2 }, { logger: silentLogger });
   });
