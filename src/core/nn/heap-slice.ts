@@ -141,11 +141,21 @@ export function heapConcat<T extends tf.Tensor>(parts: readonly T[], axis = 0): 
  * same values (a product with one 1 per row) and gradient, at the cost of a matmul each way.
  */
 export function gatherRows(x: tf.Tensor2D, rows: ArrayLike<number>): tf.Tensor2D {
-  return tf.tidy(() => {
-    const indices = tf.tensor1d(Array.from(rows), 'int32');
-    if (tf.getKernel('UnsortedSegmentSum', tf.getBackend())) return tf.gather(x, indices) as tf.Tensor2D;
-    return tf.matMul(tf.oneHot(indices, x.shape[0]).toFloat(), x) as tf.Tensor2D;
+  const picked = Int32Array.from(rows);
+  const numRows = x.shape[0];
+  if (!tf.getKernel('UnsortedSegmentSum', tf.getBackend())) {
+    return tf.tidy(() => tf.matMul(tf.cast(tf.oneHot(tf.tensor1d(picked, 'int32'), numRows), 'float32'), x) as tf.Tensor2D);
+  }
+  // The gradient straight as one UnsortedSegmentSum: tfjs' own GatherV2 gradient wraps it in two Reshapes and two
+  // (identity) Transposes, each a kernel call, and keeps x on the tape.
+  const op = tf.customGrad((...args: unknown[]) => {
+    const input = args[0] as tf.Tensor2D;
+    return {
+      value: tf.tidy(() => tf.gather(input, tf.tensor1d(picked, 'int32'))),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[]) => tf.tidy(() => tf.unsortedSegmentSum(Array.isArray(dy) ? dy[0]! : dy, tf.tensor1d(picked, 'int32'), numRows)),
+    };
   });
+  return op(x) as tf.Tensor2D;
 }
 
 /**
