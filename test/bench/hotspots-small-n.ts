@@ -13,7 +13,7 @@ import { initRuntime, RuntimeSection } from '../../src/core/runtime/index.js';
 import { Rng } from '../../src/core/runtime/random.js';
 import { installSmallNKernels, restoreSmallNKernels } from '../../src/core/runtime/small-n-kernels.js';
 import { Registry } from '../../src/registry/registry.js';
-import { buildModel, D, kernelTotals, median, MODELS, trainStep } from './shared.js';
+import { buildModel, CLASSES, D, kernelTotals, LABEL, median, MODELS, trainStep } from './shared.js';
 
 function timed(fn: () => void): { wall: number; cpu: number } {
   const cpu0 = process.cpuUsage();
@@ -78,6 +78,37 @@ for (const name of names) {
       lines.push(`  ${side}: wall min ${Math.min(...wall).toFixed(2)} / median ${median(wall).toFixed(2)} ms; cpu min ${Math.min(...cpu).toFixed(2)} / median ${median(cpu).toFixed(2)} ms`);
     }
   }
+  // The step split in its two phases (same process, alternating): forward + losses + backward, then tf.train.adam's
+  // update; the bench's step uses tfjs' Adam (many small kernels per variable), not milkit's optimizer.
+  const variables = model.trainableVariables();
+  const lossOf = (): tf.Scalar => model.losses(model.forward({ slideId: 'bench', features: x, label: LABEL }, { training: true, rng: rng.fork('step') }), LABEL, CLASSES).total as tf.Scalar;
+  const phases: Record<'gradients' | 'adam', number[]> = { gradients: [], adam: [] };
+  const kernelsOf = { gradients: 0, adam: 0 };
+  for (let r = 0; r < rounds; r += 1) {
+    let computed: { value: tf.Scalar; grads: tf.NamedTensorMap } | undefined;
+    phases.gradients.push(timed(() => {
+      computed = optimizer.computeGradients(lossOf, variables);
+      computed.value.dataSync();
+    }).cpu);
+    phases.adam.push(timed(() => {
+      optimizer.applyGradients(computed!.grads as unknown as Parameters<tf.Optimizer["applyGradients"]>[0]);
+      variables[0]!.dataSync();
+    }).cpu);
+    tf.dispose(computed!.value);
+    tf.dispose(Object.values(computed!.grads));
+  }
+  const g = await tf.profile(() => {
+    const computed = optimizer.computeGradients(lossOf, variables);
+    tf.dispose(computed.value);
+    return Object.values(computed.grads) as tf.Tensor[];
+  });
+  kernelsOf.gradients = g.kernels.length;
+  tf.dispose(g.result as unknown as tf.Tensor[]);
+  const grads = optimizer.computeGradients(lossOf, variables);
+  kernelsOf.adam = (await tf.profile(() => optimizer.applyGradients(grads.grads as unknown as Parameters<tf.Optimizer["applyGradients"]>[0]))).kernels.length;
+  tf.dispose(grads.value);
+  tf.dispose(Object.values(grads.grads));
+  lines.push(`  phases (cpu min / median ms, kernel calls): gradients ${Math.min(...phases.gradients).toFixed(1)} / ${median(phases.gradients).toFixed(1)} (${kernelsOf.gradients}); tf.train.adam ${Math.min(...phases.adam).toFixed(1)} / ${median(phases.adam).toFixed(1)} (${kernelsOf.adam}) over ${variables.length} variables`);
   process.stdout.write(`${lines.join('\n')}\n`);
   optimizer.dispose();
   model.dispose();
