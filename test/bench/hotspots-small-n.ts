@@ -15,6 +15,8 @@ import { installSmallNKernels, restoreSmallNKernels } from '../../src/core/runti
 import { Registry } from '../../src/registry/registry.js';
 import { buildModel, CLASSES, D, kernelTotals, LABEL, median, MODELS, trainStep } from './shared.js';
 
+const named = (grads: tf.NamedTensorMap): Array<{ name: string; tensor: tf.Tensor }> => Object.entries(grads).map(([name, tensor]) => ({ name, tensor }));
+
 function timed(fn: () => void): { wall: number; cpu: number } {
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
@@ -91,7 +93,7 @@ for (const name of names) {
       computed.value.dataSync();
     }).cpu);
     phases.adam.push(timed(() => {
-      optimizer.applyGradients(computed!.grads as unknown as Parameters<tf.Optimizer["applyGradients"]>[0]);
+      optimizer.applyGradients(named(computed!.grads));
       variables[0]!.dataSync();
     }).cpu);
     tf.dispose(computed!.value);
@@ -105,7 +107,7 @@ for (const name of names) {
   kernelsOf.gradients = g.kernels.length;
   tf.dispose(g.result as unknown as tf.Tensor[]);
   const grads = optimizer.computeGradients(lossOf, variables);
-  kernelsOf.adam = (await tf.profile(() => optimizer.applyGradients(grads.grads as unknown as Parameters<tf.Optimizer["applyGradients"]>[0]))).kernels.length;
+  kernelsOf.adam = (await tf.profile(() => optimizer.applyGradients(named(grads.grads)))).kernels.length;
   tf.dispose(grads.value);
   tf.dispose(Object.values(grads.grads));
   lines.push(`  phases (cpu min / median ms, kernel calls): gradients ${Math.min(...phases.gradients).toFixed(1)} / ${median(phases.gradients).toFixed(1)} (${kernelsOf.gradients}); tf.train.adam ${Math.min(...phases.adam).toFixed(1)} / ${median(phases.adam).toFixed(1)} (${kernelsOf.adam}) over ${variables.length} variables`);
