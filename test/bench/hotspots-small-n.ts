@@ -3,11 +3,15 @@
 // and process CPU time, and how much of the wall time is outside the kernels (tfjs dispatch, tape, JS). With
 // SMALL_N_AB=1 the step is also timed A/B inside this one process: rounds alternate the runtime's kernel overrides as
 // installed (B) and the same install without the small-N overrides (A), order rotated, min and median reported, so
-// load changes hit both sides alike.
+// load changes hit both sides alike. Then the step's two phases apart (CPU time, kernel calls): forward + losses +
+// backward, tf.train.adam's update, and milkit's fused Adam (train.optimizer.fused) on the same gradients.
 // Environment: SMALL_N_MODELS (default clam-sb,clam-mb,dsmil,transmil), SMALL_N (default 1000), SMALL_N_ROUNDS
 // (default 9), SMALL_N_SEQUENCE=1 (every kernel call of the profiled step with shapes and time, on stderr).
 import * as tf from '@tensorflow/tfjs';
 import { builtinManifest } from '../../plugins/index.js';
+import { makeSlots } from '../../src/core/engine/optim/base.js';
+import { FusedAdamOptimizer } from '../../src/core/engine/optim/fused-adam.js';
+import { OptimizerSection } from '../../src/core/engine/schema.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { initRuntime, RuntimeSection } from '../../src/core/runtime/index.js';
 import { Rng } from '../../src/core/runtime/random.js';
@@ -81,36 +85,50 @@ for (const name of names) {
     }
   }
   // The step split in its two phases (same process, alternating): forward + losses + backward, then tf.train.adam's
-  // update; the bench's step uses tfjs' Adam (many small kernels per variable), not milkit's optimizer.
+  // update; the bench's step uses tfjs' Adam (many small kernels per variable), not milkit's phaseOptimizer.
   const variables = model.trainableVariables();
+  // A fresh Adam: tfjs' Adam keys its moments by the position of each gradient in the map it is given.
+  const phaseOptimizer = tf.train.adam(1e-4);
   const lossOf = (): tf.Scalar => model.losses(model.forward({ slideId: 'bench', features: x, label: LABEL }, { training: true, rng: rng.fork('step') }), LABEL, CLASSES).total as tf.Scalar;
-  const phases: Record<'gradients' | 'adam', number[]> = { gradients: [], adam: [] };
+  const phases: Record<'gradients' | 'adam' | 'fused', number[]> = { gradients: [], adam: [], fused: [] };
+  const section = OptimizerSection.parse({ name: 'adam' });
+  const fused = new FusedAdamOptimizer(makeSlots(section, model.namedTrainable()), { betas: section.betas, eps: section.eps, decoupledWeightDecay: false });
   const kernelsOf = { gradients: 0, adam: 0 };
   for (let r = 0; r < rounds; r += 1) {
     let computed: { value: tf.Scalar; grads: tf.NamedTensorMap } | undefined;
     phases.gradients.push(timed(() => {
-      computed = optimizer.computeGradients(lossOf, variables);
+      computed = phaseOptimizer.computeGradients(lossOf, variables);
       computed.value.dataSync();
     }).cpu);
     phases.adam.push(timed(() => {
-      optimizer.applyGradients(named(computed!.grads));
+      phaseOptimizer.applyGradients(named(computed!.grads));
       variables[0]!.dataSync();
     }).cpu);
+    // milkit's fused Adam (train.optimizer.fused) on the same gradients, for comparison with tf.train.adam.
+    const ordered = named(computed!.grads);
+    const byVariable = variables.map((v) => ordered.find((e) => e.name === v.name)?.tensor ?? tf.zerosLike(v));
+    phases.fused.push(timed(() => {
+      fused.step(byVariable, 1e-4);
+      variables[0]!.dataSync();
+    }).cpu);
+    tf.dispose(byVariable.filter((t) => !ordered.some((e) => e.tensor === t)));
     tf.dispose(computed!.value);
     tf.dispose(Object.values(computed!.grads));
   }
   const g = await tf.profile(() => {
-    const computed = optimizer.computeGradients(lossOf, variables);
+    const computed = phaseOptimizer.computeGradients(lossOf, variables);
     tf.dispose(computed.value);
     return Object.values(computed.grads) as tf.Tensor[];
   });
   kernelsOf.gradients = g.kernels.length;
   tf.dispose(g.result as unknown as tf.Tensor[]);
-  const grads = optimizer.computeGradients(lossOf, variables);
-  kernelsOf.adam = (await tf.profile(() => optimizer.applyGradients(named(grads.grads)))).kernels.length;
+  const grads = phaseOptimizer.computeGradients(lossOf, variables);
+  kernelsOf.adam = (await tf.profile(() => phaseOptimizer.applyGradients(named(grads.grads)))).kernels.length;
   tf.dispose(grads.value);
   tf.dispose(Object.values(grads.grads));
-  lines.push(`  phases (cpu min / median ms, kernel calls): gradients ${Math.min(...phases.gradients).toFixed(1)} / ${median(phases.gradients).toFixed(1)} (${kernelsOf.gradients}); tf.train.adam ${Math.min(...phases.adam).toFixed(1)} / ${median(phases.adam).toFixed(1)} (${kernelsOf.adam}) over ${variables.length} variables`);
+  lines.push(`  phases (cpu min / median ms, kernel calls): gradients ${Math.min(...phases.gradients).toFixed(1)} / ${median(phases.gradients).toFixed(1)} (${kernelsOf.gradients}); tf.train.adam ${Math.min(...phases.adam).toFixed(1)} / ${median(phases.adam).toFixed(1)} (${kernelsOf.adam}) over ${variables.length} variables; milkit fused Adam ${Math.min(...phases.fused).toFixed(1)} / ${median(phases.fused).toFixed(1)}`);
+  phaseOptimizer.dispose();
+  fused.dispose();
   process.stdout.write(`${lines.join('\n')}\n`);
   optimizer.dispose();
   model.dispose();
