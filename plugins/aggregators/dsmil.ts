@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { definePlugin, Module, PluginError, type Aggregator, type AggregatorOutput, type AggregatorParts, type Bag, type Classifier, type ForwardIO, type ModelContext, type TorchNaming } from 'milkit';
 import type { Rng } from 'milkit';
-import { activate, initBias, initWeight, Linear, dropout, selectionMatrix } from 'milkit/nn';
+import { activate, gatherRows, initBias, initWeight, Linear, dropout } from 'milkit/nn';
 
 export const DsmilOptions = z.strictObject({
   queryDim: z.int().positive().default(128).describe('width of the query network q (128 in DSMIL)'),
@@ -70,12 +70,23 @@ class DsmilBagClassifier extends Module {
   }
 }
 
-/** The constant [K, N] matrix selecting, per class, the first instance of largest logit in c [N, K] (torch's argmax). */
-function criticalSelection(c: tf.Tensor2D): tf.Tensor2D {
-  const argMax = tf.argMax(c, 0);
-  const rows = Int32Array.from(argMax.dataSync()); // K indices
-  argMax.dispose();
-  return tf.tidy(() => selectionMatrix(tf.tensor1d(rows, 'int32'), c.shape[0]));
+/** Per class, the first instance of largest logit in c [N, K] (torch's argmax), read on the host: K row indices. */
+function criticalRows(c: tf.Tensor2D): Int32Array {
+  const [n, heads] = c.shape;
+  const values = c.dataSync();
+  const rows = new Int32Array(heads);
+  for (let j = 0; j < heads; j += 1) {
+    let best = values[j]!;
+    for (let i = 1; i < n; i += 1) {
+      const v = values[i * heads + j]!;
+      // Strictly greater keeps the first maximum; a NaN wins as in torch.argmax.
+      if (v > best || (Number.isNaN(v) && !Number.isNaN(best))) {
+        best = v;
+        rows[j] = i;
+      }
+    }
+  }
+  return rows;
 }
 
 class DsmilAggregator extends Module implements Aggregator {
@@ -135,12 +146,12 @@ class DsmilAggregator extends Module implements Aggregator {
       const q = this.bagClassifier.query(x); // [N, Q]
       // Critical instances m_j = argmax_n c_{n,j} and their queries q_m = q(x_m). The queries are taken as rows of Q
       // (q acts row by row, so they are the same values and carry the same gradient to x and to q's weights as torch's
-      // q(x[argmax])) instead of a second pass of q over gathered rows; the argmax is read on the host, so the selection
-      // matrix is a constant off the gradient tape and backprop computes no gradient for it.
+      // q(x[argmax])) instead of a second pass of q over gathered rows; the argmax is taken on the host and the rows are
+      // gathered (gatherRows: a gather forward, a scatter-add of K rows backward), with no selection matrix.
       const n = x.shape[0];
       const qMax = n === 1
         ? (tf.tile(q, [this.heads, 1]) as tf.Tensor2D)
-        : (tf.matMul(criticalSelection(c), q) as tf.Tensor2D); // [K, Q]
+        : gatherRows(q, criticalRows(c)); // [K, Q]
       // ⟨q_m, q_n⟩ / √Q as [K, N] straight from the matmul (no transpose), softmax over instances per class.
       const a = tf.softmax(tf.div(tf.matMul(qMax, q, false, true), Math.sqrt(this.options.queryDim))) as tf.Tensor2D; // [K, N]
       const v = this.bagClassifier.v

@@ -3,7 +3,7 @@
 // class; run them through that class's instance classifier. The result is the `instance*` extras the
 // `loss/clam-instance` plugin reads, weighted so Σ w·ℓ equals CLAM's sum of per-classifier means (÷ C when subtyping).
 import * as tf from '@tensorflow/tfjs';
-import { selectionMatrix, constantOf } from 'milkit/nn';
+import { gatherRows, topKIndices } from 'milkit/nn';
 
 /** The extras this selection produces. */
 export const INSTANCE_CLUSTERING_EXTRAS = ['instanceLogits', 'instanceTargets', 'instanceWeights'] as const;
@@ -35,19 +35,20 @@ export function instanceClusteringExtras(
     const logits: tf.Tensor2D[] = [];
     const targets: number[] = [];
     const weights: number[] = [];
+    // The ranking carries no gradient (torch.topk's indices do not either), so it is done on the host from one read
+    // of the attention: no TopK/Neg/OneHot/Cast kernels and no [2k, N] selection matrix, whose matmul also cost a
+    // gradient for the (constant) selection. The rows go through gatherRows: a gather, and a scatter-add backward.
+    let scores: Float32Array | undefined;
     for (let c = 0; c < options.numClasses; c += 1) {
       // Loop over classes (a handful), never over instances.
       const inClass = c === label;
       if (!inClass && !options.subtyping) continue;
       const row = branches === 1 ? 0 : c;
-      // Selection [2k or k, N] from the ranking of attention row `row`; ranking carries no gradient.
-      const select = constantOf((a) => {
-        const scores = tf.reshape(tf.slice(a, [row, 0], [1, n]), [n]) as tf.Tensor1D; // [N]
-        const top = tf.topk(scores, k).indices; // [k]
-        const picked = inClass ? tf.concat([top, tf.topk(tf.neg(scores), k).indices]) : top; // [2k] or [k]
-        return selectionMatrix(picked as tf.Tensor1D, n);
-      }, attention) as tf.Tensor2D;
-      logits.push(classify(c, tf.matMul(select, h) as tf.Tensor2D)); // [2k or k, 2]
+      scores ??= attention.dataSync() as Float32Array; // [K·N]
+      const rowScores = scores.subarray(row * n, (row + 1) * n);
+      const top = topKIndices(rowScores, k, 'largest');
+      const picked = inClass ? [...top, ...topKIndices(rowScores, k, 'smallest')] : [...top]; // [2k] or [k]
+      logits.push(classify(c, gatherRows(h, picked))); // [2k or k, 2]
       const count = inClass ? 2 * k : k;
       for (let i = 0; i < count; i += 1) {
         targets.push(inClass && i < k ? 1 : 0);

@@ -23,12 +23,11 @@ interface WasmBackend {
 }
 
 /**
- * Copies the slice [begin, begin + size) of `x` as contiguous runs: the run is the innermost axes that are taken
- * whole, times the size along the first axis (from the inside) that is not.
+ * Copies the slice [begin, begin + size) of `x` (begin and size complete, no -1) into a new wasm tensor, as
+ * contiguous runs straight between views of the heap: the run is the innermost axes that are taken whole, times
+ * the size along the first axis (from the inside) that is not. Numeric dtypes only (float32, int32, bool).
  */
-function heapSliceKernel({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
-  const x = inputs['x']!;
-  const { begin, size } = attrs as unknown as HeapSliceAttrs;
+export function copySliceOnHeap(backend: unknown, x: tf.TensorInfo, begin: readonly number[], size: readonly number[]): tf.TensorInfo {
   const wasm = backend as WasmBackend;
   const out = wasm.makeOutput([...size], x.dtype);
   const count = size.reduce((a, b) => a * b, 1);
@@ -38,6 +37,10 @@ function heapSliceKernel({ inputs, backend, attrs }: { inputs: tf.NamedTensorInf
   const target = wasm.typedArrayFromHeap(out);
   const shape = x.shape;
   const rank = shape.length;
+  if (rank === 0) {
+    target[0] = source[0]!;
+    return out;
+  }
   const strides = new Array<number>(rank);
   strides[rank - 1] = 1;
   for (let axis = rank - 2; axis >= 0; axis -= 1) strides[axis] = strides[axis + 1]! * shape[axis + 1]!;
@@ -63,6 +66,11 @@ function heapSliceKernel({ inputs, backend, attrs }: { inputs: tf.NamedTensorInf
     if (axis < 0) break;
   }
   return out;
+}
+
+function heapSliceKernel({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const { begin, size } = attrs as unknown as HeapSliceAttrs;
+  return copySliceOnHeap(backend, inputs['x']!, begin, size);
 }
 
 let registered = false;
@@ -124,4 +132,57 @@ export function heapConcat<T extends tf.Tensor>(parts: readonly T[], axis = 0): 
     };
   });
   return op(...parts) as T;
+}
+
+/**
+ * Rows `rows` of x [N, E] → [M, E], differentiable in x. tf.gather where the backend can differentiate it (its
+ * gradient is UnsortedSegmentSum, which milkit's runtime adds to wasm: src/core/runtime/small-n-kernels.ts): one
+ * gather forward and one scatter-add of M rows backward. Elsewhere the [M, N] one-hot selection matrix times x, the
+ * same values (a product with one 1 per row) and gradient, at the cost of a matmul each way.
+ */
+export function gatherRows(x: tf.Tensor2D, rows: ArrayLike<number>): tf.Tensor2D {
+  const picked = Int32Array.from(rows);
+  const numRows = x.shape[0];
+  if (!tf.getKernel('UnsortedSegmentSum', tf.getBackend())) {
+    return tf.tidy(() => tf.matMul(tf.cast(tf.oneHot(tf.tensor1d(picked, 'int32'), numRows), 'float32'), x) as tf.Tensor2D);
+  }
+  // The gradient straight as one UnsortedSegmentSum: tfjs' own GatherV2 gradient wraps it in two Reshapes and two
+  // (identity) Transposes, each a kernel call, and keeps x on the tape.
+  const op = tf.customGrad((...args: unknown[]) => {
+    const input = args[0] as tf.Tensor2D;
+    return {
+      value: tf.tidy(() => tf.gather(input, tf.tensor1d(picked, 'int32'))),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[]) => tf.tidy(() => tf.unsortedSegmentSum(Array.isArray(dy) ? dy[0]! : dy, tf.tensor1d(picked, 'int32'), numRows)),
+    };
+  });
+  return op(x) as tf.Tensor2D;
+}
+
+/**
+ * Indices of the k largest (`largest`) or smallest entries of `values`, best first; ties go to the lower index
+ * (as tf.topk). Host-side, for the score vector of one bag: one pass keeping the best k in order (O(N·k) at worst,
+ * O(N) when most entries lose to the k-th best at once) costs less than TopK, Neg and the casts of a selection built
+ * as kernels.
+ */
+export function topKIndices(values: ArrayLike<number>, k: number, side: 'largest' | 'smallest'): Int32Array {
+  const count = Math.max(0, Math.min(k, values.length));
+  const best = new Int32Array(count);
+  const score = new Float64Array(count); // sign-adjusted: larger is better
+  const sign = side === 'largest' ? 1 : -1;
+  let filled = 0;
+  for (let i = 0; i < values.length && count > 0; i += 1) {
+    const v = sign * (values[i] as number);
+    // Scanning upwards, an equal score never beats an earlier index: only strictly better entries get in.
+    if (filled === count && !(v > score[count - 1]!)) continue;
+    let at = filled === count ? count - 1 : filled;
+    while (at > 0 && v > score[at - 1]!) {
+      score[at] = score[at - 1]!;
+      best[at] = best[at - 1]!;
+      at -= 1;
+    }
+    score[at] = v;
+    best[at] = i;
+    if (filled < count) filled += 1;
+  }
+  return best;
 }

@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, type NativeBlas } from './native-blas.js';
+import { activeSmallNKernels, installSmallNKernels, restoreSmallNKernels } from './small-n-kernels.js';
 
 type KernelConfig = ReturnType<typeof tf.getKernel>;
 type KernelFunc = KernelConfig['kernelFunc'];
@@ -19,7 +20,10 @@ const BACKEND = 'wasm';
 /** What `installWasmKernels` registers: the BLAS kernels with `blas`, otherwise the stock-friendly matmuls. */
 export interface WasmKernelOptions {
   readonly blas?: NativeBlas;
-  /** Also override Identity and same-dtype Cast (copy-free), Sum over leading axes (sgemv) and Tanh (via the SIMD sigmoid); only with `blas`. */
+  /**
+   * Also override Identity and same-dtype Cast (copy-free), Sum over leading axes (sgemv), Tanh (via the SIMD
+   * sigmoid) and Slice (copy of the part only), and add UnsortedSegmentSum; only with `blas`.
+   */
   readonly extras?: boolean;
 }
 
@@ -51,6 +55,7 @@ function override(name: string, kernelFunc: KernelFunc): void {
 
 /** Puts every stock wasm kernel back (idempotent). */
 export function restoreStockWasmKernels(): void {
+  restoreSmallNKernels();
   for (const [name, config] of stockKernels) {
     if (tf.getKernel(name, BACKEND) !== stockKernels.get(name)) {
       tf.unregisterKernel(name, BACKEND);
@@ -62,7 +67,8 @@ export function restoreStockWasmKernels(): void {
 
 /** Kernel names milkit has overridden on the wasm backend right now. */
 export function overriddenWasmKernels(): string[] {
-  return [...installed.keys()].filter((name) => tf.getKernel(name, BACKEND) === installed.get(name)).sort();
+  const mine = [...installed.keys()].filter((name) => tf.getKernel(name, BACKEND) === installed.get(name));
+  return [...mine, ...activeSmallNKernels()].sort();
 }
 
 /** Replaces the stock wasm kernels as `options` asks, after restoring any earlier install. */
@@ -82,6 +88,8 @@ export function installWasmKernels(options: WasmKernelOptions): void {
     override('Cast', castNoCopySameDtype);
     override('Sum', (args) => leadingAxesSum(args, blas));
     override('Tanh', tanhViaSigmoid);
+    // Slice without the whole-input copy, and UnsortedSegmentSum (tf.gather's gradient): src/core/runtime/small-n-kernels.ts.
+    installSmallNKernels();
   }
 }
 

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HEAP_SLICE, heapConcat, heapSlice } from '../../../src/core/nn/heap-slice.js';
+import { gatherRows, HEAP_SLICE, heapConcat, heapSlice, topKIndices } from '../../../src/core/nn/heap-slice.js';
+import { installSmallNKernels, restoreSmallNKernels } from '../../../src/core/runtime/small-n-kernels.js';
 
 beforeAll(async () => {
   await tf.setBackend('wasm');
@@ -64,5 +65,71 @@ describe('nn/heap-slice', () => {
     const y = tf.ones([4, 3]);
     expect(() => heapSlice(y, [3, 0], [2, 3])).toThrow(/outside a tensor of shape \[4, 3\]/);
     tf.dispose([x, y, info.result as tf.Tensor]);
+  });
+});
+
+describe('nn/heap-slice topKIndices', () => {
+  it('equals tf.topk (largest) and tf.topk of the negation (smallest), ties to the lower index', () => {
+    // Values on a coarse grid: many ties, including at the k-th place.
+    let seed = 17;
+    const values = Float32Array.from({ length: 300 }, () => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return Math.floor((seed / 2147483648) * 40) / 8 - 2.5;
+    });
+    for (const k of [1, 8, 37, 300]) {
+      const largest = tf.tidy(() => Array.from(tf.topk(tf.tensor1d(values), k).indices.dataSync()));
+      const smallest = tf.tidy(() => Array.from(tf.topk(tf.neg(tf.tensor1d(values)), k).indices.dataSync()));
+      expect(Array.from(topKIndices(values, k, 'largest'))).toEqual(largest);
+      expect(Array.from(topKIndices(values, k, 'smallest'))).toEqual(smallest);
+    }
+    expect(Array.from(topKIndices([3, 1, 2], 5, 'largest'))).toEqual([0, 2, 1]); // k clamped to N
+    expect(Array.from(topKIndices([], 2, 'smallest'))).toEqual([]);
+  });
+});
+
+describe('nn/heap-slice gatherRows', () => {
+  const data = Float32Array.from({ length: 40 }, (_, i) => Math.sin(i + 1));
+  const upstream = Float32Array.from({ length: 20 }, (_, i) => Math.cos(3 * i));
+  const rows = [9, 0, 4, 9, 2];
+  const valueAndGrad = (): number[][] => tf.tidy(() => {
+    const x = tf.tensor2d(data, [10, 4]);
+    const f = (t: tf.Tensor): tf.Tensor => tf.sum(tf.mul(gatherRows(t as tf.Tensor2D, rows), tf.tensor2d(upstream, [5, 4])));
+    return [Array.from(gatherRows(x, rows).dataSync()), Array.from(tf.grad(f)(x).dataSync())];
+  });
+
+  it('gathers with a scatter-add gradient where UnsortedSegmentSum exists, else through the selection matmul: same numbers', () => {
+    installSmallNKernels();
+    try {
+      const withGather = valueAndGrad();
+      restoreSmallNKernels();
+      expect(tf.getKernel('UnsortedSegmentSum', 'wasm')).toBeUndefined();
+      const withMatMul = valueAndGrad();
+      expect(withGather[0]).toEqual(withMatMul[0]);
+      expect(withGather[1]).toEqual(withMatMul[1]);
+      // Expected: row r of the result is row rows[r] of x; row 9 was taken twice, so its gradient sums two upstream rows.
+      expect(withGather[0]!.slice(0, 4)).toEqual(Array.from(data.slice(36, 40)));
+      for (let j = 0; j < 4; j += 1) expect(withGather[1]![36 + j]).toBeCloseTo(upstream[j]! + upstream[12 + j]!, 6);
+      expect(withGather[1]!.slice(0, 4)).toEqual(Array.from(upstream.slice(4, 8))); // x row 0 was taken once, at position 1
+      expect(withGather[1]!.slice(4, 8)).toEqual([0, 0, 0, 0]); // x row 1 was not taken
+    } finally {
+      restoreSmallNKernels();
+    }
+  });
+
+  it('uses GatherV2 (no OneHot, no matmul) when the backend can differentiate it', async () => {
+    installSmallNKernels();
+    try {
+      const x = tf.tensor2d(data, [10, 4]);
+      const info = await tf.profile(() => tf.grad((t: tf.Tensor) => tf.sum(gatherRows(t as tf.Tensor2D, rows)))(x));
+      const names = info.kernels.map((k) => k.name);
+      expect(names).toContain('GatherV2');
+      expect(names).toContain('UnsortedSegmentSum');
+      expect(names).not.toContain('OneHot');
+      expect(names).not.toContain('BatchMatMul');
+      expect(names).not.toContain('Transpose'); // tfjs' own GatherV2 gradient adds two
+      x.dispose();
+    } finally {
+      restoreSmallNKernels();
+    }
   });
 });

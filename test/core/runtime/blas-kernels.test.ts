@@ -146,7 +146,8 @@ describe.skipIf(!probe.available)('wasm BLAS kernels (OpenBLAS, docs/runtime.md)
     expect(info.blas.active).toBe(true);
     expect(info.blas.library).toMatch(/blas|blis/i);
     expect(info.blas.threads).toBe(2);
-    expect(info.kernelOverrides).toEqual(['BatchMatMul', 'Cast', 'Identity', 'Sum', 'Tanh', '_FusedMatMul']);
+    // Slice and UnsortedSegmentSum: src/core/runtime/small-n-kernels.ts (copy-free Slice; tf.gather's gradient).
+    expect(info.kernelOverrides).toEqual(['BatchMatMul', 'Cast', 'Identity', 'Slice', 'Sum', 'Tanh', 'UnsortedSegmentSum', '_FusedMatMul']);
     expect(info.matmulGrad).toBe('stock');
   });
 
