@@ -93,9 +93,10 @@ type Stage = (typeof STAGES)[number];
  *   evaluation gates keep nothing (docs/methods/hdmil.md#input-standardisation);
  * - LIPN at lr 1e-3 instead of the paper's 1e-4: the paper trains up to 200 epochs, this schedule 15, and at 1e-4 LIPN
  *   still kept almost nothing after 5–10 epochs (it first learns to drop every patch, DMIN's targets being mostly 0).
- * - no early stopping (the last epoch of each stage is kept): the recipe's rule selects stage lipn's checkpoint by the
- *   screened pipeline's validation loss, which is lowest while LIPN still keeps every patch — on this cohort it chose
- *   epoch 0, and the fold's test then kept 100 % (kept_prescreener 1.0), so screening would save nothing.
+ * - no early stopping in stage dmin (the default rule, patience 20, never stops a 20-epoch schedule; the best
+ *   validation epoch is tested), and stage lipn keeps its LAST epoch: its validation loss is the screened pipeline's,
+ *   lowest while LIPN still keeps every patch — selecting by it chose LIPN's epoch 0 (which keeps 100 %) with
+ *   targetRecall 0.95 and epoch 6 of 15 with 0.999, so screening saved little or nothing.
  * r = 0.6 (the keep-rate target) is the recipe's and is never lowered here.
  */
 export function benchOverrides(slideTable: string, featuresDir: string, epochs: number, lipnEpochs: number, recipeText: string): string[] {
@@ -110,8 +111,10 @@ export function benchOverrides(slideTable: string, featuresDir: string, epochs: 
     `train.epochs=${epochs}`,
     `stages.1.train.epochs=${lipnEpochs}`,
     'stages.1.train.optimizer.lr=0.001',
-    // Deleting a key the recipe does not have is an error, and a recipe without early stopping needs no deletion.
-    ...(recipeText.includes('earlyStopping') ? ['~train.earlyStopping', '~stages.1.train.earlyStopping'] : []),
+    // Deleting a key the recipe does not have is an error: only a top-level train.earlyStopping (two-space indent) is deleted.
+    ...(/^ {2}earlyStopping:/m.test(recipeText) ? ['~train.earlyStopping'] : []),
+    '++stages.1.train.earlyStopping.enabled=false',
+    '++stages.1.train.earlyStopping.select=last',
     'split.folds=4',
     '++tracking.enabled=false',
     '++eval.bootstrap=0',
