@@ -9,7 +9,10 @@ import { openCohort } from '../../src/core/engine/predict-cohort.js';
 import { buildViews } from '../../src/core/data/bags.js';
 import { classifyScreened, fullPass, prescreen, screenedRows } from '../../src/core/engine/screening.js';
 
-const [runDir, dataDir, outFile] = process.argv.slice(2) as [string, string, string];
+const [runDir, dataDir, outFile, offsetList] = process.argv.slice(2) as [string, string, string, string | undefined];
+// Optional: extra shifts of LIPN's keep threshold, each scored as if calibrated there (keep fraction and mean |Δp|).
+const offsets = offsetList ? offsetList.split(',').map(Number) : [];
+const sweep = offsets.map(() => ({ kept: 0, patches: 0, delta: 0 }));
 const registry = builtinRegistry();
 const run = await openTrainedRun({ runDir, registry, logger: silentLogger, cwd: process.cwd(), env: process.env });
 const cohort = await openCohort(dataDir, run, { registry, cwd: process.cwd(), logger: silentLogger });
@@ -49,11 +52,26 @@ for (const slide of cohort.source.slides) {
     let m = 0; for (let k = 0; k < 768; k++) m += data.thumbs![i * 768 + k]!; m /= 768;
     rowsOut.push([slide.slideId, i, data.coords![2 * i], data.coords![2 * i + 1], gate[i * C], gate[i * C + 1], s[i * C]!.toFixed(4), s[i * C + 1]!.toFixed(4), decision.scores[i * C]!.toFixed(4), decision.scores[i * C + 1]!.toFixed(4), a[i]!.toExponential(3), a[n + i]!.toExponential(3), m.toFixed(1)].join(','));
   }
+  offsets.forEach((offset, k) => {
+    const scores = decision.scores.map((v) => v - offset);
+    const kept: number[] = [];
+    for (let i = 0; i < n; i++) if (Math.max(scores[i * C]!, scores[i * C + 1]!) > 0) kept.push(i);
+    const shifted = { ...decision, scores, kept };
+    const { rows: r2 } = screenedRows(shifted);
+    const f2 = new Float32Array(r2.length * data.d);
+    r2.forEach((r, i) => f2.set(data.features.subarray(r * data.d, (r + 1) * data.d), i * data.d));
+    const out = classifyScreened(fold.model, data, shifted, f2, passOptions);
+    const p2 = tf.tidy(() => tf.softmax(out.output.logits).dataSync())[1]!;
+    tf.dispose(out.output as unknown as tf.TensorContainer);
+    const acc = sweep[k]!;
+    acc.kept += kept.length; acc.patches += n; acc.delta += Math.abs(pAll - p2);
+  });
   const gk = g.filter(Boolean).length, lk = keep.filter(Boolean).length, both = g.filter((x, i) => x && keep[i]).length;
   sumD += Math.abs(pAll - pScr);
   console.log(`| ${slide.slideId} | ${slide.label} | ${pAll.toFixed(4)} | ${pScr.toFixed(4)} | ${Math.abs(pAll - pScr).toFixed(4)} | ${n} | ${(100 * gk / n).toFixed(1)} % | ${(100 * lk / n).toFixed(1)} % | ${(both / gk).toFixed(3)} | ${(both / lk).toFixed(3)} | ${rankAuc(o, g).toFixed(3)} |`);
 }
 console.log('mean |Δp|', (sumD / cohort.source.slides.length).toFixed(4));
+offsets.forEach((offset, k) => console.log(`threshold +${offset}: keeps ${(100 * sweep[k]!.kept / sweep[k]!.patches).toFixed(1)} %, mean |Δp| ${(sweep[k]!.delta / cohort.source.slides.length).toFixed(4)}`));
 writeFileSync(outFile, rowsOut.join('\n') + '\n');
 await cohort.source.close?.();
 run.dispose();

@@ -47,8 +47,8 @@ async function milkit(ctx: BenchContext, args: readonly string[], cwd: string): 
 }
 
 /** Everything that decides a generated cohort's bytes; the cache folder is keyed by all of it. */
-export function cohortOptions(slides: number, size: number, seed: number): Omit<SyntheticSlidesOptions, 'outDir' | 'logger'> {
-  return { slides, size, seed, tumourFraction: 0.5, format: 'svs', quality: 80, tileSize: 256, mpp: 0.5, magnification: 20, maskDownsample: 64 };
+export function cohortOptions(slides: number, size: number, seed: number, sceneSize?: number): Omit<SyntheticSlidesOptions, 'outDir' | 'logger'> {
+  return { slides, size, seed, tumourFraction: 0.5, format: 'svs', quality: 80, tileSize: 256, mpp: 0.5, magnification: 20, maskDownsample: 64, ...(sceneSize !== undefined ? { sceneSize } : {}) };
 }
 
 /**
@@ -64,8 +64,8 @@ export function cohortDir(name: string, options: Omit<SyntheticSlidesOptions, 'o
 /** Bumped whenever writeSyntheticSlides' output bytes change for given options (it has kept them so far). */
 const SLIDES_VERSION = 1;
 
-export async function cohort(log: (line: string) => void, name: string, slides: number, size: number, seed: number): Promise<string> {
-  const options = cohortOptions(slides, size, seed);
+export async function cohort(log: (line: string) => void, name: string, slides: number, size: number, seed: number, sceneSize?: number): Promise<string> {
+  const options = cohortOptions(slides, size, seed, sceneSize);
   const dir = cohortDir(name, options);
   // slides.csv is written last, so its presence means every slide and mask of the cohort is complete.
   if (existsSync(path.join(dir, 'slides.csv'))) {
@@ -200,7 +200,12 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   }
   const runDir = path.join(outputs, readdirSync(outputs).find((d) => existsSync(path.join(outputs, d, 'fold-0', 'done.json'))) as string);
 
-  const big = await cohort(ctx.log, 'large', large, size, 23);
+  // The large slides are mosaics of scenes of the small slides' size (BENCH_INFER_SCENE=0: one scene per slide, as
+  // before): drawn as one scene, a large slide scales its tissue pieces and artefacts with its size, so it has a third
+  // of the small slides' share of tissue-edge patches and pen strokes five times wider, which the small training
+  // slides never show (docs/hdmil.md#large-slides-unlike-the-training-slides).
+  const sceneSize = int('BENCH_INFER_SCENE', small);
+  const big = await cohort(ctx.log, 'large', large, size, 23, sceneSize > 0 ? sceneSize : undefined);
   const scored = await cohort(ctx.log, 'auc', aucSlides, small, 37);
   // A small slide (a dozen tissue patches) scored first by every large-slide run, so that process start-up, the ONNX
   // session's first batches and the kernels' first calls are never charged to the timed slide.
