@@ -1,4 +1,9 @@
-// Per-slide agreement analysis of a trained DMIN + LIPN run on a folder of extracted feature files (features, coords, thumbs).
+// Where screened and all-patch inference part (docs/hdmil.md#large-slides-unlike-the-training-slides): a trained
+// DMIN + LIPN run on a folder of feature files that `milkit extract` wrote (features, coords, thumbs; slides.csv in
+// the folder), per slide: p in both modes, DMIN's gate-kept share in mode all, what LIPN keeps, its recall and
+// precision against the gate and the rank AUC of its union score; and per patch (CSV): gate, S, LIPN's scores,
+// attention and the thumbnail's mean grey level. Not a bench module (run.ts runs *.bench.ts only):
+//   node --conditions=milkit-source --import tsx test/bench/hdmil-agreement.ts <run dir> <feature folder> <patches.csv> [threshold shifts, e.g. 0.005,0.01]
 import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
