@@ -4,7 +4,8 @@
  *   Distillation Multi-Instance Learning" (HDMIL), CVPR 2025 — stage 2, training LIPN against the frozen DMIN
  * Implements: targets M_HR = 1[S > 0] from the aggregator's per-branch gate logits S (capability gateLogits)
  *   computed in the aggregator's stage mode (HDMIL: train mode, dropout on, no noise), the pre-screener's
- *   branch scores on the thumbnails, and the pre-screener's own imitation loss as the whole objective
+ *   branch scores on the thumbnails, and the pre-screener's own imitation loss as the whole objective (S is
+ *   passed along for a pre-screener that calibrates on attention, docs/methods/hdmil.md#screened-keep-sets)
  *   (docs/methods/hdmil.md#lipn-training); the stage's configured losses score validation and test only
  * Symbols: S [N,K] gate logits · M_HR [N,K] 0/1 targets · O [N,K] pre-screener branch scores
  * Choices: stream labels `targets` (gate dropout) and `prescreener` are forks of the step stream; logs the
@@ -42,13 +43,15 @@ class GateDistillation implements Strategy {
     if (!thumbs) throw new PluginError('missing-thumbnails', `slide ${step.bag.slideId}: the pre-screener reads the thumbs view, which the bag lacks.`, { hint: 'Use a dataset with thumbnails.' });
     // Targets in the aggregator's stage mode (HDMIL: train, dropout on), never with noise.
     const gateIo = { training: step.isTraining('aggregator'), rng: step.io.rng.fork('targets') };
-    const targets = stepGate(this.gateLogits({ slideId: step.bag.slideId, features: step.bag.features }, gateIo), 0) as tf.Tensor2D; // [N, K]  M_HR
+    const gate = this.gateLogits({ slideId: step.bag.slideId, features: step.bag.features }, gateIo); // [N, K]  S
+    const targets = stepGate(gate, 0) as tf.Tensor2D; // [N, K]  M_HR
     const scores = this.branchScores(thumbs, { training: step.isTraining('prescreener'), rng: step.io.rng.fork('prescreener') }); // [N, K]  O
     // Kept past the step's scope so stepMetrics may read them wherever it is called; freed at the next step (the
     // previous step's gradients are done by then; freeing them inside the tape would break its backward) or at dispose().
     this.release();
     this.last = { scores: tf.keep(scores), targets: tf.keep(targets) };
-    return { imitation: this.imitationLoss(scores, targets) };
+    // S goes along (no gradient flows to the frozen aggregator) for pre-screeners that weigh targets by attention.
+    return { imitation: this.imitationLoss(scores, targets, gate) };
   }
 
   stepMetrics(): Record<string, number> {

@@ -47,8 +47,8 @@ async function milkit(ctx: BenchContext, args: readonly string[], cwd: string): 
 }
 
 /** Everything that decides a generated cohort's bytes; the cache folder is keyed by all of it. */
-export function cohortOptions(slides: number, size: number, seed: number): Omit<SyntheticSlidesOptions, 'outDir' | 'logger'> {
-  return { slides, size, seed, tumourFraction: 0.5, format: 'svs', quality: 80, tileSize: 256, mpp: 0.5, magnification: 20, maskDownsample: 64 };
+export function cohortOptions(slides: number, size: number, seed: number, sceneSize?: number): Omit<SyntheticSlidesOptions, 'outDir' | 'logger'> {
+  return { slides, size, seed, tumourFraction: 0.5, format: 'svs', quality: 80, tileSize: 256, mpp: 0.5, magnification: 20, maskDownsample: 64, ...(sceneSize !== undefined ? { sceneSize } : {}) };
 }
 
 /**
@@ -64,8 +64,8 @@ export function cohortDir(name: string, options: Omit<SyntheticSlidesOptions, 'o
 /** Bumped whenever writeSyntheticSlides' output bytes change for given options (it has kept them so far). */
 const SLIDES_VERSION = 1;
 
-export async function cohort(log: (line: string) => void, name: string, slides: number, size: number, seed: number): Promise<string> {
-  const options = cohortOptions(slides, size, seed);
+export async function cohort(log: (line: string) => void, name: string, slides: number, size: number, seed: number, sceneSize?: number): Promise<string> {
+  const options = cohortOptions(slides, size, seed, sceneSize);
   const dir = cohortDir(name, options);
   // slides.csv is written last, so its presence means every slide and mask of the cohort is complete.
   if (existsSync(path.join(dir, 'slides.csv'))) {
@@ -93,9 +93,10 @@ type Stage = (typeof STAGES)[number];
  *   evaluation gates keep nothing (docs/methods/hdmil.md#input-standardisation);
  * - LIPN at lr 1e-3 instead of the paper's 1e-4: the paper trains up to 200 epochs, this schedule 15, and at 1e-4 LIPN
  *   still kept almost nothing after 5–10 epochs (it first learns to drop every patch, DMIN's targets being mostly 0).
- * - no early stopping (the last epoch of each stage is kept): the recipe's rule selects stage lipn's checkpoint by the
- *   screened pipeline's validation loss, which is lowest while LIPN still keeps every patch — on this cohort it chose
- *   epoch 0, and the fold's test then kept 100 % (kept_prescreener 1.0), so screening would save nothing.
+ * - no early stopping in stage dmin (the default rule, patience 20, never stops a 20-epoch schedule; the best
+ *   validation epoch is tested), and stage lipn keeps its LAST epoch: its validation loss is the screened pipeline's,
+ *   lowest while LIPN still keeps every patch — selecting by it chose LIPN's epoch 0 (which keeps 100 %) with
+ *   targetRecall 0.95 and epoch 6 of 15 with 0.999, so screening saved little or nothing.
  * r = 0.6 (the keep-rate target) is the recipe's and is never lowered here.
  */
 export function benchOverrides(slideTable: string, featuresDir: string, epochs: number, lipnEpochs: number, recipeText: string): string[] {
@@ -110,8 +111,10 @@ export function benchOverrides(slideTable: string, featuresDir: string, epochs: 
     `train.epochs=${epochs}`,
     `stages.1.train.epochs=${lipnEpochs}`,
     'stages.1.train.optimizer.lr=0.001',
-    // Deleting a key the recipe does not have is an error, and a recipe without early stopping needs no deletion.
-    ...(recipeText.includes('earlyStopping') ? ['~train.earlyStopping', '~stages.1.train.earlyStopping'] : []),
+    // Deleting a key the recipe does not have is an error: only a top-level train.earlyStopping (two-space indent) is deleted.
+    ...(/^ {2}earlyStopping:/m.test(recipeText) ? ['~train.earlyStopping'] : []),
+    '++stages.1.train.earlyStopping.enabled=false',
+    '++stages.1.train.earlyStopping.select=last',
     'split.folds=4',
     '++tracking.enabled=false',
     '++eval.bootstrap=0',
@@ -197,7 +200,12 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   }
   const runDir = path.join(outputs, readdirSync(outputs).find((d) => existsSync(path.join(outputs, d, 'fold-0', 'done.json'))) as string);
 
-  const big = await cohort(ctx.log, 'large', large, size, 23);
+  // The large slides are mosaics of scenes of the small slides' size (BENCH_INFER_SCENE=0: one scene per slide, as
+  // before): drawn as one scene, a large slide scales its tissue pieces and artefacts with its size, so it has a third
+  // of the small slides' share of tissue-edge patches and pen strokes five times wider, which the small training
+  // slides never show (docs/hdmil.md#large-slides-unlike-the-training-slides).
+  const sceneSize = int('BENCH_INFER_SCENE', small);
+  const big = await cohort(ctx.log, 'large', large, size, 23, sceneSize > 0 ? sceneSize : undefined);
   const scored = await cohort(ctx.log, 'auc', aucSlides, small, 37);
   // A small slide (a dozen tissue patches) scored first by every large-slide run, so that process start-up, the ONNX
   // session's first batches and the kernels' first calls are never charged to the timed slide.

@@ -50,6 +50,8 @@ export interface SlideScene {
   readonly holes: readonly Ellipse[];
   readonly tumours: readonly Lobe[];
   readonly pen: PenStroke | undefined;
+  /** More pen strokes (a mosaic's, one per scene that has one; `pen` is then undefined). */
+  readonly pens?: readonly PenStroke[];
   readonly dust: readonly Circle[];
   /** Ring outlines; `thickness` level-0 pixels wide. */
   readonly bubbles: ReadonlyArray<Circle & { readonly thickness: number }>;
@@ -132,6 +134,39 @@ export function drawScene(width: number, height: number, seed: string, tumour: b
     thickness: Math.max(2, Math.min(width, height) * 0.0008),
   }));
   return { width, height, tissue, faint, holes, tumours, pen, dust, bubbles };
+}
+
+/**
+ * A slide of `width` × `height` tiled with independent scenes of `sceneWidth` × `sceneHeight` (each drawn as
+ * drawScene draws a slide of that size, from `<seed>/scene-<column>-<row>`, with the slide's label), clipped at
+ * the right and bottom edges. drawScene scales tissue pieces, holes, tumours and artefacts with the slide, so a
+ * large slide drawn as one scene has a much smaller share of tissue-edge patches and a pen stroke many times wider
+ * than a small one; a mosaic keeps every local statistic of the small slide whatever the slide's size.
+ */
+export function mosaicScene(width: number, height: number, seed: string, tumour: boolean, sceneWidth: number, sceneHeight: number): SlideScene {
+  const tissue: Lobe[] = [];
+  const faint: Lobe[] = [];
+  const holes: Ellipse[] = [];
+  const tumours: Lobe[] = [];
+  const pens: PenStroke[] = [];
+  const dust: Circle[] = [];
+  const bubbles: Array<Circle & { readonly thickness: number }> = [];
+  for (let row = 0; row * sceneHeight < height; row += 1) {
+    for (let column = 0; column * sceneWidth < width; column += 1) {
+      const dx = column * sceneWidth;
+      const dy = row * sceneHeight;
+      const part = drawScene(sceneWidth, sceneHeight, `${seed}/scene-${column}-${row}`, tumour);
+      const lobeAt = (l: Lobe): Lobe => ({ ...l, cx: l.cx + dx, cy: l.cy + dy });
+      tissue.push(...part.tissue.map(lobeAt));
+      faint.push(...part.faint.map(lobeAt));
+      tumours.push(...part.tumours.map(lobeAt));
+      holes.push(...part.holes.map((h) => ({ ...h, cx: h.cx + dx, cy: h.cy + dy })));
+      dust.push(...part.dust.map((c) => ({ ...c, cx: c.cx + dx, cy: c.cy + dy })));
+      bubbles.push(...part.bubbles.map((b) => ({ ...b, cx: b.cx + dx, cy: b.cy + dy })));
+      if (part.pen) pens.push({ ...part.pen, x0: part.pen.x0 + dx, x1: part.pen.x1 + dx, y0: part.pen.y0 + dy });
+    }
+  }
+  return { width, height, tissue, faint, holes, tumours, pen: undefined, pens, dust, bubbles };
 }
 
 /** The tissue class at a level-0 point (ignoring artefacts, which lie on top of the tissue). */

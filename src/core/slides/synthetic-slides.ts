@@ -10,7 +10,7 @@ import { stringify } from 'csv-stringify/sync';
 import { ConfigError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { Rng } from '../runtime/random.js';
-import { CELL, CLASS, classMap, drawScene, groundTruthMasks, type ClassMap, type SlideScene } from './scene.js';
+import { CELL, CLASS, classMap, drawScene, groundTruthMasks, mosaicScene, type ClassMap, type SlideScene } from './scene.js';
 import { insertStripImage, readTiffLayout, setImageDescription, writeStripTiff } from './tiff-file.js';
 
 /** Bytes of level-0 RGB painted at once (one strip). */
@@ -106,8 +106,7 @@ function blend(out: Uint8Array, at: number, rgb: Rgb, alpha: number): void {
 function paintArtefacts(scene: SlideScene, y0: number, rows: number, out: Uint8Array): void {
   const { width } = scene;
   const y1 = y0 + rows;
-  const pen = scene.pen;
-  if (pen !== undefined) {
+  for (const pen of scene.pens ?? (scene.pen ? [scene.pen] : [])) {
     for (let x = Math.max(0, Math.floor(pen.x0)); x < Math.min(width, Math.ceil(pen.x1)); x += 1) {
       const centre = pen.y0 + pen.amplitude * Math.sin((2 * Math.PI * x) / pen.period);
       for (let y = Math.max(y0, Math.ceil(centre - pen.halfWidth)); y < Math.min(y1, Math.floor(centre + pen.halfWidth)); y += 1) blend(out, ((y - y0) * width + x) * 3, pen.rgb, 0.75);
@@ -248,6 +247,12 @@ export interface SyntheticSlidesOptions {
   readonly magnification: number;
   /** Level-0 pixels per mask pixel (rounded to a multiple of 16). */
   readonly maskDownsample: number;
+  /**
+   * Width of one scene (its height 3/4 of it): a slide wider or taller than that is tiled with independent scenes
+   * of this size (mosaicScene), so its tissue pieces, edges and artefacts look as on a slide of `sceneSize`.
+   * Default: one scene as large as the slide (every slide generated before this option).
+   */
+  readonly sceneSize?: number;
   readonly logger: Logger;
 }
 
@@ -271,6 +276,10 @@ export async function writeSyntheticSlides(options: SyntheticSlidesOptions): Pro
   if (options.size < 512) throw new ConfigError('bad-option', `--size ${options.size} is too small for a pyramid.`, { hint: 'Use at least 512 (20000 gives a realistic small biopsy at 20×).' });
   const width = options.size;
   const height = syntheticSlideHeight(options.size, options.height);
+  const sceneSize = options.sceneSize;
+  if (sceneSize !== undefined && (!Number.isInteger(sceneSize) || sceneSize < 512)) {
+    throw new ConfigError('bad-option', `sceneSize ${sceneSize} is too small for a scene.`, { hint: 'Use an integer of at least 512 (the size of the training slides a large slide should resemble), or leave it out for one scene per slide.' });
+  }
   await mkdir(path.join(options.outDir, 'masks'), { recursive: true });
   const rng = new Rng(`slides/${options.seed}`);
   const tumourCount = Math.round(options.slides * options.tumourFraction);
@@ -284,7 +293,9 @@ export async function writeSyntheticSlides(options: SyntheticSlidesOptions): Pro
   for (let i = 0; i < options.slides; i += 1) {
     const slideId = `synthetic-${String(i).padStart(3, '0')}`;
     const tumour = labels[i] as boolean;
-    const scene = drawScene(width, height, `slides/${options.seed}/${slideId}`, tumour);
+    const seed = `slides/${options.seed}/${slideId}`;
+    const tiled = sceneSize !== undefined && (sceneSize < width || syntheticSlideHeight(sceneSize, undefined) < height);
+    const scene = tiled ? mosaicScene(width, height, seed, tumour, sceneSize, syntheticSlideHeight(sceneSize, undefined)) : drawScene(width, height, seed, tumour);
     const map = classMap(scene);
     const salt = hash3(options.seed, i, 0x51de);
     const formats: Array<'tiff' | 'svs'> = options.format === 'both' ? ['svs', 'tiff'] : [options.format];

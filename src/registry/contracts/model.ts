@@ -209,8 +209,10 @@ export interface Prescreener extends Module {
   /**
    * Training objective of a trainable pre-screener: its branch scores [N, K] against the aggregator's 0/1
    * gate targets [N, K] (HDMIL, docs/methods/hdmil.md#lipn-training: L1 between binary masks + squared keep-rate difference).
+   * `gateLogits` [N, K] (the logits S the targets are 1[S > 0] of) may come along, gradient-free, for pre-screeners
+   * that weigh the targets by the aggregator's attention (docs/methods/hdmil.md#screened-keep-sets).
    */
-  imitationLoss?(scores: tf.Tensor2D, targets: tf.Tensor2D): tf.Scalar;
+  imitationLoss?(scores: tf.Tensor2D, targets: tf.Tensor2D, gateLogits?: tf.Tensor2D): tf.Scalar;
 }
 
 export interface AggregatorCapabilities {

@@ -12,7 +12,7 @@ import { main } from '../../../src/core/cli/main.js';
 import { loadOpenSlide, OpenSlideReader } from '../../../src/core/slides/openslide.js';
 import { bestLevelForDownsample } from '../../../src/core/slides/reader.js';
 import { TiffSlideReader } from '../../../src/core/slides/tiff-reader.js';
-import { CELL, CLASS, classMap, drawScene, groundTruthMasks } from '../../../src/core/slides/scene.js';
+import { CELL, CLASS, classAt, classMap, drawScene, groundTruthMasks, mosaicScene } from '../../../src/core/slides/scene.js';
 import { syntheticSlideHeight, writeSyntheticSlides } from '../../../src/core/slides/synthetic-slides.js';
 import { ConfigError } from '../../../src/core/errors.js';
 import { silentLogger } from '../../../src/core/logger.js';
@@ -206,6 +206,31 @@ describe('slides/scene', () => {
     expect(a.classes.includes(CLASS.tumour)).toBe(true);
     expect(a.classes.includes(CLASS.faint)).toBe(true);
     expect(classMap(drawScene(2048, 1536, 'x', false)).classes.includes(CLASS.tumour)).toBe(false);
+  });
+
+  it('mosaicScene tiles independent scenes of the given size: each tile is that scene moved, pens keep the small scene\'s width', () => {
+    const mosaic = mosaicScene(5000, 3000, 'm', true, 2048, 1536);
+    // 3 × 2 tiles (the last column and row clipped); tile (column 2, row 1) is the scene "m/scene-2-1" moved by (4096, 1536).
+    const tile = drawScene(2048, 1536, 'm/scene-2-1', true);
+    for (const [x, y] of [[300, 200], [1024, 768], [900, 1100], [1500, 400]] as const) {
+      expect(classAt(mosaic, 4096 + x, 1536 + y)).toBe(classAt(tile, x, y));
+    }
+    const first = drawScene(2048, 1536, 'm/scene-0-0', true);
+    expect(classAt(mosaic, 1024, 768)).toBe(classAt(first, 1024, 768));
+    expect(mosaic.tissue.length).toBe([0, 1, 2].flatMap((c) => [0, 1].map((r) => drawScene(2048, 1536, `m/scene-${c}-${r}`, true).tissue.length)).reduce((a, b) => a + b, 0));
+    // A pen per tile that drew one, each as wide as on a 2,048-px slide; the single-scene field is unused.
+    expect(mosaic.pen).toBeUndefined();
+    expect((mosaic.pens ?? []).length).toBeGreaterThan(0);
+    for (const pen of mosaic.pens ?? []) expect(pen.halfWidth).toBeCloseTo(Math.max(3, 1536 * 0.004), 9);
+    // One scene of the whole slide scales the pen with the slide instead.
+    expect(drawScene(5000, 3000, 'm', true).pen?.halfWidth ?? 12).toBeCloseTo(12, 9);
+    expect(classMap(mosaicScene(5000, 3000, 'm', false, 2048, 1536)).classes.includes(CLASS.tumour)).toBe(false);
+  });
+
+  it('writeSyntheticSlides refuses a sceneSize too small for a scene', async () => {
+    const out = mkdtempSync(path.join(tmpdir(), 'milkit-scene-size-'));
+    await expect(writeSyntheticSlides({ outDir: out, slides: 1, size: 1024, seed: 2, tumourFraction: 0, format: 'tiff', quality: 80, tileSize: 256, mpp: 0.5, magnification: 20, maskDownsample: 64, sceneSize: 100, logger: silentLogger }))
+      .rejects.toThrow('sceneSize 100');
   });
 
   it('builds masks by majority of the cells under each mask pixel', () => {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import lipn, { LipnOptions, LipnPrescreener } from '../../../plugins/prescreeners/lipn.js';
+import lipn, { attentionWeights, LipnOptions, LipnPrescreener, recallThreshold } from '../../../plugins/prescreeners/lipn.js';
 import { torchAbs } from '../../../src/core/nn/gradients.js';
 import { Rng } from '../../../src/core/runtime/random.js';
 import { builtinRegistry } from '../../helpers/registry.js';
@@ -218,6 +218,32 @@ describe('prescreener/lipn', () => {
     plain.dispose();
   });
 
+  it('recallThreshold: unit weights drop floor((1 - recall) · n) positives; attention weights drop the low-attention ones up to (1 - recall) of the mass', () => {
+    const scores = [0.4, 0.1, 0.3, 0.2];
+    // Unit weights, recall 0.75: one of four dropped (0.1), threshold halfway to the next (0.15).
+    expect(recallThreshold(scores.map((score) => ({ score, weight: 1 })), 0.75)).toBeCloseTo(0.15, 12);
+    // The lowest-scored positive carries 70 % of the attention: nothing may be dropped, t just below 0.1.
+    const heavyLow = recallThreshold([{ score: 0.1, weight: 0.7 }, { score: 0.2, weight: 0.1 }, { score: 0.3, weight: 0.1 }, { score: 0.4, weight: 0.1 }], 0.75);
+    expect(heavyLow).toBeLessThan(0.1);
+    expect(heavyLow).toBeGreaterThan(0.1 - 1e-5);
+    // The three lowest carry 20 % ≤ 25 %: all three dropped, t = 0.35 (count-based recall would keep three of them).
+    expect(recallThreshold([{ score: 0.1, weight: 0.05 }, { score: 0.2, weight: 0.05 }, { score: 0.3, weight: 0.1 }, { score: 0.4, weight: 0.8 }], 0.75)).toBeCloseTo(0.35, 12);
+    // Weightless positives may all be dropped, but at least one positive is always kept.
+    expect(recallThreshold([{ score: 0.5, weight: 0 }, { score: 0.7, weight: 0 }, { score: 0.9, weight: 0 }], 0.5)).toBeCloseTo(0.8, 12);
+  });
+
+  it('attentionWeights: per counted branch the softmax of S over its gate-kept rows, averaged over branches that keep any', () => {
+    // Rows 0..3, two branches. Branch 0 keeps rows 0 and 1 (S = ln 3 and 0: attention 3/4, 1/4); branch 1 keeps row 2
+    // only (attention 1); row 3 kept by none. Averaged over the two branches: 3/8, 1/8, 1/2, 0 (sums to 1).
+    const logits = [Math.log(3), -1, 0, -2, 5, 0.5, 7, -3];
+    const target = [1, 0, 1, 0, 0, 1, 0, 0];
+    const weights = Array.from(attentionWeights(logits, target, 4, 2, 2));
+    [3 / 8, 1 / 8, 1 / 2, 0].forEach((w, i) => expect(weights[i]).toBeCloseTo(w, 12));
+    // One counted branch: its softmax alone.
+    const first = Array.from(attentionWeights(logits, target, 4, 2, 1));
+    [3 / 4, 1 / 4, 0, 0].forEach((w, i) => expect(first[i]).toBeCloseTo(w, 12));
+  });
+
   it('leaks no tensors over a training step', () => {
     const model = new LipnPrescreener(LipnOptions.parse({}), modelContext({ inputDim: 1, numClasses: 2 }));
     const thumbs = tf.randomUniform([5, 16, 16, 3]) as tf.Tensor4D;
@@ -232,7 +258,7 @@ describe('prescreener/lipn', () => {
 
   it('is registered as a trainable prescreener', async () => {
     expect(lipn.capabilities.trainable).toBe(true);
-    await expect(builtinRegistry().resolve('prescreener', { name: 'lipn', rateLossweight: 1 }, { key: 'model.prescreener' })).rejects.toThrowErrorMatchingInlineSnapshot(`[ConfigError: model.prescreener.rateLossweight: unknown key (got 1). Allowed: maskLossWeight, rateLossWeight, rateOverAllClasses, targetRecall, missWeight. Did you mean "rateLossWeight"?]`);
+    await expect(builtinRegistry().resolve('prescreener', { name: 'lipn', rateLossweight: 1 }, { key: 'model.prescreener' })).rejects.toThrowErrorMatchingInlineSnapshot(`[ConfigError: model.prescreener.rateLossweight: unknown key (got 1). Allowed: maskLossWeight, rateLossWeight, rateOverAllClasses, targetRecall, recallOf, missWeight. Did you mean "rateLossWeight"?]`);
   });
   });
 });
