@@ -41,6 +41,12 @@ function normaliseRows(x: tf.Tensor2D): tf.Tensor2D {
 
 class HmilAggregator extends Module implements Aggregator {
   readonly embeddingDim: number;
+  /**
+   * Zero gradient by construction, kept because the original has them: each level's attention score bias (softmax
+   * over instances is shift-invariant) and each shared head's bias (one bias added to every class's logit, which
+   * every loss on those logits sees through a softmax over classes). Their gradients are rounding residue.
+   */
+  readonly inertParameters: readonly string[] = ['coarse_attention.attention_c.bias', 'fine_attention.attention_c.bias', 'coarse_classifier.bias', 'fine_classifier.bias'];
   private readonly extractIn: Linear;
   private readonly extractOut: Linear;
   private readonly reducer: Linear;
