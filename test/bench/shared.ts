@@ -100,7 +100,8 @@ export const MODELS: readonly ZooModel[] = [
     losses: { ce: { name: 'cross-entropy', weight: 0.7 }, clu: { name: 'clam-instance', weight: 0.3 }, mse: { name: 'embedding-mse', weight: 0.5 }, kl: { name: 'logit-kl', weight: 0.5 }, rate: { name: 'keep-rate', weight: 2 } },
   },
   // Last, as the heaviest. Cells whose budget estimate exceeds the wasm limit are not run (a wasm abort would end
-  // the process): the layers' recomputation frees as it goes, but ≈ 120 KB of wasm heap per instance remain.
+  // the process): the chunked layers free as they go, and about 47 KB of wasm heap per instance remain at 50k
+  // (TransMIL's declared floor, docs/runtime.md#memory-budget).
   { name: 'transmil', aggregator: { attnDropout: 0 }, losses: { bag: { name: 'cross-entropy', weight: 1 } } },
 ];
 
