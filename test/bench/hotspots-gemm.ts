@@ -13,7 +13,8 @@ import { setNarrowBlasProducts } from '../../src/core/runtime/blas-kernels.js';
 import { loadNativeBlas, type NativeBlas, type Sgemm, type Sgemv } from '../../src/core/runtime/native-blas.js';
 import { Rng } from '../../src/core/runtime/random.js';
 import { Registry } from '../../src/registry/registry.js';
-import { buildModel, D, kernelTotals, median, MODELS, trainStep } from './shared.js';
+import { restoreHeapKernels } from '../../src/core/runtime/heap-kernels.js';
+import { buildModel, D, engineOptimizer, engineStep, kernelTotals, median, MODELS } from './shared.js';
 
 interface Call {
   readonly what: string;
@@ -52,6 +53,9 @@ blas.sgemv = (order, t, m, nn, alpha, a, lda, x, incx, beta, y, incy) => {
   record(`sgemv ${T(t)} m=${m} n=${nn}`, performance.now() - start);
 };
 
+// GEMM_UNFUSED=1: tfjs's own activation-gradient chains and the unfused Adam (before the heap kernels).
+const unfused = process.env['GEMM_UNFUSED'] === '1';
+if (unfused) restoreHeapKernels();
 const registry = new Registry(builtinManifest());
 const rng = new Rng('bench/gemm');
 const x = tf.tidy(() => tf.randomNormal([n, D], 0, 1, 'float32', rng.seed()) as tf.Tensor2D);
@@ -59,8 +63,8 @@ for (const name of names) {
   const zoo = MODELS.find((m) => m.name === name);
   if (!zoo) throw new Error(`unknown zoo model ${name}`);
   const model = await buildModel(registry, zoo);
-  const optimizer = tf.train.adam(1e-4);
-  trainStep(model, optimizer, x, rng);
+  const optimizer = engineOptimizer(model, { weightDecay: 0, fused: !unfused });
+  engineStep(model, optimizer, x, rng);
   if (process.env['GEMM_AB'] === '1') {
     const ab: Record<'on' | 'off', { cpu: number[]; blas: number[] }> = { on: { cpu: [], blas: [] }, off: { cpu: [], blas: [] } };
     for (let i = 0; i < 2 * steps; i += 1) {
@@ -69,7 +73,7 @@ for (const name of names) {
       calls.clear();
       recording = true;
       const c0 = process.cpuUsage();
-      trainStep(model, optimizer, x, rng);
+      engineStep(model, optimizer, x, rng);
       const c = process.cpuUsage(c0);
       recording = false;
       ab[setting].cpu.push((c.user + c.system) / 1000);
@@ -84,7 +88,7 @@ for (const name of names) {
   for (let i = 0; i < steps; i += 1) {
     const c0 = process.cpuUsage();
     const t0 = performance.now();
-    trainStep(model, optimizer, x, rng);
+    engineStep(model, optimizer, x, rng);
     wall.push(performance.now() - t0);
     const c = process.cpuUsage(c0);
     cpu.push((c.user + c.system) / 1000);
@@ -92,10 +96,10 @@ for (const name of names) {
   calls.clear();
   recording = true;
   const t0 = performance.now();
-  trainStep(model, optimizer, x, rng);
+  engineStep(model, optimizer, x, rng);
   const traced = performance.now() - t0;
   recording = false;
-  const info = await tf.profile(() => trainStep(model, optimizer, x, rng));
+  const info = await tf.profile(() => engineStep(model, optimizer, x, rng));
   const totals = [...kernelTotals(info)].sort(([, a], [, b]) => b.ms - a.ms);
   const blasMs = [...calls.values()].reduce((s, c) => s + c.ms, 0);
   console.log(`== ${name} N=${n}: cpu min ${Math.min(...cpu).toFixed(0)} ms; wall ${wall.map((v) => v.toFixed(0)).join('/')} ms, cpu ${cpu.map((v) => v.toFixed(0)).join('/')} ms; traced step ${traced.toFixed(0)} ms, BLAS ${blasMs.toFixed(0)} ms`);

@@ -136,9 +136,12 @@ export function peakRss(): number {
     return 0;
   }
 }
-/** The training engine's optimizer (train.optimizer defaults: Adam, weight decay 1e-5) over the model's trainable variables. */
-export function engineOptimizer(model: MilModel): Optimizer {
-  return createOptimizer(OptimizerSection.parse({}), model.namedTrainable());
+/**
+ * The training engine's optimizer over the model's trainable variables: train.optimizer's defaults (Adam, weight decay
+ * 1e-5, fused) with `overrides` (the zoo bench sets weight decay 0, as its torch side's `torch.optim.Adam(lr=1e-4)`).
+ */
+export function engineOptimizer(model: MilModel, overrides: Record<string, unknown> = {}): Optimizer {
+  return createOptimizer(OptimizerSection.parse(overrides), model.namedTrainable());
 }
 
 /** One step as the trainer takes it: gradients of the weighted losses, the loss read back, then the optimizer's update. */

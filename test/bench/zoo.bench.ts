@@ -18,7 +18,8 @@ import { initRuntime, RuntimeSection, type RuntimeInfo } from '../../src/core/ru
 import { Rng } from '../../src/core/runtime/random.js';
 import { Registry } from '../../src/registry/registry.js';
 import type { BenchContext, BenchResult } from './run.js';
-import { buildModel, CLASSES, D, kernelTotals, LABEL, median, MODELS as ALL_MODELS, peakRss, resetPeakRss, TorchReference, trainStep, wasmHeapBytes } from './shared.js';
+import type { Optimizer } from '../../src/core/engine/optim/index.js';
+import { buildModel, CLASSES, D, engineOptimizer, engineStep, kernelTotals, LABEL, median, MODELS as ALL_MODELS, peakRss, resetPeakRss, TorchReference, wasmHeapBytes } from './shared.js';
 
 interface SizePlan {
   readonly n: number;
@@ -37,18 +38,18 @@ const QUICK: SizePlan[] = [{ n: 1000, warmup: 1, steps: 1, rounds: 1 }];
 const TORCH_THREADS = [1, 2] as const;
 const PROFILE_N = 8000;
 
-function timedSteps(model: MilModel, optimizer: tf.Optimizer, x: tf.Tensor2D, plan: SizePlan, rng: Rng): number[] {
+function timedSteps(model: MilModel, optimizer: Optimizer, x: tf.Tensor2D, plan: SizePlan, rng: Rng): number[] {
   const times: number[] = [];
   for (let i = 0; i < plan.warmup + plan.steps; i += 1) {
     const start = performance.now();
-    trainStep(model, optimizer, x, rng);
+    engineStep(model, optimizer, x, rng);
     if (i >= plan.warmup) times.push(performance.now() - start);
   }
   return times;
 }
 
-async function topKernels(model: MilModel, optimizer: tf.Optimizer, x: tf.Tensor2D, rng: Rng): Promise<string> {
-  const info = await tf.profile(() => trainStep(model, optimizer, x, rng));
+async function topKernels(model: MilModel, optimizer: Optimizer, x: tf.Tensor2D, rng: Rng): Promise<string> {
+  const info = await tf.profile(() => engineStep(model, optimizer, x, rng));
   const byKernel = kernelTotals(info);
   const shares = [...byKernel].sort(([, a], [, b]) => b.ms - a.ms);
   const total = shares.reduce((s, [, k]) => s + k.ms, 0);
@@ -82,11 +83,11 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   for (const { ref } of torches) await ref.ready();
   const rng = new Rng('bench/zoo');
   const limit = defaultMemoryLimit('wasm');
-  const models = new Map<string, { model: MilModel; optimizer: tf.Optimizer; params: number; budget: MemoryBudget }>();
+  const models = new Map<string, { model: MilModel; optimizer: Optimizer; params: number; budget: MemoryBudget }>();
   for (const zoo of selected) {
     const model = await buildModel(registry, zoo);
     const probe = modelStepProbe({ model, label: LABEL, numClasses: CLASSES, views: [], variables: model.trainableVariables(), rng: rng.fork(`probe/${zoo.name}`) });
-    models.set(zoo.name, { model, optimizer: tf.train.adam(1e-4), params: model.trainableVariables().reduce((s, v) => s + v.size, 0), budget: new MemoryBudget({ limit, model: zoo.name, probe, checkFrom: 0 }) });
+    models.set(zoo.name, { model, optimizer: engineOptimizer(model, { weightDecay: 0 }), params: model.trainableVariables().reduce((s, v) => s + v.size, 0), budget: new MemoryBudget({ limit, model: zoo.name, probe, checkFrom: 0 }) });
   }
   const cells = new Map<string, Cell>();
   const maxRounds = Math.max(...plans.map((p) => p.rounds));
@@ -185,8 +186,8 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   const markdown = [
     '## MIL zoo: one training step per aggregator, tfjs-wasm vs PyTorch, interleaved',
     '',
-    `One step = forward, the method's weighted losses, backward and Adam (lr 1e-4) on one bag [N, ${D}] with label 1, C = ${CLASSES}, ` +
-      'default (paper) sizes with dropout off on both sides; `loss.dataSync()` inside the timing. Rounds are interleaved (every cell once per round, the order reversed every other round); times are medians over rounds and steps. ' +
+    `One step = forward, the method's weighted losses, backward and Adam (lr 1e-4, no weight decay) on one bag [N, ${D}] with label 1, C = ${CLASSES}, ` +
+      'default (paper) sizes with dropout off on both sides; `loss.dataSync()` inside the timing. milkit\'s step is the trainer\'s: `tf.variableGrads`, then the engine\'s optimizer (train.optimizer, fused Adam); torch\'s `torch.optim.Adam`. Rounds are interleaved (every cell once per round, the order reversed every other round); times are medians over rounds and steps. ' +
       `PyTorch: the parity references of test/reference/ (Debian torch ${torches[0]!.ref.version}, float32, \`test/bench/torch_zoo_step.py\`), run twice, torch threads 1 and 2 (OpenBLAS default threads); the ratio is against the faster. ` +
       `milkit: tfjs ${info.tfjsVersion} ${info.backend}${info.wasm ? ` (SIMD ${info.wasm.simd ? 'on' : 'off'}, ${info.wasm.threads} thread)` : ''}, ` +
       `BLAS ${info.blas.active ? `on (${info.blas.library}, ${info.blas.threads} threads; kernels ${info.kernelOverrides.join(', ')})` : `off (${info.blas.reason})`}, matMul gradient ${info.matmulGrad}. ` +

@@ -12,7 +12,7 @@ export const OptimizerSection = z.strictObject({
   betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]).describe('Adam-family moment decays'),
   eps: z.number().positive().default(1e-8).describe('Adam-family epsilon'),
   momentum: z.number().min(0).lt(1).default(0.9).describe('SGD momentum'),
-  fused: z.boolean().default(false).describe('adam/adamw only: update every small parameter tensor (up to 16,384 values) in one host loop instead of ~13 kernels each; bit-identical to the unfused update'),
+  fused: z.boolean().optional().describe('adam/adamw only (default true there): update each parameter tensor in one pass instead of ~13 kernels (wasm: one SIMD pass in place on the heap; elsewhere small tensors in one host loop); bit-identical to the unfused update, which false selects'),
   lookahead: z.strictObject({
     k: z.int().positive().default(5).describe('fast steps per slow update'),
     alpha: z.number().gt(0).max(1).default(0.5).describe('slow-weight interpolation'),

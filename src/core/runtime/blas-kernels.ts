@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, type NativeBlas } from './native-blas.js';
+import { activeHeapKernels, installHeapKernels, restoreHeapKernels } from './heap-kernels.js';
 import { activeSmallNKernels, installSmallNKernels, restoreSmallNKernels } from './small-n-kernels.js';
 
 type KernelConfig = ReturnType<typeof tf.getKernel>;
@@ -56,6 +57,7 @@ function override(name: string, kernelFunc: KernelFunc): void {
 /** Puts every stock wasm kernel back (idempotent). */
 export function restoreStockWasmKernels(): void {
   restoreSmallNKernels();
+  restoreHeapKernels();
   for (const [name, config] of stockKernels) {
     if (tf.getKernel(name, BACKEND) !== stockKernels.get(name)) {
       tf.unregisterKernel(name, BACKEND);
@@ -68,7 +70,7 @@ export function restoreStockWasmKernels(): void {
 /** Kernel names milkit has overridden on the wasm backend right now. */
 export function overriddenWasmKernels(): string[] {
   const mine = [...installed.keys()].filter((name) => tf.getKernel(name, BACKEND) === installed.get(name));
-  return [...mine, ...activeSmallNKernels()].sort();
+  return [...mine, ...activeSmallNKernels(), ...activeHeapKernels()].sort();
 }
 
 /** Replaces the stock wasm kernels as `options` asks, after restoring any earlier install. */
@@ -90,6 +92,8 @@ export function installWasmKernels(options: WasmKernelOptions): void {
     override('Tanh', tanhViaSigmoid);
     // Slice without the whole-input copy, and UnsortedSegmentSum (tf.gather's gradient): src/core/runtime/small-n-kernels.ts.
     installSmallNKernels();
+    // Fused ReLU/tanh/sigmoid backward on the heap (src/core/runtime/heap-kernels.ts); skipped where it cannot run.
+    installHeapKernels();
   }
 }
 

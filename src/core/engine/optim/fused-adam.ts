@@ -1,7 +1,8 @@
-// Adam/AdamW with the update of every small parameter tensor (biases, gains, small heads) done in one host loop
-// instead of ~13 tensor kernels each: for those the per-kernel dispatch costs more than the arithmetic. Large
-// tensors keep the kernel path, where wasm's SIMD loops beat a scalar host loop (measured: a 512×1024 weight
-// takes several times longer on the host). Every float32 operation of the unfused update (adam.ts) is replayed
+// Adam/AdamW with the update of each parameter tensor fused into one pass instead of ~13 tensor kernels. On the wasm
+// backend every tensor is updated in place by one SIMD function on the heap (src/core/runtime/heap-kernels.ts).
+// Elsewhere, small tensors (biases, gains, small heads) are updated in one host loop, for which the per-kernel
+// dispatch costs more than the arithmetic, and large tensors keep the kernel path, where SIMD loops beat a scalar
+// host loop (measured: a 512×1024 weight takes several times longer on the host). Every float32 operation of the unfused update (adam.ts) is replayed
 // in the same order, each rounded with Math.fround: a single +, -, ×, ÷ or √ of float32 operands computed in
 // float64 and rounded once to float32 is the correctly rounded float32 result, which is what the cpu and wasm
 // kernels compute — so both paths are bit-identical to AdamOptimizer (test/core/engine/optim/fused-adam.test.ts
@@ -9,6 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { hostFloatValues as floatValues } from '../../nn/host-values.js';
 import { assignInPlace } from '../../nn/in-place.js';
+import { adamStepOnHeap } from '../../runtime/heap-kernels.js';
 import { AdamOptimizer } from './adam.js';
 import { checkGradients, checkLearningRate, type ParamSlot } from './base.js';
 
@@ -35,11 +37,21 @@ export class FusedAdamOptimizer extends AdamOptimizer {
     const stepSize = f32(lr / (1 - beta1 ** step));
     const decoupled = this.settings.decoupledWeightDecay;
 
-    // Large tensors: the unfused kernels (same numbers, SIMD speed).
-    const onHost = this.slots.map((slot) => slot.variable.size <= FUSED_ADAM_HOST_MAX_SIZE);
+    // On wasm: every tensor in one SIMD pass in place on the heap (src/core/runtime/heap-kernels.wat), where its
+    // buffers are its own. Otherwise large tensors take the unfused kernels (same numbers, SIMD speed) and small ones
+    // the host loop below.
+    const onHeap = this.slots.map((slot, index) => {
+      const wd = slot.weightDecay;
+      return adamStepOnHeap(slot.variable, grads[index] as tf.Tensor, this.expAvg[index] as tf.Variable, this.expAvgSq[index] as tf.Variable, {
+        b1, oneMinusB1, b2, oneMinusB2, sqrtBc2, eps, stepSize,
+        coupledWeightDecay: !decoupled && wd !== 0 ? f32(wd) : 0,
+        decay: decoupled && wd !== 0 ? f32(1 - lr * wd) : 1,
+      });
+    });
+    const onHost = this.slots.map((slot, index) => !onHeap[index] && slot.variable.size <= FUSED_ADAM_HOST_MAX_SIZE);
     tf.tidy(() => {
       grads.forEach((grad, index) => {
-        if (!onHost[index]) this.update(index, grad, lr, step);
+        if (!onHeap[index] && !onHost[index]) this.update(index, grad, lr, step);
       });
     });
     // Small tensors, pass 1: compute every new value into host arrays (no tensor is created while heap views are live).

@@ -21,7 +21,7 @@ export { radamRectification, RADAM_RHO_THRESHOLD } from './radam.js';
 export function createOptimizer(section: OptimizerSection, params: ReadonlyArray<readonly [name: string, variable: tf.Variable]>): Optimizer {
   const slots = makeSlots(section, params);
   const decoupledWeightDecay = section.decoupledWeightDecay ?? section.name === 'adamw';
-  if (section.fused && section.name !== 'adam' && section.name !== 'adamw') {
+  if (section.fused === true && section.name !== 'adam' && section.name !== 'adamw') {
     throw new ConfigError('unsupported-option', `train.optimizer.fused is only implemented for adam and adamw (got name: ${section.name}).`, {
       hint: 'Remove train.optimizer.fused or switch train.optimizer.name to adam/adamw.',
     });
@@ -32,7 +32,7 @@ export function createOptimizer(section: OptimizerSection, params: ReadonlyArray
     case 'adamw':
       {
         const settings = { betas: section.betas, eps: section.eps, decoupledWeightDecay };
-        inner = section.fused ? new FusedAdamOptimizer(slots, settings) : new AdamOptimizer(slots, settings);
+        inner = section.fused ?? true ? new FusedAdamOptimizer(slots, settings) : new AdamOptimizer(slots, settings);
       }
       break;
     case 'radam':

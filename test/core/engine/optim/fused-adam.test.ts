@@ -136,10 +136,18 @@ describe('core/engine/optim fused Adam: state and options', () => {
     [...params, ...copy].forEach(([, v]) => v.dispose());
   });
 
-  it('is off by default and refused for optimizers it does not implement', () => {
-    expect(OptimizerSection.parse({}).fused).toBe(false);
+  it('is on by default (off on request) and refused for optimizers it does not implement', () => {
+    const params0 = makeParams('default');
+    for (const [section, fusedClass] of [[{}, true], [{ name: 'adamw' }, true], [{ fused: false }, false]] as const) {
+      const optimizer = createOptimizer(OptimizerSection.parse(section), params0);
+      expect(optimizer instanceof FusedAdamOptimizer, JSON.stringify(section)).toBe(fusedClass);
+      optimizer.dispose();
+    }
+    params0.forEach(([, v]) => v.dispose());
     const params = makeParams('refuse');
     expect(() => createOptimizer(OptimizerSection.parse({ name: 'sgd', fused: true }), params)).toThrow(ConfigError);
+    // The default does not refuse the others: it applies to adam/adamw only.
+    expect(() => createOptimizer(OptimizerSection.parse({ name: 'sgd' }), params).dispose()).not.toThrow();
     expect(() => createOptimizer(OptimizerSection.parse({ name: 'radam', fused: true }), params)).toThrow(/only implemented for adam and adamw/);
     params.forEach(([, v]) => v.dispose());
   });

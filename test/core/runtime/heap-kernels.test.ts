@@ -1,0 +1,180 @@
+// The fused heap kernels (src/core/runtime/heap-kernels.ts): the committed binary is the assembled .wat; the fused
+// ReLU/tanh/sigmoid backward and the in-place Adam step are bit-identical to the stock tfjs chains they replace, on
+// vector bodies and scalar tails and on special values; the stock chains really are replaced (kernel names in a
+// profile); the gradients fall back where the kernels cannot run; and nothing leaks.
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AdamOptimizer } from '../../../src/core/engine/optim/adam.js';
+import type { ParamSlot } from '../../../src/core/engine/optim/base.js';
+import { silentLogger } from '../../../src/core/logger.js';
+import { activeHeapKernels, adamStepOnHeap, heapKernelsAvailable, installHeapKernels, restoreHeapKernels } from '../../../src/core/runtime/heap-kernels.js';
+import { HEAP_KERNELS_WASM_BASE64 } from '../../../src/core/runtime/heap-kernels-wasm.js';
+import { initRuntime, overriddenWasmKernels, RuntimeSection } from '../../../src/core/runtime/index.js';
+import { Rng } from '../../../src/core/runtime/random.js';
+import { assembleHeapKernels } from '../../reference/assemble-heap-kernels.js';
+
+/** float32 bit patterns, every NaN as one pattern (payloads are not part of the contract). */
+function bits(values: ArrayLike<number>): number[] {
+  const f = Float32Array.from(values as ArrayLike<number>);
+  const u = new Uint32Array(f.buffer);
+  return Array.from(f, (v, i) => (Number.isNaN(v) ? 0x7fc00000 : (u[i] as number)));
+}
+
+const SPECIAL = [0, -0, 1, -1, 1e-30, -1e-30, 3.4e38, -3.4e38, Infinity, -Infinity, NaN, 0.5, 1 - 2 ** -24];
+
+/** Values with the special ones spread in; sizes cover an empty tensor, tails of 1–3 and whole vectors. */
+function data(size: number, rng: Rng, scale = 2): Float32Array {
+  const values = Float32Array.from(rng.normalArray(size, 0, scale));
+  for (let i = 0; i < size; i += 7) values[i] = SPECIAL[(i / 7) % SPECIAL.length] as number;
+  return values;
+}
+const SHAPES: number[][] = [[0], [1], [3], [4], [5], [7, 9], [37, 53], [1000, 128]];
+
+type Activation = 'relu' | 'tanh' | 'sigmoid';
+const ACTIVATIONS: Record<Activation, { fn: (x: tf.Tensor) => tf.Tensor; kernel: string; stockKernels: string[] }> = {
+  relu: { fn: tf.relu, kernel: 'MilkitReluGrad', stockKernels: ['Step'] },
+  tanh: { fn: tf.tanh, kernel: 'MilkitTanhGrad', stockKernels: ['Square'] },
+  sigmoid: { fn: tf.sigmoid, kernel: 'MilkitSigmoidGrad', stockKernels: ['Sub'] },
+};
+
+/** d(sum(f(x) · w))/dx: the upstream gradient is w, so every special value reaches the backward as dy too. */
+function gradient(activation: Activation, x: Float32Array, w: Float32Array, shape: number[]): Float32Array {
+  return tf.tidy(() => {
+    const xs = tf.tensor(x, shape, 'float32');
+    const ws = tf.tensor(w, shape, 'float32');
+    const g = tf.grad((input: tf.Tensor) => tf.sum(tf.mul(ACTIVATIONS[activation].fn(input), ws)))(xs);
+    return Float32Array.from(g.dataSync());
+  });
+}
+
+it('the committed binary is heap-kernels.wat assembled', async () => {
+  const binary = await assembleHeapKernels();
+  expect(Buffer.from(binary).toString('base64')).toBe(HEAP_KERNELS_WASM_BASE64);
+});
+
+describe('core/runtime heap kernels on wasm', () => {
+  beforeAll(async () => {
+    await initRuntime(RuntimeSection.parse({ backend: 'wasm', blas: 'off' }), { logger: silentLogger });
+    expect(heapKernelsAvailable()).toBe(true);
+  });
+  afterAll(() => restoreHeapKernels());
+
+  for (const activation of Object.keys(ACTIVATIONS) as Activation[]) {
+    it(`${activation} backward: bit-identical to tfjs's chain on every size and special value, and used`, async () => {
+      const rng = new Rng(`heap/${activation}`);
+      for (const shape of SHAPES) {
+        const size = shape.reduce((a, b) => a * b, 1);
+        const x = data(size, rng);
+        const w = data(size, rng, 1).reverse();
+        restoreHeapKernels();
+        const stock = gradient(activation, x, w, shape);
+        expect(installHeapKernels()).toBe(true);
+        const fused = gradient(activation, x, w, shape);
+        expect(bits(fused), `[${shape}]`).toEqual(bits(stock));
+        if (size > 7) expect(stock.some((v) => v !== 0 && Number.isFinite(v)), `[${shape}] has non-trivial values`).toBe(true);
+      }
+      // The fused kernel replaced the chain: one call, and not the chain's first kernel.
+      const xs = tf.randomNormal([64, 32]);
+      const profile = await tf.profile(() => tf.dispose(tf.grad((input: tf.Tensor) => tf.sum(ACTIVATIONS[activation].fn(input)))(xs)));
+      xs.dispose();
+      const names = profile.kernels.map((k) => k.name);
+      expect(names.filter((n) => n === ACTIVATIONS[activation].kernel)).toHaveLength(1);
+      for (const stockKernel of ACTIVATIONS[activation].stockKernels) expect(names).not.toContain(stockKernel);
+    });
+  }
+
+  it('keeps the tensor count flat and is listed among the runtime kernels only while installed', () => {
+    installHeapKernels();
+    const x = tf.randomNormal([300, 20]);
+    const step = (): void => tf.dispose(tf.grad((input: tf.Tensor) => tf.sum(tf.sigmoid(tf.tanh(tf.relu(input)))))(x));
+    step();
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 5; i += 1) step();
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
+    expect(activeHeapKernels()).toEqual(['MilkitReluGrad', 'MilkitSigmoidGrad', 'MilkitTanhGrad']);
+    restoreHeapKernels();
+    expect(activeHeapKernels()).toEqual([]);
+    expect(overriddenWasmKernels()).not.toContain('MilkitReluGrad');
+  });
+
+  it('Adam in place: bit-identical to the unfused kernels (L2, decoupled, none), tails included; refuses shared buffers', () => {
+    const rng = new Rng('heap/adam');
+    const settings = [
+      { decoupled: false, wd: 0 },
+      { decoupled: false, wd: 1e-2 },
+      { decoupled: true, wd: 5e-2 },
+    ];
+    for (const { decoupled, wd } of settings) {
+      for (const shape of [[1], [3], [5], [33, 17]]) {
+        const size = shape.reduce((a, b) => a * b, 1);
+        const start = Float32Array.from(rng.normalArray(size, 0, 1));
+        // The variable's own buffer (tf.variable shares its initial tensor's until that is disposed).
+        const slot = (): ParamSlot => {
+          const initial = tf.tensor(start, shape, 'float32');
+          const variable = tf.variable(initial);
+          initial.dispose();
+          return { name: 'w', variable, weightDecay: wd };
+        };
+        const plainSlot = slot();
+        const heapSlot = slot();
+        const settingsOf = { betas: [0.8, 0.99] as const, eps: 1e-6, decoupledWeightDecay: decoupled };
+        const plain = new AdamOptimizer([plainSlot], settingsOf);
+        // The same state layout, stepped through the heap kernel directly.
+        const heap = new AdamOptimizer([heapSlot], settingsOf) as unknown as { expAvg: tf.Variable[]; expAvgSq: tf.Variable[] } & AdamOptimizer;
+        for (let t = 1; t <= 4; t += 1) {
+          const lr = 10 ** -(1 + t);
+          const grad = tf.tensor(data(size, rng, 10 ** (t - 3)).map((v) => (Number.isFinite(v) ? v : 1)), shape, 'float32');
+          plain.step([grad], lr);
+          const f32 = Math.fround;
+          const done = adamStepOnHeap(heapSlot.variable, grad, heap.expAvg[0] as tf.Variable, heap.expAvgSq[0] as tf.Variable, {
+            b1: f32(0.8), oneMinusB1: f32(1 - 0.8), b2: f32(0.99), oneMinusB2: f32(1 - 0.99),
+            sqrtBc2: f32(Math.sqrt(1 - 0.99 ** t)), eps: f32(1e-6), stepSize: f32(lr / (1 - 0.8 ** t)),
+            coupledWeightDecay: !decoupled && wd !== 0 ? f32(wd) : 0, decay: decoupled && wd !== 0 ? f32(1 - lr * wd) : 1,
+          });
+          expect(done).toBe(true);
+          grad.dispose();
+          const label = `decoupled ${decoupled} wd ${wd} [${shape}] step ${t}`;
+          expect(bits(heapSlot.variable.dataSync()), label).toEqual(bits(plainSlot.variable.dataSync()));
+          const plainState = plain.state();
+          expect(bits((heap.expAvgSq[0] as tf.Variable).dataSync()), label).toEqual(bits((plainState['exp_avg_sq/w'] as tf.Tensor).dataSync()));
+          expect(bits((heap.expAvg[0] as tf.Variable).dataSync()), label).toEqual(bits((plainState['exp_avg/w'] as tf.Tensor).dataSync()));
+          tf.dispose(Object.values(plainState));
+        }
+        // It moved (element 0 gets a zero gradient every step, so a single element may not under no decay).
+        if (size > 1) expect(Array.from(heapSlot.variable.dataSync()).some((v, i) => v !== start[i])).toBe(true);
+        // A snapshot sharing the parameter's buffer must not change: the heap step declines.
+        const snapshot = tf.reshape(heapSlot.variable, [-1]); // shares the buffer (as tf.clone does under the BLAS extras)
+        const before = Float32Array.from(snapshot.dataSync());
+        const grad = tf.onesLike(heapSlot.variable);
+        expect(adamStepOnHeap(heapSlot.variable, grad, heap.expAvg[0] as tf.Variable, heap.expAvgSq[0] as tf.Variable, {
+          b1: 0.9, oneMinusB1: 0.1, b2: 0.999, oneMinusB2: 0.001, sqrtBc2: 1, eps: 1e-8, stepSize: 0.1, coupledWeightDecay: 0, decay: 1,
+        })).toBe(false);
+        expect(snapshot.dataSync()).toEqual(before);
+        tf.dispose([snapshot, grad]);
+        plain.dispose();
+        heap.dispose();
+        plainSlot.variable.dispose();
+        heapSlot.variable.dispose();
+      }
+    }
+  });
+});
+
+describe('core/runtime heap kernels elsewhere', () => {
+  it('on cpu: not available, and the installed gradients fall back to tfjs\'s own', async () => {
+    await initRuntime(RuntimeSection.parse({ backend: 'wasm', blas: 'off' }), { logger: silentLogger });
+    installHeapKernels();
+    await tf.setBackend('cpu');
+    expect(heapKernelsAvailable()).toBe(false);
+    const x = data(40, new Rng('heap/cpu'));
+    const w = data(40, new Rng('heap/cpu-w'), 1);
+    const withInstalled = gradient('tanh', x, w, [40]);
+    restoreHeapKernels();
+    expect(bits(withInstalled)).toEqual(bits(gradient('tanh', x, w, [40])));
+    const v = tf.variable(tf.zeros([4]));
+    expect(adamStepOnHeap(v, tf.ones([4]), tf.variable(tf.zeros([4])), tf.variable(tf.zeros([4])), {
+      b1: 0.9, oneMinusB1: 0.1, b2: 0.999, oneMinusB2: 0.001, sqrtBc2: 1, eps: 1e-8, stepSize: 0.1, coupledWeightDecay: 0, decay: 1,
+    })).toBe(false);
+  });
+});
