@@ -13,7 +13,7 @@ export const MODULE_PATH = fileURLToPath(new URL('../../src/core/runtime/heap-ke
 /** The binary of heap-kernels.wat (SIMD on, no debug names: the bytes depend on the source only). */
 export async function assembleHeapKernels(): Promise<Uint8Array> {
   const toolkit = await wabt();
-  const parsed = toolkit.parseWat('heap-kernels.wat', readFileSync(WAT_PATH, 'utf8'), { simd: true });
+  const parsed = toolkit.parseWat('heap-kernels.wat', new Uint8Array(readFileSync(WAT_PATH)), { simd: true });
   try {
     parsed.resolveNames();
     parsed.validate();

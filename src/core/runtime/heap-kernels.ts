@@ -1,8 +1,10 @@
 // Fused elementwise kernels on the wasm backend's heap (src/core/runtime/heap-kernels.wat, 128-bit SIMD): the
-// backward of ReLU, tanh and sigmoid as one pass each, and the whole Adam update of a parameter tensor as one pass in
-// place. tfjs runs each of these as a chain of stock kernels (2–3 for an activation's backward, ~12 for Adam), each
+// backward of ReLU, tanh and sigmoid as one pass each, the whole Adam update of a parameter tensor as one pass in
+// place, and Exp vectorised (the stock kernel calls libm's scalar expf per element: TransMIL's softmaxes spent 12–14 %
+// of its step there). tfjs runs each of these as a chain of stock kernels (2–3 for an activation's backward, ~12 for Adam), each
 // a full pass over the tensor plus a dispatch, which is what is left around the matrix products of a training step
-// once those run on BLAS (BENCHMARKS.md, per-aggregator hot spots). Results are bit-identical to the stock chains.
+// once those run on BLAS (BENCHMARKS.md, per-aggregator hot spots). Results are bit-identical to the stock chains;
+// Exp is within 2 ulp of libm's expf (test/core/runtime/heap-kernels.test.ts).
 //
 // The module imports tfjs-backend-wasm's own memory, so its functions read and write tensors where they live. It is
 // instantiated once per wasm memory (a re-initialised backend has a new one).
@@ -24,6 +26,7 @@ interface HeapKernelExports {
   relu_grad(dy: number, x: number, out: number, n: number): void;
   tanh_grad(dy: number, y: number, out: number, n: number): void;
   sigmoid_grad(dy: number, y: number, out: number, n: number): void;
+  exp(x: number, out: number, n: number): void;
   adam(
     p: number, g: number, m: number, v: number, n: number,
     b1: number, oneMinusB1: number, b2: number, oneMinusB2: number, sqrtBc2: number, eps: number, stepSize: number,
@@ -95,6 +98,22 @@ function activationGradKernel(fn: ActivationGradName): KernelConfig['kernelFunc'
   };
 }
 
+/** e^x on the heap, four lanes at a time (heap-kernels.wat: within 2 ulp of libm's expf, which the stock kernel calls per element). */
+function expKernel(stock: KernelConfig): KernelConfig['kernelFunc'] {
+  return (args) => {
+    const x = args.inputs['x'] as TensorInfo;
+    if (x.dtype !== 'float32') return stock.kernelFunc(args);
+    const heap = args.backend as unknown as WasmHeapBackend;
+    const out = heap.makeOutput([...x.shape], 'float32');
+    const size = tf.util.sizeFromShape(x.shape);
+    if (size > 0) (kernelsFor(heap) as HeapKernelExports).exp(offsetOf(heap, x), offsetOf(heap, out), size);
+    return out;
+  };
+}
+
+/** Stock kernels replaced here (Exp), to put back. */
+const stockKernels = new Map<string, KernelConfig>();
+
 const stockGradients = new Map<string, GradConfig>();
 const registeredKernels = new Map<string, KernelConfig>();
 const registeredGradients = new Map<string, GradConfig>();
@@ -112,6 +131,17 @@ function fusedActivationGrad(kernel: string, dy: tf.Tensor, saved: tf.Tensor | u
  */
 export function installHeapKernels(): boolean {
   if (!heapKernelsAvailable()) return false;
+  const currentExp = tf.getKernel('Exp', BACKEND);
+  if (!currentExp) throw new Error('tfjs wasm kernel Exp is not registered (is @tensorflow/tfjs-backend-wasm imported?)');
+  if (currentExp !== registeredKernels.get('Exp')) {
+    const stockExp = stockKernels.get('Exp') ?? currentExp;
+    stockKernels.set('Exp', stockExp);
+    tf.unregisterKernel('Exp', BACKEND);
+    const config: KernelConfig = { kernelName: 'Exp', backendName: BACKEND, kernelFunc: expKernel(stockExp) };
+    if (stockExp.setupFunc) config.setupFunc = stockExp.setupFunc;
+    tf.registerKernel(config);
+    registeredKernels.set('Exp', config);
+  }
   for (const { activation, kernel, fn } of FUSED_GRADIENTS) {
     if (tf.getKernel(kernel, BACKEND) !== registeredKernels.get(kernel) || !registeredKernels.has(kernel)) {
       if (tf.getKernel(kernel, BACKEND)) tf.unregisterKernel(kernel, BACKEND);
@@ -146,6 +176,8 @@ export function restoreHeapKernels(): void {
   registeredGradients.clear();
   for (const [kernel, config] of registeredKernels) {
     if (tf.getKernel(kernel, BACKEND) === config) tf.unregisterKernel(kernel, BACKEND);
+    const stock = stockKernels.get(kernel);
+    if (stock && !tf.getKernel(kernel, BACKEND)) tf.registerKernel(stock);
   }
   registeredKernels.clear();
 }

@@ -83,6 +83,41 @@ describe('core/runtime heap kernels on wasm', () => {
     });
   }
 
+  it('Exp: within 2 ulp of the correctly rounded e^x over the float32 range, special values exact, tails included', () => {
+    installHeapKernels();
+    const f = new Float32Array(1);
+    const u = new Uint32Array(f.buffer);
+    const bitsOf = (v: number): number => {
+      f[0] = v;
+      return u[0] as number;
+    };
+    // A dense grid over everything between underflow and overflow, and the edges themselves.
+    const grid: number[] = [];
+    for (let v = -110; v <= 90; v += 0.000731) grid.push(v);
+    grid.push(88.72283, 88.7228394, 88.72284, 88.8, -87.33654, -87.3365, -87.4, -100, -103.97, -103.98, -104, -150, 1e-10, -1e-10, 0.5, -0.5, 1, -1, 2 ** -20);
+    for (const size of [grid.length, 1, 3, 5]) {
+      const xs = Float32Array.from(grid.slice(0, size));
+      const ys = tf.tidy(() => Float32Array.from(tf.exp(tf.tensor(xs, [size], 'float32')).dataSync()));
+      let worstUlp = 0;
+      for (let i = 0; i < size; i += 1) {
+        const x = xs[i] as number;
+        const exact = Math.fround(Math.exp(x));
+        const got = ys[i] as number;
+        if (exact === Infinity) expect(got, `e^${x}`).toBe(Infinity);
+        else if (exact < 2 ** -126) expect(Math.abs(got - exact), `e^${x} (denormal range)`).toBeLessThanOrEqual(2 ** -148);
+        else worstUlp = Math.max(worstUlp, Math.abs(bitsOf(got) - bitsOf(exact)));
+      }
+      expect(worstUlp, `size ${size}`).toBeLessThanOrEqual(2);
+    }
+    const special = tf.tidy(() => Array.from(tf.exp(tf.tensor([NaN, Infinity, -Infinity, 0, -0, 89, -104, 1000, -1000])).dataSync()));
+    expect(special).toEqual([NaN, Infinity, 0, 1, 1, Infinity, 0, Infinity, 0]);
+    expect(activeHeapKernels()).toContain('Exp');
+    // The stock kernel is put back with the others.
+    restoreHeapKernels();
+    expect(activeHeapKernels()).not.toContain('Exp');
+    expect(tf.tidy(() => tf.exp(tf.tensor([0, 1])).dataSync()[0])).toBe(1);
+  });
+
   it('keeps the tensor count flat and is listed among the runtime kernels only while installed', () => {
     installHeapKernels();
     const x = tf.randomNormal([300, 20]);
@@ -92,7 +127,7 @@ describe('core/runtime heap kernels on wasm', () => {
     for (let i = 0; i < 5; i += 1) step();
     expect(tf.memory().numTensors).toBe(before);
     x.dispose();
-    expect(activeHeapKernels()).toEqual(['MilkitReluGrad', 'MilkitSigmoidGrad', 'MilkitTanhGrad']);
+    expect(activeHeapKernels()).toEqual(['Exp', 'MilkitReluGrad', 'MilkitSigmoidGrad', 'MilkitTanhGrad']);
     restoreHeapKernels();
     expect(activeHeapKernels()).toEqual([]);
     expect(overriddenWasmKernels()).not.toContain('MilkitReluGrad');
