@@ -143,7 +143,7 @@ export function installHeapKernels(): boolean {
     registeredKernels.set('Exp', config);
   }
   for (const { activation, kernel, fn } of FUSED_GRADIENTS) {
-    if (tf.getKernel(kernel, BACKEND) !== registeredKernels.get(kernel) || !registeredKernels.has(kernel)) {
+    if (!registeredKernels.has(kernel) || tf.getKernel(kernel, BACKEND) !== registeredKernels.get(kernel)) {
       if (tf.getKernel(kernel, BACKEND)) tf.unregisterKernel(kernel, BACKEND);
       const config: KernelConfig = { kernelName: kernel, backendName: BACKEND, kernelFunc: activationGradKernel(fn) };
       tf.registerKernel(config);
@@ -220,21 +220,20 @@ export function adamStepOnHeap(param: tf.Variable, grad: tf.Tensor, expAvg: tf.V
   const owned = [param, expAvg, expAvgSq];
   if ([...owned, grad].some((t) => t.dtype !== 'float32' || !tf.util.arraysEqual(t.shape, param.shape))) return false;
   if (owned.some((t) => backend.refCount(t.dataId) !== 1) || new Set([...owned, grad].map((t) => t.dataId)).size !== 4) return false;
-  const entries = owned.map((t) => backend.dataIdMap.get(t.dataId));
-  if (entries.some((entry) => !entry) || !backend.dataIdMap.get(grad.dataId)) return false;
+  const [p, g, m, v] = [param, grad, expAvg, expAvgSq].map((t) => backend.dataIdMap.get(t.dataId));
+  if (!p || !g || !m || !v) return false;
   if (param.size > 0) {
     kernels.adam(
-      offsetOf(backend, param), offsetOf(backend, grad), offsetOf(backend, expAvg), offsetOf(backend, expAvgSq), param.size,
+      p.memoryOffset, g.memoryOffset, m.memoryOffset, v.memoryOffset, param.size,
       s.b1, s.oneMinusB1, s.b2, s.oneMinusB2, s.sqrtBc2, s.eps, s.stepSize,
       s.coupledWeightDecay === 0 ? 0 : 1, s.coupledWeightDecay, s.decay,
     );
   }
   // Kernels cache work derived from a tensor's contents by its id (XNNPACK's packed matmul operand): re-registering
   // the ids drops those caches, as the new ids of an ordinary assign would.
-  owned.forEach((tensor, index) => {
-    const entry = entries[index] as { id: number; memoryOffset: number };
+  for (const entry of [p, m, v]) {
     backend.wasm.tfjs.disposeData(entry.id);
-    backend.wasm.tfjs.registerTensor(entry.id, tensor.size, entry.memoryOffset);
-  });
+    backend.wasm.tfjs.registerTensor(entry.id, param.size, entry.memoryOffset);
+  }
   return true;
 }

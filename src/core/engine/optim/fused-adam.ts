@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { hostFloatValues as floatValues } from '../../nn/host-values.js';
 import { assignInPlace } from '../../nn/in-place.js';
-import { adamStepOnHeap } from '../../runtime/heap-kernels.js';
+import { adamStepOnHeap, type AdamStepScalars } from '../../runtime/heap-kernels.js';
 import { AdamOptimizer } from './adam.js';
 import { checkGradients, checkLearningRate, type ParamSlot } from './base.js';
 
@@ -78,14 +78,8 @@ export class FusedAdamOptimizer extends AdamOptimizer {
   }
 }
 
-interface StepScalars {
-  readonly b1: number;
-  readonly oneMinusB1: number;
-  readonly b2: number;
-  readonly oneMinusB2: number;
-  readonly sqrtBc2: number;
-  readonly eps: number;
-  readonly stepSize: number;
+/** The heap kernel's step scalars; the per-parameter decay terms are derived from `lr` and `decoupled` per slot. */
+interface StepScalars extends Omit<AdamStepScalars, 'coupledWeightDecay' | 'decay'> {
   readonly lr: number;
   readonly decoupled: boolean;
 }
