@@ -55,6 +55,11 @@ export class TorchReference {
     return JSON.parse(await reply) as T;
   }
 
+  /** The reference process's id, for reading its CPU time (cpuSecondsOf). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   close(): void {
     this.child.stdin.end();
     this.lines.close();
@@ -128,6 +133,29 @@ export function resetPeakRss(): void {
     // not Linux: the column reads the process-lifetime peak
   }
 }
+/** User + system CPU seconds a process has used so far (Linux /proc; 0 elsewhere or once it has exited). */
+export function cpuSecondsOf(pid: number): number {
+  try {
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th of the whole line.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+/** CPU seconds the whole machine has spent busy (not idle, not waiting on I/O) since boot, summed over cores. */
+export function machineBusySeconds(): number {
+  try {
+    const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+/** USER_HZ: the unit of /proc's CPU times, 100 on every Linux build that matters here (getconf CLK_TCK). */
+const CLOCK_TICKS = 100;
+
 export function peakRss(): number {
   try {
     const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));

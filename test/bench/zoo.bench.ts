@@ -19,7 +19,7 @@ import { Rng } from '../../src/core/runtime/random.js';
 import { Registry } from '../../src/registry/registry.js';
 import type { BenchContext, BenchResult } from './run.js';
 import type { Optimizer } from '../../src/core/engine/optim/index.js';
-import { buildModel, CLASSES, D, engineOptimizer, engineStep, kernelTotals, LABEL, median, MODELS as ALL_MODELS, peakRss, resetPeakRss, TorchReference, wasmHeapBytes } from './shared.js';
+import { buildModel, CLASSES, cpuSecondsOf, D, engineOptimizer, engineStep, kernelTotals, LABEL, machineBusySeconds, median, MODELS as ALL_MODELS, peakRss, resetPeakRss, TorchReference, wasmHeapBytes } from './shared.js';
 
 interface SizePlan {
   readonly n: number;
@@ -28,15 +28,24 @@ interface SizePlan {
   readonly rounds: number;
 }
 
+// Steps of 10–60 ms (N = 1,000) move by 1.5–3× from one step to the next on this machine (docs/runtime.md, BLAS
+// threads), so small bags get more steps per round; a second warm-up step lets the allocator and the JIT settle.
 const FULL: SizePlan[] = [
-  { n: 1000, warmup: 1, steps: 3, rounds: 3 },
-  { n: 8000, warmup: 1, steps: 2, rounds: 3 },
+  { n: 1000, warmup: 2, steps: 8, rounds: 3 },
+  { n: 8000, warmup: 1, steps: 4, rounds: 3 },
   { n: 30000, warmup: 1, steps: 1, rounds: 3 },
   { n: 50000, warmup: 1, steps: 1, rounds: 1 },
 ];
 const QUICK: SizePlan[] = [{ n: 1000, warmup: 1, steps: 1, rounds: 1 }];
 const TORCH_THREADS = [1, 2] as const;
 const PROFILE_N = 8000;
+/**
+ * Pause before each side's turn. An OpenBLAS worker thread spins for a while after its last call before it sleeps
+ * (THREAD_TIMEOUT, about 2^28 cycles), so without the pause the side that just ran keeps one of the two cores busy
+ * through the first steps of the next side.
+ */
+const SETTLE_MS = 300;
+const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
 
 function timedSteps(model: MilModel, optimizer: Optimizer, x: tf.Tensor2D, plan: SizePlan, rng: Rng): number[] {
   const times: number[] = [];
@@ -59,6 +68,8 @@ async function topKernels(model: MilModel, optimizer: Optimizer, x: tf.Tensor2D,
 interface Cell {
   torch: Record<number, { ms: number[]; peakRss: number; error?: string }>;
   milkit: number[];
+  /** milkit's median ÷ the faster torch median, per round: the spread the table prints next to the pooled ratio. */
+  roundRatios: number[];
   milkitError?: string;
   peakRss: number;
   wasmHeap: number;
@@ -81,6 +92,15 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   const script = join(ctx.root, 'test', 'bench', 'torch_zoo_step.py');
   const torches = TORCH_THREADS.map((threads) => ({ threads, ref: new TorchReference(ctx.python, script, [String(threads)]) }));
   for (const { ref } of torches) await ref.ready();
+  // What other processes took from the machine during the run: its busy CPU time minus this process's and the torch
+  // references'. A share of a few per cent is this session's shell; more means the times are not an idle machine's.
+  const ownSeconds = (): number => {
+    const own = process.cpuUsage();
+    return (own.user + own.system) / 1e6 + torches.reduce((sum, { ref }) => sum + (ref.pid ? cpuSecondsOf(ref.pid) : 0), 0);
+  };
+  const busyAtStart = machineBusySeconds();
+  const ownAtStart = ownSeconds();
+  const wallAtStart = performance.now();
   const rng = new Rng('bench/zoo');
   const limit = defaultMemoryLimit('wasm');
   const models = new Map<string, { model: MilModel; optimizer: Optimizer; params: number; budget: MemoryBudget }>();
@@ -105,12 +125,15 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       for (const zoo of order) {
         const key = `${zoo.name}/${plan.n}`;
         const entry = models.get(zoo.name)!;
-        const cell = cells.get(key) ?? { torch: {}, milkit: [], peakRss: 0, wasmHeap: 0 };
+        const cell = cells.get(key) ?? { torch: {}, milkit: [], roundRatios: [], peakRss: 0, wasmHeap: 0 };
         cells.set(key, cell);
+        const torchThisRound: number[] = [];
         for (const { threads, ref } of round % 2 === 0 ? torches : [...torches].reverse()) {
+          await settle();
           const reply = await ref.request<{ ms?: number[]; error?: string; peakRss?: number }>({ model: zoo.name, n: plan.n, warmup: plan.warmup, steps: plan.steps });
           const side = cell.torch[threads] ?? { ms: [], peakRss: 0 };
           side.ms.push(...(reply.ms ?? []));
+          if (reply.ms?.length) torchThisRound.push(median(reply.ms));
           side.peakRss = Math.max(side.peakRss, reply.peakRss ?? 0);
           if (reply.error) side.error = reply.error;
           cell.torch[threads] = side;
@@ -122,8 +145,11 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
             cell.estimate = await entry.budget.estimate(data, 'train', plan.n);
             if (cell.estimate > limit.bytes) throw new Error(`not run: estimated ${formatBytes(cell.estimate)} > limit ${formatBytes(limit.bytes)}`);
           }
+          await settle();
           resetPeakRss();
-          cell.milkit.push(...timedSteps(entry.model, entry.optimizer, x, plan, rng));
+          const times = timedSteps(entry.model, entry.optimizer, x, plan, rng);
+          cell.milkit.push(...times);
+          if (torchThisRound.length) cell.roundRatios.push(median(times) / Math.min(...torchThisRound));
           if (round === 0) {
             cell.measuredPeak = await profilePeakBytes(() => {
               const { value, grads } = tf.variableGrads(() => entry.model.losses(entry.model.forward({ slideId: 'bench', features: x, label: LABEL }, { training: true, rng: rng.fork('peak') }), LABEL, CLASSES).total, entry.model.trainableVariables());
@@ -141,6 +167,10 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       x.dispose();
     }
   }
+
+  // Over the timed rounds only, while the torch references are still alive to be read.
+  const cores = availableParallelism();
+  const othersShare = Math.max(0, machineBusySeconds() - busyAtStart - (ownSeconds() - ownAtStart)) / (((performance.now() - wallAtStart) / 1000) * cores);
 
   const profiles: string[] = [];
   if (!ctx.quick) {
@@ -174,27 +204,30 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       const milkitMs = cell.milkit.length ? median(cell.milkit) : undefined;
       const torchCells = TORCH_THREADS.map((t, i) => (torchMs[i] !== undefined ? torchMs[i]!.toFixed(0) : `failed: ${(cell.torch[t]?.error ?? 'no reply').slice(0, 60)}`));
       const torchRss = referenceThreads === undefined ? '-' : mb(cell.torch[referenceThreads]?.peakRss ?? 0);
-      const ratio = milkitMs !== undefined && reference !== undefined ? `**${(milkitMs / reference).toFixed(2)}×**` : 'n/a';
+      const spread = cell.roundRatios.length > 1 ? ` (${Math.min(...cell.roundRatios).toFixed(2)}–${Math.max(...cell.roundRatios).toFixed(2)})` : '';
+      const ratio = milkitMs !== undefined && reference !== undefined ? `**${(milkitMs / reference).toFixed(2)}×**${spread}` : 'n/a';
       const estimate = cell.estimate !== undefined ? formatBytes(cell.estimate) : '-';
       const versus = cell.estimate !== undefined && cell.measuredPeak ? `${mb(cell.measuredPeak)} (${(((cell.estimate - cell.measuredPeak) / cell.measuredPeak) * 100).toFixed(0)} %)` : '-';
       rows.push(`| ${zoo.name} | ${paramsOf(models, zoo.name)} | ${plan.n.toLocaleString('en-US')} | ${plan.rounds}×(${plan.warmup}+${plan.steps}) | ${torchCells.join(' | ')} | ${milkitMs !== undefined ? milkitMs.toFixed(0) : cell.milkitError ?? '-'} | ${ratio} | ${torchRss} | ${mb(cell.peakRss)} | ${mb(cell.wasmHeap)} | ${estimate} | ${versus} |`);
     }
   }
 
-  const loadEnd = loadavg()[0] ?? 0;
-  const noisy = Math.max(loadStart, loadEnd) > availableParallelism();
+  const noisy = loadStart > cores || othersShare > 0.1;
   const markdown = [
     '## MIL zoo: one training step per aggregator, tfjs-wasm vs PyTorch, interleaved',
     '',
     `One step = forward, the method's weighted losses, backward and Adam (lr 1e-4, no weight decay) on one bag [N, ${D}] with label 1, C = ${CLASSES}, ` +
-      'default (paper) sizes with dropout off on both sides; `loss.dataSync()` inside the timing. milkit\'s step is the trainer\'s: `tf.variableGrads`, then the engine\'s optimizer (train.optimizer, fused Adam); torch\'s `torch.optim.Adam`. Rounds are interleaved (every cell once per round, the order reversed every other round); times are medians over rounds and steps. ' +
+      'default (paper) sizes with dropout off on both sides; `loss.dataSync()` inside the timing. milkit\'s step is the trainer\'s: `tf.variableGrads`, then the engine\'s optimizer (train.optimizer, fused Adam); torch\'s `torch.optim.Adam`. ' +
+      `Rounds are interleaved (every cell once per round, the order reversed every other round, a ${SETTLE_MS} ms pause before each side so the previous side's BLAS threads have stopped spinning); times are medians over rounds and steps, and the range in brackets after a ratio is its spread over the rounds (each round's milkit median ÷ that round's faster torch median). ` +
       `PyTorch: the parity references of test/reference/ (Debian torch ${torches[0]!.ref.version}, float32, \`test/bench/torch_zoo_step.py\`), run twice, torch threads 1 and 2 (OpenBLAS default threads); the ratio is against the faster. ` +
       `milkit: tfjs ${info.tfjsVersion} ${info.backend}${info.wasm ? ` (SIMD ${info.wasm.simd ? 'on' : 'off'}, ${info.wasm.threads} thread)` : ''}, ` +
       `BLAS ${info.blas.active ? `on (${info.blas.library}, ${info.blas.threads} threads; kernels ${info.kernelOverrides.join(', ')})` : `off (${info.blas.reason})`}, matMul gradient ${info.matmulGrad}. ` +
       'Losses: abmil/transmil/pooling CE; clam 0.7·CE + 0.3·instance (SVM, k = 8); dsmil 0.5·BCE + 0.5·max-instance BCE; dtfd-mil (AFS, G = 4) tier-1 + tier-2 CE; dmin (CKA classifier, K = 12) 0.7·CE + 0.3·clustering + 0.5·MSE + 0.5·KL + 2·rate. ' +
       'Peak RSS: each process\'s high-water RSS during the cell (VmHWM after a reset); wasm heap: the module\'s memory size after the cell (it never shrinks); measured peak: `tf.profile` peak tensor bytes of one step; estimate: the memory budget (probes at two cuts of the bag, extrapolated linearly) and its error against the measured peak.',
     '',
-    ...(noisy ? [`**Noisy run:** 1-minute load average ${loadStart.toFixed(1)} → ${loadEnd.toFixed(1)} on ${availableParallelism()} cores (other processes shared the machine); times and ratios are not meaningful, memory columns are.`, ''] : []),
+    `Other processes used ${(100 * othersShare).toFixed(1)} % of the machine's ${cores} cores during the run (its busy CPU time minus this process's and the torch references'); 1-minute load average ${loadStart.toFixed(2)} at the start.`,
+    '',
+    ...(noisy ? ['**Noisy run:** other processes shared the machine; times and ratios are not meaningful, memory columns are.', ''] : []),
     '| aggregator | parameters | N | rounds×(warmup+steps) | torch/1 ms | torch/2 ms | milkit ms | milkit ÷ faster torch | torch peak RSS | milkit peak RSS | wasm heap | measured peak tensors | budget estimate (error) |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,

@@ -1,7 +1,9 @@
 // Depthwise 2-D convolution (stride 1, odd kernels, zero "same" padding) whose gradient uses only ops every
-// backend has: tfjs' own gradient needs DepthwiseConv2dNativeBackpropInput/Filter, which wasm lacks.
+// backend has: tfjs' own gradient needs DepthwiseConv2dNativeBackpropInput/Filter, which wasm lacks. On wasm the
+// filter gradient runs as one heap kernel when the runtime installed it.
 // Used by TransMIL's PPEG (7/5/3 kernels) and the Nyström value-residual conv (33 x 1).
 import * as tf from '@tensorflow/tfjs';
+import { depthwiseFilterGradOnHeap } from '../runtime/heap-kernels.js';
 import { heapSlice } from './heap-slice.js';
 
 type GradSave = (tensors: tf.Tensor[]) => void;
@@ -51,7 +53,8 @@ const depthwiseSameOp = tf.customGrad((...args: Array<tf.Tensor | GradSave>) => 
       const [kh, kw] = ws.shape;
       // dX: correlation with the spatially flipped kernel (stride 1, symmetric padding).
       const dx = tf.tidy(() => tf.depthwiseConv2d(dy as tf.Tensor4D, tf.reverse(ws, [0, 1]) as tf.Tensor4D, 1, 'same'));
-      const dw = filterGradient(xs, dy as tf.Tensor4D, kh, kw);
+      // One vectorised pass on the wasm heap where it runs (docs/runtime.md#fused-heap-kernels), else windowed products.
+      const dw = depthwiseFilterGradOnHeap(xs, dy as tf.Tensor4D, kh, kw) ?? filterGradient(xs, dy as tf.Tensor4D, kh, kw);
       return [dx, dw];
     },
   };

@@ -1,10 +1,12 @@
 // Fused elementwise kernels on the wasm backend's heap (src/core/runtime/heap-kernels.wat, 128-bit SIMD): the
 // backward of ReLU, tanh and sigmoid as one pass each, the whole Adam update of a parameter tensor as one pass in
-// place, and Exp vectorised (the stock kernel calls libm's scalar expf per element: TransMIL's softmaxes spent 12–14 %
-// of its step there). tfjs runs each of these as a chain of stock kernels (2–3 for an activation's backward, ~12 for Adam), each
+// place, Exp vectorised (the stock kernel calls libm's scalar expf per element: TransMIL's softmaxes spent 12–14 %
+// of its step there), and the stride-1 "same" depthwise conv with its filter gradient (the stock conv is scalar:
+// TransMIL's PPEG). tfjs runs each of these as a chain of stock kernels (2–3 for an activation's backward, ~12 for Adam), each
 // a full pass over the tensor plus a dispatch, which is what is left around the matrix products of a training step
 // once those run on BLAS (BENCHMARKS.md, per-aggregator hot spots). Results are bit-identical to the stock chains;
-// Exp is within 2 ulp of libm's expf (test/core/runtime/heap-kernels.test.ts).
+// Exp is within 2 ulp of libm's expf, the depthwise pair within float32 rounding of a float64 sum
+// (test/core/runtime/heap-kernels.test.ts, test/core/nn/depthwise-conv.test.ts).
 //
 // The module imports tfjs-backend-wasm's own memory, so its functions read and write tensors where they live. It is
 // instantiated once per wasm memory (a re-initialised backend has a new one).
@@ -27,6 +29,8 @@ interface HeapKernelExports {
   tanh_grad(dy: number, y: number, out: number, n: number): void;
   sigmoid_grad(dy: number, y: number, out: number, n: number): void;
   exp(x: number, out: number, n: number): void;
+  depthwise_same(x: number, filter: number, out: number, height: number, width: number, channels: number, kh: number, kw: number): void;
+  depthwise_filter_grad(x: number, dy: number, dw: number, height: number, width: number, channels: number, kh: number, kw: number): void;
   adam(
     p: number, g: number, m: number, v: number, n: number,
     b1: number, oneMinusB1: number, b2: number, oneMinusB2: number, sqrtBc2: number, eps: number, stepSize: number,
@@ -111,7 +115,73 @@ function expKernel(stock: KernelConfig): KernelConfig['kernelFunc'] {
   };
 }
 
-/** Stock kernels replaced here (Exp), to put back. */
+/** Whether a DepthwiseConv2dNative call is the case the heap kernel covers; the rest goes to the stock kernel. */
+function depthwiseOnHeap(x: TensorInfo, filter: TensorInfo, attrs: tf.NamedAttrMap): boolean {
+  const ones = (value: unknown): boolean => (Array.isArray(value) ? value.every((v) => v === 1) : value === 1);
+  const [kh, kw, channels, multiplier] = filter.shape as number[];
+  return x.dtype === 'float32' && filter.dtype === 'float32' && x.shape.length === 4 && filter.shape.length === 4
+    && ones(attrs['strides']) && ones(attrs['dilations'] ?? 1) && attrs['pad'] === 'same' && (attrs['dataFormat'] ?? 'NHWC') === 'NHWC'
+    && multiplier === 1 && kh! % 2 === 1 && kw! % 2 === 1 && channels === x.shape[3] && channels! % 4 === 0;
+}
+
+/**
+ * Depthwise conv, stride 1, zero "same" padding, as one vectorised pass per image (heap-kernels.wat: the stock wasm
+ * kernel is scalar). Every other configuration runs the stock kernel.
+ */
+function depthwiseKernel(stock: KernelConfig): KernelConfig['kernelFunc'] {
+  return (args) => {
+    const x = args.inputs['x'] as TensorInfo;
+    const filter = args.inputs['filter'] as TensorInfo;
+    if (!depthwiseOnHeap(x, filter, args.attrs as tf.NamedAttrMap)) return stock.kernelFunc(args);
+    const heap = args.backend as unknown as WasmHeapBackend;
+    const [batch, height, width, channels] = x.shape as [number, number, number, number];
+    const [kh, kw] = filter.shape as [number, number];
+    const out = heap.makeOutput([...x.shape], 'float32');
+    const image = height * width * channels * 4;
+    if (image > 0) {
+      const kernels = kernelsFor(heap) as HeapKernelExports;
+      const [xAt, filterAt, outAt] = [offsetOf(heap, x), offsetOf(heap, filter), offsetOf(heap, out)];
+      for (let b = 0; b < batch; b += 1) kernels.depthwise_same(xAt + b * image, filterAt, outAt + b * image, height, width, channels, kh, kw);
+    }
+    return out;
+  };
+}
+
+const DEPTHWISE_FILTER_GRAD = 'MilkitDepthwiseFilterGrad';
+
+/** dW of depthwise_same for one image (inputs x [1, H, W, C] and dy [1, H, W, C]; attrs kh, kw) → [kh, kw, C, 1]. */
+const depthwiseFilterGradKernel: KernelConfig['kernelFunc'] = ({ inputs, backend, attrs }) => {
+  const heap = backend as unknown as WasmHeapBackend;
+  const x = inputs['x'] as TensorInfo;
+  const dy = inputs['dy'] as TensorInfo;
+  const [kh, kw] = [attrs!['kh'] as number, attrs!['kw'] as number];
+  const [, height, width, channels] = x.shape as [number, number, number, number];
+  const out = heap.makeOutput([kh, kw, channels, 1], 'float32');
+  // Every tap is written, as zeros where no output pixel reaches it (an empty image included).
+  if (kh * kw * channels > 0) (kernelsFor(heap) as HeapKernelExports).depthwise_filter_grad(offsetOf(heap, x), offsetOf(heap, dy), offsetOf(heap, out), height, width, channels, kh, kw);
+  return out;
+};
+
+/**
+ * The filter gradient of a depthwise conv (stride 1, zero "same" padding, odd kh × kw, one image) as one vectorised
+ * pass on the wasm heap, or undefined where it cannot run here (another backend, not installed, batch ≠ 1, channels
+ * not a multiple of 4, not float32): the caller then computes it its own way.
+ */
+export function depthwiseFilterGradOnHeap(x: tf.Tensor4D, dy: tf.Tensor4D, kh: number, kw: number): tf.Tensor4D | undefined {
+  if (tf.getBackend() !== BACKEND || tf.getKernel(DEPTHWISE_FILTER_GRAD, BACKEND) !== registeredKernels.get(DEPTHWISE_FILTER_GRAD)) return undefined;
+  const [batch, , , channels] = x.shape;
+  if (batch !== 1 || channels % 4 !== 0 || x.dtype !== 'float32' || dy.dtype !== 'float32' || !tf.util.arraysEqual(x.shape, dy.shape)) return undefined;
+  if (kh % 2 !== 1 || kw % 2 !== 1) return undefined;
+  return tf.engine().runKernel(DEPTHWISE_FILTER_GRAD, { x, dy } as unknown as tf.NamedTensorMap, { kh, kw }) as tf.Tensor4D;
+}
+
+/** Stock kernels this module replaces on wasm, with the replacement built around each (it falls back to the stock one). */
+const OVERRIDDEN_KERNELS = [
+  { name: 'Exp', make: expKernel },
+  { name: 'DepthwiseConv2dNative', make: depthwiseKernel },
+] as const;
+
+/** Stock kernels replaced here, to put back. */
 const stockKernels = new Map<string, KernelConfig>();
 
 const stockGradients = new Map<string, GradConfig>();
@@ -131,16 +201,24 @@ function fusedActivationGrad(kernel: string, dy: tf.Tensor, saved: tf.Tensor | u
  */
 export function installHeapKernels(): boolean {
   if (!heapKernelsAvailable()) return false;
-  const currentExp = tf.getKernel('Exp', BACKEND);
-  if (!currentExp) throw new Error('tfjs wasm kernel Exp is not registered (is @tensorflow/tfjs-backend-wasm imported?)');
-  if (currentExp !== registeredKernels.get('Exp')) {
-    const stockExp = stockKernels.get('Exp') ?? currentExp;
-    stockKernels.set('Exp', stockExp);
-    tf.unregisterKernel('Exp', BACKEND);
-    const config: KernelConfig = { kernelName: 'Exp', backendName: BACKEND, kernelFunc: expKernel(stockExp) };
-    if (stockExp.setupFunc) config.setupFunc = stockExp.setupFunc;
+  for (const { name, make } of OVERRIDDEN_KERNELS) {
+    const current = tf.getKernel(name, BACKEND);
+    if (!current) throw new Error(`tfjs wasm kernel ${name} is not registered (is @tensorflow/tfjs-backend-wasm imported?)`);
+    if (current === registeredKernels.get(name)) continue;
+    const stock = stockKernels.get(name) ?? current;
+    stockKernels.set(name, stock);
+    tf.unregisterKernel(name, BACKEND);
+    const config: KernelConfig = { kernelName: name, backendName: BACKEND, kernelFunc: make(stock) };
+    // The stock kernel's setup (binding its wasm function) must still run: the fallback calls it.
+    if (stock.setupFunc) config.setupFunc = stock.setupFunc;
     tf.registerKernel(config);
-    registeredKernels.set('Exp', config);
+    registeredKernels.set(name, config);
+  }
+  if (!registeredKernels.has(DEPTHWISE_FILTER_GRAD) || tf.getKernel(DEPTHWISE_FILTER_GRAD, BACKEND) !== registeredKernels.get(DEPTHWISE_FILTER_GRAD)) {
+    if (tf.getKernel(DEPTHWISE_FILTER_GRAD, BACKEND)) tf.unregisterKernel(DEPTHWISE_FILTER_GRAD, BACKEND);
+    const config: KernelConfig = { kernelName: DEPTHWISE_FILTER_GRAD, backendName: BACKEND, kernelFunc: depthwiseFilterGradKernel };
+    tf.registerKernel(config);
+    registeredKernels.set(DEPTHWISE_FILTER_GRAD, config);
   }
   for (const { activation, kernel, fn } of FUSED_GRADIENTS) {
     if (!registeredKernels.has(kernel) || tf.getKernel(kernel, BACKEND) !== registeredKernels.get(kernel)) {

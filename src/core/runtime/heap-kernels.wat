@@ -3,8 +3,10 @@
 ;; twelve times: the backward of ReLU, tanh and sigmoid (tfjs: Step + Multiply; Square, Sub, Multiply; Sub, Multiply,
 ;; Multiply) and the whole Adam update of one parameter tensor (tfjs: about twelve kernels). Each of these performs
 ;; the float32 operations of the chain it replaces, in the same order, each rounded once (wasm has no implicit fused
-;; multiply-add), so results are bit-identical to the stock kernels (test/core/runtime/heap-kernels.test.ts). The one
-;; exception is `exp`, a vectorised e^x in place of libm's scalar expf: within 2 ulp of it, not bit-identical.
+;; multiply-add), so results are bit-identical to the stock kernels (test/core/runtime/heap-kernels.test.ts). The
+;; exceptions are `exp`, a vectorised e^x in place of libm's scalar expf (within 2 ulp of it, not bit-identical), and
+;; the depthwise convolution with its filter gradient, which replace a scalar stock kernel and a chain of windowed
+;; products and sum in their own order.
 ;;
 ;; Pointers are byte offsets into the heap, counts are elements. Loops run four lanes at a time, then a scalar tail.
 ;; The binary the runtime loads is src/core/runtime/heap-kernels-wasm.ts, assembled from this file by
@@ -238,4 +240,259 @@
               (local.get $step))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $tail))))
+  ;; Depthwise 2-D convolution of one image, stride 1, zero "same" padding, channel multiplier 1, NHWC:
+  ;;   out[y, x, c] = sum over taps (i, j) inside the image of in[y + i - ph, x + j - pw, c] * w[i, j, c]
+  ;; for in [H, W, C], w [kh, kw, C] (odd kh, kw; ph = (kh - 1) / 2, pw = (kw - 1) / 2), C a multiple of 4. The stock
+  ;; wasm kernel is scalar (32 ms for TransMIL's 7 x 7 PPEG on a 32 x 32 x 512 grid); here each output pixel is
+  ;; accumulated sixteen channels at a time in four registers over its taps, row by row (taps outside the image are
+  ;; skipped, not multiplied by padding). The sum runs in tap order (i, then j), one rounding per product and per add,
+  ;; so it is not bit-identical to the stock kernel's order.
+  (func (export "depthwise_same")
+    (param $in i32) (param $w i32) (param $out i32) (param $h i32) (param $wd i32) (param $c i32) (param $kh i32) (param $kw i32)
+    (local $ph i32) (local $pw i32) (local $y i32) (local $x i32) (local $i0 i32) (local $i1 i32) (local $j0 i32)
+    (local $j1 i32) (local $taps i32) (local $ch i32) (local $i i32) (local $j i32) (local $pixel i32) (local $inp i32)
+    (local $wp i32) (local $outp i32) (local $acc0 v128) (local $acc1 v128) (local $acc2 v128)
+    (local $acc3 v128)
+    (local.set $ph (i32.shr_u (i32.sub (local.get $kh) (i32.const 1)) (i32.const 1)))
+    (local.set $pw (i32.shr_u (i32.sub (local.get $kw) (i32.const 1)) (i32.const 1)))
+    ;; bytes between horizontally neighbouring pixels
+    (local.set $pixel (i32.shl (local.get $c) (i32.const 2)))
+    (local.set $outp (local.get $out))
+    (local.set $y (i32.const 0))
+    (block $rows_done
+      (loop $rows
+        (br_if $rows_done (i32.ge_u (local.get $y) (local.get $h)))
+        ;; taps i with 0 <= y + i - ph < H
+        (local.set $i0 (select (i32.sub (local.get $ph) (local.get $y)) (i32.const 0) (i32.gt_s (local.get $ph) (local.get $y))))
+        (local.set $i1 (i32.sub (i32.add (local.get $h) (local.get $ph)) (local.get $y)))
+        (local.set $i1 (select (local.get $kh) (local.get $i1) (i32.gt_s (local.get $i1) (local.get $kh))))
+        (local.set $x (i32.const 0))
+        (block $cols_done
+          (loop $cols
+            (br_if $cols_done (i32.ge_u (local.get $x) (local.get $wd)))
+            (local.set $j0 (select (i32.sub (local.get $pw) (local.get $x)) (i32.const 0) (i32.gt_s (local.get $pw) (local.get $x))))
+            (local.set $j1 (i32.sub (i32.add (local.get $wd) (local.get $pw)) (local.get $x)))
+            (local.set $j1 (select (local.get $kw) (local.get $j1) (i32.gt_s (local.get $j1) (local.get $kw))))
+            (local.set $taps (i32.sub (local.get $j1) (local.get $j0)))
+            (local.set $ch (i32.const 0))
+            ;; sixteen channels per block (four accumulators), then four at a time for the rest
+            (block $wide_done
+              (loop $wide
+                (br_if $wide_done (i32.gt_u (i32.add (local.get $ch) (i32.const 64)) (local.get $pixel)))
+                (local.set $acc0 (v128.const f32x4 0 0 0 0))
+                (local.set $acc1 (v128.const f32x4 0 0 0 0))
+                (local.set $acc2 (v128.const f32x4 0 0 0 0))
+                (local.set $acc3 (v128.const f32x4 0 0 0 0))
+                (local.set $i (local.get $i0))
+                (block $wide_rows_done
+                  (loop $wide_rows
+                    (br_if $wide_rows_done (i32.ge_s (local.get $i) (local.get $i1)))
+                    ;; in[y + i - ph, x + j0 - pw, ch] and w[i, j0, ch], as byte offsets
+                    (local.set $inp
+                      (i32.add (i32.add (local.get $in) (local.get $ch))
+                        (i32.mul (local.get $pixel)
+                          (i32.add
+                            (i32.mul (i32.sub (i32.add (local.get $y) (local.get $i)) (local.get $ph)) (local.get $wd))
+                            (i32.sub (i32.add (local.get $x) (local.get $j0)) (local.get $pw))))))
+                    (local.set $wp
+                      (i32.add (i32.add (local.get $w) (local.get $ch))
+                        (i32.mul (local.get $pixel) (i32.add (i32.mul (local.get $i) (local.get $kw)) (local.get $j0)))))
+                    (local.set $j (local.get $taps))
+                    (block $wide_taps_done
+                      (loop $wide_taps
+                        (br_if $wide_taps_done (i32.eqz (local.get $j)))
+                        (local.set $acc0
+                          (f32x4.add (local.get $acc0)
+                            (f32x4.mul (v128.load offset=0 align=4 (local.get $inp)) (v128.load offset=0 align=4 (local.get $wp)))))
+                        (local.set $acc1
+                          (f32x4.add (local.get $acc1)
+                            (f32x4.mul (v128.load offset=16 align=4 (local.get $inp)) (v128.load offset=16 align=4 (local.get $wp)))))
+                        (local.set $acc2
+                          (f32x4.add (local.get $acc2)
+                            (f32x4.mul (v128.load offset=32 align=4 (local.get $inp)) (v128.load offset=32 align=4 (local.get $wp)))))
+                        (local.set $acc3
+                          (f32x4.add (local.get $acc3)
+                            (f32x4.mul (v128.load offset=48 align=4 (local.get $inp)) (v128.load offset=48 align=4 (local.get $wp)))))
+                        (local.set $inp (i32.add (local.get $inp) (local.get $pixel)))
+                        (local.set $wp (i32.add (local.get $wp) (local.get $pixel)))
+                        (local.set $j (i32.sub (local.get $j) (i32.const 1)))
+                        (br $wide_taps)))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br $wide_rows)))
+                (v128.store offset=0 align=4 (i32.add (local.get $outp) (local.get $ch)) (local.get $acc0))
+                (v128.store offset=16 align=4 (i32.add (local.get $outp) (local.get $ch)) (local.get $acc1))
+                (v128.store offset=32 align=4 (i32.add (local.get $outp) (local.get $ch)) (local.get $acc2))
+                (v128.store offset=48 align=4 (i32.add (local.get $outp) (local.get $ch)) (local.get $acc3))
+                (local.set $ch (i32.add (local.get $ch) (i32.const 64)))
+                (br $wide)))
+            (block $narrow_done
+              (loop $narrow
+                (br_if $narrow_done (i32.gt_u (i32.add (local.get $ch) (i32.const 16)) (local.get $pixel)))
+                (local.set $acc0 (v128.const f32x4 0 0 0 0))
+                (local.set $i (local.get $i0))
+                (block $narrow_rows_done
+                  (loop $narrow_rows
+                    (br_if $narrow_rows_done (i32.ge_s (local.get $i) (local.get $i1)))
+                    ;; in[y + i - ph, x + j0 - pw, ch] and w[i, j0, ch], as byte offsets
+                    (local.set $inp
+                      (i32.add (i32.add (local.get $in) (local.get $ch))
+                        (i32.mul (local.get $pixel)
+                          (i32.add
+                            (i32.mul (i32.sub (i32.add (local.get $y) (local.get $i)) (local.get $ph)) (local.get $wd))
+                            (i32.sub (i32.add (local.get $x) (local.get $j0)) (local.get $pw))))))
+                    (local.set $wp
+                      (i32.add (i32.add (local.get $w) (local.get $ch))
+                        (i32.mul (local.get $pixel) (i32.add (i32.mul (local.get $i) (local.get $kw)) (local.get $j0)))))
+                    (local.set $j (local.get $taps))
+                    (block $narrow_taps_done
+                      (loop $narrow_taps
+                        (br_if $narrow_taps_done (i32.eqz (local.get $j)))
+                        (local.set $acc0
+                          (f32x4.add (local.get $acc0)
+                            (f32x4.mul (v128.load offset=0 align=4 (local.get $inp)) (v128.load offset=0 align=4 (local.get $wp)))))
+                        (local.set $inp (i32.add (local.get $inp) (local.get $pixel)))
+                        (local.set $wp (i32.add (local.get $wp) (local.get $pixel)))
+                        (local.set $j (i32.sub (local.get $j) (i32.const 1)))
+                        (br $narrow_taps)))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br $narrow_rows)))
+                (v128.store offset=0 align=4 (i32.add (local.get $outp) (local.get $ch)) (local.get $acc0))
+                (local.set $ch (i32.add (local.get $ch) (i32.const 16)))
+                (br $narrow)))
+            (local.set $outp (i32.add (local.get $outp) (local.get $pixel)))
+            (local.set $x (i32.add (local.get $x) (i32.const 1)))
+            (br $cols)))
+        (local.set $y (i32.add (local.get $y) (i32.const 1)))
+        (br $rows))))
+  ;; The filter gradient of depthwise_same for one image:
+  ;;   dw[i, j, c] = sum over output pixels (y, x) whose tap (i, j) lies inside the image of in[y + i - ph, x + j - pw, c] * dy[y, x, c]
+  ;; written (not added) to dw [kh, kw, C]. Blocks of sixteen channels are the outer loop, so the columns of in and dy
+  ;; that a block reads (64 bytes per pixel) stay in cache across all kh * kw taps. Sums run over y, then x.
+  (func (export "depthwise_filter_grad")
+    (param $in i32) (param $dy i32) (param $dw i32) (param $h i32) (param $wd i32) (param $c i32) (param $kh i32) (param $kw i32)
+    (local $ph i32) (local $pw i32) (local $pixel i32) (local $ch i32) (local $tap i32) (local $i i32) (local $j i32)
+    (local $y0 i32) (local $y1 i32) (local $x0 i32) (local $x1 i32) (local $cols i32) (local $y i32) (local $x i32)
+    (local $inp i32) (local $dp i32) (local $dwp i32) (local $acc0 v128) (local $acc1 v128) (local $acc2 v128) (local $acc3 v128)
+    (local.set $ph (i32.shr_u (i32.sub (local.get $kh) (i32.const 1)) (i32.const 1)))
+    (local.set $pw (i32.shr_u (i32.sub (local.get $kw) (i32.const 1)) (i32.const 1)))
+    (local.set $pixel (i32.shl (local.get $c) (i32.const 2)))
+    ;; sixteen channels per block (four accumulators), then four at a time for the rest
+    (block $gwide_done
+      (loop $gwide
+        (br_if $gwide_done (i32.gt_u (i32.add (local.get $ch) (i32.const 64)) (local.get $pixel)))
+        (local.set $tap (i32.const 0))
+        (block $gwide_taps_done
+          (loop $gwide_taps
+            (br_if $gwide_taps_done (i32.ge_u (local.get $tap) (i32.mul (local.get $kh) (local.get $kw))))
+            (local.set $i (i32.div_u (local.get $tap) (local.get $kw)))
+            (local.set $j (i32.rem_u (local.get $tap) (local.get $kw)))
+            ;; output rows y with 0 <= y + i - ph < H, columns x with 0 <= x + j - pw < W
+            (local.set $y0 (select (i32.sub (local.get $ph) (local.get $i)) (i32.const 0) (i32.gt_s (local.get $ph) (local.get $i))))
+            (local.set $y1 (i32.sub (i32.add (local.get $h) (local.get $ph)) (local.get $i)))
+            (local.set $y1 (select (local.get $h) (local.get $y1) (i32.gt_s (local.get $y1) (local.get $h))))
+            (local.set $x0 (select (i32.sub (local.get $pw) (local.get $j)) (i32.const 0) (i32.gt_s (local.get $pw) (local.get $j))))
+            (local.set $x1 (i32.sub (i32.add (local.get $wd) (local.get $pw)) (local.get $j)))
+            (local.set $x1 (select (local.get $wd) (local.get $x1) (i32.gt_s (local.get $x1) (local.get $wd))))
+            (local.set $cols (i32.sub (local.get $x1) (local.get $x0)))
+            (local.set $acc0 (v128.const f32x4 0 0 0 0))
+            (local.set $acc1 (v128.const f32x4 0 0 0 0))
+            (local.set $acc2 (v128.const f32x4 0 0 0 0))
+            (local.set $acc3 (v128.const f32x4 0 0 0 0))
+            (local.set $y (local.get $y0))
+            (block $gwide_rows_done
+              (loop $gwide_rows
+                (br_if $gwide_rows_done (i32.ge_s (local.get $y) (local.get $y1)))
+                ;; in[y + i - ph, x0 + j - pw, ch] and dy[y, x0, ch], as byte offsets
+                (local.set $inp
+                  (i32.add (i32.add (local.get $in) (local.get $ch))
+                    (i32.mul (local.get $pixel)
+                      (i32.add
+                        (i32.mul (i32.sub (i32.add (local.get $y) (local.get $i)) (local.get $ph)) (local.get $wd))
+                        (i32.sub (i32.add (local.get $x0) (local.get $j)) (local.get $pw))))))
+                (local.set $dp
+                  (i32.add (i32.add (local.get $dy) (local.get $ch))
+                    (i32.mul (local.get $pixel) (i32.add (i32.mul (local.get $y) (local.get $wd)) (local.get $x0)))))
+                (local.set $x (local.get $cols))
+                (block $gwide_cols_done
+                  (loop $gwide_cols
+                    (br_if $gwide_cols_done (i32.le_s (local.get $x) (i32.const 0)))
+                    (local.set $acc0
+                      (f32x4.add (local.get $acc0)
+                        (f32x4.mul (v128.load offset=0 align=4 (local.get $inp)) (v128.load offset=0 align=4 (local.get $dp)))))
+                    (local.set $acc1
+                      (f32x4.add (local.get $acc1)
+                        (f32x4.mul (v128.load offset=16 align=4 (local.get $inp)) (v128.load offset=16 align=4 (local.get $dp)))))
+                    (local.set $acc2
+                      (f32x4.add (local.get $acc2)
+                        (f32x4.mul (v128.load offset=32 align=4 (local.get $inp)) (v128.load offset=32 align=4 (local.get $dp)))))
+                    (local.set $acc3
+                      (f32x4.add (local.get $acc3)
+                        (f32x4.mul (v128.load offset=48 align=4 (local.get $inp)) (v128.load offset=48 align=4 (local.get $dp)))))
+                    (local.set $inp (i32.add (local.get $inp) (local.get $pixel)))
+                    (local.set $dp (i32.add (local.get $dp) (local.get $pixel)))
+                    (local.set $x (i32.sub (local.get $x) (i32.const 1)))
+                    (br $gwide_cols)))
+                (local.set $y (i32.add (local.get $y) (i32.const 1)))
+                (br $gwide_rows)))
+            (local.set $dwp (i32.add (i32.add (local.get $dw) (local.get $ch)) (i32.mul (local.get $tap) (local.get $pixel))))
+            (v128.store offset=0 align=4 (local.get $dwp) (local.get $acc0))
+            (v128.store offset=16 align=4 (local.get $dwp) (local.get $acc1))
+            (v128.store offset=32 align=4 (local.get $dwp) (local.get $acc2))
+            (v128.store offset=48 align=4 (local.get $dwp) (local.get $acc3))
+            (local.set $tap (i32.add (local.get $tap) (i32.const 1)))
+            (br $gwide_taps)))
+        (local.set $ch (i32.add (local.get $ch) (i32.const 64)))
+        (br $gwide)))
+    (block $gnarrow_done
+      (loop $gnarrow
+        (br_if $gnarrow_done (i32.gt_u (i32.add (local.get $ch) (i32.const 16)) (local.get $pixel)))
+        (local.set $tap (i32.const 0))
+        (block $gnarrow_taps_done
+          (loop $gnarrow_taps
+            (br_if $gnarrow_taps_done (i32.ge_u (local.get $tap) (i32.mul (local.get $kh) (local.get $kw))))
+            (local.set $i (i32.div_u (local.get $tap) (local.get $kw)))
+            (local.set $j (i32.rem_u (local.get $tap) (local.get $kw)))
+            ;; output rows y with 0 <= y + i - ph < H, columns x with 0 <= x + j - pw < W
+            (local.set $y0 (select (i32.sub (local.get $ph) (local.get $i)) (i32.const 0) (i32.gt_s (local.get $ph) (local.get $i))))
+            (local.set $y1 (i32.sub (i32.add (local.get $h) (local.get $ph)) (local.get $i)))
+            (local.set $y1 (select (local.get $h) (local.get $y1) (i32.gt_s (local.get $y1) (local.get $h))))
+            (local.set $x0 (select (i32.sub (local.get $pw) (local.get $j)) (i32.const 0) (i32.gt_s (local.get $pw) (local.get $j))))
+            (local.set $x1 (i32.sub (i32.add (local.get $wd) (local.get $pw)) (local.get $j)))
+            (local.set $x1 (select (local.get $wd) (local.get $x1) (i32.gt_s (local.get $x1) (local.get $wd))))
+            (local.set $cols (i32.sub (local.get $x1) (local.get $x0)))
+            (local.set $acc0 (v128.const f32x4 0 0 0 0))
+            (local.set $y (local.get $y0))
+            (block $gnarrow_rows_done
+              (loop $gnarrow_rows
+                (br_if $gnarrow_rows_done (i32.ge_s (local.get $y) (local.get $y1)))
+                ;; in[y + i - ph, x0 + j - pw, ch] and dy[y, x0, ch], as byte offsets
+                (local.set $inp
+                  (i32.add (i32.add (local.get $in) (local.get $ch))
+                    (i32.mul (local.get $pixel)
+                      (i32.add
+                        (i32.mul (i32.sub (i32.add (local.get $y) (local.get $i)) (local.get $ph)) (local.get $wd))
+                        (i32.sub (i32.add (local.get $x0) (local.get $j)) (local.get $pw))))))
+                (local.set $dp
+                  (i32.add (i32.add (local.get $dy) (local.get $ch))
+                    (i32.mul (local.get $pixel) (i32.add (i32.mul (local.get $y) (local.get $wd)) (local.get $x0)))))
+                (local.set $x (local.get $cols))
+                (block $gnarrow_cols_done
+                  (loop $gnarrow_cols
+                    (br_if $gnarrow_cols_done (i32.le_s (local.get $x) (i32.const 0)))
+                    (local.set $acc0
+                      (f32x4.add (local.get $acc0)
+                        (f32x4.mul (v128.load offset=0 align=4 (local.get $inp)) (v128.load offset=0 align=4 (local.get $dp)))))
+                    (local.set $inp (i32.add (local.get $inp) (local.get $pixel)))
+                    (local.set $dp (i32.add (local.get $dp) (local.get $pixel)))
+                    (local.set $x (i32.sub (local.get $x) (i32.const 1)))
+                    (br $gnarrow_cols)))
+                (local.set $y (i32.add (local.get $y) (i32.const 1)))
+                (br $gnarrow_rows)))
+            (local.set $dwp (i32.add (i32.add (local.get $dw) (local.get $ch)) (i32.mul (local.get $tap) (local.get $pixel))))
+            (v128.store offset=0 align=4 (local.get $dwp) (local.get $acc0))
+            (local.set $tap (i32.add (local.get $tap) (i32.const 1)))
+            (br $gnarrow_taps)))
+        (local.set $ch (i32.add (local.get $ch) (i32.const 16)))
+        (br $gnarrow)))
+  )
 )

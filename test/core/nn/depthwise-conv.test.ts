@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, describe, expect, it } from 'vitest';
 import { depthwiseConvSame, sequenceConvSame } from '../../../src/core/nn/depthwise-conv.js';
+import { installHeapKernels, restoreHeapKernels } from '../../../src/core/runtime/heap-kernels.js';
 import { expectClose } from '../../helpers/zoo.js';
 
 afterAll(async () => {
@@ -50,6 +51,36 @@ describe('nn/depthwise-conv', () => {
     expectClose(wasmDx, (sx as tf.Tensor).dataSync(), 'wasm dx', 1e-4, 1e-4);
     expectClose(wasmDk, (sk as tf.Tensor).dataSync(), 'wasm dk', 1e-4, 1e-4);
   });
+
+  it.each([[[5, 6, 20], [7, 7]], [[9, 4, 8], [3, 5]], [[1, 1, 4], [3, 3]], [[3, 11, 36], [5, 1]]] as Array<[[number, number, number], [number, number]]>)(
+    'with the wasm heap kernels installed (%j, kernel %j): forward and both gradients match tfjs on cpu, the filter gradient through the heap kernel',
+    async ([h, w, c], [kh, kw]) => {
+      await tf.setBackend('wasm');
+      expect(installHeapKernels()).toBe(true);
+      try {
+        const x = tf.randomNormal([1, h, w, c], 0, 1, 'float32', 11) as tf.Tensor4D;
+        const k = tf.randomNormal([kh, kw, c, 1], 0, 1, 'float32', 12) as tf.Tensor4D;
+        const weights = tf.randomNormal([1, h, w, c], 0, 1, 'float32', 13) as tf.Tensor4D;
+        const [xs, ks, ws] = [x, k, weights].map((t) => t.dataSync().slice());
+        const forward = depthwiseConvSame(x, k).dataSync().slice();
+        let result: tf.Tensor[] = [];
+        const profile = await tf.profile(() => {
+          result = grads(depthwiseConvSame, x, k, weights);
+        });
+        expect(profile.kernels.map((kernel) => kernel.name)).toContain('MilkitDepthwiseFilterGrad');
+        const [dx, dk] = result.map((t) => t.dataSync().slice());
+        await tf.setBackend('cpu');
+        const [cx, ck, cw] = [tf.tensor4d(xs!, [1, h, w, c]), tf.tensor4d(ks!, [kh, kw, c, 1]), tf.tensor4d(ws!, [1, h, w, c])];
+        expectClose(forward, tf.depthwiseConv2d(cx, ck, 1, 'same').dataSync(), 'forward', 1e-5, 1e-5);
+        const [sx, sk] = grads((a, b) => tf.depthwiseConv2d(a, b, 1, 'same'), cx, ck, cw);
+        expectClose(dx!, (sx as tf.Tensor).dataSync(), 'dx', 1e-4, 1e-4);
+        expectClose(dk!, (sk as tf.Tensor).dataSync(), 'dk', 1e-4, 1e-4);
+      } finally {
+        await tf.setBackend('wasm');
+        restoreHeapKernels();
+      }
+    },
+  );
 
   it.each([[33, 20, 4], [33, 70, 3], [5, 9, 2], [1, 6, 3]])('computes the per-head sequence conv (k = %i, L = %i, d = %i) as block-Toeplitz matmuls, gradients included', async (k, length, depth) => {
     await tf.setBackend('cpu');

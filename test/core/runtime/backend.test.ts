@@ -128,7 +128,7 @@ describe('initRuntime', () => {
     expect(tags['milkit.blas.threads']).toBe(String(shared.blas.threads));
     expect(tags['milkit.blas.library']).toBe(shared.blas.library);
     // Slice and UnsortedSegmentSum: the small-N kernels (src/core/runtime/small-n-kernels.ts), installed with the BLAS extras.
-    expect(tags['milkit.kernels']).toBe('BatchMatMul,Cast,Exp,Identity,MilkitReluGrad,MilkitSigmoidGrad,MilkitTanhGrad,Slice,Sum,Tanh,UnsortedSegmentSum,_FusedMatMul');
+    expect(tags['milkit.kernels']).toBe('BatchMatMul,Cast,DepthwiseConv2dNative,Exp,Identity,MilkitDepthwiseFilterGrad,MilkitReluGrad,MilkitSigmoidGrad,MilkitTanhGrad,Slice,Sum,Tanh,UnsortedSegmentSum,_FusedMatMul');
     expect(tags['milkit.matmulGrad']).toBe('stock');
   });
 });

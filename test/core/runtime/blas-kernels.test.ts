@@ -147,7 +147,7 @@ describe.skipIf(!probe.available)('wasm BLAS kernels (OpenBLAS, docs/runtime.md)
     expect(info.blas.library).toMatch(/blas|blis/i);
     expect(info.blas.threads).toBe(2);
     // Slice and UnsortedSegmentSum: src/core/runtime/small-n-kernels.ts (copy-free Slice; tf.gather's gradient).
-    expect(info.kernelOverrides).toEqual(['BatchMatMul', 'Cast', 'Exp', 'Identity', 'MilkitReluGrad', 'MilkitSigmoidGrad', 'MilkitTanhGrad', 'Slice', 'Sum', 'Tanh', 'UnsortedSegmentSum', '_FusedMatMul']);
+    expect(info.kernelOverrides).toEqual(['BatchMatMul', 'Cast', 'DepthwiseConv2dNative', 'Exp', 'Identity', 'MilkitDepthwiseFilterGrad', 'MilkitReluGrad', 'MilkitSigmoidGrad', 'MilkitTanhGrad', 'Slice', 'Sum', 'Tanh', 'UnsortedSegmentSum', '_FusedMatMul']);
     expect(info.matmulGrad).toBe('stock');
   });
 

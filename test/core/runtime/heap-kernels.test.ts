@@ -118,6 +118,59 @@ describe('core/runtime heap kernels on wasm', () => {
     expect(tf.tidy(() => tf.exp(tf.tensor([0, 1])).dataSync()[0])).toBe(1);
   });
 
+  it('depthwise conv (stride 1, same, odd kernels): matches a float64 loop on every edge, batch and channel block; other configurations fall back', async () => {
+    installHeapKernels();
+    const rng = new Rng('heap-kernels/depthwise');
+    /** out[b, y, x, c] = Σ_{i,j} in[b, y+i-ph, x+j-pw, c]·w[i, j, c] over taps inside the image, in float64. */
+    const reference = (x: Float32Array, w: Float32Array, [batch, h, wd, c]: number[], kh: number, kw: number): Float64Array => {
+      const out = new Float64Array(batch! * h! * wd! * c!);
+      const [ph, pw] = [(kh - 1) / 2, (kw - 1) / 2];
+      for (let b = 0; b < batch!; b += 1) for (let y = 0; y < h!; y += 1) for (let xx = 0; xx < wd!; xx += 1) for (let ch = 0; ch < c!; ch += 1) {
+        let sum = 0;
+        for (let i = 0; i < kh; i += 1) for (let j = 0; j < kw; j += 1) {
+          const [yy, xj] = [y + i - ph, xx + j - pw];
+          if (yy >= 0 && yy < h! && xj >= 0 && xj < wd!) sum += (x[((b * h! + yy) * wd! + xj) * c! + ch] as number) * (w[(i * kw + j) * c! + ch] as number);
+        }
+        out[((b * h! + y) * wd! + xx) * c! + ch] = sum;
+      }
+      return out;
+    };
+    // Channels 4 (one vector), 20 (a 16-wide block and a 4-wide rest), 48; images smaller than the kernel; batch 2;
+    // non-square kernels.
+    const cases: Array<[number[], number, number]> = [[[1, 5, 6, 4], 3, 3], [[1, 9, 7, 20], 7, 7], [[2, 4, 11, 48], 5, 3], [[1, 2, 3, 16], 7, 5], [[1, 1, 1, 4], 3, 3]];
+    for (const [shape, kh, kw] of cases) {
+      const x = Float32Array.from(rng.normalArray(shape.reduce((a, b) => a * b, 1), 0, 1));
+      const w = Float32Array.from(rng.normalArray(kh * kw * shape[3]!, 0, 1));
+      const got = tf.tidy(() => tf.depthwiseConv2d(tf.tensor4d(x, shape as [number, number, number, number]), tf.tensor4d(w, [kh, kw, shape[3]!, 1]), 1, 'same').dataSync());
+      const want = reference(x, w, shape, kh, kw);
+      let worst = 0;
+      want.forEach((v, i) => { worst = Math.max(worst, Math.abs((got[i] as number) - v) / (1 + Math.abs(v))); });
+      expect(worst, `${shape.join('x')} k${kh}x${kw}`).toBeLessThan(1e-5);
+    }
+    const profiled = async (fn: () => tf.Tensor): Promise<string[]> => (await tf.profile(() => { tf.dispose(fn()); })).kernels.map((k) => k.name);
+    const x = tf.randomNormal([1, 6, 6, 8]) as tf.Tensor4D;
+    // Fallbacks: stride 2, 'valid' padding, channels not a multiple of 4, channel multiplier 2. All must agree with the
+    // stock kernel exactly, because they are the stock kernel.
+    const variants: Array<() => tf.Tensor> = [
+      () => tf.depthwiseConv2d(x, tf.ones([3, 3, 8, 1]), 2, 'same'),
+      () => tf.depthwiseConv2d(x, tf.ones([3, 3, 8, 1]), 1, 'valid'),
+      () => tf.depthwiseConv2d(tf.slice(x, [0, 0, 0, 0], [1, 6, 6, 6]) as tf.Tensor4D, tf.ones([3, 3, 6, 1]), 1, 'same'),
+      () => tf.depthwiseConv2d(x, tf.ones([3, 3, 8, 2]), 1, 'same'),
+    ];
+    // Which kernel ran: the heap kernel skips taps outside the image, the stock one multiplies the zero padding, so an
+    // infinite weight on a tap that only ever sees padding (a 1 × 1 image, any tap but the centre) tells them apart.
+    const paddingOnly = (): number[] => tf.tidy(() => Array.from(tf.depthwiseConv2d(tf.ones([1, 1, 1, 4]) as tf.Tensor4D, tf.tensor4d([Infinity, 0, 0, 0, ...new Array<number>(4 * 8).fill(1)], [3, 3, 4, 1]), 1, 'same').dataSync()));
+    expect(paddingOnly()).toEqual([1, 1, 1, 1]);
+    const installed = variants.map((fn) => tf.tidy(() => Array.from(fn().dataSync())));
+    restoreHeapKernels();
+    const stock = variants.map((fn) => tf.tidy(() => Array.from(fn().dataSync())));
+    expect(installed).toEqual(stock);
+    expect(paddingOnly()[0]).toBeNaN();
+    x.dispose();
+    expect(activeHeapKernels()).not.toContain('DepthwiseConv2dNative');
+    expect(await profiled(() => tf.depthwiseConv2d(tf.ones([1, 3, 3, 4]) as tf.Tensor4D, tf.ones([3, 3, 4, 1]) as tf.Tensor4D, 1, 'same'))).toContain('DepthwiseConv2dNative');
+  });
+
   it('keeps the tensor count flat and is listed among the runtime kernels only while installed', () => {
     installHeapKernels();
     const x = tf.randomNormal([300, 20]);
@@ -127,7 +180,7 @@ describe('core/runtime heap kernels on wasm', () => {
     for (let i = 0; i < 5; i += 1) step();
     expect(tf.memory().numTensors).toBe(before);
     x.dispose();
-    expect(activeHeapKernels()).toEqual(['Exp', 'MilkitReluGrad', 'MilkitSigmoidGrad', 'MilkitTanhGrad']);
+    expect(activeHeapKernels()).toEqual(['DepthwiseConv2dNative', 'Exp', 'MilkitDepthwiseFilterGrad', 'MilkitReluGrad', 'MilkitSigmoidGrad', 'MilkitTanhGrad']);
     restoreHeapKernels();
     expect(activeHeapKernels()).toEqual([]);
     expect(overriddenWasmKernels()).not.toContain('MilkitReluGrad');
