@@ -6,7 +6,9 @@
 // Environment: HOTSPOTS_STEPS (timed steps per cell, default 3), HOTSPOTS_SIZES ("1000,8000"),
 // HOTSPOTS_MODELS (comma list), HOTSPOTS_FUSED=1 (fused Adam; only where the option exists),
 // HOTSPOTS_PROFILE=<model>@<N> (print a per-kernel profile of one step instead of timings; HOTSPOTS_PROFILE_TOP kernels,
-// default 10; HOTSPOTS_PROFILE_DETAIL=1 also lists the slowest single calls with their shapes on stderr).
+// default 10; HOTSPOTS_PROFILE_DETAIL=1 also lists the slowest single calls with their shapes on stderr),
+// HOTSPOTS_TAIL=<model>@<N> (every step profiled; for the six slowest, the kernels holding their extra time against the
+// median step), HOTSPOTS_BLAS_THREADS (runtime.blasThreads; default cores ÷ workers).
 import * as tf from '@tensorflow/tfjs';
 import { builtinManifest } from '../../plugins/index.js';
 import type { MilModel } from '../../src/core/engine/model.js';
@@ -36,7 +38,7 @@ function trainStep(model: MilModel, optimizer: Optimizer, params: tf.Variable[],
 }
 
 async function main(): Promise<void> {
-  await initRuntime(RuntimeSection.parse({ backend: 'wasm' }), { logger: silentLogger });
+  await initRuntime(RuntimeSection.parse({ backend: 'wasm', ...(process.env.HOTSPOTS_BLAS_THREADS ? { blasThreads: Number(process.env.HOTSPOTS_BLAS_THREADS) } : {}) }), { logger: silentLogger });
   const registry = new Registry(builtinManifest());
   const steps = Number(process.env.HOTSPOTS_STEPS ?? 3);
   const sizes = (process.env.HOTSPOTS_SIZES ?? '1000,8000').split(',').map(Number);
@@ -64,6 +66,21 @@ async function main(): Promise<void> {
           for (const k of slowest) process.stderr.write(`${k.name} ${Number(k.kernelTimeMs).toFixed(2)} ms in ${JSON.stringify(k.inputShapes)} out ${JSON.stringify(k.outputShapes)}\n`);
         }
         process.stdout.write(`${JSON.stringify({ profile: profile, totalMs: Number(total.toFixed(1)), calls: info.kernels.length, top: top.map(([k, v]) => `${k} ${v.ms.toFixed(1)} ms ×${v.calls}`) })}\n`);
+      } else if (process.env.HOTSPOTS_TAIL === `${name}@${n}`) {
+        // Every step profiled: which kernels the slow steps spend their extra time in, against the median step.
+        const runs: Array<{ wall: number; kernels: Map<string, { ms: number; calls: number }> }> = [];
+        for (let i = 0; i < steps; i += 1) {
+          const start = performance.now();
+          const info = await tf.profile(() => trainStep(model, optimizer, params, x, rng));
+          runs.push({ wall: performance.now() - start, kernels: kernelTotals(info) });
+        }
+        const sorted = [...runs].sort((a, b) => a.wall - b.wall);
+        const typical = sorted[Math.floor(sorted.length / 2)]!;
+        for (const slow of sorted.slice(-6)) {
+          const extra = [...slow.kernels].map(([k, v]) => [k, v.ms - (typical.kernels.get(k)?.ms ?? 0)] as const).sort((a, b) => b[1] - a[1]).slice(0, 4);
+          const kernelSum = (r: typeof slow): number => [...r.kernels.values()].reduce((t, v) => t + v.ms, 0);
+          process.stdout.write(`slow ${slow.wall.toFixed(1)} vs median ${typical.wall.toFixed(1)} ms; kernels ${kernelSum(slow).toFixed(1)} vs ${kernelSum(typical).toFixed(1)}; extra in ${extra.map(([k, v]) => `${k} +${v.toFixed(1)}`).join(', ')}\n`);
+        }
       } else if (profile === undefined) {
         const times: number[] = [];
         for (let i = 0; i < steps; i += 1) {

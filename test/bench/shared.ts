@@ -64,6 +64,14 @@ export class TorchReference {
     this.child.stdin.end();
     this.lines.close();
   }
+
+  /** Closes stdin and waits until the process has exited (its CPU time is then in this process's children's). */
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.close();
+    await exited;
+  }
 }
 
 /** Kernel time (ms) and call count per kernel name, from one `tf.profile` result. */
@@ -133,13 +141,16 @@ export function resetPeakRss(): void {
     // not Linux: the column reads the process-lifetime peak
   }
 }
-/** User + system CPU seconds a process has used so far (Linux /proc; 0 elsewhere or once it has exited). */
-export function cpuSecondsOf(pid: number): number {
+/**
+ * CPU seconds (user + system) of this process and of its children that have exited and been waited for (Linux /proc;
+ * 0 elsewhere): what the bench itself and its finished reference processes took from the machine.
+ */
+export function ownCpuSeconds(): number {
   try {
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th of the whole line.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name: utime, stime, cutime, cstime are the 14th–17th of the line.
+    const stat = readFileSync('/proc/self/stat', 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    return [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0) / CLOCK_TICKS;
   } catch {
     return 0;
   }
