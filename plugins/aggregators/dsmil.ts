@@ -142,16 +142,20 @@ class DsmilAggregator extends Module implements Aggregator {
     return tf.tidy(() => {
       const x = h; // [N, E]
       const c = this.instanceClassifier.forward(x, io); // [N, K]  Eq. 1 instance logits
-      const cMax = tf.max(c, 0, true) as tf.Tensor2D; // [1, K]  ĉ_j = max_n c_{n,j}
-      const q = this.bagClassifier.query(x); // [N, Q]
-      // Critical instances m_j = argmax_n c_{n,j} and their queries q_m = q(x_m). The queries are taken as rows of Q
-      // (q acts row by row, so they are the same values and carry the same gradient to x and to q's weights as torch's
-      // q(x[argmax])) instead of a second pass of q over gathered rows; the argmax is taken on the host and the rows are
-      // gathered (gatherRows: a gather forward, a scatter-add of K rows backward), with no selection matrix.
+      // Critical instances m_j = argmax_n c_{n,j}, taken on the host (the first maximum, as torch.argmax).
       const n = x.shape[0];
+      const rows = n === 1 ? new Int32Array(this.heads) : criticalRows(c); // [K]
+      // ĉ_j = max_n c_{n,j} read at m_j: the same values as a max over N, and its gradient goes to that one entry, as
+      // torch's max(dim=0) routes it (tfjs's Max gradient compares all N·K entries with the maximum instead: an Equal
+      // over [N, K] that cost 10 ms per step at N = 50,000 on wasm).
+      const cMax = tf.reshape(tf.gather(tf.reshape(c, [-1]), Int32Array.from(rows, (row, j) => row * this.heads + j)), [1, this.heads]) as tf.Tensor2D; // [1, K]
+      const q = this.bagClassifier.query(x); // [N, Q]
+      // The critical queries q_m = q(x_m) are taken as rows of Q (q acts row by row, so they are the same values and
+      // carry the same gradient to x and to q's weights as torch's q(x[argmax])) instead of a second pass of q over
+      // gathered rows (gatherRows: a gather forward, a scatter-add of K rows backward), with no selection matrix.
       const qMax = n === 1
         ? (tf.tile(q, [this.heads, 1]) as tf.Tensor2D)
-        : gatherRows(q, criticalRows(c)); // [K, Q]
+        : gatherRows(q, rows); // [K, Q]
       // ⟨q_m, q_n⟩ / √Q as [K, N] straight from the matmul (no transpose), softmax over instances per class.
       const a = tf.softmax(tf.div(tf.matMul(qMax, q, false, true), Math.sqrt(this.options.queryDim))) as tf.Tensor2D; // [K, N]
       const v = this.bagClassifier.v
