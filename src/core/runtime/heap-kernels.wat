@@ -366,13 +366,14 @@
         (br $rows))))
   ;; The filter gradient of depthwise_same for one image:
   ;;   dw[i, j, c] = sum over output pixels (y, x) whose tap (i, j) lies inside the image of in[y + i - ph, x + j - pw, c] * dy[y, x, c]
-  ;; written (not added) to dw [kh, kw, C]. Blocks of sixteen channels are the outer loop, so the columns of in and dy
-  ;; that a block reads (64 bytes per pixel) stay in cache across all kh * kw taps. Sums run over y, then x.
+  ;; written (not added) to dw [kh, kw, C]. Blocks of sixteen channels are the outer loop and output rows the next:
+  ;; one row's work reads kh input rows and one dy row of the block (64 bytes per pixel), which stay in cache, and the
+  ;; block's kh * kw accumulators (64 bytes each) live in dw itself. Sums run over y, then x.
   (func (export "depthwise_filter_grad")
     (param $in i32) (param $dy i32) (param $dw i32) (param $h i32) (param $wd i32) (param $c i32) (param $kh i32) (param $kw i32)
-    (local $ph i32) (local $pw i32) (local $pixel i32) (local $ch i32) (local $tap i32) (local $i i32) (local $j i32)
-    (local $y0 i32) (local $y1 i32) (local $x0 i32) (local $x1 i32) (local $cols i32) (local $y i32) (local $x i32)
-    (local $inp i32) (local $dp i32) (local $dwp i32) (local $acc0 v128) (local $acc1 v128) (local $acc2 v128) (local $acc3 v128)
+    (local $ph i32) (local $pw i32) (local $pixel i32) (local $ch i32) (local $tap i32) (local $i i32) (local $i1 i32)
+    (local $j i32) (local $x0 i32) (local $x1 i32) (local $y i32) (local $x i32) (local $inp i32) (local $dp i32)
+    (local $dwp i32) (local $acc0 v128) (local $acc1 v128) (local $acc2 v128) (local $acc3 v128)
     (local.set $ph (i32.shr_u (i32.sub (local.get $kh) (i32.const 1)) (i32.const 1)))
     (local.set $pw (i32.shr_u (i32.sub (local.get $kw) (i32.const 1)) (i32.const 1)))
     (local.set $pixel (i32.shl (local.get $c) (i32.const 2)))
@@ -380,118 +381,149 @@
     (block $gwide_done
       (loop $gwide
         (br_if $gwide_done (i32.gt_u (i32.add (local.get $ch) (i32.const 64)) (local.get $pixel)))
+        ;; dw[:, :, block] = 0
         (local.set $tap (i32.const 0))
-        (block $gwide_taps_done
-          (loop $gwide_taps
-            (br_if $gwide_taps_done (i32.ge_u (local.get $tap) (i32.mul (local.get $kh) (local.get $kw))))
-            (local.set $i (i32.div_u (local.get $tap) (local.get $kw)))
-            (local.set $j (i32.rem_u (local.get $tap) (local.get $kw)))
-            ;; output rows y with 0 <= y + i - ph < H, columns x with 0 <= x + j - pw < W
-            (local.set $y0 (select (i32.sub (local.get $ph) (local.get $i)) (i32.const 0) (i32.gt_s (local.get $ph) (local.get $i))))
-            (local.set $y1 (i32.sub (i32.add (local.get $h) (local.get $ph)) (local.get $i)))
-            (local.set $y1 (select (local.get $h) (local.get $y1) (i32.gt_s (local.get $y1) (local.get $h))))
-            (local.set $x0 (select (i32.sub (local.get $pw) (local.get $j)) (i32.const 0) (i32.gt_s (local.get $pw) (local.get $j))))
-            (local.set $x1 (i32.sub (i32.add (local.get $wd) (local.get $pw)) (local.get $j)))
-            (local.set $x1 (select (local.get $wd) (local.get $x1) (i32.gt_s (local.get $x1) (local.get $wd))))
-            (local.set $cols (i32.sub (local.get $x1) (local.get $x0)))
-            (local.set $acc0 (v128.const f32x4 0 0 0 0))
-            (local.set $acc1 (v128.const f32x4 0 0 0 0))
-            (local.set $acc2 (v128.const f32x4 0 0 0 0))
-            (local.set $acc3 (v128.const f32x4 0 0 0 0))
-            (local.set $y (local.get $y0))
-            (block $gwide_rows_done
-              (loop $gwide_rows
-                (br_if $gwide_rows_done (i32.ge_s (local.get $y) (local.get $y1)))
-                ;; in[y + i - ph, x0 + j - pw, ch] and dy[y, x0, ch], as byte offsets
-                (local.set $inp
-                  (i32.add (i32.add (local.get $in) (local.get $ch))
-                    (i32.mul (local.get $pixel)
-                      (i32.add
-                        (i32.mul (i32.sub (i32.add (local.get $y) (local.get $i)) (local.get $ph)) (local.get $wd))
-                        (i32.sub (i32.add (local.get $x0) (local.get $j)) (local.get $pw))))))
-                (local.set $dp
-                  (i32.add (i32.add (local.get $dy) (local.get $ch))
-                    (i32.mul (local.get $pixel) (i32.add (i32.mul (local.get $y) (local.get $wd)) (local.get $x0)))))
-                (local.set $x (local.get $cols))
-                (block $gwide_cols_done
-                  (loop $gwide_cols
-                    (br_if $gwide_cols_done (i32.le_s (local.get $x) (i32.const 0)))
-                    (local.set $acc0
-                      (f32x4.add (local.get $acc0)
-                        (f32x4.mul (v128.load offset=0 align=4 (local.get $inp)) (v128.load offset=0 align=4 (local.get $dp)))))
-                    (local.set $acc1
-                      (f32x4.add (local.get $acc1)
-                        (f32x4.mul (v128.load offset=16 align=4 (local.get $inp)) (v128.load offset=16 align=4 (local.get $dp)))))
-                    (local.set $acc2
-                      (f32x4.add (local.get $acc2)
-                        (f32x4.mul (v128.load offset=32 align=4 (local.get $inp)) (v128.load offset=32 align=4 (local.get $dp)))))
-                    (local.set $acc3
-                      (f32x4.add (local.get $acc3)
-                        (f32x4.mul (v128.load offset=48 align=4 (local.get $inp)) (v128.load offset=48 align=4 (local.get $dp)))))
-                    (local.set $inp (i32.add (local.get $inp) (local.get $pixel)))
-                    (local.set $dp (i32.add (local.get $dp) (local.get $pixel)))
-                    (local.set $x (i32.sub (local.get $x) (i32.const 1)))
-                    (br $gwide_cols)))
-                (local.set $y (i32.add (local.get $y) (i32.const 1)))
-                (br $gwide_rows)))
+        (block $gwide_zero_done
+          (loop $gwide_zero
+            (br_if $gwide_zero_done (i32.ge_u (local.get $tap) (i32.mul (local.get $kh) (local.get $kw))))
             (local.set $dwp (i32.add (i32.add (local.get $dw) (local.get $ch)) (i32.mul (local.get $tap) (local.get $pixel))))
-            (v128.store offset=0 align=4 (local.get $dwp) (local.get $acc0))
-            (v128.store offset=16 align=4 (local.get $dwp) (local.get $acc1))
-            (v128.store offset=32 align=4 (local.get $dwp) (local.get $acc2))
-            (v128.store offset=48 align=4 (local.get $dwp) (local.get $acc3))
+            (v128.store offset=0 align=4 (local.get $dwp) (v128.const f32x4 0 0 0 0))
+            (v128.store offset=16 align=4 (local.get $dwp) (v128.const f32x4 0 0 0 0))
+            (v128.store offset=32 align=4 (local.get $dwp) (v128.const f32x4 0 0 0 0))
+            (v128.store offset=48 align=4 (local.get $dwp) (v128.const f32x4 0 0 0 0))
             (local.set $tap (i32.add (local.get $tap) (i32.const 1)))
-            (br $gwide_taps)))
+            (br $gwide_zero)))
+        (local.set $y (i32.const 0))
+        (block $gwide_rows_done
+          (loop $gwide_rows
+            (br_if $gwide_rows_done (i32.ge_u (local.get $y) (local.get $h)))
+            ;; tap rows i with 0 <= y + i - ph < H
+            (local.set $i (select (i32.sub (local.get $ph) (local.get $y)) (i32.const 0) (i32.gt_s (local.get $ph) (local.get $y))))
+            (local.set $i1 (i32.sub (i32.add (local.get $h) (local.get $ph)) (local.get $y)))
+            (local.set $i1 (select (local.get $kh) (local.get $i1) (i32.gt_s (local.get $i1) (local.get $kh))))
+            (block $gwide_taprows_done
+              (loop $gwide_taprows
+                (br_if $gwide_taprows_done (i32.ge_s (local.get $i) (local.get $i1)))
+                (local.set $j (i32.const 0))
+                (block $gwide_tapcols_done
+                  (loop $gwide_tapcols
+                    (br_if $gwide_tapcols_done (i32.ge_u (local.get $j) (local.get $kw)))
+                    ;; output columns x with 0 <= x + j - pw < W
+                    (local.set $x0 (select (i32.sub (local.get $pw) (local.get $j)) (i32.const 0) (i32.gt_s (local.get $pw) (local.get $j))))
+                    (local.set $x1 (i32.sub (i32.add (local.get $wd) (local.get $pw)) (local.get $j)))
+                    (local.set $x1 (select (local.get $wd) (local.get $x1) (i32.gt_s (local.get $x1) (local.get $wd))))
+                    ;; in[y + i - ph, x0 + j - pw, ch], dy[y, x0, ch] and dw[i, j, ch], as byte offsets
+                    (local.set $inp
+                      (i32.add (i32.add (local.get $in) (local.get $ch))
+                        (i32.mul (local.get $pixel)
+                          (i32.add
+                            (i32.mul (i32.sub (i32.add (local.get $y) (local.get $i)) (local.get $ph)) (local.get $wd))
+                            (i32.sub (i32.add (local.get $x0) (local.get $j)) (local.get $pw))))))
+                    (local.set $dp
+                      (i32.add (i32.add (local.get $dy) (local.get $ch))
+                        (i32.mul (local.get $pixel) (i32.add (i32.mul (local.get $y) (local.get $wd)) (local.get $x0)))))
+                    (local.set $dwp
+                      (i32.add (i32.add (local.get $dw) (local.get $ch))
+                        (i32.mul (local.get $pixel) (i32.add (i32.mul (local.get $i) (local.get $kw)) (local.get $j)))))
+                    (local.set $acc0 (v128.load offset=0 align=4 (local.get $dwp)))
+                    (local.set $acc1 (v128.load offset=16 align=4 (local.get $dwp)))
+                    (local.set $acc2 (v128.load offset=32 align=4 (local.get $dwp)))
+                    (local.set $acc3 (v128.load offset=48 align=4 (local.get $dwp)))
+                    (local.set $x (i32.sub (local.get $x1) (local.get $x0)))
+                    (block $gwide_cols_done
+                      (loop $gwide_cols
+                        (br_if $gwide_cols_done (i32.le_s (local.get $x) (i32.const 0)))
+                        (local.set $acc0
+                          (f32x4.add (local.get $acc0)
+                            (f32x4.mul (v128.load offset=0 align=4 (local.get $inp)) (v128.load offset=0 align=4 (local.get $dp)))))
+                        (local.set $acc1
+                          (f32x4.add (local.get $acc1)
+                            (f32x4.mul (v128.load offset=16 align=4 (local.get $inp)) (v128.load offset=16 align=4 (local.get $dp)))))
+                        (local.set $acc2
+                          (f32x4.add (local.get $acc2)
+                            (f32x4.mul (v128.load offset=32 align=4 (local.get $inp)) (v128.load offset=32 align=4 (local.get $dp)))))
+                        (local.set $acc3
+                          (f32x4.add (local.get $acc3)
+                            (f32x4.mul (v128.load offset=48 align=4 (local.get $inp)) (v128.load offset=48 align=4 (local.get $dp)))))
+                        (local.set $inp (i32.add (local.get $inp) (local.get $pixel)))
+                        (local.set $dp (i32.add (local.get $dp) (local.get $pixel)))
+                        (local.set $x (i32.sub (local.get $x) (i32.const 1)))
+                        (br $gwide_cols)))
+                    (v128.store offset=0 align=4 (local.get $dwp) (local.get $acc0))
+                    (v128.store offset=16 align=4 (local.get $dwp) (local.get $acc1))
+                    (v128.store offset=32 align=4 (local.get $dwp) (local.get $acc2))
+                    (v128.store offset=48 align=4 (local.get $dwp) (local.get $acc3))
+                    (local.set $j (i32.add (local.get $j) (i32.const 1)))
+                    (br $gwide_tapcols)))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br $gwide_taprows)))
+            (local.set $y (i32.add (local.get $y) (i32.const 1)))
+            (br $gwide_rows)))
         (local.set $ch (i32.add (local.get $ch) (i32.const 64)))
         (br $gwide)))
     (block $gnarrow_done
       (loop $gnarrow
         (br_if $gnarrow_done (i32.gt_u (i32.add (local.get $ch) (i32.const 16)) (local.get $pixel)))
+        ;; dw[:, :, block] = 0
         (local.set $tap (i32.const 0))
-        (block $gnarrow_taps_done
-          (loop $gnarrow_taps
-            (br_if $gnarrow_taps_done (i32.ge_u (local.get $tap) (i32.mul (local.get $kh) (local.get $kw))))
-            (local.set $i (i32.div_u (local.get $tap) (local.get $kw)))
-            (local.set $j (i32.rem_u (local.get $tap) (local.get $kw)))
-            ;; output rows y with 0 <= y + i - ph < H, columns x with 0 <= x + j - pw < W
-            (local.set $y0 (select (i32.sub (local.get $ph) (local.get $i)) (i32.const 0) (i32.gt_s (local.get $ph) (local.get $i))))
-            (local.set $y1 (i32.sub (i32.add (local.get $h) (local.get $ph)) (local.get $i)))
-            (local.set $y1 (select (local.get $h) (local.get $y1) (i32.gt_s (local.get $y1) (local.get $h))))
-            (local.set $x0 (select (i32.sub (local.get $pw) (local.get $j)) (i32.const 0) (i32.gt_s (local.get $pw) (local.get $j))))
-            (local.set $x1 (i32.sub (i32.add (local.get $wd) (local.get $pw)) (local.get $j)))
-            (local.set $x1 (select (local.get $wd) (local.get $x1) (i32.gt_s (local.get $x1) (local.get $wd))))
-            (local.set $cols (i32.sub (local.get $x1) (local.get $x0)))
-            (local.set $acc0 (v128.const f32x4 0 0 0 0))
-            (local.set $y (local.get $y0))
-            (block $gnarrow_rows_done
-              (loop $gnarrow_rows
-                (br_if $gnarrow_rows_done (i32.ge_s (local.get $y) (local.get $y1)))
-                ;; in[y + i - ph, x0 + j - pw, ch] and dy[y, x0, ch], as byte offsets
-                (local.set $inp
-                  (i32.add (i32.add (local.get $in) (local.get $ch))
-                    (i32.mul (local.get $pixel)
-                      (i32.add
-                        (i32.mul (i32.sub (i32.add (local.get $y) (local.get $i)) (local.get $ph)) (local.get $wd))
-                        (i32.sub (i32.add (local.get $x0) (local.get $j)) (local.get $pw))))))
-                (local.set $dp
-                  (i32.add (i32.add (local.get $dy) (local.get $ch))
-                    (i32.mul (local.get $pixel) (i32.add (i32.mul (local.get $y) (local.get $wd)) (local.get $x0)))))
-                (local.set $x (local.get $cols))
-                (block $gnarrow_cols_done
-                  (loop $gnarrow_cols
-                    (br_if $gnarrow_cols_done (i32.le_s (local.get $x) (i32.const 0)))
-                    (local.set $acc0
-                      (f32x4.add (local.get $acc0)
-                        (f32x4.mul (v128.load offset=0 align=4 (local.get $inp)) (v128.load offset=0 align=4 (local.get $dp)))))
-                    (local.set $inp (i32.add (local.get $inp) (local.get $pixel)))
-                    (local.set $dp (i32.add (local.get $dp) (local.get $pixel)))
-                    (local.set $x (i32.sub (local.get $x) (i32.const 1)))
-                    (br $gnarrow_cols)))
-                (local.set $y (i32.add (local.get $y) (i32.const 1)))
-                (br $gnarrow_rows)))
+        (block $gnarrow_zero_done
+          (loop $gnarrow_zero
+            (br_if $gnarrow_zero_done (i32.ge_u (local.get $tap) (i32.mul (local.get $kh) (local.get $kw))))
             (local.set $dwp (i32.add (i32.add (local.get $dw) (local.get $ch)) (i32.mul (local.get $tap) (local.get $pixel))))
-            (v128.store offset=0 align=4 (local.get $dwp) (local.get $acc0))
+            (v128.store offset=0 align=4 (local.get $dwp) (v128.const f32x4 0 0 0 0))
             (local.set $tap (i32.add (local.get $tap) (i32.const 1)))
-            (br $gnarrow_taps)))
+            (br $gnarrow_zero)))
+        (local.set $y (i32.const 0))
+        (block $gnarrow_rows_done
+          (loop $gnarrow_rows
+            (br_if $gnarrow_rows_done (i32.ge_u (local.get $y) (local.get $h)))
+            ;; tap rows i with 0 <= y + i - ph < H
+            (local.set $i (select (i32.sub (local.get $ph) (local.get $y)) (i32.const 0) (i32.gt_s (local.get $ph) (local.get $y))))
+            (local.set $i1 (i32.sub (i32.add (local.get $h) (local.get $ph)) (local.get $y)))
+            (local.set $i1 (select (local.get $kh) (local.get $i1) (i32.gt_s (local.get $i1) (local.get $kh))))
+            (block $gnarrow_taprows_done
+              (loop $gnarrow_taprows
+                (br_if $gnarrow_taprows_done (i32.ge_s (local.get $i) (local.get $i1)))
+                (local.set $j (i32.const 0))
+                (block $gnarrow_tapcols_done
+                  (loop $gnarrow_tapcols
+                    (br_if $gnarrow_tapcols_done (i32.ge_u (local.get $j) (local.get $kw)))
+                    ;; output columns x with 0 <= x + j - pw < W
+                    (local.set $x0 (select (i32.sub (local.get $pw) (local.get $j)) (i32.const 0) (i32.gt_s (local.get $pw) (local.get $j))))
+                    (local.set $x1 (i32.sub (i32.add (local.get $wd) (local.get $pw)) (local.get $j)))
+                    (local.set $x1 (select (local.get $wd) (local.get $x1) (i32.gt_s (local.get $x1) (local.get $wd))))
+                    ;; in[y + i - ph, x0 + j - pw, ch], dy[y, x0, ch] and dw[i, j, ch], as byte offsets
+                    (local.set $inp
+                      (i32.add (i32.add (local.get $in) (local.get $ch))
+                        (i32.mul (local.get $pixel)
+                          (i32.add
+                            (i32.mul (i32.sub (i32.add (local.get $y) (local.get $i)) (local.get $ph)) (local.get $wd))
+                            (i32.sub (i32.add (local.get $x0) (local.get $j)) (local.get $pw))))))
+                    (local.set $dp
+                      (i32.add (i32.add (local.get $dy) (local.get $ch))
+                        (i32.mul (local.get $pixel) (i32.add (i32.mul (local.get $y) (local.get $wd)) (local.get $x0)))))
+                    (local.set $dwp
+                      (i32.add (i32.add (local.get $dw) (local.get $ch))
+                        (i32.mul (local.get $pixel) (i32.add (i32.mul (local.get $i) (local.get $kw)) (local.get $j)))))
+                    (local.set $acc0 (v128.load offset=0 align=4 (local.get $dwp)))
+                    (local.set $x (i32.sub (local.get $x1) (local.get $x0)))
+                    (block $gnarrow_cols_done
+                      (loop $gnarrow_cols
+                        (br_if $gnarrow_cols_done (i32.le_s (local.get $x) (i32.const 0)))
+                        (local.set $acc0
+                          (f32x4.add (local.get $acc0)
+                            (f32x4.mul (v128.load offset=0 align=4 (local.get $inp)) (v128.load offset=0 align=4 (local.get $dp)))))
+                        (local.set $inp (i32.add (local.get $inp) (local.get $pixel)))
+                        (local.set $dp (i32.add (local.get $dp) (local.get $pixel)))
+                        (local.set $x (i32.sub (local.get $x) (i32.const 1)))
+                        (br $gnarrow_cols)))
+                    (v128.store offset=0 align=4 (local.get $dwp) (local.get $acc0))
+                    (local.set $j (i32.add (local.get $j) (i32.const 1)))
+                    (br $gnarrow_tapcols)))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br $gnarrow_taprows)))
+            (local.set $y (i32.add (local.get $y) (i32.const 1)))
+            (br $gnarrow_rows)))
         (local.set $ch (i32.add (local.get $ch) (i32.const 16)))
         (br $gnarrow)))
   )
