@@ -261,6 +261,12 @@ describe('sweep on a failing disk', () => {
   }, 120_000);
 });
 
+/** A path's folder and every folder above it, up to the root. */
+function ancestors(dir: string): string[] {
+  const parent = path.dirname(dir);
+  return parent === dir ? [dir] : [dir, ...ancestors(parent)];
+}
+
 describe('a real read-only folder', () => {
   // As root, chmod does not stop writes (CAP_DAC_OVERRIDE): the CLI then runs as the unprivileged user "nobody".
   const asRoot = process.getuid?.() === 0;
@@ -272,6 +278,11 @@ describe('a real read-only folder', () => {
     chmodSync(path.join(cwd, 'outputs'), 0o555);
     await writeFile(path.join(cwd, 'mlruns'), 'not a folder\n');
     const env = { ...process.env, MILKIT_SOURCE: '1', HOME: cwd };
+    if (asRoot) {
+      // "nobody" must reach the checkout: a clone under `mktemp -d` (mode 700) fails this test for that reason alone.
+      const closed = ancestors(REPO).find((dir) => (statSync(dir).mode & 0o001) === 0);
+      expect(closed, `${closed}: not traversable by other users, so the CLI cannot run as "nobody" from this checkout; chmod o+x it`).toBeUndefined();
+    }
     const result = await execa(process.execPath, [path.join(REPO, 'bin', 'milkit.mjs'), 'cv', QUICKSTART, ...TINY], {
       cwd, env, reject: false, ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
     });
