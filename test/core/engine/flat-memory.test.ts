@@ -2,6 +2,9 @@
 // shrinks, so any leak of tensors or of non-tensor wasm memory, or a fragmentation that keeps growing, shows as
 // growth). Small N and narrow models to stay fast; dmin's gate keeps a different number of instances every step
 // (the varying tensor sizes fragmentation would come from), transmil recomputes its layers and frees as it goes.
+// The heap's high-water mark may still rise once while the allocator's free lists settle (transmil: 16 → 19.25 MB
+// around step 25, then unchanged for 170 more steps), so the heap is compared after a longer warm-up; the tensor count
+// is checked from step 3, every step.
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime, RuntimeSection } from '../../../src/core/runtime/index.js';
@@ -32,7 +35,7 @@ afterAll(async () => {
 
 describe('flat memory over training steps (wasm)', () => {
   for (const [name, spec] of Object.entries(SPECS)) {
-    it(`${name}: tensor count and wasm heap unchanged over 12 steps after 3 warm-up steps`, async () => {
+    it(`${name}: tensor count unchanged every step after 3 warm-up steps, wasm heap unchanged over steps 40 to 60`, async () => {
       const model = await buildModel(spec);
       model.setTraining(true);
       const optimizer = tf.train.adam(1e-3);
@@ -46,9 +49,10 @@ describe('flat memory over training steps (wasm)', () => {
       };
       for (let i = 0; i < 3; i += 1) step(i);
       const tensors = tf.memory().numTensors;
-      const heap = wasmHeapBytes();
       const losses: number[] = [];
-      for (let i = 3; i < 15; i += 1) {
+      let heap = 0;
+      for (let i = 3; i < 60; i += 1) {
+        if (i === 40) heap = wasmHeapBytes();
         losses.push(step(i));
         expect(tf.memory().numTensors).toBe(tensors);
       }
