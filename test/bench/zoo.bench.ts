@@ -215,9 +215,10 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
       const torchRss = referenceThreads === undefined ? '-' : mb(cell.torch[referenceThreads]?.peakRss ?? 0);
       const spread = cell.roundRatios.length > 1 ? ` (${Math.min(...cell.roundRatios).toFixed(2)}–${Math.max(...cell.roundRatios).toFixed(2)})` : '';
       const ratio = milkitMs !== undefined && reference !== undefined ? `**${(milkitMs / reference).toFixed(2)}×**${spread}` : 'n/a';
-      const estimate = cell.estimate !== undefined ? formatBytes(cell.estimate) : '-';
-      const versus = cell.estimate !== undefined && cell.measuredPeak ? `${mb(cell.measuredPeak)} (${(((cell.estimate - cell.measuredPeak) / cell.measuredPeak) * 100).toFixed(0)} %)` : '-';
-      rows.push(`| ${zoo.name} | ${paramsOf(models, zoo.name)} | ${plan.n.toLocaleString('en-US')} | ${plan.rounds}×(${plan.warmup}+${plan.steps}) | ${torchCells.join(' | ')} | ${milkitMs !== undefined ? milkitMs.toFixed(0) : cell.milkitError ?? '-'} | ${ratio} | ${goalOf(zoo.name, plan.n, milkitMs, reference)} | ${torchRss} | ${mb(cell.peakRss)} | ${mb(cell.wasmHeap)} | ${estimate} | ${versus} |`);
+      const measured = cell.measuredPeak ? mb(cell.measuredPeak) : '-';
+      // The estimate's error against the measured peak: positive when the budget expects more than the step took.
+      const estimate = cell.estimate === undefined ? '-' : cell.measuredPeak ? `${formatBytes(cell.estimate)} (${(((cell.estimate - cell.measuredPeak) / cell.measuredPeak) * 100).toFixed(0)} %)` : formatBytes(cell.estimate);
+      rows.push(`| ${zoo.name} | ${paramsOf(models, zoo.name)} | ${plan.n.toLocaleString('en-US')} | ${plan.rounds}×(${plan.warmup}+${plan.steps}) | ${torchCells.join(' | ')} | ${milkitMs !== undefined ? milkitMs.toFixed(0) : cell.milkitError ?? '-'} | ${ratio} | ${goalOf(zoo.name, plan.n, milkitMs, reference)} | ${torchRss} | ${mb(cell.peakRss)} | ${mb(cell.wasmHeap)} | ${measured} | ${estimate} |`);
     }
   }
 
