@@ -278,13 +278,14 @@ describe('a real read-only folder', () => {
     chmodSync(path.join(cwd, 'outputs'), 0o555);
     await writeFile(path.join(cwd, 'mlruns'), 'not a folder\n');
     const env = { ...process.env, MILKIT_SOURCE: '1', HOME: cwd };
-    if (asRoot) {
-      // "nobody" must reach the checkout: a clone under `mktemp -d` (mode 700) fails this test for that reason alone.
-      const closed = ancestors(REPO).find((dir) => (statSync(dir).mode & 0o001) === 0);
-      expect(closed, `${closed}: not traversable by other users, so the CLI cannot run as "nobody" from this checkout; chmod o+x it`).toBeUndefined();
-    }
+    // "nobody" must reach the checkout: a clone under `mktemp -d` (mode 700) has a parent closed to other users. Those
+    // folders get the traverse bit (not read) for the run and their modes back afterwards.
+    const closed = asRoot ? ancestors(REPO).filter((dir) => (statSync(dir).mode & 0o001) === 0).map((dir) => ({ dir, mode: statSync(dir).mode & 0o7777 })) : [];
+    for (const { dir, mode } of closed) chmodSync(dir, mode | 0o001);
     const result = await execa(process.execPath, [path.join(REPO, 'bin', 'milkit.mjs'), 'cv', QUICKSTART, ...TINY], {
       cwd, env, reject: false, ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
+    }).finally(() => {
+      for (const { dir, mode } of closed) chmodSync(dir, mode);
     });
     expect(result.exitCode, result.stderr).toBe(2);
     expect(result.stderr).toContain(`output.dir: cannot write to ${path.join(cwd, 'outputs', 'quickstart', '')}`);
