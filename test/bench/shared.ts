@@ -1,5 +1,6 @@
-// Helpers the benchmark modules share: a line-protocol client for the PyTorch reference scripts of test/bench
-// (one JSON request per line on stdin, one JSON reply per line on stdout, a `{torch: version}` hello first),
+// Helpers the benchmark modules share: a line-protocol client for the step processes of test/bench (the PyTorch
+// reference scripts and the zoo bench's milkit side: one JSON request per line on stdin, one JSON reply per line on
+// stdout, a hello first, `{torch: version}` from torch),
 // the median the tables report, the MIL zoo's training configurations with their model builder and step, and
 // the process's memory readings (high-water RSS, wasm heap).
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -17,16 +18,18 @@ export const D = 1024;
 export const CLASSES = 2;
 export const LABEL = 1;
 
-export class TorchReference {
+/** A step process: `command args…`, its hello read by ready(), then one request and one reply at a time. */
+export class StepProcess {
   private readonly child: ChildProcessWithoutNullStreams;
   private readonly lines: Interface;
   private readonly pending: Array<{ resolve: (line: string) => void; reject: (error: Error) => void }> = [];
   private readonly early: string[] = [];
-  version = '';
+  /** The parsed hello line (after ready()). */
+  hello: Record<string, unknown> = {};
 
-  constructor(python: string, script: string, args: readonly string[] = []) {
-    this.child = spawn(python, [script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.stderr.on('data', (chunk: Buffer) => process.stderr.write(`[torch] ${chunk.toString()}`));
+  constructor(command: string, args: readonly string[], label: string) {
+    this.child = spawn(command, [...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stderr.on('data', (chunk: Buffer) => process.stderr.write(`[${label}] ${chunk.toString()}`));
     this.lines = createInterface({ input: this.child.stdout });
     // A line that arrives before anyone waits for it (the hello of a second process started alongside) is kept.
     this.lines.on('line', (line) => {
@@ -34,7 +37,7 @@ export class TorchReference {
       if (waiter) waiter.resolve(line);
       else this.early.push(line);
     });
-    this.child.once('exit', (code) => this.pending.splice(0).forEach(({ reject }) => reject(new Error(`torch reference exited with ${code}`))));
+    this.child.once('exit', (code) => this.pending.splice(0).forEach(({ reject }) => reject(new Error(`${label} process exited with ${code}`))));
   }
 
   private next(): Promise<string> {
@@ -43,9 +46,9 @@ export class TorchReference {
     return new Promise((resolve, reject) => this.pending.push({ resolve, reject }));
   }
 
-  /** Waits for the script's hello and records its torch version. */
+  /** Waits for the process's hello and keeps it. */
   async ready(): Promise<void> {
-    this.version = (JSON.parse(await this.next()) as { torch: string }).torch;
+    this.hello = JSON.parse(await this.next()) as Record<string, unknown>;
   }
 
   /** Sends one request and returns the parsed reply. */
@@ -55,7 +58,7 @@ export class TorchReference {
     return JSON.parse(await reply) as T;
   }
 
-  /** The reference process's id, for reading its CPU time (cpuSecondsOf). */
+  /** The process's id, for reading its CPU time (cpuSecondsOf). */
   get pid(): number | undefined {
     return this.child.pid;
   }
@@ -71,6 +74,17 @@ export class TorchReference {
     const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
     this.close();
     await exited;
+  }
+}
+
+/** A PyTorch reference script of test/bench run by `python` (its hello carries the torch version). */
+export class TorchReference extends StepProcess {
+  constructor(python: string, script: string, args: readonly string[] = []) {
+    super(python, [script, ...args], 'torch');
+  }
+
+  get version(): string {
+    return String(this.hello['torch'] ?? '');
   }
 }
 
