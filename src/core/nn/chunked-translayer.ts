@@ -206,6 +206,24 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
     const split = (part: number): tf.Tensor3D => tf.reshape(heapSlice(grouped, [part, 0, 0, 0], [1, heads, count, dimHead]), [heads, count, dimHead]) as tf.Tensor3D; // [h, b, d]
     return [tf.mul(split(0), dimHead ** -0.5) as tf.Tensor3D, split(1), split(2)];
   };
+  /**
+   * project's gradient for input rows `rowsIn` [r, dim] (no padding rows) from dq, dk, dv [h, r, d]: [dx, then one
+   * gradient per inVars entry]. By hand for the head split and to_qkv (the two products of a linear layer's gradient),
+   * so the [r, 3·inner] projection is not computed a third time just to be differentiated; LayerNorm, row-wise and
+   * cheap, through tfjs' gradient. The same products as tfjs' gradients of those ops.
+   */
+  const projectBackward = (rowsIn: tf.Tensor2D, dq: tf.Tensor3D, dk: tf.Tensor3D, dv: tf.Tensor3D): tf.Tensor[] => {
+    const count = rowsIn.shape[0];
+    const dGrouped = tf.stack([tf.mul(dq, dimHead ** -0.5), dk, dv]); // [3, h, r, d]
+    const dQkv = tf.reshape(tf.transpose(dGrouped, [2, 0, 1, 3]), [count, 3 * inner]) as tf.Tensor2D; // [r, 3·inner]
+    const normed = norm.forward(rowsIn); // [r, dim]
+    const dWeight = tf.matMul(normed, dQkv, true, false); // [dim, 3·inner]
+    const dNormed = tf.matMul(dQkv, attn.toQkv.weight, false, true) as tf.Tensor2D; // [r, dim]
+    const [dx, dGamma, dBeta] = nestedGrads(() => norm.forward(rowsIn), [rowsIn, norm.weight, norm.bias], dNormed);
+    const byVariable = new Map<tf.Variable, tf.Tensor>([[norm.weight, dGamma!], [norm.bias, dBeta!], [attn.toQkv.weight, dWeight]]);
+    if (attn.toQkv.bias) byVariable.set(attn.toQkv.bias, tf.sum(dQkv, 0));
+    return [dx!, ...inVars.map((variable) => byVariable.get(variable) ?? tf.zerosLike(variable))];
+  };
   const inputRows = (input: tf.Tensor2D, [start, end]: Block): tf.Tensor2D | undefined => {
     const first = Math.max(start, pad);
     return first < end ? (heapSlice(input, [first - pad, 0], [end - first, dim]) as tf.Tensor2D) : undefined;
@@ -438,11 +456,7 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
           if (first >= end) return [] as tf.Tensor[]; // all padding: no input rows
           const rowsIn = heapSlice(input, [first - pad, 0], [end - first, dim]) as tf.Tensor2D;
           const keep = (t: tf.Tensor): tf.Tensor3D => heapSlice(t, [0, first - start, 0], [heads, end - first, dimHead]) as tf.Tensor3D;
-          const [dqRows, dkRows, dvRows] = [keep(dq), keep(dk), keep(dv)];
-          const [dx, ...dVars] = nestedGrads(() => {
-            const [q, k, v] = project(rowsIn, 0);
-            return tf.addN([tf.sum(tf.mul(q, dqRows)), tf.sum(tf.mul(k, dkRows)), tf.sum(tf.mul(v, dvRows))]);
-          }, [rowsIn, ...inVars]);
+          const [dx, ...dVars] = projectBackward(rowsIn, keep(dq), keep(dk), keep(dv));
           // The residual: output row j is input row j plus the attention's row outStart + j.
           return [tf.add(dx!, heapSlice(upstream, [first - pad, 0], [end - first, dim])), ...dVars];
         });
