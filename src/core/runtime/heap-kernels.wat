@@ -110,7 +110,7 @@
   ;; to 0 through the last product. x is first clamped to [−104, 89] (e^x is 0 and +inf beyond, to float32); NaN stays NaN.
   (func (export "exp") (param $x i32) (param $out i32) (param $n i32)
     (local $i i32) (local $end i32) (local $at i32) (local $v v128) (local $k v128) (local $r v128) (local $p v128)
-    (local $ki v128) (local $k1 v128)
+    (local $ki v128) (local $k1 v128) (local $t v128)
     (local $xs f32) (local $ks f32) (local $rs f32) (local $ps f32) (local $kis i32) (local $k1s i32)
     (local.set $end (i32.and (local.get $n) (i32.const -4)))
     (block $vectors_done
@@ -118,10 +118,17 @@
         (br_if $vectors_done (i32.ge_u (local.get $i) (local.get $end)))
         (local.set $at (i32.shl (local.get $i) (i32.const 2)))
         (local.set $v
-          (f32x4.min
-            (f32x4.max (v128.load align=4 (i32.add (local.get $x) (local.get $at))) (v128.const f32x4 -104 -104 -104 -104))
+          ;; pmin(a, b) = b < a ? b : a and pmax(a, b) = a < b ? b : a: with x first, a NaN x stays NaN
+          (f32x4.pmin
+            (f32x4.pmax (v128.load align=4 (i32.add (local.get $x) (local.get $at))) (v128.const f32x4 -104 -104 -104 -104))
             (v128.const f32x4 89 89 89 89)))
-        (local.set $k (f32x4.nearest (f32x4.mul (local.get $v) (v128.const f32x4 1.44269504088896341 1.44269504088896341 1.44269504088896341 1.44269504088896341))))
+        ;; k = nearest(x·log2 e) by adding 1.5·2^23, which rounds to an integer (ties to even, as f32x4.nearest); the
+        ;; sum's low mantissa bits are then k itself, read below as an integer instead of a float-to-int conversion.
+        (local.set $t
+          (f32x4.add
+            (f32x4.mul (local.get $v) (v128.const f32x4 1.44269504088896341 1.44269504088896341 1.44269504088896341 1.44269504088896341))
+            (v128.const f32x4 12582912 12582912 12582912 12582912)))
+        (local.set $k (f32x4.sub (local.get $t) (v128.const f32x4 12582912 12582912 12582912 12582912)))
         (local.set $r
           (f32x4.sub
             (f32x4.sub (local.get $v) (f32x4.mul (local.get $k) (v128.const f32x4 0.693359375 0.693359375 0.693359375 0.693359375)))
@@ -136,7 +143,7 @@
           (f32x4.add
             (f32x4.add (f32x4.mul (local.get $p) (f32x4.mul (local.get $r) (local.get $r))) (local.get $r))
             (v128.const f32x4 1 1 1 1)))
-        (local.set $ki (i32x4.trunc_sat_f32x4_s (local.get $k)))
+        (local.set $ki (i32x4.sub (local.get $t) (v128.const i32x4 0x4b400000 0x4b400000 0x4b400000 0x4b400000)))
         (local.set $k1 (i32x4.shr_s (local.get $ki) (i32.const 1)))
         (v128.store align=4 (i32.add (local.get $out) (local.get $at))
           (f32x4.mul
