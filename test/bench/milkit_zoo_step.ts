@@ -9,7 +9,9 @@
 // `estimate` runs the memory budget before anything runs at N (a cell over the wasm limit is "not run" instead of
 // aborting the process); `measurePeak` adds tf.profile's peak tensor bytes of one step; `profileN` adds one
 // profiled step on a bag of that size (kernel time per kernel).
-// Hand-run: node --import tsx test/bench/milkit_zoo_step.ts, then type a request.
+// Hand-run: node --conditions=milkit-source --import tsx test/bench/milkit_zoo_step.ts, then type a request. Without
+// the milkit-source condition the plugins' `milkit/nn` imports resolve to the compiled dist/ (a second, possibly
+// stale copy of core beside the sources this script imports), so the script refuses to start.
 import { createInterface } from 'node:readline';
 import * as tf from '@tensorflow/tfjs';
 import { builtinManifest } from '../../plugins/index.js';
@@ -30,6 +32,9 @@ interface Request {
   readonly profileN?: number;
 }
 
+if (import.meta.resolve('milkit/nn').includes('/dist/')) {
+  throw new Error('milkit_zoo_step.ts must run with --conditions=milkit-source (plugins would import the compiled dist/ instead of the sources)');
+}
 const info = await initRuntime(RuntimeSection.parse({ backend: 'wasm' }), { logger: silentLogger });
 const registry = new Registry(builtinManifest());
 const reply = (message: Record<string, unknown>): void => {

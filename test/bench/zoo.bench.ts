@@ -102,7 +102,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   // peak RSS and wasm heap columns are the cell's own.
   const start = async (side: Side): Promise<StepProcess> => {
     const proc = side === 'milkit'
-      ? new StepProcess(process.execPath, ['--import', 'tsx', milkitScript], 'milkit')
+      ? new StepProcess(process.execPath, ['--conditions=milkit-source', '--import', 'tsx', milkitScript], 'milkit')
       : new TorchReference(ctx.python, torchScript, [String(side)]);
     await proc.ready();
     return proc;

@@ -196,6 +196,18 @@ function fusedActivationGrad(kernel: string, dy: tf.Tensor, saved: tf.Tensor | u
 }
 
 /**
+ * Registers one of this module's own kernels (a name tfjs does not have) on wasm unless the registered one is already
+ * ours; a stale registration under the name (another copy of this module) is replaced.
+ */
+function registerOwnKernel(name: string, kernelFunc: KernelConfig['kernelFunc']): void {
+  if (registeredKernels.has(name) && tf.getKernel(name, BACKEND) === registeredKernels.get(name)) return;
+  if (tf.getKernel(name, BACKEND)) tf.unregisterKernel(name, BACKEND);
+  const config: KernelConfig = { kernelName: name, backendName: BACKEND, kernelFunc };
+  tf.registerKernel(config);
+  registeredKernels.set(name, config);
+}
+
+/**
  * Registers the fused kernels on wasm and the Relu/Tanh/Sigmoid gradients that use them (idempotent). Returns false,
  * registering nothing, when the heap module cannot run on the active backend.
  */
@@ -214,19 +226,9 @@ export function installHeapKernels(): boolean {
     tf.registerKernel(config);
     registeredKernels.set(name, config);
   }
-  if (!registeredKernels.has(DEPTHWISE_FILTER_GRAD) || tf.getKernel(DEPTHWISE_FILTER_GRAD, BACKEND) !== registeredKernels.get(DEPTHWISE_FILTER_GRAD)) {
-    if (tf.getKernel(DEPTHWISE_FILTER_GRAD, BACKEND)) tf.unregisterKernel(DEPTHWISE_FILTER_GRAD, BACKEND);
-    const config: KernelConfig = { kernelName: DEPTHWISE_FILTER_GRAD, backendName: BACKEND, kernelFunc: depthwiseFilterGradKernel };
-    tf.registerKernel(config);
-    registeredKernels.set(DEPTHWISE_FILTER_GRAD, config);
-  }
+  registerOwnKernel(DEPTHWISE_FILTER_GRAD, depthwiseFilterGradKernel);
   for (const { activation, kernel, fn } of FUSED_GRADIENTS) {
-    if (!registeredKernels.has(kernel) || tf.getKernel(kernel, BACKEND) !== registeredKernels.get(kernel)) {
-      if (tf.getKernel(kernel, BACKEND)) tf.unregisterKernel(kernel, BACKEND);
-      const config: KernelConfig = { kernelName: kernel, backendName: BACKEND, kernelFunc: activationGradKernel(fn) };
-      tf.registerKernel(config);
-      registeredKernels.set(kernel, config);
-    }
+    registerOwnKernel(kernel, activationGradKernel(fn));
     const current = tf.getGradient(activation);
     if (current && current === registeredGradients.get(activation)) continue;
     const stock = stockGradients.get(activation) ?? current;
