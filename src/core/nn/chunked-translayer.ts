@@ -24,8 +24,9 @@ type Block = readonly [start: number, end: number];
 /**
  * Up to this many (padded) rows the layer keeps, for its backward pass, what it would otherwise compute again: the
  * pseudo-inverse's iterates from the forward pass (48 MB per layer at the default sizes, whatever N; saves 24 of the
- * backward's 72 [h, m, m] products) and, inside the backward pass, K3's share of dk and dv per block from step 3 to
- * step 4 (4 KB per row; saves one [h, m, b] exponential and two products per block). Above it the heap is better
+ * backward's 72 [h, m, m] products), q, k and v of every block (6 KB per row; saves projecting every block again,
+ * LayerNorm and the [b, dim] × [dim, 3·inner] product) and, inside the backward pass, K3's share of dk and dv per
+ * block from step 3 to step 4 (4 KB per row; saves one [h, m, b] exponential and two products per block). Above it the heap is better
  * spent on rows (at 50,000 instances the step fills most of wasm's 4 GB); the memory budget's TransMIL floor is
  * measured there.
  */
@@ -139,11 +140,15 @@ function nestedGrads(f: () => tf.Tensor, xs: readonly tf.Tensor[], dy?: tf.Tenso
   }
 }
 
-/** The recomputable state of one layer call: q, k, v per block and the [h, m, ·] Nyström quantities. */
-interface LayerState extends SmallState {
+/** q, k, v [h, b, d] per block of rows. */
+interface ProjectedBlocks {
   q: tf.Tensor3D[];
   k: tf.Tensor3D[];
   v: tf.Tensor3D[];
+}
+
+/** The recomputable state of one layer call: q, k, v per block and the [h, m, ·] Nyström quantities. */
+interface LayerState extends SmallState, ProjectedBlocks {
   /** K2 and K2⁺'s iterates, when kept for the backward pass (KEEP_FOR_BACKWARD_MAX_ROWS). */
   pinvTape?: PinvTape;
 }
@@ -248,7 +253,8 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
     });
   /** q, k, v block by block and, unless the forward pass saved them (`small`), the [h, m, ·] quantities. */
   const keepSmallNState = keepForBackward ?? total <= KEEP_FOR_BACKWARD_MAX_ROWS;
-  const prepare = (input: tf.Tensor2D, small?: SmallState, pinvTape?: PinvTape): LayerState => {
+  const prepare = (input: tf.Tensor2D, small?: SmallState, pinvTape?: PinvTape, kept?: ProjectedBlocks): LayerState => {
+    if (small && kept) return { ...kept, ...small, ...(pinvTape ? { pinvTape } : {}) };
     const q: tf.Tensor3D[] = [];
     const k: tf.Tensor3D[] = [];
     const v: tf.Tensor3D[] = [];
@@ -342,7 +348,8 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
     // The backward pass gets the [h, m, ·] quantities (a few MB, whatever N) instead of computing them again: that
     // would be K2's 6 pseudo-inverse iterations (24 batched [h, m, m] products) and two passes over all keys.
     // Saved only while a gradient is being recorded (tfjs' save is a no-op otherwise).
-    save([input, ...SMALL_KEYS.map((key) => state[key]), ...(state.pinvTape ? tapeTensors(state.pinvTape) : [])]);
+    // Under the keep policy q, k and v too (6 KB per row), so the backward pass does not project every block again.
+    save([input, ...SMALL_KEYS.map((key) => state[key]), ...(state.pinvTape ? tapeTensors(state.pinvTape) : []), ...(keepSmallNState ? [...state.q, ...state.k, ...state.v] : [])]);
     try {
       if (observer) observe(state, observer);
       return tf.tidy(() => {
@@ -364,8 +371,8 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
     }
   };
 
-  const backward = (upstream: tf.Tensor2D, input: tf.Tensor2D, small: SmallState, pinvTape?: PinvTape): tf.Tensor[] => {
-    const state = prepare(input, small, pinvTape);
+  const backward = (upstream: tf.Tensor2D, input: tf.Tensor2D, small: SmallState, pinvTape?: PinvTape, kept?: ProjectedBlocks): tf.Tensor[] => {
+    const state = prepare(input, small, pinvTape, kept);
     const grads = new Map<tf.Variable, tf.Tensor>();
     const accumulate = (variable: tf.Variable, gradient: tf.Tensor): void => {
       const previous = grads.get(variable);
@@ -484,8 +491,12 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         // The saved tensors are the engine's (it disposes them after the backward pass): the state gets clones.
         const small = Object.fromEntries(SMALL_KEYS.map((key, i) => [key, tf.clone(saved[i + 1]!)])) as unknown as SmallState;
-        const tapeSaved = saved.slice(1 + SMALL_KEYS.length).map((t) => tf.clone(t));
-        return backward((Array.isArray(dy) ? dy[0] : dy) as tf.Tensor2D, saved[0] as tf.Tensor2D, small, tapeSaved.length > 0 ? tapeFrom(tapeSaved) : undefined);
+        const rest = saved.slice(1 + SMALL_KEYS.length).map((t) => tf.clone(t));
+        const tapeLength = keepSmallNState ? 1 + 4 * pinvIterations : 0; // x, then Z, XZ, t1, t2 per iteration
+        const projected = rest.slice(tapeLength) as tf.Tensor3D[];
+        const count = blocks.length;
+        const kept = projected.length === 3 * count ? { q: projected.slice(0, count), k: projected.slice(count, 2 * count), v: projected.slice(2 * count) } : undefined;
+        return backward((Array.isArray(dy) ? dy[0] : dy) as tf.Tensor2D, saved[0] as tf.Tensor2D, small, tapeLength > 0 ? tapeFrom(rest.slice(0, tapeLength)) : undefined, kept);
       },
     };
   });
