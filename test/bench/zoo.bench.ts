@@ -2,8 +2,8 @@
 // against the same step of its PyTorch reference (test/bench/torch_zoo_step.py → test/reference/*.py), interleaved:
 // each round runs every cell (torch threads 1, torch threads 2, milkit) once, so a load change on this shared
 // machine hits all sides alike; every side of every cell runs in a fresh process (milkit's in
-// test/bench/milkit_zoo_step.ts), with a pause before each side; 3 rounds at N = 1,000 / 8,000 / 30,000 and 1 at
-// 50,000, D = 1,024. Per cell also the peak RSS of each process, the wasm heap, the measured peak tensor bytes and
+// test/bench/milkit_zoo_step.ts), with a pause before each side; 7 rounds at N = 1,000, 3 at 8,000 and 30,000 and
+// 1 at 50,000, D = 1,024. Per cell also the peak RSS of each process, the wasm heap, the measured peak tensor bytes and
 // the memory budget's estimate (docs/runtime.md#memory-budget). `--quick` (BENCH_QUICK=1): one round at N = 1,000.
 // BENCH_ZOO_ROUNDS=k caps the rounds per size at k (e.g. 1 on a loaded machine, where only the memory columns mean
 // anything). BENCH_ZOO_MODELS=abmil,dsmil and BENCH_ZOO_SIZES=1000,8000 keep only those aggregators and bag sizes
@@ -22,9 +22,11 @@ interface SizePlan {
 }
 
 // Steps of 10–60 ms (N = 1,000) move by 1.5–3× from one step to the next on this machine (docs/runtime.md, BLAS
-// threads), so small bags get more steps per round; a second warm-up step lets the allocator and the JIT settle.
+// threads), and whole processes settle at different speeds (DSMIL at 1k: medians of 9 to 13 ms in six identical
+// fresh processes, on both sides), so small bags get more steps and more rounds (each round is a new process per
+// side); three warm-up steps let the allocator and the JIT settle.
 const FULL: SizePlan[] = [
-  { n: 1000, warmup: 2, steps: 8, rounds: 3 },
+  { n: 1000, warmup: 3, steps: 10, rounds: 7 },
   { n: 8000, warmup: 1, steps: 4, rounds: 3 },
   { n: 30000, warmup: 1, steps: 1, rounds: 3 },
   { n: 50000, warmup: 1, steps: 1, rounds: 1 },
