@@ -4,7 +4,8 @@
 // both sides are measured in a fresh process: one long-lived process carries the wasm heap grown by every earlier
 // cell (2.2 GB after the 50k bags, never returned), and its later steps were measured slower than the same step in
 // a fresh process (BENCHMARKS.md, the MIL zoo section).
-//   request: {model, n, warmup, steps, estimate?, measurePeak?, profileN?}
+//   request: {model, n, warmup, steps, warmupMs?, estimate?, measurePeak?, profileN?} (at least `warmup` warm-up
+//            steps and, with warmupMs, warm-up steps until that many ms have passed)
 //   reply:   {ms, peakRss, wasmHeap, params, estimate?, measuredPeak?, profile?, error?}
 // `estimate` runs the memory budget before anything runs at N (a cell over the wasm limit is "not run" instead of
 // aborting the process); `measurePeak` adds tf.profile's peak tensor bytes of one step; `profileN` adds one
@@ -27,6 +28,7 @@ interface Request {
   readonly n: number;
   readonly warmup: number;
   readonly steps: number;
+  readonly warmupMs?: number;
   readonly estimate?: boolean;
   readonly measurePeak?: boolean;
   readonly profileN?: number;
@@ -80,11 +82,13 @@ async function runCell(request: Request): Promise<Record<string, unknown>> {
       if (estimate > limit.bytes) return { ...out, error: `not run: estimated ${formatBytes(estimate)} > limit ${formatBytes(limit.bytes)}` };
     }
     resetPeakRss();
+    const warmFrom = performance.now();
+    for (let warmed = 0; warmed < request.warmup || performance.now() - warmFrom < (request.warmupMs ?? 0); warmed += 1) engineStep(model, optimizer, features, rng);
     const ms: number[] = [];
-    for (let i = 0; i < request.warmup + request.steps; i += 1) {
+    for (let i = 0; i < request.steps; i += 1) {
       const start = performance.now();
       engineStep(model, optimizer, features, rng);
-      if (i >= request.warmup) ms.push(performance.now() - start);
+      ms.push(performance.now() - start);
     }
     out['ms'] = ms;
     out['peakRss'] = peakRss();

@@ -1,7 +1,8 @@
 """PyTorch side of test/bench/zoo.bench.ts: times one training step (forward, loss, backward, Adam lr 1e-4) of each
 MIL-zoo reference model from test/reference/ at full size (D = 1024, the milkit defaults), float32.
 
-Protocol: one JSON request per stdin line, {"model": name, "n": N, "warmup": W, "steps": S}; one JSON reply per line,
+Protocol: one JSON request per stdin line, {"model": name, "n": N, "warmup": W, "steps": S, "warmupMs": T}: at least
+W warm-up steps and, with T, warm-up steps until T ms have passed; one JSON reply per line,
 {"model": name, "n": N, "ms": [S step times], "peakRss": bytes} (or {"error": text}); peakRss is the process's
 high-water RSS during the request (VmHWM, reset through /proc/self/clear_refs before it).
 The first line printed is {"ready": true, "torch": version, "threads": T}.
@@ -185,16 +186,23 @@ def main():
                 bags[n] = torch.randn(n, D)
             reset_peak_rss()
             x = bags[n]
-            times = []
-            for i in range(int(request['warmup']) + int(request['steps'])):
-                start = time.perf_counter()
+            def step():
                 optimizer.zero_grad()
                 loss = loss_fn(model, x)
                 loss.backward()
                 optimizer.step()
                 loss.item()
-                if i >= int(request['warmup']):
-                    times.append((time.perf_counter() - start) * 1000)
+
+            warm_from = time.perf_counter()
+            warmed = 0
+            while warmed < int(request['warmup']) or (time.perf_counter() - warm_from) * 1000 < float(request.get('warmupMs', 0)):
+                step()
+                warmed += 1
+            times = []
+            for _ in range(int(request['steps'])):
+                start = time.perf_counter()
+                step()
+                times.append((time.perf_counter() - start) * 1000)
             print(json.dumps({'model': name, 'n': n, 'ms': times, 'peakRss': peak_rss()}), flush=True)
         except Exception as error:  # reported in the table, the run goes on
             print(json.dumps({'model': name, 'n': n, 'error': f'{type(error).__name__}: {error}'}), flush=True)

@@ -32,6 +32,12 @@ const FULL: SizePlan[] = [
   { n: 50000, warmup: 1, steps: 1, rounds: 1 },
 ];
 const QUICK: SizePlan[] = [{ n: 1000, warmup: 1, steps: 1, rounds: 1 }];
+/**
+ * Each process also warms up for at least this long (both sides): milkit's steps at N = 1,000 keep getting faster for
+ * about 30 steps (V8 optimising the tfjs engine's JavaScript; DSMIL: 10-30 ms over the first 10 steps, 6-9 ms from
+ * step 30), so a fixed count of warm-up steps measured the JIT's warm-up instead of the step.
+ */
+const WARMUP_MS = 1000;
 const TORCH_THREADS = [1, 2] as const;
 const PROFILE_N = 8000;
 /**
@@ -140,7 +146,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
           if (side === 'milkit' && cell.milkitError) continue;
           const proc = await start(side);
           await settle();
-          const request = { model: zoo.name, n: plan.n, warmup: plan.warmup, steps: plan.steps };
+          const request = { model: zoo.name, n: plan.n, warmup: plan.warmup, steps: plan.steps, warmupMs: ctx.quick ? 0 : WARMUP_MS };
           if (side === 'milkit') {
             // Round 0 also asks for the budget's estimate (before anything runs at N) and the measured peak.
             const answer = await proc.request<MilkitReply>({ ...request, estimate: round === 0, measurePeak: round === 0 }).catch((error: Error) => ({ error: error.message } as MilkitReply));
@@ -179,7 +185,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
   if (!ctx.quick) {
     for (const zoo of selected) {
       const proc = await start('milkit');
-      const answer = await proc.request<MilkitReply>({ model: zoo.name, n: PROFILE_N, steps: 0, profileN: PROFILE_N, warmup: 2 }).catch((error: Error) => ({ error: error.message } as MilkitReply));
+      const answer = await proc.request<MilkitReply>({ model: zoo.name, n: PROFILE_N, steps: 0, profileN: PROFILE_N, warmup: 2, warmupMs: WARMUP_MS }).catch((error: Error) => ({ error: error.message } as MilkitReply));
       await proc.stop();
       profiles.push(answer.profile ? `- **${zoo.name}** (N=${PROFILE_N}): ${topKernels(answer.profile)}` : `- **${zoo.name}**: profile failed (${(answer.error ?? 'no reply').slice(0, 80)})`);
     }
@@ -214,7 +220,7 @@ export async function run(ctx: BenchContext): Promise<BenchResult> {
     '',
     `One step = forward, the method's weighted losses, backward and Adam (lr 1e-4, no weight decay) on one bag [N, ${D}] with label 1, C = ${CLASSES}, ` +
       'default (paper) sizes with dropout off on both sides; `loss.dataSync()` inside the timing. milkit\'s step is the trainer\'s: `tf.variableGrads`, then the engine\'s optimizer (train.optimizer, fused Adam); torch\'s `torch.optim.Adam`. ' +
-      `Rounds are interleaved (every cell once per round, the order reversed every other round, a ${SETTLE_MS} ms pause before each side so the previous side's BLAS threads have stopped spinning); times are medians over rounds and steps, and the range in brackets after a ratio is its spread over the rounds (each round's milkit median ÷ that round's faster torch median). ` +
+      `Each process first warms up for at least the listed warm-up steps and ${WARMUP_MS / 1000} s. Rounds are interleaved (every cell once per round, the order reversed every other round, a ${SETTLE_MS} ms pause before each side so the previous side's BLAS threads have stopped spinning); times are medians over rounds and steps, and the range in brackets after a ratio is its spread over the rounds (each round's milkit median ÷ that round's faster torch median). ` +
       `PyTorch: the parity references of test/reference/ (Debian torch ${hellos.torch}, float32, \`test/bench/torch_zoo_step.py\`), run twice, torch threads 1 and 2 (OpenBLAS default threads), the ratio is against the faster. Every cell runs in a fresh process on every side, once per round (sides in reversed order every other round). ` +
       `milkit (\`test/bench/milkit_zoo_step.ts\`): tfjs ${info.tfjsVersion} ${info.backend}${info.backend === 'wasm' ? ` (SIMD ${info.simd ? 'on' : 'off'}, ${info.wasmThreads} thread)` : ''}, ` +
       `BLAS ${info.blas.library ? `on (${info.blas.library}, ${info.blas.threads} threads; kernels ${info.kernelOverrides.join(', ')})` : `off (${info.blas.reason})`}, matMul gradient ${info.matmulGrad}. ` +
