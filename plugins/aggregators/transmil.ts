@@ -62,7 +62,8 @@ class TransLayer extends Module {
   private readonly norm: LayerNorm;
   private readonly attn: NystromAttention;
 
-  constructor(nystrom: NystromOptions, rng: Rng, private readonly name: string, private readonly recompute: boolean) {
+  /** `last`: the layer right before the head, whose q, k and v the chunked backward pass may keep at no cost in peak memory. */
+  constructor(nystrom: NystromOptions, rng: Rng, private readonly name: string, private readonly recompute: boolean, private readonly last = false) {
     super();
     this.norm = this.addModule('norm', new LayerNorm(nystrom.dim));
     this.attn = this.addModule('attn', new NystromAttention(nystrom, rng.fork('attn')));
@@ -75,7 +76,7 @@ class TransLayer extends Module {
     const attnIO: ForwardIO = { training: io.training, rng: stream.fork('call') };
     // Recomputed: the layer runs in blocks of rows and its backward recomputes them (chunked-translayer.ts), so no
     // [L, ·] intermediate of it is ever whole; the plain path keeps them all for tfjs' own gradient.
-    if (this.recompute) return chunkedTransLayer(x, this.norm, this.attn, attnIO, observer);
+    if (this.recompute) return chunkedTransLayer(x, this.norm, this.attn, attnIO, observer, undefined, undefined, this.last);
     // LayerNorm in its own tidy: its statistics and centred copies are gone before the attention runs (large N).
     return tf.tidy(() => tf.add(x, this.attn.forward(tf.tidy(() => this.norm.forward(x)), attnIO, observer)) as tf.Tensor2D); // [L, E]
   }
@@ -156,7 +157,7 @@ class TransmilAggregator extends Module implements Aggregator {
     this.positional = this.addModule('pos_layer', new PositionalEncoding(embedDim, init, ctx.rng.fork('pos_layer')));
     this.fc1 = this.addModule('_fc1.0', new Linear(ctx.inputDim, embedDim, ctx.rng.fork('_fc1'), { init }));
     this.layer1 = this.addModule('layer1', new TransLayer(nystrom, ctx.rng.fork('layer1'), 'layer1', options.checkpointLayers));
-    this.layer2 = this.addModule('layer2', new TransLayer(nystrom, ctx.rng.fork('layer2'), 'layer2', options.checkpointLayers));
+    this.layer2 = this.addModule('layer2', new TransLayer(nystrom, ctx.rng.fork('layer2'), 'layer2', options.checkpointLayers, true));
     this.norm = this.addModule('norm', new LayerNorm(embedDim));
     // Pinned alignment: only the class token of layer 2 is read, and it sits on a zero padding row whose value
     // residual sums zeros whenever the padding exceeds half the kernel (all but a few sequence lengths).

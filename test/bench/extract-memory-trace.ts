@@ -2,7 +2,7 @@
 // detection, CLAM's grid, the read/embed loop, thumbnails — with color-texture and the tiff reader, and prints the
 // process's resident memory (VmRSS), V8's heap and the memory held outside it (external, array buffers) every
 // `--every` patches, as CSV on stdout. Usage:
-//   node --import tsx test/bench/extract-memory-trace.ts SLIDE.svs [--every 256] [--limit N] [--trim]
+//   node --conditions=milkit-source --import tsx test/bench/extract-memory-trace.ts SLIDE.svs [--every 256] [--limit N] [--trim]
 // (--trim returns the allocator's free memory to the system after every batch, to tell fragmentation from a leak).
 import { readFileSync } from 'node:fs';
 import { register } from 'node:module';

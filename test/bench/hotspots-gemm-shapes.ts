@@ -1,6 +1,6 @@
 // Raw OpenBLAS calls through koffi at the narrow shapes of a zoo step (N = 8,000): sgemm against the sgemv/sger form
 // the BLAS kernels now use (src/core/runtime/blas-kernels.ts), alternating in one process, CPU and wall time per call
-// (min and median over rounds). Hand-run: node --import tsx test/bench/hotspots-gemm-shapes.ts (BLAS threads: 2, or
+// (min and median over rounds). Hand-run: node --conditions=milkit-source --import tsx test/bench/hotspots-gemm-shapes.ts (BLAS threads: 2, or
 // SHAPES_BLAS_THREADS).
 import { CBLAS_NO_TRANS as N, CBLAS_ROW_MAJOR as R, CBLAS_TRANS as T, loadNativeBlas } from '../../src/core/runtime/native-blas.js';
 import { median } from './shared.js';

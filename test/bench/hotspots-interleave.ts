@@ -2,7 +2,7 @@
 // source trees (HOTSPOTS_BEFORE = a checkout of the commit before the changes, with this script's step file copied
 // in; the current tree is "after") in alternating processes, round after round with the order rotated, and prints
 // a markdown table of the median over rounds of each round's median step, plus one tf.profile'd step per tree
-// for a few cells. Usage: HOTSPOTS_BEFORE=/path/to/old/tree node --import tsx test/bench/hotspots-interleave.ts
+// for a few cells. Usage: HOTSPOTS_BEFORE=/path/to/old/tree node --conditions=milkit-source --import tsx test/bench/hotspots-interleave.ts
 // Environment: HOTSPOTS_ROUNDS (default 3), HOTSPOTS_PROFILES ("dmin-cka@1000,mean-pool@8000,max-pool-proj@8000").
 import { spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';

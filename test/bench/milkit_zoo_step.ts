@@ -12,7 +12,7 @@
 // profiled step on a bag of that size (kernel time per kernel).
 // Hand-run: node --conditions=milkit-source --import tsx test/bench/milkit_zoo_step.ts, then type a request. Without
 // the milkit-source condition the plugins' `milkit/nn` imports resolve to the compiled dist/ (a second, possibly
-// stale copy of core beside the sources this script imports), so the script refuses to start.
+// stale copy of core beside the sources this script imports), so shared.ts refuses to start.
 import { createInterface } from 'node:readline';
 import * as tf from '@tensorflow/tfjs';
 import { builtinManifest } from '../../plugins/index.js';
@@ -34,9 +34,6 @@ interface Request {
   readonly profileN?: number;
 }
 
-if (import.meta.resolve('milkit/nn').includes('/dist/')) {
-  throw new Error('milkit_zoo_step.ts must run with --conditions=milkit-source (plugins would import the compiled dist/ instead of the sources)');
-}
 const info = await initRuntime(RuntimeSection.parse({ backend: 'wasm' }), { logger: silentLogger });
 const registry = new Registry(builtinManifest());
 const reply = (message: Record<string, unknown>): void => {

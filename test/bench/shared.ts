@@ -14,6 +14,14 @@ import { silentLogger } from '../../src/core/logger.js';
 import { Rng } from '../../src/core/runtime/random.js';
 import type { Registry } from '../../src/registry/registry.js';
 
+// The benches import src/ directly. The plugins they build import `milkit` and `milkit/nn`, which resolve to the
+// same sources only under the `milkit-source` condition; without it they reach the compiled dist/, a second and
+// possibly stale copy of core whose kernels and registries are not the ones this process set up (a TransMIL step
+// measured 4.9 s that way instead of 3.2 s). Refuse to measure that.
+if (typeof import.meta.resolve === 'function' && import.meta.resolve('milkit/nn').includes('/dist/')) {
+  throw new Error('run the benches with node --conditions=milkit-source (npm run bench does): without it the plugins import the compiled dist/ instead of src/');
+}
+
 export const D = 1024;
 export const CLASSES = 2;
 export const LABEL = 1;

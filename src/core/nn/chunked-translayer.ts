@@ -24,9 +24,8 @@ type Block = readonly [start: number, end: number];
 /**
  * Up to this many (padded) rows the layer keeps, for its backward pass, what it would otherwise compute again: the
  * pseudo-inverse's iterates from the forward pass (48 MB per layer at the default sizes, whatever N; saves 24 of the
- * backward's 72 [h, m, m] products), q, k and v of every block (6 KB per row; saves projecting every block again,
- * LayerNorm and the [b, dim] × [dim, 3·inner] product) and, inside the backward pass, K3's share of dk and dv per
- * block from step 3 to step 4 (4 KB per row; saves one [h, m, b] exponential and two products per block). Above it the heap is better
+ * backward's 72 [h, m, m] products) and, inside the backward pass, K3's share of dk and dv per block from step 3 to
+ * step 4 (4 KB per row; saves one [h, m, b] exponential and two products per block). Above it the heap is better
  * spent on rows (at 50,000 instances the step fills most of wasm's 4 GB); the memory budget's TransMIL floor is
  * measured there.
  */
@@ -173,9 +172,12 @@ const SMALL_KEYS = ['qLand', 'kLand', 'attn2Inv', 'lse', 'k3v', 'mixed'] as cons
  * TransLayer x [L, dim] → x + NystromAttention(LayerNorm(x)) [L, dim], in blocks of about `blockRows` rows
  * (rounded to whole landmark segments), with a backward pass that recomputes blocks. `io.rng` must be the stream
  * the plain layer would give the attention (its first draw is the output dropout's seed); `observer` is served
- * from the forward pass only.
+ * from the forward pass only. `keepProjections` keeps q, k and v of every block from the forward pass for the
+ * backward pass (6 KB per row) instead of projecting every block again: it costs no memory at the step's peak only
+ * for the last layer before the loss (nothing but the head runs between its forward and backward passes, and its
+ * backward pass would allocate the same tensors at once), so a model asks for it there, at any N.
  */
-export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: NystromAttention, io: ForwardIO, observer?: NystromObserver, blockRows?: number, keepForBackward?: boolean): tf.Tensor2D {
+export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: NystromAttention, io: ForwardIO, observer?: NystromObserver, blockRows?: number, keepForBackward?: boolean, keepProjections = false): tf.Tensor2D {
   const { heads, dimHead, landmarks: m, pinvIterations, alignment, dropout: rate, residualKernel } = attn.options;
   const [length, dim] = x.shape;
   const pad = (m - (length % m)) % m; // zero rows on the LEFT, as the plain layer
@@ -348,8 +350,7 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
     // The backward pass gets the [h, m, ·] quantities (a few MB, whatever N) instead of computing them again: that
     // would be K2's 6 pseudo-inverse iterations (24 batched [h, m, m] products) and two passes over all keys.
     // Saved only while a gradient is being recorded (tfjs' save is a no-op otherwise).
-    // Under the keep policy q, k and v too (6 KB per row), so the backward pass does not project every block again.
-    save([input, ...SMALL_KEYS.map((key) => state[key]), ...(state.pinvTape ? tapeTensors(state.pinvTape) : []), ...(keepSmallNState ? [...state.q, ...state.k, ...state.v] : [])]);
+    save([input, ...SMALL_KEYS.map((key) => state[key]), ...(state.pinvTape ? tapeTensors(state.pinvTape) : []), ...(keepProjections ? [...state.q, ...state.k, ...state.v] : [])]);
     try {
       if (observer) observe(state, observer);
       return tf.tidy(() => {

@@ -29,6 +29,7 @@ interface Case {
   readonly backend?: 'cpu' | 'wasm';
   /** false: the large-N policy: the backward pass differentiates a recomputed pseudo-inverse and takes K3 again per block. */
   readonly keepForBackward?: boolean;
+  readonly keepProjections?: boolean;
 }
 
 // dim 8, 2 heads of 4. Padding = landmarks - length % landmarks rows on the left; blocks are whole landmark segments.
@@ -44,6 +45,9 @@ const cases: Case[] = [
   { name: 'wasm: pinned, segments of 5, one segment per block', length: 37, landmarks: 8, residualKernel: 5, alignment: 'pinned-0.0.9', dropout: 0, blockRows: 3, backend: 'wasm' },
   { name: 'wasm: fixed, dropout, blocks of padding only', length: 25, landmarks: 4, residualKernel: 3, alignment: 'fixed', dropout: 0.5, blockRows: 10, backend: 'wasm' },
   { name: 'pinned, pseudo-inverse recomputed in the backward pass', length: 37, landmarks: 8, residualKernel: 5, alignment: 'pinned-0.0.9', dropout: 0, blockRows: 3, keepForBackward: false },
+  // q, k and v kept from the forward pass (the last layer's option), with and without the pseudo-inverse's tape.
+  { name: 'fixed, dropout, blocks of padding only, projections kept', length: 25, landmarks: 4, residualKernel: 3, alignment: 'fixed', dropout: 0.5, blockRows: 10, keepProjections: true },
+  { name: 'wasm: pinned, projections kept, pseudo-inverse recomputed', length: 37, landmarks: 8, residualKernel: 5, alignment: 'pinned-0.0.9', dropout: 0, blockRows: 3, keepForBackward: false, keepProjections: true, backend: 'wasm' },
 ];
 
 describe('nn/chunked-translayer', () => {
@@ -73,7 +77,7 @@ describe('nn/chunked-translayer', () => {
     };
     // Both paths draw the same dropout mask: same stream, fresh for each call.
     const plain = run((input) => tf.add(input, attn.forward(norm.forward(input), { ...io, rng: io.rng.fork('call') }, observer)) as tf.Tensor2D);
-    const chunked = run((input) => chunkedTransLayer(input, norm, attn, { ...io, rng: io.rng.fork('call') }, observer, c.blockRows, c.keepForBackward));
+    const chunked = run((input) => chunkedTransLayer(input, norm, attn, { ...io, rng: io.rng.fork('call') }, observer, c.blockRows, c.keepForBackward, c.keepProjections));
 
     expect(maxAbsDiff(chunked.output, plain.output)).toBeLessThan(1e-5);
     expect(maxAbsDiff(chunked.dx, plain.dx)).toBeLessThan(1e-5);
@@ -96,14 +100,14 @@ describe('nn/chunked-translayer', () => {
     attn.dispose();
   });
 
-  it('leaves no tensor behind after a forward and backward pass', () => {
+  it.each([false, true])('leaves no tensor behind after a forward and backward pass (projections kept: %s)', (keepProjections) => {
     const dim = 8;
     const norm = new LayerNorm(dim);
     const attn = new NystromAttention({ dim, heads: 2, dimHead: 4, landmarks: 4, pinvIterations: 6, residualKernel: 3, dropout: 0.2, alignment: 'pinned-0.0.9', init: 'torch-default' }, new Rng('leak'));
     const variables = [...norm.trainableVariables(), ...attn.trainableVariables()];
     const x = tf.randomNormal([21, dim], 0, 1, 'float32', 5) as tf.Tensor2D;
     const step = (): void => {
-      const { value, grads } = tf.variableGrads(() => tf.sum(chunkedTransLayer(x, norm, attn, { training: true, rng: new Rng('s') }, undefined, 4)) as tf.Scalar, variables);
+      const { value, grads } = tf.variableGrads(() => tf.sum(chunkedTransLayer(x, norm, attn, { training: true, rng: new Rng('s') }, undefined, 4, undefined, keepProjections)) as tf.Scalar, variables);
       tf.dispose([value, ...Object.values(grads)]);
     };
     step();
