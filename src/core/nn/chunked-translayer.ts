@@ -494,9 +494,9 @@ export function chunkedTransLayer(x: tf.Tensor2D, norm: LayerNorm, attn: Nystrom
         const small = Object.fromEntries(SMALL_KEYS.map((key, i) => [key, tf.clone(saved[i + 1]!)])) as unknown as SmallState;
         const rest = saved.slice(1 + SMALL_KEYS.length).map((t) => tf.clone(t));
         const tapeLength = keepSmallNState ? 1 + 4 * pinvIterations : 0; // x, then Z, XZ, t1, t2 per iteration
-        const projected = rest.slice(tapeLength) as tf.Tensor3D[];
+        const projected = rest.slice(tapeLength) as tf.Tensor3D[]; // q, k, v of every block, under keepProjections
         const count = blocks.length;
-        const kept = projected.length === 3 * count ? { q: projected.slice(0, count), k: projected.slice(count, 2 * count), v: projected.slice(2 * count) } : undefined;
+        const kept = keepProjections ? { q: projected.slice(0, count), k: projected.slice(count, 2 * count), v: projected.slice(2 * count) } : undefined;
         return backward((Array.isArray(dy) ? dy[0] : dy) as tf.Tensor2D, saved[0] as tf.Tensor2D, small, tapeLength > 0 ? tapeFrom(rest.slice(0, tapeLength)) : undefined, kept);
       },
     };
